@@ -1,0 +1,132 @@
+//! Command-line definitions and dispatch. Each subcommand lives in its own
+//! file with its `Args` (every flag documented where it is declared) and a
+//! `run` function; this file only wires them together.
+
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+use clap_verbosity_flag::{Verbosity, WarnLevel};
+
+use airlock::config::Config;
+use airlock::error::{Error, Result};
+use airlock::paths::Paths;
+use airlock::vault::{self, Vault};
+
+mod completions;
+mod doctor;
+mod lock;
+
+/// Get AI coding agents' credentials into container sandboxes, securely.
+///
+/// airlock captures the logins of Claude Code, Codex CLI and Gemini CLI once,
+/// keeps them in a vault (the OS keyring, or an encrypted file), and injects
+/// them into Docker or Podman sandboxes without putting a secret on a command
+/// line or in the container's configuration.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    verbosity: Verbosity<WarnLevel>,
+
+    /// When to use colours: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    color: ColorChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Doctor(doctor::Args),
+    Lock(lock::Args),
+    Completions(completions::Args),
+}
+
+/// What every subcommand gets.
+pub struct Ctx {
+    /// Resolved locations.
+    pub paths: Paths,
+    /// The loaded config file.
+    pub config: Config,
+    /// Whether stdin and stderr are terminals (prompts allowed).
+    pub interactive: bool,
+    /// Whether to colour output.
+    #[allow(dead_code)]
+    pub color: bool,
+}
+
+impl Ctx {
+    /// Opens the vault selected by env/config/platform.
+    pub fn open_vault(&self) -> Result<Vault> {
+        let opts = vault::OpenOptions::new(&self.paths, &self.config, self.interactive)?;
+        let v = vault::open(opts)?;
+        tracing::info!(backend = %v.kind(), reason = v.why(), "vault backend");
+        Ok(v)
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.verbosity);
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    match run(cli.command, color) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.exit_code().code();
+            let _ = anstream::eprintln!("airlock: error: {e}");
+            std::process::ExitCode::from(code)
+        }
+    }
+}
+
+fn run(command: Command, color: bool) -> Result<()> {
+    if let Command::Completions(a) = command {
+        return completions::run(a);
+    }
+    let paths = Paths::from_env()?;
+    let config = Config::load(&paths.config_file())?;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let ctx = Ctx {
+        paths,
+        config,
+        interactive,
+        color,
+    };
+    match command {
+        Command::Doctor(a) => doctor::run(&ctx, a),
+        Command::Lock(a) => lock::run(&ctx, a),
+        Command::Completions(_) => Err(Error::Other("unreachable".into())),
+    }
+}
+
+fn init_logging(v: &Verbosity<WarnLevel>) {
+    use tracing_subscriber::EnvFilter;
+    let level = v.tracing_level_filter();
+    // AIRLOCK_LOG (same syntax as RUST_LOG) refines -v/-q for debugging.
+    let filter = std::env::var("AIRLOCK_LOG")
+        .ok()
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("airlock={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

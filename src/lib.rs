@@ -1,0 +1,26 @@
+//! # airlock
+//!
+//! Gets AI coding agents' credentials (Claude Code, OpenAI Codex CLI, Google
+//! Gemini CLI) from a developer's machine into container sandboxes (Docker,
+//! Podman): captured once, stored securely, injected when a sandbox starts,
+//! and kept valid while the agent runs, without leaking a secret.
+//!
+//! The crate follows one pipeline, one module per stage:
+//!
+//! * [`vault`]: storage backends for credential [`vault::Record`]s.
+//!
+//! Every secret value travels as a [`secret::Secret`], which never prints and
+//! is zeroized on drop. Errors ([`error::Error`]) say what to do next and map
+//! to documented exit codes.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod paths;
+pub mod secret;
+pub mod vault;
+
+pub use error::{Error, ExitCode, Result};
+pub use secret::Secret;
