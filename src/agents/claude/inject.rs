@@ -1,0 +1,1 @@
+//! What a sandbox receives for a claude credential. WORK IN PROGRESS.

@@ -1,0 +1,4 @@
+//! claude: capture and injection knowledge.
+
+pub mod capture;
+pub mod inject;

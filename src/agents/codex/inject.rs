@@ -1,0 +1,1 @@
+//! What a sandbox receives for a codex credential. WORK IN PROGRESS.

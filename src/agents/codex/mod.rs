@@ -1,0 +1,4 @@
+//! codex: capture and injection knowledge.
+
+pub mod capture;
+pub mod inject;

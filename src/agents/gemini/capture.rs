@@ -1,0 +1,10 @@
+//! Capturing gemini credentials. WORK IN PROGRESS.
+
+use crate::agents::HostEnv;
+use crate::error::Result;
+use crate::vault::Record;
+
+/// The host's gemini login, if any (see [`crate::agents::host_login`]).
+pub fn host_login(_env: &HostEnv) -> Result<Option<Record>> {
+    Ok(None)
+}

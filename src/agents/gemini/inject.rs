@@ -1,0 +1,1 @@
+//! What a sandbox receives for a gemini credential. WORK IN PROGRESS.

@@ -1,0 +1,4 @@
+//! gemini: capture and injection knowledge.
+
+pub mod capture;
+pub mod inject;
