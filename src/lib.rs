@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod paths;
+pub mod plan;
 pub mod secret;
 pub mod vault;
 
