@@ -308,6 +308,22 @@ pub fn resolve(
     config: &Config,
     now: Timestamp,
 ) -> Result<Resolved> {
+    resolve_with(req, vault, host, config, now, &agents::host_login)
+}
+
+/// Reads the host's live login for an agent (see [`agents::host_login`]).
+pub type HostLogin<'a> = &'a dyn Fn(&str, &HostEnv) -> Result<Option<Record>>;
+
+/// [`resolve`] with the host-login reader passed in, so tests (and
+/// `airlock verify`) can supply the host step.
+pub fn resolve_with(
+    req: &Request,
+    vault: &Vault,
+    host: &HostEnv,
+    config: &Config,
+    now: Timestamp,
+    host_login: HostLogin<'_>,
+) -> Result<Resolved> {
     check_workdir(&req.workdir)?;
     let mut seen = BTreeSet::new();
     for a in &req.agents {
@@ -326,7 +342,7 @@ pub fn resolve(
     let mut resolutions = Vec::new();
     let mut missing = Vec::new();
     for a in &req.agents {
-        let r = resolve_agent(a, req, vault, host, config, now, &mut plan)?;
+        let r = resolve_agent(a, req, vault, host, config, now, host_login, &mut plan)?;
         if r.used.is_none() && !a.optional {
             missing.push(a.agent.clone());
         }
@@ -375,6 +391,7 @@ fn resolve_agent(
     host: &HostEnv,
     config: &Config,
     now: Timestamp,
+    host_login: HostLogin<'_>,
     plan: &mut SandboxPlan,
 ) -> Result<Resolution> {
     let agent = a.agent.as_str();
@@ -509,7 +526,7 @@ fn resolve_agent(
                 outcome: Outcome::Skipped { reason },
             });
         } else {
-            match agents::host_login(agent, host) {
+            match host_login(agent, host) {
                 Ok(Some(mut record)) => {
                     let source = if record.meta.source.starts_with("host") {
                         record.meta.source.clone()
