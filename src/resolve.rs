@@ -596,7 +596,7 @@ fn resolve_agent(
     let mut agent_plan = inject::onboarding_for(agent, &opts)?;
     if !req.require_auth {
         agent_plan.warnings.push(format!(
-            "no usable credential for {agent}; starting without one. {}",
+            "no usable credential for {agent}; starting without one. To set one up: {}",
             setup_hint(agent)
         ));
     }
