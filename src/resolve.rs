@@ -641,7 +641,6 @@ fn skip(
 /// The state of `record` at `now`: the rule is valid / expiring (within
 /// `expiring_days`) / expired, where a session whose access token lapsed is
 /// "refreshable" (usable) if the sandbox receives its refresh token.
-// TODO(lead): dedupe with src/status.rs when it lands (same rule).
 fn judge(
     record: &Record,
     now: Timestamp,
@@ -656,21 +655,47 @@ fn judge(
     let expires_at = info
         .and_then(|i| i.access_expires_at)
         .or(record.meta.expires_at);
+    // The sandbox can renew a lapsed access token only if it gets the
+    // refresh token, which access-only rotation withholds.
     let delivers_refresh = info
         .is_some_and(|i| i.has_refresh_token && !(i.rotates && rotation == Rotation::AccessOnly));
-    let state = match expires_at {
-        _ if delivers_refresh => match expires_at {
-            Some(t) if t <= now => ExpiryState::Refreshable,
-            _ => ExpiryState::Valid,
-        },
-        None => ExpiryState::Valid,
-        Some(t) if t <= now => ExpiryState::Expired,
-        Some(t) if t < now + SignedDuration::from_hours(24 * i64::from(expiring_days)) => {
-            ExpiryState::Expiring
-        }
-        Some(_) => ExpiryState::Valid,
-    };
+    let state = state(
+        record.method,
+        expires_at,
+        delivers_refresh,
+        now,
+        expiring_days,
+    );
     Ok((state, expires_at, info))
+}
+
+/// The expiry rule (same as `status::state`, which the lead can swap in):
+/// no expiry → valid; a session that will get its refresh token → valid, or
+/// refreshable once lapsed; otherwise expired / expiring / valid.
+fn state(
+    method: Method,
+    expires_at: Option<Timestamp>,
+    refreshable: bool,
+    now: Timestamp,
+    expiring_days: u32,
+) -> ExpiryState {
+    let Some(exp) = expires_at else {
+        return ExpiryState::Valid;
+    };
+    if method == Method::Session && refreshable {
+        return if exp <= now {
+            ExpiryState::Refreshable
+        } else {
+            ExpiryState::Valid
+        };
+    }
+    if exp <= now {
+        ExpiryState::Expired
+    } else if exp.duration_since(now) < SignedDuration::from_hours(24 * i64::from(expiring_days)) {
+        ExpiryState::Expiring
+    } else {
+        ExpiryState::Valid
+    }
 }
 
 fn expired_reason(
@@ -732,9 +757,10 @@ fn human_left(d: SignedDuration) -> String {
 fn long_lived_hint(agent: &str) -> String {
     match agent {
         "claude" => {
-            "store a setup-token: `claude setup-token`, then `airlock add claude --token`".into()
+            "store a setup-token: `claude setup-token`, then `airlock auth claude --method token`"
+                .into()
         }
-        "codex" => "store an API key: `airlock add codex --api-key`".into(),
+        "codex" => "store an API key: `airlock auth codex --method api-key`".into(),
         other => setup_hint(other),
     }
 }
@@ -742,11 +768,11 @@ fn long_lived_hint(agent: &str) -> String {
 /// How to give `agent` a credential, for warnings and `--require-auth`.
 pub fn setup_hint(agent: &str) -> String {
     match agent {
-        "claude" => "run `claude setup-token` on the host and store the token with `airlock add claude --token`, or log in on the host with `claude`".into(),
-        "codex" => "log in on the host with `codex login`, or store an API key with `airlock add codex --api-key`".into(),
-        "gemini" => "store an API key with `airlock add gemini --api-key`, or log in on the host with `gemini`".into(),
+        "claude" => "run `claude setup-token` on the host, then `airlock auth claude --method token`; or log in on the host with `claude auth login`".into(),
+        "codex" => "log in on the host with `codex login`, or store an API key with `airlock auth codex --method api-key`".into(),
+        "gemini" => "store an API key with `airlock auth gemini --method api-key`, or log in on the host with `gemini`".into(),
         other => format!(
-            "store its key with `airlock add {other} --api-key`, or set secret_file under [agents.custom.{other}] in config.toml"
+            "store its key with `airlock auth {other} --method api-key`, or set secret_file under [agents.custom.{other}] in config.toml"
         ),
     }
 }

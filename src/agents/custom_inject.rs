@@ -27,7 +27,7 @@ pub fn plan(record: &Record, def: &CustomAgentConfig) -> Result<SandboxPlan> {
                 record.id
             ),
             format!(
-                "store the key with `airlock add {} --api-key`",
+                "store the key with `airlock auth {} --method api-key`",
                 record.id.agent
             ),
         ));

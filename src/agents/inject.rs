@@ -178,7 +178,7 @@ pub(crate) fn single_line(record: &Record, what: &str) -> Result<Secret> {
     if v.is_empty() {
         return Err(Error::invalid(
             format!("the stored {what} for {} is empty", record.id),
-            format!("store it again with `airlock add {}`", record.id.agent),
+            format!("store it again with `airlock auth {}`", record.id.agent),
         ));
     }
     if v.expose().chars().any(char::is_control) || v.expose().contains(' ') {
@@ -188,7 +188,7 @@ pub(crate) fn single_line(record: &Record, what: &str) -> Result<Secret> {
                 record.id
             ),
             format!(
-                "a {what} is one word; store it again with `airlock add {}`",
+                "a {what} is one word; store it again with `airlock auth {}`",
                 record.id.agent
             ),
         ));

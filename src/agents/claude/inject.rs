@@ -100,7 +100,10 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                             "the credential {} is stored as a setup-token but is an API key",
                             r.id
                         ),
-                        format!("store it again with `airlock add {} --api-key`", r.id.agent),
+                        format!(
+                            "store it again with `airlock auth {} --method api-key`",
+                            r.id.agent
+                        ),
                     ));
                 }
                 plan.set_env("CLAUDE_CODE_OAUTH_TOKEN", Value::Secret(token));
@@ -212,7 +215,7 @@ fn unreachable_shape<T>() -> Result<T> {
     ))
 }
 
-const FIX_SESSION: &str = "log in on the host with `claude` and store the session again with `airlock add claude --session`";
+const FIX_SESSION: &str = "log in on the host with `claude`, then `airlock auth claude --from-host`";
 
 /// Parses and checks a session document: `claudeAiOauth.accessToken` must
 /// be present and the scopes (when listed) must include `user:inference`.

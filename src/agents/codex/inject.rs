@@ -38,7 +38,8 @@ pub const CODEX_HOME: &str = "/run/airlock/codex";
 /// work inside a container anyway (the container is the sandbox).
 pub const ALIAS_ARGS: &[&str] = &["--dangerously-bypass-approvals-and-sandbox"];
 
-const FIX_SESSION: &str = "log in on the host with `codex login` and store the session again with `airlock add codex --session`";
+const FIX_SESSION: &str =
+    "log in on the host with `codex login`, then `airlock auth codex --from-host`";
 
 /// Where the host's `config.toml` is: `$CODEX_HOME/config.toml`, else
 /// `~/.codex/config.toml`.
@@ -99,7 +100,7 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                         "the credential {} is a setup-token, which codex does not have",
                         r.id
                     ),
-                    "store a codex API key (`airlock add codex --api-key`) or a ChatGPT session (`airlock add codex --session`)",
+                    "store a codex API key (`airlock auth codex --method api-key`) or a ChatGPT session (`airlock auth codex --from-host`)",
                 ));
             }
         };

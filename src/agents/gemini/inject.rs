@@ -40,7 +40,7 @@ pub const SETTING_PROJECT: &str = "project";
 /// Credential setting: the Vertex AI location (`GOOGLE_CLOUD_LOCATION`).
 pub const SETTING_LOCATION: &str = "location";
 
-const FIX_SESSION: &str = "log in on the host with `gemini` and store the session again with `airlock add gemini --session`";
+const FIX_SESSION: &str = "log in on the host with `gemini`, then `airlock auth gemini --from-host`";
 
 /// Onboarding and trust only: what the sandbox gets with no credential.
 pub fn onboarding(opts: &InjectOptions) -> Result<SandboxPlan> {
@@ -100,7 +100,7 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
                     "the credential {} is a setup-token, which gemini does not have",
                     record.id
                 ),
-                "store a Gemini API key (`airlock add gemini --api-key`) or a Google login (`airlock add gemini --session`)",
+                "store a Gemini API key (`airlock auth gemini --method api-key`) or a Google login (`airlock auth gemini --from-host`)",
             ));
         }
     };
