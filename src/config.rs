@@ -17,6 +17,7 @@
 //! [agents.custom.aider]       # an agent airlock does not know: one API key in one env var
 //! api_key_env = "OPENAI_API_KEY"
 //! secret_file = "/run/secrets/aider-key"       # optional
+//! files = [{ path = ".aider/key", mode = "0600" }] # optional: files under the sandbox home that get the key
 //! ```
 //!
 //! Every key is optional. Unknown keys are an error, so that a typo does not
@@ -103,6 +104,31 @@ pub struct CustomAgentConfig {
     pub account: Option<String>,
     /// A secret file holding the key, tried after the vault.
     pub secret_file: Option<PathBuf>,
+    /// Files, relative to the sandbox user's home, that receive the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<CustomFile>,
+    /// A short description for humans.
+    pub description: Option<String>,
+}
+
+/// One file a custom agent's key is written to (`{ path = ".aider/key", mode = "0600" }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomFile {
+    /// Path relative to the sandbox user's home (no `..`, not absolute).
+    pub path: String,
+    /// Octal permissions, `"0600"` when not given.
+    pub mode: Option<String>,
+}
+
+impl CustomFile {
+    /// The permission bits (default 0600).
+    pub fn mode_bits(&self) -> u32 {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
+            .unwrap_or(0o600)
+    }
 }
 
 /// Accepts every spelling `Method::from_str` does (`token`, `api-key`, …).

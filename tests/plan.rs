@@ -610,8 +610,10 @@ fn gemini_onboarding_trusts_without_auth() {
 
 #[test]
 fn custom_agent_gets_its_key_in_its_variable() {
-    let config =
-        Config::parse("[agents.custom.aider]\napi_key_env = \"OPENAI_API_KEY\"\n").unwrap();
+    let config = Config::parse(
+        "[agents.custom.aider]\napi_key_env = \"OPENAI_API_KEY\"\nfiles = [{ path = \".aider/key\", mode = \"0400\" }]\n",
+    )
+    .unwrap();
     let r = rec("aider", Method::ApiKey, &format!("sk-{CANARY}"));
     let p = plan_for(&r, &opts(), &config).unwrap();
     assert_eq!(p.env.len(), 1);
@@ -619,7 +621,11 @@ fn custom_agent_gets_its_key_in_its_variable() {
         env(&p, "OPENAI_API_KEY"),
         &Value::Secret(Secret::from(format!("sk-{CANARY}")))
     );
-    assert!(p.files.is_empty() && p.aliases.is_empty());
+    assert_eq!(p.files.len(), 1);
+    let (f, mode) = file(&p, "~/.aider/key");
+    assert_eq!(f, &Value::Secret(Secret::from(format!("sk-{CANARY}"))));
+    assert_eq!(mode, 0o400);
+    assert!(p.aliases.is_empty());
     insta::assert_snapshot!("plan_custom", printed(&p));
 
     assert!(plan_for(&rec("aider", Method::Session, "{}"), &opts(), &config).is_err());

@@ -1,6 +1,7 @@
 //! Custom agents: anything configured as `[agents.custom.NAME]` in
-//! `config.toml`. airlock knows nothing about their files; the sandbox gets
-//! the stored key in the configured environment variable, nothing else.
+//! `config.toml`. The sandbox gets the stored key in the configured
+//! environment variable, and in each configured file (`files`, relative to
+//! the container user's home, planned as `~/<path>`), nothing else.
 
 use crate::agents::inject::single_line;
 use crate::config::{Config, CustomAgentConfig};
@@ -34,8 +35,32 @@ pub fn plan(record: &Record, def: &CustomAgentConfig) -> Result<SandboxPlan> {
     }
     let key = single_line(record, "key")?;
     let mut plan = SandboxPlan::default();
+    for f in &def.files {
+        check_home_path(&record.id.agent, &f.path)?;
+        plan.add_file(
+            format!("~/{}", f.path),
+            Value::Secret(key.clone()),
+            f.mode_bits() & 0o777,
+        );
+    }
     plan.set_env(&def.api_key_env, Value::Secret(key));
     Ok(plan)
+}
+
+/// Paths relative to the home directory, without `..`.
+fn check_home_path(agent: &str, path: &str) -> Result<()> {
+    use std::path::{Component, Path};
+    let ok = !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "[agents.custom.{agent}] file path {path:?} must be relative to the home directory, without '..' (for example .aider/key)"
+        )))
+    }
 }
 
 /// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -64,6 +89,10 @@ mod tests {
         assert!(check_env_name("a", "_X1").is_ok());
         for bad in ["", "1X", "A-B", "A B", "A=B"] {
             assert!(check_env_name("a", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_home_path("a", ".aider/key").is_ok());
+        for bad in ["", "/etc/x", "../x", "a/../../x"] {
+            assert!(check_home_path("a", bad).is_err(), "{bad:?}");
         }
     }
 }
