@@ -628,7 +628,7 @@ fn skip(
     res: &mut Resolution,
     plan: &mut SandboxPlan,
 ) {
-    tracing::info!(agent, step = step.as_str(), source, state = "skipped", %reason, "credential resolution");
+    tracing::info!(agent, step = step.as_str(), source = %source, state = "skipped", %reason, "credential resolution");
     plan.warnings
         .push(format!("{agent}: skipped {source}: {reason}"));
     res.attempts.push(Attempt {

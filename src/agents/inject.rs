@@ -133,12 +133,12 @@ pub(crate) fn parse_object(
     match serde_json::from_str::<serde_json::Value>(secret.expose()) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
         Ok(_) => Err(Error::invalid(
-            format!("the stored {what} is JSON but not an object"),
+            format!("the {what} is JSON but not an object"),
             fix,
         )),
         Err(e) => Err(Error::invalid(
             format!(
-                "the stored {what} is not valid JSON (line {}, column {})",
+                "the {what} is not valid JSON (line {}, column {})",
                 e.line(),
                 e.column()
             ),

@@ -210,7 +210,7 @@ fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
 
 fn unreachable_shape<T>() -> Result<T> {
     Err(Error::invalid(
-        "the stored claude session has no claudeAiOauth object",
+        "the claude session has no claudeAiOauth object",
         FIX_SESSION,
     ))
 }
@@ -226,7 +226,7 @@ fn parse_session(secret: &Secret) -> Result<Map<String, Json>> {
     };
     if nonempty_str(oauth.get("accessToken")).is_none() {
         return Err(Error::invalid(
-            "the stored claude session has no access token (the login was cleared)",
+            "the claude session has no access token (the login was cleared)",
             FIX_SESSION,
         ));
     }
@@ -234,7 +234,7 @@ fn parse_session(secret: &Secret) -> Result<Map<String, Json>> {
         && !scopes.iter().any(|s| s.as_str() == Some("user:inference"))
     {
         return Err(Error::invalid(
-            "the stored claude session lacks the user:inference scope, so Claude would not treat it as logged in",
+            "the claude session lacks the user:inference scope, so Claude would not treat it as logged in",
             FIX_SESSION,
         ));
     }

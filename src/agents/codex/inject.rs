@@ -186,13 +186,13 @@ fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
             let id_ok = nonempty_str(t.get("id_token")).is_some_and(is_jwt_shaped);
             if !id_ok {
                 return Err(Error::invalid(
-                    "the stored codex session's id_token is not a JWT, so Codex would reject the file",
+                    "the codex session's id_token is not a JWT, so Codex would reject the file",
                     FIX_SESSION,
                 ));
             }
             if nonempty_str(t.get("access_token")).is_none() {
                 return Err(Error::invalid(
-                    "the stored codex session has no access token",
+                    "the codex session has no access token",
                     FIX_SESSION,
                 ));
             }
@@ -203,7 +203,7 @@ fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
         None if api_key => {}
         None => {
             return Err(Error::invalid(
-                "the stored codex session has neither tokens nor an API key",
+                "the codex session has neither tokens nor an API key",
                 FIX_SESSION,
             ));
         }

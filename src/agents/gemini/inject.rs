@@ -162,13 +162,13 @@ fn split_session(secret: &Secret) -> Result<(Secret, String)> {
     let doc = parse_object(secret, "gemini session", FIX_SESSION)?;
     let Some(creds) = creds_of(&doc) else {
         return Err(Error::invalid(
-            "the stored gemini session has no oauth_creds document",
+            "the gemini session has no oauth_creds document",
             FIX_SESSION,
         ));
     };
     if nonempty_str(creds.get("refresh_token")).is_none() {
         return Err(Error::invalid(
-            "the stored gemini session has no refresh token, so Gemini would ask to log in again within the hour",
+            "the gemini session has no refresh token, so Gemini would ask to log in again within the hour",
             FIX_SESSION,
         ));
     }
