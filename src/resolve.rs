@@ -117,6 +117,9 @@ pub struct Choices {
     pub require_auth: bool,
     /// `--no-host-configs` gives `Some(false)`.
     pub host_configs: Option<bool>,
+    /// `--rotation`. Deliberately not settable from `.airlock.toml`: a
+    /// cloned repository must not be able to ask for whole sessions.
+    pub rotation: Option<Rotation>,
 }
 
 impl Request {
@@ -155,6 +158,7 @@ impl Request {
         req.aliases = cli.aliases.unwrap_or(req.aliases);
         req.host_configs = cli.host_configs.unwrap_or(req.host_configs);
         req.require_auth |= cli.require_auth;
+        req.rotation = cli.rotation.unwrap_or(req.rotation);
         Ok(req)
     }
 }

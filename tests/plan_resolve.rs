@@ -630,8 +630,10 @@ fn command_line_beats_project_file_beats_defaults() {
         aliases: Some(true),
         require_auth: true,
         host_configs: Some(false),
+        rotation: Some(airlock::agents::inject::Rotation::Copy),
     };
     let req = Request::from_choices(&cli, Some(&p)).unwrap();
+    assert_eq!(req.rotation, airlock::agents::inject::Rotation::Copy);
     let got: Vec<_> = req
         .agents
         .iter()

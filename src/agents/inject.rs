@@ -45,6 +45,19 @@ impl Rotation {
     }
 }
 
+impl std::str::FromStr for Rotation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "access-only" => Ok(Rotation::AccessOnly),
+            "copy" => Ok(Rotation::Copy),
+            _ => Err(Error::Usage(format!(
+                "unknown rotation mode {s:?}: use access-only or copy"
+            ))),
+        }
+    }
+}
+
 /// What an agent's injection needs to know besides the credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectOptions {
@@ -208,6 +221,15 @@ mod tests {
         assert!(e.to_string().contains("line 1"), "{e}");
         let e = parse_object(&Secret::from("[\"CANARY\"]"), "x", "fix").unwrap_err();
         assert!(!e.to_string().contains("CANARY"), "{e}");
+    }
+
+    #[test]
+    fn rotation_names_round_trip() {
+        for r in [Rotation::AccessOnly, Rotation::Copy] {
+            assert_eq!(r.as_str().parse::<Rotation>().unwrap(), r);
+        }
+        assert!("sync-later".parse::<Rotation>().is_err());
+        assert_eq!(Rotation::default(), Rotation::AccessOnly);
     }
 
     #[test]
