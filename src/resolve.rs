@@ -352,6 +352,13 @@ pub fn resolve_with(
         }
         resolutions.push(r);
     }
+    let all_optional = req.agents.iter().all(|a| a.optional);
+    if all_optional && !req.require_auth && resolutions.iter().all(|r| r.used.is_none()) {
+        plan.warnings.push(
+            "no agent has a credential, so the sandbox gets none: store one with `airlock auth <agent>`, or log in to an agent on the host"
+                .into(),
+        );
+    }
     if req.require_auth {
         let nothing_at_all = resolutions.iter().all(|r| r.used.is_none());
         if !missing.is_empty() || (nothing_at_all && !resolutions.is_empty()) {

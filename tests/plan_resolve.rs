@@ -576,8 +576,13 @@ fn unnamed_agents_are_optional() {
     assert!(r.plan.warnings.is_empty(), "{:?}", r.plan.warnings);
     assert!(r.plan.env.iter().all(|e| !e.name.starts_with("CLAUDE")));
 
-    // --require-auth with nothing at all fails
+    // nothing at all: one warning, not one per agent
     let w = World::new();
+    let r = w.resolve(&Request::default()).unwrap();
+    assert_eq!(r.plan.warnings.len(), 1, "{:?}", r.plan.warnings);
+    assert!(r.plan.agents.is_empty() && r.plan.env.is_empty());
+
+    // --require-auth with nothing at all fails
     let req = Request {
         require_auth: true,
         ..Request::default()
