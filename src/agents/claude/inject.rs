@@ -215,7 +215,8 @@ fn unreachable_shape<T>() -> Result<T> {
     ))
 }
 
-const FIX_SESSION: &str = "log in on the host with `claude`, then `airlock auth claude --from-host`";
+const FIX_SESSION: &str =
+    "log in on the host with `claude`, then `airlock auth claude --from-host`";
 
 /// Parses and checks a session document: `claudeAiOauth.accessToken` must
 /// be present and the scopes (when listed) must include `user:inference`.

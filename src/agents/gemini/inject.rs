@@ -40,7 +40,8 @@ pub const SETTING_PROJECT: &str = "project";
 /// Credential setting: the Vertex AI location (`GOOGLE_CLOUD_LOCATION`).
 pub const SETTING_LOCATION: &str = "location";
 
-const FIX_SESSION: &str = "log in on the host with `gemini`, then `airlock auth gemini --from-host`";
+const FIX_SESSION: &str =
+    "log in on the host with `gemini`, then `airlock auth gemini --from-host`";
 
 /// Onboarding and trust only: what the sandbox gets with no credential.
 pub fn onboarding(opts: &InjectOptions) -> Result<SandboxPlan> {
