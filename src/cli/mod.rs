@@ -89,7 +89,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code().code();
-            let _ = anstream::eprintln!("airlock: error: {e}");
+            anstream::eprintln!("airlock: error: {e}");
             std::process::ExitCode::from(code)
         }
     }
