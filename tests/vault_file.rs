@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use airlock::error::{Error, ExitCode};
 use airlock::vault::file::format::KdfParams;
-use airlock::vault::file::{FileBackend, FileOptions, Passphrase};
+use airlock::vault::file::{FileBackend, FileOptions, KDF_ENV, Passphrase};
 use airlock::vault::{Backend, CredentialId, Metadata, Method, Record};
 use airlock::{Result, Secret};
 use common::{CANARY, PASSPHRASE};
@@ -371,14 +371,34 @@ fn symlinked_vault_or_directory_is_unsafe_exit_5() {
 }
 
 #[test]
-fn bad_kdf_override_is_a_usage_error() {
+fn new_vaults_get_the_real_cost_unless_overridden() {
     let (_d, path) = vault_dir();
-    let e = airlock::vault::file::format::KdfParams::parse("m=8,t=1").unwrap_err();
-    assert!(e.contains("floor"), "{e}");
-    // The default cost is the real one, not the test one.
-    assert_eq!(KdfParams::DEFAULT.m_cost, 64 * 1024);
-    assert!(KdfParams::DEFAULT.t_cost >= 3);
+    let run = |kdf: Option<&str>| {
+        let mut c = child("create-env", &path);
+        c.env_remove(KDF_ENV);
+        if let Some(v) = kdf {
+            c.env(KDF_ENV, v);
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    // Refused below the floor: a usage error, and no vault.
+    assert!(run(Some("m=8,t=1")).contains("error 2 "), "below the floor");
     assert!(!path.exists());
+    // Honoured when creating.
+    assert!(run(Some("m=2048,t=1,p=1")).contains("params m=2048,t=1,p=1"));
+    // Ignored once the vault exists: its header keeps its own cost.
+    assert!(run(Some("m=4096,t=2,p=1")).contains("params m=2048,t=1,p=1"));
+    // Without it, a new vault gets the real default cost.
+    fs::remove_file(&path).unwrap();
+    let out = run(None);
+    assert!(
+        out.contains(&format!("params {}", KdfParams::DEFAULT)),
+        "{out}"
+    );
+    assert!(out.contains("params m=65536,t=3,p=1"), "{out}");
 }
 
 // ---- key cache (kernel keyring) ------------------------------------------
@@ -523,6 +543,21 @@ fn child_process() {
                 })
                 .unwrap();
             }
+        }
+        // Creates or updates the vault with no parameter override, so that
+        // AIRLOCK_VAULT_KDF decides; prints the stored parameters.
+        "create-env" => {
+            let plain = FileBackend::open(FileOptions {
+                path: path.clone(),
+                passphrase: Passphrase::Provided(PASSPHRASE.into()),
+                key_cache: None,
+            })
+            .unwrap();
+            match plain.put(rec("claude", "x")) {
+                Ok(()) => writeln!(out, "params {}", plain.stored_params().unwrap().unwrap()),
+                Err(e) => writeln!(out, "error {} {e}", e.exit_code().code()),
+            }
+            .unwrap();
         }
         other => panic!("unknown child mode {other}"),
     }
