@@ -8,6 +8,7 @@ use crate::secret::Secret;
 
 /// Why no passphrase could be read.
 #[derive(Debug)]
+#[cfg_attr(not(unix), allow(dead_code))]
 pub enum PromptError {
     /// There is no terminal to ask on.
     NoTerminal,
