@@ -185,9 +185,31 @@ fn new_vault_asks_twice_without_echo() {
     let out = run_on_pty(&path, &[("Passphrase for the airlock vault", TYPED)]);
     assert!(out.contains("RESULT ok"), "{out}");
     assert!(!out.contains("Type it again"), "{out}");
-    let out = run_on_pty(&path, &[("Passphrase for the airlock vault", "nope")]);
+    // A typo gets two more tries…
+    let out = run_on_pty(
+        &path,
+        &[
+            ("Passphrase for the airlock vault", "nope"),
+            ("Wrong passphrase, try again", TYPED),
+        ],
+    );
+    assert!(out.contains("RESULT ok"), "{out}");
+    // …and three wrong answers are exit 3.
+    let out = run_on_pty(
+        &path,
+        &[
+            ("Passphrase for the airlock vault", "nope"),
+            ("Passphrase for the airlock vault", "nope2"),
+            ("Passphrase for the airlock vault", "nope3"),
+        ],
+    );
     assert!(out.contains("RESULT error 3 wrong passphrase"), "{out}");
-    assert!(!out.contains("CANARY"), "{out:?}");
+    assert_eq!(
+        out.matches("Wrong passphrase, try again").count(),
+        2,
+        "{out}"
+    );
+    assert!(!out.contains("CANARY") && !out.contains("nope"), "{out:?}");
 }
 
 #[test]

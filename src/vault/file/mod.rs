@@ -291,23 +291,34 @@ impl FileBackend {
             tracing::debug!("cached vault key does not open this vault; dropping it");
             self.cache.forget();
         }
-        let pass = self.passphrase(false)?;
-        let started = Instant::now();
-        let master = header
-            .params
-            .derive(pass.expose().as_bytes(), &header.salt)
-            .map_err(|detail| self.format_error(FormatError::Corrupt(detail)))?;
-        tracing::debug!(
-            params = %header.params,
-            ms = started.elapsed().as_millis() as u64,
-            "derived the vault key"
-        );
-        let keys = master.subkeys();
-        if !header.key_matches(&keys) {
-            return Err(self.format_error(FormatError::WrongKey));
+        // At a prompt, a typo gets two more tries (as sudo does).
+        let attempts = if matches!(self.passphrase, Passphrase::Prompt) {
+            3
+        } else {
+            1
+        };
+        for attempt in 1..=attempts {
+            let pass = self.passphrase(false)?;
+            let started = Instant::now();
+            let master = header
+                .params
+                .derive(pass.expose().as_bytes(), &header.salt)
+                .map_err(|detail| self.format_error(FormatError::Corrupt(detail)))?;
+            tracing::debug!(
+                params = %header.params,
+                ms = started.elapsed().as_millis() as u64,
+                "derived the vault key"
+            );
+            let keys = master.subkeys();
+            if header.key_matches(&keys) {
+                self.remember(header, &keys, true);
+                return Ok(keys);
+            }
+            if attempt < attempts {
+                prompt::notice("Wrong passphrase, try again.\n");
+            }
         }
-        self.remember(header, &keys, true);
-        Ok(keys)
+        Err(self.format_error(FormatError::WrongKey))
     }
 
     /// Keeps keys for the rest of this process and, when `to_cache`, in the

@@ -84,6 +84,14 @@ pub fn read_hidden(prompt: &str) -> Result<Secret, PromptError> {
         .map_err(|_| PromptError::Io(std::io::Error::other("the passphrase is not valid UTF-8")))
 }
 
+/// Writes a short message to the terminal, if there is one.
+pub fn notice(msg: &str) {
+    use std::io::Write;
+    if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+        let _ = tty.write_all(msg.as_bytes());
+    }
+}
+
 /// No terminal prompt on this platform.
 #[cfg(not(unix))]
 pub fn read_hidden(_prompt: &str) -> Result<Secret, PromptError> {
