@@ -684,3 +684,142 @@ fn keyutils_concurrent_writers_lose_nothing() {
         &agent("ku-conc"),
     );
 }
+
+/// A locked keyring that needs a password prompt: a clear backend error,
+/// at once (the prompt is dismissed, never left waiting). Runs in a child
+/// process on its own bus with its own gnome-keyring, so locking it does not
+/// disturb the other tests.
+#[test]
+fn secret_service_locked_keyring_is_a_clear_error() {
+    if !require_real("AIRLOCK_TEST_SECRET_SERVICE") {
+        return;
+    }
+    let ctx = TestContext::new();
+    // Wait until the daemon owns its bus name: a call made before that
+    // D-Bus-activates a second daemon, which races the first on the files.
+    let script = "printf %s PASS | gnome-keyring-daemon --unlock --components=secrets >/dev/null; \
+                  for i in $(seq 100); do \
+                    dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
+                      org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets \
+                      | grep -q true && break; sleep 0.05; done; \
+                  exec \"$0\" --exact secret_service_locked_child --nocapture --test-threads=1";
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", script])
+        .arg(std::env::current_exe().unwrap())
+        .env("AIRLOCK_TEST_LOCKED_CHILD", "1")
+        .env("XDG_DATA_HOME", ctx.root.path().join("keyrings"))
+        .env("AIRLOCK_RUNTIME_DIR", &ctx.runtime_dir)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("LOCKED-CHILD-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The child half of `secret_service_locked_keyring_is_a_clear_error`.
+#[test]
+fn secret_service_locked_child() {
+    if std::env::var_os("AIRLOCK_TEST_LOCKED_CHILD").is_none() {
+        return;
+    }
+    let ctx = TestContext::new();
+    let b = ss_backend(&ctx);
+    let agent = agent("ss-locked");
+    let id = CredentialId::new(&agent, "work").unwrap();
+    b.put(record(&agent, "work", CANARY)).unwrap();
+
+    let conn = zbus::blocking::Connection::session().unwrap();
+    let login =
+        zbus::zvariant::ObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
+    conn.call_method(
+        Some("org.freedesktop.secrets"),
+        "/org/freedesktop/secrets",
+        Some("org.freedesktop.Secret.Service"),
+        "Lock",
+        &(vec![login],),
+    )
+    .unwrap();
+
+    let start = Instant::now();
+    let e = b.get(&id).unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(e.exit_code(), ExitCode::Backend, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("locked"), "{text}");
+    assert!(text.contains("gnome-keyring-daemon --unlock"), "{text}");
+    assert_no_canary(&e);
+    let e = b.put(record(&agent, "home", CANARY)).unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Backend, "{e}");
+    assert_no_canary(&e);
+    println!("LOCKED-CHILD-OK");
+}
+
+// ---------------------------------------------------------------- selection, through the CLI
+
+fn doctor_json(ctx: &TestContext, bus: Option<&str>) -> serde_json::Value {
+    let mut cmd = ctx.cmd();
+    cmd.args(["doctor", "--json"])
+        .env_remove("DBUS_SESSION_BUS_ADDRESS");
+    if let Some(b) = bus {
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", b);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn without_a_keyring_the_file_is_chosen_and_the_reason_given() {
+    let mut ctx = TestContext::new();
+    ctx.unset_env("AIRLOCK_KEYRING_BACKEND");
+    let v = doctor_json(&ctx, None);
+    assert_eq!(v["backend"], "file");
+    assert!(
+        v["why"]
+            .as_str()
+            .unwrap()
+            .contains("DBUS_SESSION_BUS_ADDRESS is not set"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_running_secret_service_is_chosen_automatically() {
+    if !require_real("AIRLOCK_TEST_SECRET_SERVICE") {
+        return;
+    }
+    let mut ctx = TestContext::new();
+    ctx.unset_env("AIRLOCK_KEYRING_BACKEND");
+    let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap();
+    let v = doctor_json(&ctx, Some(&bus));
+    assert_eq!(v["backend"], "secret-service", "{v}");
+    assert_eq!(v["persistent"], true);
+}
+
+#[test]
+fn keyutils_is_used_only_when_asked_and_says_it_is_not_persistent() {
+    if !require_real("AIRLOCK_TEST_KEYUTILS") {
+        return;
+    }
+    let mut ctx = TestContext::new();
+    ctx.set_env("AIRLOCK_KEYRING_BACKEND", "keyutils");
+    let v = doctor_json(&ctx, None);
+    assert_eq!(v["backend"], "keyutils", "{v}");
+    assert_eq!(v["persistent"], false);
+    assert!(
+        v["location"].as_str().unwrap().contains("lost at reboot"),
+        "{v}"
+    );
+}
