@@ -47,6 +47,9 @@ const DESC_PREFIX: &str = "airlock:";
 
 const NAME: &str = "keyutils";
 
+/// Serializes writers across processes (in airlock's runtime directory).
+const WRITE_LOCK: &str = "keyutils.lock";
+
 /// Records stored in the kernel keyring (lost at reboot).
 #[derive(Debug)]
 pub struct KeyutilsBackend {
@@ -55,8 +58,8 @@ pub struct KeyutilsBackend {
 
 impl KeyutilsBackend {
     /// Checks that the kernel keyring is usable from this process. The
-    /// `airlock` keyring is created at the first `put`. Cross-process
-    /// [`Backend::update`]s are serialized with a lock file in airlock's
+    /// `airlock` keyring is created at the first `put`. Writes (`put`,
+    /// `remove`, `update`) are serialized across processes with a lock file in airlock's
     /// runtime directory.
     pub fn open() -> Result<Self> {
         let lock_dir = Paths::from_env().ok().map(|p| p.runtime_dir);
@@ -64,7 +67,8 @@ impl KeyutilsBackend {
     }
 
     /// Like [`open`](Self::open), with the directory that holds the lock
-    /// files (`None`: updates are atomic within this process only).
+    /// files (`None`: no locking, so concurrent `update`s of one record may
+    /// lose changes, and two processes creating the keyring at once may race).
     pub fn open_with_lock_dir(lock_dir: Option<PathBuf>) -> Result<Self> {
         let backend = KeyutilsBackend { lock_dir };
         session_keyring()?;
@@ -101,6 +105,37 @@ impl KeyutilsBackend {
         };
         fsutil::ensure_private_dir(dir)?;
         FileLock::exclusive(&dir.join(name)).map(Some)
+    }
+
+    fn put_unlocked(&self, record: Record) -> Result<()> {
+        let bytes = codec::encode_record(&record);
+        if bytes.len() > MAX_PAYLOAD {
+            return Err(backend_error(
+                format!(
+                    "the record for {} is {} bytes, more than the {MAX_PAYLOAD} bytes a kernel key can hold",
+                    record.id,
+                    bytes.len()
+                ),
+                "store it with another backend (AIRLOCK_KEYRING_BACKEND=file)",
+            ));
+        }
+        let ring = self
+            .ring(true)?
+            .ok_or_else(|| backend_error("the airlock keyring vanished", "try again"))?;
+        sys::add_key(c"user", &description(&record.id), &bytes, ring)
+            .map_err(|e| sys_error("store a key", e))?;
+        Ok(())
+    }
+
+    fn remove_unlocked(&self, id: &CredentialId) -> Result<bool> {
+        let Some(key) = self.find(id)? else {
+            return Ok(false);
+        };
+        match sys::invalidate(key) {
+            Ok(()) => Ok(true),
+            Err(e) if is_absent(e) => Ok(false),
+            Err(e) => Err(sys_error("remove a key", e)),
+        }
     }
 
     fn find(&self, id: &CredentialId) -> Result<Option<i32>> {
@@ -210,34 +245,13 @@ impl Backend for KeyutilsBackend {
     }
 
     fn put(&self, record: Record) -> Result<()> {
-        let bytes = codec::encode_record(&record);
-        if bytes.len() > MAX_PAYLOAD {
-            return Err(backend_error(
-                format!(
-                    "the record for {} is {} bytes, more than the {MAX_PAYLOAD} bytes a kernel key can hold",
-                    record.id,
-                    bytes.len()
-                ),
-                "store it with another backend (AIRLOCK_KEYRING_BACKEND=file)",
-            ));
-        }
-        let ring = self
-            .ring(true)?
-            .ok_or_else(|| backend_error("the airlock keyring vanished", "try again"))?;
-        sys::add_key(c"user", &description(&record.id), &bytes, ring)
-            .map_err(|e| sys_error("store a key", e))?;
-        Ok(())
+        let _guard = self.lock(WRITE_LOCK)?;
+        self.put_unlocked(record)
     }
 
     fn remove(&self, id: &CredentialId) -> Result<bool> {
-        let Some(key) = self.find(id)? else {
-            return Ok(false);
-        };
-        match sys::invalidate(key) {
-            Ok(()) => Ok(true),
-            Err(e) if is_absent(e) => Ok(false),
-            Err(e) => Err(sys_error("remove a key", e)),
-        }
+        let _guard = self.lock(WRITE_LOCK)?;
+        self.remove_unlocked(id)
     }
 
     fn list(&self) -> Result<Vec<Record>> {
@@ -275,7 +289,7 @@ impl Backend for KeyutilsBackend {
         id: &CredentialId,
         f: &mut dyn FnMut(Option<Record>) -> Result<Option<Record>>,
     ) -> Result<()> {
-        let _guard = self.lock("keyutils.lock")?;
+        let _guard = self.lock(WRITE_LOCK)?;
         let current = self.get(id)?;
         match f(current)? {
             Some(r) => {
@@ -285,9 +299,9 @@ impl Backend for KeyutilsBackend {
                         r.id
                     )));
                 }
-                self.put(r)
+                self.put_unlocked(r)
             }
-            None => self.remove(id).map(|_| ()),
+            None => self.remove_unlocked(id).map(|_| ()),
         }
     }
 

@@ -123,8 +123,8 @@ impl std::fmt::Debug for SecretServiceBackend {
 }
 
 impl SecretServiceBackend {
-    /// Connects to the Secret Service on the session bus. Cross-process
-    /// [`Backend::update`]s are serialized with a lock file in airlock's
+    /// Connects to the Secret Service on the session bus. Writes (`put`,
+    /// `remove`, `update`) are serialized across processes with a lock file in airlock's
     /// runtime directory.
     pub fn connect() -> Result<Self> {
         let lock_dir = Paths::from_env().ok().map(|p| p.runtime_dir);
@@ -132,7 +132,8 @@ impl SecretServiceBackend {
     }
 
     /// Like [`connect`](Self::connect), with the directory that holds the
-    /// update lock (`None`: updates are atomic within this process only).
+    /// write lock (`None`: no locking, so concurrent `update`s of one record
+    /// may lose changes).
     pub fn connect_with_lock_dir(lock_dir: Option<PathBuf>) -> Result<Self> {
         let conn = zbus::blocking::connection::Builder::session()
             .and_then(|b| b.method_timeout(CALL_TIMEOUT).build())
@@ -242,7 +243,45 @@ impl SecretServiceBackend {
         Ok(record)
     }
 
-    fn update_lock(&self) -> Result<Option<FileLock>> {
+    fn put_unlocked(&self, record: Record) -> Result<()> {
+        let ss = self.service();
+        let collection = ss.get_default_collection().map_err(|e| {
+            backend_error(
+                format!("there is no default keyring to store into: {e}"),
+                "create a login keyring (\"Passwords and Keys\", or `gnome-keyring-daemon --unlock` on a headless host), or set AIRLOCK_KEYRING_BACKEND=file",
+            )
+        })?;
+        if collection
+            .is_locked()
+            .map_err(|e| ss_error("inspect the default keyring", e))?
+        {
+            self.unlock(vec![collection.collection_path.clone()])?;
+        }
+        let bytes = codec::encode_record(&record);
+        collection
+            .create_item(
+                &label(&record.id),
+                id_attrs(&record.id),
+                &bytes,
+                true,
+                "application/json",
+            )
+            .map_err(|e| ss_error("store an item in the keyring", e))?;
+        Ok(())
+    }
+
+    fn remove_unlocked(&self, id: &CredentialId) -> Result<bool> {
+        let ss = self.service();
+        let items = self.find(&ss, id_attrs(id))?;
+        for item in &items {
+            item.delete()
+                .map_err(|e| ss_error("delete an item from the keyring", e))?;
+        }
+        Ok(!items.is_empty())
+    }
+
+    /// Serializes writers across processes (see [`Backend::update`]).
+    fn write_lock(&self) -> Result<Option<FileLock>> {
         let Some(dir) = &self.lock_dir else {
             return Ok(None);
         };
@@ -302,40 +341,13 @@ impl Backend for SecretServiceBackend {
     }
 
     fn put(&self, record: Record) -> Result<()> {
-        let ss = self.service();
-        let collection = ss.get_default_collection().map_err(|e| {
-            backend_error(
-                format!("there is no default keyring to store into: {e}"),
-                "create a login keyring (\"Passwords and Keys\", or `gnome-keyring-daemon --unlock` on a headless host), or set AIRLOCK_KEYRING_BACKEND=file",
-            )
-        })?;
-        if collection
-            .is_locked()
-            .map_err(|e| ss_error("inspect the default keyring", e))?
-        {
-            self.unlock(vec![collection.collection_path.clone()])?;
-        }
-        let bytes = codec::encode_record(&record);
-        collection
-            .create_item(
-                &label(&record.id),
-                id_attrs(&record.id),
-                &bytes,
-                true,
-                "application/json",
-            )
-            .map_err(|e| ss_error("store an item in the keyring", e))?;
-        Ok(())
+        let _guard = self.write_lock()?;
+        self.put_unlocked(record)
     }
 
     fn remove(&self, id: &CredentialId) -> Result<bool> {
-        let ss = self.service();
-        let items = self.find(&ss, id_attrs(id))?;
-        for item in &items {
-            item.delete()
-                .map_err(|e| ss_error("delete an item from the keyring", e))?;
-        }
-        Ok(!items.is_empty())
+        let _guard = self.write_lock()?;
+        self.remove_unlocked(id)
     }
 
     fn list(&self) -> Result<Vec<Record>> {
@@ -370,7 +382,7 @@ impl Backend for SecretServiceBackend {
         id: &CredentialId,
         f: &mut dyn FnMut(Option<Record>) -> Result<Option<Record>>,
     ) -> Result<()> {
-        let _guard = self.update_lock()?;
+        let _guard = self.write_lock()?;
         let current = self.get(id)?;
         match f(current)? {
             Some(r) => {
@@ -380,9 +392,9 @@ impl Backend for SecretServiceBackend {
                         r.id
                     )));
                 }
-                self.put(r)
+                self.put_unlocked(r)
             }
-            None => self.remove(id).map(|_| ()),
+            None => self.remove_unlocked(id).map(|_| ()),
         }
     }
 }
