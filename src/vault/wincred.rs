@@ -10,7 +10,8 @@
 //! `<data dir>\keyring-blobs\`, and Credential Manager keeps only the data
 //! key and the file name. Listing uses a non-secret index of ids in the data
 //! directory. Both are implemented, and tested on Linux, in the `native`
-//! module; inspect entries with `cmdkey /list:*.airlock`.
+//! module. Inspect entries in Control Panel → Credential Manager →
+//! Windows Credentials, or with `cmdkey /list`.
 //!
 //! This file is deliberately thin: it cannot be compiled or run on the Linux
 //! machines airlock is developed on.
