@@ -31,7 +31,7 @@
 use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 
-use super::{Backend, BackendKind, CredentialId, Record, SecretBytes, codec};
+use super::{Backend, BackendKind, CredentialId, Record, SecretBytes, codec, validate_name};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, FileLock};
 use crate::paths::Paths;
@@ -108,6 +108,9 @@ impl KeyutilsBackend {
     }
 
     fn put_unlocked(&self, record: Record) -> Result<()> {
+        // The fields are public: re-check what becomes the key description.
+        validate_name("agent", &record.id.agent)?;
+        validate_name("account", &record.id.account)?;
         let bytes = codec::encode_record(&record);
         if bytes.len() > MAX_PAYLOAD {
             return Err(backend_error(

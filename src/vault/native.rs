@@ -32,7 +32,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Backend, BackendKind, CredentialId, Record, SecretBytes, codec};
+use super::{Backend, BackendKind, CredentialId, Record, SecretBytes, codec, validate_name};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, FileLock};
 
@@ -228,6 +228,9 @@ impl<S: NativeStore> NativeBackend<S> {
     /// Writes `record`; the caller holds the lock. A blob the previous
     /// version used is deleted once the entry no longer points to it.
     fn store_locked(&self, record: &Record) -> Result<()> {
+        // The fields are public: re-check what becomes an entry and a file name.
+        validate_name("agent", &record.id.agent)?;
+        validate_name("account", &record.id.account)?;
         let user = user_of(&record.id);
         let old_blob = self.current_blob(&record.id);
         let bytes = codec::encode_record(record);
@@ -750,6 +753,16 @@ mod tests {
         let e = broken.get("claude:work").unwrap_err();
         assert_eq!(e.exit_code(), crate::error::ExitCode::Backend);
         assert!(e.to_string().contains("no keychain"), "{e}");
+    }
+
+    #[test]
+    fn ids_built_by_hand_are_checked_before_they_become_names() {
+        let t = tempfile::tempdir().unwrap();
+        let b = backend(&MemStore::default(), &t.path().join("data"));
+        let mut r = record("x", "y".repeat(5_000));
+        r.id.account = "../../escape".into();
+        assert!(b.put(r).is_err());
+        assert!(!t.path().join("escape").exists());
     }
 
     #[test]

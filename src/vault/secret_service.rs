@@ -29,7 +29,7 @@ use secret_service::EncryptionType;
 use secret_service::blocking::{Item, SecretService};
 use zbus::zvariant::OwnedObjectPath;
 
-use super::{Backend, BackendKind, CredentialId, Record, SecretBytes, codec};
+use super::{Backend, BackendKind, CredentialId, Record, SecretBytes, codec, validate_name};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, FileLock};
 use crate::paths::Paths;
@@ -244,6 +244,9 @@ impl SecretServiceBackend {
     }
 
     fn put_unlocked(&self, record: Record) -> Result<()> {
+        // The fields are public: re-check what becomes attribute values.
+        validate_name("agent", &record.id.agent)?;
+        validate_name("account", &record.id.account)?;
         let ss = self.service();
         let collection = ss.get_default_collection().map_err(|e| {
             backend_error(
