@@ -128,7 +128,7 @@ fn round_trips(b: &dyn Backend, agent: &str) {
     assert!(mine(b, agent).is_empty());
 }
 
-/// Writers of different accounts, each with its own connection (as separate
+/// Writers of different accounts in threads, each with its own connection (as separate
 /// processes would have), lose nothing; concurrent updates of one record
 /// are serialized.
 fn concurrent(make: Arc<dyn Fn() -> Box<dyn Backend> + Send + Sync>, agent: &str) {
@@ -822,4 +822,93 @@ fn keyutils_is_used_only_when_asked_and_says_it_is_not_persistent() {
         v["location"].as_str().unwrap().contains("lost at reboot"),
         "{v}"
     );
+}
+
+// ---------------------------------------------------------------- separate processes
+
+/// Several airlock processes (this test binary, re-run) write different
+/// accounts and update one shared counter at the same time.
+fn concurrent_processes(backend: &str, ctx: &TestContext, b: &dyn Backend) {
+    let agent = agent(&format!("{backend}-procs"));
+    b.put(record(&agent, "counter", "0")).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|n| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
+                .env("AIRLOCK_TEST_WRITER_CHILD", backend)
+                .env("AIRLOCK_TEST_WRITER_AGENT", &agent)
+                .env("AIRLOCK_TEST_WRITER_N", n.to_string())
+                .env("AIRLOCK_TEST_WRITER_LOCKS", &ctx.runtime_dir)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("WRITER-OK"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let all = mine(b, &agent);
+    assert_eq!(all.len(), 4 * 5 + 1, "every account of every process");
+    let counter = CredentialId::new(&agent, "counter").unwrap();
+    assert_eq!(b.get(&counter).unwrap().unwrap().secret.expose(), "20");
+    for r in all {
+        b.remove(&r.id).unwrap();
+    }
+}
+
+/// The child half of `concurrent_processes`.
+#[test]
+fn writer_child() {
+    let Ok(kind) = std::env::var("AIRLOCK_TEST_WRITER_CHILD") else {
+        return;
+    };
+    let agent = std::env::var("AIRLOCK_TEST_WRITER_AGENT").unwrap();
+    let n = std::env::var("AIRLOCK_TEST_WRITER_N").unwrap();
+    let locks = std::env::var_os("AIRLOCK_TEST_WRITER_LOCKS").map(Into::into);
+    let b: Box<dyn Backend> = match kind.as_str() {
+        "ss" => Box::new(SecretServiceBackend::connect_with_lock_dir(locks).unwrap()),
+        _ => Box::new(KeyutilsBackend::open_with_lock_dir(locks).unwrap()),
+    };
+    let counter = CredentialId::new(&agent, "counter").unwrap();
+    for i in 0..5 {
+        b.put(record(
+            &agent,
+            &format!("p{n}-{i}"),
+            &format!("{CANARY}-{n}-{i}"),
+        ))
+        .unwrap();
+        b.update(&counter, &mut |cur| {
+            let mut r = cur.expect("counter exists");
+            let v: u32 = r.secret.expose().parse().unwrap();
+            r.secret = Secret::from((v + 1).to_string());
+            Ok(Some(r))
+        })
+        .unwrap();
+    }
+    println!("WRITER-OK");
+}
+
+#[test]
+fn secret_service_concurrent_processes_lose_nothing() {
+    if !require_real("AIRLOCK_TEST_SECRET_SERVICE") {
+        return;
+    }
+    let _g = serial(&SECRET_SERVICE);
+    let ctx = TestContext::new();
+    concurrent_processes("ss", &ctx, &ss_backend(&ctx));
+}
+
+#[test]
+fn keyutils_concurrent_processes_lose_nothing() {
+    if !require_real("AIRLOCK_TEST_KEYUTILS") {
+        return;
+    }
+    let _g = serial(&KEYUTILS);
+    let ctx = TestContext::new();
+    concurrent_processes("ku", &ctx, &ku_backend(&ctx));
 }
