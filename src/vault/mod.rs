@@ -42,6 +42,8 @@ pub mod secret_service;
 pub mod keychain;
 #[cfg(windows)]
 pub mod wincred;
+#[cfg(any(target_os = "macos", windows, test))]
+mod native;
 
 pub use select::{BackendChoice, OpenOptions, open};
 
