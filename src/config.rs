@@ -8,6 +8,10 @@
 //!
 //! [status]
 //! expiring_days = 30          # "expiring" when a credential expires within this many days
+//!
+//! [agents.custom.aider]       # a custom agent (API keys only): see `agents::custom`
+//! api_key_env = "OPENAI_API_KEY"
+//! files = [{ path = ".aider/key", mode = "0600" }]
 //! ```
 //!
 //! Every key is optional. Unknown keys are an error, so that a typo does not
@@ -31,6 +35,25 @@ pub struct Config {
     /// `airlock status` settings.
     #[serde(default)]
     pub status: StatusConfig,
+    /// Agent settings, including custom agents.
+    #[serde(default, skip_serializing_if = "AgentsConfig::is_empty")]
+    pub agents: AgentsConfig,
+}
+
+/// `[agents]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// `[agents.custom.<name>]`: agents airlock does not know, API keys only.
+    #[serde(default)]
+    pub custom: std::collections::BTreeMap<String, crate::agents::custom::CustomAgent>,
+}
+
+impl AgentsConfig {
+    /// True when nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        self.custom.is_empty()
+    }
 }
 
 /// `[vault]`.
@@ -84,7 +107,9 @@ impl Config {
 
     /// Parses configuration text.
     pub fn parse(text: &str) -> std::result::Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        let c: Config = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        crate::agents::custom::check_all(&c.agents.custom)?;
+        Ok(c)
     }
 }
 
@@ -103,6 +128,17 @@ mod tests {
         let c = Config::parse("[vault]\nbackend = \"keyutils\"\nkey_cache_seconds = 0\n").unwrap();
         assert_eq!(c.vault.backend, Some(BackendKind::Keyutils));
         assert_eq!(c.vault.key_cache_seconds, Some(0));
+    }
+
+    #[test]
+    fn parses_custom_agents() {
+        let c = Config::parse(
+            "[agents.custom.aider]\napi_key_env = \"OPENAI_API_KEY\"\nfiles = [{ path = \".aider/key\", mode = \"0600\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.agents.custom["aider"].api_key_env, "OPENAI_API_KEY");
+        let e = Config::parse("[agents.custom.codex]\napi_key_env = \"X\"\n").unwrap_err();
+        assert!(e.contains("built-in"), "{e}");
     }
 
     #[test]

@@ -16,11 +16,13 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod capture;
 pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod paths;
 pub mod secret;
+pub mod status;
 pub mod vault;
 
 pub use error::{Error, ExitCode, Result};

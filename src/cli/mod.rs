@@ -23,7 +23,12 @@ mod lock;
 /// them into Docker or Podman sandboxes without putting a secret on a command
 /// line or in the container's configuration.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     verbosity: Verbosity<WarnLevel>,

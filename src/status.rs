@@ -1,0 +1,548 @@
+//! The health of credentials: one pure computation ([`state`]) shared by
+//! `airlock status` and by injection, plus the report `status` prints.
+//!
+//! | state | meaning |
+//! |---|---|
+//! | `valid` | usable, and not expiring within the threshold |
+//! | `expiring` | expires within the threshold (default 30 days, `[status] expiring_days`) |
+//! | `expired` | past its expiry, and nothing can renew it |
+//! | `refreshable` | a session whose access token has lapsed but that holds a refresh token: the agent renews it on first use |
+//! | `missing` | nothing stored and no host login |
+//! | `invalid` | stored or found, but it fails validation |
+//!
+//! Sessions with a refresh token are never `expiring`: their access tokens
+//! live hours, and the agent renews them. API keys do not expire.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::agents::validate::HostLogin;
+use crate::capture::Agent;
+use crate::error::Result;
+use crate::vault::{Method, Record};
+
+/// A credential's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Usable and not expiring soon.
+    Valid,
+    /// Usable, but expires within the threshold.
+    Expiring,
+    /// Past its expiry, nothing can renew it.
+    Expired,
+    /// Access token lapsed; a refresh token will renew it.
+    Refreshable,
+    /// Nothing stored, no host login.
+    Missing,
+    /// Fails validation.
+    Invalid,
+}
+
+impl State {
+    /// The name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Valid => "valid",
+            State::Expiring => "expiring",
+            State::Expired => "expired",
+            State::Refreshable => "refreshable",
+            State::Missing => "missing",
+            State::Invalid => "invalid",
+        }
+    }
+
+    /// Whether a sandbox can use the credential now.
+    pub fn usable(self) -> bool {
+        matches!(self, State::Valid | State::Expiring | State::Refreshable)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of a credential of `method` that expires at `expires_at`
+/// (`refreshable`: a session holding a refresh token), at `now`, with
+/// "expiring" meaning within `expiring_days`.
+pub fn state(
+    method: Method,
+    expires_at: Option<Timestamp>,
+    refreshable: bool,
+    now: Timestamp,
+    expiring_days: u32,
+) -> State {
+    let Some(exp) = expires_at else {
+        return State::Valid;
+    };
+    if method == Method::Session && refreshable {
+        return if exp <= now {
+            State::Refreshable
+        } else {
+            State::Valid
+        };
+    }
+    if exp <= now {
+        State::Expired
+    } else if exp.duration_since(now) < SignedDuration::from_hours(24 * i64::from(expiring_days)) {
+        State::Expiring
+    } else {
+        State::Valid
+    }
+}
+
+/// Where a listed credential lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoredIn {
+    /// In airlock's vault.
+    Vault,
+    /// Only on the host, in the agent's own files (not stored by airlock).
+    Host,
+    /// Nowhere.
+    None,
+}
+
+/// One line of `airlock status`. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The agent.
+    pub agent: String,
+    /// The account (`null` for host logins and missing agents).
+    pub account: Option<String>,
+    /// The method (`null` when missing).
+    pub method: Option<Method>,
+    /// Vault, host or none.
+    pub stored_in: StoredIn,
+    /// The vault backend and its location, or the host file.
+    pub location: Option<String>,
+    /// The health.
+    pub state: State,
+    /// When it expires (sessions: the access token).
+    pub expires_at: Option<Timestamp>,
+    /// Whether a refresh token is present (sessions).
+    pub refreshable: bool,
+    /// When it was last stored or modified.
+    pub modified_at: Option<Timestamp>,
+    /// Where it came from (`stdin`, `file:/x`, `host:~/.claude/.credentials.json`, …).
+    pub source: Option<String>,
+    /// What a sandbox receives.
+    pub delivery: Option<String>,
+    /// Non-secret facts (subscription, e-mail, Vertex project).
+    pub detail: Option<String>,
+    /// Why it is invalid or missing.
+    pub problem: Option<String>,
+    /// What to do about it.
+    pub fix: Option<String>,
+}
+
+impl Entry {
+    fn new(agent: &str, state: State, stored_in: StoredIn) -> Self {
+        Entry {
+            agent: agent.to_owned(),
+            account: None,
+            method: None,
+            stored_in,
+            location: None,
+            state,
+            expires_at: None,
+            refreshable: false,
+            modified_at: None,
+            source: None,
+            delivery: None,
+            detail: None,
+            problem: None,
+            fix: None,
+        }
+    }
+}
+
+/// What the host has for one agent: a login, none, or a broken one.
+pub type HostResult = Result<Option<HostLogin>>;
+
+/// The entry for a stored record.
+pub fn record_entry(
+    agent: Agent<'_>,
+    r: &Record,
+    location: &str,
+    now: Timestamp,
+    expiring_days: u32,
+) -> Entry {
+    let mut e = Entry::new(agent.name(), State::Valid, StoredIn::Vault);
+    e.account = Some(r.id.account.clone());
+    e.method = Some(r.method);
+    e.location = Some(location.to_owned());
+    e.modified_at = Some(r.meta.updated_at);
+    e.source = Some(r.meta.source.clone());
+    e.delivery = Some(agent.delivery(r.method, &r.meta.settings));
+    e.expires_at = r.meta.expires_at;
+    let mut detail = r.meta.label.clone();
+    if r.method == Method::Session {
+        match agent.session_info(&r.secret) {
+            Ok(info) => {
+                // The document is the truth: a refresh written back by a
+                // sandbox moves the expiry without touching the metadata.
+                e.expires_at = info.expires_at.or(r.meta.expires_at);
+                e.refreshable = info.refreshable;
+                detail = join(detail, info.detail);
+            }
+            Err(err) => {
+                e.state = State::Invalid;
+                e.problem = Some(err.to_string());
+                e.fix = Some(agent.renewal(r.method, &r.id.account));
+                e.detail = detail;
+                return e;
+            }
+        }
+    }
+    if let Some(p) = r.meta.settings.get("project") {
+        let loc = r
+            .meta
+            .settings
+            .get("location")
+            .map(String::as_str)
+            .unwrap_or("?");
+        detail = join(detail, Some(format!("Vertex AI {p}/{loc}")));
+    }
+    e.detail = detail;
+    e.state = state(r.method, e.expires_at, e.refreshable, now, expiring_days);
+    if !matches!(e.state, State::Valid | State::Refreshable) {
+        e.fix = Some(agent.renewal(r.method, &r.id.account));
+    }
+    e
+}
+
+fn join(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The entry for a host login that airlock has not stored (or a broken one).
+pub fn host_entry(
+    agent: Agent<'_>,
+    host: &HostResult,
+    fallback_location: &str,
+    now: Timestamp,
+    expiring_days: u32,
+) -> Option<Entry> {
+    match host {
+        Ok(None) => None,
+        Ok(Some(h)) => {
+            let mut e = Entry::new(agent.name(), State::Valid, StoredIn::Host);
+            let r = &h.record;
+            e.method = Some(r.method);
+            e.location = Some(h.location.clone());
+            e.expires_at = r.meta.expires_at;
+            e.refreshable = h.refreshable;
+            e.modified_at = h.modified;
+            e.detail = h.detail.clone();
+            e.delivery = Some(format!(
+                "nothing until stored: airlock auth {} --from-host",
+                agent.name()
+            ));
+            e.state = state(
+                r.method,
+                r.meta.expires_at,
+                h.refreshable,
+                now,
+                expiring_days,
+            );
+            if !matches!(e.state, State::Valid | State::Refreshable) {
+                e.fix = Some(agent.renewal(r.method, crate::vault::DEFAULT_ACCOUNT));
+            }
+            Some(e)
+        }
+        Err(err) => {
+            let mut e = Entry::new(agent.name(), State::Invalid, StoredIn::Host);
+            e.location = Some(fallback_location.to_owned());
+            e.problem = Some(err.to_string());
+            e.fix = Some(format!(
+                "{}, then `airlock auth {} --from-host`",
+                agent.host_login_hint(),
+                agent.name()
+            ));
+            Some(e)
+        }
+    }
+}
+
+/// The entry for an agent with nothing stored and no host login.
+pub fn missing_entry(agent: Agent<'_>) -> Entry {
+    let mut e = Entry::new(agent.name(), State::Missing, StoredIn::None);
+    e.fix = Some(format!("store one with `airlock auth {}`", agent.name()));
+    e
+}
+
+/// Whether a host login is already in the vault: a record of the same
+/// agent holds the same payload, or was captured from the same place.
+pub fn host_is_stored(h: &HostLogin, records: &[Record]) -> bool {
+    records.iter().any(|r| {
+        r.id.agent == h.record.id.agent
+            && (r.secret == h.record.secret || r.meta.source == format!("host:{}", h.location))
+    })
+}
+
+/// Everything `airlock status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Schema version of the JSON output (docs/status-json.md).
+    pub version: u32,
+    /// When the report was computed.
+    pub now: Timestamp,
+    /// The "expiring" threshold in days.
+    pub expiring_days: u32,
+    /// The vault backend and where it keeps data.
+    pub vault: VaultInfo,
+    /// One entry per stored credential, host login or missing agent.
+    pub credentials: Vec<Entry>,
+    /// Warnings with renewal steps (also printed on stderr).
+    pub warnings: Vec<String>,
+}
+
+/// The vault in a [`Report`].
+#[derive(Debug, Clone, Serialize)]
+pub struct VaultInfo {
+    /// Backend name.
+    pub backend: String,
+    /// Where it keeps data.
+    pub location: String,
+}
+
+/// Builds the report from what was read: the stored records, each agent's
+/// host login, the vault. `agents` is the list to report on (all of them,
+/// or the one asked for). Pure: no I/O.
+pub fn report(
+    agents: &[Agent<'_>],
+    records: &[Record],
+    hosts: &BTreeMap<String, (HostResult, String)>,
+    vault: VaultInfo,
+    now: Timestamp,
+    expiring_days: u32,
+) -> Report {
+    let mut credentials = Vec::new();
+    for agent in agents {
+        let mine: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.id.agent == agent.name())
+            .collect();
+        for r in &mine {
+            let loc = format!("{} {}", vault.backend, vault.location);
+            credentials.push(record_entry(*agent, r, &loc, now, expiring_days));
+        }
+        let mut host_listed = false;
+        if let Some((host, fallback)) = hosts.get(agent.name()) {
+            let already = matches!(host, Ok(Some(h)) if host_is_stored(h, records));
+            if !already && let Some(e) = host_entry(*agent, host, fallback, now, expiring_days) {
+                credentials.push(e);
+                host_listed = true;
+            }
+        }
+        if mine.is_empty() && !host_listed {
+            credentials.push(missing_entry(*agent));
+        }
+    }
+    let warnings = warnings(&credentials, now);
+    Report {
+        version: 1,
+        now,
+        expiring_days,
+        vault,
+        credentials,
+        warnings,
+    }
+}
+
+/// Human warnings for expiring, expired and invalid entries, each with the
+/// exact renewal steps.
+pub fn warnings(entries: &[Entry], now: Timestamp) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in entries {
+        let name = match (&e.account, e.stored_in) {
+            (Some(a), _) => format!("{}:{a}", e.agent),
+            (None, StoredIn::Host) => format!("the {} login on this machine", e.agent),
+            (None, _) => e.agent.clone(),
+        };
+        let method = e.method.map(|m| format!(" ({m})")).unwrap_or_default();
+        let fix = e.fix.clone().unwrap_or_default();
+        match e.state {
+            State::Expiring => out.push(format!(
+                "{name}{method} expires {}: {fix}",
+                when(e.expires_at, now)
+            )),
+            State::Expired => out.push(format!(
+                "{name}{method} expired {}: {fix}",
+                when(e.expires_at, now)
+            )),
+            State::Invalid => out.push(format!(
+                "{name}{method} is invalid: {}; {fix}",
+                e.problem.as_deref().unwrap_or("it failed validation")
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `on 2027-01-02 (in 12 days)` / `on … (3 days ago)`.
+pub fn when(t: Option<Timestamp>, now: Timestamp) -> String {
+    match t {
+        None => "at an unknown time".into(),
+        Some(t) => format!("on {} ({})", date(t), relative(t, now)),
+    }
+}
+
+/// `2027-01-02 14:00 UTC`.
+pub fn date(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// `in 12 days`, `3 hours ago`, …
+pub fn relative(t: Timestamp, now: Timestamp) -> String {
+    let d = t.duration_since(now);
+    let secs = d.as_secs().abs();
+    let amount = if secs >= 2 * 86_400 {
+        format!("{} days", (secs + 43_200) / 86_400)
+    } else if secs >= 2 * 3600 {
+        format!("{} hours", (secs + 1800) / 3600)
+    } else {
+        format!("{} minutes", (secs + 30) / 60)
+    };
+    if d.is_negative() {
+        format!("{amount} ago")
+    } else {
+        format!("in {amount}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::secret::Secret;
+    use crate::vault::{CredentialId, Metadata};
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn states_by_method_and_time() {
+        let now = ts(1_800_000_000);
+        let st = |m, e: Option<i64>, r| state(m, e.map(|d| ts(1_800_000_000 + d)), r, now, 30);
+        assert_eq!(st(Method::ApiKey, None, false), State::Valid);
+        assert_eq!(st(Method::SetupToken, Some(364 * DAY), false), State::Valid);
+        assert_eq!(
+            st(Method::SetupToken, Some(29 * DAY), false),
+            State::Expiring
+        );
+        assert_eq!(st(Method::SetupToken, Some(-1), false), State::Expired);
+        assert_eq!(st(Method::SetupToken, Some(0), false), State::Expired);
+        assert_eq!(st(Method::Session, Some(-DAY), true), State::Refreshable);
+        assert_eq!(st(Method::Session, Some(3600), true), State::Valid);
+        assert_eq!(st(Method::Session, Some(3600), false), State::Expiring);
+        assert_eq!(st(Method::Session, Some(-3600), false), State::Expired);
+        // The threshold is configurable.
+        assert_eq!(
+            state(
+                Method::SetupToken,
+                Some(ts(1_800_000_000 + 20 * DAY)),
+                false,
+                now,
+                10
+            ),
+            State::Valid
+        );
+    }
+
+    fn record(agent: &str, method: Method, secret: &str, exp: Option<Timestamp>) -> Record {
+        let mut meta = Metadata::new("stdin");
+        meta.expires_at = exp;
+        Record {
+            id: CredentialId::new(agent, "default").unwrap(),
+            method,
+            secret: Secret::from(secret),
+            meta,
+        }
+    }
+
+    #[test]
+    fn report_lists_missing_and_warns_with_steps() {
+        let config = Config::default();
+        let agents = Agent::all(&config);
+        let now = ts(1_800_000_000);
+        let token = format!("sk-ant-oat01-{}", "x".repeat(60));
+        let recs = vec![record(
+            "claude",
+            Method::SetupToken,
+            &token,
+            Some(ts(1_800_000_000 + 5 * DAY)),
+        )];
+        let r = report(
+            &agents,
+            &recs,
+            &BTreeMap::new(),
+            VaultInfo {
+                backend: "memory".into(),
+                location: "memory".into(),
+            },
+            now,
+            30,
+        );
+        let states: Vec<(&str, State)> = r
+            .credentials
+            .iter()
+            .map(|e| (e.agent.as_str(), e.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("claude", State::Expiring),
+                ("codex", State::Missing),
+                ("gemini", State::Missing)
+            ]
+        );
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("in 5 days"), "{}", r.warnings[0]);
+        assert!(
+            r.warnings[0]
+                .contains("run `claude setup-token`, then `airlock auth claude --method token`"),
+            "{}",
+            r.warnings[0]
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains(&token));
+    }
+
+    #[test]
+    fn broken_stored_session_is_invalid() {
+        let config = Config::default();
+        let agents = [Agent::resolve("codex", &config).unwrap()];
+        let recs = vec![record("codex", Method::Session, "{\"tokens\":", None)];
+        let r = report(
+            &agents,
+            &recs,
+            &BTreeMap::new(),
+            VaultInfo {
+                backend: "memory".into(),
+                location: "memory".into(),
+            },
+            Timestamp::now(),
+            30,
+        );
+        assert_eq!(r.credentials[0].state, State::Invalid);
+        assert!(
+            r.credentials[0]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("truncated")
+        );
+    }
+}
