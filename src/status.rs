@@ -192,7 +192,8 @@ pub fn record_entry(
             }
             Err(err) => {
                 e.state = State::Invalid;
-                e.problem = Some(err.to_string());
+                let (problem, _) = split_error(&err);
+                e.problem = Some(problem);
                 e.fix = Some(agent.renewal(r.method, &r.id.account));
                 e.detail = detail;
                 return e;
@@ -214,6 +215,14 @@ pub fn record_entry(
         e.fix = Some(agent.renewal(r.method, &r.id.account));
     }
     e
+}
+
+/// The problem and, for validation errors, the fix, apart.
+fn split_error(err: &crate::Error) -> (String, Option<String>) {
+    match err {
+        crate::Error::Invalid { problem, fix } => (problem.clone(), Some(fix.clone())),
+        other => (other.to_string(), None),
+    }
 }
 
 fn join(a: Option<String>, b: Option<String>) -> Option<String> {
@@ -261,12 +270,15 @@ pub fn host_entry(
         Err(err) => {
             let mut e = Entry::new(agent.name(), State::Invalid, StoredIn::Host);
             e.location = Some(fallback_location.to_owned());
-            e.problem = Some(err.to_string());
-            e.fix = Some(format!(
-                "{}, then `airlock auth {} --from-host`",
-                agent.host_login_hint(),
-                agent.name()
-            ));
+            let (problem, fix) = split_error(err);
+            e.problem = Some(problem);
+            e.fix = Some(fix.unwrap_or_else(|| {
+                format!(
+                    "{}, then `airlock auth {} --from-host`",
+                    agent.host_login_hint(),
+                    agent.name()
+                )
+            }));
             Some(e)
         }
     }

@@ -12,9 +12,14 @@ use airlock::error::{Error, Result};
 use airlock::paths::Paths;
 use airlock::vault::{self, Vault};
 
+mod accounts;
+mod auth;
 mod completions;
 mod doctor;
 mod lock;
+mod remove;
+mod status;
+mod teardown;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
 ///
@@ -50,6 +55,11 @@ enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Auth(auth::Args),
+    Status(status::Args),
+    Accounts(accounts::Args),
+    Remove(remove::Args),
+    Teardown(teardown::Args),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
@@ -64,7 +74,6 @@ pub struct Ctx {
     /// Whether stdin and stderr are terminals (prompts allowed).
     pub interactive: bool,
     /// Whether to colour output.
-    #[allow(dead_code)]
     pub color: bool,
 }
 
@@ -94,7 +103,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code().code();
-            let _ = anstream::eprintln!("airlock: error: {e}");
+            anstream::eprintln!("airlock: error: {e}");
             std::process::ExitCode::from(code)
         }
     }
@@ -114,6 +123,11 @@ fn run(command: Command, color: bool) -> Result<()> {
         color,
     };
     match command {
+        Command::Auth(a) => auth::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Accounts(a) => accounts::run(&ctx, a),
+        Command::Remove(a) => remove::run(&ctx, a),
+        Command::Teardown(a) => teardown::run(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),

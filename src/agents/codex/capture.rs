@@ -110,12 +110,11 @@ pub fn validate(
 }
 
 fn validate_key(what: &str, value: &str) -> Result<()> {
-    if value.starts_with("sk-ant-") || !value.starts_with(API_KEY_PREFIX) {
-        if let Some((desc, suggestion)) =
+    if (value.starts_with("sk-ant-") || !value.starts_with(API_KEY_PREFIX))
+        && let Some((desc, suggestion)) =
             foreign_token(value).filter(|(d, _)| !d.contains("OpenAI"))
-        {
-            return Err(invalid(what, format!("is {desc}"), suggestion));
-        }
+    {
+        return Err(invalid(what, format!("is {desc}"), suggestion));
     }
     check_token_shape(what, value, API_KEY_PREFIX, MIN_KEY_LEN, API_KEY_FIX)
 }
