@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use comfy_table::{Cell, Color, Table, presets};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -429,6 +430,81 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
         format!("{amount} ago")
     } else {
         format!("in {amount}")
+    }
+}
+
+/// The `airlock status` table; `color` styles the state column.
+pub fn table(r: &Report, color: bool) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    t.set_header([
+        "AGENT",
+        "ACCOUNT",
+        "METHOD",
+        "STORED IN",
+        "STATE",
+        "EXPIRES",
+        "MODIFIED",
+        "SANDBOX GETS",
+    ]);
+    for e in &r.credentials {
+        t.add_row(vec![
+            Cell::new(&e.agent),
+            Cell::new(e.account.as_deref().unwrap_or("-")),
+            Cell::new(
+                e.method
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::new(stored(e)),
+            state_cell(e.state, color),
+            Cell::new(expires(e, r.now)),
+            Cell::new(e.modified_at.map(date).unwrap_or_else(|| "-".into())),
+            Cell::new(e.delivery.as_deref().unwrap_or("-")),
+        ]);
+    }
+    t.trim_fmt()
+}
+
+fn stored(e: &Entry) -> String {
+    match e.stored_in {
+        StoredIn::Vault => {
+            let backend = e
+                .location
+                .as_deref()
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or("?");
+            format!("vault ({backend})")
+        }
+        StoredIn::Host => format!("host {}", e.location.as_deref().unwrap_or("?")),
+        StoredIn::None => "-".into(),
+    }
+}
+
+fn expires(e: &Entry, now: Timestamp) -> String {
+    match (e.expires_at, e.method) {
+        (_, None) => "-".into(),
+        (None, _) => "never".into(),
+        (Some(t), _) => format!("{} ({})", date(t), relative(t, now)),
+    }
+}
+
+fn state_cell(s: State, color: bool) -> Cell {
+    let c = Cell::new(s.as_str());
+    if !color {
+        return c;
+    }
+    match s {
+        State::Valid => c.fg(Color::Green),
+        State::Expiring => c.fg(Color::Yellow),
+        State::Expired | State::Invalid => c.fg(Color::Red),
+        State::Refreshable => c.fg(Color::Cyan),
+        State::Missing => c.fg(Color::DarkGrey),
     }
 }
 

@@ -170,7 +170,11 @@ fn wrong_kind(what: &str, value: &str, want: &str) -> Result<()> {
     if value.starts_with(want) {
         return Ok(());
     }
-    if let Some((desc, suggestion)) = foreign_token(value) {
+    // The generic "sk-ant-" match says nothing useful here: fall through to
+    // the prefix check, which names the expected prefix.
+    if let Some((desc, suggestion)) =
+        foreign_token(value).filter(|(d, _)| *d != "an Anthropic credential")
+    {
         return Err(invalid(what, format!("is {desc}"), suggestion));
     }
     Ok(())
