@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod paths;
+pub mod plan;
 pub mod secret;
 pub mod status;
 pub mod vault;
