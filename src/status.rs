@@ -487,6 +487,9 @@ fn stored(e: &Entry) -> String {
 }
 
 fn expires(e: &Entry, now: Timestamp) -> String {
+    if e.state == State::Invalid {
+        return "-".into();
+    }
     match (e.expires_at, e.method) {
         (_, None) => "-".into(),
         (None, _) => "never".into(),
