@@ -133,7 +133,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         &ctx.paths.runtime_dir,
         &ctx.paths.data_dir,
     ] {
-        remove_dir(dir, &ctx.paths.home, &host, &mut removed, &mut problems);
+        remove_dir(
+            dir,
+            &ctx.paths.home,
+            &host,
+            a.force,
+            &mut removed,
+            &mut problems,
+        );
     }
     for r in &removed {
         anstream::eprintln!("airlock: removed {r}");
@@ -176,11 +183,13 @@ fn remove_vault_files(file: &Path, removed: &mut Vec<String>, problems: &mut Vec
 }
 
 /// Removes `dir` with its contents, unless it is the home directory or one
-/// of its ancestors, or holds an agent's files: then only when empty.
+/// of its ancestors, or holds an agent's files: then only when empty. A
+/// host path that only *links* into `dir` does not protect it under `--force`.
 fn remove_dir(
     dir: &Path,
     home: &Path,
     host: &[PathBuf],
+    force: bool,
     removed: &mut Vec<String>,
     problems: &mut Vec<String>,
 ) {
@@ -196,9 +205,9 @@ fn remove_dir(
     }
     let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let real_home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
-    let holds_host = host
-        .iter()
-        .any(|h| h.starts_with(dir) || h.canonicalize().is_ok_and(|r| r.starts_with(&real)));
+    let holds_host = host.iter().any(|h| {
+        h.starts_with(dir) || (!force && h.canonicalize().is_ok_and(|r| r.starts_with(&real)))
+    });
     let ours = !real_home.starts_with(&real) && real.parent().is_some();
     let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
     let result = if empty {
