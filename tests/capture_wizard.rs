@@ -1,0 +1,164 @@
+//! The `airlock auth` wizard, driven through a pseudo-terminal: the real
+//! binary, real key presses, hidden input that never echoes.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{CANARY, TestContext};
+use rexpect::process::WaitStatus;
+use rexpect::session::PtySession;
+
+fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/agents")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// Spawns `airlock <args>` on a pty sized 120x40 (a fresh pty is 0x0).
+fn spawn(ctx: &TestContext, args: &[&str]) -> PtySession {
+    let base = ctx.cmd();
+    let mut c = Command::new("sh");
+    c.env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.env("AIRLOCK_KEYRING_BACKEND", "memory")
+        .env("TERM", "xterm");
+    c.current_dir(&ctx.home);
+    c.arg("-c")
+        .arg("stty cols 120 rows 40 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .args(args);
+    rexpect::session::spawn_command(c, Some(15_000)).unwrap()
+}
+
+/// Waits for `needle`, keeping everything seen in `log`.
+fn expect(p: &mut PtySession, log: &mut String, needle: &str) {
+    match p.exp_string(needle) {
+        Ok(before) => {
+            log.push_str(&before);
+            log.push_str(needle);
+        }
+        Err(e) => panic!("waiting for {needle:?}: {e}\nseen so far:\n{log}"),
+    }
+}
+
+fn send(p: &mut PtySession, s: &str) {
+    p.send(s).unwrap();
+    p.flush().unwrap();
+}
+
+fn finish(mut p: PtySession, log: &mut String) -> i32 {
+    log.push_str(&p.exp_eof().unwrap_or_default());
+    match p.process_mut().wait().unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn setup_token_is_typed_hidden_and_stored() {
+    let ctx = TestContext::new();
+    let token = fixture("claude/setup-token.txt").trim().to_owned();
+    let mut log = String::new();
+    let mut p = spawn(&ctx, &["auth", "claude"]);
+    expect(
+        &mut p,
+        &mut log,
+        "No Claude Code login found on this machine",
+    );
+    expect(&mut p, &mut log, "How should airlock authenticate?");
+    expect(&mut p, &mut log, "claude setup-token");
+    send(&mut p, "\r"); // the first entry: the setup-token
+    expect(
+        &mut p,
+        &mut log,
+        "Paste the token printed by `claude setup-token`",
+    );
+    send(&mut p, &format!("{token}\r"));
+    expect(
+        &mut p,
+        &mut log,
+        "stored claude:default (setup-token) in the memory vault",
+    );
+    expect(&mut p, &mut log, "env CLAUDE_CODE_OAUTH_TOKEN");
+    let code = finish(p, &mut log);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(CANARY), "the hidden input was echoed:\n{log}");
+}
+
+#[test]
+fn host_login_is_offered_first() {
+    let ctx = TestContext::new();
+    let dir = ctx.home.join(".codex");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("auth.json"), fixture("codex/auth-chatgpt.json")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("auth.json"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut log = String::new();
+    let mut p = spawn(&ctx, &["auth", "codex", "--account", "work"]);
+    expect(
+        &mut p,
+        &mut log,
+        "Found your Codex CLI login on this machine",
+    );
+    expect(&mut p, &mut log, "fake@example.com (plus)");
+    expect(&mut p, &mut log, "Store this login?");
+    send(&mut p, "y\r");
+    expect(&mut p, &mut log, "stored codex:work (session)");
+    let code = finish(p, &mut log);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(CANARY), "{log}");
+}
+
+#[test]
+fn gemini_key_with_vertex_settings() {
+    let ctx = TestContext::new();
+    let key = fixture("gemini/api-key.txt").trim().to_owned();
+    let mut log = String::new();
+    let mut p = spawn(&ctx, &["auth", "gemini"]);
+    // No Google login on the host: the API key is the only choice, no menu.
+    expect(&mut p, &mut log, "Use it with Vertex AI");
+    send(&mut p, "y\r");
+    expect(&mut p, &mut log, "Google Cloud project id:");
+    send(&mut p, "my-proj-1\r");
+    expect(&mut p, &mut log, "Location:");
+    send(&mut p, "\r"); // default us-central1
+    expect(&mut p, &mut log, "Paste your Gemini API key:");
+    send(&mut p, &format!("{key}\r"));
+    expect(&mut p, &mut log, "stored gemini:default (api-key)");
+    expect(&mut p, &mut log, "Vertex AI");
+    let code = finish(p, &mut log);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(CANARY), "{log}");
+}
+
+#[test]
+fn a_rejected_secret_is_explained_and_cancel_stores_nothing() {
+    let ctx = TestContext::new();
+    let api_key = fixture("claude/api-key.txt").trim().to_owned();
+    let mut log = String::new();
+    let mut p = spawn(&ctx, &["auth", "claude"]);
+    expect(&mut p, &mut log, "How should airlock authenticate?");
+    send(&mut p, "\r");
+    expect(&mut p, &mut log, "Paste the token printed by");
+    // An API key where the setup-token was asked for: explained on the spot.
+    send(&mut p, &format!("{api_key}\r"));
+    expect(&mut p, &mut log, "is an Anthropic API key");
+    send(&mut p, "\x1b"); // Esc
+    expect(&mut p, &mut log, "cancelled: nothing was stored");
+    let code = finish(p, &mut log);
+    assert_eq!(code, 2, "{log}");
+    assert!(!log.contains(CANARY), "{log}");
+}
