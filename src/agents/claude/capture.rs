@@ -154,7 +154,7 @@ pub fn validate(
             Ok(v)
         }
         Method::Session => {
-            let what = format!("the Claude credentials ({origin})");
+            let what = format!("the Claude login ({origin})");
             let info = parse_session(value.expose(), &what)?;
             let mut v = Validated::new(method, value);
             v.expires_at = info.expires_at;
@@ -189,7 +189,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         None => {
             return Err(invalid(
                 what,
-                "have no claudeAiOauth entry, so they hold no Claude login",
+                "has no claudeAiOauth entry, so it holds no Claude login",
                 LOGIN_FIX,
             ));
         }
@@ -198,7 +198,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
             return Err(invalid(
                 what,
                 format!(
-                    "have a claudeAiOauth entry that is a {}, not an object",
+                    "has a claudeAiOauth entry that is a {}, not an object",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -210,18 +210,18 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         Some(Value::String(_)) => {
             return Err(invalid(
                 what,
-                "have an empty access token: Claude Code wipes it when a refresh fails",
+                "has an empty access token: Claude Code wipes it when a refresh fails",
                 LOGIN_FIX,
             ));
         }
         None | Some(Value::Null) => {
-            return Err(invalid(what, "have no access token", LOGIN_FIX));
+            return Err(invalid(what, "has no access token", LOGIN_FIX));
         }
         Some(other) => {
             return Err(invalid(
                 what,
                 format!(
-                    "have an access token that is a {}, not a string",
+                    "has an access token that is a {}, not a string",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -231,7 +231,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
     let mut warnings = Vec::new();
     if !access.starts_with("sk-ant-oat") {
         warnings.push(format!(
-            "{what} hold an access token that does not start with sk-ant-oat; stored anyway"
+            "{what} holds an access token that does not start with sk-ant-oat; stored anyway"
         ));
     }
     let refreshable = match oauth.get("refreshToken") {
@@ -241,7 +241,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
             return Err(invalid(
                 what,
                 format!(
-                    "have a refresh token that is a {}, not a string",
+                    "has a refresh token that is a {}, not a string",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -255,7 +255,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
             _ => {
                 return Err(invalid(
                     what,
-                    "have an expiresAt that is not a time in milliseconds since 1970",
+                    "has an expiresAt that is not a time in milliseconds since 1970",
                     LOGIN_FIX,
                 ));
             }
@@ -264,7 +264,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
             return Err(invalid(
                 what,
                 format!(
-                    "have an expiresAt that is a {}, not a number of milliseconds",
+                    "has an expiresAt that is a {}, not a number of milliseconds",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -277,7 +277,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
                 return Err(invalid(
                     what,
                     format!(
-                        "have scopes without {INFERENCE_SCOPE}, so Claude Code would not count them as a login"
+                        "has scopes without {INFERENCE_SCOPE}, so Claude Code would not count it as a login"
                     ),
                     LOGIN_FIX,
                 ));
@@ -286,7 +286,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         None | Some(Value::Null) => {
             return Err(invalid(
                 what,
-                format!("have no scopes (Claude Code needs {INFERENCE_SCOPE})"),
+                format!("has no scopes (Claude Code needs {INFERENCE_SCOPE})"),
                 LOGIN_FIX,
             ));
         }
@@ -294,7 +294,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
             return Err(invalid(
                 what,
                 format!(
-                    "have scopes that are a {}, not a list",
+                    "has scopes that are a {}, not a list",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,

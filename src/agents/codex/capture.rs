@@ -84,7 +84,7 @@ pub fn validate(
             Ok(Validated::new(method, value))
         }
         Method::Session => {
-            let what = format!("the Codex auth.json ({origin})");
+            let what = format!("the Codex login ({origin})");
             match parse_auth_json(value.expose(), &what)? {
                 AuthDoc::ApiKey(_) => Err(invalid(
                     &what,
@@ -130,7 +130,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
             return Err(invalid(
                 what,
                 format!(
-                    "have an auth_mode that is a {}, not a string",
+                    "has an auth_mode that is a {}, not a string",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -144,7 +144,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
             return Err(invalid(
                 what,
                 format!(
-                    "have an OPENAI_API_KEY that is a {}, not a string",
+                    "has an OPENAI_API_KEY that is a {}, not a string",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -160,7 +160,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         let Some(key) = key else {
             return Err(invalid(
                 what,
-                "are in API-key mode but hold no OPENAI_API_KEY",
+                "is in API-key mode but holds no OPENAI_API_KEY",
                 "run `printenv OPENAI_API_KEY | codex login --with-api-key`, or store the key with `airlock auth codex --method api-key`",
             ));
         };
@@ -179,7 +179,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         None | Some(Value::Null) => {
             return Err(invalid(
                 what,
-                "have no tokens, so they hold no ChatGPT login",
+                "has no tokens, so it holds no ChatGPT login",
                 LOGIN_FIX,
             ));
         }
@@ -187,7 +187,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
             return Err(invalid(
                 what,
                 format!(
-                    "have tokens that are a {}, not an object",
+                    "has tokens that are a {}, not an object",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -198,7 +198,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
     let id_claims = jwt::claims(id_token).map_err(|e| {
         invalid(
             what,
-            format!("have a tokens.id_token that {e}; Codex itself refuses to load such a file"),
+            format!("has a tokens.id_token that {e}; Codex itself refuses to load such a file"),
             LOGIN_FIX,
         )
     })?;
@@ -206,13 +206,13 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
     let refresh = match tokens.get("refresh_token") {
         Some(Value::String(s)) => s,
         None | Some(Value::Null) => {
-            return Err(invalid(what, "have no tokens.refresh_token", LOGIN_FIX));
+            return Err(invalid(what, "has no tokens.refresh_token", LOGIN_FIX));
         }
         Some(other) => {
             return Err(invalid(
                 what,
                 format!(
-                    "have a tokens.refresh_token that is a {}, not a string",
+                    "has a tokens.refresh_token that is a {}, not a string",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -225,7 +225,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
             return Err(invalid(
                 what,
                 format!(
-                    "have a tokens.account_id that is a {}, not a string",
+                    "has a tokens.account_id that is a {}, not a string",
                     validate::json_kind(other)
                 ),
                 LOGIN_FIX,
@@ -238,7 +238,7 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         Some(_) => {
             return Err(invalid(
                 what,
-                "have a last_refresh that is not an RFC 3339 time",
+                "has a last_refresh that is not an RFC 3339 time",
                 LOGIN_FIX,
             ));
         }
@@ -266,12 +266,12 @@ fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) ->
     match tokens.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
         Some(Value::String(_)) | None | Some(Value::Null) => {
-            Err(invalid(what, format!("have no tokens.{key}"), LOGIN_FIX))
+            Err(invalid(what, format!("has no tokens.{key}"), LOGIN_FIX))
         }
         Some(other) => Err(invalid(
             what,
             format!(
-                "have a tokens.{key} that is a {}, not a string",
+                "has a tokens.{key} that is a {}, not a string",
                 validate::json_kind(other)
             ),
             LOGIN_FIX,
@@ -286,7 +286,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         AuthDoc::ChatGpt(info) => Ok(info),
         AuthDoc::ApiKey(_) => Err(invalid(
             what,
-            "hold an API key, not a ChatGPT login",
+            "holds an API key, not a ChatGPT login",
             "store it again with `airlock auth codex --from-host`",
         )),
     }
@@ -301,7 +301,7 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
     }
     let input = validate::read_input_file(&path, LOGIN_FIX)?;
     let location = validate::tilde(&path, &env.home);
-    let what = format!("the Codex auth.json ({location})");
+    let what = format!("the Codex login ({location})");
     let mut v = match parse_auth_json(input.text.expose(), &what)? {
         AuthDoc::ApiKey(key) => {
             let mut v = Validated::new(Method::ApiKey, key);
