@@ -66,6 +66,7 @@ pub fn run(
     );
 
     // 1. The host's login, if any.
+    let mut host_broken = false;
     let host = match agent.find_host_login(env) {
         Ok(h) => h,
         Err(e) => {
@@ -73,6 +74,7 @@ pub fn run(
                 "Found a {} login on this machine, but it cannot be used: {e}",
                 agent.title()
             );
+            host_broken = true;
             None
         }
     };
@@ -137,6 +139,9 @@ pub fn run(
         let is_host = m == Method::Session;
         if is_host && host.is_none() && host_choice.is_none() {
             // Nothing to offer: say how to get one instead of a dead end.
+            if host_broken {
+                continue;
+            }
             eprintln!(
                 "No {} login found on this machine (to use one: {}, then run this again).",
                 agent.title(),

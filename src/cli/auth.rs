@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::Ctx;
 
-/// Store an agent's credential in the vault.
+/// Store an agent's credential in the vault
 ///
 /// In a terminal, without flags, a wizard offers the login found on this
 /// machine, or asks for a token or an API key (typed hidden). Scripts and CI
@@ -23,7 +23,7 @@ use super::Ctx;
 ///
 /// Examples:
 ///   airlock auth claude                                    # the wizard
-///   claude setup-token | airlock auth claude --method token --stdin   (or paste the token into the wizard)
+///   printenv CLAUDE_CODE_OAUTH_TOKEN | airlock auth claude --method token --stdin
 ///   airlock auth codex --from-host                         # the ChatGPT login in ~/.codex/auth.json
 ///   airlock auth gemini --method api-key --from-env GEMINI_API_KEY
 ///   airlock auth claude --account work --method token --from-file /run/secrets/claude

@@ -9,10 +9,11 @@ use airlock::vault::BackendKind;
 
 use super::Ctx;
 
-/// Remove everything airlock stored: the vault's credentials, its state and
-/// runtime directories. The agents' own files on this machine
-/// (~/.claude, ~/.codex, ~/.gemini) are never touched, and the config file
-/// is kept.
+/// Remove airlock's own state: stored credentials, state and runtime files
+///
+/// Removes every credential in the vault, the vault file, and the state and
+/// runtime directories. The agents' own files on this machine (~/.claude,
+/// ~/.codex, ~/.gemini) are never touched, and the config file is kept.
 ///
 /// Refuses (exit 5) when an agent's credential path is a symbolic link into
 /// airlock's directories, since removing them would break that login;
