@@ -8,6 +8,9 @@
 //! The crate follows one pipeline, one module per stage:
 //!
 //! * [`vault`]: storage backends for credential [`vault::Record`]s.
+//! * [`resolve`]: picks one credential per agent (vault, host login, secret
+//!   file) and builds the [`plan::SandboxPlan`] from the agents' `inject`
+//!   modules; [`project`] reads the per-project `.airlock.toml`.
 //!
 //! Every secret value travels as a [`secret::Secret`], which never prints and
 //! is zeroized on drop. Errors ([`error::Error`]) say what to do next and map
@@ -22,6 +25,8 @@ pub mod error;
 pub mod fsutil;
 pub mod paths;
 pub mod plan;
+pub mod project;
+pub mod resolve;
 pub mod secret;
 pub mod status;
 pub mod vault;

@@ -1,4 +1,6 @@
-//! Custom agents, defined in the config file. They only know API keys.
+//! Custom agents, defined in the config file (`crate::config::CustomAgentConfig`):
+//! checking a definition, and validating their API keys. Injection is in
+//! `custom_inject`.
 //!
 //! ```toml
 //! [agents.custom.aider]
@@ -13,47 +15,14 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
 
-use serde::{Deserialize, Serialize};
-
 use crate::agents::validate::{self, Validated, invalid};
 use crate::error::Result;
 use crate::secret::Secret;
 use crate::vault::Method;
 
-/// `[agents.custom.<name>]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomAgent {
-    /// The environment variable that carries the API key into a sandbox.
-    pub api_key_env: String,
-    /// Files, relative to the sandbox user's home, that receive the key.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<CustomFile>,
-    /// A short description for humans.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// One file a custom agent's key is written to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomFile {
-    /// Path relative to the sandbox user's home (no `..`, not absolute).
-    pub path: String,
-    /// Octal permissions, `"0600"` when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-}
-
-impl CustomFile {
-    /// The permission bits (default 0600).
-    pub fn mode_bits(&self) -> u32 {
-        self.mode
-            .as_deref()
-            .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
-            .unwrap_or(0o600)
-    }
-}
+/// A custom agent's definition (`[agents.custom.<name>]` in `config.toml`).
+pub use crate::config::CustomAgentConfig as CustomAgent;
+pub use crate::config::CustomFile;
 
 /// Checks every custom agent of the config; the message names the problem.
 pub fn check_all(agents: &BTreeMap<String, CustomAgent>) -> std::result::Result<(), String> {
@@ -72,17 +41,18 @@ pub fn check(name: &str, a: &CustomAgent) -> std::result::Result<(), String> {
             "{at}: {name} is a built-in agent and cannot be redefined; choose another name"
         ));
     }
+    // The same rule as injection (`custom_inject`): `[A-Za-z_][A-Za-z0-9_]*`.
     let env_ok = a
         .api_key_env
         .chars()
         .next()
-        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && a.api_key_env
             .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !env_ok {
         return Err(format!(
-            "{at}: api_key_env = {:?} is not an environment variable name; use uppercase letters, digits and '_' (for example OPENAI_API_KEY)",
+            "{at}: api_key_env = {:?} is not an environment variable name; use letters, digits and '_' (for example OPENAI_API_KEY)",
             a.api_key_env
         ));
     }
@@ -166,7 +136,7 @@ mod tests {
                 path: path.into(),
                 mode: mode.map(Into::into),
             }],
-            description: None,
+            ..Default::default()
         }
     }
 

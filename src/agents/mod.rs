@@ -16,7 +16,9 @@ use crate::vault::Record;
 pub mod claude;
 pub mod codex;
 pub mod custom;
+pub mod custom_inject;
 pub mod gemini;
+pub mod inject;
 pub mod jwt;
 pub mod validate;
 

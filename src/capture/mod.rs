@@ -22,7 +22,7 @@ use crate::vault::{Backend, CredentialId, Metadata, Method, Record};
 pub mod wizard;
 
 /// An agent airlock knows: built in, or defined in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Agent<'a> {
     /// Claude Code.
     Claude,
@@ -42,7 +42,10 @@ impl<'a> Agent<'a> {
             "codex" => Ok(Agent::Codex),
             "gemini" => Ok(Agent::Gemini),
             _ => match config.agents.custom.get_key_value(name) {
-                Some((n, a)) => Ok(Agent::Custom(n.as_str(), a)),
+                Some((n, a)) => {
+                    custom::check(n, a).map_err(Error::Usage)?;
+                    Ok(Agent::Custom(n.as_str(), a))
+                }
                 None => {
                     let mut known: Vec<&str> = crate::agents::BUILTIN.to_vec();
                     known.extend(config.agents.custom.keys().map(String::as_str));
@@ -587,6 +590,14 @@ mod tests {
                 .contains("empty")
         );
         assert_eq!(read_env("X", Some("v".into())).unwrap().expose(), "v");
+    }
+
+    #[test]
+    fn custom_definitions_are_checked_when_used() {
+        let config = Config::parse("[agents.custom.aider]\napi_key_env = \"A-B\"\n").unwrap();
+        let e = Agent::resolve("aider", &config).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::ExitCode::Usage);
+        assert!(e.to_string().contains("api_key_env"), "{e}");
     }
 
     #[test]
