@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use comfy_table::{Cell, Color, Table, presets};
+use comfy_table::{Cell, Table, presets};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -437,11 +437,9 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
 pub fn table(r: &Report, color: bool) -> String {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
-    if color {
-        t.enforce_styling();
-    } else {
-        t.force_no_tty();
-    }
+    // Layout without styling; colour is added afterwards (see `colour_states`),
+    // so that `--color always` wins over NO_COLOR and widths stay exact.
+    t.force_no_tty();
     t.set_header([
         "AGENT",
         "ACCOUNT",
@@ -462,13 +460,60 @@ pub fn table(r: &Report, color: bool) -> String {
                     .unwrap_or_else(|| "-".into()),
             ),
             Cell::new(stored(e)),
-            state_cell(e.state, color),
+            Cell::new(e.state.as_str()),
             Cell::new(expires(e, r.now)),
             Cell::new(e.modified_at.map(date).unwrap_or_else(|| "-".into())),
             Cell::new(e.delivery.as_deref().unwrap_or("-")),
         ]);
     }
-    t.trim_fmt()
+    let out = t.trim_fmt();
+    if color {
+        colour_states(&out, &r.credentials)
+    } else {
+        out
+    }
+}
+
+/// Wraps each row's state in its colour. Rows follow the header line in
+/// the order of `entries`; the state starts in the STATE column.
+fn colour_states(table: &str, entries: &[Entry]) -> String {
+    let mut lines = table.lines();
+    let Some(header) = lines.next() else {
+        return table.to_owned();
+    };
+    let Some(col) = header.find("STATE").map(|b| header[..b].chars().count()) else {
+        return table.to_owned();
+    };
+    let mut out = vec![header.to_owned()];
+    for (line, e) in lines.zip(entries) {
+        let start = line.char_indices().nth(col).map(|(i, _)| i);
+        let word = e.state.as_str();
+        match start {
+            Some(i) if line[i..].starts_with(word) => {
+                let style = state_style(e.state);
+                let end = i + word.len();
+                out.push(format!(
+                    "{}{style}{word}{style:#}{}",
+                    &line[..i],
+                    &line[end..]
+                ));
+            }
+            _ => out.push(line.to_owned()),
+        }
+    }
+    out.join("\n")
+}
+
+fn state_style(s: State) -> anstyle::Style {
+    use anstyle::AnsiColor;
+    match s {
+        State::Valid => AnsiColor::Green.on_default(),
+        State::Expiring => AnsiColor::Yellow.on_default(),
+        State::Expired => AnsiColor::Red.on_default(),
+        State::Invalid => AnsiColor::Red.on_default().bold(),
+        State::Refreshable => AnsiColor::Cyan.on_default(),
+        State::Missing => anstyle::Style::new().dimmed(),
+    }
 }
 
 fn stored(e: &Entry) -> String {
@@ -494,20 +539,6 @@ fn expires(e: &Entry, now: Timestamp) -> String {
         (_, None) => "-".into(),
         (None, _) => "never".into(),
         (Some(t), _) => format!("{} ({})", date(t), relative(t, now)),
-    }
-}
-
-fn state_cell(s: State, color: bool) -> Cell {
-    let c = Cell::new(s.as_str());
-    if !color {
-        return c;
-    }
-    match s {
-        State::Valid => c.fg(Color::Green),
-        State::Expiring => c.fg(Color::Yellow),
-        State::Expired | State::Invalid => c.fg(Color::Red),
-        State::Refreshable => c.fg(Color::Cyan),
-        State::Missing => c.fg(Color::DarkGrey),
     }
 }
 

@@ -162,3 +162,26 @@ fn a_rejected_secret_is_explained_and_cancel_stores_nothing() {
     assert_eq!(code, 2, "{log}");
     assert!(!log.contains(CANARY), "{log}");
 }
+
+#[test]
+fn a_broken_host_login_is_explained_and_other_methods_offered() {
+    let ctx = TestContext::new();
+    let dir = ctx.home.join(".claude");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".credentials.json"), "").unwrap(); // an interrupted login
+    let key = fixture("claude/api-key.txt").trim().to_owned();
+    let mut log = String::new();
+    let mut p = spawn(&ctx, &["auth", "claude", "--account", "api"]);
+    expect(&mut p, &mut log, "but it cannot be used");
+    expect(&mut p, &mut log, "0 bytes");
+    expect(&mut p, &mut log, "How should airlock authenticate?");
+    send(&mut p, "\x1b[B\r"); // down: the API key
+    expect(&mut p, &mut log, "Paste your Anthropic API key:");
+    send(&mut p, &format!("{key}\r"));
+    expect(&mut p, &mut log, "stored claude:api (api-key)");
+    expect(&mut p, &mut log, "env ANTHROPIC_API_KEY");
+    let code = finish(p, &mut log);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(CANARY), "{log}");
+    assert!(!log.contains("No Claude Code login found"), "{log}");
+}

@@ -428,3 +428,32 @@ fn lifecycle_with_the_file_vault() {
     assert_eq!(out.status.code(), Some(6));
     assert!(text(&out.stderr).contains("airlock accounts"));
 }
+
+#[test]
+fn states_are_coloured_only_when_asked() {
+    let mut ctx = TestContext::new();
+    memory(&mut ctx);
+    host_fixtures(&ctx);
+    let plain = run(&ctx, &["status"]);
+    assert!(!text(&plain.stdout).contains('\x1b'));
+    let coloured = run(&ctx, &["--color", "always", "status"]);
+    let s = text(&coloured.stdout);
+    assert!(s.contains("\x1b[36mrefreshable\x1b[0m"), "{s:?}");
+    assert!(s.contains("\x1b[1m\x1b[31minvalid\x1b[0m"), "{s:?}");
+    assert!(s.contains("\x1b[32mvalid\x1b[0m"), "{s:?}");
+    // Colour never moves a column.
+    let strip = |t: &str| {
+        let mut o = String::new();
+        let mut esc = false;
+        for c in t.chars() {
+            match (esc, c) {
+                (false, '\x1b') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => o.push(c),
+            }
+        }
+        o
+    };
+    assert_eq!(strip(&s), text(&plain.stdout));
+}

@@ -372,7 +372,8 @@ pub(crate) fn account_flag(account: &str) -> String {
     }
 }
 
-#[cfg(target_os = "macos")]
+// Compiled everywhere so that Linux builds check it; only called on macOS.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 mod keychain {
     //! The macOS login keychain, read through `security` (thin on purpose).
     use super::*;
@@ -449,6 +450,17 @@ mod tests {
         assert_eq!(
             keychain_account(&env_with(&[("USER", "a b")])),
             "claude-code-user"
+        );
+    }
+
+    #[cfg(not(target_os = "macos"))]
+    #[test]
+    fn keychain_without_security_is_no_login() {
+        // No `security` binary here: nothing found, no error.
+        assert!(
+            keychain::read(&env_with(&[("USER", "u")]))
+                .unwrap()
+                .is_none()
         );
     }
 
