@@ -212,7 +212,11 @@ pub fn record_entry(
     }
     e.detail = detail;
     e.state = state(r.method, e.expires_at, e.refreshable, now, expiring_days);
-    if !matches!(e.state, State::Valid | State::Refreshable) {
+    if e.state != State::Valid {
+        // A refreshable Claude or Codex session in the vault is a copy: its
+        // single-use refresh token dies when the host (or a sandbox) refreshes,
+        // and sandboxes get only the lapsed access token by default. The fix
+        // is to store the agent's fresh login again.
         e.fix = Some(agent.renewal(r.method, &r.id.account));
     }
     e

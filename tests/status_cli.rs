@@ -243,7 +243,7 @@ fn auth_from_each_source_reports_what_a_sandbox_gets() {
     let err = text(&out.stderr);
     assert!(err.contains("codex:work (session)"), "{err}");
     assert!(err.contains("fake@example.com (plus)"), "{err}");
-    assert!(err.contains("rotates"), "{err}");
+    assert!(err.contains("single-use"), "{err}");
     let after = (
         std::fs::read(&host).unwrap(),
         std::fs::metadata(&host).unwrap().modified().unwrap(),

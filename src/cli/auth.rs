@@ -170,12 +170,18 @@ fn store(ctx: &Ctx, agent: Agent<'_>, p: Prepared, now: Timestamp) -> Result<()>
     }
     anstream::eprintln!("  sandbox:  {}", p.delivery);
     if method == Method::Session && matches!(agent, Agent::Claude | Agent::Codex) {
+        // See docs/injection.md, "Sessions and rotation".
         anstream::eprintln!(
-            "airlock: note: this login rotates its refresh token: airlock writes refreshed tokens back, but two sandboxes (or a sandbox and this machine) refreshing the same login will break each other{}",
+            "airlock: note: this login's refresh token is single-use, so by default a sandbox gets only its access token ({}) and can never break this machine's login; for long runs use {}",
             if agent == Agent::Claude {
-                "; a setup-token (`claude setup-token`) avoids this"
+                "about 8 hours"
             } else {
-                ""
+                "until it expires"
+            },
+            if agent == Agent::Claude {
+                "a setup-token (`claude setup-token`, then `airlock auth claude --method token`) or an API key"
+            } else {
+                "an API key (`airlock auth codex --method api-key`)"
             }
         );
     }

@@ -344,7 +344,7 @@ pub fn delivery(method: Method) -> &'static str {
     match method {
         Method::SetupToken => "env CLAUDE_CODE_OAUTH_TOKEN",
         Method::ApiKey => "env ANTHROPIC_API_KEY",
-        Method::Session => "file ~/.claude/.credentials.json (synced back)",
+        Method::Session => "file .credentials.json (access token only, by default)",
     }
 }
 

@@ -324,8 +324,8 @@ pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
 /// What a sandbox receives for a credential of this method (for humans).
 pub fn delivery(method: Method) -> &'static str {
     match method {
-        Method::ApiKey => "file ~/.codex/auth.json (API-key mode)",
-        _ => "file ~/.codex/auth.json (synced back)",
+        Method::ApiKey => "file auth.json (API-key mode)",
+        _ => "file auth.json (access token only, by default)",
     }
 }
 

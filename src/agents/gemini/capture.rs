@@ -385,7 +385,7 @@ pub fn delivery(method: Method, settings: &BTreeMap<String, String>) -> &'static
             "env GOOGLE_API_KEY + Vertex AI project/location"
         }
         Method::ApiKey => "env GEMINI_API_KEY",
-        _ => "files ~/.gemini/oauth_creds.json, google_accounts.json",
+        _ => "files .gemini/oauth_creds.json, google_accounts.json",
     }
 }
 
