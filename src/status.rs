@@ -647,6 +647,38 @@ mod tests {
     }
 
     #[test]
+    fn relative_times_read_naturally() {
+        let now = ts(1_800_000_000);
+        assert_eq!(relative(ts(1_800_000_000 + 365 * DAY), now), "in 365 days");
+        assert_eq!(relative(ts(1_800_000_000 - 3 * DAY), now), "3 days ago");
+        assert_eq!(relative(ts(1_800_000_000 + 5 * 3600), now), "in 5 hours");
+        assert_eq!(relative(ts(1_800_000_000 - 90), now), "2 minutes ago");
+        assert_eq!(when(None, now), "at an unknown time");
+        assert_eq!(date(ts(0)), "1970-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn a_host_login_counts_as_stored_by_payload_or_source() {
+        use crate::agents::validate::HostLogin;
+        let host = HostLogin {
+            record: record("codex", Method::Session, "{\"a\":1}", None),
+            location: "~/.codex/auth.json".into(),
+            modified: None,
+            refreshable: true,
+            detail: None,
+            warnings: vec![],
+        };
+        let same = record("codex", Method::Session, "{\"a\":1}", None);
+        assert!(host_is_stored(&host, &[same]));
+        let mut rotated = record("codex", Method::Session, "{\"a\":2}", None);
+        assert!(!host_is_stored(&host, std::slice::from_ref(&rotated)));
+        rotated.meta.source = "host:~/.codex/auth.json".into();
+        assert!(host_is_stored(&host, &[rotated]));
+        let other_agent = record("gemini", Method::Session, "{\"a\":1}", None);
+        assert!(!host_is_stored(&host, &[other_agent]));
+    }
+
+    #[test]
     fn broken_stored_session_is_invalid() {
         let config = Config::default();
         let agents = [Agent::resolve("codex", &config).unwrap()];

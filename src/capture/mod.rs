@@ -551,7 +551,8 @@ mod tests {
         assert_eq!(p.record.secret.expose(), token);
         assert_eq!(p.record.meta.source, "stdin");
         let v = Vault::in_memory();
-        assert!(!store(&*v, p.record).unwrap());
+        assert!(!store(&*v, p.record.clone()).unwrap());
+        assert!(store(&*v, p.record).unwrap(), "a second store replaces");
         let got = v
             .get(&CredentialId::parse("claude").unwrap())
             .unwrap()
