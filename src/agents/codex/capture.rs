@@ -380,9 +380,9 @@ mod tests {
 
     #[test]
     fn id_token_must_be_a_jwt() {
-        let doc = chatgpt_doc(1).replacen("\"id_token\":\"", "\"id_token\":\"notajwt", 1);
-        let doc = doc.replace("notajwt", "notajwt\",\"x\":\"");
-        let e = parse_auth_json(&doc, "f").unwrap_err().to_string();
+        let mut doc: Value = serde_json::from_str(&chatgpt_doc(1)).unwrap();
+        doc["tokens"]["id_token"] = Value::from("notajwt");
+        let e = parse_auth_json(&doc.to_string(), "f").unwrap_err().to_string();
         assert!(e.contains("id_token"), "{e}");
         assert!(e.contains("not a JWT"), "{e}");
     }
