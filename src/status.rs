@@ -289,6 +289,25 @@ pub fn host_entry(
     }
 }
 
+/// The entry for a stored record whose agent is not defined.
+pub fn orphan_entry(r: &Record, location: &str) -> Entry {
+    let mut e = Entry::new(&r.id.agent, State::Invalid, StoredIn::Vault);
+    e.account = Some(r.id.account.clone());
+    e.method = Some(r.method);
+    e.location = Some(location.to_owned());
+    e.modified_at = Some(r.meta.updated_at);
+    e.source = Some(r.meta.source.clone());
+    e.problem = Some(format!(
+        "no agent named {} is defined (a custom agent removed from the config file?)",
+        r.id.agent
+    ));
+    e.fix = Some(format!(
+        "define [agents.custom.{}] in the config file again, or run `airlock remove {} --account {}`",
+        r.id.agent, r.id.agent, r.id.account
+    ));
+    e
+}
+
 /// The entry for an agent with nothing stored and no host login.
 pub fn missing_entry(agent: Agent<'_>) -> Entry {
     let mut e = Entry::new(agent.name(), State::Missing, StoredIn::None);
@@ -333,7 +352,9 @@ pub struct VaultInfo {
 
 /// Builds the report from what was read: the stored records, each agent's
 /// host login, the vault. `agents` is the list to report on (all of them,
-/// or the one asked for). Pure: no I/O.
+/// or the one asked for); records of agents not in the list are reported as
+/// invalid, so pass only the asked-for agent's records when filtering.
+/// Pure: no I/O.
 pub fn report(
     agents: &[Agent<'_>],
     records: &[Record],
@@ -363,6 +384,15 @@ pub fn report(
         if mine.is_empty() && !host_listed {
             credentials.push(missing_entry(*agent));
         }
+    }
+    // Records of agents nobody defines any more (a custom agent removed
+    // from the config file): shown, so they can be removed.
+    for r in records
+        .iter()
+        .filter(|r| !agents.iter().any(|a| a.name() == r.id.agent))
+    {
+        let loc = format!("{} {}", vault.backend, vault.location);
+        credentials.push(orphan_entry(r, &loc));
     }
     let warnings = warnings(&credentials, now);
     Report {
@@ -676,6 +706,33 @@ mod tests {
         assert!(host_is_stored(&host, &[rotated]));
         let other_agent = record("gemini", Method::Session, "{\"a\":1}", None);
         assert!(!host_is_stored(&host, &[other_agent]));
+    }
+
+    #[test]
+    fn records_of_undefined_agents_are_listed_as_invalid() {
+        let config = Config::default();
+        let agents = Agent::all(&config);
+        let recs = vec![record("aider", Method::ApiKey, "k", None)];
+        let r = report(
+            &agents,
+            &recs,
+            &BTreeMap::new(),
+            VaultInfo {
+                backend: "memory".into(),
+                location: "memory".into(),
+            },
+            Timestamp::now(),
+            30,
+        );
+        let e = r.credentials.last().unwrap();
+        assert_eq!((e.agent.as_str(), e.state), ("aider", State::Invalid));
+        assert!(
+            e.fix
+                .as_deref()
+                .unwrap()
+                .contains("airlock remove aider --account default")
+        );
+        assert_eq!(r.warnings.len(), 1);
     }
 
     #[test]

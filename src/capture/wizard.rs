@@ -106,9 +106,18 @@ pub fn run(
             "Found your {} login on this machine: {about} ({state}).",
             agent.title()
         );
+        let help = match (agent, h.record.method) {
+            (Agent::Claude, Method::Session) => {
+                "airlock only reads it. Sandboxes get its access token (about 8 hours); answer no for a setup-token, valid a year"
+            }
+            (Agent::Codex, Method::Session) => {
+                "airlock only reads it. Sandboxes get its access token, until it expires; answer no for an API key"
+            }
+            _ => "airlock only reads it; the host login stays as it is",
+        };
         let use_it = Confirm::new("Store this login?")
             .with_default(true)
-            .with_help_message("airlock only reads it; the host login stays as it is")
+            .with_help_message(help)
             .prompt()
             .map_err(prompt_error)?;
         if use_it {

@@ -36,7 +36,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         None => Agent::all(&ctx.config),
     };
     let vault = ctx.open_vault()?;
-    let records = vault.list()?;
+    let mut records = vault.list()?;
+    if let Some(n) = &a.agent {
+        records.retain(|r| &r.id.agent == n);
+    }
     let env = HostEnv::from_process(ctx.paths.home.clone());
     let mut hosts = BTreeMap::new();
     for agent in &agents {
