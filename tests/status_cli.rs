@@ -457,3 +457,17 @@ fn states_are_coloured_only_when_asked() {
     };
     assert_eq!(strip(&s), text(&plain.stdout));
 }
+
+#[test]
+fn from_file_reads_pipes_quietly() {
+    // `--from-file <(sops -d …)` hands airlock a symlink to a pipe.
+    let mut ctx = TestContext::new();
+    memory(&mut ctx);
+    let key = std::fs::read(fixture("gemini/api-key.txt")).unwrap();
+    let out = run_stdin(&ctx, &["auth", "gemini", "--from-file", "/dev/stdin"], &key);
+    no_leak(&out);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert!(err.contains("stored gemini:default (api-key)"), "{err}");
+}

@@ -379,7 +379,9 @@ pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
     let what = format!("the file {}", path.display());
     let mut warnings = Vec::new();
     let lmd = std::fs::symlink_metadata(path).map_err(|e| file_error(&what, path, e))?;
-    if lmd.file_type().is_symlink() {
+    let md = std::fs::metadata(path).map_err(|e| file_error(&what, path, e))?;
+    // `<(command)` is a symlink to a pipe: nothing to warn about there.
+    if lmd.file_type().is_symlink() && md.is_file() {
         let target = std::fs::read_link(path)
             .map(|t| t.display().to_string())
             .unwrap_or_else(|_| "?".into());
@@ -388,7 +390,6 @@ pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
             path.display()
         ));
     }
-    let md = std::fs::metadata(path).map_err(|e| file_error(&what, path, e))?;
     if md.is_dir() {
         return Err(invalid(
             &what,
