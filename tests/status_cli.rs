@@ -471,3 +471,30 @@ fn from_file_reads_pipes_quietly() {
     assert!(!err.contains("warning"), "{err}");
     assert!(err.contains("stored gemini:default (api-key)"), "{err}");
 }
+
+#[test]
+fn doctor_checks_custom_agent_definitions() {
+    let mut ctx = TestContext::new();
+    memory(&mut ctx);
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        "[agents.custom.aider]\napi_key_env = \"A-B\"\n",
+    )
+    .unwrap();
+    let out = run(&ctx, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(11));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "custom agent aider")
+        .unwrap();
+    assert_eq!(c["status"], "fail");
+    assert!(c["fix"].as_str().unwrap().contains("config.toml"));
+    // Using it is a usage error naming the problem.
+    let out = run(&ctx, &["auth", "aider", "--stdin"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("api_key_env"));
+}

@@ -60,6 +60,7 @@ fn check(
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let mut checks = Vec::new();
+    config_checks(ctx, &mut checks);
     vault_checks(ctx, &mut checks);
     host_checks(ctx, &mut checks);
     engine_checks(&mut checks);
@@ -88,6 +89,28 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         )))
     } else {
         Ok(())
+    }
+}
+
+fn config_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
+    for (name, def) in &ctx.config.agents.custom {
+        match airlock::agents::custom::check(name, def) {
+            Ok(()) => checks.push(check(
+                format!("custom agent {name}"),
+                Level::Ok,
+                format!("key in {}", def.api_key_env),
+                None,
+            )),
+            Err(problem) => checks.push(check(
+                format!("custom agent {name}"),
+                Level::Fail,
+                problem,
+                Some(format!(
+                    "edit [agents.custom.{name}] in {}",
+                    ctx.paths.config_file().display()
+                )),
+            )),
+        }
     }
 }
 
