@@ -62,6 +62,10 @@ impl TestContext {
             env: vec![
                 ("AIRLOCK_KEYRING_BACKEND".into(), "file".into()),
                 ("AIRLOCK_KEYRING_PASSWORD".into(), PASSPHRASE.into()),
+                // New file vaults use the cheapest allowed Argon2id cost, so a
+                // command costs milliseconds, not a quarter of a second
+                // (docs/vault-format.md, "Default cost").
+                ("AIRLOCK_VAULT_KDF".into(), "m=1024,t=1,p=1".into()),
             ],
         }
     }
