@@ -238,10 +238,15 @@ fn join(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 /// The entry for a host login that airlock has not stored (or a broken one).
+///
+/// `shadowed_by` says why a sandbox would not get it (a stored credential
+/// or a configured account comes first in the resolution chain), or `None`
+/// when a sandbox asking for this agent gets the host login.
 pub fn host_entry(
     agent: Agent<'_>,
     host: &HostResult,
     fallback_location: &str,
+    shadowed_by: Option<&str>,
     now: Timestamp,
     expiring_days: u32,
 ) -> Option<Entry> {
@@ -256,10 +261,13 @@ pub fn host_entry(
             e.refreshable = h.refreshable;
             e.modified_at = h.modified;
             e.detail = h.detail.clone();
-            e.delivery = Some(format!(
-                "nothing until stored: airlock auth {} --from-host",
-                agent.name()
-            ));
+            e.delivery = Some(match shadowed_by {
+                Some(why) => format!("nothing: {why}"),
+                None => format!(
+                    "from the host: {}",
+                    agent.delivery(r.method, &r.meta.settings)
+                ),
+            });
             e.state = state(
                 r.method,
                 r.meta.expires_at,
@@ -361,8 +369,9 @@ pub fn report(
     hosts: &BTreeMap<String, (HostResult, String)>,
     vault: VaultInfo,
     now: Timestamp,
-    expiring_days: u32,
+    config: &crate::config::Config,
 ) -> Report {
+    let expiring_days = config.status.expiring_days;
     let mut credentials = Vec::new();
     for agent in agents {
         let mine: Vec<&Record> = records
@@ -376,7 +385,37 @@ pub fn report(
         let mut host_listed = false;
         if let Some((host, fallback)) = hosts.get(agent.name()) {
             let already = matches!(host, Ok(Some(h)) if host_is_stored(h, records));
-            if !already && let Some(e) = host_entry(*agent, host, fallback, now, expiring_days) {
+            // The resolution chain (src/resolve.rs): the vault's record for
+            // the account in use comes first; the host login only serves the
+            // default account.
+            let account = config
+                .agents
+                .builtin(agent.name())
+                .and_then(|c| c.account.clone())
+                .unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned());
+            let shadowed_by = if account != crate::vault::DEFAULT_ACCOUNT {
+                Some(format!(
+                    "the configured account {}:{account} is used",
+                    agent.name()
+                ))
+            } else if mine.iter().any(|r| r.id.account == account) {
+                Some(format!(
+                    "{}:{account} in the vault comes first",
+                    agent.name()
+                ))
+            } else {
+                None
+            };
+            if !already
+                && let Some(e) = host_entry(
+                    *agent,
+                    host,
+                    fallback,
+                    shadowed_by.as_deref(),
+                    now,
+                    expiring_days,
+                )
+            {
                 credentials.push(e);
                 host_listed = true;
             }
@@ -649,7 +688,7 @@ mod tests {
                 location: "memory".into(),
             },
             now,
-            30,
+            &config,
         );
         let states: Vec<(&str, State)> = r
             .credentials
@@ -722,7 +761,7 @@ mod tests {
                 location: "memory".into(),
             },
             Timestamp::now(),
-            30,
+            &config,
         );
         let e = r.credentials.last().unwrap();
         assert_eq!((e.agent.as_str(), e.state), ("aider", State::Invalid));
@@ -733,6 +772,47 @@ mod tests {
                 .contains("airlock remove aider --account default")
         );
         assert_eq!(r.warnings.len(), 1);
+    }
+
+    #[test]
+    fn host_rows_say_whether_a_sandbox_uses_them() {
+        use crate::agents::validate::HostLogin;
+        let host = || -> HostResult {
+            Ok(Some(HostLogin {
+                record: record("codex", Method::Session, "{\"host\":1}", None),
+                location: "~/.codex/auth.json".into(),
+                modified: None,
+                refreshable: true,
+                detail: None,
+                warnings: vec![],
+            }))
+        };
+        let vault = || VaultInfo {
+            backend: "memory".into(),
+            location: "memory".into(),
+        };
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            "codex".to_owned(),
+            (host(), "~/.codex/auth.json".to_owned()),
+        );
+        let agents = [Agent::Codex];
+        let now = Timestamp::now();
+        let config = Config::default();
+        let r = report(&agents, &[], &hosts, vault(), now, &config);
+        assert!(
+            r.credentials[0]
+                .delivery
+                .as_deref()
+                .unwrap()
+                .starts_with("from the host: file auth.json")
+        );
+        let config = Config::parse("[agents.codex]\naccount = \"team\"\n").unwrap();
+        let r = report(&agents, &[], &hosts, vault(), now, &config);
+        assert_eq!(
+            r.credentials[0].delivery.as_deref(),
+            Some("nothing: the configured account codex:team is used")
+        );
     }
 
     #[test]
@@ -749,7 +829,7 @@ mod tests {
                 location: "memory".into(),
             },
             Timestamp::now(),
-            30,
+            &config,
         );
         assert_eq!(r.credentials[0].state, State::Invalid);
         assert!(

@@ -145,7 +145,7 @@ fn report(
             location: "[DATA]/vault.airlock".into(),
         },
         ts(NOW),
-        config.status.expiring_days,
+        config,
     )
 }
 

@@ -63,7 +63,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             location: vault.location(),
         },
         now,
-        ctx.config.status.expiring_days,
+        &ctx.config,
     );
     if a.json {
         let text = serde_json::to_string_pretty(&report)
