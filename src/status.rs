@@ -104,6 +104,8 @@ pub enum StoredIn {
     Vault,
     /// Only on the host, in the agent's own files (not stored by airlock).
     Host,
+    /// A secret file named in the config (`[agents.<agent>] secret_file`).
+    File,
     /// Nowhere.
     None,
 }
@@ -297,6 +299,63 @@ pub fn host_entry(
     }
 }
 
+/// A configured secret file (`[agents.<agent>] secret_file`), read and
+/// validated by the caller.
+#[derive(Debug)]
+pub struct FileSource {
+    /// The file, for humans.
+    pub location: String,
+    /// The account it serves (the configured one, else `default`).
+    pub account: String,
+    /// The validated contents, or why they were rejected.
+    pub read: Result<crate::agents::validate::Validated>,
+    /// The file's modification time.
+    pub modified: Option<Timestamp>,
+}
+
+/// The entry for a configured secret file; `shadowed_by` as for
+/// [`host_entry`].
+pub fn file_entry(
+    agent: Agent<'_>,
+    f: &FileSource,
+    shadowed_by: Option<&str>,
+    now: Timestamp,
+    expiring_days: u32,
+) -> Entry {
+    let mut e = Entry::new(agent.name(), State::Valid, StoredIn::File);
+    e.account = Some(f.account.clone());
+    e.location = Some(f.location.clone());
+    e.modified_at = f.modified;
+    e.source = Some(format!("file:{}", f.location));
+    match &f.read {
+        Ok(v) => {
+            e.method = Some(v.method);
+            e.expires_at = v.expires_at;
+            e.refreshable = v.refreshable;
+            e.detail = v.detail.clone();
+            e.state = state(v.method, v.expires_at, v.refreshable, now, expiring_days);
+            e.delivery = Some(match shadowed_by {
+                Some(why) => format!("nothing: {why}"),
+                None => format!("from the file: {}", agent.delivery(v.method, &v.settings)),
+            });
+            if e.state != State::Valid {
+                e.fix = Some(format!(
+                    "renew the secret behind {} ({})",
+                    f.location,
+                    agent.renewal(v.method, &f.account)
+                ));
+            }
+        }
+        Err(err) => {
+            e.state = State::Invalid;
+            let (problem, fix) = split_error(err);
+            e.problem = Some(problem);
+            e.fix = Some(fix.unwrap_or_else(|| format!("check secret_file = {}", f.location)));
+        }
+    }
+    e
+}
+
 /// The entry for a stored record whose agent is not defined.
 pub fn orphan_entry(r: &Record, location: &str) -> Entry {
     let mut e = Entry::new(&r.id.agent, State::Invalid, StoredIn::Vault);
@@ -367,6 +426,7 @@ pub fn report(
     agents: &[Agent<'_>],
     records: &[Record],
     hosts: &BTreeMap<String, (HostResult, String)>,
+    files: &BTreeMap<String, FileSource>,
     vault: VaultInfo,
     now: Timestamp,
     config: &crate::config::Config,
@@ -382,17 +442,17 @@ pub fn report(
             let loc = format!("{} {}", vault.backend, vault.location);
             credentials.push(record_entry(*agent, r, &loc, now, expiring_days));
         }
+        let account = config
+            .agents
+            .builtin(agent.name())
+            .and_then(|c| c.account.clone())
+            .unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned());
         let mut host_listed = false;
         if let Some((host, fallback)) = hosts.get(agent.name()) {
             let already = matches!(host, Ok(Some(h)) if host_is_stored(h, records));
             // The resolution chain (src/resolve.rs): the vault's record for
             // the account in use comes first; the host login only serves the
             // default account.
-            let account = config
-                .agents
-                .builtin(agent.name())
-                .and_then(|c| c.account.clone())
-                .unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned());
             let shadowed_by = if account != crate::vault::DEFAULT_ACCOUNT {
                 Some(format!(
                     "the configured account {}:{account} is used",
@@ -420,7 +480,32 @@ pub fn report(
                 host_listed = true;
             }
         }
-        if mine.is_empty() && !host_listed {
+        let mut file_listed = false;
+        if let Some(f) = files.get(agent.name()) {
+            let host_used = account == crate::vault::DEFAULT_ACCOUNT
+                && matches!(hosts.get(agent.name()), Some((Ok(Some(h)), _))
+                    if state(h.record.method, h.record.meta.expires_at, h.refreshable, now, expiring_days).usable());
+            let shadowed_by = if mine.iter().any(|r| r.id.account == f.account) {
+                Some(format!(
+                    "{}:{} in the vault comes first",
+                    agent.name(),
+                    f.account
+                ))
+            } else if host_used && f.account == crate::vault::DEFAULT_ACCOUNT {
+                Some("the host login comes first".to_owned())
+            } else {
+                None
+            };
+            credentials.push(file_entry(
+                *agent,
+                f,
+                shadowed_by.as_deref(),
+                now,
+                expiring_days,
+            ));
+            file_listed = true;
+        }
+        if mine.is_empty() && !host_listed && !file_listed {
             credentials.push(missing_entry(*agent));
         }
     }
@@ -600,6 +685,7 @@ fn stored(e: &Entry) -> String {
             format!("vault ({backend})")
         }
         StoredIn::Host => format!("host {}", e.location.as_deref().unwrap_or("?")),
+        StoredIn::File => format!("file {}", e.location.as_deref().unwrap_or("?")),
         StoredIn::None => "-".into(),
     }
 }
@@ -683,6 +769,7 @@ mod tests {
             &agents,
             &recs,
             &BTreeMap::new(),
+            &BTreeMap::new(),
             VaultInfo {
                 backend: "memory".into(),
                 location: "memory".into(),
@@ -756,6 +843,7 @@ mod tests {
             &agents,
             &recs,
             &BTreeMap::new(),
+            &BTreeMap::new(),
             VaultInfo {
                 backend: "memory".into(),
                 location: "memory".into(),
@@ -799,7 +887,15 @@ mod tests {
         let agents = [Agent::Codex];
         let now = Timestamp::now();
         let config = Config::default();
-        let r = report(&agents, &[], &hosts, vault(), now, &config);
+        let r = report(
+            &agents,
+            &[],
+            &hosts,
+            &BTreeMap::new(),
+            vault(),
+            now,
+            &config,
+        );
         assert!(
             r.credentials[0]
                 .delivery
@@ -808,7 +904,15 @@ mod tests {
                 .starts_with("from the host: file auth.json")
         );
         let config = Config::parse("[agents.codex]\naccount = \"team\"\n").unwrap();
-        let r = report(&agents, &[], &hosts, vault(), now, &config);
+        let r = report(
+            &agents,
+            &[],
+            &hosts,
+            &BTreeMap::new(),
+            vault(),
+            now,
+            &config,
+        );
         assert_eq!(
             r.credentials[0].delivery.as_deref(),
             Some("nothing: the configured account codex:team is used")
@@ -823,6 +927,7 @@ mod tests {
         let r = report(
             &agents,
             &recs,
+            &BTreeMap::new(),
             &BTreeMap::new(),
             VaultInfo {
                 backend: "memory".into(),

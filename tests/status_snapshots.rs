@@ -140,6 +140,7 @@ fn report(
         agents,
         &records(),
         hosts,
+        &BTreeMap::new(),
         VaultInfo {
             backend: "file".into(),
             location: "[DATA]/vault.airlock".into(),

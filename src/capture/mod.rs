@@ -500,6 +500,52 @@ fn finish(
     ))
 }
 
+/// Reads and validates the secret file configured for `agent`
+/// (`[agents.<agent>] secret_file`, `[agents.custom.<name>] secret_file`),
+/// for `status`; `None` when none is configured. A setup-token's expiry is
+/// counted from the file's modification time.
+pub fn configured_file(
+    agent: Agent<'_>,
+    config: &Config,
+    home: &std::path::Path,
+    now: Timestamp,
+) -> Option<crate::status::FileSource> {
+    let (path, method, account) = match agent {
+        Agent::Custom(_, def) => (
+            def.secret_file.clone()?,
+            Some(Method::ApiKey),
+            def.account.clone(),
+        ),
+        _ => {
+            let c = config.agents.builtin(agent.name())?;
+            (c.secret_file.clone()?, c.method, c.account.clone())
+        }
+    };
+    let location = validate::tilde(&path, home);
+    let fix = "regenerate the secret file (an interrupted tool leaves empty files)";
+    let mut modified = None;
+    let read = validate::read_input_file(&path, fix).and_then(|f| {
+        modified = f.modified;
+        let method = method
+            .or_else(|| agent.detect(f.text.expose()))
+            .unwrap_or(Method::ApiKey);
+        let mut v = agent.validate(method, &f.text, &format!("from {location}"), now)?;
+        if v.method == Method::SetupToken
+            && let Some(m) = f.modified
+        {
+            v.expires_at = m.checked_add(claude::capture::SETUP_TOKEN_LIFETIME).ok();
+        }
+        v.warnings.extend(f.warnings);
+        Ok(v)
+    });
+    Some(crate::status::FileSource {
+        location,
+        account: account.unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned()),
+        read,
+        modified,
+    })
+}
+
 /// Stores a prepared record; returns whether it replaced one.
 pub fn store(vault: &dyn Backend, record: Record) -> Result<bool> {
     let mut replaced = false;
