@@ -508,6 +508,10 @@ fn status_lists_configured_secret_files_in_chain_order() {
     std::fs::copy(fixture("claude/setup-token.txt"), secrets.join("claude")).unwrap();
     std::fs::copy(fixture("codex/api-key.txt"), secrets.join("codex")).unwrap();
     std::fs::write(secrets.join("gemini"), "").unwrap();
+    for n in ["claude", "codex", "gemini"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(secrets.join(n), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     // codex also has a host login, which comes first in the chain.
     put(&ctx, ".codex/auth.json", "codex/auth-chatgpt.json");
     std::fs::create_dir_all(&ctx.config_dir).unwrap();
@@ -558,4 +562,26 @@ fn status_lists_configured_secret_files_in_chain_order() {
     assert_eq!(row("gemini", "file").2, "invalid");
     let text_out = text(&out.stderr);
     assert!(text_out.contains("0 bytes"), "{text_out}");
+
+    // doctor reports the broken one with a fix.
+    let out = run(&ctx, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(11));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |n: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("no {n}"))
+            .clone()
+    };
+    assert_eq!(find("secret file claude")["status"], "ok");
+    assert_eq!(find("secret file gemini")["status"], "fail");
+    assert!(
+        find("secret file gemini")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("regenerate")
+    );
 }
