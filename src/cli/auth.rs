@@ -172,7 +172,7 @@ fn store(ctx: &Ctx, agent: Agent<'_>, p: Prepared, now: Timestamp) -> Result<()>
     }
     match (expires, p.refreshable) {
         (Some(t), true) => anstream::eprintln!(
-            "  expires:  access token {} {}; refreshable (the agent renews it)",
+            "  expires:  access token {} {}; a refresh token is present",
             status::date(t),
             format_args!("({})", status::relative(t, now))
         ),
