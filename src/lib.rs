@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod capture;
 pub mod config;
 pub mod error;
 pub mod fsutil;
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod project;
 pub mod resolve;
 pub mod secret;
+pub mod status;
 pub mod vault;
 
 pub use error::{Error, ExitCode, Result};

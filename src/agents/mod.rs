@@ -15,9 +15,12 @@ use crate::vault::Record;
 
 pub mod claude;
 pub mod codex;
+pub mod custom;
 pub mod custom_inject;
 pub mod gemini;
 pub mod inject;
+pub mod jwt;
+pub mod validate;
 
 /// The built-in agents' names.
 pub const BUILTIN: [&str; 3] = ["claude", "codex", "gemini"];

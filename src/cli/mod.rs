@@ -12,9 +12,14 @@ use airlock::error::{Error, Result};
 use airlock::paths::Paths;
 use airlock::vault::{self, Vault};
 
+mod accounts;
+mod auth;
 mod completions;
 mod doctor;
 mod lock;
+mod remove;
+mod status;
+mod teardown;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
 ///
@@ -23,7 +28,12 @@ mod lock;
 /// them into Docker or Podman sandboxes without putting a secret on a command
 /// line or in the container's configuration.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     verbosity: Verbosity<WarnLevel>,
@@ -45,6 +55,11 @@ enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Auth(auth::Args),
+    Status(status::Args),
+    Accounts(accounts::Args),
+    Remove(remove::Args),
+    Teardown(teardown::Args),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
@@ -59,7 +74,6 @@ pub struct Ctx {
     /// Whether stdin and stderr are terminals (prompts allowed).
     pub interactive: bool,
     /// Whether to colour output.
-    #[allow(dead_code)]
     pub color: bool,
 }
 
@@ -109,6 +123,11 @@ fn run(command: Command, color: bool) -> Result<()> {
         color,
     };
     match command {
+        Command::Auth(a) => auth::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Accounts(a) => accounts::run(&ctx, a),
+        Command::Remove(a) => remove::run(&ctx, a),
+        Command::Teardown(a) => teardown::run(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),

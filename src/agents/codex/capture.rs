@@ -1,10 +1,403 @@
-//! Capturing codex credentials. WORK IN PROGRESS.
+//! Capturing Codex CLI credentials.
+//!
+//! | method | input | payload stored | expiry |
+//! |---|---|---|---|
+//! | `session` | `$CODEX_HOME/auth.json` with ChatGPT tokens | the whole JSON document, unknown keys kept | the access token's JWT `exp`; refreshable when a refresh token is present |
+//! | `api-key` | `sk-proj-…` / `sk-…` (or an `auth.json` in API-key mode, from the host) | the trimmed key | none |
+//!
+//! Codex refuses to load an `auth.json` whose `tokens.id_token` is not
+//! JWT-shaped, so airlock refuses to store one.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
 
 use crate::agents::HostEnv;
+use crate::agents::jwt;
+use crate::agents::validate::{
+    self, HostLogin, SessionInfo, Validated, check_token_shape, foreign_token, invalid,
+};
 use crate::error::Result;
-use crate::vault::Record;
+use crate::secret::Secret;
+use crate::vault::{Method, Record};
 
-/// The host's codex login, if any (see [`crate::agents::host_login`]).
-pub fn host_login(_env: &HostEnv) -> Result<Option<Record>> {
-    Ok(None)
+/// The prefix every OpenAI API key starts with (`sk-proj-`, `sk-svcacct-`, legacy `sk-`).
+pub const API_KEY_PREFIX: &str = "sk-";
+
+const MIN_KEY_LEN: usize = 40;
+const LOGIN_FIX: &str =
+    "log in again on this machine with `codex login`, then run `airlock auth codex --from-host`";
+const API_KEY_FIX: &str =
+    "create a key at platform.openai.com/api-keys and paste the sk-proj-… key";
+
+/// `$CODEX_HOME`, else `~/.codex`.
+pub fn codex_home(env: &HostEnv) -> PathBuf {
+    env.var("CODEX_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env.home.join(".codex"))
+}
+
+/// `$CODEX_HOME/auth.json`.
+pub fn auth_json_path(env: &HostEnv) -> PathBuf {
+    codex_home(env).join("auth.json")
+}
+
+/// The host files that hold a Codex login.
+pub fn host_paths(env: &HostEnv) -> Vec<PathBuf> {
+    vec![auth_json_path(env)]
+}
+
+/// Guesses the method from the value.
+pub fn detect(value: &str) -> Option<Method> {
+    let v = value.trim_start();
+    if v.starts_with('{') {
+        Some(Method::Session)
+    } else if v.starts_with(API_KEY_PREFIX) && !v.starts_with("sk-ant-") {
+        Some(Method::ApiKey)
+    } else {
+        None
+    }
+}
+
+/// What an `auth.json` holds.
+#[derive(Debug)]
+pub enum AuthDoc {
+    /// API-key mode: the key (validated).
+    ApiKey(Secret),
+    /// A ChatGPT login.
+    ChatGpt(SessionInfo),
+}
+
+/// Validates `secret` for `method`; `origin` names where it came from.
+pub fn validate(
+    method: Method,
+    secret: &Secret,
+    origin: &str,
+    _now: Timestamp,
+) -> Result<Validated> {
+    let value = secret.trimmed();
+    match method {
+        Method::ApiKey => {
+            let what = format!("the OpenAI API key ({origin})");
+            validate_key(&what, value.expose())?;
+            Ok(Validated::new(method, value))
+        }
+        Method::Session => {
+            let what = format!("the Codex login ({origin})");
+            match parse_auth_json(value.expose(), &what)? {
+                AuthDoc::ApiKey(_) => Err(invalid(
+                    &what,
+                    "holds an API key (auth_mode apikey), not a ChatGPT login",
+                    "store the key with `airlock auth codex --method api-key`, or use --from-host, which stores it as an API key",
+                )),
+                AuthDoc::ChatGpt(info) => {
+                    let mut v = Validated::new(method, value);
+                    v.expires_at = info.expires_at;
+                    v.refreshable = info.refreshable;
+                    v.detail = info.detail;
+                    v.warnings = info.warnings;
+                    Ok(v)
+                }
+            }
+        }
+        Method::SetupToken => Err(invalid(
+            "codex",
+            "has no setup-token",
+            "use --method session (your ChatGPT login) or --method api-key",
+        )),
+    }
+}
+
+fn validate_key(what: &str, value: &str) -> Result<()> {
+    if (value.starts_with("sk-ant-") || !value.starts_with(API_KEY_PREFIX))
+        && let Some((desc, suggestion)) =
+            foreign_token(value).filter(|(d, _)| !d.contains("OpenAI"))
+    {
+        return Err(invalid(what, format!("is {desc}"), suggestion));
+    }
+    check_token_shape(what, value, API_KEY_PREFIX, MIN_KEY_LEN, API_KEY_FIX)
+}
+
+/// Reads an `auth.json` document: API-key mode or a ChatGPT login (with the
+/// access token's expiry and whether it can be refreshed).
+pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
+    let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
+    let mode = match doc.get("auth_mode") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(invalid(
+                what,
+                format!(
+                    "has an auth_mode that is a {}, not a string",
+                    validate::json_kind(other)
+                ),
+                LOGIN_FIX,
+            ));
+        }
+    };
+    let key = match doc.get("OPENAI_API_KEY") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(invalid(
+                what,
+                format!(
+                    "has an OPENAI_API_KEY that is a {}, not a string",
+                    validate::json_kind(other)
+                ),
+                LOGIN_FIX,
+            ));
+        }
+    };
+    let api_mode = match mode {
+        Some("apikey") => true,
+        None => key.is_some(),
+        Some(_) => false,
+    };
+    if api_mode {
+        let Some(key) = key else {
+            return Err(invalid(
+                what,
+                "is in API-key mode but holds no OPENAI_API_KEY",
+                "run `printenv OPENAI_API_KEY | codex login --with-api-key`, or store the key with `airlock auth codex --method api-key`",
+            ));
+        };
+        let kwhat = format!("the OPENAI_API_KEY in {what}");
+        validate_key(&kwhat, key.trim())?;
+        return Ok(AuthDoc::ApiKey(Secret::from(key.trim())));
+    }
+    let mut warnings = Vec::new();
+    if let Some(m) = mode.filter(|m| *m != "chatgpt") {
+        warnings.push(format!(
+            "{what} use auth_mode {m:?}, which this airlock does not know; stored as a ChatGPT session"
+        ));
+    }
+    let tokens = match doc.get("tokens") {
+        Some(Value::Object(t)) => t,
+        None | Some(Value::Null) => {
+            return Err(invalid(
+                what,
+                "has no tokens, so it holds no ChatGPT login",
+                LOGIN_FIX,
+            ));
+        }
+        Some(other) => {
+            return Err(invalid(
+                what,
+                format!(
+                    "has tokens that are a {}, not an object",
+                    validate::json_kind(other)
+                ),
+                LOGIN_FIX,
+            ));
+        }
+    };
+    let id_token = required_string(tokens, "id_token", what)?;
+    let id_claims = jwt::claims(id_token).map_err(|e| {
+        invalid(
+            what,
+            format!("has a tokens.id_token that {e}; Codex itself refuses to load such a file"),
+            LOGIN_FIX,
+        )
+    })?;
+    let access = required_string(tokens, "access_token", what)?;
+    let refresh = match tokens.get("refresh_token") {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => {
+            return Err(invalid(what, "has no tokens.refresh_token", LOGIN_FIX));
+        }
+        Some(other) => {
+            return Err(invalid(
+                what,
+                format!(
+                    "has a tokens.refresh_token that is a {}, not a string",
+                    validate::json_kind(other)
+                ),
+                LOGIN_FIX,
+            ));
+        }
+    };
+    match tokens.get("account_id") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(other) => {
+            return Err(invalid(
+                what,
+                format!(
+                    "has a tokens.account_id that is a {}, not a string",
+                    validate::json_kind(other)
+                ),
+                LOGIN_FIX,
+            ));
+        }
+    }
+    match doc.get("last_refresh") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.parse::<Timestamp>().is_ok() => {}
+        Some(_) => {
+            return Err(invalid(
+                what,
+                "has a last_refresh that is not an RFC 3339 time",
+                LOGIN_FIX,
+            ));
+        }
+    }
+    let expires_at = jwt::claims(access).ok().and_then(|c| jwt::expiry(&c));
+    let plan = id_claims
+        .get("https://api.openai.com/auth")
+        .and_then(|a| a.get("chatgpt_plan_type"))
+        .and_then(Value::as_str);
+    let detail = match (jwt::email(&id_claims), plan) {
+        (Some(e), Some(p)) => Some(format!("{e} ({p})")),
+        (Some(e), None) => Some(e),
+        (None, Some(p)) => Some(format!("ChatGPT {p}")),
+        (None, None) => None,
+    };
+    Ok(AuthDoc::ChatGpt(SessionInfo {
+        expires_at,
+        refreshable: !refresh.trim().is_empty(),
+        detail,
+        warnings,
+    }))
+}
+
+fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a str> {
+    match tokens.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(invalid(what, format!("has no tokens.{key}"), LOGIN_FIX))
+        }
+        Some(other) => Err(invalid(
+            what,
+            format!(
+                "has a tokens.{key} that is a {}, not a string",
+                validate::json_kind(other)
+            ),
+            LOGIN_FIX,
+        )),
+    }
+}
+
+/// Reads a session document's expiry (for status); `None` if it is not a
+/// ChatGPT login.
+pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
+    match parse_auth_json(text, what)? {
+        AuthDoc::ChatGpt(info) => Ok(info),
+        AuthDoc::ApiKey(_) => Err(invalid(
+            what,
+            "holds an API key, not a ChatGPT login",
+            "store it again with `airlock auth codex --from-host`",
+        )),
+    }
+}
+
+/// The host's Codex login (ChatGPT session, or API key in `auth.json`),
+/// read (never modified) and validated; `None` when there is none.
+pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
+    let path = auth_json_path(env);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let input = validate::read_input_file(&path, LOGIN_FIX)?;
+    let location = validate::tilde(&path, &env.home);
+    let what = format!("the Codex login ({location})");
+    let mut v = match parse_auth_json(input.text.expose(), &what)? {
+        AuthDoc::ApiKey(key) => {
+            let mut v = Validated::new(Method::ApiKey, key);
+            v.detail = Some("API key from auth.json".into());
+            v
+        }
+        AuthDoc::ChatGpt(_) => validate(Method::Session, &input.text, &location, Timestamp::now())?,
+    };
+    let mut warnings = input.warnings;
+    warnings.append(&mut v.warnings);
+    v.warnings = warnings;
+    HostLogin::from_validated("codex", v, location, input.modified).map(Some)
+}
+
+/// The host's Codex login as an unsaved record (see [`find_host_login`]).
+pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
+    Ok(find_host_login(env)?.map(|h| h.record))
+}
+
+/// What a sandbox receives for a credential of this method (for humans).
+pub fn delivery(method: Method) -> &'static str {
+    match method {
+        Method::ApiKey => "file auth.json (API-key mode)",
+        _ => "file auth.json (access token only, by default)",
+    }
+}
+
+/// The exact steps to renew an expiring or expired credential.
+pub fn renewal(method: Method, account: &str) -> String {
+    let acc = crate::agents::claude::capture::account_flag(account);
+    match method {
+        Method::ApiKey => format!(
+            "create a new key at platform.openai.com/api-keys, then `airlock auth codex{acc} --method api-key`"
+        ),
+        _ => {
+            format!("run `codex login` on this machine, then `airlock auth codex{acc} --from-host`")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chatgpt_doc(exp: i64) -> String {
+        let id = jwt::fake(
+            &serde_json::json!({"email":"a@example.com","https://api.openai.com/auth":{"chatgpt_plan_type":"plus"}}),
+        );
+        let access = jwt::fake(&serde_json::json!({ "exp": exp }));
+        serde_json::json!({"auth_mode":"chatgpt","OPENAI_API_KEY":null,"tokens":{"id_token":id,"access_token":access,"refresh_token":"rt_x","account_id":"acc"},"last_refresh":"2026-11-22T13:22:00.000000Z","future_key":{"a":1}}).to_string()
+    }
+
+    #[test]
+    fn chatgpt_session_expiry_and_detail() {
+        let info = parse_session(&chatgpt_doc(1_800_000_000), "f").unwrap();
+        assert_eq!(info.expires_at.unwrap().as_second(), 1_800_000_000);
+        assert!(info.refreshable);
+        assert_eq!(info.detail.as_deref(), Some("a@example.com (plus)"));
+    }
+
+    #[test]
+    fn api_key_mode_is_recognised() {
+        let key = format!("sk-proj-{}", "A".repeat(60));
+        let doc = serde_json::json!({"auth_mode":"apikey","OPENAI_API_KEY":key}).to_string();
+        match parse_auth_json(&doc, "f").unwrap() {
+            AuthDoc::ApiKey(k) => assert_eq!(k.expose(), key),
+            other => panic!("{other:?}"),
+        }
+        // No auth_mode, but a key: API-key mode (Codex's resolved_mode).
+        let doc = serde_json::json!({"OPENAI_API_KEY":key}).to_string();
+        assert!(matches!(
+            parse_auth_json(&doc, "f").unwrap(),
+            AuthDoc::ApiKey(_)
+        ));
+    }
+
+    #[test]
+    fn id_token_must_be_a_jwt() {
+        let mut doc: Value = serde_json::from_str(&chatgpt_doc(1)).unwrap();
+        doc["tokens"]["id_token"] = Value::from("notajwt");
+        let e = parse_auth_json(&doc.to_string(), "f").unwrap_err().to_string();
+        assert!(e.contains("id_token"), "{e}");
+        assert!(e.contains("not a JWT"), "{e}");
+    }
+
+    #[test]
+    fn anthropic_keys_are_pointed_at_claude() {
+        let key = format!("sk-ant-api03-{}AA", "x".repeat(93));
+        let e = validate(
+            Method::ApiKey,
+            &Secret::from(key.as_str()),
+            "stdin",
+            Timestamp::now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth claude"), "{e}");
+    }
 }

@@ -1,0 +1,557 @@
+//! Shared checks for credentials coming into airlock: token shapes, JSON
+//! documents, and the files they are read from.
+//!
+//! Every function here returns [`Error::Invalid`] (exit code 7) with a
+//! message that names the input and says what to do, and never quotes the
+//! input itself: serde's messages can contain fragments of the document, so
+//! only positions (line, column) are reported.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::vault::{Method, Record};
+
+/// Files larger than this are not credentials.
+pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// The longest single token airlock accepts.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// A credential that passed validation, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// How it will be stored.
+    pub method: Method,
+    /// What goes into [`Record::secret`]: the trimmed token, or the whole
+    /// JSON document (see `docs/agents.md` for each agent's payload).
+    pub payload: Secret,
+    /// When it stops working, when known. For sessions this is the access
+    /// token's expiry (see [`Validated::refreshable`]).
+    pub expires_at: Option<Timestamp>,
+    /// Sessions only: whether a refresh token is present, so a lapsed access
+    /// token can be renewed by the agent.
+    pub refreshable: bool,
+    /// Non-secret settings stored in [`crate::vault::Metadata::settings`].
+    pub settings: BTreeMap<String, String>,
+    /// Non-secret facts for display (a subscription type, an e-mail).
+    pub detail: Option<String>,
+    /// Problems that did not stop the capture (permissions, symlinks, …).
+    pub warnings: Vec<String>,
+}
+
+impl Validated {
+    /// A validated value with no expiry, settings or warnings.
+    pub fn new(method: Method, payload: Secret) -> Self {
+        Validated {
+            method,
+            payload,
+            expires_at: None,
+            refreshable: false,
+            settings: BTreeMap::new(),
+            detail: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Facts read from a stored session document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// When the access token lapses, when the document says.
+    pub expires_at: Option<Timestamp>,
+    /// Whether the document holds a refresh token.
+    pub refreshable: bool,
+    /// Non-secret facts for display (a subscription type, an e-mail).
+    pub detail: Option<String>,
+    /// Problems that do not make the document unusable.
+    pub warnings: Vec<String>,
+}
+
+/// A login found on the host, validated into an unsaved record.
+#[derive(Debug, Clone)]
+pub struct HostLogin {
+    /// The record that `airlock auth <agent> --from-host` would store.
+    pub record: Record,
+    /// Where it was found, for humans (a path, or a keychain item).
+    pub location: String,
+    /// When the host file was last modified, if known.
+    pub modified: Option<Timestamp>,
+    /// Whether a refresh token is present (sessions).
+    pub refreshable: bool,
+    /// Non-secret facts for display.
+    pub detail: Option<String>,
+    /// Problems that did not stop the read.
+    pub warnings: Vec<String>,
+}
+
+impl HostLogin {
+    /// Builds the host login from a validated payload read at `location`.
+    pub fn from_validated(
+        agent: &str,
+        v: Validated,
+        location: String,
+        modified: Option<Timestamp>,
+    ) -> Result<Self> {
+        let mut meta = crate::vault::Metadata::new(format!("host:{location}"));
+        meta.expires_at = v.expires_at;
+        meta.settings = v.settings;
+        Ok(HostLogin {
+            record: Record {
+                id: crate::vault::CredentialId::new(agent, crate::vault::DEFAULT_ACCOUNT)?,
+                method: v.method,
+                secret: v.payload,
+                meta,
+            },
+            location,
+            modified,
+            refreshable: v.refreshable,
+            detail: v.detail,
+            warnings: v.warnings,
+        })
+    }
+}
+
+/// Builds the [`Error::Invalid`] for `what` (which names the input, e.g.
+/// "the claude setup-token from stdin").
+pub fn invalid(what: &str, problem: impl std::fmt::Display, fix: impl Into<String>) -> Error {
+    Error::invalid(format!("{what} {problem}"), fix)
+}
+
+/// Checks that `value` (already trimmed) is one plausible token: non-empty,
+/// one line, printable ASCII without spaces, not quoted, not a `NAME=value`
+/// assignment, not a JSON document.
+pub fn check_token_text(what: &str, value: &str, fix: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(invalid(what, "is empty", fix));
+    }
+    if value.len() > MAX_TOKEN_BYTES {
+        return Err(invalid(
+            what,
+            format!("is {} bytes long, too long to be a token", value.len()),
+            fix,
+        ));
+    }
+    if value.starts_with('{') || value.starts_with('[') {
+        return Err(invalid(
+            what,
+            "is a JSON document, not a token",
+            "to store an agent's login file use --method session (or --from-host); otherwise give only the token",
+        ));
+    }
+    let lines = value.lines().count();
+    if lines > 1 {
+        return Err(invalid(
+            what,
+            format!("spans {lines} lines, but a token is a single line"),
+            "give only the token, without the surrounding text",
+        ));
+    }
+    let quoted = |q: char| value.len() >= 2 && value.starts_with(q) && value.ends_with(q);
+    if quoted('"') || quoted('\'') {
+        return Err(invalid(
+            what,
+            "is wrapped in quotes",
+            "remove the quotes and give only the token",
+        ));
+    }
+    // The part before `=` is not echoed: in a token with `=` padding it
+    // would be most of the secret.
+    if shell_assignment(value) {
+        return Err(invalid(
+            what,
+            "looks like a shell assignment (NAME=value)",
+            "give only the value after the `=` (or name the variable with --from-env)",
+        ));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            what,
+            "contains spaces",
+            "a token has no spaces: copy it again, in one piece",
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(
+            what,
+            "contains control characters",
+            "copy the token again as plain text",
+        ));
+    }
+    if !value.is_ascii() {
+        return Err(invalid(
+            what,
+            "contains non-ASCII characters (a copy from a rich-text page can add them)",
+            "copy the token again as plain text",
+        ));
+    }
+    Ok(())
+}
+
+/// Names a token that belongs somewhere else, so the message can point the
+/// user at the right agent or method: `(description, suggestion)`.
+pub fn foreign_token(value: &str) -> Option<(&'static str, &'static str)> {
+    const KNOWN: [(&str, &str, &str); 7] = [
+        (
+            "sk-ant-oat01-",
+            "a Claude setup-token",
+            "store it with `airlock auth claude --method token`",
+        ),
+        (
+            "sk-ant-ort01-",
+            "a Claude refresh token, which cannot be used on its own",
+            "run `claude setup-token` and use the sk-ant-oat01-… token it prints",
+        ),
+        (
+            "sk-ant-api03-",
+            "an Anthropic API key",
+            "store it with `airlock auth claude --method api-key`",
+        ),
+        (
+            "sk-ant-",
+            "an Anthropic credential",
+            "store it with `airlock auth claude`",
+        ),
+        (
+            "sk-",
+            "an OpenAI API key",
+            "store it with `airlock auth codex --method api-key`",
+        ),
+        (
+            "AIza",
+            "a Google (Gemini) API key",
+            "store it with `airlock auth gemini --method api-key`",
+        ),
+        (
+            "ya29.",
+            "a short-lived Google access token",
+            "log in with `gemini` on this machine, then run `airlock auth gemini --from-host`",
+        ),
+    ];
+    KNOWN
+        .iter()
+        .find(|(p, _, _)| value.starts_with(p))
+        .map(|(_, d, s)| (*d, *s))
+}
+
+/// Whether `value` looks like `NAME=…` or `export NAME=…` with an
+/// environment-variable-like `NAME` (uppercase letters, digits, `_`).
+fn shell_assignment(value: &str) -> bool {
+    let (export, v) = match value.strip_prefix("export ") {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, value),
+    };
+    let Some((name, _)) = v.split_once('=') else {
+        return false;
+    };
+    let upper = !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    upper || (export && !name.is_empty())
+}
+
+/// Checks `value` against a token `prefix` and the characters tokens use
+/// (`A-Z a-z 0-9 _ -`), after [`check_token_text`]. `min_len` catches
+/// truncated pastes.
+pub fn check_token_shape(
+    what: &str,
+    value: &str,
+    prefix: &str,
+    min_len: usize,
+    fix: &str,
+) -> Result<()> {
+    check_token_text(what, value, fix)?;
+    if !value.starts_with(prefix) {
+        return Err(invalid(
+            what,
+            format!("does not start with {prefix}"),
+            fix.to_owned(),
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        let shown = if bad.is_ascii_punctuation() {
+            format!("{bad:?}")
+        } else {
+            "an unexpected character".into()
+        };
+        return Err(invalid(
+            what,
+            format!("contains {shown}, which never appears in {prefix}… tokens"),
+            "copy the token again, in one piece",
+        ));
+    }
+    if value.len() < min_len {
+        return Err(invalid(
+            what,
+            format!(
+                "is only {} characters long, so it looks truncated ({prefix}… tokens have at least {min_len})",
+                value.len()
+            ),
+            "copy the whole token again",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `text` as a JSON object. `fix` is the advice for an empty or
+/// truncated document (usually: log in again).
+pub fn parse_json_object(what: &str, text: &str, fix: &str) -> Result<Map<String, Value>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(invalid(
+            what,
+            "is empty, which is what an interrupted login leaves behind",
+            fix,
+        ));
+    }
+    if text.chars().all(|c| c == '\0' || c.is_whitespace()) {
+        return Err(invalid(
+            what,
+            "holds only NUL bytes, which is what a crash while writing leaves behind",
+            fix,
+        ));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(invalid(
+            what,
+            format!("is JSON but a {}, not an object", json_kind(&other)),
+            fix,
+        )),
+        Err(e) if e.classify() == serde_json::error::Category::Eof => Err(invalid(
+            what,
+            format!(
+                "is truncated: the JSON ends early (line {}, column {}), a known result of an interrupted login",
+                e.line(),
+                e.column()
+            ),
+            fix,
+        )),
+        Err(e) => Err(invalid(
+            what,
+            format!(
+                "is not valid JSON (error at line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            fix,
+        )),
+    }
+}
+
+/// "string", "number", … for messages.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Epoch milliseconds (integer or float) as a timestamp.
+pub fn millis(v: &Value) -> Option<Timestamp> {
+    let ms = v
+        .as_i64()
+        .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))?;
+    Timestamp::from_millisecond(ms).ok()
+}
+
+/// A file read for capture, with the warnings its metadata raised.
+#[derive(Debug)]
+pub struct FileInput {
+    /// The contents (UTF-8, not trimmed).
+    pub text: Secret,
+    /// When the file was last modified.
+    pub modified: Option<Timestamp>,
+    /// Permission and symlink warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Reads a credential file carefully: refuses directories, empty (0-byte),
+/// oversized and non-UTF-8 files; warns about symlinks and permissions that
+/// let other users read it. `empty_fix` says what to do about an empty file.
+/// Pipes (`--from-file <(sops -d …)`) are fine.
+pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
+    let what = format!("the file {}", path.display());
+    let mut warnings = Vec::new();
+    let lmd = std::fs::symlink_metadata(path).map_err(|e| file_error(&what, path, e))?;
+    let md = std::fs::metadata(path).map_err(|e| file_error(&what, path, e))?;
+    // `<(command)` is a symlink to a pipe: nothing to warn about there.
+    if lmd.file_type().is_symlink() && md.is_file() {
+        let target = std::fs::read_link(path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        warnings.push(format!(
+            "{} is a symbolic link (to {target}); airlock read the file it points to",
+            path.display()
+        ));
+    }
+    if md.is_dir() {
+        return Err(invalid(
+            &what,
+            "is a directory",
+            "give the path of the credential file itself",
+        ));
+    }
+    if md.is_file() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = md.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                warnings.push(format!(
+                    "{} can be read by other users (mode {mode:04o}): run chmod 600 '{}'",
+                    path.display(),
+                    path.display()
+                ));
+            }
+        }
+        if md.len() == 0 {
+            return Err(invalid(
+                &what,
+                "is empty (0 bytes), which is what an interrupted login leaves behind",
+                empty_fix,
+            ));
+        }
+        if md.len() > MAX_INPUT_BYTES {
+            return Err(invalid(
+                &what,
+                format!("is {} bytes, too large to be a credential", md.len()),
+                "check the path",
+            ));
+        }
+    }
+    let modified = md.modified().ok().and_then(|t| Timestamp::try_from(t).ok());
+    let file = std::fs::File::open(path).map_err(|e| file_error(&what, path, e))?;
+    let text = read_limited(file, &what, empty_fix)?;
+    Ok(FileInput {
+        text,
+        modified,
+        warnings,
+    })
+}
+
+/// Reads at most [`MAX_INPUT_BYTES`] from `r` as UTF-8 text.
+pub fn read_limited(r: impl Read, what: &str, empty_fix: &str) -> Result<Secret> {
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    r.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| invalid(what, format!("could not be read ({e})"), "check the input"))?;
+    if buf.len() as u64 > MAX_INPUT_BYTES {
+        return Err(invalid(
+            what,
+            format!("is larger than {MAX_INPUT_BYTES} bytes, too large to be a credential"),
+            "check the input",
+        ));
+    }
+    if buf.is_empty() {
+        return Err(invalid(what, "is empty", empty_fix));
+    }
+    Secret::from_utf8(std::mem::take(&mut *buf)).map_err(|_| {
+        invalid(
+            what,
+            "is not UTF-8 text (a binary or differently encoded file?)",
+            "give a plain-text token or the agent's JSON file",
+        )
+    })
+}
+
+fn file_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => invalid(what, "does not exist", "check the path"),
+        std::io::ErrorKind::PermissionDenied => invalid(
+            what,
+            "cannot be read (permission denied)",
+            format!("check the owner and permissions of {}", path.display()),
+        ),
+        _ => invalid(what, format!("cannot be read ({e})"), "check the path"),
+    }
+}
+
+/// `path` with the home directory shown as `~`, for messages.
+pub fn tilde(path: &Path, home: &Path) -> String {
+    match path.strip_prefix(home) {
+        Ok(rest) => format!("~/{}", rest.display()),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+/// The first existing file among `candidates`.
+pub fn first_existing(candidates: &[PathBuf]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(r: Result<impl std::fmt::Debug>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn token_text_checks() {
+        let w = "the token";
+        assert!(msg(check_token_text(w, "", "f")).contains("is empty"));
+        assert!(msg(check_token_text(w, "a\nb", "f")).contains("2 lines"));
+        assert!(msg(check_token_text(w, "\"abc\"", "f")).contains("quotes"));
+        assert!(msg(check_token_text(w, "export X_Y=abc", "f")).contains("shell assignment"));
+        assert!(
+            msg(check_token_text(w, "OPENAI_API_KEY=sk-abc", "f")).contains("shell assignment")
+        );
+        // Base64 padding is not an assignment, and the token is never echoed.
+        let e = msg(check_token_shape(w, "AIzaSECRETabc=", "AIza", 5, "f"));
+        assert!(e.contains("'='"), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
+        assert!(msg(check_token_text(w, "ab c", "f")).contains("spaces"));
+        assert!(msg(check_token_text(w, "ab\u{7}c", "f")).contains("control"));
+        assert!(msg(check_token_text(w, "abé", "f")).contains("non-ASCII"));
+        assert!(msg(check_token_text(w, "{\"a\":1}", "f")).contains("JSON"));
+        assert!(check_token_text(w, "sk-ant-oat01-abc", "f").is_ok());
+    }
+
+    #[test]
+    fn json_errors_never_quote_input() {
+        let e = msg(parse_json_object(
+            "the file",
+            "{\"secretvalue\": tru",
+            "relogin",
+        ));
+        assert!(e.contains("truncated"), "{e}");
+        assert!(!e.contains("secretvalue"), "{e}");
+        let e = msg(parse_json_object("the file", "{\"secretvalue\" 1}", "x"));
+        assert!(e.contains("not valid JSON"), "{e}");
+        assert!(!e.contains("secretvalue"));
+        assert!(msg(parse_json_object("f", "[1]", "x")).contains("array"));
+        assert!(msg(parse_json_object("f", "\0\0\0", "x")).contains("NUL"));
+        assert!(parse_json_object("f", "\u{feff}{}", "x").is_ok());
+    }
+
+    #[test]
+    fn millis_accepts_integers_and_floats() {
+        assert_eq!(
+            millis(&serde_json::json!(1_795_267_240_000i64))
+                .unwrap()
+                .as_second(),
+            1_795_267_240
+        );
+        assert!(millis(&serde_json::json!(1.7e12)).is_some());
+        assert!(millis(&serde_json::json!("x")).is_none());
+    }
+}

@@ -1,0 +1,716 @@
+//! Capturing credentials: from flags (`--stdin`, `--from-file`, `--from-env`,
+//! `--from-host`) or the interactive wizard ([`wizard`]), through each
+//! agent's validation, into a [`Record`].
+//!
+//! Nothing is stored until the input has passed validation: callers
+//! [`prepare`] a record first and only then open the vault.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use crate::agents::custom::{self, CustomAgent};
+use crate::agents::validate::{self, HostLogin, SessionInfo, Validated, invalid};
+use crate::agents::{HostEnv, claude, codex, gemini};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::vault::{Backend, CredentialId, Metadata, Method, Record};
+
+pub mod wizard;
+
+/// An agent airlock knows: built in, or defined in the config file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Agent<'a> {
+    /// Claude Code.
+    Claude,
+    /// Codex CLI.
+    Codex,
+    /// Gemini CLI.
+    Gemini,
+    /// `[agents.custom.<name>]`.
+    Custom(&'a str, &'a CustomAgent),
+}
+
+impl<'a> Agent<'a> {
+    /// Looks `name` up among the built-in and the configured agents.
+    pub fn resolve(name: &'a str, config: &'a Config) -> Result<Agent<'a>> {
+        match name {
+            "claude" => Ok(Agent::Claude),
+            "codex" => Ok(Agent::Codex),
+            "gemini" => Ok(Agent::Gemini),
+            _ => match config.agents.custom.get_key_value(name) {
+                Some((n, a)) => {
+                    custom::check(n, a).map_err(Error::Usage)?;
+                    Ok(Agent::Custom(n.as_str(), a))
+                }
+                None => {
+                    let mut known: Vec<&str> = crate::agents::BUILTIN.to_vec();
+                    known.extend(config.agents.custom.keys().map(String::as_str));
+                    Err(Error::Usage(format!(
+                        "unknown agent {name:?}: use one of {}, or define it under [agents.custom.{name}] in the config file",
+                        known.join(", ")
+                    )))
+                }
+            },
+        }
+    }
+
+    /// Every agent: the built-in ones, then the configured ones by name.
+    pub fn all(config: &'a Config) -> Vec<Agent<'a>> {
+        let mut v = vec![Agent::Claude, Agent::Codex, Agent::Gemini];
+        v.extend(
+            config
+                .agents
+                .custom
+                .iter()
+                .map(|(n, a)| Agent::Custom(n.as_str(), a)),
+        );
+        v
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Agent::Claude => "claude",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+            Agent::Custom(n, _) => n,
+        }
+    }
+
+    /// The agent's display name.
+    pub fn title(&self) -> &'a str {
+        match self {
+            Agent::Claude => "Claude Code",
+            Agent::Codex => "Codex CLI",
+            Agent::Gemini => "Gemini CLI",
+            Agent::Custom(n, _) => n,
+        }
+    }
+
+    /// The methods this agent accepts.
+    pub fn methods(&self) -> &'static [Method] {
+        match self {
+            Agent::Claude => &[Method::SetupToken, Method::Session, Method::ApiKey],
+            Agent::Codex | Agent::Gemini => &[Method::Session, Method::ApiKey],
+            Agent::Custom(..) => &[Method::ApiKey],
+        }
+    }
+
+    /// Guesses the method from a value (a token prefix, or JSON).
+    pub fn detect(&self, value: &str) -> Option<Method> {
+        match self {
+            Agent::Claude => claude::capture::detect(value),
+            Agent::Codex => codex::capture::detect(value),
+            Agent::Gemini => gemini::capture::detect(value),
+            Agent::Custom(..) => Some(Method::ApiKey),
+        }
+    }
+
+    /// Validates `secret` for `method`.
+    pub fn validate(
+        &self,
+        method: Method,
+        secret: &Secret,
+        origin: &str,
+        now: Timestamp,
+    ) -> Result<Validated> {
+        if !self.methods().contains(&method) {
+            return Err(invalid(
+                self.name(),
+                format!("does not take a {method}"),
+                format!("use --method {}", method_list(self.methods())),
+            ));
+        }
+        match self {
+            Agent::Claude => claude::capture::validate(method, secret, origin, now),
+            Agent::Codex => codex::capture::validate(method, secret, origin, now),
+            Agent::Gemini => gemini::capture::validate(method, secret, origin, now),
+            Agent::Custom(n, _) => custom::validate(n, method, secret, origin),
+        }
+    }
+
+    /// Reads a stored session payload's expiry and refreshability.
+    pub fn session_info(&self, payload: &Secret) -> Result<SessionInfo> {
+        let what = format!("the stored {} session", self.name());
+        match self {
+            Agent::Claude => claude::capture::parse_session(payload.expose(), &what),
+            Agent::Codex => codex::capture::parse_session(payload.expose(), &what),
+            Agent::Gemini => gemini::capture::parse_session(payload.expose(), &what),
+            Agent::Custom(..) => Ok(SessionInfo::default()),
+        }
+    }
+
+    /// The host's login, read and validated (`None` when there is none).
+    pub fn find_host_login(&self, env: &HostEnv) -> Result<Option<HostLogin>> {
+        match self {
+            Agent::Claude => claude::capture::find_host_login(env),
+            Agent::Codex => codex::capture::find_host_login(env),
+            Agent::Gemini => gemini::capture::find_host_login(env),
+            Agent::Custom(..) => Ok(None),
+        }
+    }
+
+    /// The host files that hold this agent's login.
+    pub fn host_paths(&self, env: &HostEnv) -> Vec<PathBuf> {
+        match self {
+            Agent::Claude => claude::capture::host_paths(env),
+            Agent::Codex => codex::capture::host_paths(env),
+            Agent::Gemini => gemini::capture::host_paths(env),
+            Agent::Custom(..) => Vec::new(),
+        }
+    }
+
+    /// What a sandbox receives for a credential (a summary for humans).
+    pub fn delivery(&self, method: Method, settings: &BTreeMap<String, String>) -> String {
+        match self {
+            Agent::Claude => claude::capture::delivery(method).into(),
+            Agent::Codex => codex::capture::delivery(method).into(),
+            Agent::Gemini => gemini::capture::delivery(method, settings).into(),
+            Agent::Custom(_, a) => custom::delivery(a),
+        }
+    }
+
+    /// The exact steps that renew a credential.
+    pub fn renewal(&self, method: Method, account: &str) -> String {
+        match self {
+            Agent::Claude => claude::capture::renewal(method, account),
+            Agent::Codex => codex::capture::renewal(method, account),
+            Agent::Gemini => gemini::capture::renewal(method, account),
+            Agent::Custom(n, _) => custom::renewal(n, account),
+        }
+    }
+
+    /// How to log in on the host so that `--from-host` finds something.
+    pub fn host_login_hint(&self) -> &'static str {
+        match self {
+            Agent::Claude => "run `claude auth login` (or `claude` then /login)",
+            Agent::Codex => "run `codex login`",
+            Agent::Gemini => "run `gemini` and choose Login with Google",
+            Agent::Custom(..) => "custom agents only take API keys",
+        }
+    }
+}
+
+/// `token, session or api-key` for messages.
+pub fn method_list(methods: &[Method]) -> String {
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| match m {
+            Method::SetupToken => "token",
+            other => other.as_str(),
+        })
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Where a secret comes from. Never an argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Standard input, read to the end.
+    Stdin,
+    /// A file (for sops/agenix secret paths, or `<(…)`).
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// The host's existing login.
+    Host,
+    /// Typed (hidden) into the wizard.
+    Prompt,
+}
+
+impl Source {
+    /// Names the source in messages (`stdin`, `file /x`, `$NAME`).
+    pub fn origin(&self) -> String {
+        match self {
+            Source::Stdin => "from stdin".into(),
+            Source::File(p) => format!("from {}", p.display()),
+            Source::Env(n) => format!("from ${n}"),
+            Source::Host => "from the host login".into(),
+            Source::Prompt => "as typed".into(),
+        }
+    }
+
+    /// The value recorded in [`Metadata::source`].
+    pub fn record(&self) -> String {
+        match self {
+            Source::Stdin => "stdin".into(),
+            Source::File(p) => format!("file:{}", p.display()),
+            Source::Env(n) => format!("env:{n}"),
+            Source::Host => "host".into(),
+            Source::Prompt => "prompt".into(),
+        }
+    }
+}
+
+/// The secret read from a source, with warnings about the input.
+#[derive(Debug)]
+pub struct Input {
+    /// The value, untrimmed.
+    pub secret: Secret,
+    /// Warnings (permissions, symlinks).
+    pub warnings: Vec<String>,
+}
+
+/// Refuses a `--from-file`/`--from-env` argument that is a secret itself
+/// (a token pasted where a path or a name belongs), without echoing it.
+pub fn check_source_argument(source: &Source) -> Result<()> {
+    let (flag, arg) = match source {
+        Source::File(p) => ("--from-file", p.to_string_lossy().into_owned()),
+        Source::Env(n) => ("--from-env", n.clone()),
+        _ => return Ok(()),
+    };
+    let looks_secret = validate::foreign_token(&arg).is_some()
+        && !arg.contains('/')
+        && std::fs::symlink_metadata(&arg).is_err();
+    let bad_env_name = matches!(source, Source::Env(_))
+        && !(arg.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if looks_secret || bad_env_name {
+        return Err(Error::Usage(format!(
+            "{flag} takes {}, but what was given {}; it was not stored or printed. A secret never goes on the command line: pipe it to --stdin, or put it in a file or an environment variable (and check your shell history)",
+            if flag == "--from-file" {
+                "a path"
+            } else {
+                "the name of an environment variable"
+            },
+            if looks_secret {
+                "looks like a secret itself"
+            } else {
+                "is not a variable name"
+            },
+        )));
+    }
+    Ok(())
+}
+
+/// Reads stdin, a file or an environment variable (not `Host`/`Prompt`).
+pub fn read_source(source: &Source) -> Result<Input> {
+    check_source_argument(source)?;
+    match source {
+        Source::Stdin => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(Error::Usage(
+                    "--stdin was given but stdin is a terminal: pipe the secret in (for example `printenv TOKEN | airlock auth …`), or leave out --stdin to be prompted".into(),
+                ));
+            }
+            let secret = read_stdin(stdin.lock())?;
+            Ok(Input {
+                secret,
+                warnings: Vec::new(),
+            })
+        }
+        Source::File(p) => {
+            let f = validate::read_input_file(p, "check that the file holds the credential")?;
+            Ok(Input {
+                secret: f.text,
+                warnings: f.warnings,
+            })
+        }
+        Source::Env(name) => Ok(Input {
+            secret: read_env(name, std::env::var_os(name))?,
+            warnings: Vec::new(),
+        }),
+        Source::Host | Source::Prompt => Err(Error::Other(
+            "internal: read_source called for a host login or a prompt".into(),
+        )),
+    }
+}
+
+/// Reads a secret from `r` (stdin).
+pub fn read_stdin(r: impl Read) -> Result<Secret> {
+    validate::read_limited(
+        r,
+        "the input on stdin",
+        "pipe the secret in, for example `printenv TOKEN | airlock auth …`",
+    )
+}
+
+/// Checks an environment variable's value for `--from-env NAME`.
+pub fn read_env(name: &str, value: Option<std::ffi::OsString>) -> Result<Secret> {
+    let what = format!("the environment variable {name}");
+    let Some(v) = value else {
+        return Err(invalid(
+            &what,
+            "is not set",
+            format!("export {name} first, or use --stdin or --from-file"),
+        ));
+    };
+    let v = v
+        .into_string()
+        .map_err(|_| invalid(&what, "is not UTF-8 text", "check its value"))?;
+    if v.trim().is_empty() {
+        return Err(invalid(
+            &what,
+            "is empty",
+            format!("set {name} to the secret"),
+        ));
+    }
+    Ok(Secret::new(v))
+}
+
+/// What to capture.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Agent name (built-in or custom).
+    pub agent: String,
+    /// Account name.
+    pub account: String,
+    /// The method, or `None` to detect it from the value.
+    pub method: Option<Method>,
+    /// Where the secret comes from.
+    pub source: Source,
+    /// Non-secret settings (Gemini Vertex AI project and location).
+    pub settings: BTreeMap<String, String>,
+    /// A label for the record.
+    pub label: Option<String>,
+}
+
+/// A validated record, not yet stored.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The record to store.
+    pub record: Record,
+    /// Whether a refresh token is present (sessions).
+    pub refreshable: bool,
+    /// Display facts.
+    pub detail: Option<String>,
+    /// What a sandbox will receive.
+    pub delivery: String,
+    /// Warnings to show the user.
+    pub warnings: Vec<String>,
+}
+
+/// Validates `input` for the request and builds the record. Nothing is
+/// stored. A session whose access token has lapsed with no refresh token is
+/// refused: a sandbox could not use it.
+pub fn prepare(req: &Request, config: &Config, input: Input, now: Timestamp) -> Result<Prepared> {
+    let agent = Agent::resolve(&req.agent, config)?;
+    let id = CredentialId::new(agent.name(), &req.account)?;
+    let origin = req.source.origin();
+    let method = match req.method {
+        Some(m) => m,
+        None => agent.detect(input.secret.expose()).ok_or_else(|| {
+            invalid(
+                &format!("the {} credential ({origin})", agent.name()),
+                "is of a kind airlock cannot recognise",
+                format!(
+                    "pass --method {} to say what it is",
+                    method_list(agent.methods())
+                ),
+            )
+        })?,
+    };
+    let v = agent.validate(method, &input.secret, &origin, now)?;
+    let mut warnings = input.warnings;
+    finish(agent, id, v, req, now, &mut warnings).map(|(record, refreshable, detail, delivery)| {
+        Prepared {
+            record,
+            refreshable,
+            detail,
+            delivery,
+            warnings,
+        }
+    })
+}
+
+/// Builds the record for the host's login (`--from-host`).
+pub fn prepare_host(
+    req: &Request,
+    config: &Config,
+    env: &HostEnv,
+    now: Timestamp,
+) -> Result<Prepared> {
+    let agent = Agent::resolve(&req.agent, config)?;
+    let id = CredentialId::new(agent.name(), &req.account)?;
+    if let Agent::Custom(n, _) = agent {
+        return Err(Error::Usage(format!(
+            "{n} is a custom agent: airlock cannot read a host login for it; use --stdin, --from-file or --from-env"
+        )));
+    }
+    let Some(host) = agent.find_host_login(env)? else {
+        let paths: Vec<String> = agent
+            .host_paths(env)
+            .iter()
+            .map(|p| validate::tilde(p, &env.home))
+            .collect();
+        return Err(Error::NotFound {
+            what: format!(
+                "a {} login on this machine (looked for {})",
+                agent.title(),
+                paths.join(", ")
+            ),
+            fix: format!(
+                "{}, then run `airlock auth {} --from-host` again",
+                agent.host_login_hint(),
+                agent.name()
+            ),
+        });
+    };
+    if let Some(m) = req.method
+        && m != host.record.method
+    {
+        return Err(Error::Usage(format!(
+            "the {} login on this machine ({}) is a {}, not a {m}: leave out --method, or use --stdin/--from-file for a {m}",
+            agent.name(),
+            host.location,
+            host.record.method
+        )));
+    }
+    let v = Validated {
+        method: host.record.method,
+        payload: host.record.secret,
+        expires_at: host.record.meta.expires_at,
+        refreshable: host.refreshable,
+        settings: BTreeMap::new(),
+        detail: host.detail,
+        warnings: Vec::new(),
+    };
+    let mut warnings = host.warnings;
+    let mut req = req.clone();
+    req.source = Source::Host;
+    let (mut record, refreshable, detail, delivery) =
+        finish(agent, id, v, &req, now, &mut warnings)?;
+    record.meta.source = format!("host:{}", host.location);
+    Ok(Prepared {
+        record,
+        refreshable,
+        detail,
+        delivery,
+        warnings,
+    })
+}
+
+fn finish(
+    agent: Agent<'_>,
+    id: CredentialId,
+    mut v: Validated,
+    req: &Request,
+    now: Timestamp,
+    warnings: &mut Vec<String>,
+) -> Result<(Record, bool, Option<String>, String)> {
+    if v.method == Method::Session && !v.refreshable && v.expires_at.is_some_and(|t| t <= now) {
+        return Err(invalid(
+            &format!("the {} login ({})", agent.name(), req.source.origin()),
+            "has an access token that has expired, and no refresh token to renew it",
+            agent.renewal(Method::Session, &id.account),
+        ));
+    }
+    if !req.settings.is_empty() {
+        if !(agent == Agent::Gemini && v.method == Method::ApiKey) {
+            return Err(Error::Usage(
+                "--project and --location (Vertex AI) only apply to `airlock auth gemini --method api-key`".into(),
+            ));
+        }
+        v.settings.extend(req.settings.clone());
+    }
+    warnings.append(&mut v.warnings);
+    let mut meta = Metadata::new(req.source.record());
+    meta.created_at = now;
+    meta.updated_at = now;
+    meta.expires_at = v.expires_at;
+    meta.label = req.label.clone();
+    meta.settings = v.settings;
+    let delivery = agent.delivery(v.method, &meta.settings);
+    Ok((
+        Record {
+            id,
+            method: v.method,
+            secret: v.payload,
+            meta,
+        },
+        v.refreshable,
+        v.detail,
+        delivery,
+    ))
+}
+
+/// Reads and validates the secret file configured for `agent`
+/// (`[agents.<agent>] secret_file`, `[agents.custom.<name>] secret_file`),
+/// for `status`; `None` when none is configured. A setup-token's expiry is
+/// counted from the file's modification time.
+pub fn configured_file(
+    agent: Agent<'_>,
+    config: &Config,
+    home: &std::path::Path,
+    now: Timestamp,
+) -> Option<crate::status::FileSource> {
+    let (path, method, account) = match agent {
+        Agent::Custom(_, def) => (
+            def.secret_file.clone()?,
+            Some(Method::ApiKey),
+            def.account.clone(),
+        ),
+        _ => {
+            let c = config.agents.builtin(agent.name())?;
+            (c.secret_file.clone()?, c.method, c.account.clone())
+        }
+    };
+    let location = validate::tilde(&path, home);
+    let fix = "regenerate the secret file (an interrupted tool leaves empty files)";
+    let mut modified = None;
+    let read = validate::read_input_file(&path, fix).and_then(|f| {
+        modified = f.modified;
+        let method = method
+            .or_else(|| agent.detect(f.text.expose()))
+            .unwrap_or(Method::ApiKey);
+        let mut v = agent.validate(method, &f.text, &format!("from {location}"), now)?;
+        if v.method == Method::SetupToken
+            && let Some(m) = f.modified
+        {
+            v.expires_at = m.checked_add(claude::capture::SETUP_TOKEN_LIFETIME).ok();
+        }
+        v.warnings.extend(f.warnings);
+        Ok(v)
+    });
+    Some(crate::status::FileSource {
+        location,
+        account: account.unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned()),
+        read,
+        modified,
+    })
+}
+
+/// Stores a prepared record; returns whether it replaced one.
+pub fn store(vault: &dyn Backend, record: Record) -> Result<bool> {
+    let mut replaced = false;
+    let id = record.id.clone();
+    let mut slot = Some(record);
+    vault.update(&id, &mut |old| {
+        replaced = old.is_some();
+        Ok(slot.take())
+    })?;
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::Vault;
+
+    fn req(agent: &str, method: Option<Method>) -> Request {
+        Request {
+            agent: agent.into(),
+            account: "default".into(),
+            method,
+            source: Source::Stdin,
+            settings: BTreeMap::new(),
+            label: None,
+        }
+    }
+
+    fn input(s: &str) -> Input {
+        Input {
+            secret: Secret::from(s),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn detects_and_stores_a_setup_token() {
+        let config = Config::default();
+        let token = format!("sk-ant-oat01-{}AA", "Q".repeat(93));
+        let now = Timestamp::now();
+        let p = prepare(
+            &req("claude", None),
+            &config,
+            input(&format!("{token}\n")),
+            now,
+        )
+        .unwrap();
+        assert_eq!(p.record.method, Method::SetupToken);
+        assert_eq!(p.record.secret.expose(), token);
+        assert_eq!(p.record.meta.source, "stdin");
+        let v = Vault::in_memory();
+        assert!(!store(&*v, p.record.clone()).unwrap());
+        assert!(store(&*v, p.record).unwrap(), "a second store replaces");
+        let got = v
+            .get(&CredentialId::parse("claude").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.secret.expose(), token);
+    }
+
+    #[test]
+    fn vertex_settings_only_for_gemini_keys() {
+        let config = Config::default();
+        let mut r = req("gemini", Some(Method::ApiKey));
+        r.settings =
+            gemini::capture::vertex_settings(Some("proj-123"), Some("us-central1")).unwrap();
+        let key = format!("AIza{}", "b".repeat(35));
+        let p = prepare(&r, &config, input(&key), Timestamp::now()).unwrap();
+        assert_eq!(p.record.meta.settings["project"], "proj-123");
+        assert!(p.delivery.contains("Vertex"));
+        let mut r = req("claude", Some(Method::ApiKey));
+        r.settings = p.record.meta.settings.clone();
+        let key = format!("sk-ant-api03-{}AA", "b".repeat(93));
+        assert!(prepare(&r, &config, input(&key), Timestamp::now()).is_err());
+    }
+
+    #[test]
+    fn secrets_given_as_paths_or_names_are_refused_unechoed() {
+        let token = "sk-ant-oat01-SECRETSECRET";
+        for src in [Source::File(token.into()), Source::Env(token.into())] {
+            let e = check_source_argument(&src).unwrap_err().to_string();
+            assert!(!e.contains("SECRET"), "{e}");
+            assert!(e.contains("--stdin"), "{e}");
+        }
+        let e = check_source_argument(&Source::Env("not a name".into())).unwrap_err();
+        assert!(e.to_string().contains("not a variable name"));
+        assert!(check_source_argument(&Source::Env("MY_TOKEN".into())).is_ok());
+        assert!(check_source_argument(&Source::File("/run/secrets/x".into())).is_ok());
+    }
+
+    #[test]
+    fn env_values_are_checked() {
+        assert!(
+            read_env("X", None)
+                .unwrap_err()
+                .to_string()
+                .contains("not set")
+        );
+        assert!(
+            read_env("X", Some("  ".into()))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        assert_eq!(read_env("X", Some("v".into())).unwrap().expose(), "v");
+    }
+
+    #[test]
+    fn custom_definitions_are_checked_when_used() {
+        let config = Config::parse("[agents.custom.aider]\napi_key_env = \"A-B\"\n").unwrap();
+        let e = Agent::resolve("aider", &config).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::ExitCode::Usage);
+        assert!(e.to_string().contains("api_key_env"), "{e}");
+    }
+
+    #[test]
+    fn unknown_agents_and_methods() {
+        let config = Config::default();
+        assert!(
+            Agent::resolve("aider", &config)
+                .unwrap_err()
+                .to_string()
+                .contains("agents.custom.aider")
+        );
+        let e = prepare(
+            &req("codex", Some(Method::SetupToken)),
+            &config,
+            input("x"),
+            Timestamp::now(),
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::ExitCode::Invalid);
+        assert!(e.to_string().contains("session or api-key"), "{e}");
+    }
+}
