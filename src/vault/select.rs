@@ -227,6 +227,38 @@ impl super::Backend for Pinning {
     }
 }
 
+/// The automatic choice: the platform keyring when it answers, else the file.
+fn auto() -> (BackendKind, String) {
+    #[cfg(target_os = "macos")]
+    {
+        (BackendKind::Keychain, "macOS: the login Keychain".into())
+    }
+    #[cfg(windows)]
+    {
+        (BackendKind::Wincred, "Windows: Credential Manager".into())
+    }
+    #[cfg(target_os = "linux")]
+    {
+        match super::secret_service::probe() {
+            Ok(()) => (
+                BackendKind::SecretService,
+                "a Secret Service (GNOME Keyring/KWallet) answered on the D-Bus session bus".into(),
+            ),
+            Err(reason) => (
+                BackendKind::File,
+                format!("no OS keyring reachable ({reason}): using the encrypted file"),
+            ),
+        }
+    }
+    #[cfg(not(any(target_os = "macos", windows, target_os = "linux")))]
+    {
+        (
+            BackendKind::File,
+            "no OS keyring on this platform: using the encrypted file".into(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,37 +317,5 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read_to_string(&pin).unwrap(), "memory\n");
         crate::fsutil::check_private_file(&pin).unwrap();
-    }
-}
-
-/// The automatic choice: the platform keyring when it answers, else the file.
-fn auto() -> (BackendKind, String) {
-    #[cfg(target_os = "macos")]
-    {
-        (BackendKind::Keychain, "macOS: the login Keychain".into())
-    }
-    #[cfg(windows)]
-    {
-        (BackendKind::Wincred, "Windows: Credential Manager".into())
-    }
-    #[cfg(target_os = "linux")]
-    {
-        match super::secret_service::probe() {
-            Ok(()) => (
-                BackendKind::SecretService,
-                "a Secret Service (GNOME Keyring/KWallet) answered on the D-Bus session bus".into(),
-            ),
-            Err(reason) => (
-                BackendKind::File,
-                format!("no OS keyring reachable ({reason}): using the encrypted file"),
-            ),
-        }
-    }
-    #[cfg(not(any(target_os = "macos", windows, target_os = "linux")))]
-    {
-        (
-            BackendKind::File,
-            "no OS keyring on this platform: using the encrypted file".into(),
-        )
     }
 }
