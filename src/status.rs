@@ -181,7 +181,8 @@ pub fn record_entry(
     e.location = Some(location.to_owned());
     e.modified_at = Some(r.meta.updated_at);
     e.source = Some(r.meta.source.clone());
-    e.delivery = Some(agent.delivery(r.method, &r.meta.settings));
+    // A credential that cannot be planned delivers nothing (it is invalid).
+    e.delivery = agent.delivery(r).ok();
     e.expires_at = r.meta.expires_at;
     let mut detail = r.meta.label.clone();
     if r.method == Method::Session {
@@ -263,13 +264,7 @@ pub fn host_entry(
             e.refreshable = h.refreshable;
             e.modified_at = h.modified;
             e.detail = h.detail.clone();
-            e.delivery = Some(match shadowed_by {
-                Some(why) => format!("nothing: {why}"),
-                None => format!(
-                    "from the host: {}",
-                    agent.delivery(r.method, &r.meta.settings)
-                ),
-            });
+            e.delivery = Some(delivered("the host", agent, r, shadowed_by));
             e.state = state(
                 r.method,
                 r.meta.expires_at,
@@ -297,6 +292,17 @@ pub fn host_entry(
             Some(e)
         }
     }
+}
+
+/// What a sandbox gets from a host login or a secret file: `from <place>:
+/// <delivery>`, or `nothing: <why>`.
+fn delivered(place: &str, agent: Agent<'_>, r: &Record, shadowed_by: Option<&str>) -> String {
+    let why = match (shadowed_by, agent.delivery(r)) {
+        (Some(why), _) => why.to_owned(),
+        (None, Ok(d)) => return format!("from {place}: {d}"),
+        (None, Err(why)) => why,
+    };
+    format!("nothing: {why}")
 }
 
 /// A configured secret file (`[agents.<agent>] secret_file`), read and
@@ -334,9 +340,12 @@ pub fn file_entry(
             e.refreshable = v.refreshable;
             e.detail = v.detail.clone();
             e.state = state(v.method, v.expires_at, v.refreshable, now, expiring_days);
-            e.delivery = Some(match shadowed_by {
-                Some(why) => format!("nothing: {why}"),
-                None => format!("from the file: {}", agent.delivery(v.method, &v.settings)),
+            let id = crate::vault::CredentialId::new(agent.name(), &f.account);
+            e.delivery = id.ok().map(|id| {
+                let r = v
+                    .clone()
+                    .into_record(id, format!("file:{}", f.location), now);
+                delivered("the file", agent, &r, shadowed_by)
             });
             if e.state != State::Valid {
                 e.fix = Some(format!(
@@ -864,10 +873,18 @@ mod tests {
 
     #[test]
     fn host_rows_say_whether_a_sandbox_uses_them() {
+        use crate::agents::jwt;
         use crate::agents::validate::HostLogin;
+        // A real auth.json: what a sandbox gets is read off its plan.
+        let doc = serde_json::json!({"tokens": {
+            "id_token": jwt::fake(&serde_json::json!({})),
+            "access_token": jwt::fake(&serde_json::json!({"exp": 4_000_000_000i64})),
+            "refresh_token": "rt",
+        }})
+        .to_string();
         let host = || -> HostResult {
             Ok(Some(HostLogin {
-                record: record("codex", Method::Session, "{\"host\":1}", None),
+                record: record("codex", Method::Session, &doc, None),
                 location: "~/.codex/auth.json".into(),
                 modified: None,
                 refreshable: true,

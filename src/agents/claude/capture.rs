@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::agents::HostEnv;
 use crate::agents::validate::{
@@ -156,12 +156,7 @@ pub fn validate(
         Method::Session => {
             let what = format!("the Claude login ({origin})");
             let info = parse_session(value.expose(), &what)?;
-            let mut v = Validated::new(method, value);
-            v.expires_at = info.expires_at;
-            v.refreshable = info.refreshable;
-            v.detail = info.detail;
-            v.warnings = info.warnings;
-            Ok(v)
+            Ok(Validated::new(method, value).with_session(info))
         }
     }
 }
@@ -184,6 +179,12 @@ fn wrong_kind(what: &str, value: &str, want: &str) -> Result<()> {
 /// access token's expiry and whether it can be refreshed. Unknown keys are
 /// allowed everywhere (they are kept as they are).
 pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
+    parse_document(text, what).map(|(_, info)| info)
+}
+
+/// [`parse_session`], also returning the document itself: the one parser
+/// of `.credentials.json`, for capture, status and injection alike.
+pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, SessionInfo)> {
     let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
     let oauth = match doc.get("claudeAiOauth") {
         None => {
@@ -305,12 +306,14 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         .get("subscriptionType")
         .and_then(Value::as_str)
         .map(|s| format!("{s} subscription"));
-    Ok(SessionInfo {
+    let info = SessionInfo {
         expires_at,
         refreshable,
+        rotates: true,
         detail,
         warnings,
-    })
+    };
+    Ok((doc, info))
 }
 
 /// The host's Claude login, read (never modified) and validated; `None`
@@ -336,16 +339,6 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
 /// The host's Claude login as an unsaved record (see [`find_host_login`]).
 pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
     Ok(find_host_login(env)?.map(|h| h.record))
-}
-
-/// What a sandbox receives for a credential of this method (for humans;
-/// the injection plan is authoritative).
-pub fn delivery(method: Method) -> &'static str {
-    match method {
-        Method::SetupToken => "env CLAUDE_CODE_OAUTH_TOKEN",
-        Method::ApiKey => "env ANTHROPIC_API_KEY",
-        Method::Session => "file .credentials.json (access token only, by default)",
-    }
 }
 
 /// The exact steps to renew an expiring or expired credential.

@@ -91,14 +91,7 @@ pub fn validate(
                     "holds an API key (auth_mode apikey), not a ChatGPT login",
                     "store the key with `airlock auth codex --method api-key`, or use --from-host, which stores it as an API key",
                 )),
-                AuthDoc::ChatGpt(info) => {
-                    let mut v = Validated::new(method, value);
-                    v.expires_at = info.expires_at;
-                    v.refreshable = info.refreshable;
-                    v.detail = info.detail;
-                    v.warnings = info.warnings;
-                    Ok(v)
-                }
+                AuthDoc::ChatGpt(info) => Ok(Validated::new(method, value).with_session(info)),
             }
         }
         Method::SetupToken => Err(invalid(
@@ -122,6 +115,12 @@ fn validate_key(what: &str, value: &str) -> Result<()> {
 /// Reads an `auth.json` document: API-key mode or a ChatGPT login (with the
 /// access token's expiry and whether it can be refreshed).
 pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
+    parse_document(text, what).map(|(_, d)| d)
+}
+
+/// [`parse_auth_json`], also returning the document itself: the one parser
+/// of `auth.json`, for capture, status and injection alike.
+pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, AuthDoc)> {
     let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
     let mode = match doc.get("auth_mode") {
         None | Some(Value::Null) => None,
@@ -166,7 +165,8 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         };
         let kwhat = format!("the OPENAI_API_KEY in {what}");
         validate_key(&kwhat, key.trim())?;
-        return Ok(AuthDoc::ApiKey(Secret::from(key.trim())));
+        let key = Secret::from(key.trim());
+        return Ok((doc, AuthDoc::ApiKey(key)));
     }
     let mut warnings = Vec::new();
     if let Some(m) = mode.filter(|m| *m != "chatgpt") {
@@ -254,12 +254,14 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         (None, Some(p)) => Some(format!("ChatGPT {p}")),
         (None, None) => None,
     };
-    Ok(AuthDoc::ChatGpt(SessionInfo {
+    let info = SessionInfo {
         expires_at,
         refreshable: !refresh.trim().is_empty(),
+        rotates: true,
         detail,
         warnings,
-    }))
+    };
+    Ok((doc, AuthDoc::ChatGpt(info)))
 }
 
 fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a str> {
@@ -279,12 +281,17 @@ fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) ->
     }
 }
 
-/// Reads a session document's expiry (for status); `None` if it is not a
-/// ChatGPT login.
+/// Reads a session document's expiry and refresh token; an error if it is
+/// not a ChatGPT login.
 pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
-    match parse_auth_json(text, what)? {
-        AuthDoc::ChatGpt(info) => Ok(info),
-        AuthDoc::ApiKey(_) => Err(invalid(
+    parse_session_document(text, what).map(|(_, info)| info)
+}
+
+/// [`parse_session`], also returning the document itself.
+pub fn parse_session_document(text: &str, what: &str) -> Result<(Map<String, Value>, SessionInfo)> {
+    match parse_document(text, what)? {
+        (doc, AuthDoc::ChatGpt(info)) => Ok((doc, info)),
+        (_, AuthDoc::ApiKey(_)) => Err(invalid(
             what,
             "holds an API key, not a ChatGPT login",
             "store it again with `airlock auth codex --from-host`",
@@ -319,14 +326,6 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
 /// The host's Codex login as an unsaved record (see [`find_host_login`]).
 pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
     Ok(find_host_login(env)?.map(|h| h.record))
-}
-
-/// What a sandbox receives for a credential of this method (for humans).
-pub fn delivery(method: Method) -> &'static str {
-    match method {
-        Method::ApiKey => "file auth.json (API-key mode)",
-        _ => "file auth.json (access token only, by default)",
-    }
 }
 
 /// The exact steps to renew an expiring or expired credential.
