@@ -9,6 +9,7 @@
 //! | `refreshable` | a session whose access token has lapsed but that holds a refresh token: the agent renews it on first use |
 //! | `missing` | nothing stored and no host login |
 //! | `invalid` | stored or found, but it fails validation |
+//! | `unavailable` | the vault could not be opened (locked, damaged, unreachable): what it stores is unknown |
 //!
 //! Sessions with a refresh token are never `expiring`: their access tokens
 //! live hours, and the agent renews them. API keys do not expire.
@@ -40,6 +41,8 @@ pub enum State {
     Missing,
     /// Fails validation.
     Invalid,
+    /// In a vault that could not be opened or read.
+    Unavailable,
 }
 
 impl State {
@@ -52,6 +55,7 @@ impl State {
             State::Refreshable => "refreshable",
             State::Missing => "missing",
             State::Invalid => "invalid",
+            State::Unavailable => "unavailable",
         }
     }
 
@@ -384,6 +388,34 @@ pub fn orphan_entry(r: &Record, location: &str) -> Entry {
     e
 }
 
+/// The entry standing for an agent's stored credentials when the vault
+/// could not be opened or read: the reason, and how to open it.
+pub fn unavailable_entry(agent: Agent<'_>, vault_error: &crate::Error, location: &str) -> Entry {
+    let mut e = Entry::new(agent.name(), State::Unavailable, StoredIn::Vault);
+    e.location = Some(location.to_owned());
+    e.problem = Some(vault_error.to_string());
+    e.fix = Some(vault_fix(vault_error));
+    e
+}
+
+/// How to get at a vault that would not open.
+fn vault_fix(e: &crate::Error) -> String {
+    use crate::Error;
+    match e {
+        Error::NoPassphrase { .. } => {
+            "set AIRLOCK_KEYRING_PASSWORD, or run `airlock status` in a terminal to type the passphrase".into()
+        }
+        Error::WrongPassphrase { .. } => {
+            "check AIRLOCK_KEYRING_PASSWORD, or type the passphrase again".into()
+        }
+        Error::Backend { fix, .. } | Error::Unsafe { fix, .. } => fix.clone(),
+        Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => {
+            "see the message above; `airlock doctor` checks the vault".into()
+        }
+        _ => "run `airlock doctor` to see what is wrong with the vault".into(),
+    }
+}
+
 /// The entry for an agent with nothing stored and no host login.
 pub fn missing_entry(agent: Agent<'_>) -> Entry {
     let mut e = Entry::new(agent.name(), State::Missing, StoredIn::None);
@@ -440,7 +472,40 @@ pub fn report(
     now: Timestamp,
     config: &crate::config::Config,
 ) -> Report {
+    build(agents, Ok(records), hosts, files, vault, now, config)
+}
+
+/// [`report`] when the vault could not be opened or read (`vault_error`):
+/// host logins and secret files are listed as usual, and each agent gets one
+/// `unavailable` row with the reason and the fix instead of its stored
+/// credentials (which are unknown, so no agent is called `missing`).
+pub fn report_without_vault(
+    agents: &[Agent<'_>],
+    vault_error: &crate::Error,
+    hosts: &BTreeMap<String, (HostResult, String)>,
+    files: &BTreeMap<String, FileSource>,
+    vault: VaultInfo,
+    now: Timestamp,
+    config: &crate::config::Config,
+) -> Report {
+    build(agents, Err(vault_error), hosts, files, vault, now, config)
+}
+
+fn build(
+    agents: &[Agent<'_>],
+    records: std::result::Result<&[Record], &crate::Error>,
+    hosts: &BTreeMap<String, (HostResult, String)>,
+    files: &BTreeMap<String, FileSource>,
+    vault: VaultInfo,
+    now: Timestamp,
+    config: &crate::config::Config,
+) -> Report {
     let expiring_days = config.status.expiring_days;
+    let (records, vault_error) = match records {
+        Ok(r) => (r, None),
+        Err(e) => (&[][..], Some(e)),
+    };
+    let vault_location = format!("{} {}", vault.backend, vault.location);
     let mut credentials = Vec::new();
     for agent in agents {
         let mine: Vec<&Record> = records
@@ -448,8 +513,10 @@ pub fn report(
             .filter(|r| r.id.agent == agent.name())
             .collect();
         for r in &mine {
-            let loc = format!("{} {}", vault.backend, vault.location);
-            credentials.push(record_entry(*agent, r, &loc, now, expiring_days));
+            credentials.push(record_entry(*agent, r, &vault_location, now, expiring_days));
+        }
+        if let Some(e) = vault_error {
+            credentials.push(unavailable_entry(*agent, e, &vault_location));
         }
         let account = config
             .agents
@@ -514,7 +581,7 @@ pub fn report(
             ));
             file_listed = true;
         }
-        if mine.is_empty() && !host_listed && !file_listed {
+        if mine.is_empty() && vault_error.is_none() && !host_listed && !file_listed {
             credentials.push(missing_entry(*agent));
         }
     }
@@ -524,8 +591,7 @@ pub fn report(
         .iter()
         .filter(|r| !agents.iter().any(|a| a.name() == r.id.agent))
     {
-        let loc = format!("{} {}", vault.backend, vault.location);
-        credentials.push(orphan_entry(r, &loc));
+        credentials.push(orphan_entry(r, &vault_location));
     }
     let warnings = warnings(&credentials, now);
     Report {
@@ -680,6 +746,7 @@ fn state_style(s: State) -> anstyle::Style {
         State::Invalid => AnsiColor::Red.on_default().bold(),
         State::Refreshable => AnsiColor::Cyan.on_default(),
         State::Missing => anstyle::Style::new().dimmed(),
+        State::Unavailable => AnsiColor::Yellow.on_default().bold(),
     }
 }
 
