@@ -318,8 +318,16 @@ pub fn resolve_with(
     let mut plan = SandboxPlan::default();
     let mut resolutions = Vec::new();
     let mut missing = Vec::new();
+    let inputs = Inputs {
+        req,
+        vault,
+        host,
+        config,
+        now,
+        host_login,
+    };
     for a in &req.agents {
-        let r = resolve_agent(a, req, vault, host, config, now, host_login, &mut plan)?;
+        let r = resolve_agent(a, &inputs, &mut plan)?;
         if r.used.is_none() && !a.optional {
             missing.push(a.agent.clone());
         }
@@ -367,17 +375,30 @@ struct Candidate {
     stored: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every agent's resolution reads ([`resolve_with`]'s arguments).
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    req: &'a Request,
+    vault: &'a Vault,
+    host: &'a HostEnv,
+    config: &'a Config,
+    now: Timestamp,
+    host_login: HostLogin<'a>,
+}
+
 fn resolve_agent(
     a: &AgentRequest,
-    req: &Request,
-    vault: &Vault,
-    host: &HostEnv,
-    config: &Config,
-    now: Timestamp,
-    host_login: HostLogin<'_>,
+    inputs: &Inputs<'_>,
     plan: &mut SandboxPlan,
 ) -> Result<Resolution> {
+    let Inputs {
+        req,
+        vault,
+        host,
+        config,
+        now,
+        host_login,
+    } = *inputs;
     let agent = a.agent.as_str();
     let builtin = BUILTIN.contains(&agent);
     let kind = Agent::resolve(agent, config)?;

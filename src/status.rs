@@ -789,6 +789,26 @@ mod tests {
     }
     const DAY: i64 = 86_400;
 
+    /// The report for stored records only (no host logins or files).
+    fn report_of(agents: &[Agent<'_>], recs: &[Record], now: Timestamp, config: &Config) -> Report {
+        report(
+            agents,
+            recs,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            memory(),
+            now,
+            config,
+        )
+    }
+
+    fn memory() -> VaultInfo {
+        VaultInfo {
+            backend: "memory".into(),
+            location: "memory".into(),
+        }
+    }
+
     #[test]
     fn states_by_method_and_time() {
         let now = ts(1_800_000_000);
@@ -841,18 +861,7 @@ mod tests {
             &token,
             Some(ts(1_800_000_000 + 5 * DAY)),
         )];
-        let r = report(
-            &agents,
-            &recs,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            VaultInfo {
-                backend: "memory".into(),
-                location: "memory".into(),
-            },
-            now,
-            &config,
-        );
+        let r = report_of(&agents, &recs, now, &config);
         let states: Vec<(&str, State)> = r
             .credentials
             .iter()
@@ -915,18 +924,7 @@ mod tests {
         let config = Config::default();
         let agents = Agent::all(&config);
         let recs = vec![record("aider", Method::ApiKey, "k", None)];
-        let r = report(
-            &agents,
-            &recs,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            VaultInfo {
-                backend: "memory".into(),
-                location: "memory".into(),
-            },
-            Timestamp::now(),
-            &config,
-        );
+        let r = report_of(&agents, &recs, Timestamp::now(), &config);
         let e = r.credentials.last().unwrap();
         assert_eq!((e.agent.as_str(), e.state), ("aider", State::Invalid));
         assert!(
@@ -959,10 +957,6 @@ mod tests {
                 warnings: vec![],
             }))
         };
-        let vault = || VaultInfo {
-            backend: "memory".into(),
-            location: "memory".into(),
-        };
         let mut hosts = BTreeMap::new();
         hosts.insert(
             "codex".to_owned(),
@@ -976,7 +970,7 @@ mod tests {
             &[],
             &hosts,
             &BTreeMap::new(),
-            vault(),
+            memory(),
             now,
             &config,
         );
@@ -993,7 +987,7 @@ mod tests {
             &[],
             &hosts,
             &BTreeMap::new(),
-            vault(),
+            memory(),
             now,
             &config,
         );
@@ -1008,18 +1002,7 @@ mod tests {
         let config = Config::default();
         let agents = [Agent::resolve("codex", &config).unwrap()];
         let recs = vec![record("codex", Method::Session, "{\"tokens\":", None)];
-        let r = report(
-            &agents,
-            &recs,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            VaultInfo {
-                backend: "memory".into(),
-                location: "memory".into(),
-            },
-            Timestamp::now(),
-            &config,
-        );
+        let r = report_of(&agents, &recs, Timestamp::now(), &config);
         assert_eq!(r.credentials[0].state, State::Invalid);
         assert!(
             r.credentials[0]

@@ -66,10 +66,11 @@ impl HostEnv {
 /// The host's current login for `agent`, read (never modified) and validated
 /// into an unsaved record, or `None` when the host has none.
 pub fn host_login(agent: &str, env: &HostEnv) -> Result<Option<Record>> {
-    match agent {
-        "claude" => claude::capture::host_login(env),
-        "codex" => codex::capture::host_login(env),
-        "gemini" => gemini::capture::host_login(env),
-        _ => Ok(None),
-    }
+    let agent = match agent {
+        "claude" => crate::capture::Agent::Claude,
+        "codex" => crate::capture::Agent::Codex,
+        "gemini" => crate::capture::Agent::Gemini,
+        _ => return Ok(None),
+    };
+    Ok(agent.find_host_login(env)?.map(|h| h.record))
 }

@@ -68,6 +68,13 @@ impl Validated {
         self
     }
 
+    /// Puts `first` (warnings about where the value was read from) before
+    /// the validation's own warnings.
+    pub fn prepend_warnings(&mut self, mut first: Vec<String>) {
+        first.append(&mut self.warnings);
+        self.warnings = first;
+    }
+
     /// The unsaved record for `id`, from `source` (see
     /// [`crate::vault::Metadata::source`]), created at `now`.
     pub fn into_record(
@@ -374,6 +381,62 @@ pub fn parse_json_object(what: &str, text: &str, fix: &str) -> Result<Map<String
                 e.line(),
                 e.column()
             ),
+            fix,
+        )),
+    }
+}
+
+/// The error for a field of the wrong JSON type, such as "has a refresh
+/// token that is a number, not a string" (`field` and `expected` carry
+/// their articles).
+pub fn wrong_type(what: &str, field: &str, found: &Value, expected: &str, fix: &str) -> Error {
+    invalid(
+        what,
+        format!("has {field} that is a {}, not {expected}", json_kind(found)),
+        fix,
+    )
+}
+
+/// An optional string field: absent or `null` is `None`; any other type is
+/// an error naming `field` (with its article).
+pub fn optional_str<'a>(
+    doc: &'a Map<String, Value>,
+    key: &str,
+    field: &str,
+    what: &str,
+    fix: &str,
+) -> Result<Option<&'a str>> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(what, field, other, "a string", fix)),
+    }
+}
+
+/// An optional epoch-milliseconds field (`expiresAt`, `expiry_date`):
+/// absent or `null` is `None`; a non-positive or non-numeric value is an
+/// error.
+pub fn millis_field(
+    doc: &Map<String, Value>,
+    key: &str,
+    what: &str,
+    fix: &str,
+) -> Result<Option<Timestamp>> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(_)) => match millis(v) {
+            Some(t) if t.as_millisecond() > 0 => Ok(Some(t)),
+            _ => Err(invalid(
+                what,
+                format!("has an {key} that is not a time in milliseconds since 1970"),
+                fix,
+            )),
+        },
+        Some(other) => Err(wrong_type(
+            what,
+            &format!("an {key}"),
+            other,
+            "a number of milliseconds",
             fix,
         )),
     }

@@ -576,9 +576,7 @@ pub fn read_secret_file(
         {
             v.expires_at = m.checked_add(claude::capture::SETUP_TOKEN_LIFETIME).ok();
         }
-        let mut warnings = f.warnings;
-        warnings.append(&mut v.warnings);
-        v.warnings = warnings;
+        v.prepend_warnings(f.warnings);
         Ok(v)
     });
     (read, modified)

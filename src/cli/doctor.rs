@@ -193,12 +193,7 @@ fn vault_checks(ctx: &Ctx, checks: &mut Vec<Check>) -> serde_json::Value {
         Err(e) => checks.push(check("vault contents", Level::Fail, e.to_string(), None)),
     }
     if v.kind() == BackendKind::File {
-        let file = ctx
-            .config
-            .vault
-            .path
-            .clone()
-            .unwrap_or_else(|| ctx.paths.vault_file());
+        let file = ctx.vault_file();
         if let Some(dir) = file.parent() {
             permission_check(checks, "vault directory", dir, true);
         }

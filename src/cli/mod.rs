@@ -78,6 +78,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The encrypted-file vault's path: `[vault] path`, else the default.
+    pub fn vault_file(&self) -> std::path::PathBuf {
+        self.config
+            .vault
+            .path
+            .clone()
+            .unwrap_or_else(|| self.paths.vault_file())
+    }
+
     /// Opens the vault selected by env/config/platform.
     pub fn open_vault(&self) -> Result<Vault> {
         let opts = vault::OpenOptions::new(&self.paths, &self.config, self.interactive)?;

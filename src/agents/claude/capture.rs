@@ -22,7 +22,7 @@ use crate::agents::validate::{
 };
 use crate::error::Result;
 use crate::secret::Secret;
-use crate::vault::{Method, Record};
+use crate::vault::Method;
 
 /// The prefix of tokens printed by `claude setup-token`.
 pub const SETUP_TOKEN_PREFIX: &str = "sk-ant-oat01-";
@@ -219,12 +219,11 @@ pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, Ses
             return Err(invalid(what, "has no access token", LOGIN_FIX));
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has an access token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "an access token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
@@ -239,39 +238,16 @@ pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, Ses
         None | Some(Value::Null) => false,
         Some(Value::String(s)) => !s.trim().is_empty(),
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has a refresh token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "a refresh token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
     };
-    let expires_at = match oauth.get("expiresAt") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Number(_)) => match validate::millis(v) {
-            Some(t) if t.as_millisecond() > 0 => Some(t),
-            _ => {
-                return Err(invalid(
-                    what,
-                    "has an expiresAt that is not a time in milliseconds since 1970",
-                    LOGIN_FIX,
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an expiresAt that is a {}, not a number of milliseconds",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let expires_at = validate::millis_field(oauth, "expiresAt", what, LOGIN_FIX)?;
     match oauth.get("scopes") {
         Some(Value::Array(a)) => {
             if !a.iter().any(|s| s.as_str() == Some(INFERENCE_SCOPE)) {
@@ -330,15 +306,8 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
     let input = validate::read_input_file(&path, LOGIN_FIX)?;
     let location = validate::tilde(&path, &env.home);
     let mut v = validate(Method::Session, &input.text, &location, Timestamp::now())?;
-    let mut warnings = input.warnings;
-    warnings.append(&mut v.warnings);
-    v.warnings = warnings;
+    v.prepend_warnings(input.warnings);
     HostLogin::from_validated("claude", v, location, input.modified).map(Some)
-}
-
-/// The host's Claude login as an unsaved record (see [`find_host_login`]).
-pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
-    Ok(find_host_login(env)?.map(|h| h.record))
 }
 
 /// The exact steps to renew an expiring or expired credential.

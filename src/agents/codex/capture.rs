@@ -20,7 +20,7 @@ use crate::agents::validate::{
 };
 use crate::error::Result;
 use crate::secret::Secret;
-use crate::vault::{Method, Record};
+use crate::vault::Method;
 
 /// The prefix every OpenAI API key starts with (`sk-proj-`, `sk-svcacct-`, legacy `sk-`).
 pub const API_KEY_PREFIX: &str = "sk-";
@@ -122,34 +122,8 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
 /// of `auth.json`, for capture, status and injection alike.
 pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, AuthDoc)> {
     let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
-    let mode = match doc.get("auth_mode") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an auth_mode that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
-    let key = match doc.get("OPENAI_API_KEY") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an OPENAI_API_KEY that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let mode = validate::optional_str(&doc, "auth_mode", "an auth_mode", what, LOGIN_FIX)?;
+    let key = validate::optional_str(&doc, "OPENAI_API_KEY", "an OPENAI_API_KEY", what, LOGIN_FIX)?;
     let api_mode = match mode {
         Some("apikey") => true,
         None => key.is_some(),
@@ -209,29 +183,16 @@ pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, Aut
             return Err(invalid(what, "has no tokens.refresh_token", LOGIN_FIX));
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has a tokens.refresh_token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "a tokens.refresh_token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
     };
-    match tokens.get("account_id") {
-        None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has a tokens.account_id that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    }
+    validate::optional_str(tokens, "account_id", "a tokens.account_id", what, LOGIN_FIX)?;
     match doc.get("last_refresh") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if s.parse::<Timestamp>().is_ok() => {}
@@ -270,12 +231,11 @@ fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) ->
         Some(Value::String(_)) | None | Some(Value::Null) => {
             Err(invalid(what, format!("has no tokens.{key}"), LOGIN_FIX))
         }
-        Some(other) => Err(invalid(
+        Some(other) => Err(validate::wrong_type(
             what,
-            format!(
-                "has a tokens.{key} that is a {}, not a string",
-                validate::json_kind(other)
-            ),
+            &format!("a tokens.{key}"),
+            other,
+            "a string",
             LOGIN_FIX,
         )),
     }
@@ -317,15 +277,8 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
         }
         AuthDoc::ChatGpt(_) => validate(Method::Session, &input.text, &location, Timestamp::now())?,
     };
-    let mut warnings = input.warnings;
-    warnings.append(&mut v.warnings);
-    v.warnings = warnings;
+    v.prepend_warnings(input.warnings);
     HostLogin::from_validated("codex", v, location, input.modified).map(Some)
-}
-
-/// The host's Codex login as an unsaved record (see [`find_host_login`]).
-pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
-    Ok(find_host_login(env)?.map(|h| h.record))
 }
 
 /// The exact steps to renew an expiring or expired credential.

@@ -24,7 +24,7 @@ use crate::agents::validate::{
 };
 use crate::error::Result;
 use crate::secret::Secret;
-use crate::vault::{Method, Record};
+use crate::vault::Method;
 
 /// The prefix of Google API keys.
 pub const API_KEY_PREFIX: &str = "AIza";
@@ -243,12 +243,11 @@ fn parse_oauth_creds(creds: &Map<String, Value>, what: &str) -> Result<SessionIn
             return Err(invalid(what, "has no access_token", LOGIN_FIX));
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has an access_token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "an access_token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
@@ -263,53 +262,18 @@ fn parse_oauth_creds(creds: &Map<String, Value>, what: &str) -> Result<SessionIn
             false
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has a refresh_token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "a refresh_token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
     };
-    let expires_at = match creds.get("expiry_date") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Number(_)) => match validate::millis(v) {
-            Some(t) if t.as_millisecond() > 0 => Some(t),
-            _ => {
-                return Err(invalid(
-                    what,
-                    "has an expiry_date that is not a time in milliseconds since 1970",
-                    LOGIN_FIX,
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an expiry_date that is a {}, not a number of milliseconds",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let expires_at = validate::millis_field(creds, "expiry_date", what, LOGIN_FIX)?;
     for key in ["token_type", "scope", "id_token"] {
-        match creds.get(key) {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(other) => {
-                return Err(invalid(
-                    what,
-                    format!(
-                        "has a {key} that is a {}, not a string",
-                        validate::json_kind(other)
-                    ),
-                    LOGIN_FIX,
-                ));
-            }
-        }
+        validate::optional_str(creds, key, &format!("a {key}"), what, LOGIN_FIX)?;
     }
     Ok(SessionInfo {
         expires_at,
@@ -322,20 +286,14 @@ fn parse_oauth_creds(creds: &Map<String, Value>, what: &str) -> Result<SessionIn
 }
 
 fn check_accounts(a: &Map<String, Value>, what: &str) -> Result<Option<String>> {
-    let active = match a.get("active") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has a google_accounts active entry that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let active = validate::optional_str(
+        a,
+        "active",
+        "a google_accounts active entry",
+        what,
+        LOGIN_FIX,
+    )?
+    .map(str::to_owned);
     match a.get("old") {
         None | Some(Value::Null) | Some(Value::Array(_)) => {}
         Some(_) => {
@@ -382,14 +340,8 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
     };
     let wrapped = wrap(creds, accounts);
     let mut v = validate(Method::Session, &wrapped, &location, Timestamp::now())?;
-    warnings.append(&mut v.warnings);
-    v.warnings = warnings;
+    v.prepend_warnings(warnings);
     HostLogin::from_validated("gemini", v, location, creds_in.modified).map(Some)
-}
-
-/// The host's Gemini login as an unsaved record (see [`find_host_login`]).
-pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
-    Ok(find_host_login(env)?.map(|h| h.record))
 }
 
 /// The exact steps to renew an expiring or expired credential.
