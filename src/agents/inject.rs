@@ -1,11 +1,15 @@
 //! What every agent's injection shares: the options, the per-agent dispatch,
-//! and small helpers for reading session documents without leaking them.
+//! the refresh-token rule for rotating sessions, [`Delivery`] (what a
+//! sandbox gets, read off a plan), and small helpers for writing documents
+//! that hold secrets.
 //!
 //! Each agent module (`claude::inject`, `codex::inject`, `gemini::inject`,
 //! [`custom_inject`](super::custom_inject)) turns one [`Record`] into a
 //! [`SandboxPlan`]. They are pure: anything from the host (a config file to
 //! clean and copy) is read by [`crate::resolve`] and handed in through
-//! [`InjectOptions`].
+//! [`InjectOptions`]. Session documents are parsed by the one parser of
+//! each agent, in `<agent>::capture` (`parse_document`), which capture,
+//! status and resolution use too.
 
 use serde::Serialize;
 

@@ -1,7 +1,8 @@
 //! What airlock knows about each agent, one module per agent.
 //!
 //! * capture side (`<agent>::capture`): validating secrets, reading the
-//!   host's existing logins, computing expiry;
+//!   host's existing logins, computing expiry, and the one parser of the
+//!   agent's session document (`parse_document`), which injection uses too;
 //! * injection side (`<agent>::inject`): what a sandbox must receive (env vars,
 //!   files, config patches) for a stored credential.
 //!
