@@ -17,10 +17,13 @@
 
 pub mod agents;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod paths;
 pub mod plan;
+pub mod render;
+pub mod sandbox;
 pub mod secret;
 pub mod vault;
 
