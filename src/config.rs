@@ -8,18 +8,29 @@
 //!
 //! [status]
 //! expiring_days = 30          # "expiring" when a credential expires within this many days
+//!
+//! [agents.claude]             # also [agents.codex], [agents.gemini]
+//! account = "work"            # the account used when none is named
+//! secret_file = "/run/secrets/claude-token"   # last resort before "no credential" (sops, agenix)
+//! method = "token"            # what secret_file holds: token | api-key | session (default: guessed)
+//!
+//! [agents.custom.aider]       # an agent airlock does not know: one API key in one env var
+//! api_key_env = "OPENAI_API_KEY"
+//! secret_file = "/run/secrets/aider-key"       # optional
+//! files = [{ path = ".aider/key", mode = "0600" }] # optional: files under the sandbox home that get the key
 //! ```
 //!
 //! Every key is optional. Unknown keys are an error, so that a typo does not
 //! silently do nothing. Sections for agents and projects are added by the
 //! modules that use them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::vault::BackendKind;
+use crate::vault::{BackendKind, Method};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +42,103 @@ pub struct Config {
     /// `airlock status` settings.
     #[serde(default)]
     pub status: StatusConfig,
+    /// Per-agent settings and custom agents.
+    #[serde(default)]
+    pub agents: AgentsConfig,
+}
+
+/// `[agents]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// `[agents.claude]`.
+    #[serde(default)]
+    pub claude: AgentConfig,
+    /// `[agents.codex]`.
+    #[serde(default)]
+    pub codex: AgentConfig,
+    /// `[agents.gemini]`.
+    #[serde(default)]
+    pub gemini: AgentConfig,
+    /// `[agents.custom.NAME]`: agents airlock does not know.
+    #[serde(default)]
+    pub custom: BTreeMap<String, CustomAgentConfig>,
+}
+
+impl AgentsConfig {
+    /// The settings of a built-in agent (`None` for other names).
+    pub fn builtin(&self, agent: &str) -> Option<&AgentConfig> {
+        match agent {
+            "claude" => Some(&self.claude),
+            "codex" => Some(&self.codex),
+            "gemini" => Some(&self.gemini),
+            _ => None,
+        }
+    }
+}
+
+/// `[agents.claude]`, `[agents.codex]`, `[agents.gemini]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The account used when none is named on the command line or in the
+    /// project file.
+    pub account: Option<String>,
+    /// A secret file managed elsewhere (sops-nix, agenix, Docker secrets),
+    /// tried when neither the vault nor the host login has a credential.
+    pub secret_file: Option<PathBuf>,
+    /// What `secret_file` holds (`token`, `api-key`, `session`); guessed
+    /// from its contents when absent.
+    #[serde(default, deserialize_with = "de_method")]
+    pub method: Option<Method>,
+}
+
+/// `[agents.custom.NAME]`: an agent that takes one API key in one
+/// environment variable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomAgentConfig {
+    /// The environment variable that carries the key (`OPENAI_API_KEY`).
+    pub api_key_env: String,
+    /// The account used when none is named.
+    pub account: Option<String>,
+    /// A secret file holding the key, tried after the vault.
+    pub secret_file: Option<PathBuf>,
+    /// Files, relative to the sandbox user's home, that receive the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<CustomFile>,
+    /// A short description for humans.
+    pub description: Option<String>,
+}
+
+/// One file a custom agent's key is written to (`{ path = ".aider/key", mode = "0600" }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomFile {
+    /// Path relative to the sandbox user's home (no `..`, not absolute).
+    pub path: String,
+    /// Octal permissions, `"0600"` when not given.
+    pub mode: Option<String>,
+}
+
+impl CustomFile {
+    /// The permission bits (default 0600).
+    pub fn mode_bits(&self) -> u32 {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
+            .unwrap_or(0o600)
+    }
+}
+
+/// Accepts every spelling `Method::from_str` does (`token`, `api-key`, …).
+fn de_method<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Method>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<Method>()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(e.to_string()))
 }
 
 /// `[vault]`.
@@ -103,6 +211,23 @@ mod tests {
         let c = Config::parse("[vault]\nbackend = \"keyutils\"\nkey_cache_seconds = 0\n").unwrap();
         assert_eq!(c.vault.backend, Some(BackendKind::Keyutils));
         assert_eq!(c.vault.key_cache_seconds, Some(0));
+    }
+
+    #[test]
+    fn parses_agent_sections() {
+        let c = Config::parse(
+            "[agents.claude]\naccount = \"work\"\nsecret_file = \"/run/secrets/c\"\nmethod = \"token\"\n\n[agents.custom.aider]\napi_key_env = \"OPENAI_API_KEY\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.agents.claude.account.as_deref(), Some("work"));
+        assert_eq!(c.agents.claude.method, Some(Method::SetupToken));
+        assert_eq!(
+            c.agents.builtin("claude").unwrap().secret_file,
+            Some(PathBuf::from("/run/secrets/c"))
+        );
+        assert_eq!(c.agents.custom["aider"].api_key_env, "OPENAI_API_KEY");
+        assert!(Config::parse("[agents.claude]\nmethod = \"password\"\n").is_err());
+        assert!(Config::parse("[agents.claude]\nsecret = \"x\"\n").is_err());
     }
 
     #[test]

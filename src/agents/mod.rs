@@ -15,7 +15,9 @@ use crate::vault::Record;
 
 pub mod claude;
 pub mod codex;
+pub mod custom_inject;
 pub mod gemini;
+pub mod inject;
 
 /// The built-in agents' names.
 pub const BUILTIN: [&str; 3] = ["claude", "codex", "gemini"];
@@ -51,7 +53,10 @@ impl HostEnv {
 
     /// A variable, if set and non-empty.
     pub fn var(&self, k: &str) -> Option<&str> {
-        self.vars.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 

@@ -1,1 +1,282 @@
-//! What a sandbox receives for a claude credential. WORK IN PROGRESS.
+//! What a sandbox receives for Claude Code.
+//!
+//! Claude is pointed at [`CONFIG_DIR`] with `CLAUDE_CONFIG_DIR`; it then reads
+//! `.credentials.json`, `settings.json` **and `.claude.json`** from that
+//! directory (not from `$HOME`), so everything lives on the container's tmpfs.
+//!
+//! | method | sandbox receives |
+//! |---|---|
+//! | setup-token | `CLAUDE_CODE_OAUTH_TOKEN` (secret env) |
+//! | api-key | `ANTHROPIC_API_KEY` (secret env) + its last 20 characters in `.claude.json` `customApiKeyResponses.approved` |
+//! | session | `.credentials.json` (0600; without the refresh token unless rotation is `copy`) |
+//!
+//! Always: `.claude.json` with `hasCompletedOnboarding` and trust for the
+//! work dir (plus an allow-listed copy of the host's keys), and with aliases
+//! on, `settings.json` `skipDangerousModePermissionPrompt` and the
+//! `claude --dangerously-skip-permissions` wrapper.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::agents::HostEnv;
+use crate::agents::inject::{
+    InjectOptions, Rotation, SessionInfo, millis, nonempty_str, parse_object, plain_json,
+    secret_json, single_line,
+};
+use crate::error::{Error, Result};
+use crate::plan::{Alias, STATE_DIR, SandboxPlan, Value};
+use crate::secret::Secret;
+use crate::vault::{Method, Record};
+
+/// Claude's config dir inside the container (`CLAUDE_CONFIG_DIR`).
+pub const CONFIG_DIR: &str = "/run/airlock/claude";
+
+/// Keys of the host's `~/.claude.json` that are copied into a sandbox. Every
+/// other key stays behind: `projects` (the host's trust and history),
+/// `primaryApiKey`, `mcpServers` (their `env` often holds tokens),
+/// `customApiKeyResponses` (the host's approvals), caches.
+pub const HOST_KEYS: &[&str] = &[
+    "hasCompletedOnboarding",
+    "lastOnboardingVersion",
+    "lastReleaseNotesSeen",
+    "theme",
+    "editorMode",
+    "verbose",
+    "autoCompactEnabled",
+    "preferredNotifChannel",
+    "hasAcknowledgedCostThreshold",
+    "hasSeenTasksHint",
+    "userID",
+    "oauthAccount",
+];
+
+/// Where the host's `.claude.json` is: in `$CLAUDE_CONFIG_DIR` when set,
+/// else `~/.claude.json`.
+pub fn host_config_path(env: &HostEnv) -> PathBuf {
+    match env.var("CLAUDE_CONFIG_DIR") {
+        Some(dir) => PathBuf::from(dir).join(".claude.json"),
+        None => env.home.join(".claude.json"),
+    }
+}
+
+/// Onboarding and trust only: what the sandbox gets with no credential.
+pub fn onboarding(opts: &InjectOptions) -> Result<SandboxPlan> {
+    build(None, opts)
+}
+
+/// Everything the sandbox needs to run Claude with `record`.
+pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
+    build(Some(record), opts)
+}
+
+/// Session facts from a `.credentials.json` document.
+pub fn session_info(secret: &Secret) -> Result<SessionInfo> {
+    let doc = parse_session(secret)?;
+    let oauth = doc.get("claudeAiOauth").and_then(Json::as_object);
+    Ok(SessionInfo {
+        access_expires_at: oauth.and_then(|o| millis(o.get("expiresAt"))),
+        has_refresh_token: oauth
+            .and_then(|o| nonempty_str(o.get("refreshToken")))
+            .is_some(),
+        rotates: true,
+    })
+}
+
+fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
+    let mut plan = SandboxPlan::default();
+    plan.set_env("CLAUDE_CONFIG_DIR", Value::Plain(CONFIG_DIR.into()));
+
+    let mut state = base_state(opts, &mut plan);
+    let mut state_is_secret = false;
+
+    if let Some(r) = record {
+        match r.method {
+            Method::SetupToken => {
+                let token = single_line(r, "setup-token")?;
+                if token.expose().starts_with("sk-ant-api") {
+                    return Err(Error::invalid(
+                        format!(
+                            "the credential {} is stored as a setup-token but is an API key",
+                            r.id
+                        ),
+                        format!(
+                            "store it again with `airlock auth {} --method api-key`",
+                            r.id.agent
+                        ),
+                    ));
+                }
+                plan.set_env("CLAUDE_CODE_OAUTH_TOKEN", Value::Secret(token));
+            }
+            Method::ApiKey => {
+                let key = single_line(r, "API key")?;
+                let approved = last_20(&key);
+                state.insert(
+                    "customApiKeyResponses".into(),
+                    json!({ "approved": [approved.expose()], "rejected": [] }),
+                );
+                state_is_secret = true;
+                plan.set_env("ANTHROPIC_API_KEY", Value::Secret(key));
+            }
+            Method::Session => {
+                let creds = session_file(&r.secret, opts.rotation)?;
+                plan.add_file(
+                    format!("{CONFIG_DIR}/.credentials.json"),
+                    Value::Secret(creds),
+                    0o600,
+                );
+            }
+        }
+        // The host's identity describes the host's claude.ai login: keep it
+        // only for a session, where `claude auth status` shows it.
+        if r.method != Method::Session {
+            state.remove("oauthAccount");
+        }
+    } else {
+        state.remove("oauthAccount");
+    }
+
+    let text = plain_json(&Json::Object(state));
+    let content = if state_is_secret {
+        Value::Secret(Secret::new(text))
+    } else {
+        Value::Plain(text)
+    };
+    plan.add_file(format!("{CONFIG_DIR}/.claude.json"), content, 0o600);
+
+    if opts.aliases {
+        plan.add_file(
+            format!("{CONFIG_DIR}/settings.json"),
+            Value::Plain(plain_json(
+                &json!({ "skipDangerousModePermissionPrompt": true }),
+            )),
+            0o644,
+        );
+        plan.aliases.push(Alias {
+            command: "claude".into(),
+            args: vec!["--dangerously-skip-permissions".into()],
+        });
+    }
+    debug_assert!(CONFIG_DIR.starts_with(STATE_DIR));
+    Ok(plan)
+}
+
+/// `.claude.json` before the credential: the host's allow-listed keys, then
+/// onboarding done and the work dir trusted.
+fn base_state(opts: &InjectOptions, plan: &mut SandboxPlan) -> Map<String, Json> {
+    let mut state = Map::new();
+    if let Some(text) = &opts.host_config {
+        match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(host)) => {
+                for key in HOST_KEYS {
+                    if let Some(v) = host.get(*key) {
+                        state.insert((*key).to_owned(), v.clone());
+                    }
+                }
+            }
+            _ => plan.warnings.push(
+                "the host's ~/.claude.json is not a JSON object; it was not copied (the sandbox gets a fresh one)"
+                    .into(),
+            ),
+        }
+    }
+    state.insert("hasCompletedOnboarding".into(), Json::Bool(true));
+    let mut projects = Map::new();
+    projects.insert(
+        opts.workdir.clone(),
+        json!({ "hasTrustDialogAccepted": true }),
+    );
+    state.insert("projects".into(), Json::Object(projects));
+    state
+}
+
+/// The `.credentials.json` the sandbox gets. With [`Rotation::AccessOnly`]
+/// it keeps only `claudeAiOauth`, with the refresh token removed: the
+/// sandbox can use the access token but never rotate the session.
+fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
+    let mut doc = parse_session(secret)?;
+    match rotation {
+        Rotation::Copy => secret_json(&Json::Object(doc)),
+        Rotation::AccessOnly => {
+            let mut oauth = match doc.remove("claudeAiOauth") {
+                Some(Json::Object(o)) => o,
+                _ => unreachable_shape()?,
+            };
+            oauth.insert("refreshToken".into(), Json::Null);
+            secret_json(&json!({ "claudeAiOauth": oauth }))
+        }
+    }
+}
+
+fn unreachable_shape<T>() -> Result<T> {
+    Err(Error::invalid(
+        "the claude session has no claudeAiOauth object",
+        FIX_SESSION,
+    ))
+}
+
+const FIX_SESSION: &str =
+    "log in on the host with `claude`, then `airlock auth claude --from-host`";
+
+/// Parses and checks a session document: `claudeAiOauth.accessToken` must
+/// be present and the scopes (when listed) must include `user:inference`.
+fn parse_session(secret: &Secret) -> Result<Map<String, Json>> {
+    let doc = parse_object(secret, "claude session", FIX_SESSION)?;
+    let Some(oauth) = doc.get("claudeAiOauth").and_then(Json::as_object) else {
+        return unreachable_shape();
+    };
+    if nonempty_str(oauth.get("accessToken")).is_none() {
+        return Err(Error::invalid(
+            "the claude session has no access token (the login was cleared)",
+            FIX_SESSION,
+        ));
+    }
+    if let Some(scopes) = oauth.get("scopes").and_then(Json::as_array)
+        && !scopes.iter().any(|s| s.as_str() == Some("user:inference"))
+    {
+        return Err(Error::invalid(
+            "the claude session lacks the user:inference scope, so Claude would not treat it as logged in",
+            FIX_SESSION,
+        ));
+    }
+    Ok(doc)
+}
+
+/// The last 20 characters of an API key: what `customApiKeyResponses`
+/// records. Still secret material.
+fn last_20(key: &Secret) -> Secret {
+    let v = key.expose();
+    let start = v.char_indices().rev().nth(19).map(|(i, _)| i).unwrap_or(0);
+    Secret::from(&v[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_20_takes_the_tail() {
+        let key = Secret::from("sk-ant-api03-0123456789abcdefghijXYZ");
+        assert_eq!(last_20(&key).expose(), "3456789abcdefghijXYZ");
+        assert_eq!(last_20(&Secret::from("short")).expose(), "short");
+        // counted in characters, never splitting one
+        assert_eq!(
+            last_20(&Secret::from(&*"é".repeat(25))).expose(),
+            "é".repeat(20)
+        );
+    }
+
+    #[test]
+    fn host_config_path_follows_claude_config_dir() {
+        let mut env = HostEnv {
+            home: "/home/u".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            host_config_path(&env),
+            PathBuf::from("/home/u/.claude.json")
+        );
+        env.vars.insert("CLAUDE_CONFIG_DIR".into(), "/cfg".into());
+        assert_eq!(host_config_path(&env), PathBuf::from("/cfg/.claude.json"));
+    }
+}

@@ -1,0 +1,951 @@
+//! Resolution: one credential per requested agent, then the sandbox's plan.
+//!
+//! For each agent, [`resolve`] walks a fixed chain and stops at the first
+//! step that yields a usable credential:
+//!
+//! 1. **vault**: the stored credential for `agent:account`. Valid → used;
+//!    expiring (within `[status] expiring_days`) → used with a warning;
+//!    expired → skipped with a warning.
+//! 2. **host**: the host's live login (the agent's own file, or the macOS
+//!    keychain), read and never modified. Skipped when an account other
+//!    than `default` was asked for: the host login may belong to anyone.
+//! 3. **secret-file**: `[agents.<name>] secret_file` from `config.toml`, a
+//!    file managed by sops-nix, agenix or Docker secrets.
+//! 4. **none**: a warning with setup instructions, and the sandbox starts
+//!    with onboarding and trust only, or [`Error::NoAuth`] with
+//!    `--require-auth`.
+//!
+//! Every step is logged at `-v` (`tracing::info!`): the step, the source and
+//! the state, never the value. The same facts come back as a
+//! [`Resolution`] per agent, for tests and `airlock verify`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::agents::inject::{self, DEFAULT_WORKDIR, InjectOptions, Rotation, SessionInfo};
+use crate::agents::{self, BUILTIN, HostEnv};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::plan::{AgentSummary, SandboxPlan};
+use crate::project::ProjectFile;
+use crate::secret::Secret;
+use crate::vault::{CredentialId, DEFAULT_ACCOUNT, Metadata, Method, Record, Vault};
+
+/// Largest secret file read (a session document is a few KiB).
+const MAX_SECRET_FILE: u64 = 1 << 20;
+
+/// One agent to set up in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRequest {
+    /// `claude`, `codex`, `gemini`, or a custom agent's name.
+    pub agent: String,
+    /// The account asked for; `None` falls back to the config's
+    /// `[agents.<name>] account`, then `default`.
+    pub account: Option<String>,
+    /// Set for agents nobody asked for by name (the default "every built-in
+    /// agent"): without a credential they are left out quietly instead of
+    /// warned about, and `--require-auth` ignores them.
+    pub optional: bool,
+}
+
+impl AgentRequest {
+    /// Parses `agent` or `agent:account`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let id = CredentialId::parse(spec)?;
+        Ok(AgentRequest {
+            agent: id.agent,
+            account: spec.contains(':').then_some(id.account),
+            optional: false,
+        })
+    }
+}
+
+/// What to resolve and how the sandbox should look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The agents, in order.
+    pub agents: Vec<AgentRequest>,
+    /// Fail with [`Error::NoAuth`] (exit 9) instead of starting an agent
+    /// without a credential.
+    pub require_auth: bool,
+    /// The work dir inside the container, trusted by every agent.
+    pub workdir: String,
+    /// Wrap agents so they run without permission prompts.
+    pub aliases: bool,
+    /// Copy cleaned host configs (`~/.claude.json`, `~/.codex/config.toml`).
+    pub host_configs: bool,
+    /// How rotating sessions are delivered (issue 5 adds write-back sync).
+    pub rotation: Rotation,
+}
+
+impl Default for Request {
+    /// Every built-in agent (optional), `/workspace`, aliases and host
+    /// configs on.
+    fn default() -> Self {
+        Request {
+            agents: BUILTIN
+                .iter()
+                .map(|a| AgentRequest {
+                    agent: (*a).to_owned(),
+                    account: None,
+                    optional: true,
+                })
+                .collect(),
+            require_auth: false,
+            workdir: DEFAULT_WORKDIR.to_owned(),
+            aliases: true,
+            host_configs: true,
+            rotation: Rotation::default(),
+        }
+    }
+}
+
+/// What the command line said; `None`/empty means "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Choices {
+    /// Agent specs (`claude`, `claude:work`).
+    pub agents: Vec<String>,
+    /// `--workdir`.
+    pub workdir: Option<String>,
+    /// `--no-aliases` gives `Some(false)`.
+    pub aliases: Option<bool>,
+    /// `--require-auth`.
+    pub require_auth: bool,
+    /// `--no-host-configs` gives `Some(false)`.
+    pub host_configs: Option<bool>,
+    /// `--rotation`. Deliberately not settable from `.airlock.toml`: a
+    /// cloned repository must not be able to ask for whole sessions.
+    pub rotation: Option<Rotation>,
+}
+
+impl Request {
+    /// Builds a request: the command line wins, then the project file, then
+    /// the defaults. Agents named without an account take the project's
+    /// `[accounts]` pin.
+    pub fn from_choices(cli: &Choices, project: Option<&ProjectFile>) -> Result<Request> {
+        let mut req = Request::default();
+        let specs: &[String] = if !cli.agents.is_empty() {
+            &cli.agents
+        } else {
+            project.map(|p| p.agents.as_slice()).unwrap_or(&[])
+        };
+        if !specs.is_empty() {
+            req.agents = specs
+                .iter()
+                .map(|s| AgentRequest::parse(s))
+                .collect::<Result<_>>()?;
+        }
+        if let Some(p) = project {
+            for a in &mut req.agents {
+                if a.account.is_none()
+                    && let Some(acc) = p.accounts.get(&a.agent)
+                {
+                    a.account = Some(acc.clone());
+                }
+            }
+            req.workdir = p.workdir.clone().unwrap_or(req.workdir);
+            req.aliases = p.aliases.unwrap_or(req.aliases);
+            req.host_configs = p.host_configs.unwrap_or(req.host_configs);
+            req.require_auth = p.require_auth.unwrap_or(false);
+        }
+        if let Some(w) = &cli.workdir {
+            req.workdir = w.clone();
+        }
+        req.aliases = cli.aliases.unwrap_or(req.aliases);
+        req.host_configs = cli.host_configs.unwrap_or(req.host_configs);
+        req.require_auth |= cli.require_auth;
+        req.rotation = cli.rotation.unwrap_or(req.rotation);
+        Ok(req)
+    }
+}
+
+/// A step of the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The stored credential.
+    Vault,
+    /// The host's live login.
+    Host,
+    /// The configured secret file.
+    SecretFile,
+}
+
+impl Step {
+    /// The name used in logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Vault => "vault",
+            Step::Host => "host",
+            Step::SecretFile => "secret-file",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How usable a credential is at resolution time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpiryState {
+    /// No expiry known, or further away than `expiring_days`.
+    Valid,
+    /// Expires within `[status] expiring_days`: used, with a warning.
+    Expiring,
+    /// Expired: skipped.
+    Expired,
+    /// A session whose access token lapsed but whose refresh token the
+    /// sandbox receives: the agent refreshes it, so it is usable.
+    Refreshable,
+}
+
+impl ExpiryState {
+    /// The name used in logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryState::Valid => "valid",
+            ExpiryState::Expiring => "expiring",
+            ExpiryState::Expired => "expired",
+            ExpiryState::Refreshable => "refreshable",
+        }
+    }
+
+    /// Whether a credential in this state is used.
+    pub fn usable(self) -> bool {
+        !matches!(self, ExpiryState::Expired)
+    }
+}
+
+/// What happened at one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// This step's credential is the one the sandbox gets.
+    Used {
+        /// Its state.
+        state: ExpiryState,
+        /// When it expires, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Timestamp>,
+    },
+    /// Something was there but could not be used.
+    Skipped {
+        /// Why (never secret).
+        reason: String,
+    },
+    /// Nothing there.
+    Absent,
+}
+
+/// One step tried for one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// The step.
+    pub step: Step,
+    /// Where it looked (`vault:claude:work`, `host:/home/u/.claude/.credentials.json`,
+    /// `file:/run/secrets/x`).
+    pub source: String,
+    /// What came of it.
+    pub outcome: Outcome,
+}
+
+/// How one agent was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    /// The agent.
+    pub agent: String,
+    /// The account looked up.
+    pub account: String,
+    /// Every step tried, in order.
+    pub attempts: Vec<Attempt>,
+    /// The winning step, if any.
+    pub used: Option<Step>,
+    /// The winning credential's method.
+    pub method: Option<Method>,
+}
+
+impl Resolution {
+    /// The attempt of `step`, if it was tried.
+    pub fn attempt(&self, step: Step) -> Option<&Attempt> {
+        self.attempts.iter().find(|a| a.step == step)
+    }
+}
+
+/// The plan plus how each agent got its credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// What the sandbox receives.
+    pub plan: SandboxPlan,
+    /// One entry per requested agent, in request order.
+    pub resolutions: Vec<Resolution>,
+}
+
+/// Resolves every requested agent and builds the sandbox's plan. See
+/// [`resolve`].
+pub fn build_plan(
+    req: &Request,
+    vault: &Vault,
+    host: &HostEnv,
+    config: &Config,
+    now: Timestamp,
+) -> Result<SandboxPlan> {
+    resolve(req, vault, host, config, now).map(|r| r.plan)
+}
+
+/// Resolves every requested agent (see the module docs for the chain) and
+/// builds the sandbox's plan. Fails on a bad request (unknown agent, a
+/// relative work dir, an agent asked for twice), on vault errors, and with
+/// [`Error::NoAuth`] when `req.require_auth` is set and a named agent has no
+/// usable credential.
+pub fn resolve(
+    req: &Request,
+    vault: &Vault,
+    host: &HostEnv,
+    config: &Config,
+    now: Timestamp,
+) -> Result<Resolved> {
+    resolve_with(req, vault, host, config, now, &agents::host_login)
+}
+
+/// Reads the host's live login for an agent (see [`agents::host_login`]).
+pub type HostLogin<'a> = &'a dyn Fn(&str, &HostEnv) -> Result<Option<Record>>;
+
+/// [`resolve`] with the host-login reader passed in, so tests (and
+/// `airlock verify`) can supply the host step.
+pub fn resolve_with(
+    req: &Request,
+    vault: &Vault,
+    host: &HostEnv,
+    config: &Config,
+    now: Timestamp,
+    host_login: HostLogin<'_>,
+) -> Result<Resolved> {
+    check_workdir(&req.workdir)?;
+    let mut seen = BTreeSet::new();
+    for a in &req.agents {
+        if !seen.insert(a.agent.as_str()) {
+            return Err(Error::Usage(format!(
+                "{} is asked for twice: a sandbox gets one account per agent",
+                a.agent
+            )));
+        }
+        if !BUILTIN.contains(&a.agent.as_str()) {
+            agents::custom_inject::definition(config, &a.agent)?;
+        }
+    }
+
+    let mut plan = SandboxPlan::default();
+    let mut resolutions = Vec::new();
+    let mut missing = Vec::new();
+    for a in &req.agents {
+        let r = resolve_agent(a, req, vault, host, config, now, host_login, &mut plan)?;
+        if r.used.is_none() && !a.optional {
+            missing.push(a.agent.clone());
+        }
+        resolutions.push(r);
+    }
+    let all_optional = req.agents.iter().all(|a| a.optional);
+    if all_optional && !req.require_auth && resolutions.iter().all(|r| r.used.is_none()) {
+        plan.warnings.push(
+            "no agent has a credential, so the sandbox gets none: store one with `airlock auth <agent>`, or log in to an agent on the host"
+                .into(),
+        );
+    }
+    if req.require_auth {
+        let nothing_at_all = resolutions.iter().all(|r| r.used.is_none());
+        if !missing.is_empty() || (nothing_at_all && !resolutions.is_empty()) {
+            let names: Vec<&str> = if missing.is_empty() {
+                req.agents.iter().map(|a| a.agent.as_str()).collect()
+            } else {
+                missing.iter().map(String::as_str).collect()
+            };
+            let hints: Vec<String> = names.iter().map(|n| setup_hint(n)).collect();
+            return Err(Error::NoAuth(format!(
+                "--require-auth: no usable credential for {}; {}",
+                names.join(", "),
+                hints.join("; ")
+            )));
+        }
+    }
+    Ok(Resolved { plan, resolutions })
+}
+
+fn check_workdir(w: &str) -> Result<()> {
+    if !w.starts_with('/') || w.chars().any(char::is_control) {
+        return Err(Error::Usage(format!(
+            "the container work dir {w:?} must be an absolute path such as /workspace"
+        )));
+    }
+    Ok(())
+}
+
+/// A credential found at one step, before it is judged.
+struct Candidate {
+    record: Record,
+    source: String,
+    stored: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_agent(
+    a: &AgentRequest,
+    req: &Request,
+    vault: &Vault,
+    host: &HostEnv,
+    config: &Config,
+    now: Timestamp,
+    host_login: HostLogin<'_>,
+    plan: &mut SandboxPlan,
+) -> Result<Resolution> {
+    let agent = a.agent.as_str();
+    let builtin = BUILTIN.contains(&agent);
+    let custom = config.agents.custom.get(agent);
+    let configured_account = config
+        .agents
+        .builtin(agent)
+        .and_then(|c| c.account.clone())
+        .or_else(|| custom.and_then(|c| c.account.clone()));
+    let account = a
+        .account
+        .clone()
+        .or(configured_account)
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
+    let id = CredentialId::new(agent, &account)?;
+
+    let mut opts = InjectOptions {
+        workdir: req.workdir.clone(),
+        aliases: req.aliases,
+        host_config: None,
+        rotation: req.rotation,
+    };
+    if req.host_configs {
+        opts.host_config = read_host_config(agent, host, plan);
+    }
+
+    let mut res = Resolution {
+        agent: agent.to_owned(),
+        account: account.clone(),
+        attempts: Vec::new(),
+        used: None,
+        method: None,
+    };
+    let expiring_days = config.status.expiring_days;
+    let try_candidate = |step: Step,
+                         cand: Candidate,
+                         res: &mut Resolution,
+                         plan: &mut SandboxPlan|
+     -> bool {
+        let judged = judge(&cand.record, now, expiring_days, req.rotation);
+        let (state, expires_at, info) = match judged {
+            Ok(j) => j,
+            Err(e) => {
+                skip(step, &cand.source, agent, e.to_string(), res, plan);
+                return false;
+            }
+        };
+        if !state.usable() {
+            let why = expired_reason(&cand.record, expires_at, info, req.rotation);
+            skip(step, &cand.source, agent, why, res, plan);
+            return false;
+        }
+        let mut agent_plan = match inject::plan_for(&cand.record, &opts, config) {
+            Ok(p) => p,
+            Err(e) => {
+                skip(step, &cand.source, agent, e.to_string(), res, plan);
+                return false;
+            }
+        };
+        tracing::info!(
+            agent,
+            step = step.as_str(),
+            source = %cand.source,
+            method = cand.record.method.as_str(),
+            state = state.as_str(),
+            "credential resolution: using this credential"
+        );
+        if state == ExpiryState::Expiring {
+            agent_plan.warnings.push(expiring_warning(
+                &cand.record,
+                &cand.source,
+                expires_at,
+                now,
+                info,
+                req.rotation,
+            ));
+        }
+        if req.rotation == Rotation::Copy
+            && cand.record.method == Method::Session
+            && info.is_some_and(|i| i.rotates && i.has_refresh_token)
+        {
+            agent_plan.warnings.push(format!(
+                "{agent}: the sandbox gets the whole session from {} (rotation = copy); its first refresh invalidates every other copy, the host's login included",
+                cand.source
+            ));
+        }
+        agent_plan.agents.push(AgentSummary {
+            agent: agent.to_owned(),
+            credential: cand.stored.then(|| cand.record.id.clone()),
+            method: Some(cand.record.method),
+            source: cand.source.clone(),
+            delivers: delivers(&agent_plan),
+        });
+        plan.merge(agent_plan);
+        res.attempts.push(Attempt {
+            step,
+            source: cand.source,
+            outcome: Outcome::Used { state, expires_at },
+        });
+        res.used = Some(step);
+        res.method = Some(cand.record.method);
+        true
+    };
+
+    // 1. vault
+    let vault_source = format!("vault:{id}");
+    match vault.get(&id)? {
+        Some(record) => {
+            let cand = Candidate {
+                record,
+                source: vault_source,
+                stored: true,
+            };
+            if try_candidate(Step::Vault, cand, &mut res, plan) {
+                return Ok(res);
+            }
+        }
+        None => absent(Step::Vault, vault_source, agent, &mut res),
+    }
+
+    // 2. host login
+    if builtin {
+        if account != DEFAULT_ACCOUNT {
+            let reason = format!(
+                "account {account:?} was asked for; the host's login may belong to another account"
+            );
+            tracing::info!(agent, step = "host", state = "skipped", %reason, "credential resolution");
+            res.attempts.push(Attempt {
+                step: Step::Host,
+                source: "host".into(),
+                outcome: Outcome::Skipped { reason },
+            });
+        } else {
+            match host_login(agent, host) {
+                Ok(Some(mut record)) => {
+                    let source = if record.meta.source.starts_with("host") {
+                        record.meta.source.clone()
+                    } else {
+                        "host".to_owned()
+                    };
+                    record.id = id.clone();
+                    let cand = Candidate {
+                        record,
+                        source,
+                        stored: false,
+                    };
+                    if try_candidate(Step::Host, cand, &mut res, plan) {
+                        return Ok(res);
+                    }
+                }
+                Ok(None) => absent(Step::Host, "host".into(), agent, &mut res),
+                Err(e) => skip(Step::Host, "host", agent, e.to_string(), &mut res, plan),
+            }
+        }
+    }
+
+    // 3. configured secret file
+    let file_cfg = match (config.agents.builtin(agent), custom) {
+        (Some(c), _) => c.secret_file.clone().map(|p| (p, c.method)),
+        (None, Some(c)) => c.secret_file.clone().map(|p| (p, Some(Method::ApiKey))),
+        (None, None) => None,
+    };
+    if let Some((path, method)) = file_cfg {
+        let source = format!("file:{}", path.display());
+        match read_secret_file(&path, &id, method, now, plan) {
+            Ok(record) => {
+                let cand = Candidate {
+                    record,
+                    source,
+                    stored: false,
+                };
+                if try_candidate(Step::SecretFile, cand, &mut res, plan) {
+                    return Ok(res);
+                }
+            }
+            Err(e) => skip(
+                Step::SecretFile,
+                &source,
+                agent,
+                e.to_string(),
+                &mut res,
+                plan,
+            ),
+        }
+    }
+
+    // 4. nothing
+    if a.optional {
+        tracing::info!(
+            agent,
+            state = "none",
+            "credential resolution: no credential; agent not requested by name, left out"
+        );
+        return Ok(res);
+    }
+    tracing::info!(
+        agent,
+        state = "none",
+        "credential resolution: no usable credential"
+    );
+    let mut agent_plan = inject::onboarding_for(agent, &opts)?;
+    if !req.require_auth {
+        agent_plan.warnings.push(format!(
+            "no usable credential for {agent}; starting without one. To set one up: {}",
+            setup_hint(agent)
+        ));
+    }
+    agent_plan.agents.push(AgentSummary {
+        agent: agent.to_owned(),
+        credential: None,
+        method: None,
+        source: "none".into(),
+        delivers: "onboarding and trust only".into(),
+    });
+    plan.merge(agent_plan);
+    Ok(res)
+}
+
+fn absent(step: Step, source: String, agent: &str, res: &mut Resolution) {
+    tracing::info!(agent, step = step.as_str(), source = %source, state = "absent", "credential resolution");
+    res.attempts.push(Attempt {
+        step,
+        source,
+        outcome: Outcome::Absent,
+    });
+}
+
+fn skip(
+    step: Step,
+    source: &str,
+    agent: &str,
+    reason: String,
+    res: &mut Resolution,
+    plan: &mut SandboxPlan,
+) {
+    tracing::info!(agent, step = step.as_str(), source = %source, state = "skipped", %reason, "credential resolution");
+    plan.warnings
+        .push(format!("{agent}: skipped {source}: {reason}"));
+    res.attempts.push(Attempt {
+        step,
+        source: source.to_owned(),
+        outcome: Outcome::Skipped { reason },
+    });
+}
+
+/// The state of `record` at `now`: the rule is valid / expiring (within
+/// `expiring_days`) / expired, where a session whose access token lapsed is
+/// "refreshable" (usable) if the sandbox receives its refresh token.
+fn judge(
+    record: &Record,
+    now: Timestamp,
+    expiring_days: u32,
+    rotation: Rotation,
+) -> Result<(ExpiryState, Option<Timestamp>, Option<SessionInfo>)> {
+    let info = if record.method == Method::Session {
+        inject::session_info_for(record)?
+    } else {
+        None
+    };
+    let expires_at = info
+        .and_then(|i| i.access_expires_at)
+        .or(record.meta.expires_at);
+    // The sandbox can renew a lapsed access token only if it gets the
+    // refresh token, which access-only rotation withholds.
+    let delivers_refresh = info
+        .is_some_and(|i| i.has_refresh_token && !(i.rotates && rotation == Rotation::AccessOnly));
+    let state = state(
+        record.method,
+        expires_at,
+        delivers_refresh,
+        now,
+        expiring_days,
+    );
+    Ok((state, expires_at, info))
+}
+
+/// The expiry rule (same as `status::state`, which the lead can swap in):
+/// no expiry → valid; a session that will get its refresh token → valid, or
+/// refreshable once lapsed; otherwise expired / expiring / valid.
+fn state(
+    method: Method,
+    expires_at: Option<Timestamp>,
+    refreshable: bool,
+    now: Timestamp,
+    expiring_days: u32,
+) -> ExpiryState {
+    let Some(exp) = expires_at else {
+        return ExpiryState::Valid;
+    };
+    if method == Method::Session && refreshable {
+        return if exp <= now {
+            ExpiryState::Refreshable
+        } else {
+            ExpiryState::Valid
+        };
+    }
+    if exp <= now {
+        ExpiryState::Expired
+    } else if exp.duration_since(now) < SignedDuration::from_hours(24 * i64::from(expiring_days)) {
+        ExpiryState::Expiring
+    } else {
+        ExpiryState::Valid
+    }
+}
+
+fn expired_reason(
+    record: &Record,
+    expires_at: Option<Timestamp>,
+    info: Option<SessionInfo>,
+    rotation: Rotation,
+) -> String {
+    let when = expires_at.map(|t| format!(" at {}", t.strftime("%Y-%m-%d %H:%M UTC")));
+    let when = when.unwrap_or_default();
+    let withheld =
+        info.is_some_and(|i| i.rotates && i.has_refresh_token) && rotation == Rotation::AccessOnly;
+    if withheld {
+        format!(
+            "its access token expired{when}, and the sandbox would not get the refresh token (rotation = access-only, so copies cannot invalidate each other); run `{}` on the host to refresh it, or store a long-lived credential",
+            record.id.agent
+        )
+    } else {
+        format!("it expired{when}; {}", setup_hint(&record.id.agent))
+    }
+}
+
+fn expiring_warning(
+    record: &Record,
+    source: &str,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+    info: Option<SessionInfo>,
+    rotation: Rotation,
+) -> String {
+    let agent = &record.id.agent;
+    let left = expires_at
+        .map(|t| human_left(t.duration_since(now)))
+        .unwrap_or_default();
+    let withheld =
+        info.is_some_and(|i| i.rotates && i.has_refresh_token) && rotation == Rotation::AccessOnly;
+    if withheld {
+        format!(
+            "{agent}: the session from {source} works in the sandbox for {left} only: it is delivered without its refresh token (rotation = access-only) so that copies cannot invalidate each other; for long runs {}",
+            long_lived_hint(agent)
+        )
+    } else {
+        format!(
+            "{agent}: the credential from {source} expires in {left}; renew it soon: {}",
+            setup_hint(agent)
+        )
+    }
+}
+
+fn human_left(d: SignedDuration) -> String {
+    let secs = d.as_secs().max(0);
+    match secs {
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3_600 => format!("{} hours", s / 3_600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+fn long_lived_hint(agent: &str) -> String {
+    match agent {
+        "claude" => {
+            "store a setup-token: `claude setup-token`, then `airlock auth claude --method token`"
+                .into()
+        }
+        "codex" => "store an API key: `airlock auth codex --method api-key`".into(),
+        other => setup_hint(other),
+    }
+}
+
+/// How to give `agent` a credential, for warnings and `--require-auth`.
+pub fn setup_hint(agent: &str) -> String {
+    match agent {
+        "claude" => "run `claude setup-token` on the host, then `airlock auth claude --method token`; or log in on the host with `claude auth login`".into(),
+        "codex" => "log in on the host with `codex login`, or store an API key with `airlock auth codex --method api-key`".into(),
+        "gemini" => "store an API key with `airlock auth gemini --method api-key`, or log in on the host with `gemini`".into(),
+        other => format!(
+            "store its key with `airlock auth {other} --method api-key`, or set secret_file under [agents.custom.{other}] in config.toml"
+        ),
+    }
+}
+
+/// One line naming what carries the secret: `CLAUDE_CODE_OAUTH_TOKEN`,
+/// `/run/airlock/codex/auth.json`.
+fn delivers(plan: &SandboxPlan) -> String {
+    let mut parts: Vec<String> = plan
+        .env
+        .iter()
+        .filter(|e| e.value.is_secret())
+        .map(|e| e.name.clone())
+        .collect();
+    parts.extend(
+        plan.files
+            .iter()
+            .filter(|f| f.content.is_secret())
+            .map(|f| f.path.clone()),
+    );
+    parts.join(", ")
+}
+
+/// The text of the host's config file for `agent`, if it has one and it
+/// can be read; a read error is a warning, not a failure.
+fn read_host_config(agent: &str, host: &HostEnv, plan: &mut SandboxPlan) -> Option<String> {
+    let path = match agent {
+        "claude" => agents::claude::inject::host_config_path(host),
+        "codex" => agents::codex::inject::host_config_path(host),
+        _ => return None,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            tracing::info!(agent, path = %path.display(), "copying a cleaned host config");
+            Some(t)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            plan.warnings.push(format!(
+                "{agent}: could not read {} ({e}); the sandbox gets a fresh config",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+/// Reads a configured secret file into an unsaved record. The method is
+/// the configured one, else guessed: a JSON object is a session, a Claude
+/// `sk-ant-oat…` value a setup-token, anything else an API key.
+fn read_secret_file(
+    path: &Path,
+    id: &CredentialId,
+    method: Option<Method>,
+    now: Timestamp,
+    plan: &mut SandboxPlan,
+) -> Result<Record> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::unsafe_path(
+            path,
+            "not a regular file",
+            "point secret_file at the decrypted secret itself",
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(Error::invalid(
+            format!("{} is larger than 1 MiB", path.display()),
+            "point secret_file at a single token, key or session document",
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            plan.warnings.push(format!(
+                "{}: the secret file {} is readable by every user; chmod o-r it",
+                id.agent,
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = &plan;
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let secret = Secret::from_utf8(bytes).map_err(|e| {
+        Error::invalid(
+            format!("{}: {e}", path.display()),
+            "secret_file must hold text",
+        )
+    })?;
+    if secret.trimmed().is_empty() {
+        return Err(Error::invalid(
+            format!("{} is empty", path.display()),
+            "an interrupted login or a missing secret leaves empty files; regenerate it",
+        ));
+    }
+    let method = method.unwrap_or_else(|| guess_method(&id.agent, &secret));
+    let mut m = Metadata::new(format!("file:{}", path.display()));
+    m.created_at = now;
+    m.updated_at = now;
+    Ok(Record {
+        id: id.clone(),
+        method,
+        secret,
+        meta: m,
+    })
+}
+
+fn guess_method(agent: &str, secret: &Secret) -> Method {
+    let v = secret.expose().trim_start();
+    if v.starts_with('{') {
+        Method::Session
+    } else if agent == "claude" && v.starts_with("sk-ant-oat") {
+        Method::SetupToken
+    } else {
+        Method::ApiKey
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guesses_methods() {
+        assert_eq!(
+            guess_method("claude", &Secret::from("sk-ant-oat01-x")),
+            Method::SetupToken
+        );
+        assert_eq!(
+            guess_method("claude", &Secret::from("sk-ant-api03-x")),
+            Method::ApiKey
+        );
+        assert_eq!(
+            guess_method("codex", &Secret::from(" {\"tokens\":{}}")),
+            Method::Session
+        );
+        assert_eq!(
+            guess_method("codex", &Secret::from("sk-ant-oat01-x")),
+            Method::ApiKey
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(
+            human_left(SignedDuration::from_hours(24 * 12 + 3)),
+            "12 days"
+        );
+        assert_eq!(human_left(SignedDuration::from_hours(7)), "7 hours");
+        assert_eq!(human_left(SignedDuration::from_mins(42)), "42 minutes");
+        assert_eq!(human_left(SignedDuration::from_mins(-5)), "0 minutes");
+    }
+
+    #[test]
+    fn agent_specs_parse() {
+        let a = AgentRequest::parse("claude:work").unwrap();
+        assert_eq!(
+            (a.agent.as_str(), a.account.as_deref()),
+            ("claude", Some("work"))
+        );
+        assert_eq!(AgentRequest::parse("codex").unwrap().account, None);
+        assert!(AgentRequest::parse("Claude").is_err());
+    }
+}
