@@ -13,8 +13,11 @@ use airlock::paths::Paths;
 use airlock::vault::{self, Vault};
 
 mod completions;
+mod compose;
+mod docker_flags;
 mod doctor;
 mod lock;
+mod run;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
 ///
@@ -45,6 +48,11 @@ enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(run::Args),
+    DockerFlags(docker_flags::Args),
+    Compose(compose::Args),
+    #[command(name = "__reap", hide = true)]
+    Reap(run::ReapArgs),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
@@ -89,7 +97,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code().code();
-            let _ = anstream::eprintln!("airlock: error: {e}");
+            anstream::eprintln!("airlock: error: {e}");
             std::process::ExitCode::from(code)
         }
     }
@@ -109,6 +117,10 @@ fn run(command: Command, color: bool) -> Result<()> {
         color,
     };
     match command {
+        Command::Run(a) => run::run(&ctx, a),
+        Command::DockerFlags(a) => docker_flags::run(&ctx, a),
+        Command::Compose(a) => compose::run(&ctx, a),
+        Command::Reap(a) => run::reap(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
