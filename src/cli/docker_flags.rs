@@ -118,7 +118,8 @@ pub fn build(
     user: Option<&str>,
     entrypoint: Option<&str>,
 ) -> Result<Built> {
-    let detected = engine::detect(sargs.engine_choice()?, image)?;
+    let cache = ctx.paths.runtime_dir.join("images");
+    let detected = engine::detect_cached(sargs.engine_choice()?, image, &cache)?;
     let engine = detected.engine;
     sandbox::gc(&ctx.paths.runtime_dir);
     let exec = launch::exec_for(&detected.image, entrypoint);
