@@ -180,6 +180,7 @@ pub fn reap_by_label(
 ) -> Result<()> {
     let _ = crate::sandbox::set_owner(dir, Some(std::process::id()));
     let start = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(250);
     let container = loop {
         if !dir.exists() {
             // Removed by `gc` or by hand: nothing left to wait for.
@@ -204,7 +205,10 @@ pub fn reap_by_label(
             let _ = crate::sandbox::set_owner(dir, None);
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Back off (0.25 s up to 5 s): many idle waiters must not keep the
+        // engine busy.
+        std::thread::sleep(delay);
+        delay = (delay * 3 / 2).min(std::time::Duration::from_secs(5));
     };
     let waited = engine.wait(&container);
     crate::sandbox::remove_dir(dir)?;
