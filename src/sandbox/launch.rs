@@ -215,7 +215,7 @@ pub fn reap_by_label(
     waited
 }
 
-/// Starts `exe args…` in its own session with no terminal, not waited for.
+/// Starts `exe args…` in its own process group with no terminal, not waited for.
 pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
     let mut c = Command::new(exe);
     c.args(args)
@@ -224,14 +224,11 @@ pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
         .stderr(Stdio::null());
     #[cfg(unix)]
     {
+        // Its own process group: Ctrl-C in the terminal does not reach it.
+        // (Not setsid in pre_exec: that would force fork instead of the much
+        // cheaper posix_spawn.)
         use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe and touches no Rust state.
-        unsafe {
-            c.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        c.process_group(0);
     }
     c.spawn()
         .map_err(|e| Error::Other(format!("could not start the sandbox waiter: {e}")))?;
