@@ -97,6 +97,31 @@ fn exit_code_entrypoint_and_default_cmd(engine: &str) {
     assert!(stdout.contains("--dangerously-skip-permissions"), "{msg}");
     assert!(sandboxes(&ctx.runtime_dir).is_empty());
 
+    // A user given by name (`-u agent`) is looked up in the image: the
+    // tmpfs and the directory belong to uid 1000.
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "agent",
+        ])
+        .arg(root_image())
+        .args(["sh", "-c", "id -u; claude auth status"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let msg = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(stdout.starts_with("1000\n"), "{msg}");
+    assert!(stdout.contains("oauth_token"), "{msg}");
+
     // No command: the image's ENTRYPOINT + CMD.
     let out = ctx
         .cmd()

@@ -109,7 +109,13 @@ pub fn run_foreground(engine: &dyn Engine, prepared: Prepared) -> Result<i32> {
     let status =
         status.map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))?;
     removed?;
-    Ok(exit_code(status))
+    let code = exit_code(status);
+    if code == 127 {
+        tracing::warn!(
+            "exit code 127: if the engine said /bin/sh was not found, the image has no shell for airlock's entrypoint shim; use `airlock docker-flags --mode env` for such images (see docs/sandbox.md)"
+        );
+    }
+    Ok(code)
 }
 
 /// Like [`run_foreground`], but with the engine's stdout and stderr captured
