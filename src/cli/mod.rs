@@ -15,9 +15,12 @@ use airlock::vault::{self, Vault};
 mod accounts;
 mod auth;
 mod completions;
+mod compose;
+mod docker_flags;
 mod doctor;
 mod lock;
 mod remove;
+mod run;
 mod status;
 mod teardown;
 
@@ -57,9 +60,14 @@ enum ColorChoice {
 enum Command {
     Auth(auth::Args),
     Status(status::Args),
+    Run(run::Args),
+    DockerFlags(docker_flags::Args),
+    Compose(compose::Args),
     Accounts(accounts::Args),
     Remove(remove::Args),
     Teardown(teardown::Args),
+    #[command(name = "__reap", hide = true)]
+    Reap(run::ReapArgs),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
@@ -137,6 +145,10 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Accounts(a) => accounts::run(&ctx, a),
         Command::Remove(a) => remove::run(&ctx, a),
         Command::Teardown(a) => teardown::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::DockerFlags(a) => docker_flags::run(&ctx, a),
+        Command::Compose(a) => compose::run(&ctx, a),
+        Command::Reap(a) => run::reap(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
