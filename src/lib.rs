@@ -22,6 +22,7 @@ pub mod fsutil;
 pub mod paths;
 pub mod plan;
 pub mod secret;
+pub mod sync;
 pub mod vault;
 
 pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,409 @@
+//! The watcher behind `airlock sync`: inotify (through `notify`) on every
+//! shared directory, every host truth file's directory, the registry and
+//! the kick directory; a short debounce; [`Syncer::sync`] per account.
+//!
+//! It blocks in the kernel while nothing happens: the only timeouts are the
+//! debounce of pending events and the linger before exiting when no
+//! sandbox is registered. Directories are watched, never files: a watch on
+//! a file dies at the first atomic rename.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::error::{Error, Result};
+use crate::sync::engine::{Outcome, Syncer};
+use crate::sync::registry::{Layout, list_sandboxes, open_lock, reap_dead};
+use crate::vault::Backend;
+
+/// How the watcher behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Quiet time after an event before the file is read (coalesces a
+    /// truncate + write or a burst of renames).
+    pub debounce: Duration,
+    /// Never wait longer than this after the first event of a burst.
+    pub max_delay: Duration,
+    /// Exit after this long with no registered sandbox (`None`: never).
+    pub linger: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            debounce: Duration::from_millis(3),
+            max_delay: Duration::from_millis(20),
+            linger: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+enum Msg {
+    Fs(notify::Result<Event>),
+    Stop,
+}
+
+/// Stops a running [`Daemon`] from another thread.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Sender<Msg>);
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl StopHandle {
+    /// Asks the daemon to finish its current work and return.
+    pub fn stop(&self) {
+        let _ = self.0.send(Msg::Stop);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Account,
+    Registry,
+}
+
+/// The watcher process's state.
+pub struct Daemon<'a> {
+    layout: Layout,
+    vault: Option<&'a dyn Backend>,
+    opts: Options,
+    syncer: Syncer<'a>,
+    watcher: RecommendedWatcher,
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
+    watched: BTreeSet<PathBuf>,
+    /// directory → [(file name, account key)]
+    index: HashMap<PathBuf, Vec<(OsString, String)>>,
+    pending: BTreeMap<String, (Instant, Instant)>,
+    registry_dirty: Option<Instant>,
+    idle_since: Option<Instant>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Daemon<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("layout", &self.layout)
+            .field("watched", &self.watched)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Daemon<'a> {
+    /// Takes the daemon lock (failing if another watcher holds it) and sets
+    /// up the watches. `vault` is needed for accounts whose truth is a vault
+    /// record.
+    pub fn new(layout: Layout, vault: Option<&'a dyn Backend>, opts: Options) -> Result<Self> {
+        layout.ensure()?;
+        let lock = open_lock(&layout.daemon_lock())?;
+        if lock.try_lock().is_err() {
+            let pid = std::fs::read_to_string(layout.daemon_pid()).unwrap_or_default();
+            return Err(Error::Other(format!(
+                "another airlock sync is already running (pid {})",
+                pid.trim()
+            )));
+        }
+        let pid_path = layout.daemon_pid();
+        if let Ok(mut f) = File::create(&pid_path) {
+            let _ = write!(f, "{}", std::process::id());
+        }
+        let (tx, rx) = mpsc::channel();
+        let fs_tx = tx.clone();
+        let watcher = notify::recommended_watcher(move |res| {
+            let _ = fs_tx.send(Msg::Fs(res));
+        })
+        .map_err(|e| Error::Other(format!("cannot start the file watcher: {e}")))?;
+        let syncer = Syncer::new(vault, Some(layout.accounts_dir()));
+        let mut d = Daemon {
+            layout,
+            vault,
+            opts,
+            syncer,
+            watcher,
+            rx,
+            tx,
+            watched: BTreeSet::new(),
+            index: HashMap::new(),
+            pending: BTreeMap::new(),
+            registry_dirty: None,
+            idle_since: None,
+            _lock: lock,
+        };
+        for dir in [d.layout.sandboxes_dir(), d.layout.kick_dir()] {
+            d.watch(&dir)?;
+        }
+        Ok(d)
+    }
+
+    /// A handle that stops [`Daemon::run`].
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.tx.clone())
+    }
+
+    fn watch(&mut self, dir: &Path) -> Result<()> {
+        if self.watched.contains(dir) {
+            return Ok(());
+        }
+        self.watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| Error::Other(format!("cannot watch {}: {e}", dir.display())))?;
+        self.watched.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Re-reads the registry: adds new accounts (watching their directories
+    /// and syncing them once: this is also what makes a restart lose
+    /// nothing), drops accounts no sandbox uses any more.
+    fn rescan(&mut self) -> Result<()> {
+        if let Ok(gone) = reap_dead(&self.layout, self.vault) {
+            for s in gone {
+                tracing::info!(sandbox = %s, "sandbox process gone: session handed back");
+            }
+        }
+        let entries = list_sandboxes(&self.layout)?;
+        let mut specs = BTreeMap::new();
+        for e in entries {
+            specs.insert(e.spec.key(), e.spec);
+        }
+        let old: Vec<String> = self.syncer.specs().map(|(k, _)| k.clone()).collect();
+        for k in old {
+            if !specs.contains_key(&k) {
+                self.syncer.remove(&k);
+                self.pending.remove(&k);
+                tracing::info!(account = %k, "no sandbox uses this account any more");
+            }
+        }
+        let mut fresh = Vec::new();
+        for (k, spec) in specs {
+            let known = self.syncer.specs().any(|(kk, s)| *kk == k && *s == spec);
+            if !known {
+                self.syncer.add(spec)?;
+                fresh.push(k);
+            }
+        }
+        self.rebuild_index()?;
+        for k in fresh {
+            self.sync_logged(&k);
+        }
+        let empty = self.syncer.specs().next().is_none();
+        self.idle_since = match (empty, self.idle_since) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        };
+        Ok(())
+    }
+
+    fn rebuild_index(&mut self) -> Result<()> {
+        let mut index: HashMap<PathBuf, Vec<(OsString, String)>> = HashMap::new();
+        for (k, spec) in self.syncer.specs() {
+            let kind = spec.kind()?;
+            index
+                .entry(spec.shared_dir.clone())
+                .or_default()
+                .push((kind.file_name().into(), k.clone()));
+            let names = spec.truth.watch_names();
+            for d in spec.truth.watch_dirs() {
+                for n in &names {
+                    index
+                        .entry(d.clone())
+                        .or_default()
+                        .push((n.clone(), k.clone()));
+                }
+            }
+        }
+        let want: BTreeSet<PathBuf> = index
+            .keys()
+            .cloned()
+            .chain([self.layout.sandboxes_dir(), self.layout.kick_dir()])
+            .collect();
+        let stale: Vec<PathBuf> = self.watched.difference(&want).cloned().collect();
+        for d in stale {
+            let _ = self.watcher.unwatch(&d);
+            self.watched.remove(&d);
+        }
+        for d in &want {
+            if let Err(e) = self.watch(d) {
+                tracing::warn!(error = %e, "not watching a directory");
+            }
+        }
+        self.index = index;
+        Ok(())
+    }
+
+    fn sync_logged(&mut self, key: &str) {
+        match self.syncer.sync(key) {
+            Ok(Outcome::Unchanged | Outcome::OwnWrite) => {
+                tracing::debug!(account = %key, "in step");
+            }
+            Ok(o) => tracing::info!(account = %key, outcome = %o, "synced"),
+            Err(e) => tracing::warn!(account = %key, error = %e, "sync failed"),
+        }
+    }
+
+    fn route(&mut self, ev: Event) {
+        if ev.need_rescan() {
+            tracing::warn!("the kernel dropped events: resyncing everything");
+            self.registry_dirty = Some(Instant::now());
+            let keys: Vec<String> = self.syncer.specs().map(|(k, _)| k.clone()).collect();
+            for k in keys {
+                self.mark(k);
+            }
+            return;
+        }
+        let relevant = matches!(
+            ev.kind,
+            EventKind::Create(_)
+                | EventKind::Modify(_)
+                | EventKind::Remove(_)
+                | EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Any
+        );
+        if !relevant {
+            return;
+        }
+        for p in &ev.paths {
+            let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+                continue;
+            };
+            match self.classify(dir, name) {
+                Some((Target::Registry, _)) => {
+                    self.registry_dirty.get_or_insert_with(Instant::now);
+                }
+                Some((Target::Account, keys)) => {
+                    for k in keys {
+                        self.mark(k);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn classify(&self, dir: &Path, name: &std::ffi::OsStr) -> Option<(Target, Vec<String>)> {
+        if dir == self.layout.sandboxes_dir() {
+            let n = name.to_string_lossy();
+            return (n.ends_with(".json") && !n.starts_with('.'))
+                .then(|| (Target::Registry, Vec::new()));
+        }
+        if dir == self.layout.kick_dir() {
+            let k = name.to_string_lossy().into_owned();
+            return Some((Target::Account, vec![k]));
+        }
+        let keys: Vec<String> = self
+            .index
+            .get(dir)?
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, k)| k.clone())
+            .collect();
+        (!keys.is_empty()).then_some((Target::Account, keys))
+    }
+
+    fn mark(&mut self, key: String) {
+        let now = Instant::now();
+        let e = self.pending.entry(key).or_insert((now, now));
+        e.1 = now;
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let o = self.opts;
+        let mut best: Option<Instant> = None;
+        let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
+        for (first, last) in self.pending.values() {
+            consider((*last + o.debounce).min(*first + o.max_delay));
+        }
+        if let Some(t) = self.registry_dirty {
+            consider(t + o.debounce);
+        }
+        if let (Some(t), Some(l)) = (self.idle_since, o.linger) {
+            consider(t + l);
+        }
+        best
+    }
+
+    fn process_due(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let o = self.opts;
+        if self.registry_dirty.is_some_and(|t| t + o.debounce <= now) {
+            self.registry_dirty = None;
+            self.rescan()?;
+        }
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, (first, last))| (*last + o.debounce).min(*first + o.max_delay) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            self.pending.remove(&k);
+            self.sync_logged(&k);
+        }
+        Ok(())
+    }
+
+    /// Runs until stopped, or until no sandbox has been registered for the
+    /// linger time. Reconciles every registered account first.
+    pub fn run(mut self) -> Result<()> {
+        self.rescan()?;
+        // Accounts that were already known (none at start) are synced by
+        // rescan; a restart therefore picks up anything written while no
+        // watcher ran.
+        tracing::info!(accounts = self.syncer.specs().count(), "watching");
+        loop {
+            let msg = match self.next_deadline() {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => self
+                    .rx
+                    .recv_timeout(t.saturating_duration_since(Instant::now())),
+            };
+            match msg {
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Fs(Ok(ev))) => {
+                    self.route(ev);
+                    // Drain what is already queued before sleeping again.
+                    while let Ok(m) = self.rx.try_recv() {
+                        match m {
+                            Msg::Stop => return Ok(()),
+                            Msg::Fs(Ok(ev)) => self.route(ev),
+                            Msg::Fs(Err(e)) => tracing::warn!(error = %e, "watch error"),
+                        }
+                    }
+                }
+                Ok(Msg::Fs(Err(e))) => tracing::warn!(error = %e, "watch error"),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.process_due()?;
+            if let (Some(t), Some(l)) = (self.idle_since, self.opts.linger)
+                && t.elapsed() >= l
+                && list_sandboxes(&self.layout)?.is_empty()
+            {
+                tracing::info!("no sandbox left: exiting");
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.layout.daemon_pid());
+    }
+}
+
+/// Runs a watcher on `layout` in this thread (what `airlock sync` does).
+pub fn run(layout: Layout, vault: Option<&dyn Backend>, opts: Options) -> Result<()> {
+    Daemon::new(layout, vault, opts)?.run()
+}
