@@ -1,0 +1,405 @@
+//! Rotation sync (issue 5) through the library API, on temporary
+//! directories standing in for sandbox mounts: no container needed.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use airlock::sync::watch::{Daemon, Options};
+use airlock::sync::{
+    AccountSpec, Layout, Outcome, Registration, Rejection, Syncer, Truth, list_sandboxes,
+    register_sandbox, unregister,
+};
+use airlock::vault::{CredentialId, Metadata, Method, Record, Vault};
+use airlock::{Secret, fsutil};
+use serde_json::{Value, json};
+
+const CANARY: &str = "CANARYx7Q2zV9";
+
+fn claude_doc(rt: &str, exp_ms: i64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"claudeAiOauth": {
+        "accessToken": format!("sk-ant-oat01-{CANARY}-{rt}"), "refreshToken": rt, "expiresAt": exp_ms,
+        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}}))
+    .unwrap()
+}
+
+fn host_doc(rt: &str, exp_ms: i64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "claudeAiOauth": {"accessToken": format!("sk-ant-oat01-{CANARY}-{rt}"), "refreshToken": rt,
+            "expiresAt": exp_ms, "scopes": ["user:inference"]},
+        "mcpOAuth": {"srv": {"accessToken": "mcp-secret"}},
+        "zzFutureKey": [1, 2, 3]}))
+    .unwrap()
+}
+
+fn rt_of(path: &Path) -> String {
+    let v: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    v["claudeAiOauth"]["refreshToken"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// What Claude does: temp file + rename.
+fn agent_write_rename(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(".credentials.json.tmp.{}", std::process::id()));
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// What older agents do: truncate + write in place.
+fn agent_write_in_place(path: &Path, bytes: &[u8]) {
+    fs::write(path, bytes).unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct Env {
+    _root: tempfile::TempDir,
+    layout: Layout,
+    host_file: PathBuf,
+}
+
+fn env() -> Env {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        state: root.path().join("state/sync"),
+        runtime: root.path().join("run/sync"),
+    };
+    let claude_dir = root.path().join("home/.claude");
+    fs::create_dir_all(&claude_dir).unwrap();
+    let host_file = claude_dir.join(".credentials.json");
+    fs::write(&host_file, host_doc("rt-host-1", 1_000_000)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&host_file, fs::Permissions::from_mode(0o640)).unwrap();
+    if fsutil::euid() == 0 {
+        std::os::unix::fs::chown(&host_file, Some(1234), Some(2345)).unwrap();
+    }
+    Env {
+        _root: root,
+        layout,
+        host_file,
+    }
+}
+
+fn reg(e: &Env, sandbox: &str) -> Registration {
+    Registration {
+        sandbox: sandbox.into(),
+        agent: "claude".into(),
+        account: "work".into(),
+        truth: Truth::HostFile {
+            path: e.host_file.clone(),
+        },
+        pid: None,
+        owner: None,
+    }
+}
+
+fn spec(e: &Env) -> AccountSpec {
+    AccountSpec {
+        agent: "claude".into(),
+        account: "work".into(),
+        truth: Truth::HostFile {
+            path: e.host_file.clone(),
+        },
+        shared_dir: e.layout.shared_dir("claude", "work"),
+    }
+}
+
+fn assert_host_kept_its_shape(e: &Env) {
+    let md = fs::metadata(&e.host_file).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o640, "mode kept");
+    if fsutil::euid() == 0 {
+        assert_eq!((md.uid(), md.gid()), (1234, 2345), "owner kept");
+    }
+    let v: Value = serde_json::from_slice(&fs::read(&e.host_file).unwrap()).unwrap();
+    assert_eq!(v["zzFutureKey"], json!([1, 2, 3]), "unknown key kept");
+    assert_eq!(v["mcpOAuth"]["srv"]["accessToken"], "mcp-secret");
+}
+
+#[test]
+fn sandbox_refresh_reaches_the_host_file_keeping_mode_owner_and_keys() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    // seeded with the session only: the host's other secrets stay on the host
+    let seeded: Value = serde_json::from_slice(&fs::read(&shared).unwrap()).unwrap();
+    assert_eq!(seeded["claudeAiOauth"]["refreshToken"], "rt-host-1");
+    assert!(seeded.get("mcpOAuth").is_none());
+    assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+
+    let ino = fs::metadata(&e.host_file).unwrap().ino();
+    agent_write_rename(&shared, &claude_doc("rt-sb-2", 2_000_000));
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec(&e)).unwrap();
+    let o = s.sync(&k).unwrap();
+    assert!(matches!(o, Outcome::ToTruth { .. }), "{o:?}");
+    assert_eq!(rt_of(&e.host_file), "rt-sb-2");
+    assert_host_kept_its_shape(&e);
+    // documented decision (docs/rotation.md §4): atomic rename, new inode
+    assert_ne!(fs::metadata(&e.host_file).unwrap().ino(), ino);
+    // the second pass writes nothing
+    let again = s.sync(&k).unwrap();
+    assert!(
+        matches!(again, Outcome::Unchanged | Outcome::OwnWrite),
+        "{again:?}"
+    );
+    // outcome text never has a secret
+    assert!(!format!("{o} {o:?}").contains(CANARY));
+}
+
+#[test]
+fn stale_and_corrupt_writes_are_rejected() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec(&e)).unwrap();
+    let before = fs::read(&e.host_file).unwrap();
+
+    // older expiry: stale; the newer truth goes back to the sandbox
+    agent_write_rename(&shared, &claude_doc("rt-old", 500_000));
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToShared { .. }));
+    assert_eq!(fs::read(&e.host_file).unwrap(), before);
+    assert_eq!(rt_of(&shared), "rt-host-1");
+
+    for (bytes, why) in [
+        (b"".to_vec(), Rejection::Empty),
+        (
+            b"{\"claudeAiOauth\":{\"accessTok".to_vec(),
+            Rejection::NotJson,
+        ),
+        (claude_doc("", 9_000_000), Rejection::NoRefreshToken),
+        (b"[1,2]".to_vec(), Rejection::NotAnObject),
+    ] {
+        agent_write_in_place(&shared, &bytes);
+        assert_eq!(s.sync(&k).unwrap(), Outcome::IgnoredShared(why));
+        assert_eq!(fs::read(&e.host_file).unwrap(), before, "{why}");
+        // and the sandbox's file is left alone (it may be a write in progress)
+        assert_eq!(fs::read(&shared).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn host_relogin_reaches_the_sandboxes() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec(&e)).unwrap();
+    agent_write_rename(&e.host_file, &host_doc("rt-relogin", 3_000_000));
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToShared { .. }));
+    assert_eq!(rt_of(&shared), "rt-relogin");
+    let v: Value = serde_json::from_slice(&fs::read(&shared).unwrap()).unwrap();
+    assert!(v.get("zzFutureKey").is_none());
+}
+
+#[test]
+fn vault_truth_is_compare_and_set_on_expiry() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        state: root.path().join("state"),
+        runtime: root.path().join("run"),
+    };
+    let vault = Vault::in_memory();
+    let id = CredentialId::new("claude", "work").unwrap();
+    let doc = String::from_utf8(host_doc("rt-v1", 1_000_000)).unwrap();
+    vault
+        .put(Record {
+            id: id.clone(),
+            method: Method::Session,
+            secret: Secret::new(doc),
+            meta: Metadata::new("host:/x"),
+        })
+        .unwrap();
+    let r = Registration {
+        sandbox: "sb1".into(),
+        agent: "claude".into(),
+        account: "work".into(),
+        truth: Truth::Vault { id: id.clone() },
+        pid: None,
+        owner: None,
+    };
+    let dir = register_sandbox(&layout, Some(vault.backend()), r).unwrap();
+    let shared = dir.join(".credentials.json");
+    assert_eq!(rt_of(&shared), "rt-v1");
+
+    agent_write_rename(&shared, &claude_doc("rt-v2", 2_000_000));
+    let out = unregister(&layout, Some(vault.backend()), "sb1").unwrap();
+    assert!(matches!(out, Some(Outcome::ToTruth { .. })), "{out:?}");
+    let rec = vault.get(&id).unwrap().unwrap();
+    let v: Value = serde_json::from_str(rec.secret.expose()).unwrap();
+    assert_eq!(v["claudeAiOauth"]["refreshToken"], "rt-v2");
+    assert_eq!(v["zzFutureKey"], json!([1, 2, 3]));
+    assert_eq!(
+        rec.meta.expires_at.map(|t| t.as_millisecond()),
+        Some(2_000_000)
+    );
+    assert!(!dir.exists(), "last sandbox gone: shared dir removed");
+}
+
+#[test]
+fn unregister_hands_back_and_removes_the_dir_after_the_last_sandbox() {
+    let e = env();
+    let d1 = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let d2 = register_sandbox(&e.layout, None, reg(&e, "sb2")).unwrap();
+    assert_eq!(d1, d2, "one shared directory per account");
+    assert_eq!(list_sandboxes(&e.layout).unwrap().len(), 2);
+    agent_write_rename(
+        &d1.join(".credentials.json"),
+        &claude_doc("rt-exit", 5_000_000),
+    );
+    let o = unregister(&e.layout, None, "sb1").unwrap();
+    assert!(matches!(o, Some(Outcome::ToTruth { .. })), "{o:?}");
+    assert_eq!(rt_of(&e.host_file), "rt-exit");
+    assert!(d1.exists(), "sb2 still uses it");
+    unregister(&e.layout, None, "sb2").unwrap();
+    assert!(!d1.exists());
+    assert_eq!(unregister(&e.layout, None, "sb2").unwrap(), None);
+    assert_host_kept_its_shape(&e);
+}
+
+#[test]
+fn registering_without_a_valid_session_fails_clearly() {
+    let e = env();
+    fs::write(&e.host_file, b"").unwrap();
+    let err = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap_err();
+    assert!(err.to_string().contains("no valid claude session"), "{err}");
+}
+
+fn start_daemon(
+    layout: &Layout,
+    linger: Option<Duration>,
+) -> (
+    airlock::sync::watch::StopHandle,
+    std::thread::JoinHandle<airlock::Result<()>>,
+) {
+    let d = Daemon::new(
+        layout.clone(),
+        None,
+        Options {
+            linger,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let h = d.stop_handle();
+    (h, std::thread::spawn(move || d.run()))
+}
+
+#[test]
+fn watcher_syncs_both_ways_and_never_ping_pongs() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    register_sandbox(&e.layout, None, reg(&e, "sb2")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let (stop, th) = start_daemon(&e.layout, None);
+    let t = Duration::from_secs(5);
+
+    // sandbox refresh, temp + rename
+    agent_write_rename(&shared, &claude_doc("rt-a", 2_000_000));
+    wait_until("rename write to reach host", t, || {
+        rt_of(&e.host_file) == "rt-a"
+    });
+    // sandbox refresh, in place
+    agent_write_in_place(&shared, &claude_doc("rt-b", 3_000_000));
+    wait_until("in-place write to reach host", t, || {
+        rt_of(&e.host_file) == "rt-b"
+    });
+    assert_host_kept_its_shape(&e);
+
+    // host re-login reaches the sandboxes
+    agent_write_rename(&e.host_file, &host_doc("rt-host-2", 4_000_000));
+    wait_until("host login to reach sandboxes", t, || {
+        rt_of(&shared) == "rt-host-2"
+    });
+
+    // stale and corrupt writes never reach the host
+    agent_write_rename(&shared, &claude_doc("rt-stale", 100));
+    agent_write_in_place(&dir.join(".credentials.json"), b"{\"claudeAiOauth\":");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rt_of(&e.host_file), "rt-host-2");
+
+    // quiet: after the last write nothing moves any more
+    agent_write_rename(&shared, &claude_doc("rt-c", 6_000_000));
+    wait_until("last write", t, || rt_of(&e.host_file) == "rt-c");
+    std::thread::sleep(Duration::from_millis(100));
+    let snap = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.ino(), m.mtime_nsec(), fs::read(p).unwrap())
+    };
+    let (h1, s1) = (snap(&e.host_file), snap(&shared));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(snap(&e.host_file) == h1, "host file rewritten: ping-pong");
+    assert!(snap(&shared) == s1, "shared file rewritten: ping-pong");
+
+    // status records the last sync without secrets
+    let status = fs::read_to_string(e.layout.accounts_dir().join("claude-work.json")).unwrap();
+    assert!(status.contains("to-truth"), "{status}");
+    assert!(!status.contains(CANARY) && !status.contains("rt-c"));
+
+    stop.stop();
+    th.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_restarted_watcher_loses_no_update() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let (stop, th) = start_daemon(&e.layout, None);
+    agent_write_rename(&shared, &claude_doc("rt-1", 2_000_000));
+    wait_until("first", Duration::from_secs(5), || {
+        rt_of(&e.host_file) == "rt-1"
+    });
+    stop.stop();
+    th.join().unwrap().unwrap();
+    // written while no watcher runs
+    agent_write_rename(&shared, &claude_doc("rt-2", 3_000_000));
+    let (stop, th) = start_daemon(&e.layout, None);
+    wait_until("update made while down", Duration::from_secs(5), || {
+        rt_of(&e.host_file) == "rt-2"
+    });
+    // only one watcher at a time
+    let second = Daemon::new(e.layout.clone(), None, Options::default());
+    assert!(second.unwrap_err().to_string().contains("already running"));
+    stop.stop();
+    th.join().unwrap().unwrap();
+}
+
+#[test]
+fn the_watcher_exits_after_the_last_sandbox() {
+    let e = env();
+    register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let (_stop, th) = start_daemon(&e.layout, Some(Duration::from_millis(200)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!th.is_finished(), "a sandbox is registered");
+    unregister(&e.layout, None, "sb1").unwrap();
+    wait_until("watcher exit", Duration::from_secs(5), || th.is_finished());
+    th.join().unwrap().unwrap();
+}
+
+#[test]
+fn dead_sandboxes_are_reaped_and_handed_back() {
+    let e = env();
+    let mut r = reg(&e, "sb1");
+    // a pid that cannot exist
+    r.pid = Some(u32::try_from(i32::MAX).unwrap());
+    let dir = register_sandbox(&e.layout, None, r).unwrap();
+    agent_write_rename(
+        &dir.join(".credentials.json"),
+        &claude_doc("rt-dead", 7_000_000),
+    );
+    let (_stop, th) = start_daemon(&e.layout, Some(Duration::from_millis(100)));
+    wait_until("watcher exit", Duration::from_secs(5), || th.is_finished());
+    th.join().unwrap().unwrap();
+    assert_eq!(rt_of(&e.host_file), "rt-dead");
+    assert!(!dir.exists());
+}
