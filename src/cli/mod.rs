@@ -15,6 +15,7 @@ use airlock::vault::{self, Vault};
 mod completions;
 mod doctor;
 mod lock;
+mod sync;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
 ///
@@ -48,6 +49,7 @@ enum Command {
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
+    Sync(sync::Args),
 }
 
 /// What every subcommand gets.
@@ -89,7 +91,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code().code();
-            let _ = anstream::eprintln!("airlock: error: {e}");
+            anstream::eprintln!("airlock: error: {e}");
             std::process::ExitCode::from(code)
         }
     }
@@ -111,6 +113,7 @@ fn run(command: Command, color: bool) -> Result<()> {
     match command {
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
+        Command::Sync(a) => sync::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
     }
 }

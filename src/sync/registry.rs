@@ -321,7 +321,7 @@ pub fn ensure_daemon(layout: &Layout, exe: &Path) -> Result<bool> {
         .try_clone()
         .map_err(|e| Error::io("open", &log_path, e))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("sync")
+    cmd.args(["sync", "--foreground", "-v"])
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);

@@ -1,0 +1,136 @@
+//! `airlock sync` as a process: foreground with logs, background start,
+//! exit after the last sandbox, `--status`. Sandboxes are registered
+//! through the library, as `airlock run` will.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use airlock::paths::Paths;
+use airlock::sync::{Layout, Registration, Truth, register_sandbox, unregister};
+use common::{CANARY, TestContext};
+use serde_json::{Value, json};
+
+fn doc(rt: &str, exp: i64) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"claudeAiOauth": {"accessToken": format!("sk-ant-oat01-{CANARY}"),
+        "refreshToken": format!("{CANARY}-{rt}"), "expiresAt": exp, "scopes": ["user:inference"]},
+        "other": 1}),
+    )
+    .unwrap()
+}
+
+fn rt(p: &Path) -> String {
+    let v: Value = serde_json::from_slice(&fs::read(p).unwrap_or_default()).unwrap_or_default();
+    v["claudeAiOauth"]["refreshToken"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn setup() -> (TestContext, Layout, std::path::PathBuf) {
+    let ctx = TestContext::new();
+    let paths = Paths {
+        config_dir: ctx.config_dir.clone(),
+        data_dir: ctx.data_dir.clone(),
+        state_dir: ctx.state_dir.clone(),
+        runtime_dir: ctx.runtime_dir.clone(),
+        home: ctx.home.clone(),
+    };
+    let layout = Layout::new(&paths);
+    let host = ctx.home.join(".claude/.credentials.json");
+    fs::create_dir_all(host.parent().unwrap()).unwrap();
+    fs::write(&host, doc("host", 1_000)).unwrap();
+    (ctx, layout, host)
+}
+
+fn registration(host: &Path, sandbox: &str) -> Registration {
+    Registration {
+        sandbox: sandbox.into(),
+        agent: "claude".into(),
+        account: "default".into(),
+        truth: Truth::HostFile {
+            path: host.to_path_buf(),
+        },
+        pid: None,
+        owner: None,
+    }
+}
+
+#[test]
+fn foreground_watcher_syncs_logs_without_secrets_and_exits_after_the_last_sandbox() {
+    let (ctx, layout, host) = setup();
+    let dir = register_sandbox(&layout, None, registration(&host, "sb1")).unwrap();
+    let mut child = ctx
+        .cmd()
+        .args(["sync", "--foreground", "--linger", "1", "-vv"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait("watcher up", || airlock::sync::daemon_running(&layout));
+    let shared = dir.join(".credentials.json");
+    fs::write(dir.join(".tmp"), doc("sandbox", 2_000)).unwrap();
+    fs::rename(dir.join(".tmp"), &shared).unwrap();
+    wait("host updated", || rt(&host) == format!("{CANARY}-sandbox"));
+
+    let st = ctx
+        .cmd()
+        .args(["sync", "--status", "--json"])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let v: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["watcher_running"], true);
+    assert_eq!(v["sandboxes"][0]["sandbox"], "sb1");
+    assert_eq!(v["accounts"][0]["direction"], "to-truth");
+    assert!(!String::from_utf8_lossy(&st.stdout).contains(CANARY));
+
+    unregister(&layout, None, "sb1").unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "watcher did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("synced"), "{err}");
+    assert!(!err.contains(CANARY), "secret in the log:\n{err}");
+}
+
+#[test]
+fn background_start_is_idempotent() {
+    let (ctx, layout, host) = setup();
+    register_sandbox(&layout, None, registration(&host, "sb1")).unwrap();
+    let out = ctx.cmd().arg("sync").output().unwrap();
+    assert!(out.status.success());
+    wait("background watcher up", || {
+        airlock::sync::daemon_running(&layout)
+    });
+    let out = ctx.cmd().arg("sync").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    unregister(&layout, None, "sb1").unwrap();
+    wait("background watcher gone", || {
+        !airlock::sync::daemon_running(&layout)
+    });
+    let log = fs::read_to_string(layout.daemon_log()).unwrap();
+    assert!(!log.contains(CANARY));
+}
