@@ -403,3 +403,25 @@ fn dead_sandboxes_are_reaped_and_handed_back() {
     assert_eq!(rt_of(&e.host_file), "rt-dead");
     assert!(!dir.exists());
 }
+
+#[test]
+fn a_logged_out_sandbox_gets_the_next_host_login_but_not_the_old_one() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec(&e)).unwrap();
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::Unchanged));
+    // Claude wiped its login after an invalid_grant
+    agent_write_rename(&shared, &claude_doc("", 0));
+    assert_eq!(
+        s.sync(&k).unwrap(),
+        Outcome::IgnoredShared(Rejection::NoRefreshToken)
+    );
+    // the same (dead) host session is not pushed again
+    assert_eq!(rt_of(&shared), "");
+    // a new login on the host is
+    agent_write_rename(&e.host_file, &host_doc("rt-new-login", 500));
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToShared { .. }));
+    assert_eq!(rt_of(&shared), "rt-new-login");
+}

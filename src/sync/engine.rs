@@ -113,6 +113,9 @@ struct State {
     wrote_shared: Option<[u8; 32]>,
     /// Hash of the last bytes airlock wrote to the truth.
     wrote_truth: Option<[u8; 32]>,
+    /// Refresh-token fingerprint of the truth at the last sync: tells
+    /// whether the truth changed since.
+    truth_fp: Option<[u8; 32]>,
     status: SyncStatus,
 }
 
@@ -166,6 +169,7 @@ impl<'a> Syncer<'a> {
                 kind,
                 wrote_shared: None,
                 wrote_truth: None,
+                truth_fp: None,
                 status,
             },
         );
@@ -222,15 +226,43 @@ impl<'a> Syncer<'a> {
 
         let shared: Option<std::result::Result<Parsed, Rejection>> =
             shared_bytes.as_deref().map(|b| credential::parse(kind, b));
+        let shared_fp = match &shared {
+            Some(Ok(p)) => Some(p.fingerprint),
+            _ => None,
+        };
         let truth: Option<Parsed> = truth_bytes
             .as_deref()
             .and_then(|b| credential::parse(kind, b).ok());
 
+        let truth_changed = truth
+            .as_ref()
+            .is_some_and(|t| Some(t.fingerprint) != st.truth_fp);
+        let mut keep_truth_fp = false;
         let outcome = match shared {
             Some(Err(r)) => {
-                tracing::warn!(account = %key, reason = %r, "ignored a sandbox write");
-                st.status.last_rejected = Some(r.to_string());
-                Outcome::IgnoredShared(r)
+                // A sandbox that is logged out (Claude wipes its tokens after
+                // an invalid_grant) or holds garbage gets the truth again only
+                // when the truth changed (a new login, a refresh elsewhere),
+                // and never in the middle of a truncate + write.
+                let in_progress = matches!(r, Rejection::Empty | Rejection::NotJson)
+                    && recently_modified(&shared_file);
+                let pushed = match &truth {
+                    Some(t) if truth_changed && !in_progress => {
+                        push_shared(st, &shared_file, t, true)?
+                    }
+                    _ => None,
+                };
+                match pushed {
+                    Some(o) => o,
+                    None => {
+                        if in_progress {
+                            keep_truth_fp = true;
+                        }
+                        tracing::warn!(account = %key, reason = %r, "ignored a sandbox write");
+                        st.status.last_rejected = Some(r.to_string());
+                        Outcome::IgnoredShared(r)
+                    }
+                }
             }
             Some(Ok(s)) if s.newer_than(truth.as_ref()) => match st.spec.truth.offer(&s, vault)? {
                 Offer::Written(h) => {
@@ -243,17 +275,25 @@ impl<'a> Syncer<'a> {
                     Outcome::Unchanged
                 }
             },
-            Some(Ok(s)) => match truth {
+            Some(Ok(s)) => match &truth {
                 Some(t) if t.newer_than(Some(&s)) => {
-                    push_shared(st, &shared_file, &t)?.unwrap_or(Outcome::Unchanged)
+                    push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged)
                 }
                 _ => Outcome::Unchanged,
             },
-            None => match truth {
-                Some(t) => push_shared(st, &shared_file, &t)?.unwrap_or(Outcome::Unchanged),
+            None => match &truth {
+                Some(t) => push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged),
                 None => Outcome::Unchanged,
             },
         };
+        if !keep_truth_fp {
+            // what the truth holds now (after a write-back: the sandbox's session)
+            st.truth_fp = match (&outcome, &truth) {
+                (Outcome::ToTruth { .. }, _) => shared_fp,
+                (_, Some(t)) => Some(t.fingerprint),
+                (_, None) => st.truth_fp,
+            };
+        }
         match &outcome {
             Outcome::ToTruth { expiry } => st.record(*expiry, "to-truth"),
             Outcome::ToShared { expiry } => st.record(*expiry, "to-sandboxes"),
@@ -281,7 +321,12 @@ impl State {
 /// Writes `t` into the shared file under the agent's lock, re-checking
 /// that it is still newer than what is there (an agent may have refreshed
 /// meanwhile). `None` when it no longer is.
-fn push_shared(st: &mut State, file: &Path, t: &Parsed) -> Result<Option<Outcome>> {
+fn push_shared(
+    st: &mut State,
+    file: &Path,
+    t: &Parsed,
+    over_invalid: bool,
+) -> Result<Option<Outcome>> {
     let dir = st.spec.shared_dir.clone();
     let _lock = AgentLock::take(st.kind, &dir);
     let cur = read_file(file)?;
@@ -289,6 +334,7 @@ fn push_shared(st: &mut State, file: &Path, t: &Parsed) -> Result<Option<Outcome
         match credential::parse(st.kind, b) {
             Ok(p) if !t.newer_than(Some(&p)) => return Ok(None),
             Ok(_) => {}
+            Err(_) if over_invalid => {}
             // Changed to something invalid since we looked: leave it.
             Err(_) => return Ok(None),
         }
@@ -297,6 +343,15 @@ fn push_shared(st: &mut State, file: &Path, t: &Parsed) -> Result<Option<Outcome
     write_preserving(file, &bytes)?;
     st.wrote_shared = Some(content_hash(&bytes));
     Ok(Some(Outcome::ToShared { expiry: t.expiry }))
+}
+
+/// True when `path` changed within the last second (a write may be in progress).
+fn recently_modified(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(1))
 }
 
 /// Reads an account's status file.

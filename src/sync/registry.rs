@@ -139,7 +139,10 @@ pub fn register_sandbox(
     layout.ensure()?;
     let _g = FileLock::exclusive(&layout.registry_lock())?;
     let dir = layout.shared_dir(&reg.agent, &reg.account);
-    fsutil::ensure_private_dir(&dir)?;
+    if fs::symlink_metadata(&dir).is_err() {
+        fsutil::ensure_private_dir(&dir)?;
+    }
+    check_shared_dir(&dir, reg.owner.map(|o| o.0))?;
     let spec = AccountSpec {
         agent: reg.agent.clone(),
         account: reg.account.clone(),
@@ -176,6 +179,42 @@ pub fn register_sandbox(
     let json = serde_json::to_vec_pretty(&entry).map_err(|e| Error::Other(e.to_string()))?;
     fsutil::write_atomic(&entry_path(layout, &reg.sandbox), &json, 0o600)?;
     Ok(dir)
+}
+
+/// A shared directory must be a real directory (not a link), private
+/// (no group/other bits), and owned by us or by the sandbox user we gave
+/// it to.
+fn check_shared_dir(dir: &Path, owner: Option<u32>) -> Result<()> {
+    let md = fs::symlink_metadata(dir).map_err(|e| Error::io("inspect", dir, e))?;
+    if !md.file_type().is_dir() {
+        return Err(Error::unsafe_path(
+            dir,
+            "it is not a directory (or is a symbolic link)",
+            "remove it; airlock recreates it",
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = md.uid();
+        if uid != fsutil::euid() && Some(uid) != owner {
+            return Err(Error::unsafe_path(
+                dir,
+                format!("it is owned by uid {uid}, neither airlock's nor the sandbox user's"),
+                "remove it; airlock recreates it",
+            ));
+        }
+        if md.mode() & 0o077 != 0 {
+            return Err(Error::unsafe_path(
+                dir,
+                format!("its permissions are {:04o}", md.mode() & 0o777),
+                format!("run: chmod 700 '{}'", dir.display()),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = owner;
+    Ok(())
 }
 
 /// Unregisters a sandbox that exited: hands its account's latest credential
