@@ -84,6 +84,11 @@ fn foreground_watcher_syncs_logs_without_secrets_and_exits_after_the_last_sandbo
     fs::write(dir.join(".tmp"), doc("sandbox", 2_000)).unwrap();
     fs::rename(dir.join(".tmp"), &shared).unwrap();
     wait("host updated", || rt(&host) == format!("{CANARY}-sandbox"));
+    // the status file is written right after the truth
+    let status_file = layout.accounts_dir().join("claude-default.json");
+    wait("status recorded", || {
+        fs::read_to_string(&status_file).is_ok_and(|s| s.contains("to-truth"))
+    });
 
     let st = ctx
         .cmd()

@@ -212,6 +212,10 @@ impl<'a> Syncer<'a> {
             return Ok(Outcome::Unchanged);
         };
         let kind = st.kind;
+        if !st.spec.shared_dir.is_dir() {
+            // unregistered meanwhile: the hand-back already happened
+            return Ok(Outcome::Unchanged);
+        }
         let shared_file = st.spec.shared_dir.join(kind.file_name());
         let shared_bytes = read_file(&shared_file)?;
         let truth_bytes = st.spec.truth.read(vault)?;

@@ -252,14 +252,26 @@ fn unregister_locked(
     tracing::info!(account = %key, %sandbox, %outcome, "unregistered");
     let others = list_sandboxes(layout)?.iter().any(|e| e.spec.key() == key);
     if !others {
-        let dir = &entry.spec.shared_dir;
-        if let Err(e) = fs::remove_dir_all(dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(Error::io("remove", dir, e));
-        }
+        remove_shared_dir(&entry.spec.shared_dir)?;
     }
     Ok(Some(outcome))
+}
+
+/// Removes a shared directory. A watcher may be writing into it at this
+/// very moment (a temp file, the agent lock), so a "not empty" is retried.
+fn remove_shared_dir(dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(Error::io("remove", dir, e)),
+        }
+    }
 }
 
 /// Unregisters sandboxes whose process is gone (crashed `airlock run`).
