@@ -425,3 +425,37 @@ fn a_logged_out_sandbox_gets_the_next_host_login_but_not_the_old_one() {
     assert!(matches!(s.sync(&k).unwrap(), Outcome::ToShared { .. }));
     assert_eq!(rt_of(&shared), "rt-new-login");
 }
+
+#[test]
+fn claude_refresh_lock_is_mirrored_between_host_and_sandboxes() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let (stop, th) = start_daemon(&e.layout, None);
+    let t = Duration::from_secs(5);
+    let in_sandbox = dir.join(".oauth_refresh.lock");
+    let on_host = e.host_file.parent().unwrap().join(".oauth_refresh.lock");
+    std::thread::sleep(Duration::from_millis(100));
+
+    // a sandbox's Claude starts refreshing: the host's Claude must wait
+    fs::create_dir(&in_sandbox).unwrap();
+    wait_until("host lock", t, || on_host.is_dir());
+    fs::remove_dir(&in_sandbox).unwrap();
+    wait_until("host lock released", t, || !on_host.exists());
+
+    // the host's Claude starts refreshing: the sandboxes must wait
+    fs::create_dir(&on_host).unwrap();
+    wait_until("sandbox lock", t, || in_sandbox.is_dir());
+    // an agent's own lock is never removed by airlock
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(on_host.is_dir());
+    fs::remove_dir(&on_host).unwrap();
+    wait_until("sandbox lock released", t, || !in_sandbox.exists());
+
+    // a mirror still held when the watcher stops is cleaned up
+    fs::create_dir(&in_sandbox).unwrap();
+    wait_until("host lock again", t, || on_host.is_dir());
+    stop.stop();
+    th.join().unwrap().unwrap();
+    assert!(!on_host.exists());
+    assert!(in_sandbox.is_dir(), "the agent's own lock stays");
+}

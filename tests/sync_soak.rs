@@ -169,7 +169,28 @@ fn refresh_works(mock: &MockOAuth, rt: &str) -> bool {
 
 #[test]
 fn soak_single_use_refresh_tokens_are_never_reused() {
-    let secs = soak_secs();
+    let (mock, _) = soak(soak_secs(), false);
+    assert_eq!(
+        mock.reuse_errors(),
+        0,
+        "a refresh token was presented twice"
+    );
+}
+
+/// The same with the host's own Claude refreshing the host file too: it
+/// and the sandboxes are coordinated only through airlock's mirroring of
+/// Claude's refresh lock (`docs/rotation.md` §5), so this shows it works.
+#[test]
+fn soak_with_an_active_host_agent() {
+    let (mock, _) = soak(soak_secs(), true);
+    assert_eq!(
+        mock.reuse_errors(),
+        0,
+        "a refresh token was presented twice"
+    );
+}
+
+fn soak(secs: u64, host_agent: bool) -> (MockOAuth, Arc<Counters>) {
     let mock = MockOAuth::start(Style::Claude, EXPIRES_IN_S);
     let root = tempfile::tempdir().unwrap();
     let layout = Layout {
@@ -242,7 +263,11 @@ fn soak_single_use_refresh_tokens_are_never_reused() {
         let mut stop_daemon = d.stop_handle();
         let mut watcher = s.spawn(move || d.run());
 
-        let agents: Vec<_> = dirs
+        let mut agent_dirs = dirs.clone();
+        if host_agent {
+            agent_dirs.push(host_dir.clone());
+        }
+        let agents: Vec<_> = agent_dirs
             .iter()
             .enumerate()
             .map(|(i, dir)| {
@@ -253,13 +278,17 @@ fn soak_single_use_refresh_tokens_are_never_reused() {
             .collect();
 
         // a third in: kill the watcher, keep it down for two refresh periods, restart
+        // (not with a host agent: nothing coordinates it with the sandboxes
+        // while no watcher runs)
         std::thread::sleep(total / 3);
-        stop_daemon.stop();
-        watcher.join().unwrap().unwrap();
-        std::thread::sleep(Duration::from_millis(2 * WINDOW_MS as u64 + 500));
-        let d = Daemon::new(layout.clone(), Some(backend), opts).unwrap();
-        stop_daemon = d.stop_handle();
-        watcher = s.spawn(move || d.run());
+        if !host_agent {
+            stop_daemon.stop();
+            watcher.join().unwrap().unwrap();
+            std::thread::sleep(Duration::from_millis(2 * WINDOW_MS as u64 + 500));
+            let d = Daemon::new(layout.clone(), Some(backend), opts).unwrap();
+            stop_daemon = d.stop_handle();
+            watcher = s.spawn(move || d.run());
+        }
 
         // two thirds in: the user logs in again on the host
         std::thread::sleep((total * 2 / 3).saturating_sub(start.elapsed()));
@@ -321,6 +350,7 @@ fn soak_single_use_refresh_tokens_are_never_reused() {
     );
     assert!(refresh_works(&mock, &host_rt) && refresh_works(&mock, &vault_rt));
     assert!(dirs.iter().all(|d| !d.exists()), "shared dirs removed");
+    (mock, c)
 }
 
 /// Control: the same agents on private copies (`--rotation copy`, or

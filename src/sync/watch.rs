@@ -13,14 +13,17 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
+use crate::sync::credential::AgentKind;
 use crate::sync::engine::{Outcome, Syncer};
 use crate::sync::registry::{Layout, list_sandboxes, open_lock, reap_dead};
+use crate::sync::truth::Truth;
 use crate::vault::Backend;
 
 /// How the watcher behaves.
@@ -44,6 +47,9 @@ impl Default for Options {
         }
     }
 }
+
+/// Claude Code's cross-process refresh lock in its config directory.
+pub const CLAUDE_REFRESH_LOCK: &str = ".oauth_refresh.lock";
 
 enum Msg {
     Fs(notify::Result<Event>),
@@ -73,6 +79,81 @@ enum Target {
     Registry,
 }
 
+/// Mirrors of Claude's refresh lock (see [`LockMirror::handle`]).
+#[derive(Debug, Default)]
+struct LockMirror {
+    /// A refresh lock → the same lock on the other side.
+    peers: HashMap<PathBuf, PathBuf>,
+    /// Refresh locks airlock created as mirrors.
+    mirrors: BTreeSet<PathBuf>,
+    /// Mirrors whose origin was released, to remove after the next sync.
+    releasing: Vec<PathBuf>,
+}
+
+impl LockMirror {
+    /// Mirrors Claude's refresh lock between the host's config directory
+    /// and the shared directory, so that the host's own Claude and the
+    /// sandboxes' exclude each other too (`docs/rotation.md` §5). Called on
+    /// the notify thread for every event path, without debounce: the race
+    /// it closes is milliseconds wide.
+    ///
+    /// `lock` is one side's `.oauth_refresh.lock` (a `proper-lockfile`
+    /// mkdir lock). While it exists, the peer lock exists too (created by
+    /// airlock, its mtime kept fresh); when it goes, airlock removes the
+    /// peer it created. Never touches a lock an agent created.
+    fn handle(&mut self, lock: &Path) {
+        let Some(peer) = self.peers.get(lock).cloned() else {
+            return;
+        };
+        if self.mirrors.contains(lock) {
+            // an event about our own mirror; if it vanished (broken as
+            // stale), forget it
+            if !lock.exists() {
+                self.mirrors.remove(lock);
+            }
+            return;
+        }
+        if lock.is_dir() {
+            match std::fs::create_dir(&peer) {
+                Ok(()) => {
+                    self.mirrors.insert(peer.clone());
+                    tracing::debug!(lock = %lock.display(), "refresh lock mirrored");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if self.mirrors.contains(&peer) {
+                        // taken again before we released: keep holding
+                        self.releasing.retain(|p| *p != peer);
+                        // the holder refreshed its lock's mtime: so do we
+                        if let Ok(f) = File::open(&peer) {
+                            let _ = f.set_modified(std::time::SystemTime::now());
+                        }
+                    } else {
+                        tracing::warn!(lock = %lock.display(), "a refresh started on the host and in a sandbox at the same moment");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(lock = %peer.display(), error = %e, "cannot mirror the refresh lock")
+                }
+            }
+        } else if self.mirrors.contains(&peer) && !self.releasing.contains(&peer) {
+            // Not yet: the holder has just written its new credential, and
+            // the other side must not take the lock before that credential
+            // reached it. The main loop releases after the next sync.
+            self.releasing.push(peer);
+        }
+    }
+
+    /// Removes the mirrors whose origin was released (called once the
+    /// credential written under the lock has been synced).
+    fn release(&mut self) {
+        for peer in std::mem::take(&mut self.releasing) {
+            self.mirrors.remove(&peer);
+            let _ = std::fs::remove_dir(&peer);
+            tracing::debug!(lock = %peer.display(), "mirrored refresh lock released");
+        }
+    }
+}
+
 /// The watcher process's state.
 pub struct Daemon<'a> {
     layout: Layout,
@@ -85,6 +166,8 @@ pub struct Daemon<'a> {
     watched: BTreeSet<PathBuf>,
     /// directory → [(file name, account key)]
     index: HashMap<PathBuf, Vec<(OsString, String)>>,
+    /// Claude refresh-lock mirroring, shared with the notify thread.
+    locks: Arc<Mutex<LockMirror>>,
     pending: BTreeMap<String, (Instant, Instant)>,
     registry_dirty: Option<Instant>,
     idle_since: Option<Instant>,
@@ -120,7 +203,17 @@ impl<'a> Daemon<'a> {
         }
         let (tx, rx) = mpsc::channel();
         let fs_tx = tx.clone();
-        let watcher = notify::recommended_watcher(move |res| {
+        let locks = Arc::new(Mutex::new(LockMirror::default()));
+        let cb_locks = locks.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
+            // Lock events are handled right here, on the thread that reads
+            // inotify, so that a busy sync cannot delay them.
+            if let Ok(ev) = &res {
+                let mut m = cb_locks.lock().unwrap_or_else(|e| e.into_inner());
+                for p in &ev.paths {
+                    m.handle(p);
+                }
+            }
             let _ = fs_tx.send(Msg::Fs(res));
         })
         .map_err(|e| Error::Other(format!("cannot start the file watcher: {e}")))?;
@@ -135,6 +228,7 @@ impl<'a> Daemon<'a> {
             tx,
             watched: BTreeSet::new(),
             index: HashMap::new(),
+            locks,
             pending: BTreeMap::new(),
             registry_dirty: None,
             idle_since: None,
@@ -223,6 +317,18 @@ impl<'a> Daemon<'a> {
                 }
             }
         }
+        let mut lock_peers = HashMap::new();
+        for (_, spec) in self.syncer.specs() {
+            if let (AgentKind::Claude, Truth::HostFile { path }) = (spec.kind()?, &spec.truth)
+                && let Some(host_dir) = path.parent()
+            {
+                let a = spec.shared_dir.join(CLAUDE_REFRESH_LOCK);
+                let b = host_dir.join(CLAUDE_REFRESH_LOCK);
+                lock_peers.insert(a.clone(), b.clone());
+                lock_peers.insert(b, a);
+            }
+        }
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).peers = lock_peers;
         let want: BTreeSet<PathBuf> = index
             .keys()
             .cloned()
@@ -274,6 +380,10 @@ impl<'a> Daemon<'a> {
             return;
         }
         for p in &ev.paths {
+            if p.file_name().is_some_and(|n| n == CLAUDE_REFRESH_LOCK) {
+                // handled on the notify thread
+                continue;
+            }
             let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
                 continue;
             };
@@ -385,6 +495,12 @@ impl<'a> Daemon<'a> {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.process_due()?;
+            if self.pending.is_empty() {
+                self.locks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .release();
+            }
             if let (Some(t), Some(l)) = (self.idle_since, self.opts.linger)
                 && t.elapsed() >= l
                 && list_sandboxes(&self.layout)?.is_empty()
@@ -399,6 +515,11 @@ impl<'a> Daemon<'a> {
 
 impl Drop for Daemon<'_> {
     fn drop(&mut self) {
+        let mirrors =
+            std::mem::take(&mut self.locks.lock().unwrap_or_else(|e| e.into_inner()).mirrors);
+        for m in mirrors {
+            let _ = std::fs::remove_dir(m);
+        }
         let _ = std::fs::remove_file(self.layout.daemon_pid());
     }
 }
