@@ -459,3 +459,65 @@ fn claude_refresh_lock_is_mirrored_between_host_and_sandboxes() {
     assert!(!on_host.exists());
     assert!(in_sandbox.is_dir(), "the agent's own lock stays");
 }
+
+#[test]
+fn a_changed_vault_record_reaches_running_sandboxes_after_a_kick() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        state: root.path().join("state"),
+        runtime: root.path().join("run"),
+    };
+    let vault = Vault::in_memory();
+    let id = CredentialId::new("claude", "work").unwrap();
+    let put = |rt: &str, exp: i64| {
+        vault
+            .put(Record {
+                id: id.clone(),
+                method: Method::Session,
+                secret: Secret::new(String::from_utf8(claude_doc(rt, exp)).unwrap()),
+                meta: Metadata::new("test"),
+            })
+            .unwrap()
+    };
+    put("rt-v1", 1_000);
+    let backend = vault.backend();
+    let r = Registration {
+        sandbox: "sb1".into(),
+        agent: "claude".into(),
+        account: "work".into(),
+        truth: Truth::Vault { id: id.clone() },
+        pid: None,
+        owner: None,
+    };
+    let dir = register_sandbox(&layout, Some(backend), r).unwrap();
+    let shared = dir.join(".credentials.json");
+    std::thread::scope(|s| {
+        let opts = Options {
+            linger: None,
+            ..Options::default()
+        };
+        let d = Daemon::new(layout.clone(), Some(backend), opts).unwrap();
+        let stop = d.stop_handle();
+        let th = s.spawn(move || d.run());
+        // `airlock add` stored a new login, then kicked the watcher
+        put("rt-v2", 2_000);
+        airlock::sync::kick(&layout, "claude", "work").unwrap();
+        wait_until(
+            "vault change reaches the sandbox",
+            Duration::from_secs(5),
+            || rt_of(&shared) == "rt-v2",
+        );
+        // and a sandbox refresh reaches the vault
+        agent_write_rename(&shared, &claude_doc("rt-v3", 3_000));
+        wait_until(
+            "sandbox refresh reaches the vault",
+            Duration::from_secs(5),
+            || {
+                let rec = backend.get(&id).unwrap().unwrap();
+                rec.secret.expose().contains("rt-v3")
+            },
+        );
+        stop.stop();
+        th.join().unwrap().unwrap();
+    });
+}
