@@ -3,12 +3,17 @@
 //! rewrites the credential file by temp file + rename and in place; the
 //! host truth follows, the other container sees it, stale and corrupt
 //! writes are rejected, a host re-login reaches both, and the host file
-//! keeps its mode, owner and unknown keys.
+//! keeps its mode, owner and unknown keys. And a soak: three containers
+//! whose busybox-sh agents refresh against the mock token server
+//! (single-use refresh tokens, `--network host`) every few seconds.
+//! `AIRLOCK_CONTAINER_SOAK_SECS` (default 30).
 //!
 //! Needs `AIRLOCK_TEST_DOCKER=1` / `AIRLOCK_TEST_PODMAN=1` (set by
 //! `eval "$(scripts/start-engines.sh)"`) and the test images.
 
 mod common;
+#[path = "support/mock_oauth.rs"]
+mod mock_oauth;
 
 use std::fs;
 use std::io::Write;
@@ -259,5 +264,172 @@ fn docker_containers_sync_through_a_shared_directory() {
 fn podman_containers_sync_through_a_shared_directory() {
     if common::require_real("AIRLOCK_TEST_PODMAN") {
         scenario("podman");
+    }
+}
+
+/// A Claude-style agent in busybox sh: refresh when `now + 3 s >= expiresAt`,
+/// under the mkdir lock `.oauth_refresh.lock`, re-reading the file after
+/// taking it and skipping the refresh when the token changed; temp file +
+/// rename. Arguments: token URL, end time (epoch s). Prints one line per
+/// refresh (`refreshed`, `resolved`, `FAILED`).
+const SHELL_AGENT: &str = r#"
+D=/run/airlock/claude; F=$D/.credentials.json; L=$D/.oauth_refresh.lock
+URL=$1; END=$2
+s() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
+n() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2"; }
+at=$(s accessToken $F); rt=$(s refreshToken $F); exp=$(n expiresAt $F)
+while [ "$(date +%s)" -lt "$END" ]; do
+  sleep 0.$((RANDOM % 3 + 1))
+  [ $(( $(date +%s) * 1000 + 3000 )) -lt "$exp" ] && continue
+  until mkdir $L 2>/dev/null; do sleep 0.0$((RANDOM % 5 + 1)); done
+  cur=$(s accessToken $F)
+  if [ -n "$cur" ] && [ "$cur" != "$at" ]; then
+    at=$cur; rt=$(s refreshToken $F); exp=$(n expiresAt $F); echo resolved
+  else
+    wget -q -O $D/.resp.$$ --header 'Content-Type: application/json' \
+      --post-data "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"$rt\"}" "$URL" 2>/dev/null
+    nat=$(s access_token $D/.resp.$$); nrt=$(s refresh_token $D/.resp.$$); ein=$(n expires_in $D/.resp.$$)
+    rm -f $D/.resp.$$
+    if [ -n "$nrt" ]; then
+      exp=$(( ($(date +%s) + ein) * 1000 ))
+      printf '{"claudeAiOauth":{"accessToken":"%s","refreshToken":"%s","expiresAt":%s,"scopes":["user:inference"]}}' "$nat" "$nrt" "$exp" > $D/.cred.tmp.$$
+      mv $D/.cred.tmp.$$ $F
+      at=$nat; rt=$nrt; echo refreshed
+    else
+      echo FAILED
+    fi
+  fi
+  rmdir $L
+done
+"#;
+
+/// Soak with real containers: three containers of one account run the
+/// shell agent against the mock token server (single-use refresh tokens)
+/// through the shared directory, while the watcher keeps the host file in
+/// step. Zero reused tokens; the host login is live at the end.
+fn container_soak(engine: &'static str) {
+    use mock_oauth::{MockOAuth, Style};
+    let secs: u64 = std::env::var("AIRLOCK_CONTAINER_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let mock = MockOAuth::start(Style::Claude, 6);
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(&base).unwrap();
+    let root = tempfile::tempdir_in(&base).unwrap();
+    let layout = Layout {
+        state: root.path().join("state/sync"),
+        runtime: root.path().join("run/sync"),
+    };
+    let host_dir = root.path().join("home/.claude");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host = host_dir.join(".credentials.json");
+    let login = mock.login();
+    let doc = json!({"claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
+        "expiresAt": login.expires_at_ms, "scopes": ["user:inference"]}, "keep": "me"});
+    fs::write(&host, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let as_root = fsutil::euid() == 0;
+    let mut dir = PathBuf::new();
+    for n in 0..3 {
+        dir = register_sandbox(
+            &layout,
+            None,
+            Registration {
+                sandbox: format!("soak{n}"),
+                agent: "claude".into(),
+                account: "work".into(),
+                truth: Truth::HostFile { path: host.clone() },
+                pid: None,
+                owner: as_root.then_some((1000, 1000)),
+            },
+        )
+        .unwrap();
+    }
+    let d = Daemon::new(
+        layout.clone(),
+        None,
+        Options {
+            linger: None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let stop = d.stop_handle();
+    let th = std::thread::spawn(move || d.run());
+
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + secs;
+    let tag = format!("airlock-sync-soak-{}-{engine}", std::process::id());
+    let names: Vec<String> = (0..3).map(|n| format!("{tag}-{n}")).collect();
+    for name in &names {
+        let _ = Command::new(engine).args(["rm", "-f", name]).output();
+        let out = Command::new(engine)
+            .args([
+                "run",
+                "-d",
+                "--network",
+                "host",
+                "--user",
+                "1000:1000",
+                "--name",
+            ])
+            .arg(name)
+            .arg("-v")
+            .arg(format!("{}:{MOUNT}", dir.display()))
+            .args([IMAGE, "sh", "-c", SHELL_AGENT, "agent"])
+            .arg(mock.url())
+            .arg(end.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{engine} run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut logs = String::new();
+    for name in &names {
+        let _ = Command::new(engine).args(["wait", name]).output();
+        let out = Command::new(engine).args(["logs", name]).output().unwrap();
+        logs.push_str(&String::from_utf8_lossy(&out.stdout));
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+        let _ = Command::new(engine).args(["rm", "-f", name]).output();
+    }
+    for n in 0..3 {
+        unregister(&layout, None, &format!("soak{n}")).unwrap();
+    }
+    stop.stop();
+    th.join().unwrap().unwrap();
+
+    let refreshed = logs.matches("refreshed").count();
+    let resolved = logs.matches("resolved").count();
+    eprintln!(
+        "{engine} container soak {secs}s: {refreshed} refreshes, {resolved} resolved by re-read; server: {} refreshes, {} reuse errors",
+        mock.refreshes(),
+        mock.reuse_errors()
+    );
+    assert_eq!(mock.reuse_errors(), 0, "reused refresh token:\n{logs}");
+    assert!(!logs.contains("FAILED"), "{logs}");
+    assert!(refreshed as u64 >= secs / 6, "too few refreshes:\n{logs}");
+    let v: Value = serde_json::from_slice(&fs::read(&host).unwrap()).unwrap();
+    assert_eq!(v["keep"], "me");
+    let rt = v["claudeAiOauth"]["refreshToken"].as_str().unwrap();
+    assert!(mock.is_live(rt), "host login not live at the end");
+}
+
+#[test]
+fn docker_soak_with_agents_refreshing_in_containers() {
+    if common::require_real("AIRLOCK_TEST_DOCKER") {
+        container_soak("docker");
+    }
+}
+
+#[test]
+fn podman_soak_with_agents_refreshing_in_containers() {
+    if common::require_real("AIRLOCK_TEST_PODMAN") {
+        container_soak("podman");
     }
 }
