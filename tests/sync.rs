@@ -521,3 +521,113 @@ fn a_changed_vault_record_reaches_running_sandboxes_after_a_kick() {
         th.join().unwrap().unwrap();
     });
 }
+
+fn jwt(payload: Value) -> String {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.sig",
+        b.encode(br#"{"alg":"none"}"#),
+        b.encode(payload.to_string())
+    )
+}
+
+fn other_agent_env(
+    agent: &str,
+    file: &str,
+    host: &Value,
+) -> (tempfile::TempDir, Layout, PathBuf, AccountSpec) {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        state: root.path().join("state"),
+        runtime: root.path().join("run"),
+    };
+    let host_dir = root.path().join("home/agent");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host_file = host_dir.join(file);
+    fs::write(&host_file, serde_json::to_vec_pretty(host).unwrap()).unwrap();
+    let r = Registration {
+        sandbox: "sb1".into(),
+        agent: agent.into(),
+        account: "default".into(),
+        truth: Truth::HostFile {
+            path: host_file.clone(),
+        },
+        pid: None,
+        owner: None,
+    };
+    let dir = register_sandbox(&layout, None, r).unwrap();
+    let spec = AccountSpec {
+        agent: agent.into(),
+        account: "default".into(),
+        truth: Truth::HostFile {
+            path: host_file.clone(),
+        },
+        shared_dir: dir,
+    };
+    (root, layout, host_file, spec)
+}
+
+#[test]
+fn codex_sessions_compare_by_access_token_exp() {
+    let id = jwt(json!({"email": "a@b"}));
+    let host = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 1_000})), "refresh_token": "rt_1", "account_id": "acc"},
+        "last_refresh": "2026-11-22T10:00:00Z", "zz_host": true});
+    let (_root, _layout, host_file, spec) = other_agent_env("codex", "auth.json", &host);
+    let shared = spec.shared_dir.join("auth.json");
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec).unwrap();
+    // Codex itself drops unknown keys when it rewrites auth.json
+    let refreshed = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 2_000})), "refresh_token": "rt_2", "account_id": "acc"},
+        "last_refresh": "2026-11-22T11:00:00Z"});
+    fs::write(&shared, serde_json::to_vec_pretty(&refreshed).unwrap()).unwrap();
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToTruth { .. }));
+    let v: Value = serde_json::from_slice(&fs::read(&host_file).unwrap()).unwrap();
+    assert_eq!(v["tokens"]["refresh_token"], "rt_2");
+    assert_eq!(v["last_refresh"], "2026-11-22T11:00:00Z");
+    assert_eq!(v["zz_host"], true);
+    assert!(v["OPENAI_API_KEY"].is_null());
+    // an older exp loses even with a later last_refresh
+    let mut stale = refreshed.clone();
+    stale["tokens"]["access_token"] = json!(jwt(json!({"exp": 1_500})));
+    stale["tokens"]["refresh_token"] = json!("rt_old");
+    stale["last_refresh"] = json!("2026-11-22T12:00:00Z");
+    fs::write(&shared, serde_json::to_vec_pretty(&stale).unwrap()).unwrap();
+    s.sync(&k).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(&host_file).unwrap()).unwrap();
+    assert_eq!(v["tokens"]["refresh_token"], "rt_2");
+}
+
+#[test]
+fn gemini_write_that_lost_its_refresh_token_is_rejected() {
+    let host = json!({"access_token": "ya29.a", "refresh_token": "1//keep", "scope": "s",
+        "token_type": "Bearer", "expiry_date": 1_000});
+    let (_root, _layout, host_file, spec) = other_agent_env("gemini", "oauth_creds.json", &host);
+    let shared = spec.shared_dir.join("oauth_creds.json");
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec).unwrap();
+    assert_eq!(s.sync(&k).unwrap(), Outcome::Unchanged);
+    // gemini-cli#21691: a refresh written without refresh_token
+    fs::write(
+        &shared,
+        br#"{"access_token":"ya29.b","expiry_date":2000,"token_type":"Bearer"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        s.sync(&k).unwrap(),
+        Outcome::IgnoredShared(Rejection::NoRefreshToken)
+    );
+    let v: Value = serde_json::from_slice(&fs::read(&host_file).unwrap()).unwrap();
+    assert_eq!(v["refresh_token"], "1//keep");
+    // a complete one goes through
+    fs::write(&shared, br#"{"access_token":"ya29.c","refresh_token":"1//keep","expiry_date":3000,"token_type":"Bearer"}"#).unwrap();
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToTruth { .. }));
+    let v: Value = serde_json::from_slice(&fs::read(&host_file).unwrap()).unwrap();
+    assert_eq!(v["access_token"], "ya29.c");
+    assert_eq!(
+        v["scope"], "s",
+        "a field the sandbox's write lacked is kept"
+    );
+}

@@ -76,53 +76,30 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
 }
 
 fn status(layout: &Layout, json: bool) -> Result<()> {
-    let sandboxes = sync::list_sandboxes(layout)?;
-    let mut accounts: Vec<sync::SyncStatus> = Vec::new();
-    for e in &sandboxes {
-        let key = e.spec.key();
-        if accounts
-            .iter()
-            .any(|s| sync::engine::account_key(&s.agent, &s.account) == key)
-        {
-            continue;
-        }
-        let st =
-            sync::engine::read_status(&layout.accounts_dir(), &key).unwrap_or(sync::SyncStatus {
-                agent: e.spec.agent.clone(),
-                account: e.spec.account.clone(),
-                truth: e.spec.truth.to_string(),
-                last_sync: None,
-                direction: None,
-                expiry: None,
-                last_rejected: None,
-            });
-        accounts.push(st);
-    }
-    let running = sync::daemon_running(layout);
+    let r = sync::report(layout)?;
     if json {
-        let v = serde_json::json!({
-            "watcher_running": running,
-            "sandboxes": sandboxes,
-            "accounts": accounts,
-        });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         return Ok(());
     }
     println!(
         "watcher: {}",
-        if running { "running" } else { "not running" }
+        if r.watcher_running {
+            "running"
+        } else {
+            "not running"
+        }
     );
-    if sandboxes.is_empty() {
+    if r.sandboxes.is_empty() {
         println!("no sandbox is registered for sync");
         return Ok(());
     }
-    for e in &sandboxes {
+    for e in &r.sandboxes {
         println!(
             "sandbox {}: {}:{} ({})",
             e.sandbox, e.spec.agent, e.spec.account, e.spec.truth
         );
     }
-    for s in &accounts {
+    for s in &r.accounts {
         let last = s
             .last_sync
             .map(|t| format!("{t} ({})", s.direction.as_deref().unwrap_or("?")))

@@ -175,15 +175,11 @@ impl Parsed {
                 _ => None,
             })
             .unwrap_or_default();
+        // A key the new document lacks keeps the target's value: agents
+        // have been known to drop fields on write (gemini-cli#21691).
         for key in credential_keys(self.kind) {
-            match self.doc.get(*key) {
-                Some(v) => {
-                    out.insert((*key).to_owned(), v.clone());
-                }
-                None if *key != "auth_mode" => {
-                    out.remove(*key);
-                }
-                None => {}
+            if let Some(v) = self.doc.get(*key) {
+                out.insert((*key).to_owned(), v.clone());
             }
         }
         let v = Value::Object(out);

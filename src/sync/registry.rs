@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, FileLock};
 use crate::paths::Paths;
-use crate::sync::engine::{AccountSpec, Outcome, Syncer, account_key};
+use crate::sync::engine::{AccountSpec, Outcome, SyncStatus, Syncer, account_key, read_status};
 use crate::sync::truth::Truth;
 use crate::vault::{Backend, validate_name};
 
@@ -153,6 +153,15 @@ pub fn register_sandbox(
     let key = s.add(spec.clone())?;
     let outcome = s.sync(&key)?;
     tracing::info!(account = %key, sandbox = %reg.sandbox, %outcome, "registered");
+    if kind == crate::sync::AgentKind::Codex
+        && let Some(Ok(p)) = crate::sync::truth::read_file(&dir.join(kind.file_name()))?
+            .map(|b| crate::sync::credential::parse(kind, &b))
+        && p.expiry <= Timestamp::now() + jiff::SignedDuration::from_mins(5)
+    {
+        // docs/rotation.md §5, residual 1: Codex does not lock around its
+        // refresh request, and every sandbox starting now will refresh.
+        tracing::warn!(account = %key, "this Codex session is due for refresh: Codex sandboxes starting together may refresh at once and invalidate each other; start one first and let it refresh");
+    }
     let file = dir.join(kind.file_name());
     if !file.exists() {
         return Err(Error::invalid(
@@ -316,6 +325,49 @@ pub fn list_sandboxes(layout: &Layout) -> Result<Vec<SandboxEntry>> {
         .collect();
     out.sort_by(|a, b| a.sandbox.cmp(&b.sandbox));
     Ok(out)
+}
+
+/// What `airlock status` shows about sync (no secret): whether the watcher
+/// runs, the registered sandboxes, and each used account's last sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// A watcher holds the daemon lock.
+    pub watcher_running: bool,
+    /// Registered sandboxes.
+    pub sandboxes: Vec<SandboxEntry>,
+    /// One entry per account in use.
+    pub accounts: Vec<SyncStatus>,
+}
+
+/// Builds the [`Report`] from the state directory.
+pub fn report(layout: &Layout) -> Result<Report> {
+    let sandboxes = list_sandboxes(layout)?;
+    let mut accounts: Vec<SyncStatus> = Vec::new();
+    for e in &sandboxes {
+        let key = e.spec.key();
+        if accounts
+            .iter()
+            .any(|s| account_key(&s.agent, &s.account) == key)
+        {
+            continue;
+        }
+        accounts.push(
+            read_status(&layout.accounts_dir(), &key).unwrap_or_else(|| SyncStatus {
+                agent: e.spec.agent.clone(),
+                account: e.spec.account.clone(),
+                truth: e.spec.truth.to_string(),
+                last_sync: None,
+                direction: None,
+                expiry: None,
+                last_rejected: None,
+            }),
+        );
+    }
+    Ok(Report {
+        watcher_running: daemon_running(layout),
+        sandboxes,
+        accounts,
+    })
 }
 
 /// Tells a running watcher that an account's truth changed (for example
