@@ -631,3 +631,33 @@ fn gemini_write_that_lost_its_refresh_token_is_rejected() {
         "a field the sandbox's write lacked is kept"
     );
 }
+
+#[test]
+fn the_watcher_notices_a_sandbox_process_exit_without_an_event() {
+    let e = env();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut r = reg(&e, "sb1");
+    r.pid = Some(child.id());
+    let dir = register_sandbox(&e.layout, None, r).unwrap();
+    let (_stop, th) = start_daemon(&e.layout, Some(Duration::from_millis(100)));
+    std::thread::sleep(Duration::from_millis(200));
+    // a refresh the sandbox made just before it died (the watcher syncs it)
+    agent_write_rename(
+        &dir.join(".credentials.json"),
+        &claude_doc("rt-last", 8_000_000),
+    );
+    wait_until("synced", Duration::from_secs(5), || {
+        rt_of(&e.host_file) == "rt-last"
+    });
+    assert!(!th.is_finished());
+    // `airlock run` is killed: no unregister call
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("watcher exit", Duration::from_secs(5), || th.is_finished());
+    th.join().unwrap().unwrap();
+    assert!(!dir.exists(), "dead sandbox unregistered");
+    assert!(list_sandboxes(&e.layout).unwrap().is_empty());
+}

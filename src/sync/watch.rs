@@ -53,6 +53,8 @@ pub const CLAUDE_REFRESH_LOCK: &str = ".oauth_refresh.lock";
 
 enum Msg {
     Fs(notify::Result<Event>),
+    /// A registered sandbox's process exited.
+    Exited,
     Stop,
 }
 
@@ -168,6 +170,8 @@ pub struct Daemon<'a> {
     index: HashMap<PathBuf, Vec<(OsString, String)>>,
     /// Claude refresh-lock mirroring, shared with the notify thread.
     locks: Arc<Mutex<LockMirror>>,
+    /// Sandbox processes whose exit is being waited for.
+    pids: BTreeSet<u32>,
     pending: BTreeMap<String, (Instant, Instant)>,
     registry_dirty: Option<Instant>,
     idle_since: Option<Instant>,
@@ -229,6 +233,7 @@ impl<'a> Daemon<'a> {
             watched: BTreeSet::new(),
             index: HashMap::new(),
             locks,
+            pids: BTreeSet::new(),
             pending: BTreeMap::new(),
             registry_dirty: None,
             idle_since: None,
@@ -267,6 +272,11 @@ impl<'a> Daemon<'a> {
         }
         let entries = list_sandboxes(&self.layout)?;
         let mut specs = BTreeMap::new();
+        for pid in entries.iter().filter_map(|e| e.pid) {
+            if self.pids.insert(pid) {
+                watch_exit(pid, self.tx.clone());
+            }
+        }
         for e in entries {
             specs.insert(e.spec.key(), e.spec);
         }
@@ -480,12 +490,18 @@ impl<'a> Daemon<'a> {
             };
             match msg {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Exited) => {
+                    self.registry_dirty.get_or_insert_with(Instant::now);
+                }
                 Ok(Msg::Fs(Ok(ev))) => {
                     self.route(ev);
                     // Drain what is already queued before sleeping again.
                     while let Ok(m) = self.rx.try_recv() {
                         match m {
                             Msg::Stop => return Ok(()),
+                            Msg::Exited => {
+                                self.registry_dirty.get_or_insert_with(Instant::now);
+                            }
                             Msg::Fs(Ok(ev)) => self.route(ev),
                             Msg::Fs(Err(e)) => tracing::warn!(error = %e, "watch error"),
                         }
@@ -521,6 +537,57 @@ impl Drop for Daemon<'_> {
             let _ = std::fs::remove_dir(m);
         }
         let _ = std::fs::remove_file(self.layout.daemon_pid());
+    }
+}
+
+/// Tells the daemon when process `pid` exits, without polling: a small
+/// thread blocks in `poll(2)` on a pidfd (Linux 5.3+). Elsewhere, or when
+/// pidfds are unavailable, dead sandboxes are found at the next registry
+/// change instead.
+fn watch_exit(pid: u32, tx: Sender<Msg>) {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(p) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p, 0) };
+        let Ok(fd) = i32::try_from(fd) else {
+            return;
+        };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let spawned = std::thread::Builder::new()
+            .name(format!("pid-{pid}"))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                let mut pfd = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                loop {
+                    // SAFETY: one valid pollfd, infinite timeout.
+                    let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+                    if r > 0
+                        || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                    {
+                        break;
+                    }
+                }
+                let _ = tx.send(Msg::Exited);
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot wait for a sandbox process");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pid, tx);
     }
 }
 
