@@ -45,8 +45,8 @@ pub fn real_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// Atomically replaces `path` with `bytes`, keeping its mode, owner and
-/// group (a new file gets mode 0600 and our ownership). Follows a symbolic
-/// link at `path`.
+/// group (a new file gets mode 0600 and its directory's owner, when we may
+/// give it away). Follows a symbolic link at `path`.
 pub fn write_preserving(path: &Path, bytes: &[u8]) -> Result<()> {
     let path = real_path(path)?;
     let old = fs::metadata(&path).ok();
@@ -64,9 +64,14 @@ pub fn write_preserving(path: &Path, bytes: &[u8]) -> Result<()> {
             opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let mut f = opts.open(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        // A new file takes its directory's owner (a shared directory belongs
+        // to the sandbox user) and mode 0600.
+        let owner_md = old.clone().or_else(|| fs::metadata(&dir).ok());
+        #[cfg(not(unix))]
+        let _ = &owner_md;
         #[cfg(unix)]
-        if let Some(md) = &old {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if let Some(md) = &owner_md {
+            use std::os::unix::fs::MetadataExt;
             if md.uid() != fsutil::euid() || md.gid() != egid() {
                 // Only root (or CAP_CHOWN) may give a file away; without that
                 // the file keeps our ownership and the mode below still applies.
@@ -74,6 +79,10 @@ pub fn write_preserving(path: &Path, bytes: &[u8]) -> Result<()> {
                     tracing::debug!(file = %path.display(), error = %e, "could not keep the owner");
                 }
             }
+        }
+        #[cfg(unix)]
+        if let Some(md) = &old {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             f.set_permissions(fs::Permissions::from_mode(md.mode() & 0o7777))
                 .map_err(|e| Error::io("set permissions on", &tmp, e))?;
         }
@@ -242,6 +251,20 @@ mod tests {
         write_preserving(&f, b"new").unwrap();
         let md = fs::metadata(&f).unwrap();
         assert_eq!((md.uid(), md.gid()), (1234, 4321));
+    }
+
+    #[test]
+    fn a_new_file_takes_the_directory_owner() {
+        if fsutil::euid() != 0 {
+            eprintln!("skipping: needs root to chown");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(d.path(), Some(1000), Some(1000)).unwrap();
+        let f = d.path().join("new");
+        write_preserving(&f, b"x").unwrap();
+        let md = fs::metadata(&f).unwrap();
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o777), (1000, 1000, 0o600));
     }
 
     #[test]
