@@ -364,10 +364,20 @@ pub fn read_status(dir: &Path, key: &str) -> Option<SyncStatus> {
     serde_json::from_slice(&b).ok()
 }
 
+/// Status is informational: written atomically (readers never see half a
+/// file) but without `fsync`, which would slow every sync for nothing.
 fn write_status(dir: &Path, key: &str, s: &SyncStatus) {
     let r = fsutil::ensure_private_dir(dir).and_then(|()| {
         let json = serde_json::to_vec_pretty(s).unwrap_or_default();
-        fsutil::write_atomic(&dir.join(format!("{key}.json")), &json, 0o600)
+        let path = dir.join(format!("{key}.json"));
+        let tmp = fsutil::temp_name(&path);
+        let res = std::fs::write(&tmp, &json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| crate::error::Error::io("write", &path, e));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
     });
     if let Err(e) = r {
         tracing::warn!(error = %e, "could not record the sync status");
