@@ -108,20 +108,14 @@ impl TestContext {
     /// Filters for insta: this context's paths, then timestamps.
     pub fn filters(&self) -> Vec<(String, String)> {
         let mut f = vec![
-            (
-                regex_escape(&self.root.path().display().to_string()),
-                "[ROOT]".to_string(),
-            ),
+            (regex_escape(&self.root.path().display().to_string()), "[ROOT]".to_string()),
             (
                 r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)".to_string(),
                 "[TIME]".to_string(),
             ),
             (CANARY.to_string(), "[CANARY-LEAKED]".to_string()),
         ];
-        f.push((
-            regex_escape(env!("CARGO_BIN_EXE_airlock")),
-            "[AIRLOCK]".into(),
-        ));
+        f.push((regex_escape(env!("CARGO_BIN_EXE_airlock")), "[AIRLOCK]".into()));
         f
     }
 }
