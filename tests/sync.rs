@@ -661,3 +661,19 @@ fn the_watcher_notices_a_sandbox_process_exit_without_an_event() {
     assert!(!dir.exists(), "dead sandbox unregistered");
     assert!(list_sandboxes(&e.layout).unwrap().is_empty());
 }
+
+#[test]
+fn a_guard_hands_back_on_drop() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    {
+        let _g = airlock::sync::Guard::new(&e.layout, None, "sb1");
+        agent_write_rename(
+            &dir.join(".credentials.json"),
+            &claude_doc("rt-guard", 9_000_000),
+        );
+        // `airlock run` fails here: the guard still hands back
+    }
+    assert_eq!(rt_of(&e.host_file), "rt-guard");
+    assert!(!dir.exists());
+}

@@ -38,7 +38,7 @@ pub mod write;
 pub use credential::{AgentKind, Parsed, Rejection};
 pub use engine::{AccountSpec, Outcome, SyncStatus, Syncer};
 pub use registry::{
-    Layout, Registration, Report, SandboxEntry, daemon_running, ensure_daemon, kick,
+    Guard, Layout, Registration, Report, SandboxEntry, daemon_running, ensure_daemon, kick,
     list_sandboxes, register_sandbox, report, unregister,
 };
 pub use truth::Truth;

@@ -283,6 +283,45 @@ fn remove_shared_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Unregisters a sandbox when dropped (hand-back included), so that every
+/// exit path of `airlock run` (errors, panics unwinding) hands the session
+/// back. Errors are logged, never raised from `drop`.
+#[derive(Debug)]
+pub struct Guard<'a> {
+    layout: Layout,
+    vault: Option<&'a dyn Backend>,
+    sandbox: String,
+    armed: bool,
+}
+
+impl<'a> Guard<'a> {
+    /// A guard for a registered sandbox.
+    pub fn new(layout: &Layout, vault: Option<&'a dyn Backend>, sandbox: &str) -> Self {
+        Guard {
+            layout: layout.clone(),
+            vault,
+            sandbox: sandbox.to_owned(),
+            armed: true,
+        }
+    }
+
+    /// Unregisters now and reports the result.
+    pub fn finish(mut self) -> Result<Option<Outcome>> {
+        self.armed = false;
+        unregister(&self.layout, self.vault, &self.sandbox)
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(e) = unregister(&self.layout, self.vault, &self.sandbox)
+        {
+            tracing::warn!(sandbox = %self.sandbox, error = %e, "could not hand the session back");
+        }
+    }
+}
+
 /// Unregisters sandboxes whose process is gone (crashed `airlock run`).
 /// Returns their ids.
 pub fn reap_dead(layout: &Layout, vault: Option<&dyn Backend>) -> Result<Vec<String>> {
