@@ -174,7 +174,15 @@ fn bench_write_to_truth_latency_and_idle_watcher() {
     let _ = child.kill();
     let _ = child.wait();
 
-    println!("sync benchmark ({ACCOUNTS} registered accounts, {samples} samples)");
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "sync benchmark ({ACCOUNTS} registered accounts, {samples} samples, {} CPUs, load {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "  write -> host truth: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (goal p99 <= 50 ms)",
         ms(pct(0.50)),
