@@ -677,3 +677,29 @@ fn a_guard_hands_back_on_drop() {
     assert_eq!(rt_of(&e.host_file), "rt-guard");
     assert!(!dir.exists());
 }
+
+#[test]
+fn a_shared_dir_recreated_at_once_is_watched_again() {
+    let e = env();
+    register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    register_sandbox(&e.layout, None, reg(&e, "keep")).unwrap();
+    let (stop, th) = start_daemon(&e.layout, None);
+    std::thread::sleep(Duration::from_millis(100));
+    unregister(&e.layout, None, "keep").unwrap();
+    // the last sandbox leaves and a new one of the same account arrives
+    // within one debounce period: the directory is a new one
+    unregister(&e.layout, None, "sb1").unwrap();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb2")).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    agent_write_rename(
+        &dir.join(".credentials.json"),
+        &claude_doc("rt-new-dir", 9_000_000),
+    );
+    wait_until(
+        "write in the new dir reaches host",
+        Duration::from_secs(5),
+        || rt_of(&e.host_file) == "rt-new-dir",
+    );
+    stop.stop();
+    th.join().unwrap().unwrap();
+}

@@ -165,7 +165,10 @@ pub struct Daemon<'a> {
     watcher: RecommendedWatcher,
     rx: Receiver<Msg>,
     tx: Sender<Msg>,
-    watched: BTreeSet<PathBuf>,
+    /// Watched directories and the identity (device, inode) they had when
+    /// the watch was set: a directory removed and created again (the last
+    /// sandbox of an account left and a new one came) needs a new watch.
+    watched: BTreeMap<PathBuf, (u64, u64)>,
     /// directory → [(file name, account key)]
     index: HashMap<PathBuf, Vec<(OsString, String)>>,
     /// Claude refresh-lock mirroring, shared with the notify thread.
@@ -230,7 +233,7 @@ impl<'a> Daemon<'a> {
             watcher,
             rx,
             tx,
-            watched: BTreeSet::new(),
+            watched: BTreeMap::new(),
             index: HashMap::new(),
             locks,
             pids: BTreeSet::new(),
@@ -251,13 +254,24 @@ impl<'a> Daemon<'a> {
     }
 
     fn watch(&mut self, dir: &Path) -> Result<()> {
-        if self.watched.contains(dir) {
-            return Ok(());
+        let id = dir_identity(dir);
+        if let Some(old) = self.watched.get(dir) {
+            if Some(*old) == id {
+                return Ok(());
+            }
+            let _ = self.watcher.unwatch(dir);
+            self.watched.remove(dir);
         }
+        let Some(id) = id else {
+            return Err(Error::Other(format!(
+                "cannot watch {}: it does not exist",
+                dir.display()
+            )));
+        };
         self.watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| Error::Other(format!("cannot watch {}: {e}", dir.display())))?;
-        self.watched.insert(dir.to_path_buf());
+        self.watched.insert(dir.to_path_buf(), id);
         Ok(())
     }
 
@@ -344,7 +358,12 @@ impl<'a> Daemon<'a> {
             .cloned()
             .chain([self.layout.sandboxes_dir(), self.layout.kick_dir()])
             .collect();
-        let stale: Vec<PathBuf> = self.watched.difference(&want).cloned().collect();
+        let stale: Vec<PathBuf> = self
+            .watched
+            .keys()
+            .filter(|d| !want.contains(*d))
+            .cloned()
+            .collect();
         for d in stale {
             let _ = self.watcher.unwatch(&d);
             self.watched.remove(&d);
@@ -390,6 +409,14 @@ impl<'a> Daemon<'a> {
             return;
         }
         for p in &ev.paths {
+            if matches!(ev.kind, EventKind::Remove(_)) && self.watched.contains_key(p) {
+                // A watched directory itself went away (the last sandbox of
+                // an account left): its watch is gone; if the directory
+                // comes back (a new sandbox), the rescan watches it again.
+                self.watched.remove(p);
+                self.registry_dirty.get_or_insert_with(Instant::now);
+                continue;
+            }
             if p.file_name().is_some_and(|n| n == CLAUDE_REFRESH_LOCK) {
                 // handled on the notify thread
                 continue;
@@ -537,6 +564,21 @@ impl Drop for Daemon<'_> {
             let _ = std::fs::remove_dir(m);
         }
         let _ = std::fs::remove_file(self.layout.daemon_pid());
+    }
+}
+
+/// (device, inode) of a directory, or `None` when it does not exist.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    let md = std::fs::metadata(dir).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((md.dev(), md.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = md;
+        Some((0, 0))
     }
 }
 
