@@ -55,6 +55,9 @@ enum Msg {
     Fs(notify::Result<Event>),
     /// A registered sandbox's process exited.
     Exited,
+    /// Mirrored locks up to this sequence number may be released once the
+    /// events before this message have been synced.
+    Release(u64),
     Stop,
 }
 
@@ -89,7 +92,9 @@ struct LockMirror {
     /// Refresh locks airlock created as mirrors.
     mirrors: BTreeSet<PathBuf>,
     /// Mirrors whose origin was released, to remove after the next sync.
-    releasing: Vec<PathBuf>,
+    releasing: Vec<(u64, PathBuf)>,
+    /// Sequence numbers for `releasing`.
+    seq: u64,
 }
 
 impl LockMirror {
@@ -103,17 +108,15 @@ impl LockMirror {
     /// mkdir lock). While it exists, the peer lock exists too (created by
     /// airlock, its mtime kept fresh); when it goes, airlock removes the
     /// peer it created. Never touches a lock an agent created.
-    fn handle(&mut self, lock: &Path) {
-        let Some(peer) = self.peers.get(lock).cloned() else {
-            return;
-        };
+    fn handle(&mut self, lock: &Path) -> Option<u64> {
+        let peer = self.peers.get(lock).cloned()?;
         if self.mirrors.contains(lock) {
             // an event about our own mirror; if it vanished (broken as
             // stale), forget it
             if !lock.exists() {
                 self.mirrors.remove(lock);
             }
-            return;
+            return None;
         }
         if lock.is_dir() {
             match std::fs::create_dir(&peer) {
@@ -124,7 +127,7 @@ impl LockMirror {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if self.mirrors.contains(&peer) {
                         // taken again before we released: keep holding
-                        self.releasing.retain(|p| *p != peer);
+                        self.releasing.retain(|(_, p)| *p != peer);
                         // the holder refreshed its lock's mtime: so do we
                         if let Ok(f) = File::open(&peer) {
                             let _ = f.set_modified(std::time::SystemTime::now());
@@ -137,18 +140,26 @@ impl LockMirror {
                     tracing::warn!(lock = %peer.display(), error = %e, "cannot mirror the refresh lock")
                 }
             }
-        } else if self.mirrors.contains(&peer) && !self.releasing.contains(&peer) {
+        } else if self.mirrors.contains(&peer) && !self.releasing.iter().any(|(_, p)| *p == peer) {
             // Not yet: the holder has just written its new credential, and
             // the other side must not take the lock before that credential
-            // reached it. The main loop releases after the next sync.
-            self.releasing.push(peer);
+            // reached it. The main loop releases after syncing every event
+            // received before this one (see `Msg::Release`).
+            self.seq += 1;
+            self.releasing.push((self.seq, peer));
+            return Some(self.seq);
         }
+        None
     }
 
-    /// Removes the mirrors whose origin was released (called once the
-    /// credential written under the lock has been synced).
-    fn release(&mut self) {
-        for peer in std::mem::take(&mut self.releasing) {
+    /// Removes the mirrors queued up to `upto` whose origin was released
+    /// (called once the credential written under the lock has been synced).
+    fn release(&mut self, upto: u64) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.releasing)
+            .into_iter()
+            .partition(|(n, _)| *n <= upto);
+        self.releasing = later;
+        for (_, peer) in now {
             self.mirrors.remove(&peer);
             let _ = std::fs::remove_dir(&peer);
             tracing::debug!(lock = %peer.display(), "mirrored refresh lock released");
@@ -215,13 +226,17 @@ impl<'a> Daemon<'a> {
         let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
             // Lock events are handled right here, on the thread that reads
             // inotify, so that a busy sync cannot delay them.
+            let mut release = None;
             if let Ok(ev) = &res {
                 let mut m = cb_locks.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &ev.paths {
-                    m.handle(p);
+                    release = m.handle(p).or(release);
                 }
             }
             let _ = fs_tx.send(Msg::Fs(res));
+            if let Some(n) = release {
+                let _ = fs_tx.send(Msg::Release(n));
+            }
         })
         .map_err(|e| Error::Other(format!("cannot start the file watcher: {e}")))?;
         let syncer = Syncer::new(vault, Some(layout.accounts_dir()));
@@ -508,6 +523,7 @@ impl<'a> Daemon<'a> {
         // rescan; a restart therefore picks up anything written while no
         // watcher ran.
         tracing::info!(accounts = self.syncer.specs().count(), "watching");
+        let mut release_upto = 0u64;
         loop {
             let msg = match self.next_deadline() {
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -520,6 +536,7 @@ impl<'a> Daemon<'a> {
                 Ok(Msg::Exited) => {
                     self.registry_dirty.get_or_insert_with(Instant::now);
                 }
+                Ok(Msg::Release(n)) => release_upto = release_upto.max(n),
                 Ok(Msg::Fs(Ok(ev))) => {
                     self.route(ev);
                     // Drain what is already queued before sleeping again.
@@ -529,6 +546,7 @@ impl<'a> Daemon<'a> {
                             Msg::Exited => {
                                 self.registry_dirty.get_or_insert_with(Instant::now);
                             }
+                            Msg::Release(n) => release_upto = release_upto.max(n),
                             Msg::Fs(Ok(ev)) => self.route(ev),
                             Msg::Fs(Err(e)) => tracing::warn!(error = %e, "watch error"),
                         }
@@ -538,11 +556,11 @@ impl<'a> Daemon<'a> {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.process_due()?;
-            if self.pending.is_empty() {
+            if self.pending.is_empty() && release_upto > 0 {
                 self.locks
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .release();
+                    .release(release_upto);
             }
             if let (Some(t), Some(l)) = (self.idle_since, self.opts.linger)
                 && t.elapsed() >= l
