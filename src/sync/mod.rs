@@ -21,12 +21,16 @@
 //!
 //! ```text
 //! let layout = sync::Layout::new(&paths);
-//! let dir = sync::register_sandbox(&layout, Some(&*vault), Registration { .. })?;
+//! let dir = sync::register_sandbox(&layout, Some(vault.backend()), Registration { .. })?;
+//! let guard = sync::Guard::new(&layout, Some(vault.backend()), &sandbox_id);
 //! // mount `dir` read-write, as a directory, at the agent's config dir
 //! sync::ensure_daemon(&layout, &std::env::current_exe()?)?;
 //! // … the container runs …
-//! sync::unregister(&layout, Some(&*vault), sandbox_id)?;   // hand-back, removes dir if last
+//! guard.finish()?;   // hand-back; removes the dir after the last sandbox (also on drop)
 //! ```
+//!
+//! `sync::report(&layout)` is what `airlock status` shows; `sync::kick`
+//! tells the watcher that a vault record changed. Details: `docs/rotation.md` §9.
 
 pub mod credential;
 pub mod engine;
