@@ -11,7 +11,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`credential`] | per-agent parsing, validation, expiry, merge keeping unknown keys |
-//! | [`write`] | atomic writes keeping mode/owner, the agents' own write locks |
+//! | [`write`](mod@write) | atomic writes keeping mode/owner, the agents' own write locks |
 //! | [`truth`] | the source of truth and compare-and-set writes to it |
 //! | [`engine`] | [`Syncer`]: one account's two-way sync, no watcher |
 //! | [`registry`] | registered sandboxes, status files, daemon start |

@@ -3,7 +3,7 @@
 //! | path | what |
 //! |---|---|
 //! | `<state>/sync/sandboxes/<sandbox>.json` | one registered sandbox ([`SandboxEntry`], no secret) |
-//! | `<state>/sync/accounts/<agent>-<account>.json` | last sync of an account ([`SyncStatus`](crate::sync::SyncStatus)) |
+//! | `<state>/sync/accounts/<agent>-<account>.json` | last sync of an account ([`SyncStatus`]) |
 //! | `<state>/sync/kick/<agent>-<account>` | touched when a vault record changed: re-read the truth |
 //! | `<state>/sync/registry.lock` | `flock` held while registering or unregistering |
 //! | `<state>/sync/daemon.lock`, `daemon.pid`, `daemon.log` | the watcher process |
