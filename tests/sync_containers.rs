@@ -122,8 +122,15 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
+        // docker rm has no timeout flag; podman's default wait is 10 s
+        let args: &[&str] = if self.engine == "podman" {
+            &["rm", "-f", "-t", "0"]
+        } else {
+            &["rm", "-f"]
+        };
         let _ = Command::new(self.engine)
-            .args(["rm", "-f", "-t", "0", &self.name])
+            .args(args)
+            .arg(&self.name)
             .output();
     }
 }
