@@ -139,3 +139,47 @@ fn background_start_is_idempotent() {
     let log = fs::read_to_string(layout.daemon_log()).unwrap();
     assert!(!log.contains(CANARY));
 }
+
+#[test]
+fn a_watcher_killed_with_sigkill_and_restarted_loses_no_update() {
+    let (ctx, layout, host) = setup();
+    let dir = register_sandbox(&layout, None, registration(&host, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let start = || {
+        let c = ctx
+            .cmd()
+            .args(["sync", "--foreground", "--stay"])
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait("watcher up", || airlock::sync::daemon_running(&layout));
+        c
+    };
+    let write = |rt: &str, exp: i64| {
+        fs::write(dir.join(".tmp"), doc(rt, exp)).unwrap();
+        fs::rename(dir.join(".tmp"), &shared).unwrap();
+    };
+    let mut w = start();
+    for (n, exp) in [(1, 2_000), (2, 3_000), (3, 4_000)] {
+        write(&format!("a{n}"), exp);
+        wait("update", || rt(&host) == format!("{CANARY}-a{n}"));
+    }
+    // SIGKILL mid-stream: no chance to clean up
+    w.kill().unwrap();
+    w.wait().unwrap();
+    assert!(
+        !airlock::sync::daemon_running(&layout),
+        "the lock dies with the process"
+    );
+    write("while-down", 5_000);
+    let mut w = start();
+    wait("update written while the watcher was dead", || {
+        rt(&host) == format!("{CANARY}-while-down")
+    });
+    write("after", 6_000);
+    wait("after restart", || rt(&host) == format!("{CANARY}-after"));
+    w.kill().unwrap();
+    w.wait().unwrap();
+    unregister(&layout, None, "sb1").unwrap();
+}
