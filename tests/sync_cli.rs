@@ -75,6 +75,8 @@ fn foreground_watcher_syncs_logs_without_secrets_and_exits_after_the_last_sandbo
     let mut child = ctx
         .cmd()
         .args(["sync", "--foreground", "--linger", "1", "-vv"])
+        // the most verbose logging there is, dependencies included
+        .env("AIRLOCK_LOG", "trace")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
