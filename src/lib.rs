@@ -35,6 +35,7 @@ pub mod resolve;
 pub mod sandbox;
 pub mod secret;
 pub mod status;
+pub mod sync;
 pub mod vault;
 
 pub use error::{Error, ExitCode, Result};

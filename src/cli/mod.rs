@@ -22,6 +22,7 @@ mod lock;
 mod remove;
 mod run;
 mod status;
+mod sync;
 mod teardown;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
@@ -71,6 +72,7 @@ enum Command {
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
+    Sync(sync::Args),
 }
 
 /// What every subcommand gets.
@@ -151,6 +153,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Reap(a) => run::reap(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
+        Command::Sync(a) => sync::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
     }
 }

@@ -1,0 +1,385 @@
+//! The sync logic for one account, free of any watcher: given a shared
+//! directory and a source of truth, make the newer valid credential win on
+//! both sides. The watcher ([`crate::sync::watch`]), registration
+//! ([`crate::sync::register_sandbox`]) and exit hand-back all call
+//! [`Syncer::sync`]; tests call it directly on temporary directories.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::fsutil;
+use crate::sync::credential::{self, AgentKind, Parsed, Rejection, content_hash};
+use crate::sync::truth::{Offer, Truth, read_file};
+use crate::sync::write::{AgentLock, write_preserving};
+use crate::vault::Backend;
+
+/// One synced account: a shared directory and its source of truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSpec {
+    /// Whose format.
+    pub agent: String,
+    /// The account name.
+    pub account: String,
+    /// Where the newest credential must end up.
+    pub truth: Truth,
+    /// The host directory bind-mounted into every sandbox of the account.
+    pub shared_dir: PathBuf,
+}
+
+impl AccountSpec {
+    /// `<agent>-<account>`: the account's key in file names and maps.
+    pub fn key(&self) -> String {
+        account_key(&self.agent, &self.account)
+    }
+
+    /// The agent kind (checked when the account is added).
+    pub fn kind(&self) -> Result<AgentKind> {
+        AgentKind::from_name(&self.agent)
+    }
+
+    /// The credential file inside the shared directory.
+    pub fn shared_file(&self) -> Result<PathBuf> {
+        Ok(self.shared_dir.join(self.kind()?.file_name()))
+    }
+}
+
+/// `<agent>-<account>`.
+pub fn account_key(agent: &str, account: &str) -> String {
+    format!("{agent}-{account}")
+}
+
+/// What one [`Syncer::sync`] did. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both sides already agree (or the newer side could not be written).
+    Unchanged,
+    /// The change was airlock's own write: nothing to do.
+    OwnWrite,
+    /// A sandbox's credential was newer and was written to the truth.
+    ToTruth {
+        /// Its expiry.
+        expiry: Timestamp,
+    },
+    /// The truth was newer and was written to the shared directory.
+    ToShared {
+        /// Its expiry.
+        expiry: Timestamp,
+    },
+    /// The shared file is not a valid credential: left alone, not propagated.
+    IgnoredShared(Rejection),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Unchanged => f.write_str("in step"),
+            Outcome::OwnWrite => f.write_str("own write"),
+            Outcome::ToTruth { expiry } => write!(f, "sandbox → truth (expires {expiry})"),
+            Outcome::ToShared { expiry } => write!(f, "truth → sandboxes (expires {expiry})"),
+            Outcome::IgnoredShared(r) => write!(f, "ignored a sandbox write: {r}"),
+        }
+    }
+}
+
+/// The non-secret record of an account's last sync, for `airlock status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// Agent.
+    pub agent: String,
+    /// Account.
+    pub account: String,
+    /// The truth, described.
+    pub truth: String,
+    /// When a credential last moved.
+    pub last_sync: Option<Timestamp>,
+    /// Which way it moved (`to-truth`, `to-sandboxes`).
+    pub direction: Option<String>,
+    /// The newest expiry seen.
+    pub expiry: Option<Timestamp>,
+    /// The last rejected sandbox write, if any (reason only).
+    pub last_rejected: Option<String>,
+}
+
+#[derive(Debug)]
+struct State {
+    spec: AccountSpec,
+    kind: AgentKind,
+    /// Hash of the last bytes airlock wrote into the shared file.
+    wrote_shared: Option<[u8; 32]>,
+    /// Hash of the last bytes airlock wrote to the truth.
+    wrote_truth: Option<[u8; 32]>,
+    /// Refresh-token fingerprint of the truth at the last sync: tells
+    /// whether the truth changed since.
+    truth_fp: Option<[u8; 32]>,
+    status: SyncStatus,
+}
+
+/// Keeps accounts' shared directories and sources of truth in step.
+pub struct Syncer<'a> {
+    accounts: BTreeMap<String, State>,
+    vault: Option<&'a dyn Backend>,
+    status_dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for Syncer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Syncer")
+            .field("accounts", &self.accounts.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Syncer<'a> {
+    /// A syncer that writes vault truths through `vault` and, when
+    /// `status_dir` is given, records each account's last sync there.
+    pub fn new(vault: Option<&'a dyn Backend>, status_dir: Option<PathBuf>) -> Self {
+        Syncer {
+            accounts: BTreeMap::new(),
+            vault,
+            status_dir,
+        }
+    }
+
+    /// Adds (or replaces) an account. Does not sync: call [`Syncer::sync`].
+    pub fn add(&mut self, spec: AccountSpec) -> Result<String> {
+        let kind = spec.kind()?;
+        let key = spec.key();
+        let status = self
+            .status_dir
+            .as_deref()
+            .and_then(|d| read_status(d, &key))
+            .unwrap_or_else(|| SyncStatus {
+                agent: spec.agent.clone(),
+                account: spec.account.clone(),
+                truth: spec.truth.to_string(),
+                last_sync: None,
+                direction: None,
+                expiry: None,
+                last_rejected: None,
+            });
+        self.accounts.insert(
+            key.clone(),
+            State {
+                spec,
+                kind,
+                wrote_shared: None,
+                wrote_truth: None,
+                truth_fp: None,
+                status,
+            },
+        );
+        Ok(key)
+    }
+
+    /// Forgets an account.
+    pub fn remove(&mut self, key: &str) -> Option<AccountSpec> {
+        self.accounts.remove(key).map(|s| s.spec)
+    }
+
+    /// The accounts, by key.
+    pub fn specs(&self) -> impl Iterator<Item = (&String, &AccountSpec)> {
+        self.accounts.iter().map(|(k, s)| (k, &s.spec))
+    }
+
+    /// True when the shared file's current bytes are the ones airlock wrote
+    /// last (the event is our own write).
+    pub fn is_own_shared_write(&self, key: &str) -> bool {
+        let Some(st) = self.accounts.get(key) else {
+            return false;
+        };
+        let Some(h) = st.wrote_shared else {
+            return false;
+        };
+        let file = st.spec.shared_dir.join(st.kind.file_name());
+        matches!(read_file(&file), Ok(Some(b)) if content_hash(&b) == h)
+    }
+
+    /// Makes the newer valid credential win on both sides of account `key`.
+    ///
+    /// * shared newer than truth → written to the truth (compare-and-set);
+    /// * truth newer than shared (or the shared file absent) → merged into
+    ///   the shared file under the agent's lock;
+    /// * an invalid shared file is never propagated and never overwritten
+    ///   (it may be an agent's write in progress).
+    pub fn sync(&mut self, key: &str) -> Result<Outcome> {
+        let vault = self.vault;
+        let Some(st) = self.accounts.get_mut(key) else {
+            return Ok(Outcome::Unchanged);
+        };
+        let kind = st.kind;
+        if !st.spec.shared_dir.is_dir() {
+            // unregistered meanwhile: the hand-back already happened
+            return Ok(Outcome::Unchanged);
+        }
+        let shared_file = st.spec.shared_dir.join(kind.file_name());
+        let shared_bytes = read_file(&shared_file)?;
+        let truth_bytes = st.spec.truth.read(vault)?;
+
+        let own_shared =
+            matches!((&shared_bytes, st.wrote_shared), (Some(b), Some(h)) if content_hash(b) == h);
+        let own_truth =
+            matches!((&truth_bytes, st.wrote_truth), (Some(b), Some(h)) if content_hash(b) == h);
+        if own_shared && own_truth {
+            return Ok(Outcome::OwnWrite);
+        }
+
+        let shared: Option<std::result::Result<Parsed, Rejection>> =
+            shared_bytes.as_deref().map(|b| credential::parse(kind, b));
+        let shared_fp = match &shared {
+            Some(Ok(p)) => Some(p.fingerprint),
+            _ => None,
+        };
+        let truth: Option<Parsed> = truth_bytes
+            .as_deref()
+            .and_then(|b| credential::parse(kind, b).ok());
+
+        let truth_changed = truth
+            .as_ref()
+            .is_some_and(|t| Some(t.fingerprint) != st.truth_fp);
+        let mut keep_truth_fp = false;
+        let outcome = match shared {
+            Some(Err(r)) => {
+                // A sandbox that is logged out (Claude wipes its tokens after
+                // an invalid_grant) or holds garbage gets the truth again only
+                // when the truth changed (a new login, a refresh elsewhere),
+                // and never in the middle of a truncate + write.
+                let in_progress = matches!(r, Rejection::Empty | Rejection::NotJson)
+                    && recently_modified(&shared_file);
+                let pushed = match &truth {
+                    Some(t) if truth_changed && !in_progress => {
+                        push_shared(st, &shared_file, t, true)?
+                    }
+                    _ => None,
+                };
+                match pushed {
+                    Some(o) => o,
+                    None => {
+                        if in_progress {
+                            keep_truth_fp = true;
+                        }
+                        tracing::warn!(account = %key, reason = %r, "ignored a sandbox write");
+                        st.status.last_rejected = Some(r.to_string());
+                        Outcome::IgnoredShared(r)
+                    }
+                }
+            }
+            Some(Ok(s)) if s.newer_than(truth.as_ref()) => match st.spec.truth.offer(&s, vault)? {
+                Offer::Written(h) => {
+                    st.wrote_truth = Some(h);
+                    Outcome::ToTruth { expiry: s.expiry }
+                }
+                Offer::NotNewer => Outcome::Unchanged,
+                Offer::Missing => {
+                    tracing::warn!(account = %key, truth = %st.spec.truth, "the source of truth is gone; not recreating it");
+                    Outcome::Unchanged
+                }
+            },
+            Some(Ok(s)) => match &truth {
+                Some(t) if t.newer_than(Some(&s)) => {
+                    push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged)
+                }
+                _ => Outcome::Unchanged,
+            },
+            None => match &truth {
+                Some(t) => push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged),
+                None => Outcome::Unchanged,
+            },
+        };
+        if !keep_truth_fp {
+            // what the truth holds now (after a write-back: the sandbox's session)
+            st.truth_fp = match (&outcome, &truth) {
+                (Outcome::ToTruth { .. }, _) => shared_fp,
+                (_, Some(t)) => Some(t.fingerprint),
+                (_, None) => st.truth_fp,
+            };
+        }
+        match &outcome {
+            Outcome::ToTruth { expiry } => st.record(*expiry, "to-truth"),
+            Outcome::ToShared { expiry } => st.record(*expiry, "to-sandboxes"),
+            _ => {}
+        }
+        if matches!(
+            outcome,
+            Outcome::ToTruth { .. } | Outcome::ToShared { .. } | Outcome::IgnoredShared(_)
+        ) && let Some(d) = &self.status_dir
+        {
+            write_status(d, key, &st.status);
+        }
+        Ok(outcome)
+    }
+}
+
+impl State {
+    fn record(&mut self, expiry: Timestamp, direction: &str) {
+        self.status.last_sync = Some(Timestamp::now());
+        self.status.direction = Some(direction.to_owned());
+        self.status.expiry = Some(expiry);
+    }
+}
+
+/// Writes `t` into the shared file under the agent's lock, re-checking
+/// that it is still newer than what is there (an agent may have refreshed
+/// meanwhile). `None` when it no longer is.
+fn push_shared(
+    st: &mut State,
+    file: &Path,
+    t: &Parsed,
+    over_invalid: bool,
+) -> Result<Option<Outcome>> {
+    let dir = st.spec.shared_dir.clone();
+    let _lock = AgentLock::take(st.kind, &dir);
+    let cur = read_file(file)?;
+    if let Some(b) = &cur {
+        match credential::parse(st.kind, b) {
+            Ok(p) if !t.newer_than(Some(&p)) => return Ok(None),
+            Ok(_) => {}
+            Err(_) if over_invalid => {}
+            // Changed to something invalid since we looked: leave it.
+            Err(_) => return Ok(None),
+        }
+    }
+    let bytes = t.merge_into(cur.as_deref().map(|v| v.as_slice()));
+    write_preserving(file, &bytes)?;
+    st.wrote_shared = Some(content_hash(&bytes));
+    Ok(Some(Outcome::ToShared { expiry: t.expiry }))
+}
+
+/// True when `path` changed within the last second (a write may be in progress).
+fn recently_modified(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(1))
+}
+
+/// Reads an account's status file.
+pub fn read_status(dir: &Path, key: &str) -> Option<SyncStatus> {
+    let b = std::fs::read(dir.join(format!("{key}.json"))).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+/// Status is informational: written atomically (readers never see half a
+/// file) but without `fsync`, which would slow every sync for nothing.
+fn write_status(dir: &Path, key: &str, s: &SyncStatus) {
+    let r = fsutil::ensure_private_dir(dir).and_then(|()| {
+        let json = serde_json::to_vec_pretty(s).unwrap_or_default();
+        let path = dir.join(format!("{key}.json"));
+        let tmp = fsutil::temp_name(&path);
+        let res = std::fs::write(&tmp, &json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| crate::error::Error::io("write", &path, e));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "could not record the sync status");
+    }
+}

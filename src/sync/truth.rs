@@ -1,0 +1,198 @@
+//! The source of truth of a synced account, and compare-and-set writes to it.
+//!
+//! A sandbox's session came either from an airlock vault record or from the
+//! host agent's own file (macOS keychain items: not yet, see
+//! `docs/rotation.md`). [`Truth::offer`] writes a candidate there only if
+//! it is still newer (by expiry) than what the truth holds at that moment,
+//! re-read under the same lock the write takes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::sync::credential::{self, AgentKind, Parsed, content_hash};
+use crate::sync::write::{self, AgentLock};
+use crate::vault::{Backend, CredentialId, Method};
+
+/// Where an account's newest credential must end up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Truth {
+    /// The host agent's credential file (`~/.claude/.credentials.json`, …).
+    HostFile {
+        /// The file (a symbolic link is followed when writing).
+        path: PathBuf,
+    },
+    /// An airlock vault record (method `session`).
+    Vault {
+        /// The record's id.
+        id: CredentialId,
+    },
+}
+
+impl fmt::Display for Truth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Truth::HostFile { path } => write!(f, "host file {}", path.display()),
+            Truth::Vault { id } => write!(f, "vault record {id}"),
+        }
+    }
+}
+
+/// What [`Truth::offer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// The candidate was written; the hash of the bytes now stored.
+    Written([u8; 32]),
+    /// The truth already holds something as new or newer.
+    NotNewer,
+    /// The truth is gone (host file deleted): nothing was written.
+    Missing,
+}
+
+impl Truth {
+    /// The current raw contents (secret), or `None` when absent.
+    pub fn read(&self, vault: Option<&dyn Backend>) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        match self {
+            Truth::HostFile { path } => read_file(path),
+            Truth::Vault { id } => {
+                let v = need_vault(vault, id)?;
+                Ok(v.get(id)?
+                    .map(|r| Zeroizing::new(r.secret.expose().as_bytes().to_vec())))
+            }
+        }
+    }
+
+    /// Writes `cand` if it is newer than what the truth holds now (compare
+    /// and set, under the agent's lock or the vault's atomic update).
+    pub fn offer(&self, cand: &Parsed, vault: Option<&dyn Backend>) -> Result<Offer> {
+        match self {
+            Truth::HostFile { path } => offer_file(path, cand),
+            Truth::Vault { id } => offer_vault(need_vault(vault, id)?, id, cand),
+        }
+    }
+
+    /// The directories whose events can mean the truth changed (the file's
+    /// directory, and its link target's when it is a symbolic link).
+    pub fn watch_dirs(&self) -> Vec<PathBuf> {
+        let Truth::HostFile { path } = self else {
+            return Vec::new();
+        };
+        let mut dirs = Vec::new();
+        for p in [Some(path.clone()), write::real_path(path).ok()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty())
+                && !dirs.iter().any(|x: &PathBuf| x == d)
+            {
+                dirs.push(d.to_path_buf());
+            }
+        }
+        dirs
+    }
+
+    /// The file names in [`Truth::watch_dirs`] that matter.
+    pub fn watch_names(&self) -> Vec<std::ffi::OsString> {
+        let Truth::HostFile { path } = self else {
+            return Vec::new();
+        };
+        let mut names: Vec<_> = path.file_name().map(|n| n.to_owned()).into_iter().collect();
+        if let Some(n) = write::real_path(path)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_owned()))
+            && !names.contains(&n)
+        {
+            names.push(n);
+        }
+        names
+    }
+}
+
+fn need_vault<'a>(vault: Option<&'a dyn Backend>, id: &CredentialId) -> Result<&'a dyn Backend> {
+    vault.ok_or_else(|| Error::Backend {
+        backend: "vault".into(),
+        detail: format!("the session {id} is stored in the vault, which is not open"),
+        fix: "make the vault reachable to airlock sync (for the file vault: AIRLOCK_KEYRING_PASSWORD)"
+            .into(),
+    })
+}
+
+/// Reads a credential file; `None` when it does not exist.
+pub fn read_file(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(Zeroizing::new(b))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+fn offer_file(path: &Path, cand: &Parsed) -> Result<Offer> {
+    let real = write::real_path(path)?;
+    let dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
+    let _lock = AgentLock::take(cand.kind, &dir);
+    let Some(cur) = read_file(&real)? else {
+        return Ok(Offer::Missing);
+    };
+    if let Ok(p) = credential::parse(cand.kind, &cur)
+        && !cand.newer_than(Some(&p))
+    {
+        return Ok(Offer::NotNewer);
+    }
+    let bytes = cand.merge_into(Some(&cur));
+    write::write_preserving(&real, &bytes)?;
+    Ok(Offer::Written(content_hash(&bytes)))
+}
+
+fn offer_vault(v: &dyn Backend, id: &CredentialId, cand: &Parsed) -> Result<Offer> {
+    // A cheap check first, so that an unchanged vault is not rewritten.
+    match v.get(id)? {
+        None => return Ok(Offer::Missing),
+        Some(r) => {
+            if let Ok(p) = credential::parse(cand.kind, r.secret.expose().as_bytes())
+                && !cand.newer_than(Some(&p))
+            {
+                return Ok(Offer::NotNewer);
+            }
+        }
+    }
+    let mut outcome = Offer::NotNewer;
+    v.update(id, &mut |cur| {
+        let Some(mut rec) = cur else {
+            outcome = Offer::Missing;
+            return Ok(None);
+        };
+        let cur_bytes = rec.secret.expose().as_bytes();
+        let still_newer = match credential::parse(cand.kind, cur_bytes) {
+            Ok(p) => cand.newer_than(Some(&p)),
+            Err(_) => true,
+        };
+        if !still_newer {
+            outcome = Offer::NotNewer;
+            return Ok(Some(rec));
+        }
+        let bytes = cand.merge_into(Some(cur_bytes));
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::Other("merged credential is not UTF-8".into()))?;
+        outcome = Offer::Written(content_hash(&bytes));
+        rec.secret = Secret::new(text);
+        rec.method = Method::Session;
+        rec.meta.expires_at = Some(cand.expiry);
+        rec.meta.updated_at = Timestamp::now();
+        Ok(Some(rec))
+    })?;
+    Ok(outcome)
+}
+
+/// The agent of a vault truth, for checks (`claude:work` → Claude).
+pub fn agent_of(truth: &Truth) -> Option<AgentKind> {
+    match truth {
+        Truth::Vault { id } => AgentKind::from_name(&id.agent).ok(),
+        Truth::HostFile { .. } => None,
+    }
+}
