@@ -30,6 +30,7 @@ pub mod resolve;
 pub mod secret;
 pub mod status;
 pub mod vault;
+pub mod verify;
 
 pub use error::{Error, ExitCode, Result};
 pub use secret::Secret;

@@ -20,6 +20,7 @@ mod lock;
 mod remove;
 mod status;
 mod teardown;
+mod verify;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
 ///
@@ -62,6 +63,7 @@ enum Command {
     Teardown(teardown::Args),
     Doctor(doctor::Args),
     Lock(lock::Args),
+    Verify(verify::Args),
     Completions(completions::Args),
 }
 
@@ -130,6 +132,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Teardown(a) => teardown::run(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
     }
 }
