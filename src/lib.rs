@@ -23,6 +23,7 @@ pub mod capture;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod login;
 pub mod paths;
 pub mod plan;
 pub mod project;

@@ -189,7 +189,10 @@ fn docker_failures_are_reported_with_a_fix() {
     let codex = v.agent("codex");
     assert_eq!(codex["state"], "no-credential", "{codex}");
     assert!(
-        codex["fix"].as_str().unwrap().contains("airlock auth codex"),
+        codex["fix"]
+            .as_str()
+            .unwrap()
+            .contains("airlock auth codex"),
         "{codex}"
     );
     assert!(v.stderr.contains("codex not logged in"), "{}", v.stderr);
@@ -200,7 +203,10 @@ fn docker_failures_are_reported_with_a_fix() {
     let claude = v.agent("claude");
     assert_eq!(claude["state"], "error", "{claude}");
     assert!(
-        claude["problem"].as_str().unwrap().contains("no `claude` on PATH"),
+        claude["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no `claude` on PATH"),
         "{claude}"
     );
 }

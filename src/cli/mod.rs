@@ -17,6 +17,7 @@ mod auth;
 mod completions;
 mod doctor;
 mod lock;
+mod login;
 mod remove;
 mod status;
 mod teardown;
@@ -63,6 +64,7 @@ enum Command {
     Teardown(teardown::Args),
     Doctor(doctor::Args),
     Lock(lock::Args),
+    Login(login::Args),
     Verify(verify::Args),
     Completions(completions::Args),
 }
@@ -132,6 +134,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Teardown(a) => teardown::run(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
+        Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
     }
