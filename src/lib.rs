@@ -11,6 +11,9 @@
 //! * [`resolve`]: picks one credential per agent (vault, host login, secret
 //!   file) and builds the [`plan::SandboxPlan`] from the agents' `inject`
 //!   modules; [`project`] reads the per-project `.airlock.toml`.
+//! * [`sandbox`]: the plan materialized as a host directory plus an
+//!   entrypoint shim; [`render`] turns it into engine flags or a compose
+//!   override; [`engine`] drives Docker and Podman through their CLIs.
 //!
 //! Every secret value travels as a [`secret::Secret`], which never prints and
 //! is zeroized on drop. Errors ([`error::Error`]) say what to do next and map
@@ -21,13 +24,16 @@
 pub mod agents;
 pub mod capture;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod login;
 pub mod paths;
 pub mod plan;
 pub mod project;
+pub mod render;
 pub mod resolve;
+pub mod sandbox;
 pub mod secret;
 pub mod status;
 pub mod vault;

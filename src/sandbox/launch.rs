@@ -1,0 +1,330 @@
+//! Starting a sandbox container: prepare the directory and the engine's
+//! argument list, run it in the foreground (signals forwarded, exit code
+//! propagated, directory removed afterwards) or detached (a waiter removes
+//! the directory when the container exits).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::engine::{Engine, ImageConfig};
+use crate::error::{Error, Result};
+use crate::plan::SandboxPlan;
+use crate::render::{self, RunRequest};
+use crate::sandbox::{ContainerUser, Exec, Sandbox, SandboxSpec};
+
+/// A sandbox ready to start.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The host directory (removed when this is dropped, unless persisted).
+    pub sandbox: Sandbox,
+    /// Arguments for the engine CLI (`run …`). No secret values.
+    pub argv: Vec<String>,
+    /// What the user asked for.
+    pub request: RunRequest,
+}
+
+/// What the shim must finally execute, following the engines' rules: a user
+/// `--entrypoint` replaces the image's and clears its `CMD`.
+pub fn exec_for(image: &ImageConfig, req_entrypoint: Option<&str>) -> Exec {
+    match req_entrypoint {
+        Some("") => Exec {
+            entrypoint: Vec::new(),
+            default_cmd: Vec::new(),
+        },
+        Some(ep) => Exec {
+            entrypoint: vec![ep.to_owned()],
+            default_cmd: Vec::new(),
+        },
+        None => Exec {
+            entrypoint: image.entrypoint.clone(),
+            default_cmd: image.cmd.clone(),
+        },
+    }
+}
+
+/// The container's user: `--user` if given, else the image's `USER`; names
+/// are looked up in the image.
+pub fn container_user(
+    engine: &dyn Engine,
+    image_name: &str,
+    image: &ImageConfig,
+    user: Option<&str>,
+) -> Result<ContainerUser> {
+    let spec = user.unwrap_or(&image.user);
+    match ContainerUser::parse_numeric(spec) {
+        Some(u) => Ok(u),
+        None => {
+            let (uid, gid) = engine.resolve_user(image_name, spec)?;
+            Ok(ContainerUser {
+                uid,
+                gid: Some(gid),
+            })
+        }
+    }
+}
+
+/// Writes the sandbox directory and builds the `run` arguments.
+pub fn prepare(
+    engine: &dyn Engine,
+    image: &ImageConfig,
+    plan: &SandboxPlan,
+    request: RunRequest,
+    runtime_dir: &Path,
+) -> Result<Prepared> {
+    let exec = exec_for(image, request.entrypoint.as_deref());
+    let user = container_user(engine, &request.image, image, request.user.as_deref())?;
+    let sandbox = Sandbox::create(
+        runtime_dir,
+        SandboxSpec {
+            plan,
+            exec,
+            user,
+            engine,
+            owner_pid: Some(std::process::id()),
+        },
+    )?;
+    let argv = render::run_argv(plan, &sandbox, engine, &request);
+    tracing::debug!(engine = %engine.kind(), ?argv, "engine command");
+    Ok(Prepared {
+        sandbox,
+        argv,
+        request,
+    })
+}
+
+/// Runs the container in the foreground with the terminal inherited, then
+/// removes the sandbox directory. Returns the engine's exit code (the
+/// container's, or 125–127 for engine errors; 128+n if the engine CLI was
+/// killed by signal n).
+pub fn run_foreground(engine: &dyn Engine, prepared: Prepared) -> Result<i32> {
+    let mut cmd = engine.command();
+    cmd.args(&prepared.argv);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
+    let guard = signals::Forward::install(child.id());
+    let status = child.wait();
+    drop(guard);
+    let removed = prepared.sandbox.remove();
+    let status =
+        status.map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))?;
+    removed?;
+    Ok(exit_code(status))
+}
+
+/// Like [`run_foreground`], but with the engine's stdout and stderr captured
+/// (stdin closed): for tests and tools that need the container's output.
+pub fn run_captured(engine: &dyn Engine, prepared: Prepared) -> Result<std::process::Output> {
+    let child = engine
+        .command()
+        .args(&prepared.argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
+    let out = child.wait_with_output();
+    prepared.sandbox.remove()?;
+    out.map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))
+}
+
+/// Runs the container detached (`-d` was among the user's flags): prints the
+/// engine's output (the container id), and returns the exit code, the
+/// container id and the sandbox directory, which the caller hands to a
+/// waiter ([`reap`]). On failure the directory is removed.
+pub fn run_detached(
+    engine: &dyn Engine,
+    prepared: Prepared,
+) -> Result<(i32, Option<String>, PathBuf)> {
+    let out = engine
+        .command()
+        .args(&prepared.argv)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    let code = exit_code(out.status);
+    let id = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned);
+    if code != 0 || id.is_none() {
+        let dir = prepared.sandbox.dir().to_path_buf();
+        prepared.sandbox.remove()?;
+        return Ok((code, None, dir));
+    }
+    let dir = prepared.sandbox.persist();
+    Ok((code, id, dir))
+}
+
+/// Waits for `container` to exit, then removes the sandbox directory.
+pub fn reap(engine: &dyn Engine, container: &str, dir: &Path) -> Result<()> {
+    let _ = crate::sandbox::set_owner(dir, Some(std::process::id()));
+    let waited = engine.wait(container);
+    crate::sandbox::remove_dir(dir)?;
+    waited
+}
+
+/// Waits (up to `timeout`) for a container labelled with the sandbox id to
+/// appear, then for it to exit, then removes the directory. For
+/// `docker-flags` and `compose`, whose container airlock does not start.
+pub fn reap_by_label(
+    engine: &dyn Engine,
+    id: &str,
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let _ = crate::sandbox::set_owner(dir, Some(std::process::id()));
+    let start = std::time::Instant::now();
+    let container = loop {
+        let out = engine
+            .command()
+            .args(["ps", "-a", "-q", "--filter"])
+            .arg(format!("label={}={id}", crate::sandbox::LABEL))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        if let Ok(o) = out
+            && let Some(c) = String::from_utf8_lossy(&o.stdout).lines().next()
+            && !c.trim().is_empty()
+        {
+            break c.trim().to_owned();
+        }
+        if start.elapsed() > timeout {
+            // Never started: leave the directory to `gc` (it keeps unused
+            // directories for a while in case the user is slow).
+            let _ = crate::sandbox::set_owner(dir, None);
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let waited = engine.wait(&container);
+    crate::sandbox::remove_dir(dir)?;
+    waited
+}
+
+/// Starts `exe args…` in its own session with no terminal, not waited for.
+pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
+    let mut c = Command::new(exe);
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and touches no Rust state.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    c.spawn()
+        .map_err(|e| Error::Other(format!("could not start the sandbox waiter: {e}")))?;
+    Ok(())
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    if let Some(c) = status.code() {
+        return c;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(s) = status.signal() {
+            return 128 + s;
+        }
+    }
+    1
+}
+
+/// Forwarding of termination signals to the engine CLI while it runs.
+mod signals {
+    #[cfg(unix)]
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    #[cfg(unix)]
+    static CHILD: AtomicI32 = AtomicI32::new(0);
+
+    #[cfg(unix)]
+    const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+    /// Installed handlers; the previous ones come back on drop.
+    pub struct Forward {
+        #[cfg(unix)]
+        old: Vec<(libc::c_int, libc::sigaction)>,
+    }
+
+    #[cfg(unix)]
+    extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // A signal from the terminal (si_code > 0, SI_KERNEL) already reached
+        // the engine CLI, which shares our process group: do not double it.
+        // One sent to airlock alone (kill, si_code <= 0) is passed on.
+        // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+        let code = if info.is_null() {
+            0
+        } else {
+            unsafe { (*info).si_code }
+        };
+        let pid = CHILD.load(Ordering::SeqCst);
+        if pid > 0 && code <= 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+
+    impl Forward {
+        /// Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to `child` and keeps them
+        /// from killing airlock (so cleanup runs) until dropped.
+        pub fn install(child: u32) -> Forward {
+            #[cfg(unix)]
+            {
+                CHILD.store(i32::try_from(child).unwrap_or(0), Ordering::SeqCst);
+                let mut old = Vec::new();
+                for sig in SIGNALS {
+                    // SAFETY: a zeroed sigaction is valid; we set handler,
+                    // flags and an empty mask before installing it.
+                    unsafe {
+                        let mut sa: libc::sigaction = std::mem::zeroed();
+                        sa.sa_sigaction = on_signal as *const () as usize;
+                        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+                        libc::sigemptyset(&mut sa.sa_mask);
+                        let mut prev: libc::sigaction = std::mem::zeroed();
+                        if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                            old.push((sig, prev));
+                        }
+                    }
+                }
+                Forward { old }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = child;
+                Forward {}
+            }
+        }
+    }
+
+    impl Drop for Forward {
+        fn drop(&mut self) {
+            #[cfg(unix)]
+            {
+                for (sig, prev) in self.old.drain(..) {
+                    // SAFETY: restoring a sigaction obtained from the kernel.
+                    unsafe {
+                        libc::sigaction(sig, &prev, std::ptr::null_mut());
+                    }
+                }
+                CHILD.store(0, Ordering::SeqCst);
+            }
+        }
+    }
+}
