@@ -240,9 +240,9 @@ pub fn login(
 
     let now = Timestamp::now();
     let prepared = if opts.method == LoginMethod::Token {
-        let secret = ask(&format!(
-            "Paste the token `claude setup-token` printed (it starts with sk-ant-oat01-; hidden):"
-        ))?;
+        let secret = ask(
+            "Paste the token `claude setup-token` printed (it starts with sk-ant-oat01-; hidden):",
+        )?;
         let req = capture::Request {
             agent: name.clone(),
             account: id.account.clone(),
