@@ -48,7 +48,7 @@ fn standin_image(engine: &str) -> &'static str {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("standin");
     std::fs::create_dir_all(dir.join("bin")).unwrap();
-    for s in ["claude", "codex"] {
+    for s in ["claude", "codex", "gemini"] {
         std::fs::copy(src.join("standin").join(s), dir.join("bin").join(s)).unwrap();
     }
     let creds = std::fs::read_to_string(src.join("agents/claude/credentials-max.json")).unwrap();
@@ -63,6 +63,13 @@ fn standin_image(engine: &str) -> &'static str {
         dir.join("codex-auth.json"),
     )
     .unwrap();
+    for f in ["oauth_creds.json", "google_accounts.json"] {
+        std::fs::copy(
+            src.join("agents/gemini").join(f),
+            dir.join(format!("gemini-{f}")),
+        )
+        .unwrap();
+    }
     std::fs::copy(
         src.join("agents/claude/setup-token.txt"),
         dir.join("setup-token.txt"),
@@ -336,6 +343,47 @@ fn docker_claude_setup_token_is_pasted_back() {
     assert_eq!(
         stored(&ctx),
         [("claude".into(), "default".into(), "setup-token".into())]
+    );
+    no_leftovers(&ctx, "docker");
+}
+
+/// Gemini: Google login preselected, the callback port published on
+/// 127.0.0.1, both files captured; the user leaves with /quit.
+#[test]
+fn docker_gemini_google_login() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let _serial = serial();
+    let image = standin_image("docker");
+    let ctx = TestContext::new();
+    let mut log = String::new();
+    let mut p = spawn(
+        &ctx,
+        &[
+            "login",
+            "gemini",
+            "--image",
+            image,
+            "--engine",
+            "docker",
+            "--callback-port",
+            "38123",
+        ],
+    );
+    expect(&mut p, &mut log, "localhost:38123/oauth2callback");
+    expect(&mut p, &mut log, "Enter the authorization code");
+    send_line(&mut p, "4/0AbCd");
+    expect(&mut p, &mut log, "Type /quit");
+    send_line(&mut p, "/quit");
+    let code = finish(p, &mut log);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("stored gemini:default (session)"), "{log}");
+    assert!(log.contains("fake@example.com"), "account not read: {log}");
+    assert!(!log.contains(CANARY), "{log}");
+    assert_eq!(
+        stored(&ctx),
+        [("gemini".into(), "default".into(), "session".into())]
     );
     no_leftovers(&ctx, "docker");
 }
