@@ -147,9 +147,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// True when every checked agent passed (see [`AgentCheck::failed`]).
+    /// True when every checked agent passed (see [`AgentCheck::failed`])
+    /// and at least one was checked: with no credential at all there is
+    /// nothing to vouch for.
     pub fn ok(&self) -> bool {
-        !self.agents.iter().any(AgentCheck::failed)
+        !self.agents.iter().any(AgentCheck::failed) && self.agents.iter().any(|a| a.state.ok())
     }
 
     /// A plain-text table, one line per agent, then fixes.

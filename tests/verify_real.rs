@@ -195,6 +195,12 @@ fn docker_failures_are_reported_with_a_fix() {
     );
     assert!(v.stderr.contains("codex not logged in"), "{}", v.stderr);
 
+    // Nothing stored at all: nothing to vouch for.
+    let empty = TestContext::new();
+    let v = verify(&empty, "docker", &image, &[]);
+    assert_eq!(v.code, 11, "{}", v.json);
+    assert!(v.stderr.contains("nothing to check"), "{}", v.stderr);
+
     let busybox = std::env::var("AIRLOCK_TEST_IMAGE_BUSYBOX").unwrap();
     let v = verify(&ctx, "docker", &busybox, &["--agent", "claude"]);
     assert_eq!(v.code, 11, "{}", v.json);

@@ -106,6 +106,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             .filter(|c| c.failed())
             .map(|c| c.agent.as_str())
             .collect();
+        if failed.is_empty() {
+            return Err(Error::CheckFailed(
+                "verify: airlock has no credential for any agent, so there is nothing to check; store one with `airlock auth <agent>` or `airlock login <agent> --image IMAGE`".into(),
+            ));
+        }
         Err(Error::CheckFailed(format!(
             "verify: {} not logged in inside {}",
             failed.join(", "),
