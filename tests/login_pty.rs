@@ -387,3 +387,28 @@ fn docker_gemini_google_login() {
     );
     no_leftovers(&ctx, "docker");
 }
+
+/// Ctrl-C in the middle of the login: the terminal's interrupt reaches the
+/// login in the container; airlock survives it, reports the interrupted
+/// login, stores nothing and cleans up.
+#[test]
+fn docker_ctrl_c_during_login_stores_nothing() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let _serial = serial();
+    let image = standin_image("docker");
+    let ctx = TestContext::new();
+    let mut log = String::new();
+    let mut p = spawn(
+        &ctx,
+        &["login", "claude", "--image", image, "--engine", "docker"],
+    );
+    expect(&mut p, &mut log, "Paste code here if prompted");
+    p.send_control('c').unwrap();
+    let code = finish(p, &mut log);
+    assert_eq!(code, 7, "{log}");
+    assert!(log.contains("without writing"), "{log}");
+    assert!(stored(&ctx).is_empty());
+    no_leftovers(&ctx, "docker");
+}

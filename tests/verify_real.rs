@@ -98,7 +98,13 @@ fn tokens_and_keys(engine: &str, image: &str) {
     store(&ctx, "claude", "token", "claude/setup-token.txt");
     store(&ctx, "codex", "api-key", "codex/api-key.txt");
     store(&ctx, "gemini", "api-key", "gemini/api-key.txt");
-    let v = verify(&ctx, engine, image, &[]);
+    // At the highest verbosity too: verify() checks both streams for the canary.
+    let v = verify(&ctx, engine, image, &["-vvv"]);
+    assert!(
+        v.stderr.contains("verify container"),
+        "no debug log: {}",
+        v.stderr
+    );
     assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
     v.expect("claude", "logged-in", "oauth_token");
     v.expect("codex", "logged-in", "api-key");
