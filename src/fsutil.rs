@@ -89,7 +89,10 @@ fn check_private(path: &Path, want_dir: bool) -> Result<()> {
         if md.uid() != me {
             return Err(Error::unsafe_path(
                 path,
-                format!("it is owned by uid {} but airlock runs as uid {me}", md.uid()),
+                format!(
+                    "it is owned by uid {} but airlock runs as uid {me}",
+                    md.uid()
+                ),
                 format!("chown it to your user (chown {me} '{}')", path.display()),
             ));
         }
@@ -126,9 +129,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         }
         #[cfg(not(unix))]
         let _ = mode;
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
+        let mut f = opts.open(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
         // The umask may have removed bits we asked for; set the mode exactly.
         #[cfg(unix)]
         {
@@ -136,7 +137,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             f.set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(|e| Error::io("set permissions on", &tmp, e))?;
         }
-        f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("flush", &tmp, e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io("replace", path, e))?;
@@ -153,7 +155,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-        d.sync_all().map_err(|e| Error::io("flush directory", dir, e))?;
+        d.sync_all()
+            .map_err(|e| Error::io("flush directory", dir, e))?;
     }
     #[cfg(not(unix))]
     let _ = dir;
@@ -242,7 +245,8 @@ impl FileLock {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        opts.open(path).map_err(|e| Error::io("open lock file", path, e))
+        opts.open(path)
+            .map_err(|e| Error::io("open lock file", path, e))
     }
 
     /// The lock file's path.

@@ -104,6 +104,8 @@ pub enum StoredIn {
     Vault,
     /// Only on the host, in the agent's own files (not stored by airlock).
     Host,
+    /// A secret file named in the config (`[agents.<agent>] secret_file`).
+    File,
     /// Nowhere.
     None,
 }
@@ -238,10 +240,15 @@ fn join(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 /// The entry for a host login that airlock has not stored (or a broken one).
+///
+/// `shadowed_by` says why a sandbox would not get it (a stored credential
+/// or a configured account comes first in the resolution chain), or `None`
+/// when a sandbox asking for this agent gets the host login.
 pub fn host_entry(
     agent: Agent<'_>,
     host: &HostResult,
     fallback_location: &str,
+    shadowed_by: Option<&str>,
     now: Timestamp,
     expiring_days: u32,
 ) -> Option<Entry> {
@@ -256,10 +263,13 @@ pub fn host_entry(
             e.refreshable = h.refreshable;
             e.modified_at = h.modified;
             e.detail = h.detail.clone();
-            e.delivery = Some(format!(
-                "nothing until stored: airlock auth {} --from-host",
-                agent.name()
-            ));
+            e.delivery = Some(match shadowed_by {
+                Some(why) => format!("nothing: {why}"),
+                None => format!(
+                    "from the host: {}",
+                    agent.delivery(r.method, &r.meta.settings)
+                ),
+            });
             e.state = state(
                 r.method,
                 r.meta.expires_at,
@@ -287,6 +297,63 @@ pub fn host_entry(
             Some(e)
         }
     }
+}
+
+/// A configured secret file (`[agents.<agent>] secret_file`), read and
+/// validated by the caller.
+#[derive(Debug)]
+pub struct FileSource {
+    /// The file, for humans.
+    pub location: String,
+    /// The account it serves (the configured one, else `default`).
+    pub account: String,
+    /// The validated contents, or why they were rejected.
+    pub read: Result<crate::agents::validate::Validated>,
+    /// The file's modification time.
+    pub modified: Option<Timestamp>,
+}
+
+/// The entry for a configured secret file; `shadowed_by` as for
+/// [`host_entry`].
+pub fn file_entry(
+    agent: Agent<'_>,
+    f: &FileSource,
+    shadowed_by: Option<&str>,
+    now: Timestamp,
+    expiring_days: u32,
+) -> Entry {
+    let mut e = Entry::new(agent.name(), State::Valid, StoredIn::File);
+    e.account = Some(f.account.clone());
+    e.location = Some(f.location.clone());
+    e.modified_at = f.modified;
+    e.source = Some(format!("file:{}", f.location));
+    match &f.read {
+        Ok(v) => {
+            e.method = Some(v.method);
+            e.expires_at = v.expires_at;
+            e.refreshable = v.refreshable;
+            e.detail = v.detail.clone();
+            e.state = state(v.method, v.expires_at, v.refreshable, now, expiring_days);
+            e.delivery = Some(match shadowed_by {
+                Some(why) => format!("nothing: {why}"),
+                None => format!("from the file: {}", agent.delivery(v.method, &v.settings)),
+            });
+            if e.state != State::Valid {
+                e.fix = Some(format!(
+                    "renew the secret behind {} ({})",
+                    f.location,
+                    agent.renewal(v.method, &f.account)
+                ));
+            }
+        }
+        Err(err) => {
+            e.state = State::Invalid;
+            let (problem, fix) = split_error(err);
+            e.problem = Some(problem);
+            e.fix = Some(fix.unwrap_or_else(|| format!("check secret_file = {}", f.location)));
+        }
+    }
+    e
 }
 
 /// The entry for a stored record whose agent is not defined.
@@ -359,10 +426,12 @@ pub fn report(
     agents: &[Agent<'_>],
     records: &[Record],
     hosts: &BTreeMap<String, (HostResult, String)>,
+    files: &BTreeMap<String, FileSource>,
     vault: VaultInfo,
     now: Timestamp,
-    expiring_days: u32,
+    config: &crate::config::Config,
 ) -> Report {
+    let expiring_days = config.status.expiring_days;
     let mut credentials = Vec::new();
     for agent in agents {
         let mine: Vec<&Record> = records
@@ -373,15 +442,70 @@ pub fn report(
             let loc = format!("{} {}", vault.backend, vault.location);
             credentials.push(record_entry(*agent, r, &loc, now, expiring_days));
         }
+        let account = config
+            .agents
+            .builtin(agent.name())
+            .and_then(|c| c.account.clone())
+            .unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned());
         let mut host_listed = false;
         if let Some((host, fallback)) = hosts.get(agent.name()) {
             let already = matches!(host, Ok(Some(h)) if host_is_stored(h, records));
-            if !already && let Some(e) = host_entry(*agent, host, fallback, now, expiring_days) {
+            // The resolution chain (src/resolve.rs): the vault's record for
+            // the account in use comes first; the host login only serves the
+            // default account.
+            let shadowed_by = if account != crate::vault::DEFAULT_ACCOUNT {
+                Some(format!(
+                    "the configured account {}:{account} is used",
+                    agent.name()
+                ))
+            } else if mine.iter().any(|r| r.id.account == account) {
+                Some(format!(
+                    "{}:{account} in the vault comes first",
+                    agent.name()
+                ))
+            } else {
+                None
+            };
+            if !already
+                && let Some(e) = host_entry(
+                    *agent,
+                    host,
+                    fallback,
+                    shadowed_by.as_deref(),
+                    now,
+                    expiring_days,
+                )
+            {
                 credentials.push(e);
                 host_listed = true;
             }
         }
-        if mine.is_empty() && !host_listed {
+        let mut file_listed = false;
+        if let Some(f) = files.get(agent.name()) {
+            let host_used = account == crate::vault::DEFAULT_ACCOUNT
+                && matches!(hosts.get(agent.name()), Some((Ok(Some(h)), _))
+                    if state(h.record.method, h.record.meta.expires_at, h.refreshable, now, expiring_days).usable());
+            let shadowed_by = if mine.iter().any(|r| r.id.account == f.account) {
+                Some(format!(
+                    "{}:{} in the vault comes first",
+                    agent.name(),
+                    f.account
+                ))
+            } else if host_used && f.account == crate::vault::DEFAULT_ACCOUNT {
+                Some("the host login comes first".to_owned())
+            } else {
+                None
+            };
+            credentials.push(file_entry(
+                *agent,
+                f,
+                shadowed_by.as_deref(),
+                now,
+                expiring_days,
+            ));
+            file_listed = true;
+        }
+        if mine.is_empty() && !host_listed && !file_listed {
             credentials.push(missing_entry(*agent));
         }
     }
@@ -561,6 +685,7 @@ fn stored(e: &Entry) -> String {
             format!("vault ({backend})")
         }
         StoredIn::Host => format!("host {}", e.location.as_deref().unwrap_or("?")),
+        StoredIn::File => format!("file {}", e.location.as_deref().unwrap_or("?")),
         StoredIn::None => "-".into(),
     }
 }
@@ -644,12 +769,13 @@ mod tests {
             &agents,
             &recs,
             &BTreeMap::new(),
+            &BTreeMap::new(),
             VaultInfo {
                 backend: "memory".into(),
                 location: "memory".into(),
             },
             now,
-            30,
+            &config,
         );
         let states: Vec<(&str, State)> = r
             .credentials
@@ -717,12 +843,13 @@ mod tests {
             &agents,
             &recs,
             &BTreeMap::new(),
+            &BTreeMap::new(),
             VaultInfo {
                 backend: "memory".into(),
                 location: "memory".into(),
             },
             Timestamp::now(),
-            30,
+            &config,
         );
         let e = r.credentials.last().unwrap();
         assert_eq!((e.agent.as_str(), e.state), ("aider", State::Invalid));
@@ -736,6 +863,63 @@ mod tests {
     }
 
     #[test]
+    fn host_rows_say_whether_a_sandbox_uses_them() {
+        use crate::agents::validate::HostLogin;
+        let host = || -> HostResult {
+            Ok(Some(HostLogin {
+                record: record("codex", Method::Session, "{\"host\":1}", None),
+                location: "~/.codex/auth.json".into(),
+                modified: None,
+                refreshable: true,
+                detail: None,
+                warnings: vec![],
+            }))
+        };
+        let vault = || VaultInfo {
+            backend: "memory".into(),
+            location: "memory".into(),
+        };
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            "codex".to_owned(),
+            (host(), "~/.codex/auth.json".to_owned()),
+        );
+        let agents = [Agent::Codex];
+        let now = Timestamp::now();
+        let config = Config::default();
+        let r = report(
+            &agents,
+            &[],
+            &hosts,
+            &BTreeMap::new(),
+            vault(),
+            now,
+            &config,
+        );
+        assert!(
+            r.credentials[0]
+                .delivery
+                .as_deref()
+                .unwrap()
+                .starts_with("from the host: file auth.json")
+        );
+        let config = Config::parse("[agents.codex]\naccount = \"team\"\n").unwrap();
+        let r = report(
+            &agents,
+            &[],
+            &hosts,
+            &BTreeMap::new(),
+            vault(),
+            now,
+            &config,
+        );
+        assert_eq!(
+            r.credentials[0].delivery.as_deref(),
+            Some("nothing: the configured account codex:team is used")
+        );
+    }
+
+    #[test]
     fn broken_stored_session_is_invalid() {
         let config = Config::default();
         let agents = [Agent::resolve("codex", &config).unwrap()];
@@ -744,12 +928,13 @@ mod tests {
             &agents,
             &recs,
             &BTreeMap::new(),
+            &BTreeMap::new(),
             VaultInfo {
                 backend: "memory".into(),
                 location: "memory".into(),
             },
             Timestamp::now(),
-            30,
+            &config,
         );
         assert_eq!(r.credentials[0].state, State::Invalid);
         assert!(

@@ -695,6 +695,24 @@ fn cli_source_errors_are_clear() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(CANARY));
+    // A token typed as an argument: refused, not echoed.
+    let out = ctx.cmd().args(["auth", "claude", &oat()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains(CANARY), "{err}");
+    assert!(err.contains("never goes on the command line"), "{err}");
+    // A token pasted where a path or a variable name belongs: refused, not echoed.
+    for flag in ["--from-env", "--from-file"] {
+        let out = ctx
+            .cmd()
+            .args(["auth", "claude", flag, &oat()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains(CANARY), "{flag}: {err}");
+        assert!(err.contains("looks like a secret itself"), "{flag}: {err}");
+    }
     // Unknown agents and accounts are usage errors.
     let out = ctx
         .cmd()

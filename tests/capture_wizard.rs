@@ -19,9 +19,16 @@ fn fixture(rel: &str) -> String {
     .unwrap()
 }
 
-/// Spawns `airlock <args>` on a pty sized 120x40 (a fresh pty is 0x0).
+/// Spawns `airlock <args>` on a pty sized 120x40 (a fresh pty is 0x0),
+/// with the in-memory vault.
 fn spawn(ctx: &TestContext, args: &[&str]) -> PtySession {
-    let base = ctx.cmd();
+    let mut ctx_env = ctx.cmd();
+    ctx_env.env("AIRLOCK_KEYRING_BACKEND", "memory");
+    spawn_cmd(ctx_env, args)
+}
+
+/// Spawns `airlock <args>` on a pty with the environment of `base`.
+fn spawn_cmd(base: Command, args: &[&str]) -> PtySession {
     let mut c = Command::new("sh");
     c.env_clear();
     for (k, v) in base.get_envs() {
@@ -29,9 +36,10 @@ fn spawn(ctx: &TestContext, args: &[&str]) -> PtySession {
             c.env(k, v);
         }
     }
-    c.env("AIRLOCK_KEYRING_BACKEND", "memory")
-        .env("TERM", "xterm");
-    c.current_dir(&ctx.home);
+    c.env("TERM", "xterm");
+    if let Some(dir) = base.get_current_dir() {
+        c.current_dir(dir);
+    }
     c.arg("-c")
         .arg("stty cols 120 rows 40 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_airlock"))
@@ -184,4 +192,50 @@ fn a_broken_host_login_is_explained_and_other_methods_offered() {
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains(CANARY), "{log}");
     assert!(!log.contains("No Claude Code login found"), "{log}");
+}
+
+#[test]
+fn wizard_then_passphrase_then_status_with_the_file_vault() {
+    let mut ctx = TestContext::new();
+    ctx.unset_env("AIRLOCK_KEYRING_PASSWORD");
+    let token = fixture("claude/setup-token.txt").trim().to_owned();
+    let mut log = String::new();
+    let mut p = spawn_cmd(ctx.cmd(), &["auth", "claude"]);
+    expect(&mut p, &mut log, "How should airlock authenticate?");
+    send(&mut p, "\r");
+    expect(&mut p, &mut log, "Paste the token printed by");
+    send(&mut p, &format!("{token}\r"));
+    // A new vault: the file backend asks for a passphrase, twice, hidden.
+    expect(&mut p, &mut log, "New passphrase for the airlock vault");
+    send(&mut p, "wizard pass phrase\r");
+    expect(&mut p, &mut log, "Type it again");
+    send(&mut p, "wizard pass phrase\r");
+    expect(
+        &mut p,
+        &mut log,
+        "stored claude:default (setup-token) in the file vault",
+    );
+    let code = finish(p, &mut log);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(CANARY), "{log}");
+    assert!(!log.contains("wizard pass phrase"), "{log}");
+
+    ctx.set_env("AIRLOCK_KEYRING_PASSWORD", "wizard pass phrase");
+    let out = ctx
+        .cmd()
+        .args(["status", "--agent", "claude", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["credentials"][0];
+    assert_eq!(e["method"], "setup-token");
+    assert_eq!(e["state"], "valid");
+    assert_eq!(e["source"], "prompt");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(CANARY));
 }

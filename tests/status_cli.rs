@@ -498,3 +498,90 @@ fn doctor_checks_custom_agent_definitions() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("api_key_env"));
 }
+
+#[test]
+fn status_lists_configured_secret_files_in_chain_order() {
+    let mut ctx = TestContext::new();
+    memory(&mut ctx);
+    let secrets = ctx.root.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::copy(fixture("claude/setup-token.txt"), secrets.join("claude")).unwrap();
+    std::fs::copy(fixture("codex/api-key.txt"), secrets.join("codex")).unwrap();
+    std::fs::write(secrets.join("gemini"), "").unwrap();
+    for n in ["claude", "codex", "gemini"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(secrets.join(n), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // codex also has a host login, which comes first in the chain.
+    put(&ctx, ".codex/auth.json", "codex/auth-chatgpt.json");
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    let s = secrets.display();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        format!(
+            "[agents.claude]\nsecret_file = \"{s}/claude\"\n[agents.codex]\nsecret_file = \"{s}/codex\"\nmethod = \"api-key\"\n[agents.gemini]\nsecret_file = \"{s}/gemini\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&ctx, &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    no_leak(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(String, String, String, String)> = v["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["agent"].as_str().unwrap().to_owned(),
+                e["stored_in"].as_str().unwrap().to_owned(),
+                e["state"].as_str().unwrap().to_owned(),
+                e["delivery"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    let row = |a: &str, s: &str| {
+        rows.iter()
+            .find(|r| r.0 == a && r.1 == s)
+            .unwrap_or_else(|| panic!("no {a}/{s} in {rows:?}"))
+            .clone()
+    };
+    assert_eq!(row("claude", "file").2, "valid");
+    assert_eq!(
+        row("claude", "file").3,
+        "from the file: env CLAUDE_CODE_OAUTH_TOKEN"
+    );
+    assert_eq!(
+        row("codex", "host").3,
+        "from the host: file auth.json (access token only, by default)"
+    );
+    assert_eq!(
+        row("codex", "file").3,
+        "nothing: the host login comes first"
+    );
+    assert_eq!(row("gemini", "file").2, "invalid");
+    let text_out = text(&out.stderr);
+    assert!(text_out.contains("0 bytes"), "{text_out}");
+
+    // doctor reports the broken one with a fix.
+    let out = run(&ctx, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(11));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |n: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("no {n}"))
+            .clone()
+    };
+    assert_eq!(find("secret file claude")["status"], "ok");
+    assert_eq!(find("secret file gemini")["status"], "fail");
+    assert!(
+        find("secret file gemini")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("regenerate")
+    );
+}

@@ -140,12 +140,13 @@ fn report(
         agents,
         &records(),
         hosts,
+        &BTreeMap::new(),
         VaultInfo {
             backend: "file".into(),
             location: "[DATA]/vault.airlock".into(),
         },
         ts(NOW),
-        config.status.expiring_days,
+        config,
     )
 }
 

@@ -160,11 +160,13 @@ pub fn check_token_text(what: &str, value: &str, fix: &str) -> Result<()> {
             "remove the quotes and give only the token",
         ));
     }
-    if let Some(name) = shell_assignment(value) {
+    // The part before `=` is not echoed: in a token with `=` padding it
+    // would be most of the secret.
+    if shell_assignment(value) {
         return Err(invalid(
             what,
-            format!("looks like a shell assignment ({name}=…)"),
-            format!("give only the value after `{name}=` (or use --from-env {name})"),
+            "looks like a shell assignment (NAME=value)",
+            "give only the value after the `=` (or name the variable with --from-env)",
         ));
     }
     if value.chars().any(char::is_whitespace) {
@@ -237,15 +239,22 @@ pub fn foreign_token(value: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, d, s)| (*d, *s))
 }
 
-/// `NAME` when `value` looks like `NAME=…` or `export NAME=…`.
-fn shell_assignment(value: &str) -> Option<&str> {
-    let v = value.strip_prefix("export ").unwrap_or(value).trim_start();
-    let (name, _) = v.split_once('=')?;
-    let mut chars = name.chars();
-    let first = chars.next()?;
-    let ok = (first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    ok.then_some(name)
+/// Whether `value` looks like `NAME=…` or `export NAME=…` with an
+/// environment-variable-like `NAME` (uppercase letters, digits, `_`).
+fn shell_assignment(value: &str) -> bool {
+    let (export, v) = match value.strip_prefix("export ") {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, value),
+    };
+    let Some((name, _)) = v.split_once('=') else {
+        return false;
+    };
+    let upper = !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    upper || (export && !name.is_empty())
 }
 
 /// Checks `value` against a token `prefix` and the characters tokens use
@@ -502,7 +511,14 @@ mod tests {
         assert!(msg(check_token_text(w, "", "f")).contains("is empty"));
         assert!(msg(check_token_text(w, "a\nb", "f")).contains("2 lines"));
         assert!(msg(check_token_text(w, "\"abc\"", "f")).contains("quotes"));
-        assert!(msg(check_token_text(w, "export X_Y=abc", "f")).contains("X_Y=…"));
+        assert!(msg(check_token_text(w, "export X_Y=abc", "f")).contains("shell assignment"));
+        assert!(
+            msg(check_token_text(w, "OPENAI_API_KEY=sk-abc", "f")).contains("shell assignment")
+        );
+        // Base64 padding is not an assignment, and the token is never echoed.
+        let e = msg(check_token_shape(w, "AIzaSECRETabc=", "AIza", 5, "f"));
+        assert!(e.contains("'='"), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
         assert!(msg(check_token_text(w, "ab c", "f")).contains("spaces"));
         assert!(msg(check_token_text(w, "ab\u{7}c", "f")).contains("control"));
         assert!(msg(check_token_text(w, "abé", "f")).contains("non-ASCII"));

@@ -259,8 +259,41 @@ pub struct Input {
     pub warnings: Vec<String>,
 }
 
+/// Refuses a `--from-file`/`--from-env` argument that is a secret itself
+/// (a token pasted where a path or a name belongs), without echoing it.
+pub fn check_source_argument(source: &Source) -> Result<()> {
+    let (flag, arg) = match source {
+        Source::File(p) => ("--from-file", p.to_string_lossy().into_owned()),
+        Source::Env(n) => ("--from-env", n.clone()),
+        _ => return Ok(()),
+    };
+    let looks_secret = validate::foreign_token(&arg).is_some()
+        && !arg.contains('/')
+        && std::fs::symlink_metadata(&arg).is_err();
+    let bad_env_name = matches!(source, Source::Env(_))
+        && !(arg.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if looks_secret || bad_env_name {
+        return Err(Error::Usage(format!(
+            "{flag} takes {}, but what was given {}; it was not stored or printed. A secret never goes on the command line: pipe it to --stdin, or put it in a file or an environment variable (and check your shell history)",
+            if flag == "--from-file" {
+                "a path"
+            } else {
+                "the name of an environment variable"
+            },
+            if looks_secret {
+                "looks like a secret itself"
+            } else {
+                "is not a variable name"
+            },
+        )));
+    }
+    Ok(())
+}
+
 /// Reads stdin, a file or an environment variable (not `Host`/`Prompt`).
 pub fn read_source(source: &Source) -> Result<Input> {
+    check_source_argument(source)?;
     match source {
         Source::Stdin => {
             let stdin = std::io::stdin();
@@ -500,6 +533,52 @@ fn finish(
     ))
 }
 
+/// Reads and validates the secret file configured for `agent`
+/// (`[agents.<agent>] secret_file`, `[agents.custom.<name>] secret_file`),
+/// for `status`; `None` when none is configured. A setup-token's expiry is
+/// counted from the file's modification time.
+pub fn configured_file(
+    agent: Agent<'_>,
+    config: &Config,
+    home: &std::path::Path,
+    now: Timestamp,
+) -> Option<crate::status::FileSource> {
+    let (path, method, account) = match agent {
+        Agent::Custom(_, def) => (
+            def.secret_file.clone()?,
+            Some(Method::ApiKey),
+            def.account.clone(),
+        ),
+        _ => {
+            let c = config.agents.builtin(agent.name())?;
+            (c.secret_file.clone()?, c.method, c.account.clone())
+        }
+    };
+    let location = validate::tilde(&path, home);
+    let fix = "regenerate the secret file (an interrupted tool leaves empty files)";
+    let mut modified = None;
+    let read = validate::read_input_file(&path, fix).and_then(|f| {
+        modified = f.modified;
+        let method = method
+            .or_else(|| agent.detect(f.text.expose()))
+            .unwrap_or(Method::ApiKey);
+        let mut v = agent.validate(method, &f.text, &format!("from {location}"), now)?;
+        if v.method == Method::SetupToken
+            && let Some(m) = f.modified
+        {
+            v.expires_at = m.checked_add(claude::capture::SETUP_TOKEN_LIFETIME).ok();
+        }
+        v.warnings.extend(f.warnings);
+        Ok(v)
+    });
+    Some(crate::status::FileSource {
+        location,
+        account: account.unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned()),
+        read,
+        modified,
+    })
+}
+
 /// Stores a prepared record; returns whether it replaced one.
 pub fn store(vault: &dyn Backend, record: Record) -> Result<bool> {
     let mut replaced = false;
@@ -574,6 +653,20 @@ mod tests {
         r.settings = p.record.meta.settings.clone();
         let key = format!("sk-ant-api03-{}AA", "b".repeat(93));
         assert!(prepare(&r, &config, input(&key), Timestamp::now()).is_err());
+    }
+
+    #[test]
+    fn secrets_given_as_paths_or_names_are_refused_unechoed() {
+        let token = "sk-ant-oat01-SECRETSECRET";
+        for src in [Source::File(token.into()), Source::Env(token.into())] {
+            let e = check_source_argument(&src).unwrap_err().to_string();
+            assert!(!e.contains("SECRET"), "{e}");
+            assert!(e.contains("--stdin"), "{e}");
+        }
+        let e = check_source_argument(&Source::Env("not a name".into())).unwrap_err();
+        assert!(e.to_string().contains("not a variable name"));
+        assert!(check_source_argument(&Source::Env("MY_TOKEN".into())).is_ok());
+        assert!(check_source_argument(&Source::File("/run/secrets/x".into())).is_ok());
     }
 
     #[test]

@@ -69,9 +69,24 @@ pub struct Args {
     /// A free-form label shown by `airlock accounts`.
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
+
+    /// Catches a secret typed as an argument, so that clap's error does not
+    /// print it back.
+    #[arg(hide = true, num_args = 0..)]
+    stray: Vec<String>,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    if !a.stray.is_empty() {
+        return Err(Error::Usage(format!(
+            "`airlock auth` takes only the agent as an argument, and {} more: it was not stored or printed. A secret never goes on the command line (it ends up in your shell history and the process list): pipe it to --stdin, or use --from-file or --from-env",
+            if a.stray.len() == 1 {
+                "one".to_owned()
+            } else {
+                a.stray.len().to_string()
+            }
+        )));
+    }
     let agent = Agent::resolve(&a.agent, &ctx.config)?;
     airlock::vault::validate_name("account", &a.account)?;
     let method = a.method.as_deref().map(str::parse::<Method>).transpose()?;
@@ -157,7 +172,7 @@ fn store(ctx: &Ctx, agent: Agent<'_>, p: Prepared, now: Timestamp) -> Result<()>
     }
     match (expires, p.refreshable) {
         (Some(t), true) => anstream::eprintln!(
-            "  expires:  access token {} {}; refreshable (the agent renews it)",
+            "  expires:  access token {} {}; a refresh token is present",
             status::date(t),
             format_args!("({})", status::relative(t, now))
         ),

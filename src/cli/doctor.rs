@@ -63,6 +63,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     config_checks(ctx, &mut checks);
     vault_checks(ctx, &mut checks);
     host_checks(ctx, &mut checks);
+    secret_file_checks(ctx, &mut checks);
     engine_checks(&mut checks);
 
     let failed = checks.iter().filter(|c| c.status == Level::Fail).count();
@@ -282,6 +283,35 @@ fn host_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
                     agent.host_login_hint()
                 )),
             )),
+        }
+    }
+}
+
+fn secret_file_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
+    let now = Timestamp::now();
+    for agent in Agent::all(&ctx.config) {
+        let Some(f) = airlock::capture::configured_file(agent, &ctx.config, &ctx.paths.home, now)
+        else {
+            continue;
+        };
+        let name = format!("secret file {}", agent.name());
+        match &f.read {
+            Ok(v) if !v.warnings.is_empty() => {
+                for w in &v.warnings {
+                    let fix = w.split_once(": run ").map(|(_, f)| format!("run {f}"));
+                    checks.push(check(name.clone(), Level::Warn, w.clone(), fix));
+                }
+            }
+            Ok(v) => checks.push(check(
+                name,
+                Level::Ok,
+                format!("{} in {}", v.method, f.location),
+                None,
+            )),
+            Err(Error::Invalid { problem, fix }) => {
+                checks.push(check(name, Level::Fail, problem.clone(), Some(fix.clone())))
+            }
+            Err(e) => checks.push(check(name, Level::Fail, e.to_string(), None)),
         }
     }
 }

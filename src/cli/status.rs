@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use airlock::agents::HostEnv;
 use airlock::agents::validate::tilde;
-use airlock::capture::Agent;
+use airlock::capture::{self, Agent};
 use airlock::error::Result;
 use airlock::status::{self, VaultInfo};
 use jiff::Timestamp;
@@ -54,16 +54,24 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         );
     }
     let now = Timestamp::now();
+    let files: BTreeMap<String, _> = agents
+        .iter()
+        .filter_map(|agent| {
+            capture::configured_file(*agent, &ctx.config, &env.home, now)
+                .map(|f| (agent.name().to_owned(), f))
+        })
+        .collect();
     let report = status::report(
         &agents,
         &records,
         &hosts,
+        &files,
         VaultInfo {
             backend: vault.kind().to_string(),
             location: vault.location(),
         },
         now,
-        ctx.config.status.expiring_days,
+        &ctx.config,
     );
     if a.json {
         let text = serde_json::to_string_pretty(&report)

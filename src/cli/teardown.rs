@@ -109,6 +109,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     // 1. The vault.
     match ctx.open_vault() {
         Ok(v) if v.kind() == BackendKind::File => {
+            // Forget the cached unlock key too (kept in the kernel keyring).
+            if let Err(e) = v.lock() {
+                problems.push(format!("the cached vault key: {e}"));
+            }
             remove_vault_files(&vault_file, &mut removed, &mut problems)
         }
         Ok(v) => match v.list() {

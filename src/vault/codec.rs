@@ -106,7 +106,10 @@ mod tests {
     fn decode_errors_do_not_echo_input() {
         let e = decode_record(br#"{"agent":"claude","secret":"sk-ant-CANARY"#).unwrap_err();
         assert!(!e.to_string().contains("CANARY"), "{e}");
-        let e = decode_record(br#"{"agent":"claude","account":"x","method":"bogus-CANARY","secret":"s","meta":{}}"#).unwrap_err();
+        let e = decode_record(
+            br#"{"agent":"claude","account":"x","method":"bogus-CANARY","secret":"s","meta":{}}"#,
+        )
+        .unwrap_err();
         assert!(!e.to_string().contains("CANARY"), "{e}");
     }
 }

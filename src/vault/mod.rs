@@ -32,14 +32,16 @@ use crate::secret::Secret;
 
 pub mod codec;
 pub mod file;
-pub mod memory;
-mod select;
-#[cfg(target_os = "linux")]
-pub mod keyutils;
-#[cfg(target_os = "linux")]
-pub mod secret_service;
 #[cfg(target_os = "macos")]
 pub mod keychain;
+#[cfg(target_os = "linux")]
+pub mod keyutils;
+pub mod memory;
+#[cfg(any(target_os = "macos", windows, test))]
+mod native;
+#[cfg(target_os = "linux")]
+pub mod secret_service;
+mod select;
 #[cfg(windows)]
 pub mod wincred;
 

@@ -86,7 +86,9 @@ pub fn open(opts: OpenOptions) -> Result<Vault> {
             key_cache: opts.key_cache,
         })?),
         #[cfg(target_os = "linux")]
-        BackendKind::SecretService => Box::new(super::secret_service::SecretServiceBackend::connect()?),
+        BackendKind::SecretService => {
+            Box::new(super::secret_service::SecretServiceBackend::connect()?)
+        }
         #[cfg(target_os = "linux")]
         BackendKind::Keyutils => Box::new(super::keyutils::KeyutilsBackend::open()?),
         #[cfg(target_os = "macos")]
@@ -131,6 +133,9 @@ fn auto() -> (BackendKind, String) {
     }
     #[cfg(not(any(target_os = "macos", windows, target_os = "linux")))]
     {
-        (BackendKind::File, "no OS keyring on this platform: using the encrypted file".into())
+        (
+            BackendKind::File,
+            "no OS keyring on this platform: using the encrypted file".into(),
+        )
     }
 }

@@ -382,7 +382,9 @@ mod tests {
     fn id_token_must_be_a_jwt() {
         let mut doc: Value = serde_json::from_str(&chatgpt_doc(1)).unwrap();
         doc["tokens"]["id_token"] = Value::from("notajwt");
-        let e = parse_auth_json(&doc.to_string(), "f").unwrap_err().to_string();
+        let e = parse_auth_json(&doc.to_string(), "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("id_token"), "{e}");
         assert!(e.contains("not a JWT"), "{e}");
     }
