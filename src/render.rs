@@ -126,10 +126,23 @@ pub fn env_flags(plan: &SandboxPlan) -> Result<(String, Vec<String>)> {
     let mut flags = Vec::new();
     for e in &plan.env {
         shim::check_env_name(&e.name)?;
-        flags.push("-e".to_owned());
         match &e.value {
-            crate::plan::Value::Plain(v) => flags.push(format!("{}={v}", e.name)),
-            crate::plan::Value::Secret(_) => flags.push(e.name.clone()),
+            crate::plan::Value::Plain(v) if v.starts_with(STATE_DIR) => {
+                // Without the shim nothing creates the state tmpfs: an agent
+                // pointed there would find no directory.
+                warnings.push(format!(
+                    "--mode env leaves out {}={v} (the directory exists only with the default mode)",
+                    e.name
+                ));
+            }
+            crate::plan::Value::Plain(v) => {
+                flags.push("-e".to_owned());
+                flags.push(format!("{}={v}", e.name));
+            }
+            crate::plan::Value::Secret(_) => {
+                flags.push("-e".to_owned());
+                flags.push(e.name.clone());
+            }
         }
     }
     Ok((pairs_to_lines(&flags), warnings))

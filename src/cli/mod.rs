@@ -15,10 +15,13 @@ use airlock::vault::{self, Vault};
 mod accounts;
 mod auth;
 mod completions;
+mod compose;
+mod docker_flags;
 mod doctor;
 mod lock;
 mod login;
 mod remove;
+mod run;
 mod status;
 mod teardown;
 mod verify;
@@ -62,6 +65,11 @@ enum Command {
     Accounts(accounts::Args),
     Remove(remove::Args),
     Teardown(teardown::Args),
+    Run(run::Args),
+    DockerFlags(docker_flags::Args),
+    Compose(compose::Args),
+    #[command(name = "__reap", hide = true)]
+    Reap(run::ReapArgs),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Login(login::Args),
@@ -132,6 +140,10 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Accounts(a) => accounts::run(&ctx, a),
         Command::Remove(a) => remove::run(&ctx, a),
         Command::Teardown(a) => teardown::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::DockerFlags(a) => docker_flags::run(&ctx, a),
+        Command::Compose(a) => compose::run(&ctx, a),
+        Command::Reap(a) => run::reap(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),

@@ -16,7 +16,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::process::{Command, Output, Stdio};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -354,6 +354,93 @@ pub fn detect(choice: Option<EngineKind>, image: &str) -> Result<Detected> {
         "no container engine answered ({}); start Docker or install Podman, or choose one with --engine",
         why.join("; ")
     )))
+}
+
+/// How long [`detect_cached`] trusts a cached image configuration (seconds);
+/// `AIRLOCK_IMAGE_CACHE_SECS` overrides it, 0 disables the cache.
+pub const IMAGE_CACHE_SECS: u64 = 60;
+
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    engine: String,
+    image: String,
+    created: u64,
+    config: ImageConfigOwned,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ImageConfigOwned {
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    user: String,
+    working_dir: String,
+}
+
+/// [`detect`], remembering the answer for a short while in `cache_dir`
+/// (`docker-flags` and `compose`, whose whole point is being fast in
+/// `$(…)`). A rebuilt image is seen after at most [`IMAGE_CACHE_SECS`].
+/// `airlock run` does not use this: it always asks the engine.
+pub fn detect_cached(
+    choice: Option<EngineKind>,
+    image: &str,
+    cache_dir: &std::path::Path,
+) -> Result<Detected> {
+    let ttl = std::env::var("AIRLOCK_IMAGE_CACHE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(IMAGE_CACHE_SECS);
+    let env_choice = std::env::var("AIRLOCK_ENGINE").unwrap_or_default();
+    let wanted = choice.map(|c| c.as_str().to_owned()).unwrap_or(env_choice);
+    let key = {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(format!("{wanted}\0{image}").as_bytes());
+        h.iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let path = cache_dir.join(format!("{key}.json"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if ttl > 0
+        && let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(e) = serde_json::from_str::<CacheEntry>(&text)
+        && e.image == image
+        && now.saturating_sub(e.created) < ttl
+        && let Ok(kind) = EngineKind::parse(&e.engine)
+    {
+        tracing::debug!(image, engine = %kind, "image configuration from cache");
+        return Ok(Detected {
+            engine: kind.engine(),
+            image: ImageConfig {
+                entrypoint: e.config.entrypoint,
+                cmd: e.config.cmd,
+                user: e.config.user,
+                working_dir: e.config.working_dir,
+                env: Vec::new(),
+            },
+        });
+    }
+    let d = detect(choice, image)?;
+    if ttl > 0 && crate::fsutil::ensure_private_dir(cache_dir).is_ok() {
+        let e = CacheEntry {
+            engine: d.engine.kind().as_str().to_owned(),
+            image: image.to_owned(),
+            created: now,
+            config: ImageConfigOwned {
+                entrypoint: d.image.entrypoint.clone(),
+                cmd: d.image.cmd.clone(),
+                user: d.image.user.clone(),
+                working_dir: d.image.working_dir.clone(),
+            },
+        };
+        if let Ok(json) = serde_json::to_vec(&e) {
+            let _ = crate::fsutil::write_atomic(&path, &json, 0o600);
+        }
+    }
+    Ok(d)
 }
 
 /// Chooses the engine without an image: `choice`, else `AIRLOCK_ENGINE`,

@@ -181,6 +181,10 @@ pub fn reap_by_label(
     let _ = crate::sandbox::set_owner(dir, Some(std::process::id()));
     let start = std::time::Instant::now();
     let container = loop {
+        if !dir.exists() {
+            // Removed by `gc` or by hand: nothing left to wait for.
+            return Ok(());
+        }
         let out = engine
             .command()
             .args(["ps", "-a", "-q", "--filter"])

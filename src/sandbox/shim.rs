@@ -143,8 +143,12 @@ pub fn script(plan: &SandboxPlan, layout: &Layout, exec: &Exec, id: &str) -> Str
     }
 
     // Files.
+    let mut made: Vec<&str> = Vec::new();
     for (rel, path, mode) in &layout.files {
-        if let Some(p) = parent(path) {
+        if let Some(p) = parent(path)
+            && !made.contains(&p)
+        {
+            made.push(p);
             line(&mut s, &format!("mkdir -p {}", path_word(p)));
         }
         let dst = path_word(path);

@@ -1,0 +1,59 @@
+//! `airlock compose`: a compose override file for one service.
+
+use airlock::error::Result;
+use airlock::render;
+
+use super::Ctx;
+use super::docker_flags::build;
+use super::run::{SandboxArgs, WaitFor, spawn_waiter};
+
+/// Print a compose override that gives one service the agents' credentials.
+///
+///     airlock compose --service dev --image IMG --agent claude > airlock.override.yml
+///     docker compose -f compose.yml -f airlock.override.yml up
+///
+/// Like docker-flags, it writes the sandbox directory now (the override only
+/// holds its path, plain variables and the shim as entrypoint), and the
+/// directory is removed when the service's container exits: generate a new
+/// override for each `up`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+
+    /// The compose service to override.
+    #[arg(long, value_name = "NAME")]
+    service: String,
+
+    /// The service's image (its entrypoint, command and user are read with
+    /// `image inspect`).
+    #[arg(long, value_name = "IMAGE")]
+    image: String,
+
+    /// The service's user, if it sets `user:` (`UID[:GID]` or a name).
+    #[arg(long, short = 'u', value_name = "USER")]
+    user: Option<String>,
+
+    /// The service's `entrypoint:`, if it sets one (a single command).
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let plan = a.sandbox.plan(ctx)?;
+    let built = build(
+        ctx,
+        &a.sandbox,
+        &plan,
+        &a.image,
+        a.user.as_deref(),
+        a.entrypoint.as_deref(),
+    )?;
+    let yaml = render::compose_override(&plan, &built.sandbox, built.engine.as_ref(), &a.service);
+    let kind = built.engine.kind();
+    let id = built.sandbox.id().to_owned();
+    let dir = built.sandbox.persist();
+    spawn_waiter(kind, &dir, WaitFor::Label(id))?;
+    print!("{yaml}");
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `airlock docker-flags`: flags for your own `docker run` / `podman run`.
+
+use airlock::engine;
+use airlock::error::{Error, Result};
+use airlock::render;
+use airlock::sandbox::{self, Sandbox, SandboxSpec, launch};
+
+use super::Ctx;
+use super::run::{SandboxArgs, WaitFor, spawn_waiter};
+
+/// Print `docker run` flags that give a container the agents' credentials.
+///
+///     docker run --rm -it $(airlock docker-flags --image IMG --agent claude) IMG [COMMAND…]
+///
+/// The default mode (files) writes the sandbox directory now and prints a
+/// mount, a tmpfs, a label, plain `-e` variables and `--entrypoint` (the
+/// shim, which then runs IMG's own entrypoint and command: hence --image).
+/// Start the container within an hour; the directory is removed when it
+/// exits. Pass the container's user here with --user (it is printed too).
+///
+/// --mode env prints only `-e NAME` flags: the values come from your
+/// environment and ARE VISIBLE in `docker inspect` and the engine's stored
+/// container config. Credential files (sessions) cannot be delivered that way.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+
+    /// The image you will run (its entrypoint, command and user are read
+    /// with `image inspect`). Required in files mode.
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+
+    /// The user the container runs as (`UID[:GID]` or a name); printed as
+    /// `--user`. Default: the image's USER.
+    #[arg(long, short = 'u', value_name = "USER")]
+    user: Option<String>,
+
+    /// Replace the image's entrypoint (as `docker run --entrypoint` would).
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+
+    /// files (default): secrets as files, nothing in `docker inspect`.
+    /// env: `-e NAME` flags, values from your environment, visible in
+    /// `docker inspect`.
+    #[arg(long, value_name = "MODE", default_value = "files")]
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Files,
+    Env,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let plan = a.sandbox.plan(ctx)?;
+    if a.mode == Mode::Env {
+        let (flags, warnings) = render::env_flags(&plan)?;
+        for w in warnings {
+            anstream::eprintln!("airlock: warning: {w}");
+        }
+        let missing: Vec<&str> = plan
+            .env
+            .iter()
+            .filter(|e| e.value.is_secret() && std::env::var_os(&e.name).is_none())
+            .map(|e| e.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            anstream::eprintln!(
+                "airlock: warning: --mode env passes values from your environment, and {} is not set there; these values will be visible in `docker inspect`",
+                missing.join(", ")
+            );
+        }
+        print!("{flags}");
+        return Ok(());
+    }
+    let image = a.image.as_deref().ok_or_else(|| {
+        Error::Usage(
+            "docker-flags needs --image IMAGE to keep the image's entrypoint and command (or use --mode env)"
+                .into(),
+        )
+    })?;
+    let built = build(
+        ctx,
+        &a.sandbox,
+        &plan,
+        image,
+        a.user.as_deref(),
+        a.entrypoint.as_deref(),
+    )?;
+    let mut out = render::docker_flags(&plan, &built.sandbox, built.engine.as_ref());
+    if let Some(u) = &a.user {
+        out.push_str(&format!("--user {}\n", render::sh_word(u)));
+    }
+    let kind = built.engine.kind();
+    let id = built.sandbox.id().to_owned();
+    let dir = built.sandbox.persist();
+    spawn_waiter(kind, &dir, WaitFor::Label(id))?;
+    print!("{out}");
+    Ok(())
+}
+
+/// A sandbox written for a container airlock does not start itself.
+pub struct Built {
+    /// The engine.
+    pub engine: Box<dyn engine::Engine>,
+    /// The directory.
+    pub sandbox: Sandbox,
+}
+
+/// Writes the sandbox directory for `image` (flags and compose modes).
+pub fn build(
+    ctx: &Ctx,
+    sargs: &SandboxArgs,
+    plan: &airlock::plan::SandboxPlan,
+    image: &str,
+    user: Option<&str>,
+    entrypoint: Option<&str>,
+) -> Result<Built> {
+    let cache = ctx.paths.runtime_dir.join("images");
+    let detected = engine::detect_cached(sargs.engine_choice()?, image, &cache)?;
+    let engine = detected.engine;
+    sandbox::gc(&ctx.paths.runtime_dir);
+    let exec = launch::exec_for(&detected.image, entrypoint);
+    let cuser = launch::container_user(engine.as_ref(), image, &detected.image, user)?;
+    let sb = Sandbox::create(
+        &ctx.paths.runtime_dir,
+        SandboxSpec {
+            plan,
+            exec,
+            user: cuser,
+            engine: engine.as_ref(),
+            owner_pid: None,
+        },
+    )?;
+    Ok(Built {
+        engine,
+        sandbox: sb,
+    })
+}

@@ -1,0 +1,297 @@
+//! `airlock run`, `docker-flags` through the real binary on real engines:
+//! the image's own entrypoint and command survive, the container's exit
+//! code comes back, `-d` leaves a waiter that removes the directory, signals
+//! reach the container, and `docker run $(airlock docker-flags …)` works.
+//!
+//! Gated by AIRLOCK_TEST_DOCKER=1 / AIRLOCK_TEST_PODMAN=1.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{CANARY, TestContext, require_real};
+
+fn root_image() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_ROOT")
+        .unwrap_or_else(|_| "localhost/airlock-test/agents:root".into())
+}
+
+fn user_image() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_USER")
+        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
+}
+
+fn busybox() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_BUSYBOX")
+        .unwrap_or_else(|_| "localhost/airlock-test/busybox:latest".into())
+}
+
+/// A context whose Claude credential is a setup token in a secret file, and
+/// whose sandbox directories live on a tmpfs.
+fn context(engine: &str) -> TestContext {
+    let mut ctx = TestContext::new();
+    let secret = ctx.root.path().join("claude-token");
+    std::fs::write(
+        &secret,
+        format!("sk-ant-oat01-{CANARY}-cli-AAAAAAAAAAAAAAAA"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        format!("[agents.claude]\nsecret_file = {secret:?}\n"),
+    )
+    .unwrap();
+    ctx.runtime_dir = PathBuf::from(format!(
+        "/dev/shm/airlock-cli-{}-{engine}-{}",
+        std::process::id(),
+        ctx.root.path().file_name().unwrap().to_string_lossy()
+    ));
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+    ctx
+}
+
+fn sandboxes(rt: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(rt.join("sandboxes"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn exit_code_entrypoint_and_default_cmd(engine: &str) {
+    let ctx = context(engine);
+    // The container's exit code comes back; the image's entrypoint ran; the
+    // agent is logged in; `claude` is the permission-skipping wrapper.
+    let out = ctx
+        .cmd()
+        .args(["run", "--agent", "claude", "--", "--rm", "--network", "none"])
+        .arg(root_image())
+        .args([
+            "sh",
+            "-c",
+            "claude auth status >/dev/null || exit 99; command -v claude; cat \"$(command -v claude)\"; exit 7",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let msg = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(7), "{msg}");
+    assert!(
+        stderr.lines().any(|l| l == "airlock-test-entrypoint"),
+        "{msg}"
+    );
+    assert!(stdout.contains("/run/airlock/bin/claude"), "{msg}");
+    assert!(stdout.contains("--dangerously-skip-permissions"), "{msg}");
+    assert!(sandboxes(&ctx.runtime_dir).is_empty());
+
+    // No command: the image's ENTRYPOINT + CMD.
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(user_image())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "default-cmd", "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l == "airlock-test-entrypoint"),
+        "{stderr}"
+    );
+
+    // A user --entrypoint is honoured (and clears the image's CMD).
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .args(["--entrypoint", "/bin/echo"])
+        .arg(user_image())
+        .args(["from", "echo"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "from echo");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("airlock-test-entrypoint"));
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+fn detach_leaves_a_waiter(engine: &str) {
+    let ctx = context(engine);
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "-d",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(busybox())
+        .args(["sh", "-c", "test -s /run/airlock-in/env/0 && sleep 3"])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!id.is_empty());
+    assert_eq!(
+        sandboxes(&ctx.runtime_dir).len(),
+        1,
+        "directory kept while it runs"
+    );
+    wait_until(
+        "the waiter to remove the directory",
+        Duration::from_secs(60),
+        || sandboxes(&ctx.runtime_dir).is_empty(),
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+fn sigterm_reaches_the_container(engine: &str) {
+    let ctx = context(engine);
+    let mut child = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(busybox())
+        .args([
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; sleep 60 & wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    use std::io::Read;
+    stdout.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    // SAFETY: plain kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert_eq!(status.code(), Some(42), "the container's trap ran");
+    assert!(sandboxes(&ctx.runtime_dir).is_empty());
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+fn docker_flags_real(engine: &str) {
+    let ctx = context(engine);
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--agent", "claude", "--image"])
+        .arg(user_image())
+        .output()
+        .unwrap();
+    let flags = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!flags.contains(CANARY));
+    assert_eq!(sandboxes(&ctx.runtime_dir).len(), 1);
+    let script = format!(
+        "{engine} run --rm --network none $(cat) {} claude auth status",
+        user_image()
+    );
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sh.stdin
+        .take()
+        .unwrap()
+        .write_all(flags.as_bytes())
+        .unwrap();
+    let out = sh.wait_with_output().unwrap();
+    let stdout: String = String::from_utf8_lossy(&out.stdout)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{flags}\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("\"authMethod\":\"oauth_token\""),
+        "{stdout}"
+    );
+    assert!(stderr.contains("airlock-test-entrypoint"), "{stderr}");
+    wait_until(
+        "the waiter to remove the directory",
+        Duration::from_secs(60),
+        || sandboxes(&ctx.runtime_dir).is_empty(),
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_run_cli() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        exit_code_entrypoint_and_default_cmd("docker");
+        sigterm_reaches_the_container("docker");
+        detach_leaves_a_waiter("docker");
+        docker_flags_real("docker");
+    }
+}
+
+#[test]
+fn podman_run_cli() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        exit_code_entrypoint_and_default_cmd("podman");
+        sigterm_reaches_the_container("podman");
+        detach_leaves_a_waiter("podman");
+        docker_flags_real("podman");
+    }
+}

@@ -1,0 +1,365 @@
+//! The leak test: every credential flow through the real `airlock run`
+//! binary at -vvv, on Docker and Podman, with a canary secret. Fails if the
+//! canary appears in any process's command line during the run, in
+//! `docker inspect` / `podman inspect`, in the engine's stored container
+//! files, in airlock's output, or on disk outside the secret inputs (the
+//! sandbox's tmpfs directory is gone by then). The same runs check that the
+//! genuine agent CLIs report the expected logins.
+//!
+//! Gated by AIRLOCK_TEST_DOCKER=1 / AIRLOCK_TEST_PODMAN=1.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{CANARY, TestContext, require_real};
+
+fn user_image() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_USER")
+        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
+}
+
+/// A canary unique to this run, so other tests on the machine cannot interfere.
+fn canary() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{CANARY}{}x{}", std::process::id(), t % 1_000_000_007)
+}
+
+fn b64url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn fake_jwt(c: &str) -> String {
+    let claims = serde_json::json!({
+        "email": "fake@example.com", "exp": 4_102_444_800u64,
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": "acct-fake"},
+    });
+    format!(
+        "{}.{}.{}",
+        b64url(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64url(&claims.to_string()),
+        b64url(c)
+    )
+}
+
+/// One `airlock run` with three agents: (claude, codex, gemini) secrets.
+struct Flow {
+    name: &'static str,
+    claude: String,
+    codex: String,
+    gemini: Option<String>,
+    claude_method: &'static str,
+    codex_line: &'static str,
+    gemini_selected: Option<&'static str>,
+}
+
+fn flows(c: &str) -> Vec<Flow> {
+    let claude_session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": format!("sk-ant-oat01-{c}-access"),
+        "refreshToken": format!("sk-ant-ort01-{c}-refresh"),
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }})
+    .to_string();
+    let codex_session = serde_json::json!({
+        "auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": fake_jwt(c), "access_token": fake_jwt(c),
+                   "refresh_token": format!("rt-{c}"), "account_id": "acct-fake"},
+        "last_refresh": "2026-11-22T00:00:00Z",
+    })
+    .to_string();
+    let gemini_session = serde_json::json!({
+        "access_token": format!("ya29.{c}"), "refresh_token": format!("1//{c}"),
+        "scope": "https://www.googleapis.com/auth/cloud-platform", "token_type": "Bearer",
+        "expiry_date": 4_102_444_800_000u64,
+    })
+    .to_string();
+    vec![
+        Flow {
+            name: "token+apikey+apikey",
+            claude: format!("sk-ant-oat01-{c}-AAAAAAAAAAAAAAAAAAAAAAAA"),
+            codex: format!("sk-proj-{c}-1234"),
+            gemini: Some(format!("AIza{c}-gemini")),
+            claude_method: "oauth_token",
+            codex_line: "API key configured",
+            gemini_selected: Some("gemini-api-key"),
+        },
+        Flow {
+            name: "apikey+session+session",
+            claude: format!("sk-ant-api03-{c}-AAAAAAAAAAAAAAAAAAAAAAAA"),
+            codex: codex_session,
+            gemini: Some(gemini_session),
+            claude_method: "api_key",
+            codex_line: "Logged in using ChatGPT",
+            gemini_selected: Some("oauth-personal"),
+        },
+        Flow {
+            name: "session+apikey",
+            claude: claude_session,
+            codex: format!("sk-proj-{c}-5678"),
+            gemini: None,
+            claude_method: "claude.ai",
+            codex_line: "API key configured",
+            gemini_selected: None,
+        },
+    ]
+}
+
+const SCRIPT: &str = r#"
+echo "uid=$(id -u)"
+claude auth status; echo "claude_rc=$?"
+codex login status 2>&1; echo "codex_rc=$?"
+cat "$GEMINI_CLI_HOME/.gemini/settings.json" 2>/dev/null; echo
+"#;
+
+/// Scans every process's command line until stopped; returns offenders.
+fn cmdline_watcher(needle: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut hits = Vec::new();
+        let mut scans = 0u32;
+        while !stop.load(Ordering::SeqCst) || scans == 0 {
+            scans += 1;
+            let Ok(rd) = std::fs::read_dir("/proc") else {
+                break;
+            };
+            for e in rd.flatten() {
+                let p = e.path().join("cmdline");
+                if let Ok(b) = std::fs::read(&p) {
+                    let s = String::from_utf8_lossy(&b).replace('\0', " ");
+                    if s.contains(&needle) {
+                        hits.push(format!("{}: {s}", p.display()));
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        hits
+    })
+}
+
+/// Files under `dirs` (recursively) that contain `needle`, skipping `except`.
+fn grep_dirs(needle: &str, dirs: &[PathBuf], except: &[PathBuf]) -> Vec<String> {
+    let mut args = vec!["-rlsa".to_owned(), "--fixed-strings".to_owned()];
+    for e in except {
+        if let Some(n) = e.file_name() {
+            args.push(format!("--exclude-dir={}", n.to_string_lossy()));
+        }
+    }
+    args.push("--".into());
+    args.push(needle.into());
+    let existing: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    if existing.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("grep")
+        .args(&args)
+        .args(existing)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
+        .collect()
+}
+
+fn engine_text(engine: &str, args: &[&str]) -> String {
+    let out = Command::new(engine).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn leak_check(engine: &str) {
+    let c = canary();
+    let mut ctx = TestContext::new();
+    let secrets = ctx.root.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    // The sandbox host directory on a tmpfs, as in production.
+    let rt = PathBuf::from(format!("/dev/shm/airlock-leak-{}", std::process::id()));
+    ctx.runtime_dir = rt.clone();
+    let problems = Mutex::new(Vec::<String>::new());
+    for (i, f) in flows(&c).into_iter().enumerate() {
+        let write = |name: &str, v: &str| {
+            let p = secrets.join(format!("{i}-{name}"));
+            std::fs::write(&p, v).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let mut cfg = format!(
+            "[agents.claude]\nsecret_file = {:?}\n\n[agents.codex]\nsecret_file = {:?}\n",
+            write("claude", &f.claude),
+            write("codex", &f.codex)
+        );
+        let mut agents = vec!["--agent", "claude", "--agent", "codex"];
+        if let Some(g) = &f.gemini {
+            cfg.push_str(&format!(
+                "\n[agents.gemini]\nsecret_file = {:?}\n",
+                write("gemini", g)
+            ));
+            agents.extend(["--agent", "gemini"]);
+        }
+        std::fs::create_dir_all(&ctx.config_dir).unwrap();
+        std::fs::write(ctx.config_dir.join("config.toml"), cfg).unwrap();
+        ctx.set_env("AIRLOCK_ENGINE", engine);
+        // Credentials come from `secret_file`s (the resolution chain's third
+        // step); the in-memory vault keeps this test independent of the vault.
+        ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+
+        let name = format!("airlock-leak-{}-{i}-{}", std::process::id(), engine);
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = cmdline_watcher(c.clone(), stop.clone());
+        let out = ctx
+            .cmd()
+            .arg("-vvv")
+            .arg("run")
+            .args(&agents)
+            .args([
+                "--",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                &user_image(),
+                "sh",
+                "-c",
+                SCRIPT,
+            ])
+            .output()
+            .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let hits = watcher.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let ctxmsg = format!(
+            "[{engine} {}] exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            f.name,
+            out.status.code()
+        );
+        let mut p = problems.lock().unwrap();
+
+        // The agents are logged in.
+        let compact: String = stdout.chars().filter(|c| !c.is_whitespace()).collect();
+        assert_eq!(out.status.code(), Some(0), "{ctxmsg}");
+        assert!(stdout.contains("uid=1000"), "{ctxmsg}");
+        assert!(
+            compact.contains(&format!("\"authMethod\":\"{}\"", f.claude_method)),
+            "{ctxmsg}"
+        );
+        assert!(stdout.contains("claude_rc=0"), "{ctxmsg}");
+        assert!(
+            stdout.contains(f.codex_line) && stdout.contains("codex_rc=0"),
+            "{ctxmsg}"
+        );
+        if let Some(sel) = f.gemini_selected {
+            assert!(
+                compact.contains(&format!("\"selectedType\":\"{sel}\"")),
+                "{ctxmsg}"
+            );
+        }
+        // -vvv logs really are verbose (the engine command is logged).
+        assert!(stderr.contains("engine command"), "{ctxmsg}");
+
+        if !hits.is_empty() {
+            p.push(format!(
+                "[{engine} {}] canary in command lines: {hits:?}",
+                f.name
+            ));
+        }
+        if stdout.contains(&c) || stderr.contains(&c) {
+            p.push(format!(
+                "[{engine} {}] canary in airlock's output: {ctxmsg}",
+                f.name
+            ));
+        }
+        let inspect = engine_text(engine, &["inspect", &name]);
+        assert!(inspect.contains("airlock.sandbox"), "{inspect}");
+        if inspect.contains(&c) {
+            p.push(format!("[{engine} {}] canary in {engine} inspect", f.name));
+        }
+        let id = engine_text(engine, &["inspect", "-f", "{{.Id}}", &name]);
+        let upper = engine_text(
+            engine,
+            &["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &name],
+        );
+        let mut dirs = vec![
+            ctx.root.path().to_path_buf(),
+            PathBuf::from("/tmp"),
+            rt.clone(),
+        ];
+        if engine == "docker" {
+            dirs.push(PathBuf::from(format!("/var/lib/docker/containers/{id}")));
+        } else {
+            dirs.push(PathBuf::from(format!(
+                "/var/lib/containers/storage/overlay-containers/{id}"
+            )));
+            dirs.push(PathBuf::from("/var/lib/containers/storage/libpod"));
+        }
+        if upper.starts_with('/') {
+            dirs.push(PathBuf::from(&upper));
+        }
+        let found = grep_dirs(&c, &dirs, std::slice::from_ref(&secrets));
+        if !found.is_empty() {
+            p.push(format!("[{engine} {}] canary on disk: {found:?}", f.name));
+        }
+        // The sandbox directory is gone.
+        let left: Vec<_> = std::fs::read_dir(rt.join("sandboxes"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if !left.is_empty() {
+            p.push(format!(
+                "[{engine} {}] sandbox directories left: {left:?}",
+                f.name
+            ));
+        }
+        let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+    }
+    let _ = std::fs::remove_dir_all(&rt);
+    let p = problems.into_inner().unwrap();
+    assert!(p.is_empty(), "leaks:\n{}", p.join("\n"));
+}
+
+#[test]
+fn docker_every_flow_leaks_nothing() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        leak_check("docker");
+    }
+}
+
+#[test]
+fn podman_every_flow_leaks_nothing() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        leak_check("podman");
+    }
+}
+
+/// The detectors themselves work (a leak test that sees nothing proves
+/// nothing otherwise).
+#[test]
+fn detectors_catch_a_planted_canary() {
+    let c = canary();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = cmdline_watcher(c.clone(), stop.clone());
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 0.3", &c])
+        .spawn()
+        .unwrap();
+    child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    assert!(!w.join().unwrap().is_empty(), "cmdline watcher missed it");
+    let ctx = TestContext::new();
+    let keep = ctx.root.path().join("keep");
+    std::fs::create_dir_all(&keep).unwrap();
+    std::fs::write(ctx.home.join("x"), &c).unwrap();
+    std::fs::write(keep.join("y"), &c).unwrap();
+    let found = grep_dirs(&c, &[ctx.root.path().to_path_buf()], &[keep]);
+    assert_eq!(found.len(), 1, "{found:?}");
+}
