@@ -6,8 +6,9 @@
 //!
 //! Stores a fake Codex API key and a fake Gemini key in an in-memory vault,
 //! then builds the status report (states, expiry, what a sandbox gets) and
-//! prints it as the CLI's table and as JSON. Host logins are left out here;
-//! the CLI passes `Agent::find_host_login` results for them.
+//! prints it as the CLI's table and as JSON. Host logins and configured
+//! secret files are left out here; the CLI passes `Agent::find_host_login`
+//! results and `status::FileSource`s for them.
 
 use std::collections::BTreeMap;
 
@@ -52,12 +53,13 @@ fn main() -> airlock::Result<()> {
         &agents,
         &vault.list()?,
         &BTreeMap::new(),
+        &BTreeMap::new(),
         VaultInfo {
             backend: vault.kind().to_string(),
             location: vault.location(),
         },
         Timestamp::now(),
-        config.status.expiring_days,
+        &config,
     );
     println!("{}", status::table(&report, false));
     let json =
