@@ -170,6 +170,12 @@ pub fn login(
     let root = opts.runtime_dir.join("logins");
     fsutil::ensure_private_dir(&opts.runtime_dir)?;
     fsutil::ensure_private_dir(&root)?;
+    if crate::sandbox::is_tmpfs(&root) == Some(false) {
+        tracing::warn!(
+            "{} is not on a tmpfs: the login's files will touch the disk until they are removed; set AIRLOCK_RUNTIME_DIR to a directory on a tmpfs (/dev/shm, $XDG_RUNTIME_DIR)",
+            root.display()
+        );
+    }
     let tag = format!("{}-{}", std::process::id(), nanos());
     let dir = LoginDir {
         path: root.join(&tag),
