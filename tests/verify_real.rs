@@ -124,6 +124,15 @@ fn sessions(engine: &str, image: &str) {
     v.expect("codex", "logged-in", "chatgpt");
     // Offline, Google cannot confirm the login: configured is a pass.
     v.expect("gemini", "configured", "oauth-personal");
+    // `airlock run`'s choices apply: the whole session, refresh token included.
+    let v = verify(
+        &ctx,
+        engine,
+        image,
+        &["--agent", "claude", "--rotation", "copy"],
+    );
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    v.expect("claude", "logged-in", "claude.ai");
 
     let ctx = TestContext::new();
     store(&ctx, "claude", "api-key", "claude/api-key.txt");

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use airlock::agents::HostEnv;
-use airlock::engine::EngineKind;
 use airlock::error::{Error, Result};
 use airlock::resolve::{Choices, Request};
 use airlock::verify::{self, Options};
@@ -25,23 +24,18 @@ use super::Ctx;
 /// failed.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The agent to check (repeatable; `agent` or `agent:account`). Default:
-    /// every built-in agent airlock has a credential for.
-    #[arg(long, value_name = "AGENT")]
-    agent: Vec<String>,
+    /// The same choices as `airlock run` (agents, rotation, work dir, …).
+    #[command(flatten)]
+    sandbox: super::run::SandboxArgs,
 
-    /// The account to check (for every agent named without one).
+    /// The account to check, for every agent named without one (and for
+    /// every built-in agent when none is named).
     #[arg(long, value_name = "NAME")]
     account: Option<String>,
 
     /// An image with the agents' CLIs installed.
     #[arg(long, value_name = "IMAGE", env = "AIRLOCK_IMAGE")]
     image: String,
-
-    /// The container engine: docker or podman (default: AIRLOCK_ENGINE, else
-    /// Docker if it answers, else Podman).
-    #[arg(long, value_name = "ENGINE")]
-    engine: Option<String>,
 
     /// Time limit of each agent's check, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = verify::DEFAULT_TIMEOUT_SECS)]
@@ -53,8 +47,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    let engine = a.engine.as_deref().map(EngineKind::parse).transpose()?;
-    let mut specs = a.agent.clone();
+    let sb = &a.sandbox;
+    let engine = sb.engine_choice()?;
+    let mut specs = sb.agents.clone();
     if let Some(acc) = &a.account {
         if specs.is_empty() {
             specs = airlock::agents::BUILTIN
@@ -68,16 +63,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             }
         }
     }
+    let choices = Choices {
+        agents: specs,
+        workdir: sb.workdir.clone(),
+        aliases: sb.no_aliases.then_some(false),
+        require_auth: sb.require_auth,
+        host_configs: sb.no_host_configs.then_some(false),
+        rotation: sb.rotation.as_deref().map(str::parse).transpose()?,
+    };
     let cwd =
         std::env::current_dir().map_err(|e| Error::Other(format!("no current directory: {e}")))?;
     let project = airlock::project::find(&cwd)?.map(|(_, p)| p);
-    let req = Request::from_choices(
-        &Choices {
-            agents: specs,
-            ..Choices::default()
-        },
-        project.as_ref(),
-    )?;
+    let req = Request::from_choices(&choices, project.as_ref())?;
     let vault = ctx.open_vault()?;
     let host = HostEnv::from_process(ctx.paths.home.clone());
     let opts = Options {
