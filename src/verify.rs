@@ -762,4 +762,119 @@ mod tests {
         assert!(s.contains("probe gemini 12 gemini"));
         assert!(!s.contains("codex login"));
     }
+
+    fn check(agent: &str, method: Method) -> AgentCheck {
+        AgentCheck {
+            agent: agent.into(),
+            account: "default".into(),
+            source: Some("vault".into()),
+            method: Some(method),
+            state: State::LoggedIn,
+            cli_method: None,
+            problem: None,
+            fix: None,
+            exit_code: None,
+            required: true,
+        }
+    }
+
+    fn section(agent: &str, code: i32, stdout: &str, stderr: &str) -> Section {
+        Section {
+            agent: agent.into(),
+            code,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
+    }
+
+    // The outputs below are the genuine CLIs' (agent-formats.md, section 5).
+    #[test]
+    fn claude_answers() {
+        let mut c = check("claude", Method::SetupToken);
+        let out = r#"{"loggedIn":true,"authMethod":"oauth_token","apiProvider":"firstParty"}"#;
+        judge(&mut c, &section("claude", 0, out, ""), &[], "img");
+        assert_eq!(c.state, State::LoggedIn);
+        assert_eq!(c.cli_method.as_deref(), Some("oauth_token"));
+        assert!(c.problem.is_none());
+
+        let mut c = check("claude", Method::SetupToken);
+        let out = r#"{"loggedIn":true,"authMethod":"api_key","apiProvider":"firstParty","apiKeySource":"ANTHROPIC_API_KEY"}"#;
+        judge(&mut c, &section("claude", 0, out, ""), &[], "img");
+        assert_eq!(c.state, State::LoggedIn);
+        assert!(c.problem.as_deref().unwrap().contains("takes precedence"));
+
+        let mut c = check("claude", Method::Session);
+        let out = r#"{"loggedIn":false,"authMethod":"none","apiProvider":"firstParty"}"#;
+        judge(&mut c, &section("claude", 1, out, ""), &[], "img");
+        assert_eq!(c.state, State::NotLoggedIn);
+        assert!(c.fix.as_deref().unwrap().contains("airlock auth claude"));
+        assert!(c.failed());
+    }
+
+    #[test]
+    fn codex_answers() {
+        let mut c = check("codex", Method::ApiKey);
+        let err = "API key configured - sk-proj-***E1234\nAuthentication is checked when you send a request.\n";
+        judge(&mut c, &section("codex", 0, "", err), &[], "img");
+        assert_eq!(c.state, State::LoggedIn);
+        assert_eq!(c.cli_method.as_deref(), Some("api-key"));
+
+        let mut c = check("codex", Method::Session);
+        judge(
+            &mut c,
+            &section("codex", 1, "", "Not logged in\n"),
+            &[],
+            "img",
+        );
+        assert_eq!(c.state, State::NotLoggedIn);
+
+        let mut c = check("codex", Method::Session);
+        let err = "Error checking login status: failed to deserialize CLI auth from file: invalid credential JSON (Data at line 1 column 53)\n";
+        judge(&mut c, &section("codex", 1, "", err), &[], "img");
+        assert_eq!(c.state, State::NotLoggedIn);
+        assert!(
+            c.problem
+                .as_deref()
+                .unwrap()
+                .contains("invalid credential JSON")
+        );
+    }
+
+    #[test]
+    fn gemini_answers() {
+        let mut c = check("gemini", Method::ApiKey);
+        let err = r#"{"error":{"type":"Error","message":"Please set an Auth method in your /h/.gemini/settings.json or specify one of the following environment variables before running: GEMINI_API_KEY","code":41}}"#;
+        judge(&mut c, &section("gemini", 41, "", err), &[], "img");
+        assert_eq!(c.state, State::NotLoggedIn);
+
+        let mut c = check("gemini", Method::Session);
+        let err = "FatalAuthenticationError: Manual authorization is required but the current session is non-interactive";
+        judge(&mut c, &section("gemini", 41, "", err), &[], "img");
+        assert_eq!(c.state, State::Configured);
+        assert_eq!(c.cli_method.as_deref(), Some("oauth-personal"));
+
+        let mut c = check("gemini", Method::ApiKey);
+        judge(
+            &mut c,
+            &section(
+                "gemini",
+                124,
+                "",
+                "Attempt 1 failed. Retrying with backoff... fetch failed",
+            ),
+            &[],
+            "img",
+        );
+        assert_eq!(c.state, State::Configured);
+
+        let mut c = check("gemini", Method::ApiKey);
+        judge(
+            &mut c,
+            &section("gemini", 127, "", "gemini: not found on PATH"),
+            &[],
+            "img",
+        );
+        assert_eq!(c.state, State::Error);
+        assert!(c.failed());
+    }
 }
