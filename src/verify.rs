@@ -41,8 +41,8 @@ use crate::vault::{Method, Vault};
 pub const DEFAULT_TIMEOUT_SECS: u64 = 20;
 
 /// Gemini cannot be asked "are you logged in"; its probe runs a prompt and is
-/// cut short once it has passed the auth selection (it then retries the
-/// unreachable network). Seconds.
+/// cut short once it has passed the auth selection (it then says it retries
+/// the unreachable network), or after this many seconds.
 const GEMINI_PROBE_SECS: u64 = 12;
 
 /// The line that starts each probe's section in the container's output.
@@ -318,7 +318,21 @@ pub fn probe_script(agents: &[&str], timeout: Duration) -> String {
     let secs = timeout.as_secs().max(1);
     let mut s = String::from(
         r#"d=$(mktemp -d 2>/dev/null) || { d=/tmp/airlock-verify.$$; mkdir -p "$d"; }
-t() { s=$1; shift; if command -v timeout >/dev/null 2>&1; then timeout -s KILL "$s" "$@"; else "$@"; fi; }
+t() {
+  s=$1; shift
+  if [ -n "$stop" ]; then
+    "$@" & p=$!; i=0
+    while kill -0 "$p" 2>/dev/null; do
+      if grep -q "$stop" "$d/e" 2>/dev/null || [ "$i" -ge "$s" ]; then
+        kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; return 124
+      fi
+      sleep 1; i=$((i+1))
+    done
+    wait "$p"; return $?
+  fi
+  if command -v timeout >/dev/null 2>&1; then timeout -s KILL "$s" "$@"; else "$@"; fi
+}
+stop=
 probe() {
   name=$1; shift
   if ! command -v "$2" >/dev/null 2>&1; then rc=127; : >"$d/o"; echo "$2: not found on PATH" >"$d/e"
@@ -334,8 +348,10 @@ export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
         match *a {
             "claude" => s.push_str(&format!("probe claude {secs} claude auth status\n")),
             "codex" => s.push_str(&format!("probe codex {secs} codex login status\n")),
+            // Past the auth selection Gemini calls the (absent) network and
+            // says it will retry: stop it there instead of at the limit.
             "gemini" => s.push_str(&format!(
-                "probe gemini {} gemini -p hi --output-format json\n",
+                "stop='Retrying with backoff'\nprobe gemini {} gemini -p hi --output-format json\nstop=\n",
                 secs.min(GEMINI_PROBE_SECS)
             )),
             _ => {}
