@@ -622,7 +622,7 @@ fn judge(c: &mut AgentCheck, s: &Section, secrets: &[String], image: &str) {
     match c.agent.as_str() {
         "claude" => judge_claude(c, s, secrets),
         "codex" => judge_codex(c, s, secrets),
-        _ => judge_gemini(c, s, secrets),
+        _ => judge_gemini(c, s),
     }
 }
 
@@ -723,7 +723,7 @@ fn gemini_method(c: &AgentCheck) -> Option<String> {
     }
 }
 
-fn judge_gemini(c: &mut AgentCheck, s: &Section, secrets: &[String]) {
+fn judge_gemini(c: &mut AgentCheck, s: &Section) {
     let text = format!("{}\n{}", s.stderr, s.stdout);
     if text.contains("Please set an Auth method") {
         c.state = State::NotLoggedIn;
@@ -741,7 +741,6 @@ fn judge_gemini(c: &mut AgentCheck, s: &Section, secrets: &[String]) {
         if s.code == 0 {
             c.state = State::LoggedIn;
         }
-        let _ = secrets;
     }
 }
 
