@@ -25,6 +25,8 @@ PKGS=(
   podman conmon netavark catatonit uidmap
   gnome-keyring dbus dbus-bin libsecret-tools
   keyutils
+  # the compose test (tests/engine_cli.rs) runs the real docker-compose; bench/run.sh uses hyperfine
+  docker-compose hyperfine
   busybox-static
   # build-test-images.sh: ldd (libc-bin), tar, sha256sum (coreutils), xz for npm tarballs
   libc-bin tar coreutils xz-utils ca-certificates

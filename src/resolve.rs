@@ -21,22 +21,27 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::agents::inject::{self, DEFAULT_WORKDIR, InjectOptions, Rotation, SessionInfo};
+use crate::agents::inject::{
+    self, DEFAULT_WORKDIR, Delivery, InjectOptions, Rotation, withholds_refresh,
+};
+use crate::agents::validate::{SessionInfo, tilde};
 use crate::agents::{self, BUILTIN, HostEnv};
+use crate::capture::{self, Agent};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{AgentSummary, SandboxPlan};
 use crate::project::ProjectFile;
-use crate::secret::Secret;
-use crate::vault::{CredentialId, DEFAULT_ACCOUNT, Metadata, Method, Record, Vault};
+use crate::vault::{CredentialId, DEFAULT_ACCOUNT, Method, Record, Vault};
 
-/// Largest secret file read (a session document is a few KiB).
-const MAX_SECRET_FILE: u64 = 1 << 20;
+/// How usable a credential is at resolution time: [`crate::status::State`],
+/// the one expiry rule, of which resolution produces `valid`, `expiring`
+/// (used, with a warning), `expired` (skipped) and `refreshable` (a lapsed
+/// session whose refresh token the sandbox receives: usable).
+pub use crate::status::State as ExpiryState;
 
 /// One agent to set up in the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,38 +197,6 @@ impl fmt::Display for Step {
     }
 }
 
-/// How usable a credential is at resolution time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExpiryState {
-    /// No expiry known, or further away than `expiring_days`.
-    Valid,
-    /// Expires within `[status] expiring_days`: used, with a warning.
-    Expiring,
-    /// Expired: skipped.
-    Expired,
-    /// A session whose access token lapsed but whose refresh token the
-    /// sandbox receives: the agent refreshes it, so it is usable.
-    Refreshable,
-}
-
-impl ExpiryState {
-    /// The name used in logs and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExpiryState::Valid => "valid",
-            ExpiryState::Expiring => "expiring",
-            ExpiryState::Expired => "expired",
-            ExpiryState::Refreshable => "refreshable",
-        }
-    }
-
-    /// Whether a credential in this state is used.
-    pub fn usable(self) -> bool {
-        !matches!(self, ExpiryState::Expired)
-    }
-}
-
 /// What happened at one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
@@ -337,16 +310,24 @@ pub fn resolve_with(
                 a.agent
             )));
         }
-        if !BUILTIN.contains(&a.agent.as_str()) {
-            agents::custom_inject::definition(config, &a.agent)?;
-        }
+        // The same check as `airlock auth`: unknown agents and broken
+        // custom definitions are usage errors.
+        Agent::resolve(&a.agent, config)?;
     }
 
     let mut plan = SandboxPlan::default();
     let mut resolutions = Vec::new();
     let mut missing = Vec::new();
+    let inputs = Inputs {
+        req,
+        vault,
+        host,
+        config,
+        now,
+        host_login,
+    };
     for a in &req.agents {
-        let r = resolve_agent(a, req, vault, host, config, now, host_login, &mut plan)?;
+        let r = resolve_agent(a, &inputs, &mut plan)?;
         if r.used.is_none() && !a.optional {
             missing.push(a.agent.clone());
         }
@@ -394,19 +375,33 @@ struct Candidate {
     stored: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every agent's resolution reads ([`resolve_with`]'s arguments).
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    req: &'a Request,
+    vault: &'a Vault,
+    host: &'a HostEnv,
+    config: &'a Config,
+    now: Timestamp,
+    host_login: HostLogin<'a>,
+}
+
 fn resolve_agent(
     a: &AgentRequest,
-    req: &Request,
-    vault: &Vault,
-    host: &HostEnv,
-    config: &Config,
-    now: Timestamp,
-    host_login: HostLogin<'_>,
+    inputs: &Inputs<'_>,
     plan: &mut SandboxPlan,
 ) -> Result<Resolution> {
+    let Inputs {
+        req,
+        vault,
+        host,
+        config,
+        now,
+        host_login,
+    } = *inputs;
     let agent = a.agent.as_str();
     let builtin = BUILTIN.contains(&agent);
+    let kind = Agent::resolve(agent, config)?;
     let custom = config.agents.custom.get(agent);
     let configured_account = config
         .agents
@@ -443,7 +438,7 @@ fn resolve_agent(
                          res: &mut Resolution,
                          plan: &mut SandboxPlan|
      -> bool {
-        let judged = judge(&cand.record, now, expiring_days, req.rotation);
+        let judged = judge(kind, &cand.record, now, expiring_days, req.rotation);
         let (state, expires_at, info) = match judged {
             Ok(j) => j,
             Err(e) => {
@@ -452,7 +447,7 @@ fn resolve_agent(
             }
         };
         if !state.usable() {
-            let why = expired_reason(&cand.record, expires_at, info, req.rotation);
+            let why = expired_reason(&cand.record, expires_at, info.as_ref(), req.rotation);
             skip(step, &cand.source, agent, why, res, plan);
             return false;
         }
@@ -477,13 +472,13 @@ fn resolve_agent(
                 &cand.source,
                 expires_at,
                 now,
-                info,
+                info.as_ref(),
                 req.rotation,
             ));
         }
         if req.rotation == Rotation::Copy
             && cand.record.method == Method::Session
-            && info.is_some_and(|i| i.rotates && i.has_refresh_token)
+            && info.as_ref().is_some_and(|i| i.rotates && i.refreshable)
         {
             agent_plan.warnings.push(format!(
                 "{agent}: the sandbox gets the whole session from {} (rotation = copy); its first refresh invalidates every other copy, the host's login included",
@@ -495,7 +490,7 @@ fn resolve_agent(
             credential: cand.stored.then(|| cand.record.id.clone()),
             method: Some(cand.record.method),
             source: cand.source.clone(),
-            delivers: delivers(&agent_plan),
+            delivers: Delivery::of(&agent_plan).names(),
         });
         plan.merge(agent_plan);
         res.attempts.push(Attempt {
@@ -560,18 +555,18 @@ fn resolve_agent(
         }
     }
 
-    // 3. configured secret file
-    let file_cfg = match (config.agents.builtin(agent), custom) {
-        (Some(c), _) => c.secret_file.clone().map(|p| (p, c.method)),
-        (None, Some(c)) => c.secret_file.clone().map(|p| (p, Some(Method::ApiKey))),
-        (None, None) => None,
-    };
-    if let Some((path, method)) = file_cfg {
-        let source = format!("file:{}", path.display());
-        match read_secret_file(&path, &id, method, now, plan) {
-            Ok(record) => {
+    // 3. configured secret file, read and validated as `airlock auth
+    // --from-file` reads and validates it
+    if let Some(file) = kind.secret_file(config) {
+        let source = format!("file:{}", file.path.display());
+        let location = tilde(&file.path, &host.home);
+        match capture::read_secret_file(kind, &file, &location, now).0 {
+            Ok(mut v) => {
+                for w in std::mem::take(&mut v.warnings) {
+                    plan.warnings.push(format!("{agent}: {w}"));
+                }
                 let cand = Candidate {
-                    record,
+                    record: v.into_record(id.clone(), source.clone(), now),
                     source,
                     stored: false,
                 };
@@ -649,28 +644,29 @@ fn skip(
     });
 }
 
-/// The state of `record` at `now`: the rule is valid / expiring (within
-/// `expiring_days`) / expired, where a session whose access token lapsed is
-/// "refreshable" (usable) if the sandbox receives its refresh token.
+/// The state of `record` at `now` by [`crate::status::state`], where a
+/// session counts as refreshable only if the sandbox receives its refresh
+/// token (access-only rotation withholds rotating ones).
 fn judge(
+    agent: Agent<'_>,
     record: &Record,
     now: Timestamp,
     expiring_days: u32,
     rotation: Rotation,
 ) -> Result<(ExpiryState, Option<Timestamp>, Option<SessionInfo>)> {
     let info = if record.method == Method::Session {
-        inject::session_info_for(record)?
+        Some(agent.session_info(&record.secret)?)
     } else {
         None
     };
     let expires_at = info
-        .and_then(|i| i.access_expires_at)
+        .as_ref()
+        .and_then(|i| i.expires_at)
         .or(record.meta.expires_at);
-    // The sandbox can renew a lapsed access token only if it gets the
-    // refresh token, which access-only rotation withholds.
     let delivers_refresh = info
-        .is_some_and(|i| i.has_refresh_token && !(i.rotates && rotation == Rotation::AccessOnly));
-    let state = state(
+        .as_ref()
+        .is_some_and(|i| i.refreshable && !withholds_refresh(i, rotation));
+    let state = crate::status::state(
         record.method,
         expires_at,
         delivers_refresh,
@@ -680,45 +676,15 @@ fn judge(
     Ok((state, expires_at, info))
 }
 
-/// The expiry rule (same as `status::state`, which the lead can swap in):
-/// no expiry → valid; a session that will get its refresh token → valid, or
-/// refreshable once lapsed; otherwise expired / expiring / valid.
-fn state(
-    method: Method,
-    expires_at: Option<Timestamp>,
-    refreshable: bool,
-    now: Timestamp,
-    expiring_days: u32,
-) -> ExpiryState {
-    let Some(exp) = expires_at else {
-        return ExpiryState::Valid;
-    };
-    if method == Method::Session && refreshable {
-        return if exp <= now {
-            ExpiryState::Refreshable
-        } else {
-            ExpiryState::Valid
-        };
-    }
-    if exp <= now {
-        ExpiryState::Expired
-    } else if exp.duration_since(now) < SignedDuration::from_hours(24 * i64::from(expiring_days)) {
-        ExpiryState::Expiring
-    } else {
-        ExpiryState::Valid
-    }
-}
-
 fn expired_reason(
     record: &Record,
     expires_at: Option<Timestamp>,
-    info: Option<SessionInfo>,
+    info: Option<&SessionInfo>,
     rotation: Rotation,
 ) -> String {
-    let when = expires_at.map(|t| format!(" at {}", t.strftime("%Y-%m-%d %H:%M UTC")));
+    let when = expires_at.map(|t| format!(" at {}", crate::status::date(t)));
     let when = when.unwrap_or_default();
-    let withheld =
-        info.is_some_and(|i| i.rotates && i.has_refresh_token) && rotation == Rotation::AccessOnly;
+    let withheld = info.is_some_and(|i| withholds_refresh(i, rotation));
     if withheld {
         format!(
             "its access token expired{when}, and the sandbox would not get the refresh token (rotation = access-only, so copies cannot invalidate each other); run `{}` on the host to refresh it, or store a long-lived credential",
@@ -734,15 +700,14 @@ fn expiring_warning(
     source: &str,
     expires_at: Option<Timestamp>,
     now: Timestamp,
-    info: Option<SessionInfo>,
+    info: Option<&SessionInfo>,
     rotation: Rotation,
 ) -> String {
     let agent = &record.id.agent;
     let left = expires_at
         .map(|t| human_left(t.duration_since(now)))
         .unwrap_or_default();
-    let withheld =
-        info.is_some_and(|i| i.rotates && i.has_refresh_token) && rotation == Rotation::AccessOnly;
+    let withheld = info.is_some_and(|i| withholds_refresh(i, rotation));
     if withheld {
         format!(
             "{agent}: the session from {source} works in the sandbox for {left} only: it is delivered without its refresh token (rotation = access-only) so that copies cannot invalidate each other; for long runs {}",
@@ -788,24 +753,6 @@ pub fn setup_hint(agent: &str) -> String {
     }
 }
 
-/// One line naming what carries the secret: `CLAUDE_CODE_OAUTH_TOKEN`,
-/// `/run/airlock/codex/auth.json`.
-fn delivers(plan: &SandboxPlan) -> String {
-    let mut parts: Vec<String> = plan
-        .env
-        .iter()
-        .filter(|e| e.value.is_secret())
-        .map(|e| e.name.clone())
-        .collect();
-    parts.extend(
-        plan.files
-            .iter()
-            .filter(|f| f.content.is_secret())
-            .map(|f| f.path.clone()),
-    );
-    parts.join(", ")
-}
-
 /// The text of the host's config file for `agent`, if it has one and it
 /// can be read; a read error is a warning, not a failure.
 fn read_host_config(agent: &str, host: &HostEnv, plan: &mut SandboxPlan) -> Option<String> {
@@ -830,102 +777,9 @@ fn read_host_config(agent: &str, host: &HostEnv, plan: &mut SandboxPlan) -> Opti
     }
 }
 
-/// Reads a configured secret file into an unsaved record. The method is
-/// the configured one, else guessed: a JSON object is a session, a Claude
-/// `sk-ant-oat…` value a setup-token, anything else an API key.
-fn read_secret_file(
-    path: &Path,
-    id: &CredentialId,
-    method: Option<Method>,
-    now: Timestamp,
-    plan: &mut SandboxPlan,
-) -> Result<Record> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::unsafe_path(
-            path,
-            "not a regular file",
-            "point secret_file at the decrypted secret itself",
-        ));
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(Error::invalid(
-            format!("{} is larger than 1 MiB", path.display()),
-            "point secret_file at a single token, key or session document",
-        ));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o004 != 0 {
-            plan.warnings.push(format!(
-                "{}: the secret file {} is readable by every user; chmod o-r it",
-                id.agent,
-                path.display()
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = &plan;
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    let secret = Secret::from_utf8(bytes).map_err(|e| {
-        Error::invalid(
-            format!("{}: {e}", path.display()),
-            "secret_file must hold text",
-        )
-    })?;
-    if secret.trimmed().is_empty() {
-        return Err(Error::invalid(
-            format!("{} is empty", path.display()),
-            "an interrupted login or a missing secret leaves empty files; regenerate it",
-        ));
-    }
-    let method = method.unwrap_or_else(|| guess_method(&id.agent, &secret));
-    let mut m = Metadata::new(format!("file:{}", path.display()));
-    m.created_at = now;
-    m.updated_at = now;
-    Ok(Record {
-        id: id.clone(),
-        method,
-        secret,
-        meta: m,
-    })
-}
-
-fn guess_method(agent: &str, secret: &Secret) -> Method {
-    let v = secret.expose().trim_start();
-    if v.starts_with('{') {
-        Method::Session
-    } else if agent == "claude" && v.starts_with("sk-ant-oat") {
-        Method::SetupToken
-    } else {
-        Method::ApiKey
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn guesses_methods() {
-        assert_eq!(
-            guess_method("claude", &Secret::from("sk-ant-oat01-x")),
-            Method::SetupToken
-        );
-        assert_eq!(
-            guess_method("claude", &Secret::from("sk-ant-api03-x")),
-            Method::ApiKey
-        );
-        assert_eq!(
-            guess_method("codex", &Secret::from(" {\"tokens\":{}}")),
-            Method::Session
-        );
-        assert_eq!(
-            guess_method("codex", &Secret::from("sk-ant-oat01-x")),
-            Method::ApiKey
-        );
-    }
 
     #[test]
     fn human_durations() {

@@ -9,6 +9,7 @@
 //! | `refreshable` | a session whose access token has lapsed but that holds a refresh token: the agent renews it on first use |
 //! | `missing` | nothing stored and no host login |
 //! | `invalid` | stored or found, but it fails validation |
+//! | `unavailable` | the vault could not be opened (locked, damaged, unreachable): what it stores is unknown |
 //!
 //! Sessions with a refresh token are never `expiring`: their access tokens
 //! live hours, and the agent renews them. API keys do not expire.
@@ -40,6 +41,8 @@ pub enum State {
     Missing,
     /// Fails validation.
     Invalid,
+    /// In a vault that could not be opened or read.
+    Unavailable,
 }
 
 impl State {
@@ -52,6 +55,7 @@ impl State {
             State::Refreshable => "refreshable",
             State::Missing => "missing",
             State::Invalid => "invalid",
+            State::Unavailable => "unavailable",
         }
     }
 
@@ -181,7 +185,8 @@ pub fn record_entry(
     e.location = Some(location.to_owned());
     e.modified_at = Some(r.meta.updated_at);
     e.source = Some(r.meta.source.clone());
-    e.delivery = Some(agent.delivery(r.method, &r.meta.settings));
+    // A credential that cannot be planned delivers nothing (it is invalid).
+    e.delivery = agent.delivery(r).ok();
     e.expires_at = r.meta.expires_at;
     let mut detail = r.meta.label.clone();
     if r.method == Method::Session {
@@ -263,13 +268,7 @@ pub fn host_entry(
             e.refreshable = h.refreshable;
             e.modified_at = h.modified;
             e.detail = h.detail.clone();
-            e.delivery = Some(match shadowed_by {
-                Some(why) => format!("nothing: {why}"),
-                None => format!(
-                    "from the host: {}",
-                    agent.delivery(r.method, &r.meta.settings)
-                ),
-            });
+            e.delivery = Some(delivered("the host", agent, r, shadowed_by));
             e.state = state(
                 r.method,
                 r.meta.expires_at,
@@ -297,6 +296,17 @@ pub fn host_entry(
             Some(e)
         }
     }
+}
+
+/// What a sandbox gets from a host login or a secret file: `from <place>:
+/// <delivery>`, or `nothing: <why>`.
+fn delivered(place: &str, agent: Agent<'_>, r: &Record, shadowed_by: Option<&str>) -> String {
+    let why = match (shadowed_by, agent.delivery(r)) {
+        (Some(why), _) => why.to_owned(),
+        (None, Ok(d)) => return format!("from {place}: {d}"),
+        (None, Err(why)) => why,
+    };
+    format!("nothing: {why}")
 }
 
 /// A configured secret file (`[agents.<agent>] secret_file`), read and
@@ -334,9 +344,12 @@ pub fn file_entry(
             e.refreshable = v.refreshable;
             e.detail = v.detail.clone();
             e.state = state(v.method, v.expires_at, v.refreshable, now, expiring_days);
-            e.delivery = Some(match shadowed_by {
-                Some(why) => format!("nothing: {why}"),
-                None => format!("from the file: {}", agent.delivery(v.method, &v.settings)),
+            let id = crate::vault::CredentialId::new(agent.name(), &f.account);
+            e.delivery = id.ok().map(|id| {
+                let r = v
+                    .clone()
+                    .into_record(id, format!("file:{}", f.location), now);
+                delivered("the file", agent, &r, shadowed_by)
             });
             if e.state != State::Valid {
                 e.fix = Some(format!(
@@ -373,6 +386,34 @@ pub fn orphan_entry(r: &Record, location: &str) -> Entry {
         r.id.agent, r.id.agent, r.id.account
     ));
     e
+}
+
+/// The entry standing for an agent's stored credentials when the vault
+/// could not be opened or read: the reason, and how to open it.
+pub fn unavailable_entry(agent: Agent<'_>, vault_error: &crate::Error, location: &str) -> Entry {
+    let mut e = Entry::new(agent.name(), State::Unavailable, StoredIn::Vault);
+    e.location = Some(location.to_owned());
+    e.problem = Some(vault_error.to_string());
+    e.fix = Some(vault_fix(vault_error));
+    e
+}
+
+/// How to get at a vault that would not open.
+fn vault_fix(e: &crate::Error) -> String {
+    use crate::Error;
+    match e {
+        Error::NoPassphrase { .. } => {
+            "set AIRLOCK_KEYRING_PASSWORD, or run `airlock status` in a terminal to type the passphrase".into()
+        }
+        Error::WrongPassphrase { .. } => {
+            "check AIRLOCK_KEYRING_PASSWORD, or type the passphrase again".into()
+        }
+        Error::Backend { fix, .. } | Error::Unsafe { fix, .. } => fix.clone(),
+        Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => {
+            "see the message above; `airlock doctor` checks the vault".into()
+        }
+        _ => "run `airlock doctor` to see what is wrong with the vault".into(),
+    }
 }
 
 /// The entry for an agent with nothing stored and no host login.
@@ -431,7 +472,40 @@ pub fn report(
     now: Timestamp,
     config: &crate::config::Config,
 ) -> Report {
+    build(agents, Ok(records), hosts, files, vault, now, config)
+}
+
+/// [`report`] when the vault could not be opened or read (`vault_error`):
+/// host logins and secret files are listed as usual, and each agent gets one
+/// `unavailable` row with the reason and the fix instead of its stored
+/// credentials (which are unknown, so no agent is called `missing`).
+pub fn report_without_vault(
+    agents: &[Agent<'_>],
+    vault_error: &crate::Error,
+    hosts: &BTreeMap<String, (HostResult, String)>,
+    files: &BTreeMap<String, FileSource>,
+    vault: VaultInfo,
+    now: Timestamp,
+    config: &crate::config::Config,
+) -> Report {
+    build(agents, Err(vault_error), hosts, files, vault, now, config)
+}
+
+fn build(
+    agents: &[Agent<'_>],
+    records: std::result::Result<&[Record], &crate::Error>,
+    hosts: &BTreeMap<String, (HostResult, String)>,
+    files: &BTreeMap<String, FileSource>,
+    vault: VaultInfo,
+    now: Timestamp,
+    config: &crate::config::Config,
+) -> Report {
     let expiring_days = config.status.expiring_days;
+    let (records, vault_error) = match records {
+        Ok(r) => (r, None),
+        Err(e) => (&[][..], Some(e)),
+    };
+    let vault_location = format!("{} {}", vault.backend, vault.location);
     let mut credentials = Vec::new();
     for agent in agents {
         let mine: Vec<&Record> = records
@@ -439,8 +513,10 @@ pub fn report(
             .filter(|r| r.id.agent == agent.name())
             .collect();
         for r in &mine {
-            let loc = format!("{} {}", vault.backend, vault.location);
-            credentials.push(record_entry(*agent, r, &loc, now, expiring_days));
+            credentials.push(record_entry(*agent, r, &vault_location, now, expiring_days));
+        }
+        if let Some(e) = vault_error {
+            credentials.push(unavailable_entry(*agent, e, &vault_location));
         }
         let account = config
             .agents
@@ -505,7 +581,7 @@ pub fn report(
             ));
             file_listed = true;
         }
-        if mine.is_empty() && !host_listed && !file_listed {
+        if mine.is_empty() && vault_error.is_none() && !host_listed && !file_listed {
             credentials.push(missing_entry(*agent));
         }
     }
@@ -515,8 +591,7 @@ pub fn report(
         .iter()
         .filter(|r| !agents.iter().any(|a| a.name() == r.id.agent))
     {
-        let loc = format!("{} {}", vault.backend, vault.location);
-        credentials.push(orphan_entry(r, &loc));
+        credentials.push(orphan_entry(r, &vault_location));
     }
     let warnings = warnings(&credentials, now);
     Report {
@@ -671,6 +746,7 @@ fn state_style(s: State) -> anstyle::Style {
         State::Invalid => AnsiColor::Red.on_default().bold(),
         State::Refreshable => AnsiColor::Cyan.on_default(),
         State::Missing => anstyle::Style::new().dimmed(),
+        State::Unavailable => AnsiColor::Yellow.on_default().bold(),
     }
 }
 
@@ -712,6 +788,26 @@ mod tests {
         Timestamp::from_second(s).unwrap()
     }
     const DAY: i64 = 86_400;
+
+    /// The report for stored records only (no host logins or files).
+    fn report_of(agents: &[Agent<'_>], recs: &[Record], now: Timestamp, config: &Config) -> Report {
+        report(
+            agents,
+            recs,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            memory(),
+            now,
+            config,
+        )
+    }
+
+    fn memory() -> VaultInfo {
+        VaultInfo {
+            backend: "memory".into(),
+            location: "memory".into(),
+        }
+    }
 
     #[test]
     fn states_by_method_and_time() {
@@ -765,18 +861,7 @@ mod tests {
             &token,
             Some(ts(1_800_000_000 + 5 * DAY)),
         )];
-        let r = report(
-            &agents,
-            &recs,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            VaultInfo {
-                backend: "memory".into(),
-                location: "memory".into(),
-            },
-            now,
-            &config,
-        );
+        let r = report_of(&agents, &recs, now, &config);
         let states: Vec<(&str, State)> = r
             .credentials
             .iter()
@@ -839,18 +924,7 @@ mod tests {
         let config = Config::default();
         let agents = Agent::all(&config);
         let recs = vec![record("aider", Method::ApiKey, "k", None)];
-        let r = report(
-            &agents,
-            &recs,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            VaultInfo {
-                backend: "memory".into(),
-                location: "memory".into(),
-            },
-            Timestamp::now(),
-            &config,
-        );
+        let r = report_of(&agents, &recs, Timestamp::now(), &config);
         let e = r.credentials.last().unwrap();
         assert_eq!((e.agent.as_str(), e.state), ("aider", State::Invalid));
         assert!(
@@ -864,20 +938,24 @@ mod tests {
 
     #[test]
     fn host_rows_say_whether_a_sandbox_uses_them() {
+        use crate::agents::jwt;
         use crate::agents::validate::HostLogin;
+        // A real auth.json: what a sandbox gets is read off its plan.
+        let doc = serde_json::json!({"tokens": {
+            "id_token": jwt::fake(&serde_json::json!({})),
+            "access_token": jwt::fake(&serde_json::json!({"exp": 4_000_000_000i64})),
+            "refresh_token": "rt",
+        }})
+        .to_string();
         let host = || -> HostResult {
             Ok(Some(HostLogin {
-                record: record("codex", Method::Session, "{\"host\":1}", None),
+                record: record("codex", Method::Session, &doc, None),
                 location: "~/.codex/auth.json".into(),
                 modified: None,
                 refreshable: true,
                 detail: None,
                 warnings: vec![],
             }))
-        };
-        let vault = || VaultInfo {
-            backend: "memory".into(),
-            location: "memory".into(),
         };
         let mut hosts = BTreeMap::new();
         hosts.insert(
@@ -892,7 +970,7 @@ mod tests {
             &[],
             &hosts,
             &BTreeMap::new(),
-            vault(),
+            memory(),
             now,
             &config,
         );
@@ -909,7 +987,7 @@ mod tests {
             &[],
             &hosts,
             &BTreeMap::new(),
-            vault(),
+            memory(),
             now,
             &config,
         );
@@ -924,18 +1002,7 @@ mod tests {
         let config = Config::default();
         let agents = [Agent::resolve("codex", &config).unwrap()];
         let recs = vec![record("codex", Method::Session, "{\"tokens\":", None)];
-        let r = report(
-            &agents,
-            &recs,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            VaultInfo {
-                backend: "memory".into(),
-                location: "memory".into(),
-            },
-            Timestamp::now(),
-            &config,
-        );
+        let r = report_of(&agents, &recs, Timestamp::now(), &config);
         assert_eq!(r.credentials[0].state, State::Invalid);
         assert!(
             r.credentials[0]

@@ -97,6 +97,31 @@ fn exit_code_entrypoint_and_default_cmd(engine: &str) {
     assert!(stdout.contains("--dangerously-skip-permissions"), "{msg}");
     assert!(sandboxes(&ctx.runtime_dir).is_empty());
 
+    // A user given by name (`-u agent`) is looked up in the image: the
+    // tmpfs and the directory belong to uid 1000.
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "agent",
+        ])
+        .arg(root_image())
+        .args(["sh", "-c", "id -u; claude auth status"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let msg = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(stdout.starts_with("1000\n"), "{msg}");
+    assert!(stdout.contains("oauth_token"), "{msg}");
+
     // No command: the image's ENTRYPOINT + CMD.
     let out = ctx
         .cmd()
@@ -210,6 +235,9 @@ fn sigterm_reaches_the_container(engine: &str) {
     use std::io::Read;
     stdout.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ready\n");
+    // Podman installs its signal proxy a moment after the container's output
+    // starts flowing; a signal in that window stops podman, not the container.
+    std::thread::sleep(Duration::from_millis(1000));
     // SAFETY: plain kill(2) on our own child.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -276,6 +304,101 @@ fn docker_flags_real(engine: &str) {
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 
+/// `docker-compose -f compose.yml -f $(airlock compose …) up` with the real
+/// docker-compose (v1 or v2 plugin), when installed.
+fn compose_real() {
+    let compose: Vec<&str> = if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        vec!["docker-compose"]
+    } else if Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        vec!["docker", "compose"]
+    } else {
+        eprintln!(
+            "skipping the compose test: neither docker-compose nor docker compose is installed"
+        );
+        return;
+    };
+    let ctx = context("docker");
+    let dir = ctx.root.path();
+    std::fs::write(
+        dir.join("compose.yml"),
+        format!(
+            "services:\n  dev:\n    image: {}\n    network_mode: none\n    command: [\"sh\", \"-c\", \"claude auth status\"]\n",
+            user_image()
+        ),
+    )
+    .unwrap();
+    let out = ctx
+        .cmd()
+        .args([
+            "compose",
+            "--service",
+            "dev",
+            "--agent",
+            "claude",
+            "--image",
+        ])
+        .arg(user_image())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!yaml.contains(CANARY));
+    std::fs::write(dir.join("override.yml"), &yaml).unwrap();
+    let project = format!("airlockct{}", std::process::id());
+    let base = |c: &mut Command| {
+        c.args(&compose[1..])
+            .args(["-p", &project, "-f"])
+            .arg(dir.join("compose.yml"))
+            .arg("-f")
+            .arg(dir.join("override.yml"));
+    };
+    let mut up = Command::new(compose[0]);
+    base(&mut up);
+    let out = up
+        .args(["up", "--abort-on-container-exit", "--no-color"])
+        .output()
+        .unwrap();
+    let mut down = Command::new(compose[0]);
+    base(&mut down);
+    let _ = down.arg("down").output();
+    let text: String = String::from_utf8_lossy(&out.stdout)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    assert!(
+        text.contains("\"authMethod\":\"oauth_token\""),
+        "{yaml}\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("airlock-test-entrypoint"), "{text}");
+    wait_until(
+        "the waiter to remove the directory",
+        Duration::from_secs(60),
+        || sandboxes(&ctx.runtime_dir).is_empty(),
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_compose_override() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        compose_real();
+    }
+}
+
 #[test]
 fn docker_run_cli() {
     if require_real("AIRLOCK_TEST_DOCKER") {
@@ -293,5 +416,60 @@ fn podman_run_cli() {
         sigterm_reaches_the_container("podman");
         detach_leaves_a_waiter("podman");
         docker_flags_real("podman");
+    }
+}
+
+/// `gc` removes directories whose owner died and whose container is not
+/// running, and keeps live and young unused ones.
+fn gc_removes_orphans(engine: &str) {
+    use airlock::engine::EngineKind;
+    use airlock::plan::SandboxPlan;
+    use airlock::sandbox::{self, ContainerUser, Exec, Sandbox, SandboxSpec};
+    let ctx = context(engine);
+    let kind = EngineKind::parse(engine).unwrap();
+    let eng = kind.engine();
+    let plan = SandboxPlan::default();
+    let make = |owner: Option<u32>| {
+        Sandbox::create(
+            &ctx.runtime_dir,
+            SandboxSpec {
+                plan: &plan,
+                exec: Exec::default(),
+                user: ContainerUser::ROOT,
+                engine: eng.as_ref(),
+                owner_pid: owner,
+            },
+        )
+        .unwrap()
+        .persist()
+    };
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let orphan = make(Some(dead_pid));
+    let live = make(Some(std::process::id()));
+    let unused = make(None);
+    let removed = sandbox::gc(&ctx.runtime_dir);
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert!(!orphan.exists());
+    assert!(live.exists());
+    assert!(
+        unused.exists(),
+        "a docker-flags directory waits for its container"
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_gc() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        gc_removes_orphans("docker");
+    }
+}
+
+#[test]
+fn podman_gc() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        gc_removes_orphans("podman");
     }
 }

@@ -183,7 +183,10 @@ fn leak_check(engine: &str) {
     let secrets = ctx.root.path().join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
     // The sandbox host directory on a tmpfs, as in production.
-    let rt = PathBuf::from(format!("/dev/shm/airlock-leak-{}", std::process::id()));
+    let rt = PathBuf::from(format!(
+        "/dev/shm/airlock-leak-{}-{engine}",
+        std::process::id()
+    ));
     ctx.runtime_dir = rt.clone();
     let problems = Mutex::new(Vec::<String>::new());
     for (i, f) in flows(&c).into_iter().enumerate() {

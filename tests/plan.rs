@@ -422,9 +422,10 @@ fn codex_session_keeps_unknown_keys_and_withholds_the_refresh_token() {
     );
     assert_eq!(auth["tokens"]["refresh_token"], "rt_REFRESH");
 
-    let info = codex::inject::session_info(&r.secret).unwrap();
-    assert_eq!(info.access_expires_at.unwrap().as_second(), 1_800_000_000);
-    assert!(info.has_refresh_token && info.rotates);
+    // One parser of auth.json, shared by capture, status and injection.
+    let info = codex::capture::parse_session(r.secret.expose(), "the session").unwrap();
+    assert_eq!(info.expires_at.unwrap().as_second(), 1_800_000_000);
+    assert!(info.refreshable && info.rotates);
 }
 
 #[test]
@@ -578,8 +579,8 @@ fn gemini_session_is_split_into_its_two_files() {
         json_of(file(&p, &format!("{GEMINI_DIR}/google_accounts.json")).0),
         json!({"active": null, "old": []})
     );
-    let info = gemini::inject::session_info(&Secret::from(creds.to_string())).unwrap();
-    assert!(info.has_refresh_token && !info.rotates);
+    let info = gemini::capture::parse_session(&creds.to_string(), "the session").unwrap();
+    assert!(info.refreshable && !info.rotates);
 
     // no refresh token: unusable
     let e = gemini::inject::plan(

@@ -40,8 +40,10 @@ fn rec(spec: &str, method: Method, secret: &str, expires: Option<Timestamp>) -> 
     }
 }
 
+/// A setup-token of a plausible length: secret files are validated like
+/// `airlock auth --from-file` input, which refuses truncated tokens.
 fn token() -> String {
-    format!("sk-ant-oat01-{CANARY}")
+    format!("sk-ant-oat01-{CANARY}-{}", "0123456789".repeat(3))
 }
 
 fn only(agent: &str) -> Request {
@@ -452,7 +454,13 @@ fn secret_file_is_the_last_resort() {
 fn secret_file_method_and_problems() {
     let mut w = World::new();
     // explicit method; a world-readable file is used but warned about
-    w.secret_file("gemini", &format!("AIza{CANARY}"), 0o644, Some("api-key"));
+    // (a Google API key is 39 characters)
+    w.secret_file(
+        "gemini",
+        &format!("AIza{CANARY}{}", "x".repeat(22)),
+        0o644,
+        Some("api-key"),
+    );
     let r = w.resolve(&only("gemini")).unwrap();
     no_leak(&r);
     assert_eq!(r.resolutions[0].method, Some(Method::ApiKey));

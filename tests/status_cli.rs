@@ -430,6 +430,64 @@ fn lifecycle_with_the_file_vault() {
 }
 
 #[test]
+fn status_with_a_locked_vault_lists_the_rest_then_exits_3() {
+    let mut ctx = TestContext::new();
+    let token = std::fs::read(fixture("claude/setup-token.txt")).unwrap();
+    let out = run_stdin(&ctx, &["auth", "claude", "--stdin"], &token);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    put(&ctx, ".codex/auth.json", "codex/auth-chatgpt.json");
+    // Locked, then no passphrase and no terminal: the file vault stays shut.
+    let out = run(&ctx, &["lock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    ctx.unset_env("AIRLOCK_KEYRING_PASSWORD");
+    let out = run(&ctx, &["status"]);
+    no_leak(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // Every agent's stored credentials are unavailable, none is "missing";
+    // the host login is still listed.
+    for a in ["claude", "codex", "gemini"] {
+        assert!(
+            rows.iter().any(|r| r[0] == a && r.contains(&"unavailable")),
+            "{a}: {table}"
+        );
+    }
+    assert!(!table.contains("missing"), "{table}");
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == "codex" && r.contains(&"host") && r.contains(&"valid")),
+        "{table}"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("airlock: error:") && err.contains("locked"),
+        "{err}"
+    );
+    settings(&ctx).bind(|| {
+        insta::assert_snapshot!("cli_status_locked", table);
+        insta::assert_snapshot!("cli_status_locked_stderr", err);
+    });
+
+    let out = run(&ctx, &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let claude = &v["credentials"][0];
+    assert_eq!(claude["state"], "unavailable");
+    assert!(
+        claude["fix"]
+            .as_str()
+            .unwrap()
+            .contains("AIRLOCK_KEYRING_PASSWORD"),
+        "{claude}"
+    );
+}
+
+#[test]
 fn states_are_coloured_only_when_asked() {
     let mut ctx = TestContext::new();
     memory(&mut ctx);

@@ -785,9 +785,9 @@ fn without_a_keyring_the_file_is_chosen_and_the_reason_given() {
     let mut ctx = TestContext::new();
     ctx.unset_env("AIRLOCK_KEYRING_BACKEND");
     let v = doctor_json(&ctx, None);
-    assert_eq!(v["backend"], "file");
+    assert_eq!(v["vault"]["backend"], "file");
     assert!(
-        v["why"]
+        v["vault"]["why"]
             .as_str()
             .unwrap()
             .contains("DBUS_SESSION_BUS_ADDRESS is not set"),
@@ -804,8 +804,8 @@ fn a_running_secret_service_is_chosen_automatically() {
     ctx.unset_env("AIRLOCK_KEYRING_BACKEND");
     let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap();
     let v = doctor_json(&ctx, Some(&bus));
-    assert_eq!(v["backend"], "secret-service", "{v}");
-    assert_eq!(v["persistent"], true);
+    assert_eq!(v["vault"]["backend"], "secret-service", "{v}");
+    assert_eq!(v["vault"]["persistent"], true);
 }
 
 #[test]
@@ -816,10 +816,13 @@ fn keyutils_is_used_only_when_asked_and_says_it_is_not_persistent() {
     let mut ctx = TestContext::new();
     ctx.set_env("AIRLOCK_KEYRING_BACKEND", "keyutils");
     let v = doctor_json(&ctx, None);
-    assert_eq!(v["backend"], "keyutils", "{v}");
-    assert_eq!(v["persistent"], false);
+    assert_eq!(v["vault"]["backend"], "keyutils", "{v}");
+    assert_eq!(v["vault"]["persistent"], false);
     assert!(
-        v["location"].as_str().unwrap().contains("lost at reboot"),
+        v["vault"]["location"]
+            .as_str()
+            .unwrap()
+            .contains("lost at reboot"),
         "{v}"
     );
 }

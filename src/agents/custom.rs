@@ -110,15 +110,6 @@ pub fn validate(name: &str, method: Method, secret: &Secret, origin: &str) -> Re
     Ok(Validated::new(Method::ApiKey, value))
 }
 
-/// What a sandbox receives (for humans).
-pub fn delivery(a: &CustomAgent) -> String {
-    let mut s = format!("env {}", a.api_key_env);
-    for f in &a.files {
-        s.push_str(&format!(", file ~/{}", f.path));
-    }
-    s
-}
-
 /// The exact steps to store a new key.
 pub fn renewal(name: &str, account: &str) -> String {
     let acc = crate::agents::claude::capture::account_flag(account);

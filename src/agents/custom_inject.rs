@@ -20,7 +20,9 @@ pub fn definition<'a>(config: &'a Config, name: &str) -> Result<&'a CustomAgentC
 
 /// The plan for a custom agent's key: one secret environment variable.
 pub fn plan(record: &Record, def: &CustomAgentConfig) -> Result<SandboxPlan> {
-    check_env_name(&record.id.agent, &def.api_key_env)?;
+    // The definition's rules (variable name, relative paths) are checked
+    // where they are defined, in `custom::check`.
+    super::custom::check(&record.id.agent, def).map_err(Error::Usage)?;
     if record.method == Method::Session {
         return Err(Error::invalid(
             format!(
@@ -36,7 +38,6 @@ pub fn plan(record: &Record, def: &CustomAgentConfig) -> Result<SandboxPlan> {
     let key = single_line(record, "key")?;
     let mut plan = SandboxPlan::default();
     for f in &def.files {
-        check_home_path(&record.id.agent, &f.path)?;
         plan.add_file(
             format!("~/{}", f.path),
             Value::Secret(key.clone()),
@@ -47,52 +48,40 @@ pub fn plan(record: &Record, def: &CustomAgentConfig) -> Result<SandboxPlan> {
     Ok(plan)
 }
 
-/// Paths relative to the home directory, without `..`.
-fn check_home_path(agent: &str, path: &str) -> Result<()> {
-    use std::path::{Component, Path};
-    let ok = !path.is_empty()
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "[agents.custom.{agent}] file path {path:?} must be relative to the home directory, without '..' (for example .aider/key)"
-        )))
-    }
-}
-
-/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
-fn check_env_name(agent: &str, name: &str) -> Result<()> {
-    let ok = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "[agents.custom.{agent}] api_key_env = {name:?} is not a valid environment variable name: use letters, digits and '_'"
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CustomFile;
+
+    fn def(env: &str, path: &str) -> CustomAgentConfig {
+        CustomAgentConfig {
+            api_key_env: env.into(),
+            files: vec![CustomFile {
+                path: path.into(),
+                mode: None,
+            }],
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn env_names_are_checked() {
-        assert!(check_env_name("a", "OPENAI_API_KEY").is_ok());
-        assert!(check_env_name("a", "_X1").is_ok());
+        let mut r = Record {
+            id: crate::vault::CredentialId::new("a", "default").unwrap(),
+            method: Method::ApiKey,
+            secret: crate::secret::Secret::from("k"),
+            meta: crate::vault::Metadata::new("test"),
+        };
+        assert!(plan(&r, &def("OPENAI_API_KEY", ".aider/key")).is_ok());
+        assert!(plan(&r, &def("_X1", ".aider/key")).is_ok());
         for bad in ["", "1X", "A-B", "A B", "A=B"] {
-            assert!(check_env_name("a", bad).is_err(), "{bad:?}");
+            let e = plan(&r, &def(bad, "k")).unwrap_err();
+            assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{bad:?}");
         }
-        assert!(check_home_path("a", ".aider/key").is_ok());
         for bad in ["", "/etc/x", "../x", "a/../../x"] {
-            assert!(check_home_path("a", bad).is_err(), "{bad:?}");
+            assert!(plan(&r, &def("K", bad)).is_err(), "{bad:?}");
         }
+        r.method = Method::Session;
+        assert!(plan(&r, &def("K", "k")).is_err());
     }
 }

@@ -1,20 +1,25 @@
 //! What every agent's injection shares: the options, the per-agent dispatch,
-//! and small helpers for reading session documents without leaking them.
+//! the refresh-token rule for rotating sessions, [`Delivery`] (what a
+//! sandbox gets, read off a plan), and small helpers for writing documents
+//! that hold secrets.
 //!
 //! Each agent module (`claude::inject`, `codex::inject`, `gemini::inject`,
 //! [`custom_inject`](super::custom_inject)) turns one [`Record`] into a
 //! [`SandboxPlan`]. They are pure: anything from the host (a config file to
 //! clean and copy) is read by [`crate::resolve`] and handed in through
-//! [`InjectOptions`].
+//! [`InjectOptions`]. Session documents are parsed by the one parser of
+//! each agent, in `<agent>::capture` (`parse_document`), which capture,
+//! status and resolution use too.
 
-use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::agents::validate::SessionInfo;
+use crate::capture::Agent;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::SandboxPlan;
 use crate::secret::Secret;
-use crate::vault::Record;
+use crate::vault::{Method, Record};
 
 /// How a rotating login session (Claude `.credentials.json`, Codex ChatGPT
 /// `auth.json`) reaches a sandbox. Refresh tokens of those agents are
@@ -88,30 +93,16 @@ impl Default for InjectOptions {
 /// The container work dir used when none is configured.
 pub const DEFAULT_WORKDIR: &str = "/workspace";
 
-/// Facts about a session document that decide whether it is usable. Never
-/// holds a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// When the access token expires, when the document says.
-    pub access_expires_at: Option<Timestamp>,
-    /// Whether a (non-empty) refresh token is present.
-    pub has_refresh_token: bool,
-    /// Whether the agent's refresh tokens are single-use (Claude, Codex).
-    pub rotates: bool,
-}
-
 /// The plan for `record`, dispatched on its agent. Custom agents need the
 /// configuration that defines them.
 pub fn plan_for(record: &Record, opts: &InjectOptions, config: &Config) -> Result<SandboxPlan> {
-    match record.id.agent.as_str() {
-        "claude" => super::claude::inject::plan(record, opts),
-        "codex" => super::codex::inject::plan(record, opts),
-        "gemini" => super::gemini::inject::plan(record, opts),
-        name => {
-            let def = super::custom_inject::definition(config, name)?;
-            super::custom_inject::plan(record, def)
-        }
-    }
+    let agent = match record.id.agent.as_str() {
+        "claude" => Agent::Claude,
+        "codex" => Agent::Codex,
+        "gemini" => Agent::Gemini,
+        name => Agent::Custom(name, super::custom_inject::definition(config, name)?),
+    };
+    plan_for_agent(agent, record, opts)
 }
 
 /// What a sandbox gets for `agent` with no credential: onboarding and trust,
@@ -125,39 +116,116 @@ pub fn onboarding_for(agent: &str, opts: &InjectOptions) -> Result<SandboxPlan> 
     }
 }
 
-/// Session facts for a session record, dispatched on its agent; `None` for
-/// agents without a session format.
-pub fn session_info_for(record: &Record) -> Result<Option<SessionInfo>> {
-    Ok(Some(match record.id.agent.as_str() {
-        "claude" => super::claude::inject::session_info(&record.secret)?,
-        "codex" => super::codex::inject::session_info(&record.secret)?,
-        "gemini" => super::gemini::inject::session_info(&record.secret)?,
-        _ => return Ok(None),
-    }))
+/// The plan for `record` of `agent` (whose definition a custom agent
+/// carries).
+pub fn plan_for_agent(
+    agent: Agent<'_>,
+    record: &Record,
+    opts: &InjectOptions,
+) -> Result<SandboxPlan> {
+    match agent {
+        Agent::Claude => super::claude::inject::plan(record, opts),
+        Agent::Codex => super::codex::inject::plan(record, opts),
+        Agent::Gemini => super::gemini::inject::plan(record, opts),
+        Agent::Custom(_, def) => super::custom_inject::plan(record, def),
+    }
 }
 
-/// Parses a secret JSON document into an object. The error never quotes the
-/// document: only where parsing stopped.
-pub(crate) fn parse_object(
-    secret: &Secret,
-    what: &str,
-    fix: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    match serde_json::from_str::<serde_json::Value>(secret.expose()) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::invalid(
-            format!("the {what} is JSON but not an object"),
-            fix,
-        )),
-        Err(e) => Err(Error::invalid(
-            format!(
-                "the {what} is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-            fix,
-        )),
+/// Whether a sandbox gets a session without its refresh token: the
+/// agent's refresh tokens are single-use and `rotation` is access-only. The
+/// rule the agents' `session_file`s follow, and resolution's warnings.
+pub fn withholds_refresh(info: &SessionInfo, rotation: Rotation) -> bool {
+    info.rotates && info.refreshable && rotation == Rotation::AccessOnly
+}
+
+/// What carries a credential's secret into a sandbox, read off the
+/// injection plan itself: `airlock status`, `airlock auth` and the plan's
+/// [`AgentSummary::delivers`](crate::plan::AgentSummary) all show this, so
+/// they cannot drift from what the sandbox really gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Secret environment variables, by name.
+    pub env: Vec<String>,
+    /// Secret files, by path in the container.
+    pub files: Vec<String>,
+    /// A session delivered without its refresh token (the default rotation).
+    pub access_only: bool,
+    /// A Gemini key used through Vertex AI.
+    pub vertex: bool,
+}
+
+impl Delivery {
+    /// The secret values of `plan`.
+    pub fn of(plan: &SandboxPlan) -> Self {
+        Delivery {
+            env: plan
+                .env
+                .iter()
+                .filter(|e| e.value.is_secret())
+                .map(|e| e.name.clone())
+                .collect(),
+            files: plan
+                .files
+                .iter()
+                .filter(|f| f.content.is_secret())
+                .map(|f| f.path.clone())
+                .collect(),
+            ..Delivery::default()
+        }
     }
+
+    /// One line naming what carries the secret: `CLAUDE_CODE_OAUTH_TOKEN`,
+    /// `/run/airlock/codex/auth.json`.
+    pub fn names(&self) -> String {
+        let all: Vec<&str> = self
+            .env
+            .iter()
+            .chain(&self.files)
+            .map(String::as_str)
+            .collect();
+        all.join(", ")
+    }
+
+    /// For humans: `env CLAUDE_CODE_OAUTH_TOKEN`, `file auth.json (access
+    /// token only, by default)`; files are named inside the agent's
+    /// directory.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self.env.iter().map(|n| format!("env {n}")).collect();
+        parts.extend(self.files.iter().map(|p| format!("file {}", short_path(p))));
+        let mut notes = Vec::new();
+        if self.access_only {
+            notes.push("access token only, by default");
+        }
+        if self.vertex {
+            notes.push("Vertex AI");
+        }
+        let mut s = parts.join(", ");
+        if !notes.is_empty() {
+            s.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        s
+    }
+}
+
+/// `/run/airlock/codex/auth.json` → `auth.json`; other paths unchanged.
+fn short_path(p: &str) -> &str {
+    p.strip_prefix(crate::plan::STATE_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(|r| r.split_once('/'))
+        .map_or(p, |(_, rest)| rest)
+}
+
+/// What a sandbox receives for `record` with the default options, from its
+/// plan; an error when the record could not be delivered at all.
+pub fn delivery(agent: Agent<'_>, record: &Record) -> Result<Delivery> {
+    let plan = plan_for_agent(agent, record, &InjectOptions::default())?;
+    let mut d = Delivery::of(&plan);
+    if record.method == Method::Session {
+        let info = agent.session_info(&record.secret)?;
+        d.access_only = withholds_refresh(&info, Rotation::default());
+    }
+    d.vertex = agent == Agent::Gemini && super::gemini::inject::uses_vertex(record);
+    Ok(d)
 }
 
 /// Serializes a document that holds secrets, straight into a [`Secret`].
@@ -171,18 +239,6 @@ pub(crate) fn secret_json(value: &serde_json::Value) -> Result<Secret> {
 pub(crate) fn plain_json(value: &serde_json::Value) -> String {
     // Serializing a `Value` cannot fail (no non-string map keys).
     serde_json::to_string_pretty(value).unwrap_or_default()
-}
-
-/// A non-empty string field.
-pub(crate) fn nonempty_str(v: Option<&serde_json::Value>) -> Option<&str> {
-    v.and_then(serde_json::Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-/// An epoch-milliseconds field (`expiresAt`, `expiry_date`) as a timestamp.
-pub(crate) fn millis(v: Option<&serde_json::Value>) -> Option<Timestamp> {
-    let ms = v.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))?;
-    Timestamp::from_millisecond(ms).ok()
 }
 
 /// A single-line token or key, trimmed: what env vars carry.
@@ -214,34 +270,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_errors_never_quote_the_document() {
-        let s = Secret::from("{\"token\": CANARY}");
-        let e = parse_object(&s, "claude session", "fix").unwrap_err();
-        assert!(!e.to_string().contains("CANARY"), "{e}");
-        assert!(e.to_string().contains("line 1"), "{e}");
-        let e = parse_object(&Secret::from("[\"CANARY\"]"), "x", "fix").unwrap_err();
-        assert!(!e.to_string().contains("CANARY"), "{e}");
-    }
-
-    #[test]
     fn rotation_names_round_trip() {
         for r in [Rotation::AccessOnly, Rotation::Copy] {
             assert_eq!(r.as_str().parse::<Rotation>().unwrap(), r);
         }
         assert!("sync-later".parse::<Rotation>().is_err());
         assert_eq!(Rotation::default(), Rotation::AccessOnly);
-    }
-
-    #[test]
-    fn millis_reads_integers_and_floats() {
-        let v = serde_json::json!(1_795_267_240_000_i64);
-        assert_eq!(
-            millis(Some(&v)).unwrap().as_millisecond(),
-            1_795_267_240_000
-        );
-        let v = serde_json::json!(1.5e12);
-        assert!(millis(Some(&v)).is_some());
-        assert!(millis(Some(&serde_json::json!("soon"))).is_none());
-        assert!(millis(None).is_none());
     }
 }

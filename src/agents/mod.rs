@@ -1,7 +1,8 @@
 //! What airlock knows about each agent, one module per agent.
 //!
 //! * capture side (`<agent>::capture`): validating secrets, reading the
-//!   host's existing logins, computing expiry;
+//!   host's existing logins, computing expiry, and the one parser of the
+//!   agent's session document (`parse_document`), which injection uses too;
 //! * injection side (`<agent>::inject`): what a sandbox must receive (env vars,
 //!   files, config patches) for a stored credential.
 //!
@@ -66,10 +67,11 @@ impl HostEnv {
 /// The host's current login for `agent`, read (never modified) and validated
 /// into an unsaved record, or `None` when the host has none.
 pub fn host_login(agent: &str, env: &HostEnv) -> Result<Option<Record>> {
-    match agent {
-        "claude" => claude::capture::host_login(env),
-        "codex" => codex::capture::host_login(env),
-        "gemini" => gemini::capture::host_login(env),
-        _ => Ok(None),
-    }
+    let agent = match agent {
+        "claude" => crate::capture::Agent::Claude,
+        "codex" => crate::capture::Agent::Codex,
+        "gemini" => crate::capture::Agent::Gemini,
+        _ => return Ok(None),
+    };
+    Ok(agent.find_host_login(env)?.map(|h| h.record))
 }

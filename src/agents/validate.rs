@@ -58,6 +58,43 @@ impl Validated {
             warnings: Vec::new(),
         }
     }
+
+    /// Takes a session's facts (expiry, refresh token, detail, warnings).
+    pub fn with_session(mut self, info: SessionInfo) -> Self {
+        self.expires_at = info.expires_at;
+        self.refreshable = info.refreshable;
+        self.detail = info.detail;
+        self.warnings = info.warnings;
+        self
+    }
+
+    /// Puts `first` (warnings about where the value was read from) before
+    /// the validation's own warnings.
+    pub fn prepend_warnings(&mut self, mut first: Vec<String>) {
+        first.append(&mut self.warnings);
+        self.warnings = first;
+    }
+
+    /// The unsaved record for `id`, from `source` (see
+    /// [`crate::vault::Metadata::source`]), created at `now`.
+    pub fn into_record(
+        self,
+        id: crate::vault::CredentialId,
+        source: String,
+        now: Timestamp,
+    ) -> Record {
+        let mut meta = crate::vault::Metadata::new(source);
+        meta.created_at = now;
+        meta.updated_at = now;
+        meta.expires_at = self.expires_at;
+        meta.settings = self.settings;
+        Record {
+            id,
+            method: self.method,
+            secret: self.payload,
+            meta,
+        }
+    }
 }
 
 /// Facts read from a stored session document.
@@ -67,6 +104,9 @@ pub struct SessionInfo {
     pub expires_at: Option<Timestamp>,
     /// Whether the document holds a refresh token.
     pub refreshable: bool,
+    /// Whether the agent's refresh tokens are single-use (Claude, Codex), so
+    /// that copies of the session must not all refresh.
+    pub rotates: bool,
     /// Non-secret facts for display (a subscription type, an e-mail).
     pub detail: Option<String>,
     /// Problems that do not make the document unusable.
@@ -94,25 +134,22 @@ impl HostLogin {
     /// Builds the host login from a validated payload read at `location`.
     pub fn from_validated(
         agent: &str,
-        v: Validated,
+        mut v: Validated,
         location: String,
         modified: Option<Timestamp>,
     ) -> Result<Self> {
-        let mut meta = crate::vault::Metadata::new(format!("host:{location}"));
-        meta.expires_at = v.expires_at;
-        meta.settings = v.settings;
+        let id = crate::vault::CredentialId::new(agent, crate::vault::DEFAULT_ACCOUNT)?;
+        let refreshable = v.refreshable;
+        let detail = v.detail.clone();
+        let warnings = std::mem::take(&mut v.warnings);
+        let source = format!("host:{location}");
         Ok(HostLogin {
-            record: Record {
-                id: crate::vault::CredentialId::new(agent, crate::vault::DEFAULT_ACCOUNT)?,
-                method: v.method,
-                secret: v.payload,
-                meta,
-            },
+            record: v.into_record(id, source, Timestamp::now()),
             location,
             modified,
-            refreshable: v.refreshable,
-            detail: v.detail,
-            warnings: v.warnings,
+            refreshable,
+            detail,
+            warnings,
         })
     }
 }
@@ -349,6 +386,62 @@ pub fn parse_json_object(what: &str, text: &str, fix: &str) -> Result<Map<String
     }
 }
 
+/// The error for a field of the wrong JSON type, such as "has a refresh
+/// token that is a number, not a string" (`field` and `expected` carry
+/// their articles).
+pub fn wrong_type(what: &str, field: &str, found: &Value, expected: &str, fix: &str) -> Error {
+    invalid(
+        what,
+        format!("has {field} that is a {}, not {expected}", json_kind(found)),
+        fix,
+    )
+}
+
+/// An optional string field: absent or `null` is `None`; any other type is
+/// an error naming `field` (with its article).
+pub fn optional_str<'a>(
+    doc: &'a Map<String, Value>,
+    key: &str,
+    field: &str,
+    what: &str,
+    fix: &str,
+) -> Result<Option<&'a str>> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(what, field, other, "a string", fix)),
+    }
+}
+
+/// An optional epoch-milliseconds field (`expiresAt`, `expiry_date`):
+/// absent or `null` is `None`; a non-positive or non-numeric value is an
+/// error.
+pub fn millis_field(
+    doc: &Map<String, Value>,
+    key: &str,
+    what: &str,
+    fix: &str,
+) -> Result<Option<Timestamp>> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(_)) => match millis(v) {
+            Some(t) if t.as_millisecond() > 0 => Ok(Some(t)),
+            _ => Err(invalid(
+                what,
+                format!("has an {key} that is not a time in milliseconds since 1970"),
+                fix,
+            )),
+        },
+        Some(other) => Err(wrong_type(
+            what,
+            &format!("an {key}"),
+            other,
+            "a number of milliseconds",
+            fix,
+        )),
+    }
+}
+
 /// "string", "number", … for messages.
 pub fn json_kind(v: &Value) -> &'static str {
     match v {
@@ -412,8 +505,13 @@ pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
             use std::os::unix::fs::PermissionsExt;
             let mode = md.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
+                let who = if mode & 0o004 != 0 {
+                    "is readable by every user"
+                } else {
+                    "can be read by other users"
+                };
                 warnings.push(format!(
-                    "{} can be read by other users (mode {mode:04o}): run chmod 600 '{}'",
+                    "{} {who} (mode {mode:04o}): run chmod 600 '{}'",
                     path.display(),
                     path.display()
                 ));

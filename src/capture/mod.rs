@@ -17,7 +17,7 @@ use crate::agents::{HostEnv, claude, codex, gemini};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::vault::{Backend, CredentialId, Metadata, Method, Record};
+use crate::vault::{Backend, CredentialId, Method, Record};
 
 pub mod wizard;
 
@@ -164,13 +164,32 @@ impl<'a> Agent<'a> {
         }
     }
 
-    /// What a sandbox receives for a credential (a summary for humans).
-    pub fn delivery(&self, method: Method, settings: &BTreeMap<String, String>) -> String {
+    /// What a sandbox receives for `record` (a summary for humans, read off
+    /// its injection plan: see [`crate::agents::inject::delivery`]), or why
+    /// it receives nothing.
+    pub fn delivery(&self, record: &Record) -> std::result::Result<String, String> {
+        crate::agents::inject::delivery(*self, record)
+            .map(|d| d.summary())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The secret file configured for this agent (`[agents.<agent>]
+    /// secret_file`, `[agents.custom.<name>] secret_file`), if any.
+    pub fn secret_file(&self, config: &Config) -> Option<SecretFile> {
         match self {
-            Agent::Claude => claude::capture::delivery(method).into(),
-            Agent::Codex => codex::capture::delivery(method).into(),
-            Agent::Gemini => gemini::capture::delivery(method, settings).into(),
-            Agent::Custom(_, a) => custom::delivery(a),
+            Agent::Custom(_, def) => Some(SecretFile {
+                path: def.secret_file.clone()?,
+                method: Some(Method::ApiKey),
+                account: def.account.clone(),
+            }),
+            _ => {
+                let c = config.agents.builtin(self.name())?;
+                Some(SecretFile {
+                    path: c.secret_file.clone()?,
+                    method: c.method,
+                    account: c.account.clone(),
+                })
+            }
         }
     }
 
@@ -513,67 +532,79 @@ fn finish(
         v.settings.extend(req.settings.clone());
     }
     warnings.append(&mut v.warnings);
-    let mut meta = Metadata::new(req.source.record());
-    meta.created_at = now;
-    meta.updated_at = now;
-    meta.expires_at = v.expires_at;
-    meta.label = req.label.clone();
-    meta.settings = v.settings;
-    let delivery = agent.delivery(v.method, &meta.settings);
-    Ok((
-        Record {
-            id,
-            method: v.method,
-            secret: v.payload,
-            meta,
-        },
-        v.refreshable,
-        v.detail,
-        delivery,
-    ))
+    let (refreshable, detail) = (v.refreshable, v.detail.take());
+    let mut record = v.into_record(id, req.source.record(), now);
+    record.meta.label = req.label.clone();
+    let delivery = agent
+        .delivery(&record)
+        .unwrap_or_else(|why| format!("nothing: {why}"));
+    Ok((record, refreshable, detail, delivery))
 }
 
-/// Reads and validates the secret file configured for `agent`
-/// (`[agents.<agent>] secret_file`, `[agents.custom.<name>] secret_file`),
-/// for `status`; `None` when none is configured. A setup-token's expiry is
-/// counted from the file's modification time.
-pub fn configured_file(
+/// A secret file named in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The file (sops-nix, agenix, Docker secrets…).
+    pub path: PathBuf,
+    /// The configured method; `None` to detect it from the contents.
+    pub method: Option<Method>,
+    /// The configured account.
+    pub account: Option<String>,
+}
+
+/// Reads and validates a configured secret file exactly as `airlock auth
+/// --from-file` does (same reader, same validators, same errors), for
+/// status, doctor and resolution. The method is the configured one, else
+/// detected from the value, else an API key. A setup-token's expiry is
+/// counted from the file's modification time, as the file is not renewed by
+/// airlock. Returns the validated value (warnings about the file included)
+/// and the file's modification time, when it could be read.
+pub fn read_secret_file(
     agent: Agent<'_>,
-    config: &Config,
-    home: &std::path::Path,
+    file: &SecretFile,
+    location: &str,
     now: Timestamp,
-) -> Option<crate::status::FileSource> {
-    let (path, method, account) = match agent {
-        Agent::Custom(_, def) => (
-            def.secret_file.clone()?,
-            Some(Method::ApiKey),
-            def.account.clone(),
-        ),
-        _ => {
-            let c = config.agents.builtin(agent.name())?;
-            (c.secret_file.clone()?, c.method, c.account.clone())
-        }
-    };
-    let location = validate::tilde(&path, home);
+) -> (Result<Validated>, Option<Timestamp>) {
     let fix = "regenerate the secret file (an interrupted tool leaves empty files)";
     let mut modified = None;
-    let read = validate::read_input_file(&path, fix).and_then(|f| {
+    let read = validate::read_input_file(&file.path, fix).and_then(|f| {
         modified = f.modified;
-        let method = method
-            .or_else(|| agent.detect(f.text.expose()))
-            .unwrap_or(Method::ApiKey);
+        let method = secret_file_method(agent, file.method, f.text.expose());
         let mut v = agent.validate(method, &f.text, &format!("from {location}"), now)?;
         if v.method == Method::SetupToken
             && let Some(m) = f.modified
         {
             v.expires_at = m.checked_add(claude::capture::SETUP_TOKEN_LIFETIME).ok();
         }
-        v.warnings.extend(f.warnings);
+        v.prepend_warnings(f.warnings);
         Ok(v)
     });
+    (read, modified)
+}
+
+/// The method of a secret file: configured, else detected, else an API key.
+fn secret_file_method(agent: Agent<'_>, configured: Option<Method>, text: &str) -> Method {
+    configured
+        .or_else(|| agent.detect(text))
+        .unwrap_or(Method::ApiKey)
+}
+
+/// Reads and validates the secret file configured for `agent` (see
+/// [`read_secret_file`]), for `status`; `None` when none is configured.
+pub fn configured_file(
+    agent: Agent<'_>,
+    config: &Config,
+    home: &std::path::Path,
+    now: Timestamp,
+) -> Option<crate::status::FileSource> {
+    let file = agent.secret_file(config)?;
+    let location = validate::tilde(&file.path, home);
+    let (read, modified) = read_secret_file(agent, &file, &location, now);
     Some(crate::status::FileSource {
         location,
-        account: account.unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned()),
+        account: file
+            .account
+            .unwrap_or_else(|| crate::vault::DEFAULT_ACCOUNT.to_owned()),
         read,
         modified,
     })
@@ -684,6 +715,19 @@ mod tests {
                 .contains("empty")
         );
         assert_eq!(read_env("X", Some("v".into())).unwrap().expose(), "v");
+    }
+
+    #[test]
+    fn secret_file_methods_are_guessed() {
+        let m = |agent, text| secret_file_method(agent, None, text);
+        assert_eq!(m(Agent::Claude, "sk-ant-oat01-x"), Method::SetupToken);
+        assert_eq!(m(Agent::Claude, "sk-ant-api03-x"), Method::ApiKey);
+        assert_eq!(m(Agent::Codex, " {\"tokens\":{}}"), Method::Session);
+        assert_eq!(m(Agent::Codex, "sk-ant-oat01-x"), Method::ApiKey);
+        assert_eq!(
+            secret_file_method(Agent::Claude, Some(Method::ApiKey), "sk-ant-oat01-x"),
+            Method::ApiKey
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Exits 0 when everything is fine (warnings included) and 11 when a check failed.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print the result as JSON: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}.
+    /// Print the result as JSON: {"ok": bool, "vault": {"backend", "why", "location",
+    /// "persistent"} or null, "checks": [{"name", "status", "detail", "fix"}]}.
     #[arg(long)]
     json: bool,
 }
@@ -61,14 +62,14 @@ fn check(
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let mut checks = Vec::new();
     config_checks(ctx, &mut checks);
-    vault_checks(ctx, &mut checks);
+    let vault = vault_checks(ctx, &mut checks);
     host_checks(ctx, &mut checks);
     secret_file_checks(ctx, &mut checks);
     engine_checks(&mut checks);
 
     let failed = checks.iter().filter(|c| c.status == Level::Fail).count();
     if a.json {
-        let doc = serde_json::json!({ "ok": failed == 0, "checks": checks });
+        let doc = serde_json::json!({ "ok": failed == 0, "vault": vault, "checks": checks });
         println!("{doc:#}");
     } else {
         for c in &checks {
@@ -115,16 +116,24 @@ fn config_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
     }
 }
 
-fn vault_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
+/// Runs the vault checks; returns the selected backend's description for
+/// `--json` (null when it could not be opened).
+fn vault_checks(ctx: &Ctx, checks: &mut Vec<Check>) -> serde_json::Value {
     let v = match ctx.open_vault() {
         Ok(v) => v,
         Err(e) => {
             checks.push(check("vault backend", Level::Fail, e.to_string(), Some(
                 "set AIRLOCK_KEYRING_BACKEND=file to use the encrypted file, or fix the backend named above".into(),
             )));
-            return;
+            return serde_json::Value::Null;
         }
     };
+    let described = serde_json::json!({
+        "backend": v.kind().as_str(),
+        "why": v.why(),
+        "location": v.location(),
+        "persistent": v.persistent(),
+    });
     checks.push(check(
         "vault backend",
         Level::Ok,
@@ -184,17 +193,13 @@ fn vault_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
         Err(e) => checks.push(check("vault contents", Level::Fail, e.to_string(), None)),
     }
     if v.kind() == BackendKind::File {
-        let file = ctx
-            .config
-            .vault
-            .path
-            .clone()
-            .unwrap_or_else(|| ctx.paths.vault_file());
+        let file = ctx.vault_file();
         if let Some(dir) = file.parent() {
             permission_check(checks, "vault directory", dir, true);
         }
         permission_check(checks, "vault file", &file, false);
     }
+    described
 }
 
 fn permission_check(checks: &mut Vec<Check>, name: &str, path: &Path, dir: bool) {

@@ -61,19 +61,19 @@ enum ColorChoice {
 #[derive(Debug, Subcommand)]
 enum Command {
     Auth(auth::Args),
+    Login(login::Args),
     Status(status::Args),
-    Accounts(accounts::Args),
-    Remove(remove::Args),
-    Teardown(teardown::Args),
+    Verify(verify::Args),
     Run(run::Args),
     DockerFlags(docker_flags::Args),
     Compose(compose::Args),
+    Accounts(accounts::Args),
+    Remove(remove::Args),
+    Teardown(teardown::Args),
     #[command(name = "__reap", hide = true)]
     Reap(run::ReapArgs),
     Doctor(doctor::Args),
     Lock(lock::Args),
-    Login(login::Args),
-    Verify(verify::Args),
     Completions(completions::Args),
 }
 
@@ -90,6 +90,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The encrypted-file vault's path: `[vault] path`, else the default.
+    pub fn vault_file(&self) -> std::path::PathBuf {
+        self.config
+            .vault
+            .path
+            .clone()
+            .unwrap_or_else(|| self.paths.vault_file())
+    }
+
     /// Opens the vault selected by env/config/platform.
     pub fn open_vault(&self) -> Result<Vault> {
         let opts = vault::OpenOptions::new(&self.paths, &self.config, self.interactive)?;

@@ -118,8 +118,19 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let req = RunRequest::parse(&a.args)?;
-    let plan = a.sandbox.plan(ctx)?;
-    let detected = engine::detect(a.sandbox.engine_choice()?, &req.image)?;
+    let choice = a.sandbox.engine_choice()?;
+    // Asking the engine about the image (30–100 ms of CLI start-up) overlaps
+    // with resolving the credentials (vault unlock, keyring round trips).
+    let (plan, detected) = std::thread::scope(|s| {
+        let probe = s.spawn(|| engine::detect(choice, &req.image));
+        let plan = a.sandbox.plan(ctx);
+        let detected = probe
+            .join()
+            .unwrap_or_else(|_| Err(Error::Engine("the engine probe panicked".into())));
+        (plan, detected)
+    });
+    let plan = plan?;
+    let detected = detected?;
     let engine = detected.engine;
     sandbox::gc(&ctx.paths.runtime_dir);
     let detach = req.detach;

@@ -19,6 +19,10 @@ use super::Ctx;
 /// reported on stderr with the exact steps to renew them.
 ///
 /// Exits 0 whatever the states; scripts read --json (docs/status-json.md).
+/// When the vault cannot be opened (locked: 3, damaged: 4, unreachable: 10),
+/// host logins and secret files are still listed, stored credentials show
+/// as unavailable with the reason and the fix, and status then exits with
+/// the vault's code.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this agent.
@@ -35,11 +39,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         Some(n) => vec![Agent::resolve(n, &ctx.config)?],
         None => Agent::all(&ctx.config),
     };
-    let vault = ctx.open_vault()?;
-    let mut records = vault.list()?;
-    if let Some(n) = &a.agent {
-        records.retain(|r| &r.id.agent == n);
-    }
+    let opened = ctx.open_vault().and_then(|v| {
+        let records = v.list()?;
+        Ok((v, records))
+    });
     let env = HostEnv::from_process(ctx.paths.home.clone());
     let mut hosts = BTreeMap::new();
     for agent in &agents {
@@ -61,18 +64,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                 .map(|f| (agent.name().to_owned(), f))
         })
         .collect();
-    let report = status::report(
-        &agents,
-        &records,
-        &hosts,
-        &files,
-        VaultInfo {
-            backend: vault.kind().to_string(),
-            location: vault.location(),
-        },
-        now,
-        &ctx.config,
-    );
+    let (report, vault_error) = match opened {
+        Ok((vault, mut records)) => {
+            if let Some(n) = &a.agent {
+                records.retain(|r| &r.id.agent == n);
+            }
+            let info = VaultInfo {
+                backend: vault.kind().to_string(),
+                location: vault.location(),
+            };
+            let r = status::report(&agents, &records, &hosts, &files, info, now, &ctx.config);
+            (r, None)
+        }
+        Err(e) => {
+            let info = failed_vault(&e);
+            let r =
+                status::report_without_vault(&agents, &e, &hosts, &files, info, now, &ctx.config);
+            (r, Some(e))
+        }
+    };
     if a.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| airlock::Error::Other(e.to_string()))?;
@@ -83,7 +93,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     for w in &report.warnings {
         anstream::eprintln!("airlock: warning: {w}");
     }
-    Ok(())
+    // Everything else was shown; the exit code is the vault's.
+    vault_error.map_or(Ok(()), Err)
+}
+
+/// The vault that failed to open, as far as its error says.
+fn failed_vault(e: &airlock::Error) -> VaultInfo {
+    use airlock::Error;
+    let (backend, location) = match e {
+        Error::NoPassphrase { path }
+        | Error::WrongPassphrase { path }
+        | Error::Corrupt { path, .. }
+        | Error::UnsupportedVersion { path, .. } => ("file".to_owned(), path.display().to_string()),
+        Error::Backend { backend, .. } => (backend.clone(), "-".to_owned()),
+        _ => ("unknown".to_owned(), "-".to_owned()),
+    };
+    VaultInfo { backend, location }
 }
 
 /// Prints a line to stdout; a closed pipe (`airlock status | head`) is not an error.

@@ -31,12 +31,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let env = HostEnv::from_process(ctx.paths.home.clone());
-    let vault_file = ctx
-        .config
-        .vault
-        .path
-        .clone()
-        .unwrap_or_else(|| ctx.paths.vault_file());
+    let vault_file = ctx.vault_file();
     let mut ours: Vec<PathBuf> = vec![
         ctx.paths.data_dir.clone(),
         ctx.paths.state_dir.clone(),

@@ -109,7 +109,13 @@ pub fn run_foreground(engine: &dyn Engine, prepared: Prepared) -> Result<i32> {
     let status =
         status.map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))?;
     removed?;
-    Ok(exit_code(status))
+    let code = exit_code(status);
+    if code == 127 {
+        tracing::warn!(
+            "exit code 127: if the engine said /bin/sh was not found, the image has no shell for airlock's entrypoint shim; use `airlock docker-flags --mode env` for such images (see docs/sandbox.md)"
+        );
+    }
+    Ok(code)
 }
 
 /// Like [`run_foreground`], but with the engine's stdout and stderr captured
@@ -180,6 +186,7 @@ pub fn reap_by_label(
 ) -> Result<()> {
     let _ = crate::sandbox::set_owner(dir, Some(std::process::id()));
     let start = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(250);
     let container = loop {
         if !dir.exists() {
             // Removed by `gc` or by hand: nothing left to wait for.
@@ -204,14 +211,17 @@ pub fn reap_by_label(
             let _ = crate::sandbox::set_owner(dir, None);
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Back off (0.25 s up to 5 s): many idle waiters must not keep the
+        // engine busy.
+        std::thread::sleep(delay);
+        delay = (delay * 3 / 2).min(std::time::Duration::from_secs(5));
     };
     let waited = engine.wait(&container);
     crate::sandbox::remove_dir(dir)?;
     waited
 }
 
-/// Starts `exe args…` in its own session with no terminal, not waited for.
+/// Starts `exe args…` in its own process group with no terminal, not waited for.
 pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
     let mut c = Command::new(exe);
     c.args(args)
@@ -220,14 +230,11 @@ pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
         .stderr(Stdio::null());
     #[cfg(unix)]
     {
+        // Its own process group: Ctrl-C in the terminal does not reach it.
+        // (Not setsid in pre_exec: that would force fork instead of the much
+        // cheaper posix_spawn.)
         use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe and touches no Rust state.
-        unsafe {
-            c.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        c.process_group(0);
     }
     c.spawn()
         .map_err(|e| Error::Other(format!("could not start the sandbox waiter: {e}")))?;

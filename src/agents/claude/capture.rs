@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::agents::HostEnv;
 use crate::agents::validate::{
@@ -22,7 +22,7 @@ use crate::agents::validate::{
 };
 use crate::error::Result;
 use crate::secret::Secret;
-use crate::vault::{Method, Record};
+use crate::vault::Method;
 
 /// The prefix of tokens printed by `claude setup-token`.
 pub const SETUP_TOKEN_PREFIX: &str = "sk-ant-oat01-";
@@ -156,12 +156,7 @@ pub fn validate(
         Method::Session => {
             let what = format!("the Claude login ({origin})");
             let info = parse_session(value.expose(), &what)?;
-            let mut v = Validated::new(method, value);
-            v.expires_at = info.expires_at;
-            v.refreshable = info.refreshable;
-            v.detail = info.detail;
-            v.warnings = info.warnings;
-            Ok(v)
+            Ok(Validated::new(method, value).with_session(info))
         }
     }
 }
@@ -184,6 +179,12 @@ fn wrong_kind(what: &str, value: &str, want: &str) -> Result<()> {
 /// access token's expiry and whether it can be refreshed. Unknown keys are
 /// allowed everywhere (they are kept as they are).
 pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
+    parse_document(text, what).map(|(_, info)| info)
+}
+
+/// [`parse_session`], also returning the document itself: the one parser
+/// of `.credentials.json`, for capture, status and injection alike.
+pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, SessionInfo)> {
     let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
     let oauth = match doc.get("claudeAiOauth") {
         None => {
@@ -218,12 +219,11 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
             return Err(invalid(what, "has no access token", LOGIN_FIX));
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has an access token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "an access token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
@@ -238,39 +238,16 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) => !s.trim().is_empty(),
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has a refresh token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "a refresh token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
     };
-    let expires_at = match oauth.get("expiresAt") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Number(_)) => match validate::millis(v) {
-            Some(t) if t.as_millisecond() > 0 => Some(t),
-            _ => {
-                return Err(invalid(
-                    what,
-                    "has an expiresAt that is not a time in milliseconds since 1970",
-                    LOGIN_FIX,
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an expiresAt that is a {}, not a number of milliseconds",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let expires_at = validate::millis_field(oauth, "expiresAt", what, LOGIN_FIX)?;
     match oauth.get("scopes") {
         Some(Value::Array(a)) => {
             if !a.iter().any(|s| s.as_str() == Some(INFERENCE_SCOPE)) {
@@ -305,12 +282,14 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
         .get("subscriptionType")
         .and_then(Value::as_str)
         .map(|s| format!("{s} subscription"));
-    Ok(SessionInfo {
+    let info = SessionInfo {
         expires_at,
         refreshable,
+        rotates: true,
         detail,
         warnings,
-    })
+    };
+    Ok((doc, info))
 }
 
 /// The host's Claude login, read (never modified) and validated; `None`
@@ -327,25 +306,8 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
     let input = validate::read_input_file(&path, LOGIN_FIX)?;
     let location = validate::tilde(&path, &env.home);
     let mut v = validate(Method::Session, &input.text, &location, Timestamp::now())?;
-    let mut warnings = input.warnings;
-    warnings.append(&mut v.warnings);
-    v.warnings = warnings;
+    v.prepend_warnings(input.warnings);
     HostLogin::from_validated("claude", v, location, input.modified).map(Some)
-}
-
-/// The host's Claude login as an unsaved record (see [`find_host_login`]).
-pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
-    Ok(find_host_login(env)?.map(|h| h.record))
-}
-
-/// What a sandbox receives for a credential of this method (for humans;
-/// the injection plan is authoritative).
-pub fn delivery(method: Method) -> &'static str {
-    match method {
-        Method::SetupToken => "env CLAUDE_CODE_OAUTH_TOKEN",
-        Method::ApiKey => "env ANTHROPIC_API_KEY",
-        Method::Session => "file .credentials.json (access token only, by default)",
-    }
 }
 
 /// The exact steps to renew an expiring or expired credential.

@@ -20,10 +20,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value as Json, json};
 
 use crate::agents::HostEnv;
-use crate::agents::inject::{
-    InjectOptions, Rotation, SessionInfo, millis, nonempty_str, parse_object, plain_json,
-    secret_json, single_line,
-};
+use crate::agents::inject::{InjectOptions, Rotation, plain_json, secret_json, single_line};
 use crate::error::{Error, Result};
 use crate::plan::{Alias, STATE_DIR, SandboxPlan, Value};
 use crate::secret::Secret;
@@ -68,19 +65,6 @@ pub fn onboarding(opts: &InjectOptions) -> Result<SandboxPlan> {
 /// Everything the sandbox needs to run Claude with `record`.
 pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
     build(Some(record), opts)
-}
-
-/// Session facts from a `.credentials.json` document.
-pub fn session_info(secret: &Secret) -> Result<SessionInfo> {
-    let doc = parse_session(secret)?;
-    let oauth = doc.get("claudeAiOauth").and_then(Json::as_object);
-    Ok(SessionInfo {
-        access_expires_at: oauth.and_then(|o| millis(o.get("expiresAt"))),
-        has_refresh_token: oauth
-            .and_then(|o| nonempty_str(o.get("refreshToken")))
-            .is_some(),
-        rotates: true,
-    })
 }
 
 fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
@@ -194,52 +178,20 @@ fn base_state(opts: &InjectOptions, plan: &mut SandboxPlan) -> Map<String, Json>
 /// it keeps only `claudeAiOauth`, with the refresh token removed: the
 /// sandbox can use the access token but never rotate the session.
 fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
-    let mut doc = parse_session(secret)?;
+    let (mut doc, _) =
+        super::capture::parse_document(secret.expose(), "the stored claude session")?;
     match rotation {
         Rotation::Copy => secret_json(&Json::Object(doc)),
         Rotation::AccessOnly => {
+            // `parse_document` checked that it is an object.
             let mut oauth = match doc.remove("claudeAiOauth") {
                 Some(Json::Object(o)) => o,
-                _ => unreachable_shape()?,
+                _ => Map::new(),
             };
             oauth.insert("refreshToken".into(), Json::Null);
             secret_json(&json!({ "claudeAiOauth": oauth }))
         }
     }
-}
-
-fn unreachable_shape<T>() -> Result<T> {
-    Err(Error::invalid(
-        "the claude session has no claudeAiOauth object",
-        FIX_SESSION,
-    ))
-}
-
-const FIX_SESSION: &str =
-    "log in on the host with `claude`, then `airlock auth claude --from-host`";
-
-/// Parses and checks a session document: `claudeAiOauth.accessToken` must
-/// be present and the scopes (when listed) must include `user:inference`.
-fn parse_session(secret: &Secret) -> Result<Map<String, Json>> {
-    let doc = parse_object(secret, "claude session", FIX_SESSION)?;
-    let Some(oauth) = doc.get("claudeAiOauth").and_then(Json::as_object) else {
-        return unreachable_shape();
-    };
-    if nonempty_str(oauth.get("accessToken")).is_none() {
-        return Err(Error::invalid(
-            "the claude session has no access token (the login was cleared)",
-            FIX_SESSION,
-        ));
-    }
-    if let Some(scopes) = oauth.get("scopes").and_then(Json::as_array)
-        && !scopes.iter().any(|s| s.as_str() == Some("user:inference"))
-    {
-        return Err(Error::invalid(
-            "the claude session lacks the user:inference scope, so Claude would not treat it as logged in",
-            FIX_SESSION,
-        ));
-    }
-    Ok(doc)
 }
 
 /// The last 20 characters of an API key: what `customApiKeyResponses`

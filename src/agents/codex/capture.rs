@@ -20,7 +20,7 @@ use crate::agents::validate::{
 };
 use crate::error::Result;
 use crate::secret::Secret;
-use crate::vault::{Method, Record};
+use crate::vault::Method;
 
 /// The prefix every OpenAI API key starts with (`sk-proj-`, `sk-svcacct-`, legacy `sk-`).
 pub const API_KEY_PREFIX: &str = "sk-";
@@ -91,14 +91,7 @@ pub fn validate(
                     "holds an API key (auth_mode apikey), not a ChatGPT login",
                     "store the key with `airlock auth codex --method api-key`, or use --from-host, which stores it as an API key",
                 )),
-                AuthDoc::ChatGpt(info) => {
-                    let mut v = Validated::new(method, value);
-                    v.expires_at = info.expires_at;
-                    v.refreshable = info.refreshable;
-                    v.detail = info.detail;
-                    v.warnings = info.warnings;
-                    Ok(v)
-                }
+                AuthDoc::ChatGpt(info) => Ok(Validated::new(method, value).with_session(info)),
             }
         }
         Method::SetupToken => Err(invalid(
@@ -122,35 +115,15 @@ fn validate_key(what: &str, value: &str) -> Result<()> {
 /// Reads an `auth.json` document: API-key mode or a ChatGPT login (with the
 /// access token's expiry and whether it can be refreshed).
 pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
+    parse_document(text, what).map(|(_, d)| d)
+}
+
+/// [`parse_auth_json`], also returning the document itself: the one parser
+/// of `auth.json`, for capture, status and injection alike.
+pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, AuthDoc)> {
     let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
-    let mode = match doc.get("auth_mode") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an auth_mode that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
-    let key = match doc.get("OPENAI_API_KEY") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an OPENAI_API_KEY that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let mode = validate::optional_str(&doc, "auth_mode", "an auth_mode", what, LOGIN_FIX)?;
+    let key = validate::optional_str(&doc, "OPENAI_API_KEY", "an OPENAI_API_KEY", what, LOGIN_FIX)?;
     let api_mode = match mode {
         Some("apikey") => true,
         None => key.is_some(),
@@ -166,7 +139,8 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         };
         let kwhat = format!("the OPENAI_API_KEY in {what}");
         validate_key(&kwhat, key.trim())?;
-        return Ok(AuthDoc::ApiKey(Secret::from(key.trim())));
+        let key = Secret::from(key.trim());
+        return Ok((doc, AuthDoc::ApiKey(key)));
     }
     let mut warnings = Vec::new();
     if let Some(m) = mode.filter(|m| *m != "chatgpt") {
@@ -209,29 +183,16 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
             return Err(invalid(what, "has no tokens.refresh_token", LOGIN_FIX));
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has a tokens.refresh_token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "a tokens.refresh_token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
     };
-    match tokens.get("account_id") {
-        None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has a tokens.account_id that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    }
+    validate::optional_str(tokens, "account_id", "a tokens.account_id", what, LOGIN_FIX)?;
     match doc.get("last_refresh") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if s.parse::<Timestamp>().is_ok() => {}
@@ -254,12 +215,14 @@ pub fn parse_auth_json(text: &str, what: &str) -> Result<AuthDoc> {
         (None, Some(p)) => Some(format!("ChatGPT {p}")),
         (None, None) => None,
     };
-    Ok(AuthDoc::ChatGpt(SessionInfo {
+    let info = SessionInfo {
         expires_at,
         refreshable: !refresh.trim().is_empty(),
+        rotates: true,
         detail,
         warnings,
-    }))
+    };
+    Ok((doc, AuthDoc::ChatGpt(info)))
 }
 
 fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a str> {
@@ -268,23 +231,27 @@ fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) ->
         Some(Value::String(_)) | None | Some(Value::Null) => {
             Err(invalid(what, format!("has no tokens.{key}"), LOGIN_FIX))
         }
-        Some(other) => Err(invalid(
+        Some(other) => Err(validate::wrong_type(
             what,
-            format!(
-                "has a tokens.{key} that is a {}, not a string",
-                validate::json_kind(other)
-            ),
+            &format!("a tokens.{key}"),
+            other,
+            "a string",
             LOGIN_FIX,
         )),
     }
 }
 
-/// Reads a session document's expiry (for status); `None` if it is not a
-/// ChatGPT login.
+/// Reads a session document's expiry and refresh token; an error if it is
+/// not a ChatGPT login.
 pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
-    match parse_auth_json(text, what)? {
-        AuthDoc::ChatGpt(info) => Ok(info),
-        AuthDoc::ApiKey(_) => Err(invalid(
+    parse_session_document(text, what).map(|(_, info)| info)
+}
+
+/// [`parse_session`], also returning the document itself.
+pub fn parse_session_document(text: &str, what: &str) -> Result<(Map<String, Value>, SessionInfo)> {
+    match parse_document(text, what)? {
+        (doc, AuthDoc::ChatGpt(info)) => Ok((doc, info)),
+        (_, AuthDoc::ApiKey(_)) => Err(invalid(
             what,
             "holds an API key, not a ChatGPT login",
             "store it again with `airlock auth codex --from-host`",
@@ -310,23 +277,8 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
         }
         AuthDoc::ChatGpt(_) => validate(Method::Session, &input.text, &location, Timestamp::now())?,
     };
-    let mut warnings = input.warnings;
-    warnings.append(&mut v.warnings);
-    v.warnings = warnings;
+    v.prepend_warnings(input.warnings);
     HostLogin::from_validated("codex", v, location, input.modified).map(Some)
-}
-
-/// The host's Codex login as an unsaved record (see [`find_host_login`]).
-pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
-    Ok(find_host_login(env)?.map(|h| h.record))
-}
-
-/// What a sandbox receives for a credential of this method (for humans).
-pub fn delivery(method: Method) -> &'static str {
-    match method {
-        Method::ApiKey => "file auth.json (API-key mode)",
-        _ => "file auth.json (access token only, by default)",
-    }
 }
 
 /// The exact steps to renew an expiring or expired credential.

@@ -16,15 +16,11 @@
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
-use jiff::Timestamp;
 use serde_json::{Value as Json, json};
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::agents::HostEnv;
-use crate::agents::inject::{
-    InjectOptions, Rotation, SessionInfo, nonempty_str, parse_object, secret_json, single_line,
-};
+use crate::agents::inject::{InjectOptions, Rotation, secret_json, single_line};
 use crate::error::{Error, Result};
 use crate::plan::{Alias, SandboxPlan, Value};
 use crate::secret::Secret;
@@ -37,9 +33,6 @@ pub const CODEX_HOME: &str = "/run/airlock/codex";
 /// flag runs without approvals and without Codex's own sandbox, which cannot
 /// work inside a container anyway (the container is the sandbox).
 pub const ALIAS_ARGS: &[&str] = &["--dangerously-bypass-approvals-and-sandbox"];
-
-const FIX_SESSION: &str =
-    "log in on the host with `codex login`, then `airlock auth codex --from-host`";
 
 /// Where the host's `config.toml` is: `$CODEX_HOME/config.toml`, else
 /// `~/.codex/config.toml`.
@@ -58,21 +51,6 @@ pub fn onboarding(opts: &InjectOptions) -> Result<SandboxPlan> {
 /// Everything the sandbox needs to run Codex with `record`.
 pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
     build(Some(record), opts)
-}
-
-/// Session facts from an `auth.json` document: the access token's JWT `exp`.
-pub fn session_info(secret: &Secret) -> Result<SessionInfo> {
-    let doc = parse_object(secret, "codex session", FIX_SESSION)?;
-    let tokens = doc.get("tokens").and_then(Json::as_object);
-    Ok(SessionInfo {
-        access_expires_at: tokens
-            .and_then(|t| nonempty_str(t.get("access_token")))
-            .and_then(jwt_exp),
-        has_refresh_token: tokens
-            .and_then(|t| nonempty_str(t.get("refresh_token")))
-            .is_some(),
-        rotates: true,
-    })
 }
 
 fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
@@ -178,52 +156,14 @@ fn trust(doc: &mut DocumentMut, workdir: &str) {
 /// refresh token is blanked (Codex requires the field): the sandbox uses
 /// the access token until it expires and never rotates the session.
 fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
-    let mut doc = parse_object(secret, "codex session", FIX_SESSION)?;
-    let api_key = nonempty_str(doc.get("OPENAI_API_KEY")).is_some();
-    let tokens = doc.get_mut("tokens").and_then(Json::as_object_mut);
-    match tokens {
-        Some(t) => {
-            let id_ok = nonempty_str(t.get("id_token")).is_some_and(is_jwt_shaped);
-            if !id_ok {
-                return Err(Error::invalid(
-                    "the codex session's id_token is not a JWT, so Codex would reject the file",
-                    FIX_SESSION,
-                ));
-            }
-            if nonempty_str(t.get("access_token")).is_none() {
-                return Err(Error::invalid(
-                    "the codex session has no access token",
-                    FIX_SESSION,
-                ));
-            }
-            if rotation == Rotation::AccessOnly {
-                t.insert("refresh_token".into(), Json::String(String::new()));
-            }
-        }
-        None if api_key => {}
-        None => {
-            return Err(Error::invalid(
-                "the codex session has neither tokens nor an API key",
-                FIX_SESSION,
-            ));
-        }
+    let (mut doc, _) =
+        super::capture::parse_session_document(secret.expose(), "the stored codex session")?;
+    if rotation == Rotation::AccessOnly
+        && let Some(t) = doc.get_mut("tokens").and_then(Json::as_object_mut)
+    {
+        t.insert("refresh_token".into(), Json::String(String::new()));
     }
     secret_json(&Json::Object(doc))
-}
-
-fn is_jwt_shaped(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
-}
-
-/// The `exp` claim of a JWT, without verifying it.
-fn jwt_exp(jwt: &str) -> Option<Timestamp> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: Json = serde_json::from_slice(&bytes).ok()?;
-    Timestamp::from_second(claims.get("exp")?.as_i64()?).ok()
 }
 
 #[cfg(test)]
@@ -238,16 +178,6 @@ mod tests {
         assert!(doc.contains("model = \"o3\" # fast"), "{doc}");
         assert!(doc.contains("[mcp_servers.x]"), "{doc}");
         assert!(!doc.contains("/home/u"), "{doc}");
-    }
-
-    #[test]
-    fn jwt_exp_reads_the_claim() {
-        let payload =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":1800000000}"#);
-        let t = jwt_exp(&format!("h.{payload}.s")).unwrap();
-        assert_eq!(t.as_second(), 1_800_000_000);
-        assert!(jwt_exp("notajwt").is_none());
-        assert!(jwt_exp("a.e30.c").is_none());
     }
 
     #[test]

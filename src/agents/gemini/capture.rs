@@ -24,7 +24,7 @@ use crate::agents::validate::{
 };
 use crate::error::Result;
 use crate::secret::Secret;
-use crate::vault::{Method, Record};
+use crate::vault::Method;
 
 /// The prefix of Google API keys.
 pub const API_KEY_PREFIX: &str = "AIza";
@@ -160,44 +160,9 @@ pub fn validate(
         }
         Method::Session => {
             let what = format!("the Gemini login ({origin})");
-            let doc = validate::parse_json_object(&what, value.expose(), LOGIN_FIX)?;
-            let (creds, accounts) = if doc.contains_key(WRAP_OAUTH) {
-                let creds = match doc.get(WRAP_OAUTH) {
-                    Some(Value::Object(o)) => o.clone(),
-                    _ => {
-                        return Err(invalid(
-                            &what,
-                            format!("has an {WRAP_OAUTH} entry that is not an object"),
-                            LOGIN_FIX,
-                        ));
-                    }
-                };
-                let accounts = match doc.get(WRAP_ACCOUNTS) {
-                    None | Some(Value::Null) => None,
-                    Some(Value::Object(o)) => Some(o.clone()),
-                    Some(_) => {
-                        return Err(invalid(
-                            &what,
-                            format!("has a {WRAP_ACCOUNTS} entry that is not an object"),
-                            LOGIN_FIX,
-                        ));
-                    }
-                };
-                (creds, accounts)
-            } else {
-                (doc, None)
-            };
-            let mut info = parse_oauth_creds(&creds, &what)?;
-            if let Some(a) = &accounts {
-                info.detail = check_accounts(a, &what)?;
-            }
-            let payload = wrap(creds, accounts);
-            let mut v = Validated::new(method, payload);
-            v.expires_at = info.expires_at;
-            v.refreshable = info.refreshable;
-            v.detail = info.detail;
-            v.warnings = info.warnings;
-            Ok(v)
+            let doc = parse_document(value.expose(), &what)?;
+            let payload = wrap(doc.creds, doc.accounts);
+            Ok(Validated::new(method, payload).with_session(doc.info))
         }
         Method::SetupToken => Err(invalid(
             "gemini",
@@ -205,6 +170,59 @@ pub fn validate(
             "use --method session (your Google login) or --method api-key",
         )),
     }
+}
+
+/// A Gemini session document, parsed: the stored wrapper, or a bare
+/// `oauth_creds.json`.
+#[derive(Debug)]
+pub struct Document {
+    /// `oauth_creds.json`, every key kept.
+    pub creds: Map<String, Value>,
+    /// `google_accounts.json`, when the wrapper holds one.
+    pub accounts: Option<Map<String, Value>>,
+    /// Expiry, refresh token, the active account.
+    pub info: SessionInfo,
+}
+
+/// The one parser of Gemini session documents (the wrapper or a bare
+/// `oauth_creds.json`), for capture, status and injection alike.
+pub fn parse_document(text: &str, what: &str) -> Result<Document> {
+    let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
+    let (creds, accounts) = if doc.contains_key(WRAP_OAUTH) {
+        let creds = match doc.get(WRAP_OAUTH) {
+            Some(Value::Object(o)) => o.clone(),
+            _ => {
+                return Err(invalid(
+                    what,
+                    format!("has an {WRAP_OAUTH} entry that is not an object"),
+                    LOGIN_FIX,
+                ));
+            }
+        };
+        let accounts = match doc.get(WRAP_ACCOUNTS) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(o.clone()),
+            Some(_) => {
+                return Err(invalid(
+                    what,
+                    format!("has a {WRAP_ACCOUNTS} entry that is not an object"),
+                    LOGIN_FIX,
+                ));
+            }
+        };
+        (creds, accounts)
+    } else {
+        (doc, None)
+    };
+    let mut info = parse_oauth_creds(&creds, what)?;
+    if let Some(a) = &accounts {
+        info.detail = check_accounts(a, what)?;
+    }
+    Ok(Document {
+        creds,
+        accounts,
+        info,
+    })
 }
 
 /// Builds the stored session payload from the two documents.
@@ -225,12 +243,11 @@ fn parse_oauth_creds(creds: &Map<String, Value>, what: &str) -> Result<SessionIn
             return Err(invalid(what, "has no access_token", LOGIN_FIX));
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has an access_token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "an access_token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
@@ -245,77 +262,38 @@ fn parse_oauth_creds(creds: &Map<String, Value>, what: &str) -> Result<SessionIn
             false
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(validate::wrong_type(
                 what,
-                format!(
-                    "has a refresh_token that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
+                "a refresh_token",
+                other,
+                "a string",
                 LOGIN_FIX,
             ));
         }
     };
-    let expires_at = match creds.get("expiry_date") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Number(_)) => match validate::millis(v) {
-            Some(t) if t.as_millisecond() > 0 => Some(t),
-            _ => {
-                return Err(invalid(
-                    what,
-                    "has an expiry_date that is not a time in milliseconds since 1970",
-                    LOGIN_FIX,
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has an expiry_date that is a {}, not a number of milliseconds",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let expires_at = validate::millis_field(creds, "expiry_date", what, LOGIN_FIX)?;
     for key in ["token_type", "scope", "id_token"] {
-        match creds.get(key) {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(other) => {
-                return Err(invalid(
-                    what,
-                    format!(
-                        "has a {key} that is a {}, not a string",
-                        validate::json_kind(other)
-                    ),
-                    LOGIN_FIX,
-                ));
-            }
-        }
+        validate::optional_str(creds, key, &format!("a {key}"), what, LOGIN_FIX)?;
     }
     Ok(SessionInfo {
         expires_at,
         refreshable,
+        // Google rarely rotates refresh tokens: copies do not break each other.
+        rotates: false,
         detail: None,
         warnings,
     })
 }
 
 fn check_accounts(a: &Map<String, Value>, what: &str) -> Result<Option<String>> {
-    let active = match a.get("active") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            return Err(invalid(
-                what,
-                format!(
-                    "has a google_accounts active entry that is a {}, not a string",
-                    validate::json_kind(other)
-                ),
-                LOGIN_FIX,
-            ));
-        }
-    };
+    let active = validate::optional_str(
+        a,
+        "active",
+        "a google_accounts active entry",
+        what,
+        LOGIN_FIX,
+    )?
+    .map(str::to_owned);
     match a.get("old") {
         None | Some(Value::Null) | Some(Value::Array(_)) => {}
         Some(_) => {
@@ -329,15 +307,9 @@ fn check_accounts(a: &Map<String, Value>, what: &str) -> Result<Option<String>> 
     Ok(active)
 }
 
-/// Reads a stored session payload (the wrapper) for status.
+/// Reads a stored session payload (the wrapper) for status and injection.
 pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
-    let v = validate(Method::Session, &Secret::from(text), what, Timestamp::now())?;
-    Ok(SessionInfo {
-        expires_at: v.expires_at,
-        refreshable: v.refreshable,
-        detail: v.detail,
-        warnings: v.warnings,
-    })
+    parse_document(text, what).map(|d| d.info)
 }
 
 /// The host's Gemini login (`oauth_creds.json` plus `google_accounts.json`
@@ -368,25 +340,8 @@ pub fn find_host_login(env: &HostEnv) -> Result<Option<HostLogin>> {
     };
     let wrapped = wrap(creds, accounts);
     let mut v = validate(Method::Session, &wrapped, &location, Timestamp::now())?;
-    warnings.append(&mut v.warnings);
-    v.warnings = warnings;
+    v.prepend_warnings(warnings);
     HostLogin::from_validated("gemini", v, location, creds_in.modified).map(Some)
-}
-
-/// The host's Gemini login as an unsaved record (see [`find_host_login`]).
-pub fn host_login(env: &HostEnv) -> Result<Option<Record>> {
-    Ok(find_host_login(env)?.map(|h| h.record))
-}
-
-/// What a sandbox receives for a credential (for humans).
-pub fn delivery(method: Method, settings: &BTreeMap<String, String>) -> &'static str {
-    match method {
-        Method::ApiKey if settings.contains_key(SETTING_PROJECT) => {
-            "env GOOGLE_API_KEY + Vertex AI project/location"
-        }
-        Method::ApiKey => "env GEMINI_API_KEY",
-        _ => "files .gemini/oauth_creds.json, google_accounts.json",
-    }
 }
 
 /// The exact steps to renew an expiring or expired credential.

@@ -16,12 +16,10 @@
 //! `{"oauth_creds": {…}, "google_accounts": {…}}`. A bare `oauth_creds.json`
 //! document is accepted as well.
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
-use crate::agents::inject::{
-    InjectOptions, SessionInfo, millis, nonempty_str, parse_object, plain_json, secret_json,
-    single_line,
-};
+pub use super::capture::{SETTING_LOCATION, SETTING_PROJECT};
+use crate::agents::inject::{InjectOptions, plain_json, secret_json, single_line};
 use crate::error::{Error, Result};
 use crate::plan::{Alias, SandboxPlan, Value};
 use crate::secret::Secret;
@@ -33,15 +31,20 @@ pub const CLI_HOME: &str = "/run/airlock/gemini";
 pub const GEMINI_DIR: &str = "/run/airlock/gemini/.gemini";
 
 /// The credential settings that select Vertex AI: `vertex = "true"`, or a
-/// `project` (with `location`).
+/// `project` (with `location`, [`SETTING_PROJECT`], [`SETTING_LOCATION`]).
 pub const SETTING_VERTEX: &str = "vertex";
-/// Credential setting: the Google Cloud project (`GOOGLE_CLOUD_PROJECT`).
-pub const SETTING_PROJECT: &str = "project";
-/// Credential setting: the Vertex AI location (`GOOGLE_CLOUD_LOCATION`).
-pub const SETTING_LOCATION: &str = "location";
 
 const FIX_SESSION: &str =
     "log in on the host with `gemini`, then `airlock auth gemini --from-host`";
+
+/// Whether `record` is used through Vertex AI: `vertex = "true"`, or an API
+/// key with a project.
+pub fn uses_vertex(record: &Record) -> bool {
+    let settings = &record.meta.settings;
+    settings.get(SETTING_VERTEX).map(String::as_str) == Some("true")
+        || (record.method == Method::ApiKey
+            && settings.get(SETTING_PROJECT).is_some_and(|s| !s.is_empty()))
+}
 
 /// Onboarding and trust only: what the sandbox gets with no credential.
 pub fn onboarding(opts: &InjectOptions) -> Result<SandboxPlan> {
@@ -60,8 +63,7 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
     let settings = &record.meta.settings;
     let project = settings.get(SETTING_PROJECT).filter(|s| !s.is_empty());
     let location = settings.get(SETTING_LOCATION).filter(|s| !s.is_empty());
-    let vertex = settings.get(SETTING_VERTEX).map(String::as_str) == Some("true")
-        || (record.method == Method::ApiKey && project.is_some());
+    let vertex = uses_vertex(record);
 
     let selected = match record.method {
         Method::ApiKey if vertex => {
@@ -122,19 +124,6 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
     Ok(plan)
 }
 
-/// Session facts from a stored Gemini session (wrapper or bare document).
-pub fn session_info(secret: &Secret) -> Result<SessionInfo> {
-    let doc = parse_object(secret, "gemini session", FIX_SESSION)?;
-    let creds = creds_of(&doc);
-    Ok(SessionInfo {
-        access_expires_at: creds.and_then(|c| millis(c.get("expiry_date"))),
-        has_refresh_token: creds
-            .and_then(|c| nonempty_str(c.get("refresh_token")))
-            .is_some(),
-        rotates: false,
-    })
-}
-
 fn base(opts: &InjectOptions) -> SandboxPlan {
     let mut plan = SandboxPlan::default();
     plan.set_env("GEMINI_CLI_HOME", Value::Plain(CLI_HOME.into()));
@@ -148,37 +137,21 @@ fn base(opts: &InjectOptions) -> SandboxPlan {
     plan
 }
 
-/// The credentials object: `oauth_creds` of the wrapper, or the document
-/// itself when it is a bare `oauth_creds.json`.
-fn creds_of(doc: &Map<String, Json>) -> Option<&Map<String, Json>> {
-    match doc.get("oauth_creds") {
-        Some(c) => c.as_object(),
-        None if doc.contains_key("refresh_token") || doc.contains_key("access_token") => Some(doc),
-        None => None,
-    }
-}
-
 /// `oauth_creds.json` (secret) and `google_accounts.json` (not secret).
 fn split_session(secret: &Secret) -> Result<(Secret, String)> {
-    let doc = parse_object(secret, "gemini session", FIX_SESSION)?;
-    let Some(creds) = creds_of(&doc) else {
-        return Err(Error::invalid(
-            "the gemini session has no oauth_creds document",
-            FIX_SESSION,
-        ));
-    };
-    if nonempty_str(creds.get("refresh_token")).is_none() {
+    let doc = super::capture::parse_document(secret.expose(), "the stored gemini session")?;
+    if !doc.info.refreshable {
         return Err(Error::invalid(
             "the gemini session has no refresh token, so Gemini would ask to log in again within the hour",
             FIX_SESSION,
         ));
     }
-    let accounts = match doc.get("google_accounts") {
-        Some(Json::Object(a)) => Json::Object(a.clone()),
-        _ => json!({ "active": null, "old": [] }),
+    let accounts = match doc.accounts {
+        Some(a) => Json::Object(a),
+        None => json!({ "active": null, "old": [] }),
     };
     Ok((
-        secret_json(&Json::Object(creds.clone()))?,
+        secret_json(&Json::Object(doc.creds))?,
         plain_json(&accounts),
     ))
 }
