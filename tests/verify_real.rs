@@ -256,3 +256,27 @@ fn docker_missing_image_is_an_engine_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn docker_root_image_tokens_and_keys() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    tokens_and_keys("docker", &std::env::var("AIRLOCK_TEST_IMAGE_ROOT").unwrap());
+}
+
+#[test]
+fn podman_user_image_sessions() {
+    if !common::require_real("AIRLOCK_TEST_PODMAN") {
+        return;
+    }
+    sessions("podman", &std::env::var("AIRLOCK_TEST_IMAGE_USER").unwrap());
+}
+
+#[test]
+fn podman_root_image_tokens_and_keys() {
+    if !common::require_real("AIRLOCK_TEST_PODMAN") {
+        return;
+    }
+    tokens_and_keys("podman", &std::env::var("AIRLOCK_TEST_IMAGE_ROOT").unwrap());
+}
