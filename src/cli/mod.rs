@@ -19,11 +19,13 @@ mod compose;
 mod docker_flags;
 mod doctor;
 mod lock;
+mod login;
 mod remove;
 mod run;
 mod status;
 mod sync;
 mod teardown;
+mod verify;
 
 /// Get AI coding agents' credentials into container sandboxes, securely.
 ///
@@ -60,7 +62,9 @@ enum ColorChoice {
 #[derive(Debug, Subcommand)]
 enum Command {
     Auth(auth::Args),
+    Login(login::Args),
     Status(status::Args),
+    Verify(verify::Args),
     Run(run::Args),
     DockerFlags(docker_flags::Args),
     Compose(compose::Args),
@@ -154,6 +158,8 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),
+        Command::Login(a) => login::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
         Command::Completions(_) => Err(Error::Other("unreachable".into())),
     }
 }
