@@ -103,6 +103,23 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// A rotating session to deliver through a synced shared directory
+/// (`--rotation sync`, docs/rotation.md): `airlock run` registers it with
+/// the sync watcher and mounts the returned directory read-write at
+/// `container`. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncMount {
+    /// `claude` or `codex`.
+    pub agent: String,
+    /// The account (sandboxes of one account share the directory).
+    pub account: String,
+    /// Where the session came from and goes back to; `None` until
+    /// resolution fills it in.
+    pub truth: Option<crate::sync::Truth>,
+    /// Container directory to mount the shared directory at.
+    pub container: String,
+}
+
 /// What was resolved for one agent, for logs, `status` and `verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentSummary {
@@ -129,6 +146,8 @@ pub struct SandboxPlan {
     pub aliases: Vec<Alias>,
     /// Shared directories.
     pub mounts: Vec<Mount>,
+    /// Sessions to sync (turned into [`Mount`]s by `airlock run`).
+    pub sync: Vec<SyncMount>,
     /// Per-agent summaries.
     pub agents: Vec<AgentSummary>,
     /// Warnings to show the user (never secret).
@@ -169,6 +188,7 @@ impl SandboxPlan {
             self.aliases.push(a);
         }
         self.mounts.extend(other.mounts);
+        self.sync.extend(other.sync);
         self.agents.extend(other.agents);
         self.warnings.extend(other.warnings);
     }

@@ -438,7 +438,32 @@ fn resolve_agent(
                          res: &mut Resolution,
                          plan: &mut SandboxPlan|
      -> bool {
-        let judged = judge(kind, &cand.record, now, expiring_days, req.rotation);
+        let mut rotation = req.rotation;
+        let mut judged = judge(kind, &cand.record, now, expiring_days, rotation);
+        // `--rotation sync` needs a rotating session and a source of truth
+        // it can write back to (a vault record or a host file); anything
+        // else keeps the access-only delivery.
+        let mut truth = None;
+        let mut sync_note = None;
+        if rotation == Rotation::Sync
+            && let Ok((_, _, info)) = &judged
+        {
+            let rotating = cand.record.method == Method::Session
+                && info.as_ref().is_some_and(|i| i.rotates && i.refreshable);
+            truth = rotating
+                .then(|| sync_truth(step, &cand.record, &cand.source, host))
+                .flatten();
+            if truth.is_none() {
+                if rotating {
+                    sync_note = Some(format!(
+                        "{agent}: the session from {} cannot be synced back (only a vault record or a host file can), so the sandbox gets it without its refresh token (rotation = access-only)",
+                        cand.source
+                    ));
+                }
+                rotation = Rotation::AccessOnly;
+                judged = judge(kind, &cand.record, now, expiring_days, rotation);
+            }
+        }
         let (state, expires_at, info) = match judged {
             Ok(j) => j,
             Err(e) => {
@@ -446,8 +471,10 @@ fn resolve_agent(
                 return false;
             }
         };
+        let mut opts = opts.clone();
+        opts.rotation = rotation;
         if !state.usable() {
-            let why = expired_reason(&cand.record, expires_at, info.as_ref(), req.rotation);
+            let why = expired_reason(&cand.record, expires_at, info.as_ref(), rotation);
             skip(step, &cand.source, agent, why, res, plan);
             return false;
         }
@@ -458,6 +485,10 @@ fn resolve_agent(
                 return false;
             }
         };
+        for m in &mut agent_plan.sync {
+            m.truth = truth.clone();
+        }
+        agent_plan.warnings.extend(sync_note);
         tracing::info!(
             agent,
             step = step.as_str(),
@@ -473,10 +504,10 @@ fn resolve_agent(
                 expires_at,
                 now,
                 info.as_ref(),
-                req.rotation,
+                rotation,
             ));
         }
-        if req.rotation == Rotation::Copy
+        if rotation == Rotation::Copy
             && cand.record.method == Method::Session
             && info.as_ref().is_some_and(|i| i.rotates && i.refreshable)
         {
@@ -642,6 +673,31 @@ fn skip(
         source: source.to_owned(),
         outcome: Outcome::Skipped { reason },
     });
+}
+
+/// Where a synced session goes back to: the vault record it was read from,
+/// or the host agent's file (`host:<path>`). `None` for anything else
+/// (the macOS keychain, a configured secret file).
+fn sync_truth(
+    step: Step,
+    record: &Record,
+    source: &str,
+    host: &HostEnv,
+) -> Option<crate::sync::Truth> {
+    match step {
+        Step::Vault => Some(crate::sync::Truth::Vault {
+            id: record.id.clone(),
+        }),
+        Step::Host => {
+            let loc = source.strip_prefix("host:")?;
+            let path = match loc.strip_prefix("~/") {
+                Some(rest) => host.home.join(rest),
+                None => std::path::PathBuf::from(loc),
+            };
+            (path.is_absolute() && path.is_file()).then_some(crate::sync::Truth::HostFile { path })
+        }
+        _ => None,
+    }
 }
 
 /// The state of `record` at `now` by [`crate::status::state`], where a

@@ -38,6 +38,12 @@ pub enum Rotation {
     /// the sandbox invalidates every other copy (host login, vault, other
     /// sandboxes). Only for a session dedicated to one sandbox.
     Copy,
+    /// The whole session, kept in one directory shared by every sandbox of
+    /// the account and synced with its source of truth by `airlock sync`
+    /// (docs/rotation.md). The default of `airlock run`; needs a process
+    /// that lives as long as the container, so the plan only asks for it
+    /// ([`crate::plan::SyncMount`]) and `airlock run` registers it.
+    Sync,
 }
 
 impl Rotation {
@@ -46,6 +52,7 @@ impl Rotation {
         match self {
             Rotation::AccessOnly => "access-only",
             Rotation::Copy => "copy",
+            Rotation::Sync => "sync",
         }
     }
 }
@@ -56,8 +63,9 @@ impl std::str::FromStr for Rotation {
         match s {
             "access-only" => Ok(Rotation::AccessOnly),
             "copy" => Ok(Rotation::Copy),
+            "sync" => Ok(Rotation::Sync),
             _ => Err(Error::Usage(format!(
-                "unknown rotation mode {s:?}: use access-only or copy"
+                "unknown rotation mode {s:?}: use sync, access-only or copy"
             ))),
         }
     }
@@ -271,7 +279,7 @@ mod tests {
 
     #[test]
     fn rotation_names_round_trip() {
-        for r in [Rotation::AccessOnly, Rotation::Copy] {
+        for r in [Rotation::AccessOnly, Rotation::Copy, Rotation::Sync] {
             assert_eq!(r.as_str().parse::<Rotation>().unwrap(), r);
         }
         assert!("sync-later".parse::<Rotation>().is_err());

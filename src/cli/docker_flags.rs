@@ -96,7 +96,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let kind = built.engine.kind();
     let id = built.sandbox.id().to_owned();
     let dir = built.sandbox.persist();
-    spawn_waiter(kind, &dir, WaitFor::Label(id))?;
+    spawn_waiter(kind, &dir, WaitFor::Label(id), &[])?;
     print!("{out}");
     Ok(())
 }

@@ -7,12 +7,15 @@
 use std::path::PathBuf;
 
 use airlock::agents::HostEnv;
+use airlock::agents::inject::Rotation;
 use airlock::engine::{self, EngineKind};
 use airlock::error::{Error, Result};
-use airlock::plan::SandboxPlan;
+use airlock::plan::{Mount, SandboxPlan};
 use airlock::render::RunRequest;
 use airlock::resolve::{self, Choices, Request};
 use airlock::sandbox::{self, launch};
+use airlock::sync;
+use airlock::vault::Vault;
 
 use super::Ctx;
 
@@ -44,9 +47,12 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub no_host_configs: bool,
 
-    /// How a rotating session (Claude, Codex) is delivered: access-only
-    /// (default; no refresh token) or copy (whole session; the first refresh
-    /// in the sandbox logs every other copy out).
+    /// How a rotating session (Claude, Codex) is delivered: sync (the
+    /// default of `run`: one directory shared by the account's sandboxes,
+    /// kept in step with the vault or host login by `airlock sync`),
+    /// access-only (the default of docker-flags and compose; no refresh
+    /// token) or copy (whole session; the first refresh in the sandbox logs
+    /// every other copy out).
     #[arg(long, value_name = "MODE")]
     pub rotation: Option<String>,
 
@@ -62,15 +68,34 @@ impl SandboxArgs {
         self.engine.as_deref().map(EngineKind::parse).transpose()
     }
 
-    /// Resolves the credentials into a plan and prints its warnings.
+    /// Resolves the credentials into a plan and prints its warnings
+    /// (`docker-flags`, `compose`: no process lives as long as their
+    /// container, so `--rotation sync` is refused and access-only is the
+    /// default).
     pub fn plan(&self, ctx: &Ctx) -> Result<SandboxPlan> {
+        self.resolve(ctx, false).map(|(plan, _)| plan)
+    }
+
+    /// Resolves the credentials; `for_run`: rotating sessions default to
+    /// `--rotation sync`. Returns the open vault too (sync needs it).
+    pub fn resolve(&self, ctx: &Ctx, for_run: bool) -> Result<(SandboxPlan, Vault)> {
+        let mut rotation: Option<Rotation> =
+            self.rotation.as_deref().map(str::parse).transpose()?;
+        if rotation == Some(Rotation::Sync) && !for_run {
+            return Err(Error::Usage(
+                "--rotation sync needs `airlock run`, which stays with the container to sync its session; here use access-only (the default) or copy".into(),
+            ));
+        }
+        if for_run && rotation.is_none() {
+            rotation = Some(Rotation::Sync);
+        }
         let choices = Choices {
             agents: self.agents.clone(),
             workdir: self.workdir.clone(),
             aliases: self.no_aliases.then_some(false),
             require_auth: self.require_auth,
             host_configs: self.no_host_configs.then_some(false),
-            rotation: self.rotation.as_deref().map(str::parse).transpose()?,
+            rotation,
         };
         let cwd = std::env::current_dir().ok();
         let project = match &cwd {
@@ -87,7 +112,7 @@ impl SandboxArgs {
         for a in &resolved.plan.agents {
             tracing::info!(agent = %a.agent, source = %a.source, delivers = %a.delivers, "agent");
         }
-        Ok(resolved.plan)
+        Ok((resolved.plan, vault))
     }
 }
 
@@ -121,40 +146,127 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let choice = a.sandbox.engine_choice()?;
     // Asking the engine about the image (30–100 ms of CLI start-up) overlaps
     // with resolving the credentials (vault unlock, keyring round trips).
-    let (plan, detected) = std::thread::scope(|s| {
+    let (resolved, detected) = std::thread::scope(|s| {
         let probe = s.spawn(|| engine::detect(choice, &req.image));
-        let plan = a.sandbox.plan(ctx);
+        let resolved = a.sandbox.resolve(ctx, true);
         let detected = probe
             .join()
             .unwrap_or_else(|_| Err(Error::Engine("the engine probe panicked".into())));
-        (plan, detected)
+        (resolved, detected)
     });
-    let plan = plan?;
+    let (plan, vault) = resolved?;
     let detected = detected?;
     let engine = detected.engine;
     sandbox::gc(&ctx.paths.runtime_dir);
     let detach = req.detach;
-    let prepared = launch::prepare(
+    let layout = sync::Layout::new(&ctx.paths);
+    let mut synced: Vec<String> = Vec::new();
+    let prepared = launch::prepare_with(
         engine.as_ref(),
         &detected.image,
         &plan,
         req,
         &ctx.paths.runtime_dir,
-    )?;
+        |sb| register_sync(&layout, &vault, &plan, sb, &mut synced),
+    );
+    // Guards first: whatever fails from here on hands the sessions back.
+    let guards: Vec<sync::Guard<'_>> = synced
+        .iter()
+        .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))
+        .collect();
+    let prepared = prepared?;
     drop(plan);
+    if !guards.is_empty() {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+        sync::ensure_daemon(&layout, &exe)?;
+    }
     let code = if detach {
         let (code, container, dir) = launch::run_detached(engine.as_ref(), prepared)?;
         if let Some(c) = container {
-            spawn_waiter(engine.kind(), &dir, WaitFor::Container(c))?;
+            // The waiter outlives us: it holds the sync registrations from
+            // now on and hands the sessions back when the container exits.
+            let pid = spawn_waiter(engine.kind(), &dir, WaitFor::Container(c), &synced)?;
+            for (g, n) in guards.into_iter().zip(&synced) {
+                sync::set_pid(&layout, n, Some(pid))?;
+                g.disarm();
+            }
         }
         code
     } else {
-        launch::run_foreground(engine.as_ref(), prepared)?
+        let code = launch::run_foreground(engine.as_ref(), prepared)?;
+        for g in guards {
+            if let Err(e) = g.finish() {
+                anstream::eprintln!("airlock: warning: could not hand the session back: {e}");
+            }
+        }
+        code
     };
     if code != 0 {
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Registers the plan's synced sessions for sandbox `sb` and returns the
+/// shared directories to mount. Each registration is named
+/// `<sandbox id>-<agent>` (pushed to `names` as soon as it exists).
+fn register_sync(
+    layout: &sync::Layout,
+    vault: &Vault,
+    plan: &SandboxPlan,
+    sb: &sandbox::Sandbox,
+    names: &mut Vec<String>,
+) -> Result<Vec<Mount>> {
+    let mut mounts = Vec::new();
+    for m in &plan.sync {
+        let Some(truth) = m.truth.clone() else {
+            continue;
+        };
+        let owner = sync_owner(sb, &m.agent)?;
+        let name = format!("{}-{}", sb.id(), m.agent);
+        let dir = sync::register_sandbox(
+            layout,
+            Some(vault.backend()),
+            sync::Registration {
+                sandbox: name.clone(),
+                agent: m.agent.clone(),
+                account: m.account.clone(),
+                truth,
+                pid: Some(std::process::id()),
+                owner,
+            },
+        )?;
+        names.push(name);
+        mounts.push(Mount {
+            host: dir.display().to_string(),
+            container: m.container.clone(),
+            read_only: false,
+        });
+    }
+    Ok(mounts)
+}
+
+/// Who must own the shared directory so that the container's user can
+/// write it: the container's uid when we are root and it is not; ours when
+/// it is the same user, a root container, or the engine maps us onto it
+/// (rootless Podman). A non-root airlock cannot give it to another user.
+fn sync_owner(sb: &sandbox::Sandbox, agent: &str) -> Result<Option<(u32, u32)>> {
+    let user = sb.user();
+    let me = airlock::fsutil::euid();
+    if me == 0 && user.uid != 0 {
+        return Ok(Some((user.uid, user.gid.unwrap_or(user.uid))));
+    }
+    if let sandbox::Access::GroupAdd(_) = sb.access() {
+        return Err(Error::invalid(
+            format!(
+                "the container runs as uid {}, which could not write the {agent} session directory shared with the host (uid {me})",
+                user.uid
+            ),
+            "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, or pass --rotation access-only",
+        ));
+    }
+    Ok(None)
 }
 
 /// What a waiter waits for.
@@ -165,8 +277,14 @@ pub enum WaitFor {
     Label(String),
 }
 
-/// Starts `airlock __reap` in the background.
-pub fn spawn_waiter(kind: EngineKind, dir: &std::path::Path, what: WaitFor) -> Result<()> {
+/// Starts `airlock __reap` in the background; `synced`: sync registrations
+/// it unregisters (hands back) after the container exit. Returns its pid.
+pub fn spawn_waiter(
+    kind: EngineKind,
+    dir: &std::path::Path,
+    what: WaitFor,
+    synced: &[String],
+) -> Result<u32> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
     let mut args = vec![
@@ -179,6 +297,9 @@ pub fn spawn_waiter(kind: EngineKind, dir: &std::path::Path, what: WaitFor) -> R
     match what {
         WaitFor::Container(c) => args.extend(["--container".to_owned(), c]),
         WaitFor::Label(id) => args.extend(["--sandbox".to_owned(), id]),
+    }
+    for n in synced {
+        args.extend(["--synced".to_owned(), n.clone()]);
     }
     launch::spawn_detached(&exe, &args)
 }
@@ -198,6 +319,9 @@ pub struct ReapArgs {
     /// The sandbox id whose labelled container to wait for.
     #[arg(long)]
     sandbox: Option<String>,
+    /// A sync registration to hand back and remove after the exit.
+    #[arg(long)]
+    synced: Vec<String>,
     /// How long to wait for a labelled container to appear, in seconds.
     #[arg(long, default_value_t = sandbox::UNUSED_GRACE_SECS)]
     timeout: u64,
@@ -213,7 +337,7 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
         )));
     }
     let engine = EngineKind::parse(&a.engine)?.engine();
-    match (a.container, a.sandbox) {
+    let waited = match (a.container, a.sandbox) {
         (Some(c), _) => launch::reap(engine.as_ref(), &c, &a.dir),
         (None, Some(id)) => launch::reap_by_label(
             engine.as_ref(),
@@ -222,5 +346,19 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
             std::time::Duration::from_secs(a.timeout),
         ),
         (None, None) => Err(Error::Usage("give --container or --sandbox".into())),
+    };
+    if !a.synced.is_empty() {
+        // The vault is needed only for sessions whose truth is a record.
+        let vault = ctx.open_vault();
+        if let Err(e) = &vault {
+            tracing::warn!(error = %e, "vault not available: sessions stored in the vault cannot be handed back");
+        }
+        let layout = sync::Layout::new(&ctx.paths);
+        for n in &a.synced {
+            if let Err(e) = sync::unregister(&layout, vault.as_ref().ok().map(|v| v.backend()), n) {
+                tracing::warn!(sandbox = %n, error = %e, "could not hand the session back");
+            }
+        }
     }
+    waited
 }

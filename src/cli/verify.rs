@@ -69,7 +69,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         aliases: sb.no_aliases.then_some(false),
         require_auth: sb.require_auth,
         host_configs: sb.no_host_configs.then_some(false),
-        rotation: sb.rotation.as_deref().map(str::parse).transpose()?,
+        // verify checks offline and never refreshes, so nothing would ever
+        // sync: `--rotation sync` (run's default) is checked as access-only.
+        rotation: sb
+            .rotation
+            .as_deref()
+            .map(str::parse::<airlock::agents::inject::Rotation>)
+            .transpose()?
+            .map(|r| match r {
+                airlock::agents::inject::Rotation::Sync => {
+                    airlock::agents::inject::Rotation::AccessOnly
+                }
+                r => r,
+            }),
     };
     let cwd =
         std::env::current_dir().map_err(|e| Error::Other(format!("no current directory: {e}")))?;

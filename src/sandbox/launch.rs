@@ -71,6 +71,28 @@ pub fn prepare(
     request: RunRequest,
     runtime_dir: &Path,
 ) -> Result<Prepared> {
+    prepare_with(
+        engine,
+        image,
+        plan,
+        request,
+        runtime_dir,
+        |_| Ok(Vec::new()),
+    )
+}
+
+/// Like [`prepare`], with `mounts` called once the sandbox directory exists
+/// (it knows the sandbox's id and container user) for more directories to
+/// mount: `airlock run` registers its synced sessions there. When it fails,
+/// the sandbox directory is removed.
+pub fn prepare_with(
+    engine: &dyn Engine,
+    image: &ImageConfig,
+    plan: &SandboxPlan,
+    request: RunRequest,
+    runtime_dir: &Path,
+    mounts: impl FnOnce(&Sandbox) -> Result<Vec<crate::plan::Mount>>,
+) -> Result<Prepared> {
     let exec = exec_for(image, request.entrypoint.as_deref());
     let user = container_user(engine, &request.image, image, request.user.as_deref())?;
     let sandbox = Sandbox::create(
@@ -83,6 +105,16 @@ pub fn prepare(
             owner_pid: Some(std::process::id()),
         },
     )?;
+    let extra = mounts(&sandbox)?;
+    let with_mounts;
+    let plan = if extra.is_empty() {
+        plan
+    } else {
+        let mut p = plan.clone();
+        p.mounts.extend(extra);
+        with_mounts = p;
+        &with_mounts
+    };
     let argv = render::run_argv(plan, &sandbox, engine, &request);
     tracing::debug!(engine = %engine.kind(), ?argv, "engine command");
     Ok(Prepared {
@@ -221,8 +253,9 @@ pub fn reap_by_label(
     waited
 }
 
-/// Starts `exe args…` in its own process group with no terminal, not waited for.
-pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
+/// Starts `exe args…` in its own process group with no terminal, not
+/// waited for. Returns its pid.
+pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<u32> {
     let mut c = Command::new(exe);
     c.args(args)
         .stdin(Stdio::null())
@@ -236,9 +269,10 @@ pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<()> {
         use std::os::unix::process::CommandExt;
         c.process_group(0);
     }
-    c.spawn()
+    let child = c
+        .spawn()
         .map_err(|e| Error::Other(format!("could not start the sandbox waiter: {e}")))?;
-    Ok(())
+    Ok(child.id())
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {

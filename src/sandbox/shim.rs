@@ -152,8 +152,25 @@ pub fn script(plan: &SandboxPlan, layout: &Layout, exec: &Exec, id: &str) -> Str
             line(&mut s, &format!("mkdir -p {}", path_word(p)));
         }
         let dst = path_word(path);
-        line(&mut s, &format!("cat \"$in\"/{} > {dst}", sh_quote(rel)));
-        line(&mut s, &format!("chmod {mode:o} {dst}"));
+        // A file in a synced directory (shared by the account's sandboxes,
+        // `--rotation sync`) is only written when that directory has none:
+        // another sandbox's copy (and what the agent did to it) is kept.
+        let shared = plan.sync.iter().any(|m| {
+            path.strip_prefix(m.container.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+        });
+        if shared {
+            line(
+                &mut s,
+                &format!(
+                    "[ -e {dst} ] || {{ cat \"$in\"/{} > {dst} && chmod {mode:o} {dst}; }}",
+                    sh_quote(rel)
+                ),
+            );
+        } else {
+            line(&mut s, &format!("cat \"$in\"/{} > {dst}", sh_quote(rel)));
+            line(&mut s, &format!("chmod {mode:o} {dst}"));
+        }
     }
 
     // Aliases: find the real command before our bin dir goes first on PATH.

@@ -43,6 +43,6 @@ pub use credential::{AgentKind, Parsed, Rejection};
 pub use engine::{AccountSpec, Outcome, SyncStatus, Syncer};
 pub use registry::{
     Guard, Layout, Registration, Report, SandboxEntry, daemon_running, ensure_daemon, kick,
-    list_sandboxes, register_sandbox, report, unregister,
+    list_sandboxes, register_sandbox, report, set_pid, unregister,
 };
 pub use truth::Truth;

@@ -190,6 +190,22 @@ pub fn register_sandbox(
     Ok(dir)
 }
 
+/// Hands a registered sandbox to another process: `pid`'s exit now means
+/// the sandbox is gone (the waiter of `airlock run -d` takes over from
+/// `airlock run`). Does nothing for a sandbox that is not registered.
+pub fn set_pid(layout: &Layout, sandbox: &str, pid: Option<u32>) -> Result<()> {
+    validate_name("sandbox", sandbox)?;
+    layout.ensure()?;
+    let _g = FileLock::exclusive(&layout.registry_lock())?;
+    let path = entry_path(layout, sandbox);
+    let Some(mut entry) = read_entry(&path) else {
+        return Ok(());
+    };
+    entry.pid = pid;
+    let json = serde_json::to_vec_pretty(&entry).map_err(|e| Error::Other(e.to_string()))?;
+    fsutil::write_atomic(&path, &json, 0o600)
+}
+
 /// A shared directory must be a real directory (not a link), private
 /// (no group/other bits), and owned by us or by the sandbox user we gave
 /// it to.
@@ -303,6 +319,12 @@ impl<'a> Guard<'a> {
             sandbox: sandbox.to_owned(),
             armed: true,
         }
+    }
+
+    /// Leaves the registration in place for another process (the waiter
+    /// of `airlock run -d`, see [`set_pid`]) to finish.
+    pub fn disarm(mut self) {
+        self.armed = false;
     }
 
     /// Unregisters now and reports the result.

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | setup-token | `CLAUDE_CODE_OAUTH_TOKEN` (secret env) |
 //! | api-key | `ANTHROPIC_API_KEY` (secret env) + its last 20 characters in `.claude.json` `customApiKeyResponses.approved` |
-//! | session | `.credentials.json` (0600; without the refresh token unless rotation is `copy`) |
+//! | session | `.credentials.json` (0600; without the refresh token with rotation `access-only`); with `sync`, the account's shared directory mounted at [`SESSION_DIR`] (`CLAUDE_SECURESTORAGE_CONFIG_DIR`) instead |
 //!
 //! Always: `.claude.json` with `hasCompletedOnboarding` and trust for the
 //! work dir (plus an allow-listed copy of the host's keys), and with aliases
@@ -22,12 +22,19 @@ use serde_json::{Map, Value as Json, json};
 use crate::agents::HostEnv;
 use crate::agents::inject::{InjectOptions, Rotation, plain_json, secret_json, single_line};
 use crate::error::{Error, Result};
-use crate::plan::{Alias, STATE_DIR, SandboxPlan, Value};
+use crate::plan::{Alias, STATE_DIR, SandboxPlan, SyncMount, Value};
 use crate::secret::Secret;
 use crate::vault::{Method, Record};
 
 /// Claude's config dir inside the container (`CLAUDE_CONFIG_DIR`).
 pub const CONFIG_DIR: &str = "/run/airlock/claude";
+
+/// Where the account's shared session directory is mounted with
+/// `--rotation sync` (`CLAUDE_SECURESTORAGE_CONFIG_DIR`): Claude keeps only
+/// its credential store there (`.credentials.json`, its refresh and write
+/// locks), so `.claude.json` and `settings.json` stay per sandbox in
+/// [`CONFIG_DIR`].
+pub const SESSION_DIR: &str = "/run/airlock/claude-session";
 
 /// Keys of the host's `~/.claude.json` that are copied into a sandbox. Every
 /// other key stays behind: `projects` (the host's trust and history),
@@ -101,6 +108,21 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                 );
                 state_is_secret = true;
                 plan.set_env("ANTHROPIC_API_KEY", Value::Secret(key));
+            }
+            Method::Session if opts.rotation == Rotation::Sync => {
+                // Validate it as a session; the file itself comes through
+                // the shared directory.
+                super::capture::parse_document(r.secret.expose(), "the stored claude session")?;
+                plan.set_env(
+                    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+                    Value::Plain(SESSION_DIR.into()),
+                );
+                plan.sync.push(SyncMount {
+                    agent: "claude".into(),
+                    account: r.id.account.clone(),
+                    truth: None,
+                    container: SESSION_DIR.into(),
+                });
             }
             Method::Session => {
                 let creds = session_file(&r.secret, opts.rotation)?;
@@ -181,7 +203,7 @@ fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
     let (mut doc, _) =
         super::capture::parse_document(secret.expose(), "the stored claude session")?;
     match rotation {
-        Rotation::Copy => secret_json(&Json::Object(doc)),
+        Rotation::Copy | Rotation::Sync => secret_json(&Json::Object(doc)),
         Rotation::AccessOnly => {
             // `parse_document` checked that it is an object.
             let mut oauth = match doc.remove("claudeAiOauth") {

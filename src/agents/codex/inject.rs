@@ -22,7 +22,7 @@ use toml_edit::{DocumentMut, Item, Table, value};
 use crate::agents::HostEnv;
 use crate::agents::inject::{InjectOptions, Rotation, secret_json, single_line};
 use crate::error::{Error, Result};
-use crate::plan::{Alias, SandboxPlan, Value};
+use crate::plan::{Alias, SandboxPlan, SyncMount, Value};
 use crate::secret::Secret;
 use crate::vault::{Method, Record};
 
@@ -60,6 +60,22 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
     let (mut config, from_host) = base_config(opts, &mut plan);
     if let Some(r) = record {
         let auth = match r.method {
+            Method::Session if opts.rotation == Rotation::Sync => {
+                // Codex keeps everything in CODEX_HOME: the shared directory
+                // is mounted there; the shim writes config.toml only when
+                // the directory has none yet (docs/rotation.md §9).
+                super::capture::parse_session_document(
+                    r.secret.expose(),
+                    "the stored codex session",
+                )?;
+                plan.sync.push(SyncMount {
+                    agent: "codex".into(),
+                    account: r.id.account.clone(),
+                    truth: None,
+                    container: CODEX_HOME.into(),
+                });
+                None
+            }
             Method::ApiKey => {
                 let key = single_line(r, "API key")?;
                 // `forced_login_method = "chatgpt"` would make Codex refuse the key.
@@ -69,9 +85,11 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                         "the host's codex config forces a ChatGPT login; the sandbox's copy drops forced_login_method so the API key works".into(),
                     );
                 }
-                secret_json(&json!({ "auth_mode": "apikey", "OPENAI_API_KEY": key.expose() }))?
+                Some(secret_json(
+                    &json!({ "auth_mode": "apikey", "OPENAI_API_KEY": key.expose() }),
+                )?)
             }
-            Method::Session => session_file(&r.secret, opts.rotation)?,
+            Method::Session => Some(session_file(&r.secret, opts.rotation)?),
             Method::SetupToken => {
                 return Err(Error::invalid(
                     format!(
@@ -82,11 +100,13 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                 ));
             }
         };
-        plan.add_file(
-            format!("{CODEX_HOME}/auth.json"),
-            Value::Secret(auth),
-            0o600,
-        );
+        if let Some(auth) = auth {
+            plan.add_file(
+                format!("{CODEX_HOME}/auth.json"),
+                Value::Secret(auth),
+                0o600,
+            );
+        }
     }
 
     let text = config.to_string();
