@@ -611,7 +611,7 @@ fn status_lists_configured_secret_files_in_chain_order() {
     );
     assert_eq!(
         row("codex", "host").3,
-        "from the host: file auth.json (access token only, by default)"
+        "from the host: file auth.json (synced by airlock run; access token only in docker-flags and compose)"
     );
     assert_eq!(
         row("codex", "file").3,

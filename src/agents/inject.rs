@@ -156,7 +156,9 @@ pub struct Delivery {
     pub env: Vec<String>,
     /// Secret files, by path in the container.
     pub files: Vec<String>,
-    /// A session delivered without its refresh token (the default rotation).
+    /// A rotating session: synced by `airlock run` (`--rotation sync`),
+    /// delivered without its refresh token by `docker-flags` and `compose`
+    /// (access-only, their default).
     pub access_only: bool,
     /// A Gemini key used through Vertex AI.
     pub vertex: bool,
@@ -194,15 +196,14 @@ impl Delivery {
         all.join(", ")
     }
 
-    /// For humans: `env CLAUDE_CODE_OAUTH_TOKEN`, `file auth.json (access
-    /// token only, by default)`; files are named inside the agent's
-    /// directory.
+    /// For humans: `env CLAUDE_CODE_OAUTH_TOKEN`, `file auth.json (synced
+    /// by airlock run; …)`; files are named inside the agent's directory.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self.env.iter().map(|n| format!("env {n}")).collect();
         parts.extend(self.files.iter().map(|p| format!("file {}", short_path(p))));
         let mut notes = Vec::new();
         if self.access_only {
-            notes.push("access token only, by default");
+            notes.push("synced by airlock run; access token only in docker-flags and compose");
         }
         if self.vertex {
             notes.push("Vertex AI");

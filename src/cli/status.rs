@@ -7,7 +7,9 @@ use airlock::agents::validate::tilde;
 use airlock::capture::{self, Agent};
 use airlock::error::Result;
 use airlock::status::{self, VaultInfo};
+use airlock::sync;
 use jiff::Timestamp;
+use serde_json::json;
 
 use super::Ctx;
 
@@ -83,12 +85,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             (r, Some(e))
         }
     };
+    let synced = sync_section(ctx, a.agent.as_deref());
     if a.json {
-        let text = serde_json::to_string_pretty(&report)
+        let mut value =
+            serde_json::to_value(&report).map_err(|e| airlock::Error::Other(e.to_string()))?;
+        if let serde_json::Value::Object(m) = &mut value {
+            m.insert("sync".into(), sync_json(&synced));
+        }
+        let text = serde_json::to_string_pretty(&value)
             .map_err(|e| airlock::Error::Other(e.to_string()))?;
         emit(&text);
     } else {
         emit(&status::table(&report, ctx.color));
+        if let Some(t) = sync_table(&synced) {
+            emit(&t);
+        }
     }
     for w in &report.warnings {
         anstream::eprintln!("airlock: warning: {w}");
@@ -117,4 +128,124 @@ pub(super) fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
+}
+
+/// The running sandboxes with synced sessions (`--rotation sync`) and each
+/// account's last sync, from the watcher's state files. Unreadable state is
+/// shown as nothing running.
+fn sync_section(ctx: &Ctx, agent: Option<&str>) -> sync::Report {
+    let layout = sync::Layout::new(&ctx.paths);
+    let mut r = sync::report(&layout).unwrap_or(sync::Report {
+        watcher_running: false,
+        sandboxes: Vec::new(),
+        accounts: Vec::new(),
+    });
+    if let Some(a) = agent {
+        r.sandboxes.retain(|e| e.spec.agent == a);
+        r.accounts.retain(|s| s.agent == a);
+    }
+    r
+}
+
+fn sync_json(r: &sync::Report) -> serde_json::Value {
+    let sandboxes: Vec<_> = r
+        .sandboxes
+        .iter()
+        .map(|e| {
+            json!({
+                "sandbox": e.sandbox,
+                "agent": e.spec.agent,
+                "account": e.spec.account,
+                "truth": e.spec.truth.to_string(),
+                "pid": e.pid,
+                "registered_at": e.registered_at,
+            })
+        })
+        .collect();
+    json!({
+        "watcher_running": r.watcher_running,
+        "sandboxes": sandboxes,
+        "accounts": r.accounts,
+    })
+}
+
+/// The human section; `None` when nothing is synced.
+fn sync_table(r: &sync::Report) -> Option<String> {
+    if r.sandboxes.is_empty() && !r.watcher_running {
+        return None;
+    }
+    let mut s = format!(
+        "\nRunning sandboxes (rotation sync; watcher {}):\n",
+        if r.watcher_running {
+            "running"
+        } else {
+            "not running"
+        }
+    );
+    let when = |t: Option<Timestamp>| {
+        t.map_or("-".to_owned(), |t| {
+            t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })
+    };
+    let mut rows = vec![[
+        "SANDBOX".to_owned(),
+        "ACCOUNT".to_owned(),
+        "SINCE".to_owned(),
+    ]];
+    for e in &r.sandboxes {
+        rows.push([
+            e.sandbox.clone(),
+            format!("{}:{}", e.spec.agent, e.spec.account),
+            when(Some(e.registered_at)),
+        ]);
+    }
+    s.push_str(&columns(&rows));
+    s.push_str("\nLast sync per account:\n");
+    let mut rows = vec![[
+        "ACCOUNT".to_owned(),
+        "TRUTH".to_owned(),
+        "LAST SYNC".to_owned(),
+        "DIRECTION".to_owned(),
+        "EXPIRES".to_owned(),
+    ]];
+    for a in &r.accounts {
+        rows.push([
+            format!("{}:{}", a.agent, a.account),
+            a.truth.clone(),
+            when(a.last_sync),
+            a.direction.clone().unwrap_or_else(|| "-".into()),
+            when(a.expiry),
+        ]);
+    }
+    s.push_str(&columns(&rows));
+    if let Some(a) = r.accounts.iter().find(|a| a.last_rejected.is_some()) {
+        s.push_str(&format!(
+            "\n{}:{}: last rejected write: {}\n",
+            a.agent,
+            a.account,
+            a.last_rejected.as_deref().unwrap_or_default()
+        ));
+    }
+    Some(s.trim_end().to_owned())
+}
+
+/// Left-aligned columns separated by two spaces.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut width = [0usize; N];
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+    }
+    s
 }
