@@ -1,0 +1,307 @@
+//! `airlock run` with rotating sessions (`--rotation sync`, the default):
+//! a refresh inside the sandbox (temp file + rename, as Claude writes) goes
+//! back to the vault record or the host's file, unknown keys kept; two
+//! detached sandboxes of one account see each other's refresh; `status
+//! --json` lists them while they run; the watcher exits after the last one.
+//!
+//! Gated by AIRLOCK_TEST_DOCKER=1 / AIRLOCK_TEST_PODMAN=1.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{CANARY, TestContext, require_real};
+use serde_json::{Value, json};
+
+fn user_image() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_USER")
+        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
+}
+
+fn busybox() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_BUSYBOX")
+        .unwrap_or_else(|_| "localhost/airlock-test/busybox:latest".into())
+}
+
+/// A Claude session document; `rt` tells generations apart.
+fn session(rt: &str, expires_ms: i64) -> String {
+    json!({
+        "claudeAiOauth": {
+            "accessToken": format!("sk-ant-oat01-{CANARY}-{rt}"),
+            "refreshToken": format!("sk-ant-ort01-{CANARY}-{rt}"),
+            "expiresAt": expires_ms,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max"
+        },
+        "mcpOAuth": { "kept": true }
+    })
+    .to_string()
+}
+
+const LATER: i64 = 4_102_444_800_000; // 2100-01-01
+const LATER2: i64 = LATER + 3_600_000;
+
+fn context(engine: &str) -> TestContext {
+    let mut ctx = TestContext::new();
+    // The shared directories live on a tmpfs, as in production.
+    ctx.runtime_dir = PathBuf::from(format!(
+        "/dev/shm/airlock-sync-{}-{engine}-{}",
+        std::process::id(),
+        ctx.root.path().file_name().unwrap().to_string_lossy()
+    ));
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    ctx
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn store(ctx: &TestContext, doc: &str) {
+    let f = ctx.root.path().join("session.json");
+    std::fs::write(&f, doc).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", "claude", "--method", "session", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+}
+
+/// A shell line that rewrites the shared credential file the way Claude
+/// does: a temp file in the same directory, then rename.
+fn refresh_script(doc: &str) -> String {
+    format!(
+        "d=${{CLAUDE_SECURESTORAGE_CONFIG_DIR:?}}; printf '%s' '{doc}' > \"$d/.credentials.json.tmp.1\" && mv \"$d/.credentials.json.tmp.1\" \"$d/.credentials.json\""
+    )
+}
+
+/// What the vault holds now, seen from a `--rotation copy` sandbox (which
+/// gets the whole stored document).
+fn stored(ctx: &TestContext, image: &str) -> Value {
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--rotation",
+            "copy",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "sh",
+            "-c",
+            "cat \"$CLAUDE_CONFIG_DIR/.credentials.json\"",
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_str(&ok(&out)).unwrap()
+}
+
+fn status_sync(ctx: &TestContext) -> Value {
+    let out = ctx.cmd().args(["status", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    v["sync"].clone()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn shared_dirs(rt: &Path) -> usize {
+    std::fs::read_dir(rt.join("sync"))
+        .map(|r| r.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0)
+}
+
+/// Vault truth: a foreground sandbox's refresh reaches the vault, unknown
+/// keys kept, and the shared directory is gone after the exit.
+fn foreground_refresh_reaches_the_vault(engine: &str, image: &str) {
+    let ctx = context(engine);
+    store(&ctx, &session("v1", LATER));
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(image)
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "test -z \"$(ls /run/airlock/claude/.credentials.json 2>/dev/null)\" && {}",
+                refresh_script(&session("v2", LATER2))
+            ),
+        ])
+        .output()
+        .unwrap();
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(CANARY), "{stderr}");
+    assert_eq!(shared_dirs(&ctx.runtime_dir), 0, "shared dir removed");
+    let v = stored(&ctx, image);
+    assert_eq!(
+        v["claudeAiOauth"]["refreshToken"],
+        format!("sk-ant-ort01-{CANARY}-v2")
+    );
+    assert_eq!(v["claudeAiOauth"]["expiresAt"], LATER2);
+    assert_eq!(v["mcpOAuth"]["kept"], true, "unknown keys kept: {v}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// Host-file truth: the refresh lands in the host's own file.
+fn foreground_refresh_reaches_the_host_file(engine: &str) {
+    let ctx = context(engine);
+    let host = ctx.home.join(".claude/.credentials.json");
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(&host, session("h1", LATER)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(busybox())
+        .args(["sh", "-c", &refresh_script(&session("h2", LATER2))])
+        .output()
+        .unwrap();
+    ok(&out);
+    let v: Value = serde_json::from_slice(&std::fs::read(&host).unwrap()).unwrap();
+    assert_eq!(
+        v["claudeAiOauth"]["refreshToken"],
+        format!("sk-ant-ort01-{CANARY}-h2")
+    );
+    assert_eq!(v["mcpOAuth"]["kept"], true, "unknown keys kept: {v}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// Two detached sandboxes of one account: A refreshes, B sees it; status
+/// lists both while they run; after both exit the vault holds the refresh
+/// and the watcher is gone.
+fn two_detached_sandboxes_share_a_refresh(engine: &str) {
+    let ctx = context(engine);
+    store(&ctx, &session("d1", LATER));
+    let start = |script: &str, rm: bool| {
+        let out = ctx
+            .cmd()
+            .args(["run", "--agent", "claude", "--", "-d", "--network", "none"])
+            .args(rm.then_some("--rm"))
+            .arg(busybox())
+            .args(["sh", "-c", script])
+            .output()
+            .unwrap();
+        ok(&out).trim().to_owned()
+    };
+    // B waits (up to 20 s) until it sees A's refresh, then exits 0 (3 if
+    // it never does); its exit code is read through the engine.
+    let want = format!("sk-ant-ort01-{CANARY}-d2");
+    let b = start(
+        &format!(
+            "i=0; until grep -q {want} \"$CLAUDE_SECURESTORAGE_CONFIG_DIR/.credentials.json\"; do i=$((i+1)); [ $i -gt 100 ] && exit 3; sleep 0.2; done; sleep 2"
+        ),
+        false,
+    );
+    start(
+        &format!(
+            "sleep 1; {}; sleep 4",
+            refresh_script(&session("d2", LATER2))
+        ),
+        true,
+    );
+    let s = status_sync(&ctx);
+    assert_eq!(s["sandboxes"].as_array().unwrap().len(), 2, "{s}");
+    assert_eq!(s["sandboxes"][0]["account"], "default", "{s}");
+    assert_eq!(s["watcher_running"], true, "{s}");
+    assert_eq!(s["accounts"][0]["agent"], "claude", "{s}");
+    let wait = std::process::Command::new(engine)
+        .args(["wait", &b])
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&wait.stdout).trim().to_owned();
+    let _ = std::process::Command::new(engine)
+        .args(["rm", "-f", &b])
+        .output();
+    assert_eq!(code, "0", "B did not see A's refresh");
+    wait_until(
+        "both sandboxes to unregister",
+        Duration::from_secs(60),
+        || {
+            status_sync(&ctx)["sandboxes"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        },
+    );
+    wait_until("the watcher to exit", Duration::from_secs(30), || {
+        status_sync(&ctx)["watcher_running"] == false
+    });
+    assert_eq!(shared_dirs(&ctx.runtime_dir), 0, "shared dir removed");
+    let v = stored(&ctx, &busybox());
+    assert_eq!(v["claudeAiOauth"]["refreshToken"], want);
+    assert_eq!(v["mcpOAuth"]["kept"], true, "{v}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_run_syncs_a_refresh_to_the_vault() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        foreground_refresh_reaches_the_vault("docker", &busybox());
+        foreground_refresh_reaches_the_vault("docker", &user_image());
+    }
+}
+
+#[test]
+fn docker_run_syncs_a_refresh_to_the_host_file() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        foreground_refresh_reaches_the_host_file("docker");
+    }
+}
+
+#[test]
+fn docker_detached_sandboxes_share_refreshes() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        two_detached_sandboxes_share_a_refresh("docker");
+    }
+}
+
+#[test]
+fn podman_run_syncs_a_refresh_to_the_vault() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        foreground_refresh_reaches_the_vault("podman", &user_image());
+    }
+}
+
+#[test]
+fn podman_detached_sandboxes_share_refreshes() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        two_detached_sandboxes_share_a_refresh("podman");
+    }
+}
