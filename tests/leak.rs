@@ -59,6 +59,10 @@ struct Flow {
     claude_method: &'static str,
     codex_line: &'static str,
     gemini_selected: Option<&'static str>,
+    /// Claude's credential is stored in the (file) vault instead of a
+    /// secret file: a session then goes through `--rotation sync` (the
+    /// shared directory on the runtime tmpfs, the watcher, the hand-back).
+    claude_in_vault: bool,
 }
 
 fn flows(c: &str) -> Vec<Flow> {
@@ -92,6 +96,7 @@ fn flows(c: &str) -> Vec<Flow> {
             claude_method: "oauth_token",
             codex_line: "API key configured",
             gemini_selected: Some("gemini-api-key"),
+            claude_in_vault: false,
         },
         Flow {
             name: "apikey+session+session",
@@ -101,15 +106,27 @@ fn flows(c: &str) -> Vec<Flow> {
             claude_method: "api_key",
             codex_line: "Logged in using ChatGPT",
             gemini_selected: Some("oauth-personal"),
+            claude_in_vault: false,
         },
         Flow {
             name: "session+apikey",
-            claude: claude_session,
+            claude: claude_session.clone(),
             codex: format!("sk-proj-{c}-5678"),
             gemini: None,
             claude_method: "claude.ai",
             codex_line: "API key configured",
             gemini_selected: None,
+            claude_in_vault: false,
+        },
+        Flow {
+            name: "synced-session+apikey",
+            claude: claude_session,
+            codex: format!("sk-proj-{c}-9012"),
+            gemini: None,
+            claude_method: "claude.ai",
+            codex_line: "API key configured",
+            gemini_selected: None,
+            claude_in_vault: true,
         },
     ]
 }
@@ -198,10 +215,15 @@ fn leak_check(engine: &str) {
             p
         };
         let mut cfg = format!(
-            "[agents.claude]\nsecret_file = {:?}\n\n[agents.codex]\nsecret_file = {:?}\n",
-            write("claude", &f.claude),
+            "[agents.codex]\nsecret_file = {:?}\n",
             write("codex", &f.codex)
         );
+        if !f.claude_in_vault {
+            cfg.push_str(&format!(
+                "\n[agents.claude]\nsecret_file = {:?}\n",
+                write("claude", &f.claude)
+            ));
+        }
         let mut agents = vec!["--agent", "claude", "--agent", "codex"];
         if let Some(g) = &f.gemini {
             cfg.push_str(&format!(
@@ -216,6 +238,27 @@ fn leak_check(engine: &str) {
         // Credentials come from `secret_file`s (the resolution chain's third
         // step); the in-memory vault keeps this test independent of the vault.
         ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+        if f.claude_in_vault {
+            // The file vault (encrypted at rest under the context's root):
+            // the sync watcher is another process and reads it too.
+            ctx.set_env("AIRLOCK_KEYRING_BACKEND", "file");
+            let mut child = ctx
+                .cmd()
+                .args(["auth", "claude", "--method", "session", "--stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(f.claude.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "storing the session");
+        }
 
         let name = format!("airlock-leak-{}-{i}-{}", std::process::id(), engine);
         let stop = Arc::new(AtomicBool::new(false));
@@ -312,6 +355,19 @@ fn leak_check(engine: &str) {
         let found = grep_dirs(&c, &dirs, std::slice::from_ref(&secrets));
         if !found.is_empty() {
             p.push(format!("[{engine} {}] canary on disk: {found:?}", f.name));
+        }
+        if f.claude_in_vault {
+            assert!(stderr.contains("registered"), "not synced: {ctxmsg}");
+            // The shared directory is gone too.
+            let shared: Vec<_> = std::fs::read_dir(rt.join("sync"))
+                .map(|r| r.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            if !shared.is_empty() {
+                p.push(format!(
+                    "[{engine} {}] shared directories left: {shared:?}",
+                    f.name
+                ));
+            }
         }
         // The sandbox directory is gone.
         let left: Vec<_> = std::fs::read_dir(rt.join("sandboxes"))
