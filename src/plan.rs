@@ -92,7 +92,7 @@ pub struct Alias {
     pub args: Vec<String>,
 }
 
-/// A directory shared between host and sandbox (rotation sync, issue 5).
+/// A directory shared between host and sandbox (`--rotation sync`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mount {
     /// Host directory.

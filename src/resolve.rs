@@ -83,7 +83,8 @@ pub struct Request {
     pub aliases: bool,
     /// Copy cleaned host configs (`~/.claude.json`, `~/.codex/config.toml`).
     pub host_configs: bool,
-    /// How rotating sessions are delivered (issue 5 adds write-back sync).
+    /// How rotating sessions are delivered (`Rotation::Sync` is only
+    /// honoured by `airlock run`, which registers `plan.sync`).
     pub rotation: Rotation,
 }
 
