@@ -522,7 +522,16 @@ fn resolve_agent(
             credential: cand.stored.then(|| cand.record.id.clone()),
             method: Some(cand.record.method),
             source: cand.source.clone(),
-            delivers: Delivery::of(&agent_plan).names(),
+            delivers: {
+                let mut d = Delivery::of(&agent_plan).names();
+                for m in &agent_plan.sync {
+                    if !d.is_empty() {
+                        d.push_str(", ");
+                    }
+                    d.push_str(&format!("{} (synced)", m.container));
+                }
+                d
+            },
         });
         plan.merge(agent_plan);
         res.attempts.push(Attempt {

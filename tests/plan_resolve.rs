@@ -287,6 +287,97 @@ fn lapsed_session_is_refreshable_only_when_the_sandbox_gets_the_refresh_token() 
 }
 
 #[test]
+fn sync_sessions_get_the_shared_directory_instead_of_a_file() {
+    use airlock::agents::inject::Rotation;
+    use airlock::sync::Truth;
+    let w = World::new();
+    let later = now() + SignedDuration::from_hours(7);
+    w.store(rec(
+        "claude",
+        Method::Session,
+        &claude_session(later, "sk-ant-ort01-R"),
+        None,
+    ));
+    let mut req = only("claude");
+    req.rotation = Rotation::Sync;
+    let r = w.resolve(&req).unwrap();
+    no_leak(&r);
+    assert_eq!(r.resolutions[0].used, Some(Step::Vault));
+    // no credential file, no access-only warning: the session is synced
+    assert!(
+        r.plan
+            .files
+            .iter()
+            .all(|f| !f.path.ends_with(".credentials.json")),
+        "{:?}",
+        r.plan.files
+    );
+    assert!(r.plan.warnings.is_empty(), "{:?}", r.plan.warnings);
+    assert_eq!(r.plan.sync.len(), 1);
+    let m = &r.plan.sync[0];
+    assert_eq!(
+        (m.agent.as_str(), m.account.as_str()),
+        ("claude", "default")
+    );
+    assert_eq!(
+        m.truth,
+        Some(Truth::Vault {
+            id: CredentialId::parse("claude").unwrap()
+        })
+    );
+    assert_eq!(m.container, "/run/airlock/claude-session");
+    assert!(
+        r.plan
+            .env
+            .iter()
+            .any(|e| e.name == "CLAUDE_SECURESTORAGE_CONFIG_DIR"
+                && e.value == Value::Plain("/run/airlock/claude-session".into()))
+    );
+    // .claude.json stays per sandbox, in CLAUDE_CONFIG_DIR
+    assert!(
+        r.plan
+            .files
+            .iter()
+            .any(|f| f.path == "/run/airlock/claude/.claude.json")
+    );
+    assert_eq!(
+        r.plan.agents[0].delivers,
+        "/run/airlock/claude-session (synced)"
+    );
+}
+
+#[test]
+fn sync_falls_back_to_access_only_without_a_source_to_write_back_to() {
+    use airlock::agents::inject::Rotation;
+    let mut w = World::new();
+    let later = now() + SignedDuration::from_hours(7);
+    w.secret_file(
+        "claude",
+        &claude_session(later, "sk-ant-ort01-R"),
+        0o600,
+        Some("session"),
+    );
+    let mut req = only("claude");
+    req.rotation = Rotation::Sync;
+    let r = w.resolve(&req).unwrap();
+    no_leak(&r);
+    assert_eq!(r.resolutions[0].used, Some(Step::SecretFile));
+    assert!(r.plan.sync.is_empty());
+    assert!(
+        r.plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("cannot be synced back")),
+        "{:?}",
+        r.plan.warnings
+    );
+    assert_eq!(
+        r.plan.agents[0].delivers,
+        "/run/airlock/claude/.credentials.json"
+    );
+}
+
+#[test]
 fn access_only_session_warns_how_long_it_lasts() {
     let w = World::new();
     let later = now() + SignedDuration::from_hours(7);

@@ -271,6 +271,38 @@ mod tests {
     }
 
     #[test]
+    fn files_in_a_synced_directory_are_written_only_when_absent() {
+        let mut p = SandboxPlan::default();
+        p.add_file(
+            "/run/airlock/codex/config.toml",
+            Value::Plain("x".into()),
+            0o600,
+        );
+        p.add_file("/run/airlock/codexy/other", Value::Plain("y".into()), 0o600);
+        p.sync.push(crate::plan::SyncMount {
+            agent: "codex".into(),
+            account: "default".into(),
+            truth: None,
+            container: "/run/airlock/codex".into(),
+        });
+        let l = Layout::for_plan(&p).unwrap();
+        let exec = Exec {
+            entrypoint: vec![],
+            default_cmd: vec!["sh".into()],
+        };
+        let s = script(&p, &l, &exec, "abc");
+        assert!(
+            s.contains("[ -e '/run/airlock/codex/config.toml' ] || { cat \"$in\"/'files/0' > '/run/airlock/codex/config.toml' && chmod 600 '/run/airlock/codex/config.toml'; }"),
+            "{s}"
+        );
+        // a sibling directory with the same prefix is not the synced one
+        assert!(
+            s.contains("cat \"$in\"/'files/1' > '/run/airlock/codexy/other'\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn bad_names_and_paths_are_refused() {
         let mut p = SandboxPlan::default();
         p.set_env("A B", Value::Secret(Secret::from("x")));
