@@ -305,3 +305,122 @@ fn podman_detached_sandboxes_share_refreshes() {
         two_detached_sandboxes_share_a_refresh("podman");
     }
 }
+
+fn b64url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// A Codex ChatGPT `auth.json` whose access token expires at `exp` (s).
+fn codex_session(rt: &str, exp: i64) -> String {
+    let claims = json!({
+        "email": "fake@example.com",
+        "exp": exp,
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": "acct-fake"},
+    });
+    let jwt = format!(
+        "{}.{}.{}",
+        b64url(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64url(&claims.to_string()),
+        b64url(CANARY)
+    );
+    json!({
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": null,
+        "tokens": {"id_token": jwt, "access_token": jwt,
+                   "refresh_token": format!("rt-{CANARY}-{rt}"), "account_id": "acct-fake"},
+        "last_refresh": "2026-11-22T00:00:00Z",
+        "unknown_key": "kept",
+    })
+    .to_string()
+}
+
+/// Codex: the shared directory is `CODEX_HOME`; the genuine CLI is logged
+/// in from it, the shim's `config.toml` is there, and a rewrite of
+/// `auth.json` reaches the vault.
+fn codex_session_is_synced(engine: &str) {
+    let ctx = context(engine);
+    let f = ctx.root.path().join("auth.json");
+    std::fs::write(&f, codex_session("c1", LATER / 1000)).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", "codex", "--method", "session", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    let newer = codex_session("c2", LATER2 / 1000);
+    let out = ctx
+        .cmd()
+        .args(["run", "--agent", "codex", "--", "--rm", "--network", "none"])
+        .arg(user_image())
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "codex login status 2>&1; grep -q trusted \"$CODEX_HOME/config.toml\" && echo config-ok; printf '%s' '{newer}' > \"$CODEX_HOME/.auth-x\" && mv \"$CODEX_HOME/.auth-x\" \"$CODEX_HOME/auth.json\""
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("Logged in using ChatGPT"), "{stdout}");
+    assert!(stdout.contains("config-ok"), "{stdout}");
+    // What the vault holds now, seen through a copy-mode sandbox.
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "codex",
+            "--rotation",
+            "copy",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(busybox())
+        .args(["sh", "-c", "cat \"$CODEX_HOME/auth.json\""])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["tokens"]["refresh_token"], format!("rt-{CANARY}-c2"));
+    assert_eq!(v["unknown_key"], "kept", "{v}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_codex_session_is_synced() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        codex_session_is_synced("docker");
+    }
+}
+
+#[test]
+fn podman_codex_session_is_synced() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        codex_session_is_synced("podman");
+    }
+}
+
+/// `docker-flags` refuses `--rotation sync`; `copy` warns about the host login.
+#[test]
+fn docker_flags_refuses_sync_and_copy_warns() {
+    let ctx = TestContext::new();
+    store(&ctx, &session("f1", LATER));
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--agent", "claude", "--rotation", "sync"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs `airlock run`"));
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--agent", "claude", "--rotation", "copy"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the host's login included"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
