@@ -126,6 +126,13 @@ impl SandboxArgs {
 /// /run/airlock-in; a small shim exports them and then runs the image's own
 /// entrypoint and command. The directory is removed when the container
 /// exits, and airlock exits with the container's exit code.
+///
+/// A Claude or Codex login session (single-use refresh tokens) is synced by
+/// default (--rotation sync): every sandbox of the account mounts one shared
+/// directory, which the `airlock sync` watcher (started as needed, gone after
+/// the last sandbox) keeps in step with the vault or the host's login; after
+/// the exit the latest session is handed back. `airlock status` lists the
+/// running sandboxes.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
