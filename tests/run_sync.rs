@@ -403,24 +403,98 @@ fn podman_codex_session_is_synced() {
     }
 }
 
-/// `docker-flags` refuses `--rotation sync`; `copy` warns about the host login.
+/// `docker-flags --mode env` and `compose` refuse `--rotation sync`; `copy`
+/// warns about the host login.
 #[test]
-fn docker_flags_refuses_sync_and_copy_warns() {
+fn sync_is_refused_without_a_waiter_and_copy_warns() {
     let ctx = TestContext::new();
     store(&ctx, &session("f1", LATER));
     let out = ctx
         .cmd()
-        .args(["docker-flags", "--agent", "claude", "--rotation", "sync"])
+        .args([
+            "docker-flags",
+            "--mode",
+            "env",
+            "--agent",
+            "claude",
+            "--rotation",
+            "sync",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs `airlock run`"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rotation sync needs"));
     let out = ctx
         .cmd()
-        .args(["docker-flags", "--agent", "claude", "--rotation", "copy"])
+        .args([
+            "docker-flags",
+            "--mode",
+            "env",
+            "--agent",
+            "claude",
+            "--rotation",
+            "copy",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the host's login included"), "{stderr}");
+}
+
+/// `docker run $(airlock docker-flags --rotation sync …)`: the waiter holds
+/// the registration and hands the refresh back after the exit.
+fn docker_flags_sync(engine: &str) {
+    let ctx = context(engine);
+    store(&ctx, &session("g1", LATER));
+    let out = ctx
+        .cmd()
+        .args([
+            "docker-flags",
+            "--agent",
+            "claude",
+            "--rotation",
+            "sync",
+            "--image",
+        ])
+        .arg(busybox())
+        .output()
+        .unwrap();
+    let flags = ok(&out);
+    assert!(flags.contains("/run/airlock/claude-session"), "{flags}");
+    assert!(!flags.contains(CANARY), "{flags}");
+    let words: Vec<String> = flags
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .collect();
+    let run = std::process::Command::new(engine)
+        .args(["run", "--rm", "--network", "none"])
+        .args(&words)
+        .arg(busybox())
+        .args(["sh", "-c", &refresh_script(&session("g2", LATER2))])
+        .env(
+            "CONTAINERS_CONF",
+            std::env::var_os("CONTAINERS_CONF").unwrap_or_default(),
+        )
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    wait_until("the waiter to hand back", Duration::from_secs(60), || {
+        status_sync(&ctx)["sandboxes"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    let v = stored(&ctx, &busybox());
+    assert_eq!(
+        v["claudeAiOauth"]["refreshToken"],
+        format!("sk-ant-ort01-{CANARY}-g2")
+    );
+    assert_eq!(v["mcpOAuth"]["kept"], true, "{v}");
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_flags_sync_on_docker() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        docker_flags_sync("docker");
+    }
 }

@@ -6,7 +6,9 @@ use airlock::render;
 use airlock::sandbox::{self, Sandbox, SandboxSpec, launch};
 
 use super::Ctx;
-use super::run::{SandboxArgs, WaitFor, spawn_waiter};
+use airlock::sync;
+
+use super::run::{SandboxArgs, SyncUse, WaitFor, register_sync, spawn_waiter};
 
 /// Print `docker run` flags that give a container the agents' credentials.
 ///
@@ -54,7 +56,12 @@ enum Mode {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    let plan = a.sandbox.plan(ctx)?;
+    let sync_use = if a.mode == Mode::Files {
+        SyncUse::OnRequest
+    } else {
+        SyncUse::Refused
+    };
+    let (mut plan, vault) = a.sandbox.resolve(ctx, sync_use)?;
     if a.mode == Mode::Env {
         let (flags, warnings) = render::env_flags(&plan)?;
         for w in warnings {
@@ -89,6 +96,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         a.user.as_deref(),
         a.entrypoint.as_deref(),
     )?;
+    // --rotation sync: register now, hand over to the waiter below, which
+    // hands the sessions back after the container exits (or after an hour
+    // if it never starts).
+    let layout = sync::Layout::new(&ctx.paths);
+    let mut synced = Vec::new();
+    let registered = register_sync(&layout, &vault, &plan, &built.sandbox, &mut synced);
+    let guards: Vec<sync::Guard<'_>> = synced
+        .iter()
+        .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))
+        .collect();
+    plan.mounts.extend(registered?);
+    if !guards.is_empty() {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+        sync::ensure_daemon(&layout, &exe)?;
+    }
     let mut out = render::docker_flags(&plan, &built.sandbox, built.engine.as_ref());
     if let Some(u) = &a.user {
         out.push_str(&format!("--user {}\n", render::sh_word(u)));
@@ -96,7 +119,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let kind = built.engine.kind();
     let id = built.sandbox.id().to_owned();
     let dir = built.sandbox.persist();
-    spawn_waiter(kind, &dir, WaitFor::Label(id), &[])?;
+    let pid = spawn_waiter(kind, &dir, WaitFor::Label(id), &synced)?;
+    for (g, n) in guards.into_iter().zip(&synced) {
+        sync::set_pid(&layout, n, Some(pid))?;
+        g.disarm();
+    }
     print!("{out}");
     Ok(())
 }

@@ -48,11 +48,11 @@ pub struct SandboxArgs {
     pub no_host_configs: bool,
 
     /// How a rotating session (Claude, Codex) is delivered: sync (the
-    /// default of `run`: one directory shared by the account's sandboxes,
-    /// kept in step with the vault or host login by `airlock sync`),
-    /// access-only (the default of docker-flags and compose; no refresh
-    /// token) or copy (whole session; the first refresh in the sandbox logs
-    /// every other copy out).
+    /// default of `run`, available to docker-flags: one directory shared by
+    /// the account's sandboxes, kept in step with the vault or host login by
+    /// `airlock sync`), access-only (the default of docker-flags and compose;
+    /// no refresh token) or copy (whole session; the first refresh in the
+    /// sandbox logs every other copy out).
     #[arg(long, value_name = "MODE")]
     pub rotation: Option<String>,
 
@@ -73,20 +73,20 @@ impl SandboxArgs {
     /// container, so `--rotation sync` is refused and access-only is the
     /// default).
     pub fn plan(&self, ctx: &Ctx) -> Result<SandboxPlan> {
-        self.resolve(ctx, false).map(|(plan, _)| plan)
+        self.resolve(ctx, SyncUse::Refused).map(|(plan, _)| plan)
     }
 
-    /// Resolves the credentials; `for_run`: rotating sessions default to
-    /// `--rotation sync`. Returns the open vault too (sync needs it).
-    pub fn resolve(&self, ctx: &Ctx, for_run: bool) -> Result<(SandboxPlan, Vault)> {
+    /// Resolves the credentials, with `--rotation sync` as `sync` allows.
+    /// Returns the open vault too (sync needs it).
+    pub fn resolve(&self, ctx: &Ctx, sync: SyncUse) -> Result<(SandboxPlan, Vault)> {
         let mut rotation: Option<Rotation> =
             self.rotation.as_deref().map(str::parse).transpose()?;
-        if rotation == Some(Rotation::Sync) && !for_run {
+        if rotation == Some(Rotation::Sync) && sync == SyncUse::Refused {
             return Err(Error::Usage(
-                "--rotation sync needs `airlock run`, which stays with the container to sync its session; here use access-only (the default) or copy".into(),
+                "--rotation sync needs a process that stays with the container (`airlock run`, `airlock docker-flags` in files mode); here use access-only (the default) or copy".into(),
             ));
         }
-        if for_run && rotation.is_none() {
+        if sync == SyncUse::Default && rotation.is_none() {
             rotation = Some(Rotation::Sync);
         }
         let choices = Choices {
@@ -114,6 +114,17 @@ impl SandboxArgs {
         }
         Ok((resolved.plan, vault))
     }
+}
+
+/// Whether a command can deliver `--rotation sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncUse {
+    /// The default for rotating sessions (`airlock run`).
+    Default,
+    /// Only when asked for (`docker-flags`: its waiter holds the sync).
+    OnRequest,
+    /// Refused (`compose`, `docker-flags --mode env`).
+    Refused,
 }
 
 /// Start a container in which the agents find their credentials.
@@ -155,7 +166,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     // with resolving the credentials (vault unlock, keyring round trips).
     let (resolved, detected) = std::thread::scope(|s| {
         let probe = s.spawn(|| engine::detect(choice, &req.image));
-        let resolved = a.sandbox.resolve(ctx, true);
+        let resolved = a.sandbox.resolve(ctx, SyncUse::Default);
         let detected = probe
             .join()
             .unwrap_or_else(|_| Err(Error::Engine("the engine probe panicked".into())));
@@ -218,7 +229,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
 /// Registers the plan's synced sessions for sandbox `sb` and returns the
 /// shared directories to mount. Each registration is named
 /// `<sandbox id>-<agent>` (pushed to `names` as soon as it exists).
-fn register_sync(
+pub fn register_sync(
     layout: &sync::Layout,
     vault: &Vault,
     plan: &SandboxPlan,
