@@ -498,3 +498,58 @@ fn docker_flags_sync_on_docker() {
         docker_flags_sync("docker");
     }
 }
+
+/// `airlock auth` replacing a session while a sandbox of the account runs:
+/// the watcher hands the new login to the sandbox (`sync::kick`).
+#[test]
+fn docker_a_new_login_reaches_a_running_sandbox() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let ctx = context("docker");
+    store(&ctx, &session("k1", LATER));
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "-d",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(busybox())
+        .args(["sleep", "8"])
+        .output()
+        .unwrap();
+    let c = ok(&out).trim().to_owned();
+    store(&ctx, &session("k2", LATER2));
+    let want = format!("sk-ant-ort01-{CANARY}-k2");
+    wait_until(
+        "the new login in the sandbox",
+        Duration::from_secs(10),
+        || {
+            let o = std::process::Command::new("docker")
+                .args([
+                    "exec",
+                    &c,
+                    "cat",
+                    "/run/airlock/claude-session/.credentials.json",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).contains(&want)
+        },
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &c])
+        .output();
+    wait_until("the waiter to hand back", Duration::from_secs(60), || {
+        status_sync(&ctx)["sandboxes"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}

@@ -162,6 +162,9 @@ fn store(ctx: &Ctx, agent: Agent<'_>, p: Prepared, now: Timestamp) -> Result<()>
     let method = p.record.method;
     let expires = p.record.meta.expires_at;
     let replaced = capture::store(&*vault, p.record)?;
+    if replaced && method == Method::Session {
+        super::kick_sync(ctx, &id);
+    }
     anstream::eprintln!(
         "airlock: {} {id} ({method}) in the {} vault",
         if replaced { "replaced" } else { "stored" },

@@ -103,6 +103,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
     let out = login::login(&opts, &ctx.config, vault.backend(), &ask)?;
     let r = &out.prepared.record;
+    if out.replaced && r.method == airlock::vault::Method::Session {
+        super::kick_sync(ctx, &r.id);
+    }
     for w in &out.prepared.warnings {
         anstream::eprintln!("airlock: warning: {w}");
     }

@@ -179,3 +179,15 @@ fn init_logging(v: &Verbosity<WarnLevel>) {
         .without_time()
         .try_init();
 }
+
+/// Tells a running sync watcher that a session record was replaced, so
+/// running sandboxes of that account get the new login (docs/rotation.md).
+/// Best effort: without a watcher there is nothing to tell.
+pub(crate) fn kick_sync(ctx: &Ctx, id: &airlock::vault::CredentialId) {
+    let layout = airlock::sync::Layout::new(&ctx.paths);
+    if airlock::sync::daemon_running(&layout)
+        && let Err(e) = airlock::sync::kick(&layout, &id.agent, &id.account)
+    {
+        tracing::warn!(error = %e, "could not tell the sync watcher about the new login");
+    }
+}
