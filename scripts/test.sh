@@ -11,7 +11,7 @@
 #   4. session  a private D-Bus session with an unlocked, throwaway gnome-keyring, inside a new
 #               kernel session keyring (`keyctl session -`); both are probed with a real
 #               store/read/delete
-#   5. cargo    cargo test --workspace --all-targets "$@"; then cargo test --workspace --doc "$@"
+#   5. cargo    cargo test --workspace --no-fail-fast --all-targets "$@"; then cargo test --workspace --doc "$@"
 # and prints a timing summary per phase.
 #
 # The Rust tests see (each AIRLOCK_TEST_<COMPONENT>=1 only if that component was verified):
@@ -141,7 +141,7 @@ if [ "${1:-}" = __inner ]; then
   done
   t0=$SECONDS
   rc=0
-  cargo test --workspace "${targets[@]}" "$@" || rc=$?
+  cargo test --workspace --no-fail-fast "${targets[@]}" "$@" || rc=$?
   timing "cargo-test" $((SECONDS - t0))
   [ "$rc" = 0 ] || exit "$rc"
   if [ "$run_doc" = 1 ]; then

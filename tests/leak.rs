@@ -92,7 +92,9 @@ fn flows(c: &str) -> Vec<Flow> {
             name: "token+apikey+apikey",
             claude: format!("sk-ant-oat01-{c}-AAAAAAAAAAAAAAAAAAAAAAAA"),
             codex: format!("sk-proj-{c}-1234"),
-            gemini: Some(format!("AIza{c}-gemini")),
+            // Padded: the canary's length varies with the pid and time, and a Gemini
+            // key shorter than 39 characters is rejected as truncated.
+            gemini: Some(format!("AIza{c}-gemini-{}", "x".repeat(24))),
             claude_method: "oauth_token",
             codex_line: "API key configured",
             gemini_selected: Some("gemini-api-key"),

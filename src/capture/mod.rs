@@ -257,7 +257,7 @@ impl Source {
         }
     }
 
-    /// The value recorded in [`Metadata::source`].
+    /// The value recorded in [`Metadata::source`](crate::vault::Metadata::source).
     pub fn record(&self) -> String {
         match self {
             Source::Stdin => "stdin".into(),

@@ -8,7 +8,7 @@
 //!
 //! | backend | module | where |
 //! |---|---|---|
-//! | encrypted file | [`file`] | everywhere; the default when no OS keyring is reachable |
+//! | encrypted file | [`file`](mod@file) | everywhere; the default when no OS keyring is reachable |
 //! | Secret Service | `secret_service` | Linux desktops (GNOME Keyring, KWallet) |
 //! | kernel keyring | `keyutils` | Linux; does not survive a reboot |
 //! | macOS Keychain | `keychain` | macOS |

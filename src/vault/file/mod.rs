@@ -1,7 +1,7 @@
 //! The encrypted-file backend: every record in one file, encrypted with
 //! XChaCha20-Poly1305 under a key derived from a passphrase with Argon2id.
 //!
-//! The format is specified in `docs/vault-format.md`; [`format`] implements
+//! The format is specified in `docs/vault-format.md`; [`format`](mod@format) implements
 //! it. This module adds the file handling around it:
 //!
 //! * reads need no lock (writers replace the file with an atomic rename);
