@@ -24,12 +24,14 @@ fn user_image() -> String {
 }
 
 /// A canary unique to this run, so other tests on the machine cannot interfere.
+/// Fixed width (zero-padded): the keys built from it must pass the agents'
+/// minimum-length checks whatever the pid and the time.
 fn canary() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{CANARY}{}x{}", std::process::id(), t % 1_000_000_007)
+    format!("{CANARY}{:010}x{:010}", std::process::id(), t % 1_000_000_007)
 }
 
 fn b64url(s: &str) -> String {
