@@ -31,7 +31,11 @@ fn canary() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{CANARY}{:010}x{:010}", std::process::id(), t % 1_000_000_007)
+    format!(
+        "{CANARY}{:010}x{:010}",
+        std::process::id(),
+        t % 1_000_000_007
+    )
 }
 
 fn b64url(s: &str) -> String {

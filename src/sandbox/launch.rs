@@ -220,6 +220,10 @@ pub fn reap_by_label(
     let start = std::time::Instant::now();
     let mut delay = std::time::Duration::from_millis(250);
     let container = loop {
+        // Sleep first: the container cannot exist before the user's own
+        // `docker run` starts, and an immediate engine call would compete for
+        // the CPU with that very command.
+        std::thread::sleep(delay);
         if !dir.exists() {
             // Removed by `gc` or by hand: nothing left to wait for.
             return Ok(());
@@ -245,7 +249,6 @@ pub fn reap_by_label(
         }
         // Back off (0.25 s up to 5 s): many idle waiters must not keep the
         // engine busy.
-        std::thread::sleep(delay);
         delay = (delay * 3 / 2).min(std::time::Duration::from_secs(5));
     };
     let waited = engine.wait(&container);
