@@ -360,7 +360,7 @@ fn run_attached(engine: &dyn Engine, argv: &[String], container: &str) -> Result
         .args(argv)
         .spawn()
         .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
-    let guard = signals::Guard::install(child.id());
+    let guard = crate::sandbox::launch::signals::Forward::install(child.id());
     let status = child.wait();
     drop(guard);
     // --rm removes it; a killed engine CLI may have left it behind.
@@ -464,88 +464,6 @@ fn nanos() -> u128 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() % 1_000_000_000)
         .unwrap_or(0)
-}
-
-/// Keeps airlock alive through SIGINT/SIGTERM/SIGHUP while the login runs.
-mod signals {
-    #[cfg(unix)]
-    use std::sync::atomic::{AtomicI32, Ordering};
-
-    #[cfg(unix)]
-    static CHILD: AtomicI32 = AtomicI32::new(0);
-
-    #[cfg(unix)]
-    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-    /// The previous handlers, restored on drop.
-    pub struct Guard {
-        #[cfg(unix)]
-        old: Vec<(libc::c_int, libc::sigaction)>,
-    }
-
-    #[cfg(unix)]
-    extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-        // From the terminal (si_code > 0) the engine CLI got it too.
-        // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
-        let code = if info.is_null() {
-            0
-        } else {
-            unsafe { (*info).si_code }
-        };
-        let pid = CHILD.load(Ordering::SeqCst);
-        if pid > 0 && code <= 0 {
-            // SAFETY: kill is async-signal-safe.
-            unsafe {
-                libc::kill(pid, sig);
-            }
-        }
-    }
-
-    impl Guard {
-        /// Installs the handlers for `child`.
-        pub fn install(child: u32) -> Guard {
-            #[cfg(unix)]
-            {
-                CHILD.store(i32::try_from(child).unwrap_or(0), Ordering::SeqCst);
-                let mut old = Vec::new();
-                for sig in SIGNALS {
-                    // SAFETY: a zeroed sigaction is valid once handler, flags
-                    // and mask are set.
-                    unsafe {
-                        let mut sa: libc::sigaction = std::mem::zeroed();
-                        sa.sa_sigaction = on_signal as *const () as usize;
-                        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-                        libc::sigemptyset(&mut sa.sa_mask);
-                        let mut prev: libc::sigaction = std::mem::zeroed();
-                        if libc::sigaction(sig, &sa, &mut prev) == 0 {
-                            old.push((sig, prev));
-                        }
-                    }
-                }
-                Guard { old }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = child;
-                Guard {}
-            }
-        }
-    }
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            #[cfg(unix)]
-            {
-                for (sig, prev) in self.old.drain(..) {
-                    // SAFETY: restoring a sigaction the kernel gave us.
-                    unsafe {
-                        libc::sigaction(sig, &prev, std::ptr::null_mut());
-                    }
-                }
-                CHILD.store(0, Ordering::SeqCst);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

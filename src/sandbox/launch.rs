@@ -292,8 +292,10 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     1
 }
 
-/// Forwarding of termination signals to the engine CLI while it runs.
-mod signals {
+/// Forwarding of termination signals to the engine CLI while it runs (also
+/// used by `airlock login`). Signal handlers are process-wide: hold at most
+/// one [`signals::Forward`] at a time.
+pub mod signals {
     #[cfg(unix)]
     use std::sync::atomic::{AtomicI32, Ordering};
 
