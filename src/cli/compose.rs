@@ -10,6 +10,7 @@ use super::run::{SandboxArgs, WaitFor, spawn_waiter};
 /// Print a compose override that gives one service the agents' credentials.
 ///
 ///     airlock compose --service dev --image IMG --agent claude > airlock.override.yml
+///
 ///     docker compose -f compose.yml -f airlock.override.yml up
 ///
 /// Like docker-flags, it writes the sandbox directory now (the override only
