@@ -11,22 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CANARY, TestContext, require_real};
-
-fn root_image() -> String {
-    std::env::var("AIRLOCK_TEST_IMAGE_ROOT")
-        .unwrap_or_else(|_| "localhost/airlock-test/agents:root".into())
-}
-
-fn user_image() -> String {
-    std::env::var("AIRLOCK_TEST_IMAGE_USER")
-        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
-}
-
-fn busybox() -> String {
-    std::env::var("AIRLOCK_TEST_IMAGE_BUSYBOX")
-        .unwrap_or_else(|_| "localhost/airlock-test/busybox:latest".into())
-}
+use common::{CANARY, TestContext, busybox, require_real, root_image, user_image, wait_until};
 
 /// A context whose Claude credential is a setup token in a secret file, and
 /// whose sandbox directories live on a tmpfs.
@@ -60,14 +45,6 @@ fn sandboxes(rt: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(rt.join("sandboxes"))
         .map(|r| r.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn exit_code_entrypoint_and_default_cmd(engine: &str) {

@@ -15,25 +15,7 @@ use airlock::plan::{SandboxPlan, Value};
 use airlock::render::RunRequest;
 use airlock::sandbox::launch;
 
-use common::{CANARY, require_real};
-
-fn image(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_owned())
-}
-
-fn root_image() -> String {
-    image(
-        "AIRLOCK_TEST_IMAGE_ROOT",
-        "localhost/airlock-test/agents:root",
-    )
-}
-
-fn user_image() -> String {
-    image(
-        "AIRLOCK_TEST_IMAGE_USER",
-        "localhost/airlock-test/agents:user",
-    )
-}
+use common::{CANARY, require_real, root_image, user_image};
 
 fn gate(kind: EngineKind) -> bool {
     match kind {

@@ -16,12 +16,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{CANARY, TestContext, require_real};
-
-fn user_image() -> String {
-    std::env::var("AIRLOCK_TEST_IMAGE_USER")
-        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
-}
+use common::{CANARY, TestContext, require_real, user_image};
 
 /// A canary unique to this run, so other tests on the machine cannot interfere.
 /// Fixed width (zero-padded): the keys built from it must pass the agents'

@@ -10,20 +10,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{CANARY, TestContext, require_real};
+use common::{CANARY, TestContext, busybox, require_real, user_image, wait_until};
 use serde_json::{Value, json};
-
-fn user_image() -> String {
-    std::env::var("AIRLOCK_TEST_IMAGE_USER")
-        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
-}
-
-fn busybox() -> String {
-    std::env::var("AIRLOCK_TEST_IMAGE_BUSYBOX")
-        .unwrap_or_else(|_| "localhost/airlock-test/busybox:latest".into())
-}
 
 /// A Claude session document; `rt` tells generations apart.
 fn session(rt: &str, expires_ms: i64) -> String {
@@ -114,14 +104,6 @@ fn status_sync(ctx: &TestContext) -> Value {
     let out = ctx.cmd().args(["status", "--json"]).output().unwrap();
     let v: Value = serde_json::from_str(&ok(&out)).unwrap();
     v["sync"].clone()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn shared_dirs(rt: &Path) -> usize {

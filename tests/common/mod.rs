@@ -24,6 +24,33 @@ pub fn require_real(var: &str) -> bool {
     false
 }
 
+/// The test image that runs as root (built by scripts/build-test-images.sh).
+pub fn root_image() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_ROOT")
+        .unwrap_or_else(|_| "localhost/airlock-test/agents:root".into())
+}
+
+/// The test image that runs as uid 1000 with HOME=/home/agent.
+pub fn user_image() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_USER")
+        .unwrap_or_else(|_| "localhost/airlock-test/agents:user".into())
+}
+
+/// The busybox-only test image.
+pub fn busybox() -> String {
+    std::env::var("AIRLOCK_TEST_IMAGE_BUSYBOX")
+        .unwrap_or_else(|_| "localhost/airlock-test/busybox:latest".into())
+}
+
+/// Polls `f` every 200 ms until it holds; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Temporary HOME and airlock directories, removed on drop.
 pub struct TestContext {
     pub root: tempfile::TempDir,
