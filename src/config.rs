@@ -45,6 +45,28 @@ pub struct Config {
     /// Per-agent settings and custom agents.
     #[serde(default)]
     pub agents: AgentsConfig,
+    /// Rotation sync (`airlock sync`).
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Whether the watcher refreshes synced OAuth sessions itself before
+    /// the agents would (default true; `AIRLOCK_SYNC_REFRESH` overrides).
+    pub refresh: Option<bool>,
+    /// Seconds before expiry at which it does (default 600;
+    /// `AIRLOCK_SYNC_REFRESH_LEAD` overrides).
+    pub refresh_lead_seconds: Option<u64>,
+}
+
+impl SyncConfig {
+    /// The refresh policy: this section, then the environment.
+    pub fn refresh_policy(&self) -> Result<crate::sync::refresh::Policy> {
+        crate::sync::refresh::Policy::from_config(self.refresh, self.refresh_lead_seconds)
+    }
 }
 
 /// `[agents]`.

@@ -21,6 +21,7 @@ pub mod custom_inject;
 pub mod gemini;
 pub mod inject;
 pub mod jwt;
+pub mod refresh;
 pub mod validate;
 
 /// The built-in agents' names.

@@ -71,8 +71,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         linger: (!a.stay).then(|| Duration::from_secs(a.linger)),
         ..Options::default()
     };
+    let refresh = ctx.config.sync.refresh_policy()?;
+    tracing::info!(
+        enabled = refresh.enabled,
+        lead_s = refresh.lead.as_secs_f64(),
+        "airlock refreshes synced sessions itself"
+    );
     let backend: Option<&dyn Backend> = vault.as_ref().map(|v| v.backend());
-    watch::run(layout, backend, opts)
+    watch::run(layout, backend, opts, refresh)
 }
 
 fn status(layout: &Layout, json: bool) -> Result<()> {
@@ -114,6 +120,15 @@ fn status(layout: &Layout, json: bool) -> Result<()> {
         );
         if let Some(r) = &s.last_rejected {
             println!("  last rejected sandbox write: {r}");
+        }
+        if let Some(t) = s.refreshed_at {
+            println!("  refreshed by airlock at {t}");
+        }
+        if let Some(t) = s.next_refresh {
+            println!("  next refresh by airlock at {t}");
+        }
+        if let (Some(e), Some(t)) = (&s.refresh_error, s.refresh_failed_at) {
+            println!("  refresh failed at {t}: {e}");
         }
     }
     Ok(())

@@ -154,6 +154,11 @@ impl fmt::Debug for Parsed {
 }
 
 impl Parsed {
+    /// The whole validated document (secret).
+    pub(crate) fn document(&self) -> &Map<String, Value> {
+        &self.doc
+    }
+
     /// True when `self` should replace `other`: its expiry is strictly later.
     /// Expiry, never mtime: a slow process that rewrites an old copy must lose.
     pub fn newer_than(&self, other: Option<&Parsed>) -> bool {

@@ -8,13 +8,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use zeroize::Zeroizing;
+
+use crate::agents::refresh as agent_refresh;
 use crate::error::Result;
 use crate::fsutil;
 use crate::sync::credential::{self, AgentKind, Parsed, Rejection, content_hash};
+use crate::sync::refresh::{self, Failure, Policy};
 use crate::sync::truth::{Offer, Truth, read_file};
+use crate::sync::watch::CLAUDE_REFRESH_LOCK;
 use crate::sync::write::{AgentLock, write_preserving};
 use crate::vault::Backend;
 
@@ -87,7 +92,7 @@ impl fmt::Display for Outcome {
 }
 
 /// The non-secret record of an account's last sync, for `airlock status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStatus {
     /// Agent.
     pub agent: String,
@@ -103,6 +108,18 @@ pub struct SyncStatus {
     pub expiry: Option<Timestamp>,
     /// The last rejected sandbox write, if any (reason only).
     pub last_rejected: Option<String>,
+    /// When airlock last refreshed the session itself (pre-refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<Timestamp>,
+    /// When airlock plans to refresh it next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh: Option<Timestamp>,
+    /// Why the last refresh by airlock failed, if it did (no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_error: Option<String>,
+    /// When that failure happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_failed_at: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -116,6 +133,15 @@ struct State {
     /// Refresh-token fingerprint of the truth at the last sync: tells
     /// whether the truth changed since.
     truth_fp: Option<[u8; 32]>,
+    /// Expiry and refresh-token fingerprint of the newest valid credential
+    /// seen on either side at the last sync.
+    newest: Option<(Timestamp, [u8; 32])>,
+    /// The lifetime of the last session airlock obtained itself.
+    lifetime: Option<SignedDuration>,
+    /// No refresh attempt before this (after a failure).
+    retry_at: Option<Timestamp>,
+    /// The refresh token the server refused: not tried again.
+    spent_fp: Option<[u8; 32]>,
     status: SyncStatus,
 }
 
@@ -161,6 +187,10 @@ impl<'a> Syncer<'a> {
                 direction: None,
                 expiry: None,
                 last_rejected: None,
+                refreshed_at: None,
+                next_refresh: None,
+                refresh_error: None,
+                refresh_failed_at: None,
             });
         self.accounts.insert(
             key.clone(),
@@ -170,6 +200,10 @@ impl<'a> Syncer<'a> {
                 wrote_shared: None,
                 wrote_truth: None,
                 truth_fp: None,
+                newest: None,
+                lifetime: None,
+                retry_at: None,
+                spent_fp: None,
                 status,
             },
         );
@@ -234,6 +268,10 @@ impl<'a> Syncer<'a> {
             Some(Ok(p)) => Some(p.fingerprint),
             _ => None,
         };
+        let shared_newest = match &shared {
+            Some(Ok(p)) => Some((p.expiry, p.fingerprint)),
+            _ => None,
+        };
         let truth: Option<Parsed> = truth_bytes
             .as_deref()
             .and_then(|b| credential::parse(kind, b).ok());
@@ -290,6 +328,11 @@ impl<'a> Syncer<'a> {
                 None => Outcome::Unchanged,
             },
         };
+        let truth_newest = truth.as_ref().map(|t| (t.expiry, t.fingerprint));
+        st.newest = match (shared_newest, truth_newest) {
+            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
         if !keep_truth_fp {
             // what the truth holds now (after a write-back: the sandbox's session)
             st.truth_fp = match (&outcome, &truth) {
@@ -312,6 +355,256 @@ impl<'a> Syncer<'a> {
         }
         Ok(outcome)
     }
+}
+
+/// What one [`Syncer::refresh`] did. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// Not due yet (or airlock does not refresh this account).
+    NotDue,
+    /// An agent holds its refresh lock: it is refreshing right now.
+    Busy,
+    /// airlock refreshed the session; both sides have it.
+    Refreshed {
+        /// The new expiry.
+        expiry: Timestamp,
+    },
+    /// The attempt failed; see [`Failure`].
+    Failed(Failure),
+}
+
+impl fmt::Display for RefreshOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefreshOutcome::NotDue => f.write_str("not due"),
+            RefreshOutcome::Busy => f.write_str("an agent is refreshing"),
+            RefreshOutcome::Refreshed { expiry } => write!(f, "refreshed (expires {expiry})"),
+            RefreshOutcome::Failed(e) => write!(f, "refresh failed: {e}"),
+        }
+    }
+}
+
+impl Syncer<'_> {
+    /// When airlock should refresh account `key` itself under `policy`:
+    /// `lead` before the newest credential's expiry (half the session's
+    /// lifetime when that is shorter), not before a retry time after a
+    /// failure. `None`: never (pre-refresh off, an agent airlock does not
+    /// refresh, no valid credential, or its refresh token was refused).
+    pub fn refresh_at(&self, key: &str, policy: &Policy) -> Option<Timestamp> {
+        if !policy.enabled {
+            return None;
+        }
+        let st = self.accounts.get(key)?;
+        agent_refresh::endpoint(&st.spec.agent)?;
+        let (expiry, fp) = st.newest?;
+        if st.spent_fp == Some(fp) {
+            return None;
+        }
+        let mut lead =
+            SignedDuration::try_from(policy.lead).unwrap_or(SignedDuration::from_secs(600));
+        if let Some(l) = st.lifetime {
+            lead = lead.min(l / 2);
+        }
+        let at = expiry.checked_sub(lead).unwrap_or(expiry);
+        Some(match st.retry_at {
+            Some(r) if r > at => r,
+            _ => at,
+        })
+    }
+
+    /// The lock directories [`Syncer::refresh`] takes for `key`: Claude's
+    /// refresh lock in the shared directory and, for a host-file truth, in
+    /// the host's config directory (the watcher must not mirror them).
+    pub fn refresh_locks(&self, key: &str) -> Vec<PathBuf> {
+        let Some(st) = self.accounts.get(key) else {
+            return Vec::new();
+        };
+        if st.kind != AgentKind::Claude {
+            // Codex's locks cover its commit, not its request: holding
+            // them would not stop a request, and would block our own write.
+            return Vec::new();
+        }
+        let mut v = vec![st.spec.shared_dir.join(CLAUDE_REFRESH_LOCK)];
+        if let Truth::HostFile { path } = &st.spec.truth
+            && let Some(d) = crate::sync::write::real_path(path)
+                .ok()
+                .as_deref()
+                .and_then(Path::parent)
+        {
+            v.push(d.join(CLAUDE_REFRESH_LOCK));
+        }
+        v
+    }
+
+    /// Refreshes account `key` now if [`Syncer::refresh_at`] says it is due:
+    /// under the agents' refresh locks (see [`Syncer::refresh_locks`]),
+    /// after a sync (so the newest credential is used and an agent's own
+    /// refresh that just happened is seen), then writes the new session to
+    /// the shared directory and the truth.
+    pub fn refresh(&mut self, key: &str, policy: &Policy) -> Result<RefreshOutcome> {
+        let now = Timestamp::now();
+        if self.refresh_at(key, policy).is_none_or(|t| t > now) {
+            return Ok(RefreshOutcome::NotDue);
+        }
+        let Some(_locks) = MkdirLocks::take(&self.refresh_locks(key)) else {
+            return Ok(RefreshOutcome::Busy);
+        };
+        self.sync(key)?;
+        if self
+            .refresh_at(key, policy)
+            .is_none_or(|t| t > Timestamp::now())
+        {
+            return Ok(RefreshOutcome::NotDue);
+        }
+        let vault = self.vault;
+        let status_dir = self.status_dir.clone();
+        let Some(st) = self.accounts.get_mut(key) else {
+            return Ok(RefreshOutcome::NotDue);
+        };
+        let Some(ep) = agent_refresh::endpoint(&st.spec.agent) else {
+            return Ok(RefreshOutcome::NotDue);
+        };
+        let kind = st.kind;
+        let shared_file = st.spec.shared_dir.join(kind.file_name());
+        let cands = [read_file(&shared_file)?, st.spec.truth.read(vault)?];
+        let Some(cur) = cands
+            .iter()
+            .flatten()
+            .filter_map(|b| credential::parse(kind, b).ok())
+            .max_by_key(|p| p.expiry)
+        else {
+            return Ok(RefreshOutcome::NotDue);
+        };
+        let url = policy.url(ep)?;
+        let result =
+            refresh::post_refresh(ep, &url, policy.timeout, cur.document()).and_then(|doc| {
+                let bytes = Zeroizing::new(
+                    serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap_or_default(),
+                );
+                credential::parse(kind, &bytes).map_err(|r| {
+                    Failure::Transient(format!("the refreshed session does not validate: {r}"))
+                })
+            });
+        let outcome = match result {
+            Ok(new) => {
+                let now = Timestamp::now();
+                push_shared(st, &shared_file, &new, true)?;
+                match st.spec.truth.offer(&new, vault) {
+                    Ok(Offer::Written(h)) => st.wrote_truth = Some(h),
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The sandboxes have it; the next sync retries the truth.
+                        tracing::warn!(account = %key, error = %e, "refreshed, but the truth could not be written yet");
+                    }
+                }
+                st.truth_fp = Some(new.fingerprint);
+                st.newest = Some((new.expiry, new.fingerprint));
+                st.lifetime = Some(now.duration_until(new.expiry)).filter(|d| d.is_positive());
+                st.retry_at = None;
+                st.record(new.expiry, "refreshed");
+                st.status.refreshed_at = Some(now);
+                st.status.refresh_error = None;
+                st.status.refresh_failed_at = None;
+                RefreshOutcome::Refreshed { expiry: new.expiry }
+            }
+            Err(f) => {
+                match &f {
+                    Failure::Spent(_) => st.spent_fp = Some(cur.fingerprint),
+                    Failure::Transient(_) => {
+                        let wait = SignedDuration::try_from(policy.retry)
+                            .unwrap_or(SignedDuration::from_secs(60));
+                        st.retry_at = Timestamp::now().checked_add(wait).ok();
+                    }
+                }
+                st.status.refresh_error = Some(f.to_string());
+                st.status.refresh_failed_at = Some(Timestamp::now());
+                RefreshOutcome::Failed(f)
+            }
+        };
+        if let Some(d) = &status_dir {
+            let next = self.refresh_at(key, policy);
+            if let Some(st) = self.accounts.get_mut(key) {
+                st.status.next_refresh = next;
+                write_status(d, key, &st.status);
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Claude's refresh locks (`proper-lockfile` mkdir locks), held by
+/// airlock during its own refresh, their mtime kept fresh so that Claude
+/// does not break them as stale; removed on drop.
+struct MkdirLocks {
+    held: Vec<PathBuf>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    toucher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MkdirLocks {
+    /// Takes every lock, or none (`None`: one is held by an agent).
+    fn take(paths: &[PathBuf]) -> Option<MkdirLocks> {
+        let mut held = Vec::new();
+        for p in paths {
+            let mut ok = std::fs::create_dir(p).is_ok();
+            if !ok && lock_is_stale(p) {
+                let _ = std::fs::remove_dir(p);
+                ok = std::fs::create_dir(p).is_ok();
+            }
+            if !ok {
+                for h in &held {
+                    let _ = std::fs::remove_dir(h);
+                }
+                return None;
+            }
+            held.push(p.clone());
+        }
+        let (stop, toucher) = if held.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let paths = held.clone();
+            let t = std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(std::time::Duration::from_secs(3))
+                {
+                    for p in &paths {
+                        if let Ok(f) = std::fs::File::open(p) {
+                            let _ = f.set_modified(std::time::SystemTime::now());
+                        }
+                    }
+                }
+            });
+            (Some(tx), Some(t))
+        };
+        Some(MkdirLocks {
+            held,
+            stop,
+            toucher,
+        })
+    }
+}
+
+impl Drop for MkdirLocks {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.toucher.take() {
+            let _ = t.join();
+        }
+        for p in &self.held {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+/// `proper-lockfile`'s rule, as Claude applies it to its refresh lock: not
+/// touched for 10 s means its holder died.
+fn lock_is_stale(p: &Path) -> bool {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(10))
 }
 
 impl State {

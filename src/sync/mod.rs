@@ -34,6 +34,7 @@
 
 pub mod credential;
 pub mod engine;
+pub mod refresh;
 pub mod registry;
 pub mod truth;
 pub mod watch;

@@ -417,10 +417,7 @@ pub fn report(layout: &Layout) -> Result<Report> {
                 agent: e.spec.agent.clone(),
                 account: e.spec.account.clone(),
                 truth: e.spec.truth.to_string(),
-                last_sync: None,
-                direction: None,
-                expiry: None,
-                last_rejected: None,
+                ..SyncStatus::default()
             }),
         );
     }

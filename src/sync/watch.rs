@@ -16,12 +16,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
 use crate::sync::credential::AgentKind;
-use crate::sync::engine::{Outcome, Syncer};
+use crate::sync::engine::{Outcome, RefreshOutcome, Syncer};
+use crate::sync::refresh::Policy;
 use crate::sync::registry::{Layout, list_sandboxes, open_lock, reap_dead};
 use crate::sync::truth::Truth;
 use crate::vault::Backend;
@@ -47,6 +49,10 @@ impl Default for Options {
         }
     }
 }
+
+/// The longest sleep before a pending refresh time is compared with the
+/// wall clock again (see [`Daemon::refresh_deadline`]).
+const WALL_CLOCK_CHECK: Duration = Duration::from_secs(300);
 
 /// Claude Code's cross-process refresh lock in its config directory.
 pub const CLAUDE_REFRESH_LOCK: &str = ".oauth_refresh.lock";
@@ -95,6 +101,8 @@ struct LockMirror {
     releasing: Vec<(u64, PathBuf)>,
     /// Sequence numbers for `releasing`.
     seq: u64,
+    /// Locks airlock takes itself for its own refresh: never mirrored.
+    own: BTreeSet<PathBuf>,
 }
 
 impl LockMirror {
@@ -109,6 +117,9 @@ impl LockMirror {
     /// airlock, its mtime kept fresh); when it goes, airlock removes the
     /// peer it created. Never touches a lock an agent created.
     fn handle(&mut self, lock: &Path) -> Option<u64> {
+        if self.own.contains(lock) {
+            return None;
+        }
         let peer = self.peers.get(lock).cloned()?;
         if self.mirrors.contains(lock) {
             // an event about our own mirror; if it vanished (broken as
@@ -189,6 +200,11 @@ pub struct Daemon<'a> {
     pending: BTreeMap<String, (Instant, Instant)>,
     registry_dirty: Option<Instant>,
     idle_since: Option<Instant>,
+    /// airlock's own refresh of sessions ([`crate::sync::refresh`]).
+    refresh: Policy,
+    /// Last refresh attempt per account: at most one a second, whatever
+    /// the outcome (an agent holding its lock, no credential, …).
+    attempted: HashMap<String, Instant>,
     _lock: File,
 }
 
@@ -255,12 +271,83 @@ impl<'a> Daemon<'a> {
             pending: BTreeMap::new(),
             registry_dirty: None,
             idle_since: None,
+            refresh: Policy::disabled(),
+            attempted: HashMap::new(),
             _lock: lock,
         };
         for dir in [d.layout.sandboxes_dir(), d.layout.kick_dir()] {
             d.watch(&dir)?;
         }
         Ok(d)
+    }
+
+    /// Lets the watcher refresh sessions itself under `policy` (the default
+    /// is [`Policy::disabled`]: only the agents refresh).
+    pub fn with_refresh(mut self, policy: Policy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// When the next refresh of `key` should be tried, if any.
+    fn refresh_deadline(&self, key: &str) -> Option<Instant> {
+        let at = self.syncer.refresh_at(key, &self.refresh)?;
+        let wait = Timestamp::now().duration_until(at);
+        let mut t = Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO);
+        if let Some(last) = self.attempted.get(key) {
+            t = t.max(*last + Duration::from_secs(1));
+        }
+        // `Instant` stops while the machine sleeps: look at the wall clock
+        // again at least every few minutes, so a laptop that wakes up after
+        // the session's refresh time refreshes it before the agents do.
+        Some(t.min(Instant::now() + WALL_CLOCK_CHECK))
+    }
+
+    /// Refreshes every account that is due.
+    fn refresh_due(&mut self) {
+        if !self.refresh.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let keys: Vec<String> = self.syncer.specs().map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            if self.refresh_deadline(&k).is_none_or(|t| t > now) {
+                continue;
+            }
+            self.attempted.insert(k.clone(), now);
+            let locks = self.syncer.refresh_locks(&k);
+            self.claim(&locks, true);
+            let r = self.syncer.refresh(&k, &self.refresh);
+            self.claim(&locks, false);
+            match r {
+                Ok(RefreshOutcome::NotDue) => {}
+                Ok(RefreshOutcome::Busy) => {
+                    tracing::debug!(account = %k, "an agent is refreshing; not refreshing now")
+                }
+                Ok(o @ RefreshOutcome::Refreshed { .. }) => {
+                    tracing::info!(account = %k, outcome = %o, "refreshed")
+                }
+                Ok(RefreshOutcome::Failed(f)) => {
+                    tracing::warn!(account = %k, error = %f, "could not refresh the session; the agents will refresh it themselves")
+                }
+                Err(e) => tracing::warn!(account = %k, error = %e, "refresh failed"),
+            }
+        }
+    }
+
+    /// Marks (or unmarks) lock paths as airlock's own, so that the lock
+    /// mirror ignores them.
+    fn claim(&self, locks: &[PathBuf], on: bool) {
+        if locks.is_empty() {
+            return;
+        }
+        let mut m = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        for l in locks {
+            if on {
+                m.own.insert(l.clone());
+            } else {
+                m.own.remove(l);
+            }
+        }
     }
 
     /// A handle that stops [`Daemon::run`].
@@ -492,6 +579,13 @@ impl<'a> Daemon<'a> {
         if let (Some(t), Some(l)) = (self.idle_since, o.linger) {
             consider(t + l);
         }
+        if self.refresh.enabled {
+            for (k, _) in self.syncer.specs() {
+                if let Some(t) = self.refresh_deadline(k) {
+                    consider(t);
+                }
+            }
+        }
         best
     }
 
@@ -512,6 +606,7 @@ impl<'a> Daemon<'a> {
             self.pending.remove(&k);
             self.sync_logged(&k);
         }
+        self.refresh_due();
         Ok(())
     }
 
@@ -652,6 +747,13 @@ fn watch_exit(pid: u32, tx: Sender<Msg>) {
 }
 
 /// Runs a watcher on `layout` in this thread (what `airlock sync` does).
-pub fn run(layout: Layout, vault: Option<&dyn Backend>, opts: Options) -> Result<()> {
-    Daemon::new(layout, vault, opts)?.run()
+pub fn run(
+    layout: Layout,
+    vault: Option<&dyn Backend>,
+    opts: Options,
+    refresh: Policy,
+) -> Result<()> {
+    Daemon::new(layout, vault, opts)?
+        .with_refresh(refresh)
+        .run()
 }
