@@ -182,6 +182,9 @@ pub fn compose_override(
         sb.id(),
         sb.dir().display()
     ));
+    if !plan.mounts.is_empty() {
+        y.push_str("# The session directories (--rotation sync) are shared with the account's other\n# sandboxes and kept in step with the vault or host login by `airlock sync`.\n");
+    }
     y.push_str("services:\n");
     y.push_str(&format!("  {}:\n", q(service)));
     y.push_str(&format!(

@@ -284,22 +284,7 @@ fn docker_flags_real(engine: &str) {
 /// `docker-compose -f compose.yml -f $(airlock compose …) up` with the real
 /// docker-compose (v1 or v2 plugin), when installed.
 fn compose_real() {
-    let compose: Vec<&str> = if Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        vec!["docker-compose"]
-    } else if Command::new("docker")
-        .args(["compose", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        vec!["docker", "compose"]
-    } else {
-        eprintln!(
-            "skipping the compose test: neither docker-compose nor docker compose is installed"
-        );
+    let Some(compose) = common::compose_command() else {
         return;
     };
     let ctx = context("docker");

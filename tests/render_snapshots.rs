@@ -6,10 +6,11 @@
 mod common;
 
 use airlock::Secret;
+use airlock::agents::inject::Rotation;
 use airlock::agents::inject::{InjectOptions, plan_for};
 use airlock::config::Config;
 use airlock::engine::EngineKind;
-use airlock::plan::SandboxPlan;
+use airlock::plan::{Mount, SandboxPlan};
 use airlock::render;
 use airlock::sandbox::{ContainerUser, Exec, Sandbox, SandboxSpec};
 use airlock::vault::{CredentialId, Metadata, Method, Record};
@@ -169,6 +170,71 @@ fn compose_override_docker() {
     let out = render::compose_override(&p, &sb, EngineKind::Docker.engine().as_ref(), "dev");
     assert!(!out.contains(CANARY));
     settings(&ctx, &sb).bind(|| insta::assert_snapshot!(out));
+}
+
+/// `compose --rotation sync`: the account's shared session directory is a
+/// read-write bind of a directory, the plan's variable points Claude at it,
+/// and no secret of the session is in the override or the sandbox files.
+#[test]
+fn compose_override_sync() {
+    let ctx = TestContext::new();
+    let session = format!(
+        r#"{{"claudeAiOauth":{{"accessToken":"sk-ant-oat01-{CANARY}","refreshToken":"sk-ant-ort01-{CANARY}","expiresAt":4102444800000,"scopes":["user:inference"]}}}}"#
+    );
+    let opts = InjectOptions {
+        rotation: Rotation::Sync,
+        ..InjectOptions::default()
+    };
+    let mut p = plan_for(
+        &record("claude", Method::Session, &session),
+        &opts,
+        &Config::default(),
+    )
+    .unwrap();
+    assert_eq!(p.sync.len(), 1, "{:?}", p.sync);
+    // What `register_sync` adds once the session is registered.
+    let shared = ctx.runtime_dir.join("sync/claude-default");
+    p.mounts.push(Mount {
+        host: shared.display().to_string(),
+        container: p.sync[0].container.clone(),
+        read_only: false,
+    });
+    let sb = sandbox(&ctx, EngineKind::Docker, user1000(), &p);
+    let out = render::compose_override(&p, &sb, EngineKind::Docker.engine().as_ref(), "dev");
+    assert!(!out.contains(CANARY));
+    assert!(
+        out.contains(&format!(
+            "      - type: bind\n        source: {:?}\n        target: \"/run/airlock/claude-session\"\n        read_only: false\n",
+            shared.display().to_string()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"CLAUDE_SECURESTORAGE_CONFIG_DIR\": \"/run/airlock/claude-session\""),
+        "{out}"
+    );
+    for f in walk(sb.dir()) {
+        let text = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&text).contains(CANARY),
+            "{}",
+            f.display()
+        );
+    }
+    settings(&ctx, &sb).bind(|| insta::assert_snapshot!(out));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

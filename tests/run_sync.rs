@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::{CANARY, TestContext, busybox, require_real, user_image, wait_until};
+use common::{CANARY, TestContext, busybox, require_real, root_image, user_image, wait_until};
 use serde_json::{Value, json};
 
 /// A Claude session document; `rt` tells generations apart.
@@ -385,7 +385,7 @@ fn podman_codex_session_is_synced() {
     }
 }
 
-/// `docker-flags --mode env` and `compose` refuse `--rotation sync`; `copy`
+/// `docker-flags --mode env` refuses `--rotation sync`; `copy`
 /// warns about the host login.
 #[test]
 fn sync_is_refused_without_a_waiter_and_copy_warns() {
@@ -478,6 +478,123 @@ fn docker_flags_sync(engine: &str) {
 fn docker_flags_sync_on_docker() {
     if require_real("AIRLOCK_TEST_DOCKER") {
         docker_flags_sync("docker");
+    }
+}
+
+/// `docker-compose -f compose.yml -f <(airlock compose --rotation sync …)
+/// up`: a refresh written in the service's container reaches the vault after
+/// the exit; `down` leaves no registration, shared or sandbox directory.
+fn compose_sync() {
+    let Some(compose) = common::compose_command() else {
+        return;
+    };
+    let ctx = context("docker");
+    store(&ctx, &session("c1", LATER));
+    let dir = ctx.root.path();
+    // Compose interpolates `$` in the file: the script's own go as `$$`.
+    let command = serde_json::to_string(&[
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "test ! -e /run/airlock/claude/.credentials.json && grep -q c1 \"$CLAUDE_SECURESTORAGE_CONFIG_DIR/.credentials.json\" && {}",
+            refresh_script(&session("c2", LATER2))
+        )
+        .replace('$', "$$"),
+    ])
+    .unwrap();
+    std::fs::write(
+        dir.join("compose.yml"),
+        format!(
+            "services:\n  dev:\n    image: {:?}\n    network_mode: none\n    command: {command}\n",
+            root_image()
+        ),
+    )
+    .unwrap();
+    let out = ctx
+        .cmd()
+        .args([
+            "compose",
+            "--service",
+            "dev",
+            "--agent",
+            "claude",
+            "--rotation",
+            "sync",
+            "--image",
+        ])
+        .arg(root_image())
+        .output()
+        .unwrap();
+    let yaml = ok(&out);
+    assert!(!yaml.contains(CANARY), "{yaml}");
+    assert!(
+        yaml.contains("target: \"/run/airlock/claude-session\"\n        read_only: false"),
+        "{yaml}"
+    );
+    assert_eq!(shared_dirs(&ctx.runtime_dir), 1);
+    let registered = status_sync(&ctx);
+    assert_eq!(
+        registered["sandboxes"].as_array().map(Vec::len),
+        Some(1),
+        "{registered}"
+    );
+    std::fs::write(dir.join("override.yml"), &yaml).unwrap();
+    let project = format!("airlocksync{}", std::process::id());
+    let base = |c: &mut std::process::Command| {
+        c.args(&compose[1..])
+            .args(["-p", &project, "-f"])
+            .arg(dir.join("compose.yml"))
+            .arg("-f")
+            .arg(dir.join("override.yml"));
+    };
+    let mut up = std::process::Command::new(compose[0]);
+    base(&mut up);
+    let up = up
+        .args([
+            "up",
+            "--abort-on-container-exit",
+            "--exit-code-from",
+            "dev",
+            "--no-color",
+        ])
+        .output()
+        .unwrap();
+    let mut down = std::process::Command::new(compose[0]);
+    base(&mut down);
+    let down = down.arg("down").output().unwrap();
+    for o in [&up, &down] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!text.contains(CANARY), "{text}");
+    }
+    assert!(up.status.success(), "{yaml}\n{up:?}");
+    wait_until("the waiter to hand back", Duration::from_secs(60), || {
+        status_sync(&ctx)["sandboxes"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    assert_eq!(shared_dirs(&ctx.runtime_dir), 0);
+    let sandboxes = std::fs::read_dir(ctx.runtime_dir.join("sandboxes"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(sandboxes, 0, "the sandbox directory is left");
+    let v = stored(&ctx, &busybox());
+    assert_eq!(
+        v["claudeAiOauth"]["refreshToken"],
+        format!("sk-ant-ort01-{CANARY}-c2")
+    );
+    assert_eq!(v["claudeAiOauth"]["expiresAt"], LATER2, "{v}");
+    assert_eq!(v["mcpOAuth"]["kept"], true, "{v}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_compose_sync() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        compose_sync();
     }
 }
 

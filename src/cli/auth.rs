@@ -190,7 +190,7 @@ fn store(ctx: &Ctx, agent: Agent<'_>, p: Prepared, now: Timestamp) -> Result<()>
     if method == Method::Session && matches!(agent, Agent::Claude | Agent::Codex) {
         // See docs/injection.md, "Sessions and rotation".
         anstream::eprintln!(
-            "airlock: note: this login's refresh token is single-use: `airlock run` shares one synced copy per account between its sandboxes and hands refreshes back (--rotation sync); docker-flags and compose give a sandbox only its access token ({}), which can never break this machine's login; for those, long runs need {}",
+            "airlock: note: this login's refresh token is single-use: `airlock run` shares one synced copy per account between its sandboxes and hands refreshes back (--rotation sync); docker-flags and compose give a sandbox only its access token by default ({}), which can never break this machine's login; with those, long runs need --rotation sync or {}",
             if agent == Agent::Claude {
                 "about 8 hours"
             } else {

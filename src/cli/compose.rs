@@ -4,8 +4,8 @@ use airlock::error::Result;
 use airlock::render;
 
 use super::Ctx;
-use super::docker_flags::build;
-use super::run::{SandboxArgs, WaitFor, spawn_waiter};
+use super::docker_flags::{build, hand_to_waiter};
+use super::run::{SandboxArgs, SyncUse};
 
 /// Print a compose override that gives one service the agents' credentials.
 ///
@@ -17,6 +17,11 @@ use super::run::{SandboxArgs, WaitFor, spawn_waiter};
 /// holds its path, plain variables and the shim as entrypoint), and the
 /// directory is removed when the service's container exits: generate a new
 /// override for each `up`.
+///
+/// A Claude or Codex login session gets an access token only, unless you
+/// pass --rotation sync: the override then also mounts the account's shared
+/// session directory (read-write), and the session the agent refreshes there
+/// goes back to the vault or the host's login after the container exits.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -41,7 +46,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    let plan = a.sandbox.plan(ctx)?;
+    let (mut plan, vault) = a.sandbox.resolve(ctx, SyncUse::OnRequest)?;
     let built = build(
         ctx,
         &a.sandbox,
@@ -50,11 +55,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         a.user.as_deref(),
         a.entrypoint.as_deref(),
     )?;
-    let yaml = render::compose_override(&plan, &built.sandbox, built.engine.as_ref(), &a.service);
-    let kind = built.engine.kind();
-    let id = built.sandbox.id().to_owned();
-    let dir = built.sandbox.persist();
-    spawn_waiter(kind, &dir, WaitFor::Label(id), &[])?;
+    let service = a.service;
+    let yaml = hand_to_waiter(ctx, &vault, &mut plan, built, |plan, sb, engine| {
+        render::compose_override(plan, sb, engine, &service)
+    })?;
     print!("{yaml}");
     Ok(())
 }

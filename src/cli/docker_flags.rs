@@ -6,7 +6,9 @@ use airlock::render;
 use airlock::sandbox::{self, Sandbox, SandboxSpec, launch};
 
 use super::Ctx;
+use airlock::plan::SandboxPlan;
 use airlock::sync;
+use airlock::vault::Vault;
 
 use super::run::{SandboxArgs, SyncUse, WaitFor, register_sync, spawn_waiter};
 
@@ -96,12 +98,35 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         a.user.as_deref(),
         a.entrypoint.as_deref(),
     )?;
-    // --rotation sync: register now, hand over to the waiter below, which
-    // hands the sessions back after the container exits (or after an hour
-    // if it never starts).
+    let user = a.user.clone();
+    let out = hand_to_waiter(ctx, &vault, &mut plan, built, |plan, sb, engine| {
+        let mut out = render::docker_flags(plan, sb, engine);
+        if let Some(u) = &user {
+            out.push_str(&format!("--user {}\n", render::sh_word(u)));
+        }
+        out
+    })?;
+    print!("{out}");
+    Ok(())
+}
+
+/// The end of `docker-flags` and `compose` (files mode): registers the
+/// plan's synced sessions (`--rotation sync`) and adds their shared
+/// directories to the plan's mounts, renders the output with `render`, then
+/// leaves the sandbox directory and the registrations to an `__reap` waiter
+/// that hands the sessions back after the labelled container exits (or
+/// after an hour if none starts). Whatever fails before the hand-over hands
+/// the sessions back at once.
+pub fn hand_to_waiter(
+    ctx: &Ctx,
+    vault: &Vault,
+    plan: &mut SandboxPlan,
+    built: Built,
+    render: impl FnOnce(&SandboxPlan, &Sandbox, &dyn engine::Engine) -> String,
+) -> Result<String> {
     let layout = sync::Layout::new(&ctx.paths);
     let mut synced = Vec::new();
-    let registered = register_sync(&layout, &vault, &plan, &built.sandbox, &mut synced);
+    let registered = register_sync(&layout, vault, plan, &built.sandbox, &mut synced);
     let guards: Vec<sync::Guard<'_>> = synced
         .iter()
         .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))
@@ -112,10 +137,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
         sync::ensure_daemon(&layout, &exe)?;
     }
-    let mut out = render::docker_flags(&plan, &built.sandbox, built.engine.as_ref());
-    if let Some(u) = &a.user {
-        out.push_str(&format!("--user {}\n", render::sh_word(u)));
-    }
+    let out = render(plan, &built.sandbox, built.engine.as_ref());
     let kind = built.engine.kind();
     let id = built.sandbox.id().to_owned();
     let dir = built.sandbox.persist();
@@ -124,8 +146,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         sync::set_pid(&layout, n, Some(pid))?;
         g.disarm();
     }
-    print!("{out}");
-    Ok(())
+    Ok(out)
 }
 
 /// A sandbox written for a container airlock does not start itself.
@@ -140,7 +161,7 @@ pub struct Built {
 pub fn build(
     ctx: &Ctx,
     sargs: &SandboxArgs,
-    plan: &airlock::plan::SandboxPlan,
+    plan: &SandboxPlan,
     image: &str,
     user: Option<&str>,
     entrypoint: Option<&str>,

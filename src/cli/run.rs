@@ -48,9 +48,10 @@ pub struct SandboxArgs {
     pub no_host_configs: bool,
 
     /// How a rotating session (Claude, Codex) is delivered: sync (the
-    /// default of `run`, available to docker-flags: one directory shared by
-    /// the account's sandboxes, kept in step with the vault or host login by
-    /// `airlock sync`), access-only (the default of docker-flags and compose;
+    /// default of `run`, available to docker-flags and compose: one directory
+    /// shared by the account's sandboxes, kept in step with the vault or host
+    /// login by `airlock sync`), access-only (the default of docker-flags and
+    /// compose, whose output may never be used;
     /// no refresh token) or copy (whole session; the first refresh in the
     /// sandbox logs every other copy out).
     #[arg(long, value_name = "MODE")]
@@ -68,14 +69,6 @@ impl SandboxArgs {
         self.engine.as_deref().map(EngineKind::parse).transpose()
     }
 
-    /// Resolves the credentials into a plan and prints its warnings
-    /// (`docker-flags`, `compose`: no process lives as long as their
-    /// container, so `--rotation sync` is refused and access-only is the
-    /// default).
-    pub fn plan(&self, ctx: &Ctx) -> Result<SandboxPlan> {
-        self.resolve(ctx, SyncUse::Refused).map(|(plan, _)| plan)
-    }
-
     /// Resolves the credentials, with `--rotation sync` as `sync` allows.
     /// Returns the open vault too (sync needs it).
     pub fn resolve(&self, ctx: &Ctx, sync: SyncUse) -> Result<(SandboxPlan, Vault)> {
@@ -83,7 +76,7 @@ impl SandboxArgs {
             self.rotation.as_deref().map(str::parse).transpose()?;
         if rotation == Some(Rotation::Sync) && sync == SyncUse::Refused {
             return Err(Error::Usage(
-                "--rotation sync needs a process that stays with the container (`airlock run`, `airlock docker-flags` in files mode); here use access-only (the default) or copy".into(),
+                "--rotation sync needs a process that stays with the container (`airlock run`, `airlock docker-flags` in files mode, `airlock compose`); here use access-only (the default) or copy".into(),
             ));
         }
         if sync == SyncUse::Default && rotation.is_none() {
@@ -121,9 +114,10 @@ impl SandboxArgs {
 pub enum SyncUse {
     /// The default for rotating sessions (`airlock run`).
     Default,
-    /// Only when asked for (`docker-flags`: its waiter holds the sync).
+    /// Only when asked for (`docker-flags`, `compose`: their waiter holds
+    /// the sync).
     OnRequest,
-    /// Refused (`compose`, `docker-flags --mode env`).
+    /// Refused (`docker-flags --mode env`).
     Refused,
 }
 

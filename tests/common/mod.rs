@@ -51,6 +51,29 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() 
     }
 }
 
+/// The compose command line to use: `docker-compose` (v1 or v2
+/// standalone), else the `docker compose` plugin; `None` (after saying so)
+/// when neither is installed.
+pub fn compose_command() -> Option<Vec<&'static str>> {
+    let works = |args: &[&str]| {
+        Command::new(args[0])
+            .args(&args[1..])
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&["docker-compose"]) {
+        Some(vec!["docker-compose"])
+    } else if works(&["docker", "compose"]) {
+        Some(vec!["docker", "compose"])
+    } else {
+        eprintln!(
+            "skipping the compose test: neither docker-compose nor docker compose is installed"
+        );
+        None
+    }
+}
+
 /// Temporary HOME and airlock directories, removed on drop.
 pub struct TestContext {
     pub root: tempfile::TempDir,
