@@ -2,7 +2,7 @@
 //!
 //! The agents' formats live in their own modules (reference:
 //! `agent-formats.md` §1.1, §2.1, §3.1), each described by a
-//! [`SessionFormat`](crate::agents::session::SessionFormat):
+//! [`SessionFormat`]:
 //!
 //! | agent | file | credential part | expiry | described in |
 //! |---|---|---|---|---|
