@@ -20,9 +20,7 @@
 //! and the CLIs' output is never passed on verbatim: details that reach a
 //! [`AgentCheck`] are scrubbed of every secret value in the plan.
 
-use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -396,42 +394,14 @@ fn run_probe(
     request.flags.extend(["--name".to_owned(), name.clone()]);
     let prepared = launch::prepare(engine, &detected.image, plan, request, &opts.runtime_dir)?;
     tracing::debug!(engine = %engine.kind(), argv = ?prepared.argv, "verify container");
-    let mut child = engine
-        .command()
-        .args(&prepared.argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_out = std::thread::spawn(move || read_all(so.as_mut()));
-    let t_err = std::thread::spawn(move || read_all(se.as_mut()));
     // Every probe has its own limit inside; this bounds the whole container
     // (an image without `timeout`, a hanging entrypoint).
     let n = u32::try_from(probes).unwrap_or(3);
-    let deadline = Instant::now() + opts.timeout * n + Duration::from_secs(30);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() > deadline => {
-                let _ = engine
-                    .command()
-                    .args(["kill", &name])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(_) => break None,
-        }
-    };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
-    prepared.sandbox.remove()?;
-    let code = status.and_then(|s| s.code()).unwrap_or(-1);
+    let limit = opts.timeout * n + Duration::from_secs(30);
+    let run = launch::run_captured_within(engine, prepared, &name, limit)?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    let code = run.status.and_then(|s| s.code()).unwrap_or(-1);
     // 125: the engine itself failed (image, flags, daemon).
     if code == 125 && !stdout.contains(MARK) {
         return Err(Error::Engine(format!(
@@ -453,14 +423,6 @@ fn now_nanos() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() % 1_000_000_000)
         .unwrap_or(0)
-}
-
-fn read_all<R: Read>(r: Option<&mut R>) -> String {
-    let mut buf = Vec::new();
-    if let Some(r) = r {
-        let _ = r.read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// One probe's output.

@@ -376,3 +376,56 @@ fn podman_gemini_both_images() {
         gemini(EngineKind::Podman, &user_image());
     }
 }
+
+/// `run_captured_within` (what `airlock verify` bounds its probe container
+/// with): a container that outlives the limit is killed by name, its output
+/// so far is kept and the sandbox directory is removed.
+fn hanging_container_is_killed(kind: EngineKind) {
+    let engine = kind.engine();
+    let image = user_image();
+    let cfg: ImageConfig = engine.image_config(&image).expect("image present");
+    let name = format!("airlock-test-limit-{}", std::process::id());
+    let args: Vec<String> = ["--rm", "--network", "none", "--name", &name, &image]
+        .into_iter()
+        .chain(["sh", "-c", "echo started; sleep 600"])
+        .map(str::to_owned)
+        .collect();
+    let req = RunRequest::parse(&args).unwrap();
+    let prepared = launch::prepare(
+        engine.as_ref(),
+        &cfg,
+        &SandboxPlan::default(),
+        req,
+        &runtime_dir(),
+    )
+    .unwrap();
+    let dir = prepared.sandbox.dir().to_path_buf();
+    let start = std::time::Instant::now();
+    let run = launch::run_captured_within(
+        engine.as_ref(),
+        prepared,
+        &name,
+        std::time::Duration::from_secs(3),
+    )
+    .unwrap();
+    let took = start.elapsed();
+    assert!(took >= std::time::Duration::from_secs(3), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("started"));
+    assert!(!run.status.expect("waited for").success());
+    assert!(!dir.exists(), "sandbox directory left behind");
+}
+
+#[test]
+fn docker_hanging_container_is_killed_at_the_limit() {
+    if gate(EngineKind::Docker) {
+        hanging_container_is_killed(EngineKind::Docker);
+    }
+}
+
+#[test]
+fn podman_hanging_container_is_killed_at_the_limit() {
+    if gate(EngineKind::Podman) {
+        hanging_container_is_killed(EngineKind::Podman);
+    }
+}

@@ -2,7 +2,10 @@
 //!
 //! * capture side (`<agent>::capture`): validating secrets, reading the
 //!   host's existing logins, computing expiry, and the one parser of the
-//!   agent's session document (`parse_document`), which injection uses too;
+//!   agent's session document (`parse_document`), which injection uses too,
+//!   and `SESSION`, the description of its rotating session file that
+//!   `sync` uses (file name, session keys, what may be propagated; see
+//!   [`session`]);
 //! * injection side (`<agent>::inject`): what a sandbox must receive (env vars,
 //!   files, config patches) for a stored credential.
 //!
@@ -22,6 +25,7 @@ pub mod gemini;
 pub mod inject;
 pub mod jwt;
 pub mod refresh;
+pub mod session;
 pub mod validate;
 
 /// The built-in agents' names.

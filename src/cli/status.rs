@@ -169,9 +169,10 @@ fn sync_json(r: &sync::Report) -> serde_json::Value {
     })
 }
 
-/// The human section; `None` when nothing is synced.
+/// The human section; `None` when no sandbox is registered (shown or left
+/// by `--agent`), even while a watcher lingers after the last one exited.
 fn sync_table(r: &sync::Report) -> Option<String> {
-    if r.sandboxes.is_empty() && !r.watcher_running {
+    if r.sandboxes.is_empty() {
         return None;
     }
     let mut s = format!(
@@ -248,4 +249,56 @@ fn columns<const N: usize>(rows: &[[String; N]]) -> String {
         s.push('\n');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn entry(sandbox: &str) -> sync::SandboxEntry {
+        sync::SandboxEntry {
+            sandbox: sandbox.to_owned(),
+            spec: sync::AccountSpec {
+                agent: "claude".into(),
+                account: "default".into(),
+                truth: sync::Truth::HostFile {
+                    path: PathBuf::from("/home/u/.claude/.credentials.json"),
+                },
+                shared_dir: PathBuf::from("/run/airlock/sync/claude-default"),
+            },
+            pid: Some(1),
+            registered_at: Timestamp::from_second(1_800_000_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_lingering_watcher_without_sandboxes_shows_no_section() {
+        let lingering = sync::Report {
+            watcher_running: true,
+            sandboxes: Vec::new(),
+            accounts: Vec::new(),
+        };
+        assert_eq!(sync_table(&lingering), None);
+        // --json keeps the documented shape: the watcher and empty lists.
+        assert_eq!(
+            sync_json(&lingering),
+            json!({"watcher_running": true, "sandboxes": [], "accounts": []})
+        );
+    }
+
+    #[test]
+    fn a_registered_sandbox_shows_the_section() {
+        for watcher_running in [true, false] {
+            let r = sync::Report {
+                watcher_running,
+                sandboxes: vec![entry("sb1-claude")],
+                accounts: Vec::new(),
+            };
+            let t = sync_table(&r).expect("a section");
+            assert!(t.contains("Running sandboxes"), "{t}");
+            assert!(t.contains("sb1-claude"), "{t}");
+            assert!(t.contains("claude:default"), "{t}");
+        }
+    }
 }

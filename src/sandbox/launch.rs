@@ -153,7 +153,60 @@ pub fn run_foreground(engine: &dyn Engine, prepared: Prepared) -> Result<i32> {
 /// Like [`run_foreground`], but with the engine's stdout and stderr captured
 /// (stdin closed): for tests and tools that need the container's output.
 pub fn run_captured(engine: &dyn Engine, prepared: Prepared) -> Result<std::process::Output> {
-    let child = engine
+    let run = run_piped(engine, prepared, None)?;
+    let status = run
+        .status
+        .map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))?;
+    Ok(std::process::Output {
+        status,
+        stdout: run.stdout,
+        stderr: run.stderr,
+    })
+}
+
+/// What [`run_captured_within`] saw.
+#[derive(Debug)]
+pub struct CapturedRun {
+    /// The engine CLI's exit status; `None` when it could not be waited for.
+    pub status: Option<std::process::ExitStatus>,
+    /// The engine CLI's stdout.
+    pub stdout: Vec<u8>,
+    /// The engine CLI's stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Like [`run_captured`], with a time limit: once `limit` has passed the
+/// container is killed with `<engine> kill <name>` (`name` is the container
+/// name the request gave with `--name`) and the engine CLI waited for.
+pub fn run_captured_within(
+    engine: &dyn Engine,
+    prepared: Prepared,
+    name: &str,
+    limit: std::time::Duration,
+) -> Result<CapturedRun> {
+    let run = run_piped(engine, prepared, Some((name, limit)))?;
+    Ok(CapturedRun {
+        status: run.status.ok(),
+        stdout: run.stdout,
+        stderr: run.stderr,
+    })
+}
+
+struct PipedRun {
+    status: std::io::Result<std::process::ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs the container with stdin closed and both outputs read to the end,
+/// waits for the engine CLI (killing the container by name once `limit`
+/// has passed, if given) and removes the sandbox directory.
+fn run_piped(
+    engine: &dyn Engine,
+    prepared: Prepared,
+    limit: Option<(&str, std::time::Duration)>,
+) -> Result<PipedRun> {
+    let mut child = engine
         .command()
         .args(&prepared.argv)
         .stdin(Stdio::null())
@@ -161,9 +214,50 @@ pub fn run_captured(engine: &dyn Engine, prepared: Prepared) -> Result<std::proc
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
-    let out = child.wait_with_output();
+    let stdout = child.stdout.take().map(read_to_end_in_thread);
+    let stderr = child.stderr.take().map(read_to_end_in_thread);
+    let status = match limit {
+        None => child.wait(),
+        Some((name, limit)) => {
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(st)) => break Ok(st),
+                    Ok(None) if std::time::Instant::now() > deadline => {
+                        let _ = engine
+                            .command()
+                            .args(["kill", name])
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status();
+                        break child.wait();
+                    }
+                    Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    let joined = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.and_then(|h| h.join().ok()).unwrap_or_default()
+    };
+    let (stdout, stderr) = (joined(stdout), joined(stderr));
     prepared.sandbox.remove()?;
-    out.map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))
+    Ok(PipedRun {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn read_to_end_in_thread(
+    mut r: impl std::io::Read + Send + 'static,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
 }
 
 /// Runs the container detached (`-d` was among the user's flags): prints the

@@ -1,37 +1,33 @@
 //! Parsing, validating, comparing and merging rotating session files.
 //!
-//! This is the only place in `sync` that knows the agents' credential
-//! formats (reference: `agent-formats.md` §1.1, §2.1, §3.1):
+//! The agents' formats live in their own modules (reference:
+//! `agent-formats.md` §1.1, §2.1, §3.1), each described by a
+//! [`SessionFormat`]:
 //!
-//! | agent | file | credential part | expiry |
-//! |---|---|---|---|
-//! | Claude | `.credentials.json` | `claudeAiOauth` | `expiresAt` (epoch ms) |
-//! | Codex | `auth.json` | `tokens`, `last_refresh`, `auth_mode` | `access_token` JWT `exp`, else `last_refresh` + 8 days |
-//! | Gemini | `oauth_creds.json` | the token fields | `expiry_date` (epoch ms) |
+//! | agent | file | credential part | expiry | described in |
+//! |---|---|---|---|---|
+//! | Claude | `.credentials.json` | `claudeAiOauth` | `expiresAt` (epoch ms) | [`crate::agents::claude::capture::SESSION`] |
+//! | Codex | `auth.json` | `tokens`, `last_refresh`, `auth_mode` | `access_token` JWT `exp`, else `last_refresh` + 8 days | [`crate::agents::codex::capture::SESSION`] |
+//! | Gemini | `oauth_creds.json` | the token fields | `expiry_date` (epoch ms) | [`crate::agents::gemini::capture::SESSION`] |
 //!
-//! A [`Parsed`] credential holds the whole document (secret) and a few
-//! non-secret facts: its expiry and a fingerprint of its refresh token.
-//! [`parse`] rejects anything a sync must never propagate: empty files,
-//! partial writes, logged-out states (Claude's wiped `refreshToken: ""`),
-//! documents without a refresh token or an expiry. The [`Rejection`] says
-//! why without quoting a value.
-//!
-//! (The capture module has its own expiry parsing; the lead may merge the
-//! two once both have landed.)
+//! This module is the agent-independent part. A [`Parsed`] credential
+//! holds the whole document (secret) and a few non-secret facts: its expiry
+//! and a fingerprint of its refresh token. [`parse`] rejects anything a
+//! sync must never propagate: empty files, partial writes, logged-out
+//! states (Claude's wiped `refreshToken: ""`), documents without a refresh
+//! token or an expiry. The [`Rejection`] says why without quoting a value.
 
 use std::fmt;
 
-use base64::Engine as _;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::agents::session::SessionFormat;
 use crate::error::{Error, Result};
 
-/// Codex refreshes a token without a readable `exp` once `last_refresh` is
-/// this old (`TOKEN_REFRESH_INTERVAL`).
-const CODEX_REFRESH_INTERVAL: SignedDuration = SignedDuration::from_hours(8 * 24);
+pub use crate::agents::session::Rejection;
 
 /// An agent whose session file airlock can sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,18 +62,23 @@ impl AgentKind {
         }
     }
 
+    /// The agent's description of its session file.
+    fn format(self) -> &'static SessionFormat {
+        match self {
+            AgentKind::Claude => &crate::agents::claude::capture::SESSION,
+            AgentKind::Codex => &crate::agents::codex::capture::SESSION,
+            AgentKind::Gemini => &crate::agents::gemini::capture::SESSION,
+        }
+    }
+
     /// The credential file's name inside the agent's directory.
     pub fn file_name(self) -> &'static str {
-        match self {
-            AgentKind::Claude => ".credentials.json",
-            AgentKind::Codex => "auth.json",
-            AgentKind::Gemini => "oauth_creds.json",
-        }
+        self.format().file_name
     }
 
     /// Whether a refresh invalidates the previous refresh token.
     pub fn rotates(self) -> bool {
-        !matches!(self, AgentKind::Gemini)
+        self.format().rotates
     }
 }
 
@@ -86,47 +87,6 @@ impl fmt::Display for AgentKind {
         f.write_str(self.name())
     }
 }
-
-/// Why a credential document was not accepted. Never contains a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// The file is empty (or only whitespace): an interrupted write.
-    Empty,
-    /// Not valid JSON: a partial write, or not a credential file.
-    NotJson,
-    /// JSON, but not an object.
-    NotAnObject,
-    /// The credential part (`claudeAiOauth`, `tokens`, …) is missing or not an object.
-    NoCredential,
-    /// The access token is missing or empty.
-    NoAccessToken,
-    /// The refresh token is missing or empty (a logged-out or wiped session).
-    NoRefreshToken,
-    /// No usable expiry.
-    NoExpiry,
-    /// Claude: `scopes` lacks `user:inference`, so Claude considers it logged out.
-    NotInference,
-    /// Codex: `id_token` is not JWT-shaped, which Codex refuses to load.
-    BadIdToken,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Rejection::Empty => "the file is empty",
-            Rejection::NotJson => "the file is not valid JSON (a partial write?)",
-            Rejection::NotAnObject => "the file is not a JSON object",
-            Rejection::NoCredential => "the file has no OAuth session",
-            Rejection::NoAccessToken => "the session has no access token",
-            Rejection::NoRefreshToken => "the session has no refresh token (logged out?)",
-            Rejection::NoExpiry => "the session has no readable expiry",
-            Rejection::NotInference => "the session lacks the user:inference scope",
-            Rejection::BadIdToken => "the id_token is not a JWT",
-        })
-    }
-}
-
-impl std::error::Error for Rejection {}
 
 /// A validated session document.
 ///
@@ -173,6 +133,7 @@ impl Parsed {
     /// other key of `target` is kept. An unreadable target is replaced by
     /// the credential part alone.
     pub fn merge_into(&self, target: Option<&[u8]>) -> Zeroizing<Vec<u8>> {
+        let format = self.kind.format();
         let mut out: Map<String, Value> = target
             .and_then(|b| serde_json::from_slice::<Value>(b).ok())
             .and_then(|v| match v {
@@ -182,37 +143,22 @@ impl Parsed {
             .unwrap_or_default();
         // A key the new document lacks keeps the target's value: agents
         // have been known to drop fields on write (gemini-cli#21691).
-        for key in credential_keys(self.kind) {
+        for key in format.keys {
             if let Some(v) = self.doc.get(*key) {
                 out.insert((*key).to_owned(), v.clone());
             }
         }
         let v = Value::Object(out);
-        let mut bytes = match self.kind {
-            AgentKind::Claude => serde_json::to_vec(&v),
-            AgentKind::Codex | AgentKind::Gemini => serde_json::to_vec_pretty(&v),
+        let mut bytes = if format.pretty {
+            serde_json::to_vec_pretty(&v)
+        } else {
+            serde_json::to_vec(&v)
         }
         .unwrap_or_default();
-        if self.kind != AgentKind::Claude {
+        if format.pretty {
             bytes.push(b'\n');
         }
         Zeroizing::new(bytes)
-    }
-}
-
-/// The top-level keys that make up the session in each format.
-fn credential_keys(kind: AgentKind) -> &'static [&'static str] {
-    match kind {
-        AgentKind::Claude => &["claudeAiOauth"],
-        AgentKind::Codex => &["tokens", "last_refresh", "auth_mode"],
-        AgentKind::Gemini => &[
-            "access_token",
-            "refresh_token",
-            "scope",
-            "token_type",
-            "id_token",
-            "expiry_date",
-        ],
     }
 }
 
@@ -230,101 +176,28 @@ pub fn parse(kind: AgentKind, bytes: &[u8]) -> std::result::Result<Parsed, Rejec
     let Value::Object(doc) = v else {
         return Err(Rejection::NotAnObject);
     };
-    let (expiry, refresh) = match kind {
-        AgentKind::Claude => claude(&doc)?,
-        AgentKind::Codex => codex(&doc)?,
-        AgentKind::Gemini => gemini(&doc)?,
-    };
+    let facts = (kind.format().check)(&doc)?;
+    let fingerprint = Sha256::digest(facts.refresh_token.as_bytes()).into();
+    let expiry = facts.expiry;
     Ok(Parsed {
         kind,
         expiry,
-        fingerprint: Sha256::digest(refresh.as_bytes()).into(),
+        fingerprint,
         doc,
     })
-}
-
-fn nonempty_str<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
-fn millis(v: Option<&Value>) -> Option<Timestamp> {
-    let ms = v.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))?;
-    if ms <= 0 {
-        return None;
-    }
-    Timestamp::from_millisecond(ms).ok()
-}
-
-fn claude(doc: &Map<String, Value>) -> std::result::Result<(Timestamp, String), Rejection> {
-    let o = doc
-        .get("claudeAiOauth")
-        .and_then(Value::as_object)
-        .ok_or(Rejection::NoCredential)?;
-    nonempty_str(o, "accessToken").ok_or(Rejection::NoAccessToken)?;
-    let refresh = nonempty_str(o, "refreshToken").ok_or(Rejection::NoRefreshToken)?;
-    let expiry = millis(o.get("expiresAt")).ok_or(Rejection::NoExpiry)?;
-    if let Some(scopes) = o.get("scopes") {
-        let ok = scopes
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str() == Some("user:inference")));
-        if !ok {
-            return Err(Rejection::NotInference);
-        }
-    }
-    Ok((expiry, refresh.to_owned()))
-}
-
-fn codex(doc: &Map<String, Value>) -> std::result::Result<(Timestamp, String), Rejection> {
-    let t = doc
-        .get("tokens")
-        .and_then(Value::as_object)
-        .ok_or(Rejection::NoCredential)?;
-    let access = nonempty_str(t, "access_token").ok_or(Rejection::NoAccessToken)?;
-    let refresh = nonempty_str(t, "refresh_token").ok_or(Rejection::NoRefreshToken)?;
-    let id = nonempty_str(t, "id_token").ok_or(Rejection::BadIdToken)?;
-    if jwt_payload(id).is_none() {
-        return Err(Rejection::BadIdToken);
-    }
-    let from_exp = jwt_payload(access)
-        .and_then(|p| p.get("exp").and_then(Value::as_i64))
-        .and_then(|s| Timestamp::from_second(s).ok());
-    let from_last = || {
-        nonempty_str(doc, "last_refresh")
-            .and_then(|s| s.parse::<Timestamp>().ok())
-            .and_then(|t| t.checked_add(CODEX_REFRESH_INTERVAL).ok())
-    };
-    let expiry = from_exp.or_else(from_last).ok_or(Rejection::NoExpiry)?;
-    Ok((expiry, refresh.to_owned()))
-}
-
-fn gemini(doc: &Map<String, Value>) -> std::result::Result<(Timestamp, String), Rejection> {
-    nonempty_str(doc, "access_token").ok_or(Rejection::NoAccessToken)?;
-    let refresh = nonempty_str(doc, "refresh_token").ok_or(Rejection::NoRefreshToken)?;
-    let expiry = millis(doc.get("expiry_date")).ok_or(Rejection::NoExpiry)?;
-    Ok((expiry, refresh.to_owned()))
 }
 
 /// The payload of a JWT-shaped string (three non-empty dot-separated parts,
 /// the middle one base64url JSON), or `None`. The signature is not checked:
 /// only the agents' servers can do that.
 pub fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
-    let mut parts = token.split('.');
-    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || h.is_empty() || p.is_empty() || s.is_empty() {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(p.trim_end_matches('='))
-        .ok()?;
-    match serde_json::from_slice(&raw).ok()? {
-        Value::Object(m) => Some(m),
-        _ => None,
-    }
+    crate::agents::jwt::claims(token).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
     fn claude_doc(exp_ms: i64, rt: &str) -> Vec<u8> {

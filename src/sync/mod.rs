@@ -10,7 +10,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`credential`] | per-agent parsing, validation, expiry, merge keeping unknown keys |
+//! | [`credential`] | parsing, validation, expiry, merge keeping unknown keys (each agent's rules live in its `agents::<agent>::capture::SESSION`) |
 //! | [`write`](mod@write) | atomic writes keeping mode/owner, the agents' own write locks |
 //! | [`truth`] | the source of truth and compare-and-set writes to it |
 //! | [`engine`] | [`Syncer`]: one account's two-way sync, no watcher |

@@ -17,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 
 use crate::agents::HostEnv;
+use crate::agents::session::{self, Rejection, SessionFacts, SessionFormat};
 use crate::agents::validate::{
     self, HostLogin, SessionInfo, Validated, check_token_shape, foreign_token, invalid,
 };
@@ -34,6 +35,18 @@ pub const API_KEY_LEN: usize = 108;
 pub const SETUP_TOKEN_LIFETIME: SignedDuration = SignedDuration::from_hours(365 * 24);
 /// The scope without which Claude Code does not count a login.
 pub const INFERENCE_SCOPE: &str = "user:inference";
+/// The session file's key that holds the login.
+pub const OAUTH_KEY: &str = "claudeAiOauth";
+
+/// `.credentials.json` as sync sees it: Claude writes it compact, and
+/// refresh tokens are single-use.
+pub const SESSION: SessionFormat = SessionFormat {
+    file_name: ".credentials.json",
+    keys: &[OAUTH_KEY],
+    pretty: false,
+    rotates: true,
+    check: session_facts,
+};
 
 const MIN_TOKEN_LEN: usize = 40;
 const LOGIN_FIX: &str = "log in again on this machine with `claude auth login`, then run `airlock auth claude --from-host`";
@@ -54,7 +67,7 @@ pub fn credentials_path(env: &HostEnv) -> PathBuf {
     env.var("CLAUDE_SECURESTORAGE_CONFIG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| config_dir(env))
-        .join(".credentials.json")
+        .join(SESSION.file_name)
 }
 
 /// The host files that hold a Claude login (for status, doctor, teardown).
@@ -186,7 +199,7 @@ pub fn parse_session(text: &str, what: &str) -> Result<SessionInfo> {
 /// of `.credentials.json`, for capture, status and injection alike.
 pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, SessionInfo)> {
     let doc = validate::parse_json_object(what, text, LOGIN_FIX)?;
-    let oauth = match doc.get("claudeAiOauth") {
+    let oauth = match doc.get(OAUTH_KEY) {
         None => {
             return Err(invalid(
                 what,
@@ -285,11 +298,38 @@ pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, Ses
     let info = SessionInfo {
         expires_at,
         refreshable,
-        rotates: true,
+        rotates: SESSION.rotates,
         detail,
         warnings,
     };
     Ok((doc, info))
+}
+
+/// Whether sync may propagate a `.credentials.json` document: stricter than
+/// [`parse_document`] about the refresh token and the expiry (a sync must
+/// never spread a wiped login), laxer about the rest (a missing `scopes`
+/// list is accepted).
+fn session_facts(doc: &Map<String, Value>) -> std::result::Result<SessionFacts<'_>, Rejection> {
+    let o = doc
+        .get(OAUTH_KEY)
+        .and_then(Value::as_object)
+        .ok_or(Rejection::NoCredential)?;
+    session::nonempty_str(o, "accessToken").ok_or(Rejection::NoAccessToken)?;
+    let refresh_token =
+        session::nonempty_str(o, "refreshToken").ok_or(Rejection::NoRefreshToken)?;
+    let expiry = session::positive_millis(o.get("expiresAt")).ok_or(Rejection::NoExpiry)?;
+    if let Some(scopes) = o.get("scopes") {
+        let ok = scopes
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(INFERENCE_SCOPE)));
+        if !ok {
+            return Err(Rejection::NotInference);
+        }
+    }
+    Ok(SessionFacts {
+        expiry,
+        refresh_token,
+    })
 }
 
 /// The host's Claude login, read (never modified) and validated; `None`

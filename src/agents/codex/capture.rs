@@ -10,11 +10,12 @@
 
 use std::path::PathBuf;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 
 use crate::agents::HostEnv;
 use crate::agents::jwt;
+use crate::agents::session::{self, Rejection, SessionFacts, SessionFormat};
 use crate::agents::validate::{
     self, HostLogin, SessionInfo, Validated, check_token_shape, foreign_token, invalid,
 };
@@ -24,6 +25,20 @@ use crate::vault::Method;
 
 /// The prefix every OpenAI API key starts with (`sk-proj-`, `sk-svcacct-`, legacy `sk-`).
 pub const API_KEY_PREFIX: &str = "sk-";
+
+/// Codex refreshes a token without a readable `exp` once `last_refresh` is
+/// this old (`TOKEN_REFRESH_INTERVAL`).
+pub const REFRESH_INTERVAL: SignedDuration = SignedDuration::from_hours(8 * 24);
+
+/// `auth.json` as sync sees it: Codex writes it pretty-printed, and refresh
+/// tokens are single-use.
+pub const SESSION: SessionFormat = SessionFormat {
+    file_name: "auth.json",
+    keys: &["tokens", "last_refresh", "auth_mode"],
+    pretty: true,
+    rotates: true,
+    check: session_facts,
+};
 
 const MIN_KEY_LEN: usize = 40;
 const LOGIN_FIX: &str =
@@ -40,7 +55,7 @@ pub fn codex_home(env: &HostEnv) -> PathBuf {
 
 /// `$CODEX_HOME/auth.json`.
 pub fn auth_json_path(env: &HostEnv) -> PathBuf {
-    codex_home(env).join("auth.json")
+    codex_home(env).join(SESSION.file_name)
 }
 
 /// The host files that hold a Codex login.
@@ -204,7 +219,7 @@ pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, Aut
             ));
         }
     }
-    let expires_at = jwt::claims(access).ok().and_then(|c| jwt::expiry(&c));
+    let expires_at = access_expiry(access);
     let plan = id_claims
         .get("https://api.openai.com/auth")
         .and_then(|a| a.get("chatgpt_plan_type"))
@@ -218,11 +233,47 @@ pub fn parse_document(text: &str, what: &str) -> Result<(Map<String, Value>, Aut
     let info = SessionInfo {
         expires_at,
         refreshable: !refresh.trim().is_empty(),
-        rotates: true,
+        rotates: SESSION.rotates,
         detail,
         warnings,
     };
     Ok((doc, AuthDoc::ChatGpt(info)))
+}
+
+/// The access token's JWT `exp`, when it has one.
+fn access_expiry(access: &str) -> Option<Timestamp> {
+    jwt::claims(access).ok().and_then(|c| jwt::expiry(&c))
+}
+
+/// Whether sync may propagate an `auth.json` document: it must hold a
+/// ChatGPT session with both tokens and a JWT-shaped `id_token`. Its expiry
+/// is the access token's `exp`, else `last_refresh` + [`REFRESH_INTERVAL`]
+/// (when Codex would refresh it). Laxer than [`parse_document`] about the
+/// other fields.
+fn session_facts(doc: &Map<String, Value>) -> std::result::Result<SessionFacts<'_>, Rejection> {
+    let t = doc
+        .get("tokens")
+        .and_then(Value::as_object)
+        .ok_or(Rejection::NoCredential)?;
+    let access = session::nonempty_str(t, "access_token").ok_or(Rejection::NoAccessToken)?;
+    let refresh_token =
+        session::nonempty_str(t, "refresh_token").ok_or(Rejection::NoRefreshToken)?;
+    let id = session::nonempty_str(t, "id_token").ok_or(Rejection::BadIdToken)?;
+    if jwt::claims(id).is_err() {
+        return Err(Rejection::BadIdToken);
+    }
+    let refresh_due = || {
+        session::nonempty_str(doc, "last_refresh")
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .and_then(|t| t.checked_add(REFRESH_INTERVAL).ok())
+    };
+    let expiry = access_expiry(access)
+        .or_else(refresh_due)
+        .ok_or(Rejection::NoExpiry)?;
+    Ok(SessionFacts {
+        expiry,
+        refresh_token,
+    })
 }
 
 fn required_string<'a>(tokens: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a str> {

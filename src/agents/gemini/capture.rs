@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::agents::HostEnv;
+use crate::agents::session::{self, Rejection, SessionFacts, SessionFormat};
 use crate::agents::validate::{
     self, HostLogin, SessionInfo, Validated, check_token_shape, foreign_token, invalid,
 };
@@ -39,6 +40,24 @@ pub const WRAP_OAUTH: &str = "oauth_creds";
 /// The session wrapper's key for `google_accounts.json`.
 pub const WRAP_ACCOUNTS: &str = "google_accounts";
 
+/// `oauth_creds.json` as sync sees it: every field belongs to the session,
+/// Gemini writes it pretty-printed, and Google rarely rotates refresh
+/// tokens, so copies do not break each other.
+pub const SESSION: SessionFormat = SessionFormat {
+    file_name: "oauth_creds.json",
+    keys: &[
+        "access_token",
+        "refresh_token",
+        "scope",
+        "token_type",
+        "id_token",
+        "expiry_date",
+    ],
+    pretty: true,
+    rotates: false,
+    check: session_facts,
+};
+
 const LOGIN_FIX: &str = "log in again on this machine with `gemini` (choose Login with Google), then run `airlock auth gemini --from-host`";
 const API_KEY_FIX: &str = "create a key at aistudio.google.com/apikey and paste the AIza… key";
 
@@ -52,7 +71,7 @@ pub fn gemini_dir(env: &HostEnv) -> PathBuf {
 
 /// `oauth_creds.json`.
 pub fn oauth_creds_path(env: &HostEnv) -> PathBuf {
-    gemini_dir(env).join("oauth_creds.json")
+    gemini_dir(env).join(SESSION.file_name)
 }
 
 /// `google_accounts.json`.
@@ -278,10 +297,23 @@ fn parse_oauth_creds(creds: &Map<String, Value>, what: &str) -> Result<SessionIn
     Ok(SessionInfo {
         expires_at,
         refreshable,
-        // Google rarely rotates refresh tokens: copies do not break each other.
-        rotates: false,
+        rotates: SESSION.rotates,
         detail: None,
         warnings,
+    })
+}
+
+/// Whether sync may propagate a (bare) `oauth_creds.json` document: stricter
+/// than [`parse_document`] about the refresh token (a write that drops it
+/// must not spread) and the expiry, laxer about the other fields.
+fn session_facts(doc: &Map<String, Value>) -> std::result::Result<SessionFacts<'_>, Rejection> {
+    session::nonempty_str(doc, "access_token").ok_or(Rejection::NoAccessToken)?;
+    let refresh_token =
+        session::nonempty_str(doc, "refresh_token").ok_or(Rejection::NoRefreshToken)?;
+    let expiry = session::positive_millis(doc.get("expiry_date")).ok_or(Rejection::NoExpiry)?;
+    Ok(SessionFacts {
+        expiry,
+        refresh_token,
     })
 }
 
