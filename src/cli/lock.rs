@@ -24,7 +24,9 @@ pub fn run(ctx: &Ctx, _a: Args) -> Result<()> {
     match sync::signal_lock(&layout) {
         Ok(told) => tracing::debug!(told, "sync helpers told to drop the vault key"),
         Err(e) => {
-            anstream::eprintln!("airlock: warning: could not tell running sync helpers to drop the vault key: {e}")
+            anstream::eprintln!(
+                "airlock: warning: could not tell running sync helpers to drop the vault key: {e}"
+            )
         }
     }
     anstream::eprintln!("airlock: the {} vault is locked", v.kind());

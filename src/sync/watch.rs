@@ -315,7 +315,9 @@ impl<'a> Daemon<'a> {
             Ok(()) => {
                 self.unlocked = true;
                 self.unlock_failed = false;
-                tracing::info!("vault unlocked: its key is kept while sandboxes run (`airlock lock` drops it)");
+                tracing::info!(
+                    "vault unlocked: its key is kept while sandboxes run (`airlock lock` drops it)"
+                );
             }
             Err(e) if !self.unlock_failed => {
                 self.unlock_failed = true;
