@@ -3,7 +3,8 @@
 //! key cache at their start (never the passphrase: it is not in their
 //! environment) and keep it, so that a refresh written after the cache
 //! expired still reaches the vault record, and the hand-back at the
-//! container's exit succeeds. `docs/rotation.md` §9 item 7.
+//! container's exit succeeds; `airlock lock` makes both drop it.
+//! `docs/rotation.md` §9 item 7.
 //!
 //! Needs a container engine (AIRLOCK_TEST_DOCKER=1 / AIRLOCK_TEST_PODMAN=1)
 //! and the kernel keyring (AIRLOCK_TEST_KEYUTILS=1, under `keyctl session`).
@@ -222,6 +223,87 @@ fn helpers_keep_the_vault_key(engine: &str) {
     assert!(!log.contains(CANARY), "{log}");
     let _ = Command::new(engine).args(["rm", "-f", &container]).output();
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// `airlock lock` while a `-d` sandbox runs: the watcher and the waiter
+/// drop the key they hold, so nothing writes the vault any more (the
+/// session stays in the shared directory, as documented).
+fn lock_reaches_the_helpers(engine: &str) {
+    let mut ctx = TestContext::new();
+    ctx.runtime_dir = PathBuf::from(format!(
+        "/dev/shm/airlock-vaultlock-{}-{engine}-{}",
+        std::process::id(),
+        ctx.root.path().file_name().unwrap().to_string_lossy()
+    ));
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    let ttl = 3;
+    write_config(&ctx.config_dir, ttl);
+    let nocache = ctx.root.path().join("config-nocache");
+    write_config(&nocache, 0);
+    let sig = ctx.root.path().join("sig");
+    std::fs::create_dir_all(&sig).unwrap();
+    let f = ctx.root.path().join("session.json");
+    std::fs::write(&f, session("v1", LATER)).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", "claude", "--method", "session", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    let script = format!(
+        "until [ -e /sig/go ]; do sleep 0.1; done; {}; until [ -e /sig/stop ]; do sleep 0.1; done",
+        refresh(&session("v2", LATER + HOUR)),
+    );
+    let out = ctx
+        .cmd()
+        .args(["run", "--agent", "claude", "--", "-d", "--rm"])
+        .args(["--network", "none", "-v"])
+        .arg(format!("{}:/sig", sig.display()))
+        .arg(busybox())
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    let container = ok(&out).trim().to_owned();
+    let waiter_pid = registrations(&ctx.state_dir)[0]["pid"].as_u64().unwrap() as u32;
+    let log = || std::fs::read_to_string(ctx.state_dir.join("sync/daemon.log")).unwrap_or_default();
+    wait_until("the watcher to unlock", Duration::from_secs(10), || {
+        log().contains("vault unlocked")
+    });
+    wait_until(
+        "the key cache to expire",
+        Duration::from_secs(ttl + 10),
+        || cache_cold(&ctx),
+    );
+    let out = ctx.cmd().arg("lock").output().unwrap();
+    ok(&out);
+    wait_until(
+        "the watcher to drop the key",
+        Duration::from_secs(10),
+        || log().contains("airlock lock: vault key dropped"),
+    );
+    std::fs::write(sig.join("go"), "").unwrap();
+    wait_until("the watcher to try", Duration::from_secs(10), || {
+        log().contains("sync failed")
+    });
+    assert_eq!(stored_expiry(&ctx, &nocache), "2100-01-01T00:00:00Z");
+    std::fs::write(sig.join("stop"), "").unwrap();
+    wait_until("the waiter to exit", Duration::from_secs(30), || {
+        !alive(waiter_pid)
+    });
+    // The waiter could not hand back either: the session is kept in the
+    // shared directory for the next unlocked registration.
+    assert_eq!(shared_dirs(&ctx.runtime_dir), 1, "shared dir kept");
+    assert_eq!(stored_expiry(&ctx, &nocache), "2100-01-01T00:00:00Z");
+    assert!(!log().contains(CANARY));
+    let _ = Command::new(engine).args(["rm", "-f", &container]).output();
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_lock_makes_the_helpers_drop_the_vault_key() {
+    if require_real("AIRLOCK_TEST_DOCKER") && require_real("AIRLOCK_TEST_KEYUTILS") {
+        lock_reaches_the_helpers("docker");
+    }
 }
 
 #[test]
