@@ -705,3 +705,74 @@ fn concurrent_writer_processes_lose_nothing() {
         "an update() was lost"
     );
 }
+
+/// The sync helpers' unlock never prompts (even where a prompt would be
+/// allowed) and keeps the key for the backend's life; `forget_key` drops
+/// it; the hand-over says when the passphrase must be passed on.
+#[test]
+fn unattended_unlock_never_prompts_and_keeps_the_key() {
+    use airlock::vault::Handover;
+    let (_d, path) = vault_dir();
+    // No vault yet: nothing to unlock, nothing to hand over.
+    let none = backend_with(&path, Passphrase::Prompt, None);
+    none.unlock_unattended().unwrap();
+    assert_eq!(none.hand_over(), Handover::Nothing);
+    backend(&path).put(rec("claude", CANARY)).unwrap();
+
+    // Locked, no cache, a prompt allowed: refused at once, no prompt.
+    let b = backend_with(&path, Passphrase::Prompt, None);
+    let e = b.unlock_unattended().unwrap_err();
+    assert!(matches!(e, Error::NoPassphrase { .. }), "{e}");
+
+    // From a provided passphrase without key cache: the helpers need the
+    // passphrase itself.
+    let b = backend(&path);
+    assert_eq!(b.hand_over(), Handover::Nothing, "not unlocked yet");
+    b.unlock_unattended().unwrap();
+    assert_eq!(b.hand_over(), Handover::Passphrase);
+}
+
+#[test]
+fn unattended_unlock_takes_the_cached_key_and_keeps_it() {
+    if !keyutils() {
+        return;
+    }
+    use airlock::vault::Handover;
+    let (_d, path) = vault_dir();
+    let first = cached(&path, Passphrase::Provided(PASSPHRASE.into()));
+    first.put(rec("claude", CANARY)).unwrap();
+    // The command that unlocked hands over through the cache.
+    assert_eq!(first.hand_over(), Handover::KeyCache);
+    let helper = cached(&path, Passphrase::Unavailable);
+    helper.unlock_unattended().unwrap();
+    // The cache goes (expiry, or `airlock lock` in another process): the
+    // helper still reads and writes.
+    first.lock().unwrap();
+    assert_eq!(secret_of(&helper, "claude").as_deref(), Some(CANARY));
+    helper.put(rec("codex", "sk-2")).unwrap();
+    // Until it drops the key.
+    helper.forget_key();
+    let e = helper.list().unwrap_err();
+    assert!(matches!(e, Error::NoPassphrase { .. }), "{e:?}");
+    assert!(
+        cached(&path, Passphrase::Unavailable)
+            .unlock_unattended()
+            .is_err()
+    );
+    // A command holding the key puts it back in the cache for the helpers
+    // it starts (the cache expired since its unlock).
+    let holder = backend_with(
+        &path,
+        Passphrase::Provided(PASSPHRASE.into()),
+        Some(Duration::from_secs(60)),
+    );
+    holder.unlock_unattended().unwrap();
+    holder.lock().unwrap();
+    holder.unlock_unattended().unwrap();
+    first.lock().unwrap();
+    assert_eq!(holder.hand_over(), Handover::KeyCache);
+    let late = cached(&path, Passphrase::Unavailable);
+    late.unlock_unattended().unwrap();
+    assert_eq!(secret_of(&late, "codex").as_deref(), Some("sk-2"));
+    late.lock().unwrap();
+}

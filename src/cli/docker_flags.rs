@@ -10,7 +10,7 @@ use airlock::plan::SandboxPlan;
 use airlock::sync;
 use airlock::vault::Vault;
 
-use super::run::{SandboxArgs, SyncUse, WaitFor, register_sync, spawn_waiter};
+use super::run::{SandboxArgs, SyncUse, WaitFor, hand_over, register_sync, spawn_sync_waiter};
 
 /// Print `docker run` flags that give a container the agents' credentials.
 ///
@@ -132,16 +132,18 @@ pub fn hand_to_waiter(
         .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))
         .collect();
     plan.mounts.extend(registered?);
+    let mut handover = airlock::vault::Handover::Nothing;
     if !guards.is_empty() {
+        handover = hand_over(vault, plan);
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
-        sync::ensure_daemon(&layout, &exe)?;
+        sync::ensure_daemon(&layout, &exe, &handover)?;
     }
     let out = render(plan, &built.sandbox, built.engine.as_ref());
     let kind = built.engine.kind();
     let id = built.sandbox.id().to_owned();
     let dir = built.sandbox.persist();
-    let pid = spawn_waiter(kind, &dir, WaitFor::Label(id), &synced)?;
+    let pid = spawn_sync_waiter(kind, &dir, WaitFor::Label(id), &synced, &handover)?;
     for (g, n) in guards.into_iter().zip(&synced) {
         sync::set_pid(&layout, n, Some(pid))?;
         g.disarm();

@@ -110,6 +110,18 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Opens the vault for a background helper (the sync watcher, the `-d`
+    /// waiter): a passphrase is never asked for on the terminal, even when
+    /// there is one, so that nothing can block such a process.
+    pub fn open_vault_unattended(&self) -> Result<Vault> {
+        let opts = vault::OpenOptions::new(&self.paths, &self.config, false)?;
+        let v = vault::open(opts)?;
+        tracing::info!(backend = %v.kind(), reason = v.why(), "vault backend");
+        Ok(v)
+    }
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -5,6 +5,7 @@
 //! detached sandbox's directory when its container exits.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use airlock::agents::HostEnv;
 use airlock::agents::inject::Rotation;
@@ -15,7 +16,7 @@ use airlock::render::RunRequest;
 use airlock::resolve::{self, Choices, Request};
 use airlock::sandbox::{self, launch};
 use airlock::sync;
-use airlock::vault::Vault;
+use airlock::vault::{Handover, Vault};
 
 use super::Ctx;
 
@@ -187,18 +188,31 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))
         .collect();
     let prepared = prepared?;
-    drop(plan);
+    let mut handover = Handover::Nothing;
     if !guards.is_empty() {
+        handover = hand_over(&vault, &plan);
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
-        sync::ensure_daemon(&layout, &exe)?;
+        sync::ensure_daemon(&layout, &exe, &handover)?;
     }
+    drop(plan);
     let code = if detach {
         let (code, container, dir) = launch::run_detached(engine.as_ref(), prepared)?;
         if let Some(c) = container {
             // The waiter outlives us: it holds the sync registrations from
             // now on and hands the sessions back when the container exits.
-            let pid = spawn_waiter(engine.kind(), &dir, WaitFor::Container(c), &synced)?;
+            if !synced.is_empty() {
+                // Starting the container took a while: the key cache must
+                // still hold the key when the waiter starts.
+                handover = vault.hand_over();
+            }
+            let pid = spawn_sync_waiter(
+                engine.kind(),
+                &dir,
+                WaitFor::Container(c),
+                &synced,
+                &handover,
+            )?;
             for (g, n) in guards.into_iter().zip(&synced) {
                 sync::set_pid(&layout, n, Some(pid))?;
                 g.disarm();
@@ -281,6 +295,24 @@ fn sync_owner(sb: &sandbox::Sandbox, agent: &str) -> Result<Option<(u32, u32)>> 
     Ok(None)
 }
 
+/// Gets the vault key ready for the sync watcher and the `-d` waiter about
+/// to start (they cannot prompt; see [`Handover`]) and warns once when they
+/// will not be able to unlock a vault that a synced session lives in.
+pub fn hand_over(vault: &Vault, plan: &SandboxPlan) -> Handover {
+    let handover = vault.hand_over();
+    let in_vault = plan
+        .sync
+        .iter()
+        .any(|m| matches!(m.truth, Some(sync::Truth::Vault { .. })));
+    match &handover {
+        Handover::Impossible(why) if in_vault => {
+            anstream::eprintln!("airlock: warning: {why}");
+        }
+        h => tracing::debug!(handover = ?h, "vault key hand-over to the sync helpers"),
+    }
+    handover
+}
+
 /// What a waiter waits for.
 pub enum WaitFor {
     /// A container id (`run -d`).
@@ -291,11 +323,14 @@ pub enum WaitFor {
 
 /// Starts `airlock __reap` in the background; `synced`: sync registrations
 /// it unregisters (hands back) after the container exit. Returns its pid.
-pub fn spawn_waiter(
+/// The vault passphrase is passed on only when `handover` says the waiter
+/// cannot take the key from the key cache.
+pub fn spawn_sync_waiter(
     kind: EngineKind,
     dir: &std::path::Path,
     what: WaitFor,
     synced: &[String],
+    handover: &Handover,
 ) -> Result<u32> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
@@ -313,7 +348,7 @@ pub fn spawn_waiter(
     for n in synced {
         args.extend(["--synced".to_owned(), n.clone()]);
     }
-    launch::spawn_detached(&exe, &args)
+    launch::spawn_detached(&exe, &args, handover.passes_passphrase())
 }
 
 /// Internal: wait for a sandbox's container to exit, then remove its directory.
@@ -349,6 +384,34 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
         )));
     }
     let engine = EngineKind::parse(&a.engine)?.engine();
+    let layout = sync::Layout::new(&ctx.paths);
+    // The vault is needed only for sessions whose truth is a record. It is
+    // unlocked now, while the key cache is warm (`airlock run` has just
+    // unlocked it), and its key kept until the hand-back, which may be
+    // hours away; `airlock lock` makes the waiter drop it.
+    let mut vault: Option<Arc<Vault>> = None;
+    let mut _lock_watch = None;
+    if !a.synced.is_empty() {
+        match ctx.open_vault_unattended() {
+            Ok(v) => {
+                if let Err(e) = v.unlock_unattended() {
+                    tracing::warn!(error = %e, "vault locked: sessions stored in the vault may not be handed back after the container exits");
+                }
+                let v = Arc::new(v);
+                let held = Arc::clone(&v);
+                _lock_watch = sync::watch::on_lock_signal(&layout, move || {
+                    held.forget_key();
+                    tracing::info!("airlock lock: vault key dropped");
+                })
+                .map_err(|e| tracing::debug!(error = %e, "not listening for airlock lock"))
+                .ok();
+                vault = Some(v);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "vault not available: sessions stored in the vault cannot be handed back");
+            }
+        }
+    }
     let waited = match (a.container, a.sandbox) {
         (Some(c), _) => launch::reap(engine.as_ref(), &c, &a.dir),
         (None, Some(id)) => launch::reap_by_label(
@@ -359,17 +422,10 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
         ),
         (None, None) => Err(Error::Usage("give --container or --sandbox".into())),
     };
-    if !a.synced.is_empty() {
-        // The vault is needed only for sessions whose truth is a record.
-        let vault = ctx.open_vault();
-        if let Err(e) = &vault {
-            tracing::warn!(error = %e, "vault not available: sessions stored in the vault cannot be handed back");
-        }
-        let layout = sync::Layout::new(&ctx.paths);
-        for n in &a.synced {
-            if let Err(e) = sync::unregister(&layout, vault.as_ref().ok().map(|v| v.backend()), n) {
-                tracing::warn!(sandbox = %n, error = %e, "could not hand the session back");
-            }
+    drop(_lock_watch);
+    for n in &a.synced {
+        if let Err(e) = sync::unregister(&layout, vault.as_deref().map(|v| v.backend()), n) {
+            tracing::warn!(sandbox = %n, error = %e, "could not hand the session back");
         }
     }
     waited

@@ -6,7 +6,7 @@ use std::time::Duration;
 use airlock::error::Result;
 use airlock::sync::watch::{self, Options};
 use airlock::sync::{self, Layout};
-use airlock::vault::Backend;
+use airlock::vault::{Backend, Handover};
 
 use super::Ctx;
 
@@ -48,7 +48,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if !a.foreground {
         let exe = std::env::current_exe()
             .map_err(|e| airlock::Error::Other(format!("cannot find the airlock binary: {e}")))?;
-        if sync::ensure_daemon(&layout, &exe)? {
+        // Started by hand: it inherits the passphrase if one is exported
+        // (it cannot be sure the key cache holds the key).
+        let handover = if std::env::var_os(airlock::vault::file::PASSPHRASE_ENV).is_some() {
+            Handover::Passphrase
+        } else {
+            Handover::Nothing
+        };
+        if sync::ensure_daemon(&layout, &exe, &handover)? {
             eprintln!(
                 "airlock sync started in the background (log: {})",
                 layout.daemon_log().display()
@@ -60,7 +67,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // The vault is needed only for accounts whose truth is a vault record;
     // a watcher that cannot open it still serves host-file accounts.
-    let vault = match ctx.open_vault() {
+    // Never a prompt: the watcher unlocks from the key cache or the
+    // environment (see `watch::Daemon`), also when run in a terminal.
+    let vault = match ctx.open_vault_unattended() {
         Ok(v) => Some(v),
         Err(e) => {
             tracing::warn!(error = %e, "vault not available: accounts stored in the vault will not sync");

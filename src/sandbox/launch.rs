@@ -351,9 +351,14 @@ pub fn reap_by_label(
 }
 
 /// Starts `exe args…` in its own process group with no terminal, not
-/// waited for. Returns its pid.
-pub fn spawn_detached(exe: &Path, args: &[String]) -> Result<u32> {
+/// waited for. Returns its pid. The vault passphrase
+/// (`AIRLOCK_KEYRING_PASSWORD`) is left out of its environment unless
+/// `keep_passphrase` (see [`crate::vault::Handover`]).
+pub fn spawn_detached(exe: &Path, args: &[String], keep_passphrase: bool) -> Result<u32> {
     let mut c = Command::new(exe);
+    if !keep_passphrase {
+        c.env_remove(crate::vault::file::PASSPHRASE_ENV);
+    }
     c.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -24,7 +24,7 @@
 //! let dir = sync::register_sandbox(&layout, Some(vault.backend()), Registration { .. })?;
 //! let guard = sync::Guard::new(&layout, Some(vault.backend()), &sandbox_id);
 //! // mount `dir` read-write, as a directory, at the agent's config dir
-//! sync::ensure_daemon(&layout, &std::env::current_exe()?)?;
+//! sync::ensure_daemon(&layout, &std::env::current_exe()?, &vault.hand_over())?;
 //! // … the container runs …
 //! guard.finish()?;   // hand-back; removes the dir after the last sandbox (also on drop)
 //! ```
@@ -43,7 +43,7 @@ pub mod write;
 pub use credential::{AgentKind, Parsed, Rejection};
 pub use engine::{AccountSpec, Outcome, SyncStatus, Syncer};
 pub use registry::{
-    Guard, Layout, Registration, Report, SandboxEntry, daemon_running, ensure_daemon, kick,
-    list_sandboxes, register_sandbox, report, set_pid, unregister,
+    Guard, LOCK_SIGNAL, Layout, Registration, Report, SandboxEntry, daemon_running, ensure_daemon,
+    kick, list_sandboxes, register_sandbox, report, set_pid, signal_lock, unregister,
 };
 pub use truth::Truth;

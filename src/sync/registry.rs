@@ -20,7 +20,7 @@ use crate::fsutil::{self, FileLock};
 use crate::paths::Paths;
 use crate::sync::engine::{AccountSpec, Outcome, SyncStatus, Syncer, account_key, read_status};
 use crate::sync::truth::Truth;
-use crate::vault::{Backend, validate_name};
+use crate::vault::{Backend, Handover, validate_name};
 
 /// Where sync keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,6 +437,23 @@ pub fn kick(layout: &Layout, agent: &str, account: &str) -> Result<()> {
     fs::write(&p, Timestamp::now().to_string()).map_err(|e| Error::io("write", &p, e))
 }
 
+/// The marker `airlock lock` writes in the kick directory: running
+/// watchers and waiters drop the vault key they hold.
+pub const LOCK_SIGNAL: &str = ".vault-locked";
+
+/// Tells running watchers and `-d` waiters that the vault was locked
+/// (`airlock lock`): they drop the vault key they hold. Does nothing when
+/// sync was never used here (no kick directory).
+pub fn signal_lock(layout: &Layout) -> Result<bool> {
+    let dir = layout.kick_dir();
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let p = dir.join(LOCK_SIGNAL);
+    fs::write(&p, Timestamp::now().to_string()).map_err(|e| Error::io("write", &p, e))?;
+    Ok(true)
+}
+
 /// Whether a watcher holds the daemon lock.
 pub fn daemon_running(layout: &Layout) -> bool {
     match open_lock(&layout.daemon_lock()) {
@@ -464,10 +481,12 @@ pub(crate) fn open_lock(path: &Path) -> Result<File> {
 }
 
 /// Starts `exe sync` in the background unless a watcher is running. The
-/// child inherits the environment (never argv) and logs to
+/// child inherits the environment (never argv), except the vault
+/// passphrase unless `handover` says it needs it (from
+/// [`Backend::hand_over`], called just before), and logs to
 /// `<state>/sync/daemon.log`. Returns whether one was started. Two callers
 /// racing start two processes; the second exits at once (the daemon lock).
-pub fn ensure_daemon(layout: &Layout, exe: &Path) -> Result<bool> {
+pub fn ensure_daemon(layout: &Layout, exe: &Path, handover: &Handover) -> Result<bool> {
     layout.ensure()?;
     if daemon_running(layout) {
         return Ok(false);
@@ -482,6 +501,10 @@ pub fn ensure_daemon(layout: &Layout, exe: &Path) -> Result<bool> {
         .try_clone()
         .map_err(|e| Error::io("open", &log_path, e))?;
     let mut cmd = std::process::Command::new(exe);
+    if !handover.passes_passphrase() {
+        // It takes the key from the key cache (or needs none).
+        cmd.env_remove(crate::vault::file::PASSPHRASE_ENV);
+    }
     cmd.args(["sync", "--foreground", "-v"])
         .stdin(std::process::Stdio::null())
         .stdout(log)

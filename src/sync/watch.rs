@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::sync::credential::AgentKind;
 use crate::sync::engine::{Outcome, RefreshOutcome, Syncer};
 use crate::sync::refresh::Policy;
-use crate::sync::registry::{Layout, list_sandboxes, open_lock, reap_dead};
+use crate::sync::registry::{LOCK_SIGNAL, Layout, list_sandboxes, open_lock, reap_dead};
 use crate::sync::truth::Truth;
 use crate::vault::Backend;
 
@@ -88,6 +88,8 @@ impl StopHandle {
 enum Target {
     Account,
     Registry,
+    /// `airlock lock` ran: drop the vault key.
+    Lock,
 }
 
 /// Mirrors of Claude's refresh lock (see [`LockMirror::handle`]).
@@ -205,6 +207,11 @@ pub struct Daemon<'a> {
     /// Last refresh attempt per account: at most one a second, whatever
     /// the outcome (an agent holding its lock, no credential, …).
     attempted: HashMap<String, Instant>,
+    /// Whether the vault is unlocked for the watcher's life (see
+    /// [`Daemon::unlock`]).
+    unlocked: bool,
+    /// Whether an unlock failure was already reported at info level.
+    unlock_failed: bool,
     _lock: File,
 }
 
@@ -273,6 +280,8 @@ impl<'a> Daemon<'a> {
             idle_since: None,
             refresh: Policy::disabled(),
             attempted: HashMap::new(),
+            unlocked: false,
+            unlock_failed: false,
             _lock: lock,
         };
         for dir in [d.layout.sandboxes_dir(), d.layout.kick_dir()] {
@@ -377,6 +386,47 @@ impl<'a> Daemon<'a> {
         Ok(())
     }
 
+    /// Unlocks the vault for the rest of the watcher's life, without a
+    /// prompt (from the key cache, or a passphrase in the environment), so
+    /// that sandbox writes reach vault records after the key cache expired.
+    /// Tried at start and again whenever a sandbox registers (its
+    /// `airlock run` has just unlocked the vault, so the cache is warm).
+    fn unlock(&mut self) {
+        let Some(v) = self.vault else {
+            return;
+        };
+        if self.unlocked {
+            return;
+        }
+        match v.unlock_unattended() {
+            Ok(()) => {
+                self.unlocked = true;
+                self.unlock_failed = false;
+                tracing::info!(
+                    "vault unlocked: its key is kept while sandboxes run (`airlock lock` drops it)"
+                );
+            }
+            Err(e) if !self.unlock_failed => {
+                self.unlock_failed = true;
+                tracing::info!(error = %e, "vault still locked: trying again when a sandbox registers");
+            }
+            Err(e) => tracing::debug!(error = %e, "vault still locked"),
+        }
+    }
+
+    /// `airlock lock` ran: forget the vault key until a sandbox registers
+    /// again.
+    fn drop_key(&mut self) {
+        if let Some(v) = self.vault {
+            v.forget_key();
+            if self.unlocked {
+                tracing::info!("airlock lock: vault key dropped");
+            }
+            self.unlocked = false;
+            self.unlock_failed = false;
+        }
+    }
+
     /// Re-reads the registry: adds new accounts (watching their directories
     /// and syncing them once: this is also what makes a restart lose
     /// nothing), drops accounts no sandbox uses any more.
@@ -413,6 +463,9 @@ impl<'a> Daemon<'a> {
             }
         }
         self.rebuild_index()?;
+        if !fresh.is_empty() {
+            self.unlock();
+        }
         for k in fresh {
             self.sync_logged(&k);
         }
@@ -530,6 +583,7 @@ impl<'a> Daemon<'a> {
                 Some((Target::Registry, _)) => {
                     self.registry_dirty.get_or_insert_with(Instant::now);
                 }
+                Some((Target::Lock, _)) => self.drop_key(),
                 Some((Target::Account, keys)) => {
                     for k in keys {
                         self.mark(k);
@@ -547,6 +601,9 @@ impl<'a> Daemon<'a> {
                 .then(|| (Target::Registry, Vec::new()));
         }
         if dir == self.layout.kick_dir() {
+            if name == LOCK_SIGNAL {
+                return Some((Target::Lock, Vec::new()));
+            }
             let k = name.to_string_lossy().into_owned();
             return Some((Target::Account, vec![k]));
         }
@@ -613,6 +670,7 @@ impl<'a> Daemon<'a> {
     /// Runs until stopped, or until no sandbox has been registered for the
     /// linger time. Reconciles every registered account first.
     pub fn run(mut self) -> Result<()> {
+        self.unlock();
         self.rescan()?;
         // Accounts that were already known (none at start) are synced by
         // rescan; a restart therefore picks up anything written while no
@@ -744,6 +802,32 @@ fn watch_exit(pid: u32, tx: Sender<Msg>) {
     {
         let _ = (pid, tx);
     }
+}
+
+/// Calls `on_lock` on a watcher thread whenever `airlock lock` signals
+/// ([`crate::sync::signal_lock`]); for processes that hold the vault key
+/// but no [`Daemon`] (the `-d` waiter). Keep the returned watcher alive.
+pub fn on_lock_signal(
+    layout: &Layout,
+    on_lock: impl Fn() + Send + 'static,
+) -> Result<RecommendedWatcher> {
+    layout.ensure()?;
+    let mut w = notify::recommended_watcher(move |res: notify::Result<Event>| {
+        if let Ok(ev) = res
+            && matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_))
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| n == LOCK_SIGNAL))
+        {
+            on_lock();
+        }
+    })
+    .map_err(|e| Error::Other(format!("cannot start the file watcher: {e}")))?;
+    let dir = layout.kick_dir();
+    w.watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| Error::Other(format!("cannot watch {}: {e}", dir.display())))?;
+    Ok(w)
 }
 
 /// Runs a watcher on `layout` in this thread (what `airlock sync` does).

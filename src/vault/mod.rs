@@ -303,9 +303,52 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Unlocks now, for a long-running helper (the sync watcher, the `-d`
+    /// waiter), and keeps the key for the life of this backend. Never
+    /// prompts: the key comes from the key cache or a provided passphrase,
+    /// else this fails ([`Error::NoPassphrase`]). Default: nothing to unlock.
+    fn unlock_unattended(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Drops the key held in this process (not the key cache): the next
+    /// access unlocks again. Default: nothing held.
+    fn forget_key(&self) {}
+
+    /// Prepares helper processes started right after this call to unlock
+    /// with [`Backend::unlock_unattended`], and says how they will get the
+    /// key. Default: [`Handover::Nothing`].
+    fn hand_over(&self) -> Handover {
+        Handover::Nothing
+    }
+
     /// Whether stored data survives a reboot (false for the kernel keyring).
     fn persistent(&self) -> bool {
         true
+    }
+}
+
+/// How helper processes started by this one (the sync watcher, the `-d`
+/// waiter) get the key of a locked vault; see [`Backend::hand_over`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// Nothing to hand over: the backend needs no key of airlock's, or this
+    /// process has not unlocked it.
+    Nothing,
+    /// The key cache holds the key now: helpers take it from there, and the
+    /// passphrase is not passed on.
+    KeyCache,
+    /// Helpers need the passphrase from the environment they inherit
+    /// (`AIRLOCK_KEYRING_PASSWORD`): the key cache is off or unavailable.
+    Passphrase,
+    /// Helpers cannot unlock: why, and the fix.
+    Impossible(String),
+}
+
+impl Handover {
+    /// Whether helpers must inherit `AIRLOCK_KEYRING_PASSWORD`.
+    pub fn passes_passphrase(&self) -> bool {
+        matches!(self, Handover::Passphrase)
     }
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Backend, BackendKind, CredentialId, Record, codec};
+use super::{Backend, BackendKind, CredentialId, Handover, Record, codec};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::secret::Secret;
@@ -273,6 +273,12 @@ impl FileBackend {
     /// The keys for `header`: from this process, from the key cache, or
     /// derived from the passphrase.
     fn keys_for(&self, header: &Header) -> Result<Keys> {
+        self.keys_for_with(header, true)
+    }
+
+    /// [`Self::keys_for`]; without `may_prompt`, a passphrase that would be
+    /// asked for on the terminal is treated as unavailable.
+    fn keys_for_with(&self, header: &Header, may_prompt: bool) -> Result<Keys> {
         if let Some(u) = self.state().as_ref()
             && u.salt == header.salt
             && u.params == header.params
@@ -290,6 +296,11 @@ impl FileBackend {
             }
             tracing::debug!("cached vault key does not open this vault; dropping it");
             self.cache.forget();
+        }
+        if !may_prompt && !matches!(self.passphrase, Passphrase::Provided(_)) {
+            return Err(Error::NoPassphrase {
+                path: self.path.clone(),
+            });
         }
         // At a prompt, a typo gets two more tries (as sudo does).
         let attempts = if matches!(self.passphrase, Passphrase::Prompt) {
@@ -528,6 +539,63 @@ impl Backend for FileBackend {
             }
             Ok(((), changed))
         })
+    }
+
+    fn unlock_unattended(&self) -> Result<()> {
+        let Some(bytes) = self.read_bytes()? else {
+            // No vault yet: nothing to unlock.
+            return Ok(());
+        };
+        let (header, _) = format::parse(&bytes).map_err(|e| self.format_error(e))?;
+        self.keys_for_with(&header, false)?;
+        tracing::debug!("vault unlocked for this process's life");
+        Ok(())
+    }
+
+    fn forget_key(&self) {
+        *self.state() = None;
+    }
+
+    fn hand_over(&self) -> Handover {
+        let provided = matches!(self.passphrase, Passphrase::Provided(_));
+        let held = self.state().clone();
+        let Some(u) = held else {
+            // Not unlocked by this process: its helpers need no key now (a
+            // later command that unlocks warms the cache for them).
+            return Handover::Nothing;
+        };
+        if self.key_cache.is_some() {
+            // The cache may have expired since this command unlocked (it is
+            // counted from the unlock): put the key back so that helpers
+            // started now find it.
+            let cached = self
+                .cache
+                .get(&u.salt, u.params)
+                .is_some_and(|m| m.expose() == u.keys.master().expose());
+            if !cached {
+                self.cache.put(&u.salt, u.params, u.keys.master());
+            }
+            if cached || self.cache.get(&u.salt, u.params).is_some() {
+                return Handover::KeyCache;
+            }
+        }
+        if provided {
+            return Handover::Passphrase;
+        }
+        let (why, fix) = if self.key_cache.is_none() {
+            (
+                "the vault key cache is off (vault.key_cache_seconds = 0)",
+                " or set vault.key_cache_seconds above 0",
+            )
+        } else {
+            (
+                "the vault key cache is not available here (no kernel keyring)",
+                "",
+            )
+        };
+        Handover::Impossible(format!(
+            "{why}, so the sync watcher and the sandbox waiter cannot unlock the vault and a refreshed session reaches the vault only when a foreground `airlock run` exits: export {PASSPHRASE_ENV} before starting sandboxes{fix}"
+        ))
     }
 
     fn lock(&self) -> Result<()> {
