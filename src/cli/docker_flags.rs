@@ -10,7 +10,9 @@ use airlock::plan::SandboxPlan;
 use airlock::sync;
 use airlock::vault::Vault;
 
-use super::run::{SandboxArgs, SyncUse, WaitFor, hand_over, register_sync, spawn_sync_waiter};
+use super::run::{
+    SandboxArgs, SyncUse, WaitFor, hand_over, register_sync, spawn_sync_waiter, wait_fresh,
+};
 
 /// Print `docker run` flags that give a container the agents' credentials.
 ///
@@ -138,6 +140,7 @@ pub fn hand_to_waiter(
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
         sync::ensure_daemon(&layout, &exe, &handover)?;
+        wait_fresh(ctx, &layout, &synced)?;
     }
     let out = render(plan, &built.sandbox, built.engine.as_ref());
     let kind = built.engine.kind();

@@ -194,6 +194,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
         sync::ensure_daemon(&layout, &exe, &handover)?;
+        wait_fresh(ctx, &layout, &synced)?;
     }
     drop(plan);
     let code = if detach {
@@ -311,6 +312,36 @@ pub fn hand_over(vault: &Vault, plan: &SandboxPlan) -> Handover {
         h => tracing::debug!(handover = ?h, "vault key hand-over to the sync helpers"),
     }
     handover
+}
+
+/// How long `run` waits for the watcher to refresh a session that is
+/// already due (one token request, with its timeout, plus slack).
+const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Before a container starts: a synced session already in (or past) its
+/// refresh window is refreshed by the watcher first, so that the sandboxes
+/// starting with it do not all refresh it at once (`docs/rotation.md` §5).
+pub fn wait_fresh(ctx: &Ctx, layout: &sync::Layout, synced: &[String]) -> Result<()> {
+    if synced.is_empty() {
+        return Ok(());
+    }
+    let policy = ctx.config.sync.refresh_policy()?;
+    for (key, f) in sync::await_fresh(layout, synced, &policy, FRESH_WAIT) {
+        match f {
+            sync::Freshness::Fresh => tracing::debug!(account = %key, "session fresh"),
+            sync::Freshness::Refreshed => {
+                tracing::info!(account = %key, "session refreshed by the watcher before the start")
+            }
+            sync::Freshness::Failed(e) => anstream::eprintln!(
+                "airlock: warning: the {key} session is due for a refresh and airlock could not refresh it ({e}); its agents will refresh it themselves"
+            ),
+            sync::Freshness::TimedOut => anstream::eprintln!(
+                "airlock: warning: the {key} session is due for a refresh and the watcher did not refresh it within {} s; its agents will refresh it themselves (see `airlock sync --status`)",
+                FRESH_WAIT.as_secs()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// What a waiter waits for.

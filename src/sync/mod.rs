@@ -43,7 +43,8 @@ pub mod write;
 pub use credential::{AgentKind, Parsed, Rejection};
 pub use engine::{AccountSpec, Outcome, SyncStatus, Syncer};
 pub use registry::{
-    Guard, LOCK_SIGNAL, Layout, Registration, Report, SandboxEntry, daemon_running, ensure_daemon,
-    kick, list_sandboxes, register_sandbox, report, set_pid, signal_lock, unregister,
+    Freshness, Guard, LOCK_SIGNAL, Layout, Registration, Report, SandboxEntry, await_fresh,
+    daemon_running, ensure_daemon, kick, list_sandboxes, register_sandbox, report, set_pid,
+    signal_lock, unregister,
 };
 pub use truth::Truth;

@@ -537,3 +537,97 @@ pub fn process_alive(pid: u32) -> bool {
         true
     }
 }
+
+/// What [`await_fresh`] found for one synced account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// Not due for a refresh: the agents will not refresh it soon.
+    Fresh,
+    /// It was due, and the watcher (or an agent) refreshed it meanwhile.
+    Refreshed,
+    /// The watcher tried and failed (its reason, no secret).
+    Failed(String),
+    /// Still due after the timeout (no watcher refreshing it?).
+    TimedOut,
+}
+
+/// Waits until every synced session of the registrations `names` is fresh:
+/// not within `policy.lead` of its expiry, or refreshed since the call.
+///
+/// `airlock run` calls it before starting the container: sandboxes that
+/// start with a session already in (or past) its refresh window would all
+/// refresh it at once (Codex does not lock around its refresh request),
+/// and the watcher's own refresh of a due session takes one round trip to
+/// the token server. Returns at once when `policy` is disabled or the
+/// session is fresh; returns one entry per account (`<agent>-<account>`).
+pub fn await_fresh(
+    layout: &Layout,
+    names: &[String],
+    policy: &crate::sync::refresh::Policy,
+    timeout: std::time::Duration,
+) -> Vec<(String, Freshness)> {
+    use crate::sync::credential::{self, AgentKind};
+    let mut out: Vec<(String, Freshness)> = Vec::new();
+    if !policy.enabled {
+        return out;
+    }
+    let lead = jiff::SignedDuration::try_from(policy.lead).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let since = Timestamp::now();
+    for name in names {
+        let Some(e) = read_entry(&entry_path(layout, name)) else {
+            continue;
+        };
+        let key = e.spec.key();
+        if out.iter().any(|(k, _)| *k == key)
+            || crate::agents::refresh::endpoint(&e.spec.agent).is_none()
+        {
+            continue;
+        }
+        let Ok(kind) = AgentKind::from_name(&e.spec.agent) else {
+            continue;
+        };
+        let file = e.spec.shared_dir.join(kind.file_name());
+        let read = || {
+            fs::read(&file)
+                .ok()
+                .map(zeroize::Zeroizing::new)
+                .and_then(|b| credential::parse(kind, &b).ok())
+        };
+        let due = |p: &credential::Parsed| {
+            p.expiry
+                .checked_sub(lead)
+                .is_ok_and(|t| t <= Timestamp::now())
+        };
+        let Some(first) = read() else {
+            continue;
+        };
+        if !due(&first) {
+            out.push((key, Freshness::Fresh));
+            continue;
+        }
+        tracing::info!(account = %key, "the session is due for a refresh: waiting for the watcher");
+        let result = loop {
+            if let Some(p) = read() {
+                if p.fingerprint != first.fingerprint {
+                    break Freshness::Refreshed;
+                }
+                if !due(&p) {
+                    break Freshness::Fresh;
+                }
+            }
+            if let Some(s) = read_status(&layout.accounts_dir(), &key)
+                && let (Some(err), Some(at)) = (s.refresh_error, s.refresh_failed_at)
+                && at >= since
+            {
+                break Freshness::Failed(err);
+            }
+            if started.elapsed() >= timeout {
+                break Freshness::TimedOut;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        out.push((key, result));
+    }
+    out
+}

@@ -316,13 +316,14 @@ impl<'a> Daemon<'a> {
         if !self.refresh.enabled {
             return;
         }
-        let now = Instant::now();
         let keys: Vec<String> = self.syncer.specs().map(|(k, _)| k.clone()).collect();
         for k in keys {
-            if self.refresh_deadline(&k).is_none_or(|t| t > now) {
+            // (the deadline is computed from `Instant::now()` too: compare
+            // with a later reading, or a due refresh looks a hair away)
+            if self.refresh_deadline(&k).is_none_or(|t| t > Instant::now()) {
                 continue;
             }
-            self.attempted.insert(k.clone(), now);
+            self.attempted.insert(k.clone(), Instant::now());
             let locks = self.syncer.refresh_locks(&k);
             self.claim(&locks, true);
             let r = self.syncer.refresh(&k, &self.refresh);
