@@ -18,6 +18,10 @@
 //! api_key_env = "OPENAI_API_KEY"
 //! secret_file = "/run/secrets/aider-key"       # optional
 //! files = [{ path = ".aider/key", mode = "0600" }] # optional: files under the sandbox home that get the key
+//!
+//! [sync]
+//! refresh = true              # the watcher refreshes synced sessions before the agents would
+//! refresh_lead_seconds = 600  # how long before expiry
 //! ```
 //!
 //! Every key is optional. Unknown keys are an error, so that a typo does not

@@ -227,6 +227,23 @@ fn sync_table(r: &sync::Report) -> Option<String> {
             a.last_rejected.as_deref().unwrap_or_default()
         ));
     }
+    for a in &r.accounts {
+        if let Some(e) = &a.refresh_error {
+            s.push_str(&format!(
+                "\n{}:{}: airlock could not refresh the session ({}): {e}\n",
+                a.agent,
+                a.account,
+                when(a.refresh_failed_at)
+            ));
+        } else if let Some(t) = a.next_refresh {
+            s.push_str(&format!(
+                "\n{}:{}: airlock refreshes the session next at {}\n",
+                a.agent,
+                a.account,
+                when(Some(t))
+            ));
+        }
+    }
     Some(s.trim_end().to_owned())
 }
 
