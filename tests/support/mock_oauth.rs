@@ -64,6 +64,8 @@ pub struct RequestShape {
     pub client_id: Option<String>,
     pub grant_type: Option<String>,
     pub scope: Option<String>,
+    /// Codex's `refresh_reason` (e.g. why it refreshes; not a secret).
+    pub refresh_reason: Option<String>,
     /// Whether the body was JSON (else form-encoded or garbage).
     pub json: bool,
     /// The status the mock answered.
@@ -304,6 +306,7 @@ fn handle(
             client_id: field("client_id"),
             grant_type: field("grant_type"),
             scope: field("scope"),
+            refresh_reason: field("refresh_reason"),
             json: json_body,
             status,
             at_ms: now_ms(),
