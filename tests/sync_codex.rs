@@ -318,7 +318,7 @@ fn four_codex_processes_do_not_race_when_the_watcher_refreshed_first() {
     assert_eq!(mock.refreshes(), 1, "{reqs:?}");
     assert_eq!(mock.reuse_errors(), 0);
     assert_eq!(reqs.len(), 1);
-    assert!(reqs[0].from_airlock());
+    assert!(reqs[0].sent_by_airlock());
     let v: Value = serde_json::from_slice(&fs::read(&host_file).unwrap()).unwrap();
     let host_rt = v["tokens"]["refresh_token"].as_str().unwrap();
     assert!(mock.is_live(host_rt), "the host login is not the live one");

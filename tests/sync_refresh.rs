@@ -245,7 +245,7 @@ fn assert_claude_request(r: &RequestShape) {
     assert_eq!(r.client_id.as_deref(), Some(CLAUDE_CLIENT_ID));
     assert_eq!(r.grant_type.as_deref(), Some("refresh_token"));
     assert_eq!(r.scope.as_deref(), Some(CLAUDE_SCOPE));
-    assert!(r.from_airlock(), "{:?}", r.user_agent);
+    assert!(r.sent_by_airlock(), "{:?}", r.user_agent);
 }
 
 /// a. A host-file session within the lead is refreshed once by airlock; the
@@ -351,7 +351,7 @@ fn claude_host_file_session_is_refreshed_once_then_again_when_due() {
         min_left >= 1000,
         "the session came within {min_left} ms of expiring"
     );
-    assert!(mock.requests().iter().all(RequestShape::from_airlock));
+    assert!(mock.requests().iter().all(RequestShape::sent_by_airlock));
     assert_eq!(mock.reuse_errors(), 0);
     assert!(mock.is_live(&claude_rt(&host_file)));
     d.finish();
@@ -500,7 +500,7 @@ fn airlock_does_not_refresh_after_an_agent_just_did() {
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(mock.refreshes(), 1, "airlock refreshed again");
     assert_eq!(mock.requests().len(), 1);
-    assert!(!mock.requests()[0].from_airlock());
+    assert!(!mock.requests()[0].sent_by_airlock());
     assert_eq!(claude_rt(&host_file), agent_rt);
     assert!(mock.is_live(&agent_rt));
     d.finish();
@@ -661,7 +661,7 @@ fn codex_request_ok(r: &RequestShape) {
     assert_eq!(r.client_id.as_deref(), Some(CODEX_CLIENT_ID));
     assert_eq!(r.grant_type.as_deref(), Some("refresh_token"));
     assert_eq!(r.media_type().as_deref(), Some("application/json"));
-    assert!(r.from_airlock());
+    assert!(r.sent_by_airlock());
 }
 
 /// d. A Codex host file with an expired access token: one refresh.

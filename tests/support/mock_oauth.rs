@@ -87,7 +87,7 @@ impl RequestShape {
     }
 
     /// Sent by airlock itself (its User-Agent is `airlock/<version>`).
-    pub fn from_airlock(&self) -> bool {
+    pub fn sent_by_airlock(&self) -> bool {
         self.user_agent
             .as_deref()
             .is_some_and(|u| u.starts_with("airlock/"))
@@ -201,12 +201,12 @@ impl MockOAuth {
         self.inner.lock().unwrap().requests.clone()
     }
 
-    /// Successful refreshes sent by airlock itself (see [`RequestShape::from_airlock`]).
+    /// Successful refreshes sent by airlock itself (see [`RequestShape::sent_by_airlock`]).
     pub fn airlock_refreshes(&self) -> u64 {
         let g = self.inner.lock().unwrap();
         g.requests
             .iter()
-            .filter(|r| r.status == 200 && r.from_airlock())
+            .filter(|r| r.status == 200 && r.sent_by_airlock())
             .count() as u64
     }
 
