@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use airlock::sync::refresh::Policy;
 use airlock::sync::watch::{Daemon, Options};
 use airlock::sync::{Layout, Registration, Truth, register_sandbox, unregister};
 use mock_oauth::{MockOAuth, Style, jwt};
@@ -195,4 +196,134 @@ fn genuine_codex_processes_on_one_codex_home_race_on_refresh() {
         mock.reuse_errors() > 0,
         "Codex now serialises refreshes across processes"
     );
+}
+
+/// The fix for the race above (`docs/rotation.md` §5, residual 1): the
+/// watcher pre-refreshes the expired session first, the sandboxes start
+/// once the shared `auth.json` is fresh (what `airlock run` waits for), and
+/// four genuine Codex processes on it then have nothing to refresh.
+#[test]
+fn four_codex_processes_do_not_race_when_the_watcher_refreshed_first() {
+    let Some(codex) = codex_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "codex binary missing in CI"
+        );
+        eprintln!("skipping: no codex binary (set AIRLOCK_TEST_CODEX)");
+        return;
+    };
+    let mock = MockOAuth::start(Style::Codex, 3600);
+    // SAFETY: the only variable this binary sets; std serialises its own
+    // environment access and the codex children get a cleared environment.
+    unsafe { std::env::set_var("AIRLOCK_CODEX_TOKEN_URL", mock.url()) };
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(&base).unwrap();
+    let root = tempfile::tempdir_in(&base).unwrap();
+    let layout = Layout {
+        state: root.path().join("state/sync"),
+        runtime: root.path().join("run/sync"),
+    };
+    let host_codex = root.path().join("home/.codex");
+    fs::create_dir_all(&host_codex).unwrap();
+    let host_file = host_codex.join("auth.json");
+    let login = mock.login();
+    let expired = jwt(&json!({"exp": (mock_oauth::now_ms() / 1000) - 60}));
+    let id_token = jwt(&json!({"email": "mock@example.com",
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "pro", "chatgpt_account_id": "acc"}}));
+    let host_doc = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": id_token, "access_token": expired, "refresh_token": login.refresh_token, "account_id": "acc"},
+        "last_refresh": "2026-11-01T00:00:00Z", "zz_host_only": "keep"});
+    fs::write(&host_file, serde_json::to_vec_pretty(&host_doc).unwrap()).unwrap();
+    let dir = register_sandbox(
+        &layout,
+        None,
+        Registration {
+            sandbox: "codex-sb".into(),
+            agent: "codex".into(),
+            account: "default".into(),
+            truth: Truth::HostFile {
+                path: host_file.clone(),
+            },
+            pid: None,
+            owner: None,
+        },
+    )
+    .unwrap();
+    let d = Daemon::new(
+        layout.clone(),
+        None,
+        Options {
+            linger: None,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+    .with_refresh(Policy::default());
+    let stop = d.stop_handle();
+    let th = std::thread::spawn(move || d.run());
+
+    // wait for a fresh shared auth.json
+    let exp_of = |p: &std::path::Path| -> i64 {
+        let v: Value = serde_json::from_slice(&fs::read(p).unwrap_or_default()).unwrap_or_default();
+        let at = v["tokens"]["access_token"].as_str().unwrap_or("");
+        let payload = at.split('.').nth(1).unwrap_or("");
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["exp"].as_i64())
+            .unwrap_or(0)
+    };
+    let shared = dir.join("auth.json");
+    let t = Instant::now();
+    while exp_of(&shared) <= mock_oauth::now_ms() / 1000 + 300 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the watcher did not refresh"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mock.refreshes(), 1);
+
+    let mut children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(&codex)
+                .args(["exec", "--skip-git-repo-check", "hi"])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", root.path().join("home"))
+                .env("CODEX_HOME", &dir)
+                .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", mock.url())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // codex refreshes within a second or two of starting when it must
+    // (see the characterisation above); give it ample time
+    std::thread::sleep(Duration::from_secs(6));
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let reqs = mock.requests();
+    eprintln!(
+        "pre-refreshed, then 4 codex processes: {} refreshes, {} refresh_token_reused",
+        mock.refreshes(),
+        mock.reuse_errors()
+    );
+    assert_eq!(mock.refreshes(), 1, "{reqs:?}");
+    assert_eq!(mock.reuse_errors(), 0);
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].sent_by_airlock());
+    let v: Value = serde_json::from_slice(&fs::read(&host_file).unwrap()).unwrap();
+    let host_rt = v["tokens"]["refresh_token"].as_str().unwrap();
+    assert!(mock.is_live(host_rt), "the host login is not the live one");
+    assert_eq!(v["zz_host_only"], "keep");
+    unregister(&layout, None, "codex-sb").unwrap();
+    stop.stop();
+    th.join().unwrap().unwrap();
 }

@@ -297,18 +297,20 @@ impl<'a> Daemon<'a> {
         self
     }
 
-    /// When the next refresh of `key` should be tried, if any.
-    fn refresh_deadline(&self, key: &str) -> Option<Instant> {
+    /// When the next refresh of `key` should be tried, if any, on the
+    /// clock of `now` (an overdue refresh is due at `now` itself, so that
+    /// a caller comparing with the same `now` sees it due).
+    fn refresh_deadline(&self, key: &str, now: Instant) -> Option<Instant> {
         let at = self.syncer.refresh_at(key, &self.refresh)?;
         let wait = Timestamp::now().duration_until(at);
-        let mut t = Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO);
+        let mut t = now + Duration::try_from(wait).unwrap_or(Duration::ZERO);
         if let Some(last) = self.attempted.get(key) {
             t = t.max(*last + Duration::from_secs(1));
         }
         // `Instant` stops while the machine sleeps: look at the wall clock
         // again at least every few minutes, so a laptop that wakes up after
         // the session's refresh time refreshes it before the agents do.
-        Some(t.min(Instant::now() + WALL_CLOCK_CHECK))
+        Some(t.min(now + WALL_CLOCK_CHECK))
     }
 
     /// Refreshes every account that is due.
@@ -316,14 +318,13 @@ impl<'a> Daemon<'a> {
         if !self.refresh.enabled {
             return;
         }
+        let now = Instant::now();
         let keys: Vec<String> = self.syncer.specs().map(|(k, _)| k.clone()).collect();
         for k in keys {
-            // (the deadline is computed from `Instant::now()` too: compare
-            // with a later reading, or a due refresh looks a hair away)
-            if self.refresh_deadline(&k).is_none_or(|t| t > Instant::now()) {
+            if self.refresh_deadline(&k, now).is_none_or(|t| t > now) {
                 continue;
             }
-            self.attempted.insert(k.clone(), Instant::now());
+            self.attempted.insert(k.clone(), now);
             let locks = self.syncer.refresh_locks(&k);
             self.claim(&locks, true);
             let r = self.syncer.refresh(&k, &self.refresh);
@@ -638,8 +639,9 @@ impl<'a> Daemon<'a> {
             consider(t + l);
         }
         if self.refresh.enabled {
+            let now = Instant::now();
             for (k, _) in self.syncer.specs() {
-                if let Some(t) = self.refresh_deadline(k) {
+                if let Some(t) = self.refresh_deadline(k, now) {
                     consider(t);
                 }
             }

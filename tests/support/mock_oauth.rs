@@ -7,9 +7,14 @@
 //! `POST <any path>` with a JSON (or form-encoded) body
 //! `{"grant_type":"refresh_token","refresh_token":…}`. Also a tiny client
 //! ([`post_json`]) for simulated agents.
+//!
+//! Every request's non-secret shape is recorded ([`MockOAuth::requests`]):
+//! path, Content-Type, User-Agent, the body's key set and its `client_id`,
+//! `grant_type` and `scope` values — never the refresh token.
+//! [`MockOAuth::fail_with`] makes it answer every request with an HTTP error.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +43,55 @@ struct Inner {
     reuse_errors: u64,
     unknown_errors: u64,
     refreshes: u64,
+    /// Answer every request with this status (no token is consumed).
+    fail_status: Option<u16>,
+    requests: Vec<RequestShape>,
+    /// Every token handed out (for tests that check nothing leaks).
+    issued: Vec<String>,
+}
+
+/// The non-secret shape of one request the mock received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestShape {
+    /// Request target, e.g. `/oauth/token`.
+    pub path: String,
+    /// The Content-Type header as sent (`None`: absent).
+    pub content_type: Option<String>,
+    /// The User-Agent header (`None`: absent; the soak's simulated agents send none).
+    pub user_agent: Option<String>,
+    /// The body's keys (JSON object keys, or form field names).
+    pub keys: BTreeSet<String>,
+    pub client_id: Option<String>,
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    /// Codex's `refresh_reason` (e.g. why it refreshes; not a secret).
+    pub refresh_reason: Option<String>,
+    /// Whether the body was JSON (else form-encoded or garbage).
+    pub json: bool,
+    /// The status the mock answered.
+    pub status: u16,
+    /// When it arrived (epoch ms).
+    pub at_ms: i64,
+}
+
+impl RequestShape {
+    /// The media type of the Content-Type, without parameters, lower case.
+    pub fn media_type(&self) -> Option<String> {
+        self.content_type.as_deref().map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// Sent by airlock itself (its User-Agent is `airlock/<version>`).
+    pub fn sent_by_airlock(&self) -> bool {
+        self.user_agent
+            .as_deref()
+            .is_some_and(|u| u.starts_with("airlock/"))
+    }
 }
 
 /// A running mock token server.
@@ -136,6 +190,31 @@ impl MockOAuth {
     pub fn refreshes(&self) -> u64 {
         self.inner.lock().unwrap().refreshes
     }
+
+    /// Every token (access, refresh, id) the mock has issued so far.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.inner.lock().unwrap().issued.clone()
+    }
+
+    /// Every request received so far, in order (non-secret shapes only).
+    pub fn requests(&self) -> Vec<RequestShape> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Successful refreshes sent by airlock itself (see [`RequestShape::sent_by_airlock`]).
+    pub fn airlock_refreshes(&self) -> u64 {
+        let g = self.inner.lock().unwrap();
+        g.requests
+            .iter()
+            .filter(|r| r.status == 200 && r.sent_by_airlock())
+            .count() as u64
+    }
+
+    /// From now on answer every request with HTTP `status` and a
+    /// `server_error` body, consuming no token (`None`: back to normal).
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.inner.lock().unwrap().fail_status = status;
+    }
 }
 
 impl Drop for MockOAuth {
@@ -156,12 +235,18 @@ fn issue(g: &mut Inner, fam: u64, style: Style, expires_in: u64) -> Issued {
         Style::Claude => format!("sk-ant-oat01-mock-{fam}-{n}"),
         Style::Codex => jwt(&json!({"exp": exp_ms / 1000, "fam": fam, "gen": n})),
     };
-    Issued {
+    let i = Issued {
         access_token,
         refresh_token: rt,
         id_token: jwt(&json!({"email": "mock@example.com", "fam": fam})),
         expires_at_ms: exp_ms,
-    }
+    };
+    g.issued.extend([
+        i.access_token.clone(),
+        i.refresh_token.clone(),
+        i.id_token.clone(),
+    ]);
+    i
 }
 
 fn handle(
@@ -175,20 +260,29 @@ fn handle(
     let mut line = String::new();
     r.read_line(&mut line)?;
     let mut len = 0usize;
+    let (mut content_type, mut user_agent) = (None, None);
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.trim().eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = h.split_once(':') {
+            let k = k.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            } else if k.eq_ignore_ascii_case("content-type") {
+                content_type = Some(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("user-agent") {
+                user_agent = Some(v.trim().to_owned());
+            }
         }
     }
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
     let mut body = vec![0u8; len.min(1 << 20)];
     r.read_exact(&mut body)?;
-    let req: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+    let parsed_json = serde_json::from_slice::<Value>(&body).ok();
+    let json_body = parsed_json.as_ref().is_some_and(Value::is_object);
+    let req: Value = parsed_json.filter(Value::is_object).unwrap_or_else(|| {
         // form-encoded fallback
         let s = String::from_utf8_lossy(&body);
         let m: serde_json::Map<String, Value> = s
@@ -199,6 +293,26 @@ fn handle(
         Value::Object(m)
     });
     let (status, resp) = answer(inner, &req, style, expires_in);
+    {
+        let field = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_owned);
+        let shape = RequestShape {
+            path,
+            content_type,
+            user_agent,
+            keys: req
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
+            client_id: field("client_id"),
+            grant_type: field("grant_type"),
+            scope: field("scope"),
+            refresh_reason: field("refresh_reason"),
+            json: json_body,
+            status,
+            at_ms: now_ms(),
+        };
+        inner.lock().unwrap().requests.push(shape);
+    }
     let body = resp.to_string();
     let mut w = conn;
     write!(
@@ -211,6 +325,9 @@ fn handle(
 }
 
 fn answer(inner: &Mutex<Inner>, req: &Value, style: Style, expires_in: u64) -> (u16, Value) {
+    if let Some(st) = inner.lock().unwrap().fail_status {
+        return (st, json!({"error": "server_error"}));
+    }
     if req.get("grant_type").and_then(Value::as_str) != Some("refresh_token") {
         return (400, json!({"error": "unsupported_grant_type"}));
     }

@@ -12,6 +12,10 @@ use crate::agents::refresh::{BadResponse, TokenEndpoint, json_body, str_field};
 /// Codex CLI's public OAuth client id.
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 
+/// The `refresh_reason` Codex sends when it refreshes because the access
+/// token expires (rather than after a 401).
+pub const REFRESH_REASON: &str = "proactive_expiry";
+
 /// Codex's token endpoint.
 pub static ENDPOINT: TokenEndpoint = TokenEndpoint {
     agent: "codex",
@@ -31,6 +35,9 @@ fn body(doc: &Map<String, Value>) -> Option<Zeroizing<String>> {
         ("client_id", CLIENT_ID),
         ("grant_type", "refresh_token"),
         ("refresh_token", rt),
+        // what Codex 0.169 itself sends for a refresh before expiry
+        // (observed against the mock server, tests/sync_refresh.rs)
+        ("refresh_reason", REFRESH_REASON),
     ]))
 }
 
@@ -78,7 +85,8 @@ mod tests {
         let b: Value = serde_json::from_str(&body(&doc).unwrap()).unwrap();
         assert_eq!(
             b,
-            json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": "r1"})
+            json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": "r1",
+                "refresh_reason": "proactive_expiry"})
         );
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let resp = obj(json!({"access_token": "a2", "refresh_token": "r2"}));
