@@ -881,3 +881,69 @@ fn trace_logs_and_status_never_contain_a_token() {
     assert!(st.contains("refreshed_at"));
     assert_no_secret_leaked(&fx, &mock);
 }
+
+/// A refresh whose new session expires *earlier* than the one it replaced
+/// (a lead longer than the session's lifetime, or a server that shortens
+/// lifetimes) still replaces it on both sides: the old refresh token is
+/// spent at the server, so keeping the "newer" old session would log the
+/// user out. The spent session never wins again afterwards.
+#[test]
+fn a_refreshed_session_replaces_the_spent_one_even_if_it_expires_earlier() {
+    // new sessions live 30 s; the stored one still has 60 s; lead 120 s
+    let mock = MockOAuth::start(Style::Claude, 30);
+    let fx = fixture(&mock);
+    let host_dir = fx.root.path().join("home/.claude");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host_file = host_dir.join(".credentials.json");
+    let mut login = mock.login();
+    login.expires_at_ms = now_ms() + 60_000;
+    write_json(&host_file, &claude_host(&login));
+    let dir = register(
+        &fx,
+        None,
+        "claude",
+        Truth::HostFile {
+            path: host_file.clone(),
+        },
+    );
+    let d = start(
+        &fx.layout,
+        None,
+        policy(Duration::from_secs(120), Duration::from_secs(60)),
+    );
+    wait_until("airlock's refresh", Duration::from_secs(5), || {
+        mock.refreshes() >= 1
+    });
+    let shared = dir.join(".credentials.json");
+    wait_until(
+        "the new session on both sides",
+        Duration::from_secs(3),
+        || {
+            claude_rt(&host_file) != login.refresh_token
+                && claude_rt(&shared) != login.refresh_token
+        },
+    );
+    let new_rt = claude_rt(&host_file);
+    assert!(mock.is_live(&new_rt));
+    assert_eq!(claude_rt(&shared), new_rt);
+    let exp = read_json(&host_file)["claudeAiOauth"]["expiresAt"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        exp < login.expires_at_ms,
+        "the test needs an earlier expiry"
+    );
+    // A slow process writes the old (spent, later-expiring) session back
+    // into the shared directory: it must not reach the host.
+    let mut old = claude_host(&login);
+    old["mcpOAuth"] = json!({});
+    write_json(&shared, &old);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(claude_rt(&host_file), new_rt, "the spent session won");
+    // (the lifetime rule now schedules the next refresh at half of 30 s:
+    // no second refresh within this test)
+    assert_eq!(mock.refreshes(), 1);
+    assert_eq!(mock.reuse_errors(), 0);
+    d.finish();
+    assert_no_secret_leaked(&fx, &mock);
+}

@@ -142,6 +142,9 @@ struct State {
     retry_at: Option<Timestamp>,
     /// The refresh token the server refused: not tried again.
     spent_fp: Option<[u8; 32]>,
+    /// Fingerprints of sessions airlock itself refreshed away (their
+    /// refresh tokens are spent): never propagated again. The last few.
+    spent: std::collections::VecDeque<[u8; 32]>,
     status: SyncStatus,
 }
 
@@ -204,6 +207,7 @@ impl<'a> Syncer<'a> {
                 lifetime: None,
                 retry_at: None,
                 spent_fp: None,
+                spent: Default::default(),
                 status,
             },
         );
@@ -276,6 +280,12 @@ impl<'a> Syncer<'a> {
             .as_deref()
             .and_then(|b| credential::parse(kind, b).ok());
 
+        // A session airlock refreshed away holds a spent refresh token:
+        // whatever its expiry, it never wins again.
+        let truth_spent = truth
+            .as_ref()
+            .map(|t| t.fingerprint)
+            .filter(|f| st.spent.contains(f));
         let truth_changed = truth
             .as_ref()
             .is_some_and(|t| Some(t.fingerprint) != st.truth_fp);
@@ -306,25 +316,38 @@ impl<'a> Syncer<'a> {
                     }
                 }
             }
-            Some(Ok(s)) if s.newer_than(truth.as_ref()) => match st.spec.truth.offer(&s, vault)? {
-                Offer::Written(h) => {
-                    st.wrote_truth = Some(h);
-                    Outcome::ToTruth { expiry: s.expiry }
+            Some(Ok(s))
+                if !st.spent.contains(&s.fingerprint)
+                    && (s.newer_than(truth.as_ref()) || truth_spent.is_some()) =>
+            {
+                match st.spec.truth.offer_replacing(&s, truth_spent, vault)? {
+                    Offer::Written(h) => {
+                        st.wrote_truth = Some(h);
+                        Outcome::ToTruth { expiry: s.expiry }
+                    }
+                    Offer::NotNewer => Outcome::Unchanged,
+                    Offer::Missing => {
+                        tracing::warn!(account = %key, truth = %st.spec.truth, "the source of truth is gone; not recreating it");
+                        Outcome::Unchanged
+                    }
                 }
-                Offer::NotNewer => Outcome::Unchanged,
-                Offer::Missing => {
-                    tracing::warn!(account = %key, truth = %st.spec.truth, "the source of truth is gone; not recreating it");
-                    Outcome::Unchanged
-                }
-            },
+            }
             Some(Ok(s)) => match &truth {
-                Some(t) if t.newer_than(Some(&s)) => {
-                    push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged)
+                Some(t)
+                    if truth_spent.is_none()
+                        && (t.newer_than(Some(&s)) || st.spent.contains(&s.fingerprint)) =>
+                {
+                    let replaces = Some(s.fingerprint).filter(|f| st.spent.contains(f));
+                    push_shared_replacing(st, &shared_file, t, false, replaces)?
+                        .unwrap_or(Outcome::Unchanged)
                 }
                 _ => Outcome::Unchanged,
             },
             None => match &truth {
-                Some(t) => push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged),
+                Some(t) if truth_spent.is_none() => {
+                    push_shared(st, &shared_file, t, false)?.unwrap_or(Outcome::Unchanged)
+                }
+                Some(_) => Outcome::Unchanged,
                 None => Outcome::Unchanged,
             },
         };
@@ -488,8 +511,15 @@ impl Syncer<'_> {
         let outcome = match result {
             Ok(new) => {
                 let now = Timestamp::now();
-                push_shared(st, &shared_file, &new, true)?;
-                match st.spec.truth.offer(&new, vault) {
+                // The refresh token of `cur` is spent now: the new session
+                // replaces it on both sides even if it expires earlier.
+                let spent = Some(cur.fingerprint);
+                if st.spent.len() >= 16 {
+                    st.spent.pop_front();
+                }
+                st.spent.push_back(cur.fingerprint);
+                push_shared_replacing(st, &shared_file, &new, true, spent)?;
+                match st.spec.truth.offer_replacing(&new, spent, vault) {
                     Ok(Offer::Written(h)) => st.wrote_truth = Some(h),
                     Ok(_) => {}
                     Err(e) => {
@@ -624,12 +654,26 @@ fn push_shared(
     t: &Parsed,
     over_invalid: bool,
 ) -> Result<Option<Outcome>> {
+    push_shared_replacing(st, file, t, over_invalid, None)
+}
+
+/// [`push_shared`], where `t` also wins over the session whose refresh
+/// token has the fingerprint `replaces` (see [`Truth::offer_replacing`]).
+fn push_shared_replacing(
+    st: &mut State,
+    file: &Path,
+    t: &Parsed,
+    over_invalid: bool,
+    replaces: Option<[u8; 32]>,
+) -> Result<Option<Outcome>> {
     let dir = st.spec.shared_dir.clone();
     let _lock = AgentLock::take(st.kind, &dir);
     let cur = read_file(file)?;
     if let Some(b) = &cur {
         match credential::parse(st.kind, b) {
-            Ok(p) if !t.newer_than(Some(&p)) => return Ok(None),
+            Ok(p) if !t.newer_than(Some(&p)) && Some(p.fingerprint) != replaces => {
+                return Ok(None);
+            }
             Ok(_) => {}
             Err(_) if over_invalid => {}
             // Changed to something invalid since we looked: leave it.

@@ -71,9 +71,24 @@ impl Truth {
     /// Writes `cand` if it is newer than what the truth holds now (compare
     /// and set, under the agent's lock or the vault's atomic update).
     pub fn offer(&self, cand: &Parsed, vault: Option<&dyn Backend>) -> Result<Offer> {
+        self.offer_replacing(cand, None, vault)
+    }
+
+    /// [`Truth::offer`], but `cand` also wins over a credential whose
+    /// refresh-token fingerprint is `replaces`, whatever its expiry: airlock's
+    /// own refresh result replaces the session it was refreshed from (that
+    /// refresh token is spent at the server, so keeping it would log the
+    /// user out even when the new session happens to expire earlier).
+    pub fn offer_replacing(
+        &self,
+        cand: &Parsed,
+        replaces: Option<[u8; 32]>,
+        vault: Option<&dyn Backend>,
+    ) -> Result<Offer> {
+        let wins = |p: &Parsed| cand.newer_than(Some(p)) || Some(p.fingerprint) == replaces;
         match self {
-            Truth::HostFile { path } => offer_file(path, cand),
-            Truth::Vault { id } => offer_vault(need_vault(vault, id)?, id, cand),
+            Truth::HostFile { path } => offer_file(path, cand, &wins),
+            Truth::Vault { id } => offer_vault(need_vault(vault, id)?, id, cand, &wins),
         }
     }
 
@@ -132,7 +147,7 @@ pub fn read_file(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
     }
 }
 
-fn offer_file(path: &Path, cand: &Parsed) -> Result<Offer> {
+fn offer_file(path: &Path, cand: &Parsed, wins: &dyn Fn(&Parsed) -> bool) -> Result<Offer> {
     let real = write::real_path(path)?;
     let dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
     let _lock = AgentLock::take(cand.kind, &dir);
@@ -140,7 +155,7 @@ fn offer_file(path: &Path, cand: &Parsed) -> Result<Offer> {
         return Ok(Offer::Missing);
     };
     if let Ok(p) = credential::parse(cand.kind, &cur)
-        && !cand.newer_than(Some(&p))
+        && !wins(&p)
     {
         return Ok(Offer::NotNewer);
     }
@@ -149,13 +164,18 @@ fn offer_file(path: &Path, cand: &Parsed) -> Result<Offer> {
     Ok(Offer::Written(content_hash(&bytes)))
 }
 
-fn offer_vault(v: &dyn Backend, id: &CredentialId, cand: &Parsed) -> Result<Offer> {
+fn offer_vault(
+    v: &dyn Backend,
+    id: &CredentialId,
+    cand: &Parsed,
+    wins: &dyn Fn(&Parsed) -> bool,
+) -> Result<Offer> {
     // A cheap check first, so that an unchanged vault is not rewritten.
     match v.get(id)? {
         None => return Ok(Offer::Missing),
         Some(r) => {
             if let Ok(p) = credential::parse(cand.kind, r.secret.expose().as_bytes())
-                && !cand.newer_than(Some(&p))
+                && !wins(&p)
             {
                 return Ok(Offer::NotNewer);
             }
@@ -169,7 +189,7 @@ fn offer_vault(v: &dyn Backend, id: &CredentialId, cand: &Parsed) -> Result<Offe
         };
         let cur_bytes = rec.secret.expose().as_bytes();
         let still_newer = match credential::parse(cand.kind, cur_bytes) {
-            Ok(p) => cand.newer_than(Some(&p)),
+            Ok(p) => wins(&p),
             Err(_) => true,
         };
         if !still_newer {
