@@ -460,6 +460,24 @@ fn claude_refresh_lock_is_mirrored_between_host_and_sandboxes() {
     assert!(in_sandbox.is_dir(), "the agent's own lock stays");
 }
 
+/// A refresh already under way on the host when the watcher starts is
+/// mirrored too: the sandboxes wait for it.
+#[test]
+fn a_refresh_lock_held_when_the_watcher_starts_is_mirrored() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let in_sandbox = dir.join(".oauth_refresh.lock");
+    let on_host = e.host_file.parent().unwrap().join(".oauth_refresh.lock");
+    fs::create_dir(&on_host).unwrap();
+    let (stop, th) = start_daemon(&e.layout, None);
+    let t = Duration::from_secs(5);
+    wait_until("sandbox lock", t, || in_sandbox.is_dir());
+    fs::remove_dir(&on_host).unwrap();
+    wait_until("sandbox lock released", t, || !in_sandbox.exists());
+    stop.stop();
+    th.join().unwrap().unwrap();
+}
+
 #[test]
 fn a_changed_vault_record_reaches_running_sandboxes_after_a_kick() {
     let root = tempfile::tempdir().unwrap();

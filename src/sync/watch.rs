@@ -329,6 +329,9 @@ impl<'a> Daemon<'a> {
             self.claim(&locks, true);
             let r = self.syncer.refresh(&k, &self.refresh);
             self.claim(&locks, false);
+            // An agent that took its lock while airlock tried to (`Busy`)
+            // was not mirrored meanwhile: mirror it now.
+            self.mirror_existing(&locks);
             match r {
                 Ok(RefreshOutcome::NotDue) => {}
                 Ok(RefreshOutcome::Busy) => {
@@ -341,6 +344,17 @@ impl<'a> Daemon<'a> {
                     tracing::warn!(account = %k, error = %f, "could not refresh the session; the agents will refresh it themselves")
                 }
                 Err(e) => tracing::warn!(account = %k, error = %e, "refresh failed"),
+            }
+        }
+    }
+
+    /// Mirrors those of `locks` that an agent holds right now (see
+    /// [`LockMirror::handle`]).
+    fn mirror_existing(&self, locks: &[PathBuf]) {
+        let mut m = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        for l in locks {
+            if l.is_dir() {
+                m.handle(l);
             }
         }
     }
@@ -509,7 +523,11 @@ impl<'a> Daemon<'a> {
                 lock_peers.insert(b, a);
             }
         }
+        let existing: Vec<PathBuf> = lock_peers.keys().cloned().collect();
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).peers = lock_peers;
+        // A refresh already under way when the watcher starts (or when the
+        // account is added) is mirrored too.
+        self.mirror_existing(&existing);
         let want: BTreeSet<PathBuf> = index
             .keys()
             .cloned()
