@@ -947,3 +947,76 @@ fn a_refreshed_session_replaces_the_spent_one_even_if_it_expires_earlier() {
     d.finish();
     assert_no_secret_leaked(&fx, &mock);
 }
+
+/// A token server that accepts connections and never answers: the refresh
+/// waits for its timeout on a worker thread, and syncs of other accounts go
+/// on meanwhile (and of the same account: the shared file still flows).
+#[test]
+fn a_hanging_token_server_does_not_delay_syncs() {
+    let mock = MockOAuth::start(Style::Claude, 60);
+    let fx = fixture(&mock);
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/oauth/token", hang.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h2 = held.clone();
+    std::thread::spawn(move || {
+        for c in hang.incoming().flatten() {
+            h2.lock().unwrap().push(c);
+        }
+    });
+    // SAFETY: SERIAL is held (see `fixture`).
+    unsafe { std::env::set_var("AIRLOCK_CLAUDE_TOKEN_URL", &url) };
+
+    // account "default": due now; its refresh hangs
+    let (_login, _host_file, _dir) = due_claude(&fx, &mock);
+    // account "other": not due; a sandbox writes a newer session
+    let other_dir = fx.root.path().join("home2/.claude");
+    fs::create_dir_all(&other_dir).unwrap();
+    let other_host = other_dir.join(".credentials.json");
+    let mut l2 = mock.login();
+    l2.expires_at_ms = now_ms() + 3_600_000;
+    write_json(&other_host, &claude_host(&l2));
+    let other_shared = register_sandbox(
+        &fx.layout,
+        None,
+        Registration {
+            sandbox: "other-sb".into(),
+            agent: "claude".into(),
+            account: "other".into(),
+            truth: Truth::HostFile {
+                path: other_host.clone(),
+            },
+            pid: None,
+            owner: None,
+        },
+    )
+    .unwrap()
+    .join(".credentials.json");
+    let mut p = policy(Duration::from_secs(600), Duration::from_secs(60));
+    p.timeout = Duration::from_secs(4);
+    let d = start(&fx.layout, None, p);
+    wait_until("the hanging request", Duration::from_secs(3), || {
+        !held.lock().unwrap().is_empty()
+    });
+    let mut newer = claude_host(&l2);
+    newer["claudeAiOauth"]["expiresAt"] = json!(now_ms() + 7_200_000);
+    newer["claudeAiOauth"]["refreshToken"] = json!("rt-written-in-a-sandbox");
+    let t = Instant::now();
+    write_json(&other_shared, &newer);
+    wait_until(
+        "the sync of the other account",
+        Duration::from_secs(2),
+        || claude_rt(&other_host) == "rt-written-in-a-sandbox",
+    );
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "a sync waited for the token server ({took:?})"
+    );
+    // the hanging refresh times out and is recorded, not lost
+    wait_until("the timeout", Duration::from_secs(8), || {
+        status(&fx, "claude-default").refresh_error.is_some()
+    });
+    d.finish();
+    assert_no_secret_leaked(&fx, &mock);
+}

@@ -460,32 +460,45 @@ impl Syncer<'_> {
     }
 
     /// Refreshes account `key` now if [`Syncer::refresh_at`] says it is due:
-    /// under the agents' refresh locks (see [`Syncer::refresh_locks`]),
-    /// after a sync (so the newest credential is used and an agent's own
-    /// refresh that just happened is seen), then writes the new session to
-    /// the shared directory and the truth.
+    /// [`Syncer::begin_refresh`], [`PendingRefresh::send`] and
+    /// [`Syncer::finish_refresh`] in one go (the watcher sends on another
+    /// thread, so that a slow token server never delays a sync).
     pub fn refresh(&mut self, key: &str, policy: &Policy) -> Result<RefreshOutcome> {
+        match self.begin_refresh(key, policy)? {
+            Begun::Done(o) => Ok(o),
+            Begun::Send(p) => {
+                let resp = p.send();
+                self.finish_refresh(resp, policy)
+            }
+        }
+    }
+
+    /// The first half of a refresh of `key`, if it is due: takes the
+    /// agents' refresh locks (see [`Syncer::refresh_locks`]), syncs (so the
+    /// newest credential is used and an agent's own refresh that just
+    /// happened is seen), checks again, and prepares the request. The
+    /// returned [`PendingRefresh`] holds the locks until it is finished.
+    pub fn begin_refresh(&mut self, key: &str, policy: &Policy) -> Result<Begun> {
         let now = Timestamp::now();
         if self.refresh_at(key, policy).is_none_or(|t| t > now) {
-            return Ok(RefreshOutcome::NotDue);
+            return Ok(Begun::Done(RefreshOutcome::NotDue));
         }
-        let Some(_locks) = MkdirLocks::take(&self.refresh_locks(key)) else {
-            return Ok(RefreshOutcome::Busy);
+        let Some(locks) = MkdirLocks::take(&self.refresh_locks(key)) else {
+            return Ok(Begun::Done(RefreshOutcome::Busy));
         };
         self.sync(key)?;
         if self
             .refresh_at(key, policy)
             .is_none_or(|t| t > Timestamp::now())
         {
-            return Ok(RefreshOutcome::NotDue);
+            return Ok(Begun::Done(RefreshOutcome::NotDue));
         }
         let vault = self.vault;
-        let status_dir = self.status_dir.clone();
         let Some(st) = self.accounts.get_mut(key) else {
-            return Ok(RefreshOutcome::NotDue);
+            return Ok(Begun::Done(RefreshOutcome::NotDue));
         };
         let Some(ep) = agent_refresh::endpoint(&st.spec.agent) else {
-            return Ok(RefreshOutcome::NotDue);
+            return Ok(Begun::Done(RefreshOutcome::NotDue));
         };
         let kind = st.kind;
         let shared_file = st.spec.shared_dir.join(kind.file_name());
@@ -496,18 +509,49 @@ impl Syncer<'_> {
             .filter_map(|b| credential::parse(kind, b).ok())
             .max_by_key(|p| p.expiry)
         else {
-            return Ok(RefreshOutcome::NotDue);
+            return Ok(Begun::Done(RefreshOutcome::NotDue));
         };
         let url = policy.url(ep)?;
-        let result =
-            refresh::post_refresh(ep, &url, policy.timeout, cur.document()).and_then(|doc| {
-                let bytes = Zeroizing::new(
-                    serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap_or_default(),
-                );
-                credential::parse(kind, &bytes).map_err(|r| {
-                    Failure::Transient(format!("the refreshed session does not validate: {r}"))
-                })
-            });
+        Ok(Begun::Send(Box::new(PendingRefresh {
+            key: key.to_owned(),
+            ep,
+            url,
+            timeout: policy.timeout,
+            cur,
+            locks,
+        })))
+    }
+
+    /// The second half: writes a refreshed session to the shared directory
+    /// and the truth (or records the failure), then releases the locks.
+    pub fn finish_refresh(
+        &mut self,
+        resp: RefreshResponse,
+        policy: &Policy,
+    ) -> Result<RefreshOutcome> {
+        let RefreshResponse {
+            key,
+            cur,
+            result,
+            locks: _locks,
+        } = resp;
+        let vault = self.vault;
+        let status_dir = self.status_dir.clone();
+        let Some(st) = self.accounts.get_mut(&key) else {
+            // the account went away meanwhile: hand the result to nobody
+            // but the log (its sandboxes are gone)
+            return Ok(RefreshOutcome::NotDue);
+        };
+        let kind = st.kind;
+        let shared_file = st.spec.shared_dir.join(kind.file_name());
+        let result = result.and_then(|doc| {
+            let bytes = Zeroizing::new(
+                serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap_or_default(),
+            );
+            credential::parse(kind, &bytes).map_err(|r| {
+                Failure::Transient(format!("the refreshed session does not validate: {r}"))
+            })
+        });
         let outcome = match result {
             Ok(new) => {
                 let now = Timestamp::now();
@@ -518,7 +562,9 @@ impl Syncer<'_> {
                     st.spent.pop_front();
                 }
                 st.spent.push_back(cur.fingerprint);
-                push_shared_replacing(st, &shared_file, &new, true, spent)?;
+                if st.spec.shared_dir.is_dir() {
+                    push_shared_replacing(st, &shared_file, &new, true, spent)?;
+                }
                 match st.spec.truth.offer_replacing(&new, spent, vault) {
                     Ok(Offer::Written(h)) => st.wrote_truth = Some(h),
                     Ok(_) => {}
@@ -552,13 +598,83 @@ impl Syncer<'_> {
             }
         };
         if let Some(d) = &status_dir {
-            let next = self.refresh_at(key, policy);
-            if let Some(st) = self.accounts.get_mut(key) {
+            let next = self.refresh_at(&key, policy);
+            if let Some(st) = self.accounts.get_mut(&key) {
                 st.status.next_refresh = next;
-                write_status(d, key, &st.status);
+                write_status(d, &key, &st.status);
             }
         }
         Ok(outcome)
+    }
+}
+
+/// What [`Syncer::begin_refresh`] decided.
+#[derive(Debug)]
+pub enum Begun {
+    /// Nothing to send: the outcome already.
+    Done(RefreshOutcome),
+    /// A request to send ([`PendingRefresh::send`]), then finish.
+    Send(Box<PendingRefresh>),
+}
+
+/// A refresh request ready to be sent, holding the agents' refresh locks.
+/// `Send`, so the network round trip can happen on another thread.
+pub struct PendingRefresh {
+    key: String,
+    ep: &'static agent_refresh::TokenEndpoint,
+    url: String,
+    timeout: std::time::Duration,
+    cur: Parsed,
+    locks: MkdirLocks,
+}
+
+impl fmt::Debug for PendingRefresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingRefresh")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingRefresh {
+    /// The account's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Sends the request (blocking, up to the policy's timeout).
+    pub fn send(self) -> RefreshResponse {
+        let result = refresh::post_refresh(self.ep, &self.url, self.timeout, self.cur.document());
+        RefreshResponse {
+            key: self.key,
+            cur: self.cur,
+            result,
+            locks: self.locks,
+        }
+    }
+}
+
+/// The answer to a [`PendingRefresh`], for [`Syncer::finish_refresh`].
+pub struct RefreshResponse {
+    key: String,
+    cur: Parsed,
+    result: std::result::Result<serde_json::Map<String, serde_json::Value>, Failure>,
+    locks: MkdirLocks,
+}
+
+impl fmt::Debug for RefreshResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshResponse")
+            .field("key", &self.key)
+            .field("ok", &self.result.is_ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshResponse {
+    /// The account's key.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 

@@ -22,7 +22,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
 use crate::sync::credential::AgentKind;
-use crate::sync::engine::{Outcome, RefreshOutcome, Syncer};
+use crate::sync::engine::{Begun, Outcome, RefreshOutcome, RefreshResponse, Syncer};
 use crate::sync::refresh::Policy;
 use crate::sync::registry::{LOCK_SIGNAL, Layout, list_sandboxes, open_lock, reap_dead};
 use crate::sync::truth::Truth;
@@ -54,6 +54,9 @@ impl Default for Options {
 /// wall clock again (see [`Daemon::refresh_deadline`]).
 const WALL_CLOCK_CHECK: Duration = Duration::from_secs(300);
 
+/// At most this many refresh requests on their way at once.
+const MAX_IN_FLIGHT: usize = 8;
+
 /// Claude Code's cross-process refresh lock in its config directory.
 pub const CLAUDE_REFRESH_LOCK: &str = ".oauth_refresh.lock";
 
@@ -65,6 +68,8 @@ enum Msg {
     /// events before this message have been synced.
     Release(u64),
     Stop,
+    /// A refresh request sent on a worker thread came back.
+    Refreshed(Box<RefreshResponse>),
 }
 
 /// Stops a running [`Daemon`] from another thread.
@@ -207,6 +212,9 @@ pub struct Daemon<'a> {
     /// Last refresh attempt per account: at most one a second, whatever
     /// the outcome (an agent holding its lock, no credential, …).
     attempted: HashMap<String, Instant>,
+    /// Accounts whose refresh request is on a worker thread, with the
+    /// lock paths claimed for it.
+    in_flight: HashMap<String, Vec<PathBuf>>,
     /// Whether the vault is unlocked for the watcher's life (see
     /// [`Daemon::unlock`]).
     unlocked: bool,
@@ -280,6 +288,7 @@ impl<'a> Daemon<'a> {
             idle_since: None,
             refresh: Policy::disabled(),
             attempted: HashMap::new(),
+            in_flight: HashMap::new(),
             unlocked: false,
             unlock_failed: false,
             _lock: lock,
@@ -321,29 +330,74 @@ impl<'a> Daemon<'a> {
         let now = Instant::now();
         let keys: Vec<String> = self.syncer.specs().map(|(k, _)| k.clone()).collect();
         for k in keys {
-            if self.refresh_deadline(&k, now).is_none_or(|t| t > now) {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            if self.in_flight.contains_key(&k)
+                || self.refresh_deadline(&k, now).is_none_or(|t| t > now)
+            {
                 continue;
             }
             self.attempted.insert(k.clone(), now);
             let locks = self.syncer.refresh_locks(&k);
             self.claim(&locks, true);
-            let r = self.syncer.refresh(&k, &self.refresh);
-            self.claim(&locks, false);
-            // An agent that took its lock while airlock tried to (`Busy`)
-            // was not mirrored meanwhile: mirror it now.
-            self.mirror_existing(&locks);
-            match r {
-                Ok(RefreshOutcome::NotDue) => {}
-                Ok(RefreshOutcome::Busy) => {
-                    tracing::debug!(account = %k, "an agent is refreshing; not refreshing now")
+            match self.syncer.begin_refresh(&k, &self.refresh) {
+                Ok(Begun::Send(p)) => {
+                    // The round trip happens on its own thread: a slow or
+                    // unreachable token server never delays a sync.
+                    self.in_flight.insert(k, locks);
+                    let tx = self.tx.clone();
+                    std::thread::spawn(move || {
+                        let _ = tx.send(Msg::Refreshed(Box::new(p.send())));
+                    });
                 }
-                Ok(o @ RefreshOutcome::Refreshed { .. }) => {
-                    tracing::info!(account = %k, outcome = %o, "refreshed")
-                }
-                Ok(RefreshOutcome::Failed(f)) => {
-                    tracing::warn!(account = %k, error = %f, "could not refresh the session; the agents will refresh it themselves")
-                }
-                Err(e) => tracing::warn!(account = %k, error = %e, "refresh failed"),
+                Ok(Begun::Done(o)) => self.refresh_done(&k, &locks, Ok(o)),
+                Err(e) => self.refresh_done(&k, &locks, Err(e)),
+            }
+        }
+    }
+
+    /// Writes a refresh result that came back from a worker thread.
+    fn refresh_returned(&mut self, resp: RefreshResponse) {
+        let k = resp.key().to_owned();
+        let locks = self.in_flight.remove(&k).unwrap_or_default();
+        let r = self.syncer.finish_refresh(resp, &self.refresh);
+        self.refresh_done(&k, &locks, r);
+    }
+
+    /// After a refresh attempt: the locks are airlock's no more; an agent
+    /// that took one while airlock tried to (`Busy`) was not mirrored
+    /// meanwhile, so mirror it now; log the outcome.
+    fn refresh_done(&mut self, k: &str, locks: &[PathBuf], r: Result<RefreshOutcome>) {
+        self.claim(locks, false);
+        self.mirror_existing(locks);
+        match r {
+            Ok(RefreshOutcome::NotDue) => {}
+            Ok(RefreshOutcome::Busy) => {
+                tracing::debug!(account = %k, "an agent is refreshing; not refreshing now")
+            }
+            Ok(o @ RefreshOutcome::Refreshed { .. }) => {
+                tracing::info!(account = %k, outcome = %o, "refreshed")
+            }
+            Ok(RefreshOutcome::Failed(f)) => {
+                tracing::warn!(account = %k, error = %f, "could not refresh the session; the agents will refresh it themselves")
+            }
+            Err(e) => tracing::warn!(account = %k, error = %e, "refresh failed"),
+        }
+    }
+
+    /// Before exiting: waits for the refresh requests on their way (a
+    /// refreshed session must not be lost: its old refresh token is spent).
+    fn drain_refreshes(&mut self) {
+        let limit = Instant::now() + self.refresh.timeout + Duration::from_secs(2);
+        while !self.in_flight.is_empty() {
+            match self
+                .rx
+                .recv_timeout(limit.saturating_duration_since(Instant::now()))
+            {
+                Ok(Msg::Refreshed(r)) => self.refresh_returned(*r),
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
     }
@@ -659,6 +713,9 @@ impl<'a> Daemon<'a> {
         if self.refresh.enabled {
             let now = Instant::now();
             for (k, _) in self.syncer.specs() {
+                if self.in_flight.contains_key(k) {
+                    continue;
+                }
                 if let Some(t) = self.refresh_deadline(k, now) {
                     consider(t);
                 }
@@ -711,12 +768,18 @@ impl<'a> Daemon<'a> {
                     self.registry_dirty.get_or_insert_with(Instant::now);
                 }
                 Ok(Msg::Release(n)) => release_upto = release_upto.max(n),
+                Ok(Msg::Refreshed(r)) => self.refresh_returned(*r),
                 Ok(Msg::Fs(Ok(ev))) => {
                     self.route(ev);
                     // Drain what is already queued before sleeping again.
+                    let mut stop = false;
                     while let Ok(m) = self.rx.try_recv() {
                         match m {
-                            Msg::Stop => return Ok(()),
+                            Msg::Stop => {
+                                stop = true;
+                                break;
+                            }
+                            Msg::Refreshed(r) => self.refresh_returned(*r),
                             Msg::Exited => {
                                 self.registry_dirty.get_or_insert_with(Instant::now);
                             }
@@ -724,6 +787,9 @@ impl<'a> Daemon<'a> {
                             Msg::Fs(Ok(ev)) => self.route(ev),
                             Msg::Fs(Err(e)) => tracing::warn!(error = %e, "watch error"),
                         }
+                    }
+                    if stop {
+                        break;
                     }
                 }
                 Ok(Msg::Fs(Err(e))) => tracing::warn!(error = %e, "watch error"),
@@ -744,6 +810,7 @@ impl<'a> Daemon<'a> {
                 break;
             }
         }
+        self.drain_refreshes();
         Ok(())
     }
 }
