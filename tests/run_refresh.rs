@@ -12,44 +12,18 @@ mod mock_oauth;
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Output;
 
-use common::{TestContext, busybox, require_real, root_image};
+use common::{TestContext, busybox, ok, require_real, root_image, store_session};
+
+fn context(engine: &str, tag: &str) -> TestContext {
+    common::tmpfs_context(engine, &format!("refresh-{tag}"))
+}
 use mock_oauth::{MockOAuth, Style, jwt, now_ms};
 use serde_json::{Value, json};
 
-fn context(engine: &str, tag: &str) -> TestContext {
-    let mut ctx = TestContext::new();
-    ctx.runtime_dir = PathBuf::from(format!(
-        "/dev/shm/airlock-refresh-{}-{engine}-{tag}-{}",
-        std::process::id(),
-        ctx.root.path().file_name().unwrap().to_string_lossy()
-    ));
-    ctx.set_env("AIRLOCK_ENGINE", engine);
-    ctx
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn store(ctx: &TestContext, agent: &str, doc: &Value) {
-    let f = ctx.root.path().join("session.json");
-    std::fs::write(&f, doc.to_string()).unwrap();
-    ok(&ctx
-        .cmd()
-        .args(["auth", agent, "--method", "session", "--from-file"])
-        .arg(&f)
-        .output()
-        .unwrap());
+    store_session(ctx, agent, &doc.to_string());
 }
 
 /// Three Codex sandboxes started together with an expired access token:

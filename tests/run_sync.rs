@@ -8,11 +8,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{CANARY, TestContext, busybox, require_real, root_image, user_image, wait_until};
+use common::{
+    CANARY, TestContext, busybox, ok, require_real, root_image, store_session, user_image,
+    wait_until,
+};
+
+fn context(engine: &str) -> TestContext {
+    common::tmpfs_context(engine, "sync")
+}
 use serde_json::{Value, json};
 
 /// A Claude session document; `rt` tells generations apart.
@@ -33,38 +39,8 @@ fn session(rt: &str, expires_ms: i64) -> String {
 const LATER: i64 = 4_102_444_800_000; // 2100-01-01
 const LATER2: i64 = LATER + 3_600_000;
 
-fn context(engine: &str) -> TestContext {
-    let mut ctx = TestContext::new();
-    // The shared directories live on a tmpfs, as in production.
-    ctx.runtime_dir = PathBuf::from(format!(
-        "/dev/shm/airlock-sync-{}-{engine}-{}",
-        std::process::id(),
-        ctx.root.path().file_name().unwrap().to_string_lossy()
-    ));
-    ctx.set_env("AIRLOCK_ENGINE", engine);
-    ctx
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn store(ctx: &TestContext, doc: &str) {
-    let f = ctx.root.path().join("session.json");
-    std::fs::write(&f, doc).unwrap();
-    ok(&ctx
-        .cmd()
-        .args(["auth", "claude", "--method", "session", "--from-file"])
-        .arg(&f)
-        .output()
-        .unwrap());
+    store_session(ctx, "claude", doc);
 }
 
 /// A shell line that rewrites the shared credential file the way Claude

@@ -9,6 +9,8 @@
 #[path = "support/mock_oauth.rs"]
 mod mock_oauth;
 
+mod common;
+
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,25 +19,9 @@ use std::time::{Duration, Instant};
 use airlock::sync::refresh::Policy;
 use airlock::sync::watch::{Daemon, Options};
 use airlock::sync::{Layout, Registration, Truth, register_sandbox, unregister};
+use common::codex_binary;
 use mock_oauth::{MockOAuth, Style, jwt};
 use serde_json::{Value, json};
-
-fn codex_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_CODEX") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let npm = PathBuf::from(home).join(".cache/airlock-test/npm");
-    for e in fs::read_dir(npm).ok()?.flatten() {
-        let p = e.path().join(
-            "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
-        );
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
 
 #[test]
 fn genuine_codex_refresh_flows_back_to_the_host() {

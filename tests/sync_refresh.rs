@@ -12,6 +12,8 @@
 #[path = "support/mock_oauth.rs"]
 mod mock_oauth;
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use airlock::sync::{
     AccountSpec, Layout, Registration, SyncStatus, Syncer, Truth, register_sandbox,
 };
 use airlock::vault::{Backend, CredentialId, Metadata, Method, Record, Vault};
+use common::codex_binary;
 use mock_oauth::{Issued, MockOAuth, RequestShape, Style, jwt, now_ms, post_json};
 use serde_json::{Value, json};
 
@@ -748,24 +751,6 @@ fn codex_vault_session_with_an_expired_access_token_is_refreshed_once() {
         vault_doc()["tokens"]["refresh_token"]
     );
     assert_no_secret_leaked(&fx, &mock);
-}
-
-/// The genuine Codex CLI (see tests/sync_codex.rs).
-fn codex_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_CODEX") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let npm = PathBuf::from(home).join(".cache/airlock-test/npm");
-    for e in fs::read_dir(npm).ok()?.flatten() {
-        let p = e.path().join(
-            "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
-        );
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
 }
 
 /// e. airlock's Codex refresh request has the genuine Codex CLI's shape:

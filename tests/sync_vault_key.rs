@@ -12,10 +12,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{CANARY, TestContext, busybox, require_real, wait_until};
+use common::{CANARY, TestContext, busybox, ok, require_real, wait_until};
 use serde_json::{Value, json};
 
 const LATER: i64 = 4_102_444_800_000; // 2100-01-01T00:00:00Z
@@ -32,17 +32,6 @@ fn session(rt: &str, expires_ms: i64) -> String {
         }
     })
     .to_string()
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Writes the credential file in the shared directory as Claude does

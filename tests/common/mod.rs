@@ -42,6 +42,64 @@ pub fn busybox() -> String {
         .unwrap_or_else(|_| "localhost/airlock-test/busybox:latest".into())
 }
 
+/// Asserts that a command exited 0 (showing its output otherwise) and
+/// returns its stdout.
+pub fn ok(out: &std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A context for `engine` whose runtime directory (sandbox and shared
+/// session directories) is on a tmpfs, as in production; `tag` keeps
+/// concurrent tests of one binary apart.
+pub fn tmpfs_context(engine: &str, tag: &str) -> TestContext {
+    let mut ctx = TestContext::new();
+    ctx.runtime_dir = PathBuf::from(format!(
+        "/dev/shm/airlock-{tag}-{}-{engine}-{}",
+        std::process::id(),
+        ctx.root.path().file_name().unwrap().to_string_lossy()
+    ));
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    ctx
+}
+
+/// Stores a session document for `agent` with `airlock auth … --from-file`.
+pub fn store_session(ctx: &TestContext, agent: &str, doc: &str) {
+    let f = ctx.root.path().join("session.json");
+    std::fs::write(&f, doc).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", agent, "--method", "session", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+}
+
+/// The genuine Codex CLI binary: `AIRLOCK_TEST_CODEX`, or the copy
+/// `scripts/build-test-images.sh` caches under `~/.cache/airlock-test/npm`.
+pub fn codex_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AIRLOCK_TEST_CODEX") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME")?;
+    let npm = PathBuf::from(home).join(".cache/airlock-test/npm");
+    for e in std::fs::read_dir(npm).ok()?.flatten() {
+        let p = e.path().join(
+            "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+        );
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// Polls `f` every 200 ms until it holds; panics after `timeout`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
