@@ -429,3 +429,52 @@ fn podman_hanging_container_is_killed_at_the_limit() {
         hanging_container_is_killed(EngineKind::Podman);
     }
 }
+
+/// The waiter of `docker-flags`/`compose` sees a `--rm` container that
+/// started and exited before its first look (gone from `ps`, but not from
+/// the engine's events): it removes the sandbox directory at once instead
+/// of waiting for its timeout.
+fn waiter_sees_a_container_that_came_and_went(kind: EngineKind) {
+    let engine = kind.engine();
+    let id = format!("reaptest{}{}", std::process::id(), kind);
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox_dir = dir.path().join("sb");
+    std::fs::create_dir(&sandbox_dir).unwrap();
+    let st = engine
+        .command()
+        .args(["run", "--rm", "--network", "none", "--label"])
+        .arg(format!("{}={id}", airlock::sandbox::LABEL))
+        .arg(common::busybox())
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = std::time::Instant::now();
+    launch::reap_by_label(
+        engine.as_ref(),
+        &id,
+        &sandbox_dir,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(!sandbox_dir.exists(), "the sandbox directory was left");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "the waiter waited for its timeout ({:?})",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn docker_waiter_sees_a_container_that_came_and_went() {
+    if gate(EngineKind::Docker) {
+        waiter_sees_a_container_that_came_and_went(EngineKind::Docker);
+    }
+}
+
+#[test]
+fn podman_waiter_sees_a_container_that_came_and_went() {
+    if gate(EngineKind::Podman) {
+        waiter_sees_a_container_that_came_and_went(EngineKind::Podman);
+    }
+}

@@ -266,6 +266,46 @@ pub trait Engine: fmt::Debug + Send + Sync {
             .collect())
     }
 
+    /// The arguments that list the events since `since` (Unix seconds) of
+    /// containers carrying `label` and exit, one `STATUS ID` line each
+    /// (Docker: `--until` now; Podman: `--stream=false`).
+    fn past_events_args(&self, label: &str, since: i64) -> Vec<String> {
+        let until = jiff::Timestamp::now().as_second() + 1;
+        vec![
+            "events".into(),
+            "--since".into(),
+            since.to_string(),
+            "--until".into(),
+            until.to_string(),
+            "--filter".into(),
+            label.into(),
+            "--format".into(),
+            "{{.Status}} {{.ID}}".into(),
+        ]
+    }
+
+    /// The events of containers carrying `label` since `since` (Unix
+    /// seconds), as `(status, container id)`; `None` if the engine could not
+    /// be asked. A `--rm` container that started and exited between two
+    /// looks still shows up here, unlike in `ps`.
+    fn past_events(&self, label: &str, since: i64) -> Option<Vec<(String, String)>> {
+        let o = self
+            .command()
+            .args(self.past_events_args(label, since))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        Some(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().split_once(' '))
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect(),
+        )
+    }
+
     /// Blocks until the container exits (`<engine> wait`).
     fn wait(&self, container: &str) -> Result<()> {
         let st = self

@@ -27,6 +27,21 @@ impl Engine for Podman {
         OsStr::new("podman")
     }
 
+    /// Podman's `events --until` keeps streaming; `--stream=false` stops at
+    /// the end of the log.
+    fn past_events_args(&self, label: &str, since: i64) -> Vec<String> {
+        vec![
+            "events".into(),
+            "--stream=false".into(),
+            "--since".into(),
+            since.to_string(),
+            "--filter".into(),
+            label.into(),
+            "--format".into(),
+            "{{.Status}} {{.ID}}".into(),
+        ]
+    }
+
     /// Rootless Podman maps the host user to root in the container; to let a
     /// non-root container user read the sandbox directory, map the host user
     /// onto that user instead (`--userns=keep-id:uid=…,gid=…`, Podman ≥ 4.3).

@@ -304,6 +304,11 @@ pub fn reap(engine: &dyn Engine, container: &str, dir: &Path) -> Result<()> {
 /// Waits (up to `timeout`) for a container labelled with the sandbox id to
 /// appear, then for it to exit, then removes the directory. For
 /// `docker-flags` and `compose`, whose container airlock does not start.
+///
+/// It looks at the engine's events since it started (one short
+/// `<engine> events` query per look, backing off from 0.25 s to 5 s), not
+/// only at `ps`: a `--rm` container that starts and exits between two
+/// looks is gone from `ps`, but its `start` and `die` events remain.
 pub fn reap_by_label(
     engine: &dyn Engine,
     id: &str,
@@ -312,6 +317,9 @@ pub fn reap_by_label(
 ) -> Result<()> {
     let _ = crate::sandbox::set_owner(dir, Some(std::process::id()));
     let start = std::time::Instant::now();
+    // Event times have a one-second resolution: look a little further back.
+    let since = jiff::Timestamp::now().as_second() - 2;
+    let label = format!("label={}={id}", crate::sandbox::LABEL);
     let mut delay = std::time::Duration::from_millis(250);
     let container = loop {
         // Sleep first: the container cannot exist before the user's own
@@ -322,18 +330,21 @@ pub fn reap_by_label(
             // Removed by `gc` or by hand: nothing left to wait for.
             return Ok(());
         }
-        let out = engine
-            .command()
-            .args(["ps", "-a", "-q", "--filter"])
-            .arg(format!("label={}={id}", crate::sandbox::LABEL))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output();
-        if let Ok(o) = out
-            && let Some(c) = String::from_utf8_lossy(&o.stdout).lines().next()
-            && !c.trim().is_empty()
-        {
-            break c.trim().to_owned();
+        match engine.past_events(&label, since) {
+            Some(events) => {
+                // Docker says `die`, Podman `died`.
+                if events.iter().any(|(st, _)| st == "die" || st == "died") {
+                    return crate::sandbox::remove_dir(dir);
+                }
+                if let Some((_, c)) = events.iter().find(|(st, _)| st == "start") {
+                    break c.clone();
+                }
+            }
+            None => {
+                if let Some(c) = find_labelled(engine, &label) {
+                    break c;
+                }
+            }
         }
         if start.elapsed() > timeout {
             // Never started: leave the directory to `gc` (it keeps unused
@@ -347,7 +358,32 @@ pub fn reap_by_label(
     };
     let waited = engine.wait(&container);
     crate::sandbox::remove_dir(dir)?;
+    // A `--rm` container may be gone before `wait` asks: its exit is
+    // still an exit.
+    if waited.is_err()
+        && engine
+            .past_events(&label, since)
+            .is_some_and(|ev| ev.iter().any(|(st, _)| st == "die" || st == "died"))
+    {
+        return Ok(());
+    }
     waited
+}
+
+/// The first container carrying `label`, running or not.
+fn find_labelled(engine: &dyn Engine, label: &str) -> Option<String> {
+    let o = engine
+        .command()
+        .args(["ps", "-a", "-q", "--filter", label])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.lines()
+        .next()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
 }
 
 /// Starts `exe args…` in its own process group with no terminal, not
