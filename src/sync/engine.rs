@@ -533,7 +533,7 @@ impl Syncer<'_> {
             key,
             cur,
             result,
-            locks: _locks,
+            locks,
         } = resp;
         let vault = self.vault;
         let status_dir = self.status_dir.clone();
@@ -573,6 +573,9 @@ impl Syncer<'_> {
                         tracing::warn!(account = %key, error = %e, "refreshed, but the truth could not be written yet");
                     }
                 }
+                // Both sides have it: agents waiting for the lock may go on
+                // (they re-read and find the new session).
+                drop(locks);
                 st.truth_fp = Some(new.fingerprint);
                 st.newest = Some((new.expiry, new.fingerprint));
                 st.lifetime = Some(now.duration_until(new.expiry)).filter(|d| d.is_positive());
