@@ -120,6 +120,16 @@ pub struct SyncStatus {
     /// When that failure happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_failed_at: Option<Timestamp>,
+    /// The first 8 bytes (hex) of the SHA-256 of a refresh token the server
+    /// refused, so that a restarted watcher does not present it again (a
+    /// one-way fingerprint of a random token, not the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// The short fingerprint [`SyncStatus::refused`] keeps.
+fn short_fp(fp: &[u8; 32]) -> String {
+    fp[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug)]
@@ -194,6 +204,7 @@ impl<'a> Syncer<'a> {
                 next_refresh: None,
                 refresh_error: None,
                 refresh_failed_at: None,
+                refused: None,
             });
         self.accounts.insert(
             key.clone(),
@@ -420,7 +431,7 @@ impl Syncer<'_> {
         let st = self.accounts.get(key)?;
         agent_refresh::endpoint(&st.spec.agent)?;
         let (expiry, fp) = st.newest?;
-        if st.spent_fp == Some(fp) {
+        if st.spent_fp == Some(fp) || st.status.refused.as_deref() == Some(&short_fp(&fp)) {
             return None;
         }
         let mut lead =
@@ -588,7 +599,10 @@ impl Syncer<'_> {
             }
             Err(f) => {
                 match &f {
-                    Failure::Spent(_) => st.spent_fp = Some(cur.fingerprint),
+                    Failure::Spent(_) => {
+                        st.spent_fp = Some(cur.fingerprint);
+                        st.status.refused = Some(short_fp(&cur.fingerprint));
+                    }
                     Failure::Transient(_) => {
                         let wait = SignedDuration::try_from(policy.retry)
                             .unwrap_or(SignedDuration::from_secs(60));
