@@ -1002,3 +1002,31 @@ fn a_hanging_token_server_does_not_delay_syncs() {
     d.finish();
     assert_no_secret_leaked(&fx, &mock);
 }
+
+/// A token URL override that is refused (plain http to another host) keeps
+/// every attempt from starting: said once per retry period, not once a
+/// second, and nothing is sent anywhere.
+#[test]
+fn a_refused_token_url_is_reported_once_per_retry() {
+    let mock = MockOAuth::start(Style::Claude, 60);
+    let fx = fixture(&mock);
+    // SAFETY: SERIAL is held (see `fixture`).
+    unsafe { std::env::set_var("AIRLOCK_CLAUDE_TOKEN_URL", "http://192.0.2.1/oauth/token") };
+    let (_login, _host_file, _dir) = due_claude(&fx, &mock);
+    let before = log_text()
+        .matches("AIRLOCK_CLAUDE_TOKEN_URL is not usable")
+        .count();
+    let d = start(
+        &fx.layout,
+        None,
+        policy(Duration::from_secs(600), Duration::from_secs(60)),
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    d.finish();
+    let said = log_text()
+        .matches("AIRLOCK_CLAUDE_TOKEN_URL is not usable")
+        .count()
+        - before;
+    assert_eq!(said, 1, "reported {said} times in 3.5 s");
+    assert!(mock.requests().is_empty());
+}

@@ -209,8 +209,10 @@ pub struct Daemon<'a> {
     idle_since: Option<Instant>,
     /// airlock's own refresh of sessions ([`crate::sync::refresh`]).
     refresh: Policy,
-    /// Last refresh attempt per account: at most one a second, whatever
-    /// the outcome (an agent holding its lock, no credential, …).
+    /// No refresh attempt of an account before this: one second after the
+    /// last attempt whatever its outcome (an agent holding its lock, no
+    /// credential, …), the policy's retry time after an error that kept
+    /// the attempt from starting (an unreadable truth, a bad token URL).
     attempted: HashMap<String, Instant>,
     /// Accounts whose refresh request is on a worker thread, with the
     /// lock paths claimed for it.
@@ -313,8 +315,8 @@ impl<'a> Daemon<'a> {
         let at = self.syncer.refresh_at(key, &self.refresh)?;
         let wait = Timestamp::now().duration_until(at);
         let mut t = now + Duration::try_from(wait).unwrap_or(Duration::ZERO);
-        if let Some(last) = self.attempted.get(key) {
-            t = t.max(*last + Duration::from_secs(1));
+        if let Some(not_before) = self.attempted.get(key) {
+            t = t.max(*not_before);
         }
         // `Instant` stops while the machine sleeps: look at the wall clock
         // again at least every few minutes, so a laptop that wakes up after
@@ -338,7 +340,8 @@ impl<'a> Daemon<'a> {
             {
                 continue;
             }
-            self.attempted.insert(k.clone(), now);
+            self.attempted
+                .insert(k.clone(), now + Duration::from_secs(1));
             let locks = self.syncer.refresh_locks(&k);
             self.claim(&locks, true);
             match self.syncer.begin_refresh(&k, &self.refresh) {
@@ -352,7 +355,10 @@ impl<'a> Daemon<'a> {
                     });
                 }
                 Ok(Begun::Done(o)) => self.refresh_done(&k, &locks, Ok(o)),
-                Err(e) => self.refresh_done(&k, &locks, Err(e)),
+                Err(e) => {
+                    self.attempted.insert(k.clone(), now + self.refresh.retry);
+                    self.refresh_done(&k, &locks, Err(e));
+                }
             }
         }
     }
