@@ -522,7 +522,23 @@ impl Syncer<'_> {
         else {
             return Ok(Begun::Done(RefreshOutcome::NotDue));
         };
-        let url = policy.url(ep)?;
+        let url = match policy.url(ep) {
+            Ok(u) => u,
+            Err(e) => {
+                // A refused URL override: recorded like a failed request
+                // (status, retry time), so that `airlock run` stops waiting.
+                let f = Failure::Transient(e.to_string());
+                let wait = SignedDuration::try_from(policy.retry)
+                    .unwrap_or(SignedDuration::from_secs(60));
+                st.retry_at = Timestamp::now().checked_add(wait).ok();
+                st.status.refresh_error = Some(f.to_string());
+                st.status.refresh_failed_at = Some(Timestamp::now());
+                if let Some(d) = &self.status_dir {
+                    write_status(d, key, &st.status);
+                }
+                return Ok(Begun::Done(RefreshOutcome::Failed(f)));
+            }
+        };
         Ok(Begun::Send(Box::new(PendingRefresh {
             key: key.to_owned(),
             ep,
