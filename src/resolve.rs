@@ -350,8 +350,27 @@ pub fn resolve_with(
                 missing.iter().map(String::as_str).collect()
             };
             let hints: Vec<String> = names.iter().map(|n| setup_hint(n)).collect();
+            // What was found but skipped, and why: otherwise only the
+            // warnings, which this error replaces, would say so.
+            let skipped: Vec<String> = resolutions
+                .iter()
+                .filter(|r| names.contains(&r.agent.as_str()))
+                .flat_map(|r| {
+                    r.attempts.iter().filter_map(move |a| match &a.outcome {
+                        Outcome::Skipped { reason } => {
+                            Some(format!("{}: skipped {}: {reason}", r.agent, a.source))
+                        }
+                        _ => None,
+                    })
+                })
+                .collect();
+            let skipped = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skipped.join("; "))
+            };
             return Err(Error::NoAuth(format!(
-                "--require-auth: no usable credential for {}; {}",
+                "--require-auth: no usable credential for {}{skipped}; {}",
                 names.join(", "),
                 hints.join("; ")
             )));

@@ -402,6 +402,10 @@ fn run_probe(
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     let code = run.status.and_then(|s| s.code()).unwrap_or(-1);
+    // 126/127 from the OCI runtime: no /bin/sh for the shim.
+    if launch::shell_missing(code, run.stderr.as_slice()) {
+        return Err(launch::no_shell(engine, &opts.image, code));
+    }
     // 125: the engine itself failed (image, flags, daemon).
     if code == 125 && !stdout.contains(MARK) {
         return Err(Error::Engine(format!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CANARY, TestContext, busybox, require_real, root_image, user_image, wait_until};
+use common::{CANARY, TestContext, busybox, ok, require_real, root_image, user_image, wait_until};
 
 /// A context whose Claude credential is a setup token in a secret file, and
 /// whose sandbox directories live on a tmpfs.
@@ -352,6 +352,165 @@ fn compose_real() {
         || sandboxes(&ctx.runtime_dir).is_empty(),
     );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// An imported one-layer image holding only `/bin/busybox` (the host's
+/// static busybox, no applet links) and `/etc/hello`: no `/bin/sh`. Removed
+/// when dropped, also when the test fails.
+struct ShellLess {
+    engine: String,
+    name: String,
+}
+
+impl Drop for ShellLess {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.engine)
+            .args(["rmi", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn import_shell_less(engine: &str) -> ShellLess {
+    let name = format!("localhost/airlock-test/noshell:t{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hello"), "hello\n").unwrap();
+    let bb = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("a static busybox on the host (apt-get install busybox-static)");
+    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
+    let tar = dir.path().join("root.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new(engine)
+        .arg("import")
+        .arg(&tar)
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ShellLess {
+        engine: engine.to_owned(),
+        name,
+    }
+}
+
+/// An image without `/bin/sh` cannot run the shim: a clear airlock error
+/// (exit code 8) after the engine's own message, no directory left behind;
+/// `docker-flags --mode env` works with it. A command missing inside a
+/// working image stays the container's 127.
+fn image_without_shell(engine: &str) {
+    let ctx = context(engine);
+    let shell_less = import_shell_less(engine);
+    let image = shell_less.name.clone();
+    for detach in [false, true] {
+        let mut cmd = ctx.cmd();
+        cmd.args(["run", "--agent", "claude", "--", "--rm"]);
+        if detach {
+            cmd.arg("-d");
+        }
+        let out = cmd.arg(&image).arg("whatever").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(8), "detach={detach}: {stderr}");
+        assert!(
+            stderr.contains(&format!("the image {image} has no usable /bin/sh")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("docker-flags --mode env"), "{stderr}");
+        // The engine's own message still reaches the terminal.
+        assert!(stderr.contains("OCI runtime"), "{stderr}");
+        assert!(!stderr.contains(CANARY), "{stderr}");
+        assert!(sandboxes(&ctx.runtime_dir).is_empty(), "detach={detach}");
+    }
+
+    // `verify` starts its check container the same way.
+    let out = ctx
+        .cmd()
+        .args(["verify", "--agent", "claude", "--image", &image])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{stderr}");
+    assert!(stderr.contains("has no usable /bin/sh"), "{stderr}");
+    assert!(sandboxes(&ctx.runtime_dir).is_empty());
+
+    // What the message recommends: `--mode env` needs no shell.
+    let token = format!("sk-ant-oat01-{CANARY}-cli-AAAAAAAAAAAAAAAA");
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--agent", "claude", "--mode", "env"])
+        .env("CLAUDE_CODE_OAUTH_TOKEN", &token)
+        .output()
+        .unwrap();
+    let flags = ok(&out);
+    let out = Command::new(engine)
+        .args(["run", "--rm", "--network", "none"])
+        .args(flags.split_whitespace())
+        .args(["--entrypoint", "/bin/busybox", &image, "env"])
+        .env("CLAUDE_CODE_OAUTH_TOKEN", &token)
+        .output()
+        .unwrap();
+    let env = ok(&out);
+    assert!(
+        env.lines()
+            .any(|l| l == format!("CLAUDE_CODE_OAUTH_TOKEN={token}")),
+        "{flags}"
+    );
+
+    // A command missing inside a working shim: the container's 127, no
+    // airlock error.
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--",
+            "--rm",
+            "--network",
+            "none",
+        ])
+        .arg(root_image())
+        .arg("no-such-command-here")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(!stderr.contains("has no usable /bin/sh"), "{stderr}");
+    assert!(stderr.contains("no-such-command-here"), "{stderr}");
+
+    drop(shell_less);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_image_without_shell() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        image_without_shell("docker");
+    }
+}
+
+#[test]
+fn podman_image_without_shell() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        image_without_shell("podman");
+    }
 }
 
 #[test]

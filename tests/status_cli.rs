@@ -643,3 +643,118 @@ fn status_lists_configured_secret_files_in_chain_order() {
             .contains("regenerate")
     );
 }
+
+/// Runs `args` with stdin closed; fails the test if it has not exited
+/// within 20 seconds (and kills it) instead of hanging.
+fn run_within(ctx: &TestContext, args: &[&str]) -> Output {
+    let mut child = ctx
+        .cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "airlock {args:?} did not exit within 20 s: {}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn secret_file_that_is_a_fifo_or_device_is_refused_at_once() {
+    // A FIFO with no writer would block every `run`; /dev/zero would never
+    // end. Both are refused as they are: not regular files.
+    let mut ctx = TestContext::new();
+    memory(&mut ctx);
+    let fifo = ctx.root.path().join("claude-fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        format!(
+            "[agents.claude]\nsecret_file = \"{}\"\n[agents.gemini]\nsecret_file = \"/dev/zero\"\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+
+    let out = run_within(&ctx, &["status", "--json"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        all.contains("is a named pipe (FIFO), not a regular file"),
+        "{all}"
+    );
+    assert!(
+        all.contains("is a character device, not a regular file"),
+        "{all}"
+    );
+
+    let out = run_within(&ctx, &["doctor"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(11), "{all}");
+    assert!(all.contains("named pipe (FIFO)"), "{all}");
+
+    // `run` skips it with the reason, and --require-auth fails with 9
+    // before any container is started (no engine on PATH: none needed).
+    ctx.set_env("PATH", "/nonexistent");
+    let out = run_within(
+        &ctx,
+        &[
+            "run",
+            "--agent",
+            "claude",
+            "--require-auth",
+            "--",
+            "--rm",
+            "localhost/airlock-test/no-such-image",
+            "true",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{err}");
+    assert!(err.contains("named pipe (FIFO)"), "{err}");
+}
+
+#[test]
+fn from_file_refuses_endless_devices_and_directories() {
+    let mut ctx = TestContext::new();
+    memory(&mut ctx);
+    let out = run_within(
+        &ctx,
+        &[
+            "auth",
+            "claude",
+            "--method",
+            "token",
+            "--from-file",
+            "/dev/zero",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("too large to be a credential"), "{err}");
+    let dir = ctx.root.path().to_str().unwrap().to_owned();
+    let out = run_within(
+        &ctx,
+        &["auth", "claude", "--method", "token", "--from-file", &dir],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+    let out = run(&ctx, &["accounts", "--json"]);
+    assert!(!text(&out.stdout).contains("claude"), "nothing was stored");
+}

@@ -473,11 +473,31 @@ pub struct FileInput {
     pub warnings: Vec<String>,
 }
 
-/// Reads a credential file carefully: refuses directories, empty (0-byte),
+/// Reads a credential file carefully: refuses directories, anything else
+/// that is not a regular file (or a symbolic link to one), empty (0-byte),
 /// oversized and non-UTF-8 files; warns about symlinks and permissions that
 /// let other users read it. `empty_fix` says what to do about an empty file.
-/// Pipes (`--from-file <(sops -d …)`) are fine.
+///
+/// For files read on every use (a configured `secret_file`, the agents' own
+/// login files), so it never blocks: a FIFO with no writer would hang, and
+/// `/dev/zero` would never end. The type is checked with `stat`, the file
+/// opened with `O_NONBLOCK` (opening a FIFO never waits) and checked again
+/// with `fstat` on the opened descriptor, so swapping the path in between
+/// changes nothing; at most [`MAX_INPUT_BYTES`] are read.
 pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
+    read_path(path, empty_fix, false)
+}
+
+/// Like [`read_input_file`], but pipes and character devices are read too,
+/// up to [`MAX_INPUT_BYTES`]: for `airlock auth --from-file`, given once by
+/// hand, where `<(sops -d …)` and `/dev/stdin` are pipes. A directory is
+/// still refused, and `/dev/zero` stops at the size limit. A named pipe
+/// (FIFO) is read like `cat` reads it: once something writes to it.
+pub fn read_input_stream(path: &Path, empty_fix: &str) -> Result<FileInput> {
+    read_path(path, empty_fix, true)
+}
+
+fn read_path(path: &Path, empty_fix: &str, streams: bool) -> Result<FileInput> {
     let what = format!("the file {}", path.display());
     let mut warnings = Vec::new();
     let lmd = std::fs::symlink_metadata(path).map_err(|e| file_error(&what, path, e))?;
@@ -498,6 +518,9 @@ pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
             "is a directory",
             "give the path of the credential file itself",
         ));
+    }
+    if !streams && !md.is_file() {
+        return Err(not_regular(&what, &md.file_type()));
     }
     if md.is_file() {
         #[cfg(unix)]
@@ -525,21 +548,93 @@ pub fn read_input_file(path: &Path, empty_fix: &str) -> Result<FileInput> {
             ));
         }
         if md.len() > MAX_INPUT_BYTES {
-            return Err(invalid(
-                &what,
-                format!("is {} bytes, too large to be a credential", md.len()),
-                "check the path",
-            ));
+            return Err(too_large(&what, md.len()));
         }
     }
     let modified = md.modified().ok().and_then(|t| Timestamp::try_from(t).ok());
-    let file = std::fs::File::open(path).map_err(|e| file_error(&what, path, e))?;
+    let file = if streams {
+        std::fs::File::open(path).map_err(|e| file_error(&what, path, e))?
+    } else {
+        open_regular(path, &what)?
+    };
     let text = read_limited(file, &what, empty_fix)?;
     Ok(FileInput {
         text,
         modified,
         warnings,
     })
+}
+
+/// Opens `path` for reading without ever blocking (`O_NONBLOCK`, which
+/// regular files ignore; `O_NOCTTY`), and refuses it unless the opened
+/// descriptor is a regular file of at most [`MAX_INPUT_BYTES`].
+fn open_regular(path: &Path, what: &str) -> Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = opts.open(path).map_err(|e| file_error(what, path, e))?;
+    let md = file.metadata().map_err(|e| file_error(what, path, e))?;
+    if md.is_dir() {
+        return Err(invalid(
+            what,
+            "is a directory",
+            "give the path of the credential file itself",
+        ));
+    }
+    if !md.is_file() {
+        return Err(not_regular(what, &md.file_type()));
+    }
+    if md.len() > MAX_INPUT_BYTES {
+        return Err(too_large(what, md.len()));
+    }
+    Ok(file)
+}
+
+fn too_large(what: &str, len: u64) -> Error {
+    invalid(
+        what,
+        format!(
+            "is {len} bytes, too large to be a credential (the limit is {MAX_INPUT_BYTES} bytes)"
+        ),
+        "check the path",
+    )
+}
+
+/// The error for a FIFO, device or socket where a regular file must be.
+fn not_regular(what: &str, ft: &std::fs::FileType) -> Error {
+    let kind = {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if ft.is_fifo() {
+                "a named pipe (FIFO)"
+            } else if ft.is_char_device() {
+                "a character device"
+            } else if ft.is_block_device() {
+                "a block device"
+            } else if ft.is_socket() {
+                "a socket"
+            } else {
+                "an unusual kind of file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ft;
+            "not a regular file"
+        }
+    };
+    invalid(
+        what,
+        format!(
+            "is {kind}, not a regular file: airlock reads this file every time it is used, and a pipe or device could block it or never end"
+        ),
+        "point it at a regular file holding the credential (sops-nix, agenix and Docker secrets write one); to store a secret from a pipe once, use `airlock auth AGENT --from-file PATH`",
+    )
 }
 
 /// Reads at most [`MAX_INPUT_BYTES`] from `r` as UTF-8 text.
@@ -598,6 +693,109 @@ pub fn first_existing(candidates: &[PathBuf]) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` on another thread and fails (instead of hanging) if it
+    /// takes more than five seconds.
+    fn promptly<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading the file blocked")
+    }
+
+    fn message(r: Result<FileInput>) -> String {
+        match r {
+            Ok(_) => panic!("read"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), crate::error::ExitCode::Invalid, "{e}");
+                e.to_string()
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_read_on_every_use_must_be_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A FIFO with no writer: refused at once, not waited on.
+        let f = fifo.clone();
+        let e = message(promptly(move || read_input_file(&f, "x")));
+        assert!(
+            e.contains("is a named pipe (FIFO), not a regular file"),
+            "{e}"
+        );
+        // Also through a symbolic link.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let e = message(promptly(move || read_input_file(&link, "x")));
+        assert!(e.contains("named pipe"), "{e}");
+        // Devices that never end.
+        for dev in ["/dev/zero", "/dev/urandom"] {
+            let e = message(promptly(move || read_input_file(Path::new(dev), "x")));
+            assert!(e.contains("is a character device"), "{e}");
+        }
+        let e = message(read_input_file(dir.path(), "x"));
+        assert!(e.contains("is a directory"), "{e}");
+        // A regular file, and a symbolic link to one, are read.
+        let file = dir.path().join("token");
+        std::fs::write(&file, "abc").unwrap();
+        let link = dir.path().join("token-link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_input_file(&file, "x").unwrap().text.expose(), "abc");
+        let f = read_input_file(&link, "x").unwrap();
+        assert_eq!(f.text.expose(), "abc");
+        assert!(f.warnings.iter().any(|w| w.contains("symbolic link")));
+        // Too large.
+        std::fs::write(&file, vec![b'a'; MAX_INPUT_BYTES as usize + 1]).unwrap();
+        let e = message(read_input_file(&file, "x"));
+        assert!(e.contains("too large to be a credential"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn opening_checks_the_descriptor_not_the_path() {
+        // What `open_regular` sees after the path was swapped: a FIFO is
+        // refused without blocking, a device too.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = promptly(move || open_regular(&fifo, "the file f").map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named pipe"), "{e}");
+        let e = open_regular(Path::new("/dev/zero"), "the file f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("character device"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn streams_are_read_up_to_the_limit() {
+        // `--from-file /dev/zero` stops at the limit.
+        let e = message(promptly(|| read_input_stream(Path::new("/dev/zero"), "x")));
+        assert!(e.contains("too large to be a credential"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = message(read_input_stream(dir.path(), "x"));
+        assert!(e.contains("is a directory"), "{e}");
+        // A pipe with a writer is read.
+        let (r, mut w) = std::io::pipe().unwrap();
+        use std::io::Write;
+        w.write_all(b"abc").unwrap();
+        drop(w);
+        use std::os::fd::AsRawFd;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", r.as_raw_fd()));
+        assert_eq!(read_input_stream(&path, "x").unwrap().text.expose(), "abc");
+        drop(r);
+    }
 
     fn msg(r: Result<impl std::fmt::Debug>) -> String {
         r.unwrap_err().to_string()

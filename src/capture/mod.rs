@@ -328,7 +328,7 @@ pub fn read_source(source: &Source) -> Result<Input> {
             })
         }
         Source::File(p) => {
-            let f = validate::read_input_file(p, "check that the file holds the credential")?;
+            let f = validate::read_input_stream(p, "check that the file holds the credential")?;
             Ok(Input {
                 secret: f.text,
                 warnings: f.warnings,
@@ -552,9 +552,11 @@ pub struct SecretFile {
     pub account: Option<String>,
 }
 
-/// Reads and validates a configured secret file exactly as `airlock auth
-/// --from-file` does (same reader, same validators, same errors), for
-/// status, doctor and resolution. The method is the configured one, else
+/// Reads and validates a configured secret file as `airlock auth
+/// --from-file` does (same validators, same errors), for status, doctor and
+/// resolution, except that it must be a regular file: it is read on every
+/// use, so a FIFO or a device is refused without blocking
+/// ([`validate::read_input_file`]). The method is the configured one, else
 /// detected from the value, else an API key. A setup-token's expiry is
 /// counted from the file's modification time, as the file is not renewed by
 /// airlock. Returns the validated value (warnings about the file included)

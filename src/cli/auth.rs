@@ -46,7 +46,8 @@ pub struct Args {
     #[arg(long, group = "source")]
     stdin: bool,
 
-    /// Read the secret from a file (a sops/agenix secret path, or `<(command)`).
+    /// Read the secret from a file (a sops/agenix secret path, `<(command)` or
+    /// `/dev/stdin`; at most 1 MiB).
     #[arg(long, value_name = "PATH", group = "source")]
     from_file: Option<PathBuf>,
 

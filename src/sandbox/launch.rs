@@ -128,12 +128,20 @@ pub fn prepare_with(
 /// removes the sandbox directory. Returns the engine's exit code (the
 /// container's, or 125–127 for engine errors; 128+n if the engine CLI was
 /// killed by signal n).
+///
+/// The engine CLI's stderr passes through airlock (each chunk is written on
+/// at once, so the container's stderr still reaches the terminal), keeping
+/// its last few kilobytes: when the image has no usable `/bin/sh` for the
+/// shim, the engine's own message is recognised after the fact and the run
+/// fails with [`no_shell`]'s [`Error::Engine`] (exit code 8) instead of a
+/// bare 127. Nothing is started to check beforehand.
 pub fn run_foreground(engine: &dyn Engine, prepared: Prepared) -> Result<i32> {
     let mut cmd = engine.command();
-    cmd.args(&prepared.argv);
+    cmd.args(&prepared.argv).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
+    let tail = child.stderr.take().map(tee::Tail::start);
     let guard = signals::Forward::install(child.id());
     let status = child.wait();
     drop(guard);
@@ -142,12 +150,92 @@ pub fn run_foreground(engine: &dyn Engine, prepared: Prepared) -> Result<i32> {
         status.map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))?;
     removed?;
     let code = exit_code(status);
-    if code == 127 {
-        tracing::warn!(
-            "exit code 127: if the engine said /bin/sh was not found, the image has no shell for airlock's entrypoint shim; use `airlock docker-flags --mode env` for such images (see docs/sandbox.md)"
-        );
+    let tail = tail.map(tee::Tail::finish).unwrap_or_default();
+    if shell_missing(code, &tail) {
+        return Err(no_shell(engine, &prepared.request.image, code));
     }
     Ok(code)
+}
+
+/// Whether the engine failed to start the shim because the image has no
+/// usable `/bin/sh`: exit code 127 (not found) or 126 (not executable), and
+/// the OCI runtime's message naming `/bin/sh` on the engine's stderr.
+///
+/// Docker (runc): `OCI runtime create failed: … exec: "/bin/sh": stat
+/// /bin/sh: no such file or directory`; Podman: `runc: … exec: "/bin/sh": …:
+/// OCI runtime attempted to invoke a command that was not found`, or with
+/// crun ``executable file `/bin/sh` not found``. A command missing *inside*
+/// a working shim exits 127 too, but the shell says so, not the runtime.
+pub fn shell_missing(code: i32, stderr: &[u8]) -> bool {
+    if code != 126 && code != 127 {
+        return false;
+    }
+    let text = String::from_utf8_lossy(stderr);
+    text.contains("OCI runtime") && (text.contains("\"/bin/sh\"") || text.contains("`/bin/sh`"))
+}
+
+/// The error for an image without a usable `/bin/sh` (see
+/// [`shell_missing`]).
+pub fn no_shell(engine: &dyn Engine, image: &str, code: i32) -> Error {
+    Error::Engine(format!(
+        "the image {image} has no usable /bin/sh ({} could not run it: exit code {code}): airlock starts the container through a small POSIX sh script that writes the credentials in place, so the image needs a POSIX shell at /bin/sh. Use an image that has one (for a distroless image, its :debug variant; or add busybox), or pass the credentials as environment variables with `{} run $(airlock docker-flags --mode env --agent AGENT) {image}`, which needs no shell but leaves the values visible to `{} inspect` (see docs/sandbox.md)",
+        engine.kind(),
+        engine.kind(),
+        engine.kind()
+    ))
+}
+
+/// Passing a child's stderr through while keeping its end.
+mod tee {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// How much of the end of the stream is kept.
+    const KEEP: usize = 8 * 1024;
+
+    /// A thread copying a stream to airlock's stderr.
+    pub struct Tail {
+        done: mpsc::Receiver<Vec<u8>>,
+    }
+
+    impl Tail {
+        /// Starts copying `r` to stderr, chunk by chunk as it arrives.
+        pub fn start(mut r: impl Read + Send + 'static) -> Tail {
+            let (tx, done) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut kept: Vec<u8> = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let mut err = std::io::stderr().lock();
+                            let _ = err.write_all(&buf[..n]);
+                            let _ = err.flush();
+                            kept.extend_from_slice(&buf[..n]);
+                            if kept.len() > KEEP {
+                                kept.drain(..kept.len() - KEEP);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = tx.send(kept);
+            });
+            Tail { done }
+        }
+
+        /// The end of the stream, once it is closed. A process left behind
+        /// by the engine CLI may hold the stream open: after a short wait
+        /// the copy goes on in the background and nothing is returned.
+        pub fn finish(self) -> Vec<u8> {
+            self.done
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_default()
+        }
+    }
 }
 
 /// Like [`run_foreground`], but with the engine's stdout and stderr captured
@@ -263,21 +351,32 @@ fn read_to_end_in_thread(
 /// Runs the container detached (`-d` was among the user's flags): prints the
 /// engine's output (the container id), and returns the exit code, the
 /// container id and the sandbox directory, which the caller hands to a
-/// waiter ([`reap`]). On failure the directory is removed.
+/// waiter ([`reap`]). On failure the directory is removed; an image
+/// without `/bin/sh` is reported as in [`run_foreground`].
 pub fn run_detached(
     engine: &dyn Engine,
     prepared: Prepared,
 ) -> Result<(i32, Option<String>, PathBuf)> {
-    let out = engine
+    let mut child = engine
         .command()
         .args(&prepared.argv)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| Error::Engine(format!("could not start {}: {e}", engine.kind())))?;
+    let tail = child.stderr.take().map(tee::Tail::start);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Engine(format!("waiting for {} failed: {e}", engine.kind())))?;
+    let tail = tail.map(tee::Tail::finish).unwrap_or_default();
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
     let code = exit_code(out.status);
+    if shell_missing(code, &tail) {
+        prepared.sandbox.remove()?;
+        return Err(no_shell(engine, &prepared.request.image, code));
+    }
     let id = text
         .lines()
         .rev()
@@ -511,5 +610,35 @@ pub mod signals {
                 CHILD.store(0, Ordering::SeqCst);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_missing;
+
+    #[test]
+    fn a_missing_shell_is_recognised_from_the_engines_message() {
+        // Verbatim from Docker 26 (runc) and Podman 4 (runc, crun).
+        let docker = b"docker: Error response from daemon: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown\n";
+        let podman = b"Error: runc: runc create failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: OCI runtime attempted to invoke a command that was not found\n";
+        let crun = b"Error: crun: executable file `/bin/sh` not found in $PATH: No such file or directory: OCI runtime attempted to invoke a command that was not found\n";
+        let denied = b"docker: Error response from daemon: failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/bin/sh\": permission denied: unknown\n";
+        assert!(shell_missing(127, docker));
+        assert!(shell_missing(127, podman));
+        assert!(shell_missing(127, crun));
+        assert!(shell_missing(126, denied));
+        // The container's own exit codes, or another engine failure.
+        assert!(!shell_missing(1, docker));
+        assert!(!shell_missing(125, docker));
+        // A command missing inside a working shim: the shell says so.
+        assert!(!shell_missing(
+            127,
+            b"/run/airlock-in/init.sh: line 40: exec: claude: not found\n"
+        ));
+        assert!(!shell_missing(127, b"/bin/sh: 1: foo: not found\n"));
+        // Another executable the runtime could not find.
+        let other = b"Error: runc: exec: \"/bin/bb\": stat /bin/bb: no such file or directory: OCI runtime attempted to invoke a command that was not found\n";
+        assert!(!shell_missing(127, other));
     }
 }
