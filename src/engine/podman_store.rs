@@ -23,7 +23,8 @@
 //! storage.conf / containers.conf / drop-in / connections file Podman reads.
 //! It is re-asked at least every [`STORE_INFO_SECS`]. A remote Podman
 //! (machine, `CONTAINER_HOST`, `--remote` connections) has no local store:
-//! remembered as such, and every run asks Podman.
+//! remembered as such (as is a failed `podman info`), and every run asks
+//! Podman. `AIRLOCK_IMAGE_CACHE_SECS=0` turns all of this off.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -301,7 +302,10 @@ pub fn store(engine: &dyn Engine, dir: &Path) -> Option<Store> {
     {
         return e.store;
     }
-    let store = ask_store(engine)?;
+    // A failed `podman info` is remembered like a remote one: airlock then
+    // asks Podman by name, as it would anyway, without paying for another
+    // `podman info` on every run until the entry expires.
+    let store = ask_store(engine).unwrap_or(None);
     let e = InfoEntry {
         fingerprint: fp,
         created: now,
