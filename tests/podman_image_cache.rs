@@ -87,12 +87,9 @@ fn context(bin: &Path, log: &Path) -> TestContext {
 /// `airlock run` of NAME with the image's own command; returns its stdout
 /// and the podman commands it ran (the log is emptied).
 fn run(ctx: &TestContext, log: &Path) -> (String, Vec<String>) {
-    let mut c = ctx.cmd();
-    // TestContext::cmd sets PATH from the test's environment; ours wins.
-    for (k, v) in &ctx.env {
-        c.env(k, v);
-    }
-    let out = c
+    // TestContext::cmd applies ctx.env (our PATH, wrapper first) last.
+    let out = ctx
+        .cmd()
         .args([
             "run",
             "--agent",
@@ -207,11 +204,8 @@ fn podman_run_sees_retagged_removed_and_reimported_images() {
 
     // A name the store does not have: Podman is asked by name (and fails).
     podman(&["rmi", NAME]);
-    let mut c = ctx.cmd();
-    for (k, v) in &ctx.env {
-        c.env(k, v);
-    }
-    let out = c
+    let out = ctx
+        .cmd()
         .args([
             "run",
             "--agent",
