@@ -63,7 +63,10 @@ if command -v hyperfine >/dev/null 2>&1; then
   b="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print(r[1]["mean"]*1000)' "$work/run.json")"
   # --prepare removes the previous call's directory, so its waiter exits
   # instead of piling up and loading the engine (and the CPU) during the run.
-  hyperfine -N --warmup 3 --runs 50 --prepare "rm -rf $work/runtime/sandboxes" \
+  # A waiter may be removing the same directory: a failed rm is retried and
+  # never aborts the run.
+  hyperfine -N --warmup 3 --runs 50 \
+    --prepare "sh -c 'rm -rf $work/runtime/sandboxes || rm -rf $work/runtime/sandboxes; true'" \
     --export-json "$work/flags.json" -n "docker-flags" "$(q "${flags[@]}")" >&2
   f="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["mean"]*1000)' "$work/flags.json")"
 else

@@ -159,8 +159,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let choice = a.sandbox.engine_choice()?;
     // Asking the engine about the image (30–100 ms of CLI start-up) overlaps
     // with resolving the credentials (vault unlock, keyring round trips).
+    // Podman is not asked at all when its store index shows an image ID
+    // whose configuration is cached (docs/sandbox.md, "Performance").
     let (resolved, detected) = std::thread::scope(|s| {
-        let probe = s.spawn(|| engine::detect(choice, &req.image));
+        let cache = ctx.paths.runtime_dir.join("images");
+        let image = req.image.as_str();
+        let probe = s.spawn(move || engine::detect_with(choice, image, Some(&cache)));
         let resolved = a.sandbox.resolve(ctx, SyncUse::Default);
         let detected = probe
             .join()

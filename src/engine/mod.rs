@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 
 pub mod docker;
 pub mod podman;
+#[cfg(target_os = "linux")]
+pub mod podman_store;
 
 /// The engines airlock knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -362,6 +364,36 @@ pub struct Detected {
 /// else Docker if it answers, else Podman; then reads `image`'s configuration
 /// with it (pulling the image if needed).
 pub fn detect(choice: Option<EngineKind>, image: &str) -> Result<Detected> {
+    detect_with(choice, image, None)
+}
+
+/// Podman's image configuration without a Podman call when its store index
+/// allows it (see [`podman_store`]); `None`: ask Podman.
+#[allow(unused_variables)]
+fn podman_fast(
+    engine: &dyn Engine,
+    image: &str,
+    cache_dir: Option<&std::path::Path>,
+) -> Option<ImageConfig> {
+    #[cfg(target_os = "linux")]
+    if engine.kind() == EngineKind::Podman
+        && std::env::var("AIRLOCK_IMAGE_CACHE_SECS").ok().as_deref() != Some("0")
+        && let Some(dir) = cache_dir
+    {
+        return podman_store::image_config(engine, image, dir);
+    }
+    None
+}
+
+/// [`detect`], with Podman image configurations cached per image ID in
+/// `cache_dir` and validated against Podman's store index on every call
+/// ([`podman_store`]): never stale, and no Podman call when the image was
+/// seen before. `airlock run` uses this.
+pub fn detect_with(
+    choice: Option<EngineKind>,
+    image: &str,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<Detected> {
     let choice = match choice {
         Some(c) => Some(c),
         None => match std::env::var("AIRLOCK_ENGINE") {
@@ -371,6 +403,9 @@ pub fn detect(choice: Option<EngineKind>, image: &str) -> Result<Detected> {
     };
     if let Some(kind) = choice {
         let engine = kind.engine();
+        if let Some(cfg) = podman_fast(engine.as_ref(), image, cache_dir) {
+            return Ok(Detected { engine, image: cfg });
+        }
         let image = engine.image_config(image)?;
         return Ok(Detected { engine, image });
     }
@@ -381,6 +416,9 @@ pub fn detect(choice: Option<EngineKind>, image: &str) -> Result<Detected> {
             continue;
         }
         let engine = kind.engine();
+        if let Some(cfg) = podman_fast(engine.as_ref(), image, cache_dir) {
+            return Ok(Detected { engine, image: cfg });
+        }
         match engine.inspect_image(image) {
             Ok(cfg) => return Ok(Detected { engine, image: cfg }),
             Err(InspectError::NoSuchImage(_)) => {
@@ -418,8 +456,10 @@ struct ImageConfigOwned {
 
 /// [`detect`], remembering the answer for a short while in `cache_dir`
 /// (`docker-flags` and `compose`, whose whole point is being fast in
-/// `$(…)`). A rebuilt image is seen after at most [`IMAGE_CACHE_SECS`].
-/// `airlock run` does not use this: it always asks the engine.
+/// `$(…)`). A rebuilt image is seen after at most [`IMAGE_CACHE_SECS`],
+/// except with Podman chosen (`--engine`, `AIRLOCK_ENGINE`) and a reference
+/// its store index answers: then the store-validated per-ID cache of
+/// [`detect_with`] is used first, which is never stale.
 pub fn detect_cached(
     choice: Option<EngineKind>,
     image: &str,
@@ -431,6 +471,15 @@ pub fn detect_cached(
         .unwrap_or(IMAGE_CACHE_SECS);
     let env_choice = std::env::var("AIRLOCK_ENGINE").unwrap_or_default();
     let wanted = choice.map(|c| c.as_str().to_owned()).unwrap_or(env_choice);
+    if ttl > 0
+        && wanted.eq_ignore_ascii_case("podman")
+        && let Some(cfg) = podman_fast(&podman::Podman::new(), image, Some(cache_dir))
+    {
+        return Ok(Detected {
+            engine: EngineKind::Podman.engine(),
+            image: cfg,
+        });
+    }
     let key = {
         use sha2::Digest;
         let h = sha2::Sha256::digest(format!("{wanted}\0{image}").as_bytes());
@@ -463,7 +512,7 @@ pub fn detect_cached(
             },
         });
     }
-    let d = detect(choice, image)?;
+    let d = detect_with(choice, image, (ttl > 0).then_some(cache_dir))?;
     if ttl > 0 && crate::fsutil::ensure_private_dir(cache_dir).is_ok() {
         let e = CacheEntry {
             engine: d.engine.kind().as_str().to_owned(),
