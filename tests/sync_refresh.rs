@@ -1030,3 +1030,48 @@ fn a_refused_token_url_is_reported_once_per_retry() {
     assert_eq!(said, 1, "reported {said} times in 3.5 s");
     assert!(mock.requests().is_empty());
 }
+
+/// A token server that answers with a redirect: airlock does not follow
+/// it (a 307 would re-send the refresh token to wherever it points); the
+/// attempt fails and is recorded.
+#[test]
+fn a_redirect_is_not_followed() {
+    let mock = MockOAuth::start(Style::Claude, 60);
+    let fx = fixture(&mock);
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere_addr = elsewhere.local_addr().unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let redirector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/oauth/token", redirector.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut c in redirector.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere_addr}/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    // SAFETY: SERIAL is held (see `fixture`).
+    unsafe { std::env::set_var("AIRLOCK_CLAUDE_TOKEN_URL", &url) };
+    let (login, host_file, _dir) = due_claude(&fx, &mock);
+    let d = start(
+        &fx.layout,
+        None,
+        policy(Duration::from_secs(600), Duration::from_secs(60)),
+    );
+    wait_until("the failure", Duration::from_secs(5), || {
+        status(&fx, "claude-default").refresh_error.is_some()
+    });
+    d.finish();
+    let err = status(&fx, "claude-default").refresh_error.unwrap();
+    assert!(err.contains("307"), "{err}");
+    assert!(
+        elsewhere.accept().is_err(),
+        "the redirect was followed: the refresh token went elsewhere"
+    );
+    assert_eq!(claude_rt(&host_file), login.refresh_token);
+    assert_no_secret_leaked(&fx, &mock);
+}

@@ -528,8 +528,8 @@ impl Syncer<'_> {
                 // A refused URL override: recorded like a failed request
                 // (status, retry time), so that `airlock run` stops waiting.
                 let f = Failure::Transient(e.to_string());
-                let wait = SignedDuration::try_from(policy.retry)
-                    .unwrap_or(SignedDuration::from_secs(60));
+                let wait =
+                    SignedDuration::try_from(policy.retry).unwrap_or(SignedDuration::from_secs(60));
                 st.retry_at = Timestamp::now().checked_add(wait).ok();
                 st.status.refresh_error = Some(f.to_string());
                 st.status.refresh_failed_at = Some(Timestamp::now());

@@ -186,6 +186,9 @@ pub fn post_refresh(
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        // Never follow a redirect: a 307/308 would send the refresh token
+        // to wherever the answer points.
+        .max_redirects(0)
         .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
