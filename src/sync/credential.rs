@@ -241,6 +241,13 @@ mod tests {
             parse(AgentKind::Claude, no_inf).unwrap_err(),
             Rejection::NotInference
         );
+        // no scopes at all: Claude counts that as logged out too
+        let no_scopes =
+            br#"{"claudeAiOauth":{"accessToken":"a","refreshToken":"r","expiresAt":5}}"#;
+        assert_eq!(
+            parse(AgentKind::Claude, no_scopes).unwrap_err(),
+            Rejection::NotInference
+        );
     }
 
     #[test]

@@ -318,13 +318,14 @@ fn session_facts(doc: &Map<String, Value>) -> std::result::Result<SessionFacts<'
     let refresh_token =
         session::nonempty_str(o, "refreshToken").ok_or(Rejection::NoRefreshToken)?;
     let expiry = session::positive_millis(o.get("expiresAt")).ok_or(Rejection::NoExpiry)?;
-    if let Some(scopes) = o.get("scopes") {
-        let ok = scopes
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(INFERENCE_SCOPE)));
-        if !ok {
-            return Err(Rejection::NotInference);
-        }
+    // Claude counts a login as logged in only when its scopes include
+    // `user:inference`; a document without scopes is a logged-out one.
+    let ok = o
+        .get("scopes")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(INFERENCE_SCOPE)));
+    if !ok {
+        return Err(Rejection::NotInference);
     }
     Ok(SessionFacts {
         expiry,
