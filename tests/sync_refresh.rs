@@ -1075,3 +1075,35 @@ fn a_redirect_is_not_followed() {
     assert_eq!(claude_rt(&host_file), login.refresh_token);
     assert_no_secret_leaked(&fx, &mock);
 }
+
+/// `airlock run` waits for a due session's refresh only when the running
+/// watcher refreshes: one started with pre-refresh off says so, and the
+/// wait ends at once instead of after its timeout.
+#[test]
+fn waiting_for_a_refresh_ends_at_once_when_the_watcher_does_not_refresh() {
+    let mock = MockOAuth::start(Style::Claude, 60);
+    let fx = fixture(&mock);
+    let (_login, _host_file, _dir) = due_claude(&fx, &mock);
+    let d = start(&fx.layout, None, Policy::disabled());
+    let t = Instant::now();
+    let got = airlock::sync::await_fresh(
+        &fx.layout,
+        &["claude-sb".to_owned()],
+        &policy(Duration::from_secs(600), Duration::from_secs(60)),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        got,
+        vec![(
+            "claude-default".to_owned(),
+            airlock::sync::Freshness::NotRefreshing
+        )]
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    d.finish();
+    assert!(
+        !fx.layout.daemon_refresh().exists(),
+        "the watcher's refresh marker outlived it"
+    );
+    assert!(mock.requests().is_empty());
+}

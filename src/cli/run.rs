@@ -339,6 +339,9 @@ pub fn wait_fresh(ctx: &Ctx, layout: &sync::Layout, synced: &[String]) -> Result
             sync::Freshness::Failed(e) => anstream::eprintln!(
                 "airlock: warning: the {key} session is due for a refresh and airlock could not refresh it ({e}); its agents will refresh it themselves"
             ),
+            sync::Freshness::NotRefreshing => anstream::eprintln!(
+                "airlock: warning: the {key} session is due for a refresh and the running watcher does not refresh sessions itself (it was started with pre-refresh off); its agents will refresh it themselves"
+            ),
             sync::Freshness::TimedOut => anstream::eprintln!(
                 "airlock: warning: the {key} session is due for a refresh and the watcher did not refresh it within {} s; its agents will refresh it themselves (see `airlock sync --status`)",
                 FRESH_WAIT.as_secs()

@@ -64,6 +64,10 @@ impl Layout {
     pub fn daemon_log(&self) -> PathBuf {
         self.state.join("daemon.log")
     }
+    /// `on` or `off`: whether the running watcher refreshes sessions itself.
+    pub fn daemon_refresh(&self) -> PathBuf {
+        self.state.join("daemon.refresh")
+    }
     fn registry_lock(&self) -> PathBuf {
         self.state.join("registry.lock")
     }
@@ -549,6 +553,9 @@ pub enum Freshness {
     Failed(String),
     /// Still due after the timeout (no watcher refreshing it?).
     TimedOut,
+    /// The running watcher does not refresh sessions itself (it was started
+    /// with pre-refresh off): nothing to wait for.
+    NotRefreshing,
 }
 
 /// Waits until every synced session of the registrations `names` is fresh:
@@ -606,6 +613,10 @@ pub fn await_fresh(
             out.push((key, Freshness::Fresh));
             continue;
         }
+        if fs::read_to_string(layout.daemon_refresh()).is_ok_and(|s| s.trim() == "off") {
+            out.push((key, Freshness::NotRefreshing));
+            continue;
+        }
         tracing::info!(account = %key, "the session is due for a refresh: waiting for the watcher");
         let result = loop {
             if let Some(p) = read() {
@@ -624,6 +635,9 @@ pub fn await_fresh(
             }
             if started.elapsed() >= timeout {
                 break Freshness::TimedOut;
+            }
+            if fs::read_to_string(layout.daemon_refresh()).is_ok_and(|s| s.trim() == "off") {
+                break Freshness::NotRefreshing;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         };

@@ -754,6 +754,16 @@ impl<'a> Daemon<'a> {
     /// Runs until stopped, or until no sandbox has been registered for the
     /// linger time. Reconciles every registered account first.
     pub fn run(mut self) -> Result<()> {
+        // For `airlock run`, which waits for a due session's refresh only
+        // when this watcher does refresh (`sync::await_fresh`).
+        let _ = std::fs::write(
+            self.layout.daemon_refresh(),
+            if self.refresh.enabled {
+                "on\n"
+            } else {
+                "off\n"
+            },
+        );
         self.unlock();
         self.rescan()?;
         // Accounts that were already known (none at start) are synced by
@@ -829,6 +839,7 @@ impl Drop for Daemon<'_> {
             let _ = std::fs::remove_dir(m);
         }
         let _ = std::fs::remove_file(self.layout.daemon_pid());
+        let _ = std::fs::remove_file(self.layout.daemon_refresh());
     }
 }
 
