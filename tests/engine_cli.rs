@@ -17,20 +17,7 @@ use common::{CANARY, TestContext, busybox, ok, require_real, root_image, user_im
 /// whose sandbox directories live on a tmpfs.
 fn context(engine: &str) -> TestContext {
     let mut ctx = TestContext::new();
-    let secret = ctx.root.path().join("claude-token");
-    std::fs::write(
-        &secret,
-        format!("sk-ant-oat01-{CANARY}-cli-AAAAAAAAAAAAAAAA"),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::create_dir_all(&ctx.config_dir).unwrap();
-    std::fs::write(
-        ctx.config_dir.join("config.toml"),
-        format!("[agents.claude]\nsecret_file = {secret:?}\n"),
-    )
-    .unwrap();
+    common::claude_secret_file(&ctx, "cli");
     ctx.runtime_dir = PathBuf::from(format!(
         "/dev/shm/airlock-cli-{}-{engine}-{}",
         std::process::id(),

@@ -42,20 +42,8 @@ impl Drop for Cleanup {
 /// A context whose `podman` is a wrapper logging its arguments to `log`.
 fn context(bin: &Path, log: &Path) -> TestContext {
     let mut ctx = TestContext::new();
-    let secret = ctx.root.path().join("claude-token");
-    std::fs::write(
-        &secret,
-        format!("sk-ant-oat01-{CANARY}-pc-AAAAAAAAAAAAAAAA"),
-    )
-    .unwrap();
+    common::claude_secret_file(&ctx, "pc");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::create_dir_all(&ctx.config_dir).unwrap();
-    std::fs::write(
-        ctx.config_dir.join("config.toml"),
-        format!("[agents.claude]\nsecret_file = {secret:?}\n"),
-    )
-    .unwrap();
     let real = String::from_utf8(Command::new("which").arg("podman").output().unwrap().stdout)
         .unwrap()
         .trim()

@@ -23,17 +23,17 @@ use common::codex_binary;
 use mock_oauth::{MockOAuth, Style, jwt};
 use serde_json::{Value, json};
 
-#[test]
-fn genuine_codex_refresh_flows_back_to_the_host() {
-    let Some(codex) = codex_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "codex binary missing in CI"
-        );
-        eprintln!("skipping: no codex binary (set AIRLOCK_TEST_CODEX)");
-        return;
-    };
-    let mock = MockOAuth::start(Style::Codex, 3600);
+/// A host `~/.codex/auth.json` whose access token has expired (unknown key
+/// `zz_host_only`), registered for one sandbox, in a fresh directory.
+struct Setup {
+    root: tempfile::TempDir,
+    layout: Layout,
+    host_file: PathBuf,
+    login: mock_oauth::Issued,
+    dir: PathBuf,
+}
+
+fn expired_host_session(mock: &MockOAuth) -> Setup {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(&base).unwrap();
     let root = tempfile::tempdir_in(&base).unwrap();
@@ -68,6 +68,33 @@ fn genuine_codex_refresh_flows_back_to_the_host() {
         },
     )
     .unwrap();
+    Setup {
+        root,
+        layout,
+        host_file,
+        login,
+        dir,
+    }
+}
+
+#[test]
+fn genuine_codex_refresh_flows_back_to_the_host() {
+    let Some(codex) = codex_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "codex binary missing in CI"
+        );
+        eprintln!("skipping: no codex binary (set AIRLOCK_TEST_CODEX)");
+        return;
+    };
+    let mock = MockOAuth::start(Style::Codex, 3600);
+    let Setup {
+        root,
+        layout,
+        host_file,
+        login,
+        dir,
+    } = expired_host_session(&mock);
     let d = Daemon::new(
         layout.clone(),
         None,
@@ -202,39 +229,13 @@ fn four_codex_processes_do_not_race_when_the_watcher_refreshed_first() {
     // SAFETY: the only variable this binary sets; std serialises its own
     // environment access and the codex children get a cleared environment.
     unsafe { std::env::set_var("AIRLOCK_CODEX_TOKEN_URL", mock.url()) };
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    fs::create_dir_all(&base).unwrap();
-    let root = tempfile::tempdir_in(&base).unwrap();
-    let layout = Layout {
-        state: root.path().join("state/sync"),
-        runtime: root.path().join("run/sync"),
-    };
-    let host_codex = root.path().join("home/.codex");
-    fs::create_dir_all(&host_codex).unwrap();
-    let host_file = host_codex.join("auth.json");
-    let login = mock.login();
-    let expired = jwt(&json!({"exp": (mock_oauth::now_ms() / 1000) - 60}));
-    let id_token = jwt(&json!({"email": "mock@example.com",
-        "https://api.openai.com/auth": {"chatgpt_plan_type": "pro", "chatgpt_account_id": "acc"}}));
-    let host_doc = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
-        "tokens": {"id_token": id_token, "access_token": expired, "refresh_token": login.refresh_token, "account_id": "acc"},
-        "last_refresh": "2026-11-01T00:00:00Z", "zz_host_only": "keep"});
-    fs::write(&host_file, serde_json::to_vec_pretty(&host_doc).unwrap()).unwrap();
-    let dir = register_sandbox(
-        &layout,
-        None,
-        Registration {
-            sandbox: "codex-sb".into(),
-            agent: "codex".into(),
-            account: "default".into(),
-            truth: Truth::HostFile {
-                path: host_file.clone(),
-            },
-            pid: None,
-            owner: None,
-        },
-    )
-    .unwrap();
+    let Setup {
+        root,
+        layout,
+        host_file,
+        login: _,
+        dir,
+    } = expired_host_session(&mock);
     let d = Daemon::new(
         layout.clone(),
         None,

@@ -69,6 +69,26 @@ pub fn tmpfs_context(engine: &str, tag: &str) -> TestContext {
     ctx
 }
 
+/// Gives `ctx` a Claude credential the resolution chain finds in its
+/// secret-file step: a fake setup token (with [`CANARY`], `tag` telling
+/// tests apart) in a 0600 file named by `config.toml`.
+pub fn claude_secret_file(ctx: &TestContext, tag: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = ctx.root.path().join("claude-token");
+    std::fs::write(
+        &secret,
+        format!("sk-ant-oat01-{CANARY}-{tag}-AAAAAAAAAAAAAAAA"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        format!("[agents.claude]\nsecret_file = {secret:?}\n"),
+    )
+    .unwrap();
+}
+
 /// Stores a session document for `agent` with `airlock auth … --from-file`.
 pub fn store_session(ctx: &TestContext, agent: &str, doc: &str) {
     let f = ctx.root.path().join("session.json");
