@@ -237,7 +237,9 @@ impl FileLock {
         })
     }
 
-    fn open(path: &Path) -> Result<File> {
+    /// Opens (creating it 0600, never through a symbolic link) a lock file
+    /// without locking it.
+    pub(crate) fn open(path: &Path) -> Result<File> {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]

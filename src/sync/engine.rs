@@ -528,11 +528,7 @@ impl Syncer<'_> {
                 // A refused URL override: recorded like a failed request
                 // (status, retry time), so that `airlock run` stops waiting.
                 let f = Failure::Transient(e.to_string());
-                let wait =
-                    SignedDuration::try_from(policy.retry).unwrap_or(SignedDuration::from_secs(60));
-                st.retry_at = Timestamp::now().checked_add(wait).ok();
-                st.status.refresh_error = Some(f.to_string());
-                st.status.refresh_failed_at = Some(Timestamp::now());
+                st.refresh_failed(&f, None, policy);
                 if let Some(d) = &self.status_dir {
                     write_status(d, key, &st.status);
                 }
@@ -614,19 +610,7 @@ impl Syncer<'_> {
                 RefreshOutcome::Refreshed { expiry: new.expiry }
             }
             Err(f) => {
-                match &f {
-                    Failure::Spent(_) => {
-                        st.spent_fp = Some(cur.fingerprint);
-                        st.status.refused = Some(short_fp(&cur.fingerprint));
-                    }
-                    Failure::Transient(_) => {
-                        let wait = SignedDuration::try_from(policy.retry)
-                            .unwrap_or(SignedDuration::from_secs(60));
-                        st.retry_at = Timestamp::now().checked_add(wait).ok();
-                    }
-                }
-                st.status.refresh_error = Some(f.to_string());
-                st.status.refresh_failed_at = Some(Timestamp::now());
+                st.refresh_failed(&f, Some(cur.fingerprint), policy);
                 RefreshOutcome::Failed(f)
             }
         };
@@ -779,14 +763,29 @@ impl Drop for MkdirLocks {
 /// `proper-lockfile`'s rule, as Claude applies it to its refresh lock: not
 /// touched for 10 s means its holder died.
 fn lock_is_stale(p: &Path) -> bool {
-    std::fs::metadata(p)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > std::time::Duration::from_secs(10))
+    crate::sync::write::untouched_for(p, std::time::Duration::from_secs(10))
 }
 
 impl State {
+    /// Records a failed refresh of the session whose refresh token has the
+    /// fingerprint `fp`: a refused token is never presented again, anything
+    /// else is retried after `policy.retry`; the status says why.
+    fn refresh_failed(&mut self, f: &Failure, fp: Option<[u8; 32]>, policy: &Policy) {
+        match (f, fp) {
+            (Failure::Spent(_), Some(fp)) => {
+                self.spent_fp = Some(fp);
+                self.status.refused = Some(short_fp(&fp));
+            }
+            _ => {
+                let wait =
+                    SignedDuration::try_from(policy.retry).unwrap_or(SignedDuration::from_secs(60));
+                self.retry_at = Timestamp::now().checked_add(wait).ok();
+            }
+        }
+        self.status.refresh_error = Some(f.to_string());
+        self.status.refresh_failed_at = Some(Timestamp::now());
+    }
+
     fn record(&mut self, expiry: Timestamp, direction: &str) {
         self.status.last_sync = Some(Timestamp::now());
         self.status.direction = Some(direction.to_owned());
@@ -837,11 +836,7 @@ fn push_shared_replacing(
 
 /// True when `path` changed within the last second (a write may be in progress).
 fn recently_modified(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_none_or(|age| age < std::time::Duration::from_secs(1))
+    !crate::sync::write::untouched_for(path, std::time::Duration::from_secs(1))
 }
 
 /// Reads an account's status file.

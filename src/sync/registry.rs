@@ -473,15 +473,7 @@ pub fn daemon_running(layout: &Layout) -> bool {
 }
 
 pub(crate) fn open_lock(path: &Path) -> Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    opts.open(path)
-        .map_err(|e| Error::io("open lock file", path, e))
+    FileLock::open(path)
 }
 
 /// Starts `exe sync` in the background unless a watcher is running. The

@@ -151,18 +151,23 @@ impl Drop for AgentLock {
     }
 }
 
+/// `proper-lockfile`'s staleness rule for a mkdir lock: not touched (its
+/// mtime) for `limit` means its holder died.
+pub(crate) fn untouched_for(path: &Path, limit: Duration) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > limit)
+}
+
 fn mkdir_lock(path: &Path) -> Inner {
     let start = Instant::now();
     loop {
         match fs::create_dir(path) {
             Ok(()) => return Inner::MkdirLock(path.to_path_buf()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                let stale = fs::metadata(path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > CLAUDE_STALE);
-                if stale {
+                if untouched_for(path, CLAUDE_STALE) {
                     // proper-lockfile's own rule: a lock not refreshed for
                     // the stale period belongs to a dead process.
                     let _ = fs::remove_dir(path);
