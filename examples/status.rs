@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use airlock::Secret;
-use airlock::capture::{self, Agent, Input, Request, Source};
+use airlock::agents::Agent;
+use airlock::capture::{self, Input, Request, Source};
 use airlock::config::Config;
 use airlock::status::{self, VaultInfo};
 use airlock::vault::{Method, Vault};

@@ -32,8 +32,9 @@ use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
 
+use crate::agents::Agent;
 use crate::agents::HostEnv;
-use crate::capture::{self, Agent, Prepared, Source};
+use crate::capture::{self, Prepared, Source};
 use crate::config::Config;
 use crate::engine::{self, Engine, EngineKind};
 use crate::error::{Error, Result};

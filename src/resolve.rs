@@ -25,12 +25,13 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::agents::Agent;
 use crate::agents::inject::{
     self, DEFAULT_WORKDIR, Delivery, InjectOptions, Rotation, withholds_refresh,
 };
 use crate::agents::validate::{SessionInfo, tilde};
 use crate::agents::{self, BUILTIN, HostEnv};
-use crate::capture::{self, Agent};
+use crate::capture;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{AgentSummary, SandboxPlan};

@@ -20,8 +20,8 @@ use comfy_table::{Cell, Table, presets};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::agents::Agent;
 use crate::agents::validate::HostLogin;
-use crate::capture::Agent;
 use crate::error::Result;
 use crate::vault::{Method, Record};
 

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
-use airlock::capture::Agent;
 use common::require_real;
 use serde_json::{Value, json};
 

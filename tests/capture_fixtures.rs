@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use airlock::Secret;
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
-use airlock::capture::{self, Agent, Input, Request, Source};
+use airlock::capture::{self, Input, Request, Source};
 use airlock::config::Config;
 use airlock::vault::{CredentialId, Method, Vault};
 use jiff::Timestamp;

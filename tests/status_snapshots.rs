@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use airlock::Secret;
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
-use airlock::capture::Agent;
 use airlock::config::Config;
 use airlock::status::{self, State, VaultInfo};
 use airlock::vault::{CredentialId, Metadata, Method, Record};

@@ -13,8 +13,8 @@
 
 use serde::Serialize;
 
+use crate::agents::Agent;
 use crate::agents::validate::SessionInfo;
-use crate::capture::Agent;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::SandboxPlan;

@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::vault::Record;
 
+pub use agent::{Agent, SecretFile, method_list};
+
+pub mod agent;
 pub mod claude;
 pub mod codex;
 pub mod custom;
@@ -73,9 +76,9 @@ impl HostEnv {
 /// into an unsaved record, or `None` when the host has none.
 pub fn host_login(agent: &str, env: &HostEnv) -> Result<Option<Record>> {
     let agent = match agent {
-        "claude" => crate::capture::Agent::Claude,
-        "codex" => crate::capture::Agent::Codex,
-        "gemini" => crate::capture::Agent::Gemini,
+        "claude" => Agent::Claude,
+        "codex" => Agent::Codex,
+        "gemini" => Agent::Gemini,
         _ => return Ok(None),
     };
     Ok(agent.find_host_login(env)?.map(|h| h.record))

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
 use airlock::agents::gemini;
-use airlock::capture::{self, Agent, Prepared, Request, Source};
+use airlock::capture::{self, Prepared, Request, Source};
 use airlock::error::{Error, Result};
 use airlock::status;
 use airlock::vault::{DEFAULT_ACCOUNT, Method};

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
-use airlock::capture::Agent;
 use airlock::error::{Error, Result};
 use airlock::status::{self, State};
 use airlock::vault::BackendKind;

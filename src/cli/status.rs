@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
 use airlock::agents::validate::tilde;
-use airlock::capture::{self, Agent};
+use airlock::capture;
 use airlock::error::Result;
 use airlock::status::{self, VaultInfo};
 use airlock::sync;

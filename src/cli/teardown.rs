@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use airlock::agents::Agent;
 use airlock::agents::HostEnv;
-use airlock::capture::Agent;
 use airlock::error::{Error, Result};
 use airlock::vault::BackendKind;
 
