@@ -118,6 +118,11 @@ pub struct SyncMount {
     pub truth: Option<crate::sync::Truth>,
     /// Container directory to mount the shared directory at.
     pub container: String,
+    /// Broker mode (`--rotation broker`, docs/broker.md): the shared
+    /// directory holds the session without its refresh token, and only
+    /// airlock refreshes it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
 }
 
 /// What was resolved for one agent, for logs, `status` and `verify`.

@@ -466,7 +466,7 @@ fn resolve_agent(
         // else keeps the access-only delivery.
         let mut truth = None;
         let mut sync_note = None;
-        if rotation == Rotation::Sync
+        if rotation.is_shared()
             && let Ok((_, _, info)) = &judged
         {
             let rotating = cand.record.method == Method::Session

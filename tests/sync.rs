@@ -110,6 +110,7 @@ fn spec(e: &Env) -> AccountSpec {
             path: e.host_file.clone(),
         },
         shared_dir: e.layout.shared_dir("claude", "work"),
+        broker: false,
     }
 }
 
@@ -582,6 +583,7 @@ fn other_agent_env(
             path: host_file.clone(),
         },
         shared_dir: dir,
+        broker: false,
     };
     (root, layout, host_file, spec)
 }

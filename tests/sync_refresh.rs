@@ -589,6 +589,7 @@ fn a_spent_refresh_token_is_not_retried() {
                 path: host_file.clone(),
             },
             shared_dir: dir.clone(),
+            broker: false,
         })
         .unwrap();
     s.sync(&key).unwrap();
@@ -810,6 +811,7 @@ fn airlock_codex_request_matches_the_genuine_codex_cli() {
                 path: fx.root.path().join("home/.codex/auth.json"),
             },
             shared_dir: dir,
+            broker: false,
         })
         .unwrap();
     s.sync(&key).unwrap();

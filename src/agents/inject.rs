@@ -44,6 +44,21 @@ pub enum Rotation {
     /// that lives as long as the container, so the plan only asks for it
     /// ([`crate::plan::SyncMount`]) and `airlock run` registers it.
     Sync,
+    /// The access token only, kept fresh by airlock: the account's shared
+    /// directory holds the session **without** its refresh token, and the
+    /// `airlock sync` watcher, which alone holds the refresh token (in the
+    /// source of truth, on the host), refreshes ahead of the agents' own
+    /// refresh window and writes each new access token there
+    /// (docs/broker.md, [`crate::sync::broker`]). Registered like `Sync`.
+    Broker,
+}
+
+impl Rotation {
+    /// Whether the session reaches the sandbox through an account's shared
+    /// directory registered with the watcher (`sync` and `broker`).
+    pub fn is_shared(self) -> bool {
+        matches!(self, Rotation::Sync | Rotation::Broker)
+    }
 }
 
 impl Rotation {
@@ -53,6 +68,7 @@ impl Rotation {
             Rotation::AccessOnly => "access-only",
             Rotation::Copy => "copy",
             Rotation::Sync => "sync",
+            Rotation::Broker => "broker",
         }
     }
 }
@@ -64,8 +80,9 @@ impl std::str::FromStr for Rotation {
             "access-only" => Ok(Rotation::AccessOnly),
             "copy" => Ok(Rotation::Copy),
             "sync" => Ok(Rotation::Sync),
+            "broker" => Ok(Rotation::Broker),
             _ => Err(Error::Usage(format!(
-                "unknown rotation mode {s:?}: use sync, access-only or copy"
+                "unknown rotation mode {s:?}: use sync, broker, access-only or copy"
             ))),
         }
     }
@@ -280,7 +297,12 @@ mod tests {
 
     #[test]
     fn rotation_names_round_trip() {
-        for r in [Rotation::AccessOnly, Rotation::Copy, Rotation::Sync] {
+        for r in [
+            Rotation::AccessOnly,
+            Rotation::Copy,
+            Rotation::Sync,
+            Rotation::Broker,
+        ] {
             assert_eq!(r.as_str().parse::<Rotation>().unwrap(), r);
         }
         assert!("sync-later".parse::<Rotation>().is_err());

@@ -75,7 +75,12 @@ impl SandboxArgs {
     pub fn resolve(&self, ctx: &Ctx, sync: SyncUse) -> Result<(SandboxPlan, Vault)> {
         let mut rotation: Option<Rotation> =
             self.rotation.as_deref().map(str::parse).transpose()?;
-        if rotation == Some(Rotation::Sync) && sync == SyncUse::Refused {
+        if let Some(r) = rotation
+            && r == Rotation::Broker
+        {
+            airlock::sync::broker::check_policy(&ctx.config.sync.refresh_policy()?)?;
+        }
+        if rotation.is_some_and(Rotation::is_shared) && sync == SyncUse::Refused {
             return Err(Error::Usage(
                 "--rotation sync needs a process that stays with the container (`airlock run`, `airlock docker-flags` in files mode, `airlock compose`); here use access-only (the default) or copy".into(),
             ));
@@ -256,7 +261,7 @@ pub fn register_sync(
         };
         let owner = sync_owner(sb, &m.agent)?;
         let name = format!("{}-{}", sb.id(), m.agent);
-        let dir = sync::register_sandbox(
+        let dir = sync::register_sandbox_mode(
             layout,
             Some(vault.backend()),
             sync::Registration {
@@ -267,6 +272,7 @@ pub fn register_sync(
                 pid: Some(std::process::id()),
                 owner,
             },
+            m.broker,
         )?;
         names.push(name);
         mounts.push(Mount {

@@ -284,6 +284,7 @@ mod tests {
                     path: PathBuf::from("/home/u/.claude/.credentials.json"),
                 },
                 shared_dir: PathBuf::from("/run/airlock/sync/claude-default"),
+                broker: false,
             },
             pid: Some(1),
             registered_at: Timestamp::from_second(1_800_000_000).unwrap(),

@@ -77,7 +77,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             .map(str::parse::<airlock::agents::inject::Rotation>)
             .transpose()?
             .map(|r| match r {
-                airlock::agents::inject::Rotation::Sync => {
+                airlock::agents::inject::Rotation::Sync
+                | airlock::agents::inject::Rotation::Broker => {
                     airlock::agents::inject::Rotation::AccessOnly
                 }
                 r => r,

@@ -284,6 +284,7 @@ mod tests {
             account: "default".into(),
             truth: None,
             container: "/run/airlock/codex".into(),
+            broker: false,
         });
         let l = Layout::for_plan(&p).unwrap();
         let exec = Exec {

@@ -133,33 +133,43 @@ impl Parsed {
     /// other key of `target` is kept. An unreadable target is replaced by
     /// the credential part alone.
     pub fn merge_into(&self, target: Option<&[u8]>) -> Zeroizing<Vec<u8>> {
-        let format = self.kind.format();
-        let mut out: Map<String, Value> = target
-            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-            .and_then(|v| match v {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .unwrap_or_default();
-        // A key the new document lacks keeps the target's value: agents
-        // have been known to drop fields on write (gemini-cli#21691).
-        for key in format.keys {
-            if let Some(v) = self.doc.get(*key) {
-                out.insert((*key).to_owned(), v.clone());
-            }
-        }
-        let v = Value::Object(out);
-        let mut bytes = if format.pretty {
-            serde_json::to_vec_pretty(&v)
-        } else {
-            serde_json::to_vec(&v)
-        }
-        .unwrap_or_default();
-        if format.pretty {
-            bytes.push(b'\n');
-        }
-        Zeroizing::new(bytes)
+        merge_document(self.kind, &self.doc, target)
     }
+}
+
+/// The credential part of `doc` (a session document of `kind`, validated
+/// or not) merged into `target` as [`Parsed::merge_into`] does it.
+pub(crate) fn merge_document(
+    kind: AgentKind,
+    doc: &Map<String, Value>,
+    target: Option<&[u8]>,
+) -> Zeroizing<Vec<u8>> {
+    let format = kind.format();
+    let mut out: Map<String, Value> = target
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    // A key the new document lacks keeps the target's value: agents
+    // have been known to drop fields on write (gemini-cli#21691).
+    for key in format.keys {
+        if let Some(v) = doc.get(*key) {
+            out.insert((*key).to_owned(), v.clone());
+        }
+    }
+    let v = Value::Object(out);
+    let mut bytes = if format.pretty {
+        serde_json::to_vec_pretty(&v)
+    } else {
+        serde_json::to_vec(&v)
+    }
+    .unwrap_or_default();
+    if format.pretty {
+        bytes.push(b'\n');
+    }
+    Zeroizing::new(bytes)
 }
 
 /// SHA-256 of some bytes (used for "did we write this ourselves?").

@@ -34,6 +34,10 @@ pub struct AccountSpec {
     pub truth: Truth,
     /// The host directory bind-mounted into every sandbox of the account.
     pub shared_dir: PathBuf,
+    /// Broker mode ([`crate::sync::broker`]): the shared directory holds the
+    /// session without its refresh token; only airlock refreshes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
 }
 
 impl AccountSpec {
@@ -265,6 +269,26 @@ impl<'a> Syncer<'a> {
             // unregistered meanwhile: the hand-back already happened
             return Ok(Outcome::Unchanged);
         }
+        if st.spec.broker {
+            // One way only: truth → sandboxes (docs/broker.md).
+            let b = crate::sync::broker::sync(&st.spec, vault, st.wrote_shared, &st.spent)?;
+            st.wrote_shared = b.wrote_shared.or(st.wrote_shared);
+            st.wrote_truth = b.wrote_truth.or(st.wrote_truth);
+            st.newest = b.newest.or(st.newest);
+            st.truth_fp = b.newest.map(|n| n.1).or(st.truth_fp);
+            if let Some(r) = b.rejected {
+                st.status.last_rejected = Some(r);
+            }
+            match &b.outcome {
+                Outcome::ToShared { expiry } => st.record(*expiry, "to-sandboxes"),
+                Outcome::ToTruth { expiry } => st.record(*expiry, "to-truth"),
+                _ => {}
+            }
+            if let Some(d) = &self.status_dir {
+                write_status(d, key, &st.status);
+            }
+            return Ok(b.outcome);
+        }
         let shared_file = st.spec.shared_dir.join(kind.file_name());
         let shared_bytes = read_file(&shared_file)?;
         let truth_bytes = st.spec.truth.read(vault)?;
@@ -436,6 +460,11 @@ impl Syncer<'_> {
         }
         let mut lead =
             SignedDuration::try_from(policy.lead).unwrap_or(SignedDuration::from_secs(600));
+        if st.spec.broker {
+            // beyond the agents' own refresh window (docs/broker.md)
+            let l = crate::sync::broker::lead(st.kind, policy.lead);
+            lead = SignedDuration::try_from(l).unwrap_or(lead);
+        }
         if let Some(l) = st.lifetime {
             lead = lead.min(l / 2);
         }
@@ -513,7 +542,15 @@ impl Syncer<'_> {
         };
         let kind = st.kind;
         let shared_file = st.spec.shared_dir.join(kind.file_name());
-        let cands = [read_file(&shared_file)?, st.spec.truth.read(vault)?];
+        let cands = [
+            if st.spec.broker {
+                // the shared file has no refresh token: the host-only copy
+                crate::sync::broker::read_held(&st.spec)?
+            } else {
+                read_file(&shared_file)?
+            },
+            st.spec.truth.read(vault)?,
+        ];
         let Some(cur) = cands
             .iter()
             .flatten()
@@ -585,7 +622,19 @@ impl Syncer<'_> {
                     st.spent.pop_front();
                 }
                 st.spent.push_back(cur.fingerprint);
-                if st.spec.shared_dir.is_dir() {
+                if st.spec.broker {
+                    if let Err(e) = crate::sync::broker::hold(&st.spec, &new) {
+                        tracing::warn!(account = %key, error = %e, "could not keep the refreshed session on the host");
+                    }
+                    if st.spec.shared_dir.is_dir() {
+                        match crate::sync::broker::push(&st.spec, &new, st.wrote_shared) {
+                            Ok((h, _)) => st.wrote_shared = h.or(st.wrote_shared),
+                            Err(e) => {
+                                tracing::warn!(account = %key, error = %e, "could not hand the new access token to the sandboxes")
+                            }
+                        }
+                    }
+                } else if st.spec.shared_dir.is_dir() {
                     push_shared_replacing(st, &shared_file, &new, true, spent)?;
                 }
                 match st.spec.truth.offer_replacing(&new, spent, vault) {

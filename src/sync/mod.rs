@@ -16,6 +16,7 @@
 //! | [`engine`] | [`Syncer`]: one account's two-way sync, no watcher |
 //! | [`registry`] | registered sandboxes, status files, daemon start |
 //! | [`watch`] | the inotify watcher behind `airlock sync` |
+//! | [`broker`] | broker mode: the sandboxes get the access token only |
 //!
 //! ## For `airlock run`
 //!
@@ -32,6 +33,7 @@
 //! `sync::report(&layout)` is what `airlock status` shows; `sync::kick`
 //! tells the watcher that a vault record changed. Details: `docs/rotation.md` §9.
 
+pub mod broker;
 pub mod credential;
 pub mod engine;
 pub mod refresh;
@@ -44,7 +46,7 @@ pub use credential::{AgentKind, Parsed, Rejection};
 pub use engine::{AccountSpec, Outcome, SyncStatus, Syncer};
 pub use registry::{
     Freshness, Guard, LOCK_SIGNAL, Layout, Registration, Report, SandboxEntry, await_fresh,
-    daemon_running, ensure_daemon, kick, list_sandboxes, register_sandbox, report, set_pid,
-    signal_lock, unregister,
+    daemon_running, ensure_daemon, kick, list_sandboxes, register_sandbox, register_sandbox_mode,
+    report, set_pid, signal_lock, unregister,
 };
 pub use truth::Truth;

@@ -137,12 +137,25 @@ pub fn register_sandbox(
     vault: Option<&dyn Backend>,
     reg: Registration,
 ) -> Result<PathBuf> {
+    register_sandbox_mode(layout, vault, reg, false)
+}
+
+/// [`register_sandbox`] in sync mode (`broker = false`) or broker mode
+/// (`true`, [`crate::sync::broker`]: the shared directory gets the session
+/// without its refresh token). All sandboxes of an account use one mode.
+pub fn register_sandbox_mode(
+    layout: &Layout,
+    vault: Option<&dyn Backend>,
+    reg: Registration,
+    broker: bool,
+) -> Result<PathBuf> {
     validate_name("sandbox", &reg.sandbox)?;
     validate_name("account", &reg.account)?;
     let kind = crate::sync::AgentKind::from_name(&reg.agent)?;
     layout.ensure()?;
     let _g = FileLock::exclusive(&layout.registry_lock())?;
     let dir = layout.shared_dir(&reg.agent, &reg.account);
+    crate::sync::broker::check_mode(layout, vault, &reg, broker)?;
     if fs::symlink_metadata(&dir).is_err() {
         fsutil::ensure_private_dir(&dir)?;
     }
@@ -152,6 +165,7 @@ pub fn register_sandbox(
         account: reg.account.clone(),
         truth: reg.truth.clone(),
         shared_dir: dir.clone(),
+        broker,
     };
     let mut s = Syncer::new(vault, Some(layout.accounts_dir()));
     let key = s.add(spec.clone())?;
@@ -282,6 +296,9 @@ fn unregister_locked(
     let others = list_sandboxes(layout)?.iter().any(|e| e.spec.key() == key);
     if !others {
         remove_shared_dir(&entry.spec.shared_dir)?;
+        if entry.spec.broker {
+            crate::sync::broker::release(&entry.spec, vault)?;
+        }
     }
     Ok(Some(outcome))
 }
@@ -591,7 +608,14 @@ pub fn await_fresh(
             fs::read(&file)
                 .ok()
                 .map(zeroize::Zeroizing::new)
-                .and_then(|b| credential::parse(kind, &b).ok())
+                .and_then(|b| {
+                    credential::parse(kind, &b).ok().or_else(|| {
+                        e.spec
+                            .broker
+                            .then(|| crate::sync::broker::parse_shared(kind, &b))
+                            .flatten()
+                    })
+                })
         };
         let due = |p: &credential::Parsed| {
             p.expiry

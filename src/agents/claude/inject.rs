@@ -109,7 +109,7 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                 state_is_secret = true;
                 plan.set_env("ANTHROPIC_API_KEY", Value::Secret(key));
             }
-            Method::Session if opts.rotation == Rotation::Sync => {
+            Method::Session if opts.rotation.is_shared() => {
                 // Validate it as a session; the file itself comes through
                 // the shared directory.
                 super::capture::parse_document(r.secret.expose(), "the stored claude session")?;
@@ -122,6 +122,7 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                     account: r.id.account.clone(),
                     truth: None,
                     container: SESSION_DIR.into(),
+                    broker: opts.rotation == Rotation::Broker,
                 });
             }
             Method::Session => {
@@ -204,16 +205,24 @@ fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
         super::capture::parse_document(secret.expose(), "the stored claude session")?;
     match rotation {
         Rotation::Copy | Rotation::Sync => secret_json(&Json::Object(doc)),
-        Rotation::AccessOnly => {
-            // `parse_document` checked that it is an object.
-            let mut oauth = match doc.remove("claudeAiOauth") {
-                Some(Json::Object(o)) => o,
-                _ => Map::new(),
-            };
-            oauth.insert("refreshToken".into(), Json::Null);
-            secret_json(&json!({ "claudeAiOauth": oauth }))
+        Rotation::AccessOnly | Rotation::Broker => {
+            strip_refresh_token(&mut doc);
+            secret_json(&Json::Object(doc))
         }
     }
+}
+
+/// A session document reduced to what a sandbox without the refresh token
+/// gets (access-only and broker mode): only `claudeAiOauth`, with
+/// `refreshToken` set to `null`.
+pub fn strip_refresh_token(doc: &mut Map<String, Json>) {
+    let mut oauth = match doc.remove("claudeAiOauth") {
+        Some(Json::Object(o)) => o,
+        _ => Map::new(),
+    };
+    oauth.insert("refreshToken".into(), Json::Null);
+    doc.clear();
+    doc.insert("claudeAiOauth".into(), Json::Object(oauth));
 }
 
 /// The last 20 characters of an API key: what `customApiKeyResponses`

@@ -60,7 +60,7 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
     let (mut config, from_host) = base_config(opts, &mut plan);
     if let Some(r) = record {
         let auth = match r.method {
-            Method::Session if opts.rotation == Rotation::Sync => {
+            Method::Session if opts.rotation.is_shared() => {
                 // Codex keeps everything in CODEX_HOME: the shared directory
                 // is mounted there; the shim writes config.toml only when
                 // the directory has none yet (docs/rotation.md §9).
@@ -73,6 +73,7 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
                     account: r.id.account.clone(),
                     truth: None,
                     container: CODEX_HOME.into(),
+                    broker: opts.rotation == Rotation::Broker,
                 });
                 None
             }
@@ -178,12 +179,18 @@ fn trust(doc: &mut DocumentMut, workdir: &str) {
 fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
     let (mut doc, _) =
         super::capture::parse_session_document(secret.expose(), "the stored codex session")?;
-    if rotation == Rotation::AccessOnly
-        && let Some(t) = doc.get_mut("tokens").and_then(Json::as_object_mut)
-    {
-        t.insert("refresh_token".into(), Json::String(String::new()));
+    if rotation == Rotation::AccessOnly {
+        strip_refresh_token(&mut doc);
     }
     secret_json(&Json::Object(doc))
+}
+
+/// A session document without its refresh token (access-only and broker
+/// mode): `tokens.refresh_token` blanked, since Codex requires the field.
+pub fn strip_refresh_token(doc: &mut serde_json::Map<String, Json>) {
+    if let Some(t) = doc.get_mut("tokens").and_then(Json::as_object_mut) {
+        t.insert("refresh_token".into(), Json::String(String::new()));
+    }
 }
 
 #[cfg(test)]
