@@ -1109,3 +1109,192 @@ fn waiting_for_a_refresh_ends_at_once_when_the_watcher_does_not_refresh() {
     );
     assert!(mock.requests().is_empty());
 }
+
+// ---- broker mode (`--rotation broker`, docs/broker.md) ----
+
+fn register_broker(fx: &Fx, agent: &str, truth: Truth) -> PathBuf {
+    airlock::sync::register_sandbox_mode(
+        &fx.layout,
+        None,
+        Registration {
+            sandbox: format!("{agent}-broker"),
+            agent: agent.into(),
+            account: "default".into(),
+            truth,
+            pid: None,
+            owner: None,
+        },
+        true,
+    )
+    .unwrap()
+}
+
+/// Broker mode, Claude: the shared directory never holds a refresh token;
+/// airlock refreshes (its lead lies beyond Claude's 5-minute window even
+/// with a 1 s configured lead), the sandbox sees each new access token,
+/// and whatever the sandbox writes (garbage, a session without refresh
+/// token that expires later, a session with a refresh token of its own)
+/// never reaches the truth and is replaced by the access-only session.
+#[test]
+fn broker_claude_sandbox_gets_new_access_tokens_and_never_a_refresh_token() {
+    let mock = MockOAuth::start(Style::Claude, 3600);
+    let fx = fixture(&mock);
+    let host_dir = fx.root.path().join("home/.claude");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host_file = host_dir.join(".credentials.json");
+    let mut login = mock.login();
+    // 4 min left: outside a 1 s lead, inside Claude's own 5-minute window
+    login.expires_at_ms = now_ms() + 240_000;
+    write_json(&host_file, &claude_host(&login));
+    let dir = register_broker(
+        &fx,
+        "claude",
+        Truth::HostFile {
+            path: host_file.clone(),
+        },
+    );
+    let shared = dir.join(".credentials.json");
+    let seeded = read_json(&shared);
+    assert_eq!(seeded["claudeAiOauth"]["refreshToken"], Value::Null);
+    assert_eq!(
+        seeded["claudeAiOauth"]["accessToken"],
+        json!(login.access_token)
+    );
+    assert!(seeded.get("mcpOAuth").is_none(), "host-only keys stay home");
+
+    let d = start(
+        &fx.layout,
+        None,
+        policy(Duration::from_secs(1), Duration::from_secs(1)),
+    );
+    wait_until("airlock's refresh", Duration::from_secs(5), || {
+        claude_rt(&host_file) != login.refresh_token
+    });
+    let rt1 = claude_rt(&host_file);
+    assert!(mock.is_live(&rt1));
+    let at1 = read_json(&host_file)["claudeAiOauth"]["accessToken"].clone();
+    wait_until(
+        "the new access token in the sandbox",
+        Duration::from_secs(5),
+        || read_json(&shared)["claudeAiOauth"]["accessToken"] == at1,
+    );
+    assert_eq!(
+        read_json(&shared)["claudeAiOauth"]["refreshToken"],
+        Value::Null
+    );
+    // the host-only copy: beside the shared directory, private
+    let held = airlock::sync::broker::held_path(&airlock::sync::AccountSpec {
+        agent: "claude".into(),
+        account: "default".into(),
+        truth: Truth::HostFile {
+            path: host_file.clone(),
+        },
+        shared_dir: dir.clone(),
+        broker: true,
+    });
+    assert!(!held.starts_with(&dir));
+    assert_eq!(fs::metadata(&held).unwrap().mode() & 0o777, 0o600);
+
+    // the sandbox writes: garbage, then a later-expiring session without
+    // refresh token, then one with a refresh token of its own
+    let far = now_ms() + 86_400_000;
+    let docs = [
+        b"{\"claudeAiOauth\":{\"acc".to_vec(),
+        serde_json::to_vec(
+            &json!({"claudeAiOauth": {"accessToken": "sbx-at", "refreshToken": null,
+            "expiresAt": far, "scopes": ["user:inference"]}}),
+        )
+        .unwrap(),
+        serde_json::to_vec(
+            &json!({"claudeAiOauth": {"accessToken": "sbx-at", "refreshToken": "sbx-rt",
+            "expiresAt": far, "scopes": ["user:inference"]}}),
+        )
+        .unwrap(),
+    ];
+    for doc in docs {
+        let tmp = dir.join(".credentials.json.tmp");
+        fs::write(&tmp, &doc).unwrap();
+        fs::rename(&tmp, &shared).unwrap();
+        wait_until(
+            "the access-only session restored",
+            Duration::from_secs(5),
+            || read_json(&shared)["claudeAiOauth"]["accessToken"] == at1,
+        );
+        assert_eq!(claude_rt(&host_file), rt1, "the truth was touched");
+        assert_eq!(
+            read_json(&shared)["claudeAiOauth"]["refreshToken"],
+            Value::Null
+        );
+    }
+    assert!(status(&fx, "claude-default").last_rejected.is_some());
+    d.finish();
+    assert_eq!(mock.refreshes(), 1);
+    assert_eq!(mock.reuse_errors() + mock.unknown_errors(), 0);
+    assert!(mock.is_live(&rt1));
+    let host = read_json(&host_file);
+    assert_eq!(host["mcpOAuth"]["srv"]["accessToken"], "mcp-not-ours");
+    // the last sandbox leaves: the truth has the session, the copy goes
+    airlock::sync::unregister(&fx.layout, None, "claude-broker").unwrap();
+    assert!(!dir.exists());
+    assert!(!held.exists());
+    assert_no_secret_leaked(&fx, &mock);
+}
+
+/// Broker mode, Codex: an expired session is refreshed by airlock; the
+/// sandbox's auth.json gets the new access token with a blank refresh
+/// token; a sync-mode sandbox of the same account is refused meanwhile.
+#[test]
+fn broker_codex_expired_session_is_refreshed_by_airlock_only() {
+    let mock = MockOAuth::start(Style::Codex, 3600);
+    let fx = fixture(&mock);
+    let host_dir = fx.root.path().join("home/.codex");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host_file = host_dir.join("auth.json");
+    let login = mock.login();
+    write_json(&host_file, &codex_doc(&login));
+    let truth = Truth::HostFile {
+        path: host_file.clone(),
+    };
+    let dir = register_broker(&fx, "codex", truth.clone());
+    let shared = dir.join("auth.json");
+    assert_eq!(read_json(&shared)["tokens"]["refresh_token"], "");
+    // one mode per account
+    let err = register_sandbox(
+        &fx.layout,
+        None,
+        Registration {
+            sandbox: "codex-sync".into(),
+            agent: "codex".into(),
+            account: "default".into(),
+            truth,
+            pid: None,
+            owner: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("broker mode"), "{err}");
+
+    let started = now_ms();
+    let d = start(
+        &fx.layout,
+        None,
+        policy(Duration::from_secs(600), Duration::from_secs(1)),
+    );
+    let at = |p: &Path| read_json(p)["tokens"]["access_token"].clone();
+    wait_until(
+        "the new access token in the sandbox",
+        Duration::from_secs(5),
+        || {
+            at(&shared) != json!(codex_doc(&login)["tokens"]["access_token"])
+                && at(&shared) == at(&host_file)
+        },
+    );
+    d.finish();
+    assert_eq!(mock.refreshes(), 1);
+    codex_request_ok(&mock.requests()[0]);
+    assert_codex_refreshed(&read_json(&host_file), &login, &mock, started);
+    assert_eq!(read_json(&shared)["tokens"]["refresh_token"], "");
+    airlock::sync::unregister(&fx.layout, None, "codex-broker").unwrap();
+    assert_no_secret_leaked(&fx, &mock);
+}
