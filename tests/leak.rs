@@ -425,3 +425,169 @@ fn detectors_catch_a_planted_canary() {
     let found = grep_dirs(&c, &[ctx.root.path().to_path_buf()], &[keep]);
     assert_eq!(found.len(), 1, "{found:?}");
 }
+
+#[path = "support/mock_oauth.rs"]
+mod mock_oauth;
+
+/// What the broker container prints: the genuine CLIs' logins before and
+/// after airlock's refresh (without a restart), the access tokens it ends
+/// with, and any refresh token of the mock (`rt_mock_…`) found in its
+/// environment, its processes' environments or its files.
+const BROKER_SCRIPT: &str = r#"
+c="$CLAUDE_SECURESTORAGE_CONFIG_DIR/.credentials.json"; x="$CODEX_HOME/auth.json"
+p=/dev/shm/airlock-needle; printf '%s\n' "rt""_mock_" > "$p"
+claude auth status >/dev/null 2>&1; echo "claude1=$?"
+codex login status 2>&1; echo "codex1=$?"
+a0=$(cat "$c"); b0=$(cat "$x"); i=0
+while [ $i -lt 200 ]; do
+  [ "$(cat "$c")" != "$a0" ] && [ "$(cat "$x")" != "$b0" ] && break
+  sleep 0.1; i=$((i+1))
+done
+echo "waited=$i"
+claude auth status >/dev/null 2>&1; echo "claude2=$?"
+codex login status 2>&1; echo "codex2=$?"
+echo "CLAUDE=$(cat "$c" | tr -d '\n')"
+echo "CODEX=$(cat "$x" | tr -d '\n')"
+env | grep -qF -f "$p" && echo LEAK-env
+for f in /proc/[0-9]*/environ; do tr '\0' '\n' < "$f" 2>/dev/null | grep -qF -f "$p" && echo "LEAK-$f"; done
+grep -rlsaF -f "$p" /run /tmp /workspace "$HOME" 2>/dev/null | sed 's/^/LEAK-file /'
+echo done
+"#;
+
+/// Broker mode with the genuine CLIs: the sandbox holds Claude's and
+/// Codex's access tokens only; airlock refreshes on the host (mock token
+/// server on loopback, container without network) and the running
+/// container sees the new access tokens, still logged in. No refresh token
+/// appears in the container (env, /proc/*/environ, files under the mounts
+/// and its home), in `inspect`, in any command line, or in airlock's logs
+/// at -vvv (the `airlock run` output and the watcher's log).
+fn broker_canary(engine: &str) {
+    use mock_oauth::{MockOAuth, Style, jwt, now_ms};
+    use serde_json::{Value, json};
+    let claude_mock = MockOAuth::start(Style::Claude, 8);
+    let codex_mock = MockOAuth::start(Style::Codex, 8);
+    let mut ctx = common::tmpfs_context(engine, "broker");
+    ctx.set_env("AIRLOCK_CLAUDE_TOKEN_URL", &claude_mock.url());
+    ctx.set_env("AIRLOCK_CODEX_TOKEN_URL", &codex_mock.url());
+    let cl = claude_mock.login();
+    common::store_session(
+        &ctx,
+        "claude",
+        &json!({"claudeAiOauth": {"accessToken": cl.access_token, "refreshToken": cl.refresh_token,
+            "expiresAt": now_ms() + 240_000, "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max"}})
+        .to_string(),
+    );
+    let cx = codex_mock.login();
+    common::store_session(
+        &ctx,
+        "codex",
+        &json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+            "tokens": {"id_token": jwt(&json!({"email": "m@example.com",
+                            "https://api.openai.com/auth": {"chatgpt_plan_type": "pro", "chatgpt_account_id": "acc"}})),
+                       "access_token": jwt(&json!({"exp": now_ms() / 1000 - 60})),
+                       "refresh_token": cx.refresh_token, "account_id": "acc"},
+            "last_refresh": "2026-11-01T00:00:00Z"})
+        .to_string(),
+    );
+    let name = format!("airlock-broker-{}-{engine}", std::process::id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = cmdline_watcher("rt_mock_".into(), stop.clone());
+    let out = ctx
+        .cmd()
+        .args(["-vvv", "run", "--agent", "claude", "--agent", "codex"])
+        .args(["--rotation", "broker", "--", "--network", "none", "--name"])
+        .arg(&name)
+        .args([&user_image(), "sh", "-c", BROKER_SCRIPT])
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let hits = watcher.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let inspect = engine_text(engine, &["inspect", &name]);
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+    let msg = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    for l in [
+        "claude1=0",
+        "claude2=0",
+        "codex1=0",
+        "codex2=0",
+        "Logged in using ChatGPT",
+        "done",
+    ] {
+        assert!(stdout.contains(l), "{l}: {msg}");
+    }
+    assert!(
+        !stdout.contains("waited=200"),
+        "no new token arrived: {msg}"
+    );
+    let doc = |k: &str| -> Value {
+        let l = stdout.lines().find_map(|l| l.strip_prefix(k)).unwrap();
+        serde_json::from_str(l).unwrap()
+    };
+    let c = doc("CLAUDE=");
+    assert_eq!(c["claudeAiOauth"]["refreshToken"], Value::Null, "{msg}");
+    let x = doc("CODEX=");
+    assert_eq!(x["tokens"]["refresh_token"], "", "{msg}");
+    // the tokens the container ends with are airlock's later refreshes
+    for (mock, at, first) in [
+        (
+            &claude_mock,
+            &c["claudeAiOauth"]["accessToken"],
+            &cl.access_token,
+        ),
+        (&codex_mock, &x["tokens"]["access_token"], &cx.access_token),
+    ] {
+        let at = at.as_str().unwrap();
+        assert_ne!(at, first);
+        assert!(mock.issued_secrets().iter().any(|s| s == at));
+        assert!(mock.refreshes() >= 2, "{msg}");
+        assert_eq!(mock.reuse_errors() + mock.unknown_errors(), 0);
+        assert!(mock.requests().iter().all(|r| r.sent_by_airlock()));
+    }
+    // the canary: no refresh token anywhere the sandbox or a log can see
+    assert!(!stdout.contains("LEAK"), "{msg}");
+    assert!(
+        hits.is_empty(),
+        "refresh token in a command line: {:?}",
+        hits.first()
+    );
+    assert!(inspect.contains("airlock.sandbox"), "{inspect}");
+    assert!(
+        !inspect.contains("rt_mock_"),
+        "refresh token in {engine} inspect"
+    );
+    let daemon_log =
+        std::fs::read_to_string(ctx.state_dir.join("sync/daemon.log")).unwrap_or_default();
+    assert!(daemon_log.contains("refreshed"), "{daemon_log}");
+    for (what, text) in [
+        ("airlock run -vvv", &stderr),
+        ("the watcher's log", &daemon_log),
+    ] {
+        assert!(!text.contains("rt_mock_"), "refresh token in {what}");
+        for s in claude_mock
+            .issued_secrets()
+            .into_iter()
+            .chain(codex_mock.issued_secrets())
+        {
+            assert!(!text.contains(&s), "a token in {what}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_broker_mode_keeps_the_refresh_token_on_the_host() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        broker_canary("docker");
+    }
+}
+
+#[test]
+fn podman_broker_mode_keeps_the_refresh_token_on_the_host() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        broker_canary("podman");
+    }
+}

@@ -80,19 +80,19 @@ pub fn access_only(full: &Parsed) -> Map<String, Value> {
 }
 
 /// A broker shared file (no refresh token) read for its expiry: parsed
-/// as a full session with a placeholder refresh token, so every access-only
-/// copy has the same fingerprint. `None` when it is not a valid session
-/// otherwise.
+/// as a full session whose access token stands in for the refresh token,
+/// so its fingerprint changes with each new access token. `None` when it
+/// is not a valid session otherwise.
 pub fn parse_shared(kind: AgentKind, bytes: &[u8]) -> Option<Parsed> {
     let mut doc: Map<String, Value> = serde_json::from_slice(bytes).ok()?;
-    let (part, field) = match kind {
-        AgentKind::Claude => ("claudeAiOauth", "refreshToken"),
-        AgentKind::Codex => ("tokens", "refresh_token"),
+    let (part, access, field) = match kind {
+        AgentKind::Claude => ("claudeAiOauth", "accessToken", "refreshToken"),
+        AgentKind::Codex => ("tokens", "access_token", "refresh_token"),
         AgentKind::Gemini => return None,
     };
-    doc.get_mut(part)?
-        .as_object_mut()?
-        .insert(field.into(), Value::String("broker".into()));
+    let p = doc.get_mut(part)?.as_object_mut()?;
+    let stand_in = p.get(access)?.clone();
+    p.insert(field.into(), stand_in);
     let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&doc).ok()?);
     credential::parse(kind, &bytes).ok()
 }
