@@ -122,6 +122,12 @@ pub struct AgentCheck {
     /// Whether this agent was asked for by name (an agent nobody named and
     /// without a credential does not fail the check).
     pub required: bool,
+    /// For a rotating session (Claude, Codex): the rotation mode `airlock
+    /// run` delivers it in with the same choices (`sync`, `broker`,
+    /// `access-only`, `copy`). The probe itself always checks it offline,
+    /// as access-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 impl AgentCheck {
@@ -167,6 +173,14 @@ impl Report {
                 a.method.map(Method::as_str).unwrap_or("-"),
                 a.cli_method.as_deref().unwrap_or("-"),
             ));
+        }
+        for a in &self.agents {
+            if let Some(r) = &a.rotation {
+                s.push_str(&format!(
+                    "\n{}: airlock run delivers the session with rotation {r} (checked here offline, without refresh)\n",
+                    a.agent
+                ));
+            }
         }
         for a in &self.agents {
             if let Some(p) = &a.problem {
@@ -239,6 +253,16 @@ pub fn verify(
     })
 }
 
+/// Records in `report` the rotation mode `airlock run` would deliver each
+/// rotating session in (`rotation`: asked for, or `sync`, run's default).
+pub fn note_rotation(report: &mut Report, rotation: crate::agents::inject::Rotation) {
+    for c in &mut report.agents {
+        if c.method == Some(Method::Session) && matches!(c.agent.as_str(), "claude" | "codex") {
+            c.rotation = Some(rotation.as_str().to_owned());
+        }
+    }
+}
+
 fn initial(r: &Resolution, required: bool) -> AgentCheck {
     let mut c = AgentCheck {
         agent: r.agent.clone(),
@@ -251,6 +275,7 @@ fn initial(r: &Resolution, required: bool) -> AgentCheck {
         fix: None,
         exit_code: None,
         required,
+        rotation: None,
     };
     if r.used.is_none() {
         c.state = State::NoCredential;
@@ -756,7 +781,31 @@ mod tests {
             fix: None,
             exit_code: None,
             required: true,
+            rotation: None,
         }
+    }
+
+    #[test]
+    fn rotating_sessions_name_their_rotation_mode() {
+        let mut r = Report {
+            image: "img".into(),
+            engine: "docker".into(),
+            agents: vec![
+                check("claude", Method::Session),
+                check("codex", Method::ApiKey),
+            ],
+            warnings: Vec::new(),
+        };
+        note_rotation(&mut r, crate::agents::inject::Rotation::Broker);
+        assert_eq!(r.agents[0].rotation.as_deref(), Some("broker"));
+        assert_eq!(r.agents[1].rotation, None);
+        assert!(
+            r.table()
+                .contains("claude: airlock run delivers the session with rotation broker")
+        );
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["agents"][0]["rotation"], "broker");
+        assert!(j["agents"][1].get("rotation").is_none());
     }
 
     fn section(agent: &str, code: i32, stdout: &str, stderr: &str) -> Section {

@@ -133,6 +133,27 @@ fn sessions(engine: &str, image: &str) {
     );
     assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
     v.expect("claude", "logged-in", "claude.ai");
+    assert_eq!(v.json["agents"][0]["rotation"], "copy");
+    // broker mode: the access token only; verify says so
+    let v = verify(
+        &ctx,
+        engine,
+        image,
+        &[
+            "--agent",
+            "claude",
+            "--agent",
+            "codex",
+            "--rotation",
+            "broker",
+        ],
+    );
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    v.expect("claude", "logged-in", "claude.ai");
+    v.expect("codex", "logged-in", "chatgpt");
+    for a in 0..2 {
+        assert_eq!(v.json["agents"][a]["rotation"], "broker", "{}", v.json);
+    }
 
     let ctx = TestContext::new();
     store(&ctx, "claude", "api-key", "claude/api-key.txt");

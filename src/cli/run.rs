@@ -51,10 +51,12 @@ pub struct SandboxArgs {
     /// How a rotating session (Claude, Codex) is delivered: sync (the
     /// default of `run`, available to docker-flags and compose: one directory
     /// shared by the account's sandboxes, kept in step with the vault or host
-    /// login by `airlock sync`), access-only (the default of docker-flags and
-    /// compose, whose output may never be used;
-    /// no refresh token) or copy (whole session; the first refresh in the
-    /// sandbox logs every other copy out).
+    /// login by `airlock sync`), broker (like sync, but the sandbox gets the
+    /// access token only: airlock alone holds the refresh token and writes
+    /// each new access token into the sandbox; docs/broker.md), access-only
+    /// (the default of docker-flags and compose, whose output may never be
+    /// used; no refresh token, never renewed) or copy (whole session; the
+    /// first refresh in the sandbox logs every other copy out).
     #[arg(long, value_name = "MODE")]
     pub rotation: Option<String>,
 

@@ -157,6 +157,7 @@ fn sync_json(r: &sync::Report) -> serde_json::Value {
                 "sandbox": e.sandbox,
                 "agent": e.spec.agent,
                 "account": e.spec.account,
+                "mode": sync::broker::mode_name(e.spec.broker),
                 "truth": e.spec.truth.to_string(),
                 "pid": e.pid,
                 "registered_at": e.registered_at,
@@ -177,7 +178,7 @@ fn sync_table(r: &sync::Report) -> Option<String> {
         return None;
     }
     let mut s = format!(
-        "\nRunning sandboxes (rotation sync; watcher {}):\n",
+        "\nRunning sandboxes (rotation sync or broker; watcher {}):\n",
         if r.watcher_running {
             "running"
         } else {
@@ -192,12 +193,14 @@ fn sync_table(r: &sync::Report) -> Option<String> {
     let mut rows = vec![[
         "SANDBOX".to_owned(),
         "ACCOUNT".to_owned(),
+        "MODE".to_owned(),
         "SINCE".to_owned(),
     ]];
     for e in &r.sandboxes {
         rows.push([
             e.sandbox.clone(),
             format!("{}:{}", e.spec.agent, e.spec.account),
+            sync::broker::mode_name(e.spec.broker).to_owned(),
             when(Some(e.registered_at)),
         ]);
     }
@@ -318,6 +321,20 @@ mod tests {
             assert!(t.contains("Running sandboxes"), "{t}");
             assert!(t.contains("sb1-claude"), "{t}");
             assert!(t.contains("claude:default"), "{t}");
+            assert!(t.contains("MODE") && t.contains("  sync  "), "{t}");
         }
+    }
+
+    #[test]
+    fn a_broker_sandbox_says_so() {
+        let mut e = entry("sb2-codex");
+        e.spec.broker = true;
+        let r = sync::Report {
+            watcher_running: true,
+            sandboxes: vec![e],
+            accounts: Vec::new(),
+        };
+        assert!(sync_table(&r).unwrap().contains("  broker  "));
+        assert_eq!(sync_json(&r)["sandboxes"][0]["mode"], "broker");
     }
 }

@@ -63,6 +63,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             }
         }
     }
+    let requested = sb
+        .rotation
+        .as_deref()
+        .map(str::parse::<airlock::agents::inject::Rotation>)
+        .transpose()?;
     let choices = Choices {
         agents: specs,
         workdir: sb.workdir.clone(),
@@ -71,18 +76,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         host_configs: sb.no_host_configs.then_some(false),
         // verify checks offline and never refreshes, so nothing would ever
         // sync: `--rotation sync` (run's default) is checked as access-only.
-        rotation: sb
-            .rotation
-            .as_deref()
-            .map(str::parse::<airlock::agents::inject::Rotation>)
-            .transpose()?
-            .map(|r| match r {
-                airlock::agents::inject::Rotation::Sync
-                | airlock::agents::inject::Rotation::Broker => {
-                    airlock::agents::inject::Rotation::AccessOnly
-                }
-                r => r,
-            }),
+        rotation: requested.map(|r| match r {
+            airlock::agents::inject::Rotation::Sync | airlock::agents::inject::Rotation::Broker => {
+                airlock::agents::inject::Rotation::AccessOnly
+            }
+            r => r,
+        }),
     };
     let cwd =
         std::env::current_dir().map_err(|e| Error::Other(format!("no current directory: {e}")))?;
@@ -96,7 +95,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         timeout: Duration::from_secs(a.timeout.max(1)),
         runtime_dir: ctx.paths.runtime_dir.clone(),
     };
-    let report = verify::verify(&req, &vault, &host, &ctx.config, &opts, Timestamp::now())?;
+    let mut report = verify::verify(&req, &vault, &host, &ctx.config, &opts, Timestamp::now())?;
+    verify::note_rotation(
+        &mut report,
+        requested.unwrap_or(airlock::agents::inject::Rotation::Sync),
+    );
     for w in &report.warnings {
         anstream::eprintln!("airlock: warning: {w}");
     }
