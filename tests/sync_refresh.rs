@@ -1226,6 +1226,17 @@ fn broker_claude_sandbox_gets_new_access_tokens_and_never_a_refresh_token() {
             Value::Null
         );
     }
+    // a link planted to a host file: replaced, its target never written
+    let victim = fx.root.path().join("victim.txt");
+    fs::write(&victim, "host file").unwrap();
+    let tmp = dir.join("planted");
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    fs::rename(&tmp, &shared).unwrap();
+    wait_until("the planted link replaced", Duration::from_secs(5), || {
+        fs::symlink_metadata(&shared).is_ok_and(|m| m.file_type().is_file())
+            && read_json(&shared)["claudeAiOauth"]["accessToken"] == at1
+    });
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "host file");
     assert!(status(&fx, "claude-default").last_rejected.is_some());
     d.finish();
     assert_eq!(mock.refreshes(), 1);

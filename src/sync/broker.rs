@@ -33,7 +33,7 @@ use crate::sync::credential::{self, AgentKind, Parsed, content_hash};
 use crate::sync::engine::{AccountSpec, Outcome, Syncer};
 use crate::sync::registry::{Layout, Registration, list_sandboxes};
 use crate::sync::truth::{Offer, read_file};
-use crate::sync::write::{AgentLock, write_preserving};
+use crate::sync::write::{AgentLock, write_shared};
 use crate::vault::Backend;
 
 /// Claude Code refreshes when `now + 5 min >= expiresAt`.
@@ -233,7 +233,7 @@ pub(crate) fn push(
     if let Some(r) = &rejected {
         tracing::warn!(account = %spec.key(), reason = %r, "a sandbox changed its broker session file: restored the access-only session (the truth is never written from a sandbox)");
     }
-    write_preserving(&file, &bytes)?;
+    write_shared(&file, &bytes)?;
     Ok((Some(content_hash(&bytes)), rejected))
 }
 

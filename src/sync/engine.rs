@@ -20,7 +20,7 @@ use crate::sync::credential::{self, AgentKind, Parsed, Rejection, content_hash};
 use crate::sync::refresh::{self, Failure, Policy};
 use crate::sync::truth::{Offer, Truth, read_file};
 use crate::sync::watch::CLAUDE_REFRESH_LOCK;
-use crate::sync::write::{AgentLock, write_preserving};
+use crate::sync::write::{AgentLock, write_shared};
 use crate::vault::Backend;
 
 /// One synced account: a shared directory and its source of truth.
@@ -878,7 +878,7 @@ fn push_shared_replacing(
         }
     }
     let bytes = t.merge_into(cur.as_deref().map(|v| v.as_slice()));
-    write_preserving(file, &bytes)?;
+    write_shared(file, &bytes)?;
     st.wrote_shared = Some(content_hash(&bytes));
     Ok(Some(Outcome::ToShared { expiry: t.expiry }))
 }

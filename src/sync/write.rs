@@ -48,8 +48,23 @@ pub fn real_path(path: &Path) -> Result<PathBuf> {
 /// group (a new file gets mode 0600 and its directory's owner, when we may
 /// give it away). Follows a symbolic link at `path`.
 pub fn write_preserving(path: &Path, bytes: &[u8]) -> Result<()> {
-    let path = real_path(path)?;
-    let old = fs::metadata(&path).ok();
+    replace(&real_path(path)?, bytes)
+}
+
+/// [`write_preserving`] for a file in a directory a sandbox can write (an
+/// account's shared directory): a symbolic link at `path` is replaced by
+/// the file, never followed, so a sandbox cannot point airlock's write at
+/// a host file.
+pub fn write_shared(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes)
+}
+
+fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let path = path.to_path_buf();
+    // the file's own metadata: never a link's target's
+    let old = fs::symlink_metadata(&path)
+        .ok()
+        .filter(|m| m.file_type().is_file());
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -221,6 +236,25 @@ fn flock(path: &Path) -> Inner {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_shared_write_replaces_a_planted_link_and_leaves_its_target_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"host file").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let shared = d.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        let f = shared.join(".credentials.json");
+        std::os::unix::fs::symlink(&victim, &f).unwrap();
+        write_shared(&f, b"session").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"host file");
+        let md = fs::symlink_metadata(&f).unwrap();
+        assert!(md.file_type().is_file());
+        // not the link target's mode
+        assert_eq!(md.mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&f).unwrap(), b"session");
+    }
 
     #[test]
     fn keeps_mode_and_follows_symlinks() {
