@@ -628,3 +628,96 @@ fn docker_a_new_login_reaches_a_running_sandbox() {
     });
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// `--rotation broker`: refused where nothing stays with the container
+/// (`docker-flags --mode env`) and when airlock's own refresh is off (the
+/// sandboxes could never get a new access token).
+#[test]
+fn broker_is_refused_without_a_waiter_or_without_pre_refresh() {
+    let mut ctx = TestContext::new();
+    store(&ctx, &session("b1", LATER));
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--mode", "env", "--agent", "claude"])
+        .args(["--rotation", "broker"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rotation broker needs a process"));
+    ctx.set_env("AIRLOCK_SYNC_REFRESH", "off");
+    let out = ctx
+        .cmd()
+        .args(["run", "--agent", "claude", "--rotation", "broker", "--"])
+        .arg(busybox())
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pre-refresh is off"), "{stderr}");
+    assert!(!stderr.contains(CANARY), "{stderr}");
+}
+
+/// `docker run $(airlock docker-flags --rotation broker …)`: the container
+/// gets the access token only; what it writes never reaches the vault, and
+/// the waiter hands nothing back but what the vault already holds.
+fn docker_flags_broker(engine: &str) {
+    let ctx = context(engine);
+    store(&ctx, &session("h1", LATER));
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--agent", "claude", "--rotation", "broker"])
+        .args(["--image"])
+        .arg(busybox())
+        .output()
+        .unwrap();
+    let flags = ok(&out);
+    assert!(flags.contains("/run/airlock/claude-session"), "{flags}");
+    assert!(!flags.contains(CANARY), "{flags}");
+    let words: Vec<String> = flags
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .collect();
+    let script = format!(
+        "cat \"$CLAUDE_SECURESTORAGE_CONFIG_DIR/.credentials.json\"; echo; {}",
+        refresh_script(&session("h2", LATER2))
+    );
+    let run = std::process::Command::new(engine)
+        .args(["run", "--rm", "--network", "none"])
+        .args(&words)
+        .arg(busybox())
+        .args(["sh", "-c", &script])
+        .env(
+            "CONTAINERS_CONF",
+            std::env::var_os("CONTAINERS_CONF").unwrap_or_default(),
+        )
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let seen: Value =
+        serde_json::from_str(String::from_utf8_lossy(&run.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(seen["claudeAiOauth"]["refreshToken"], Value::Null);
+    assert_eq!(
+        seen["claudeAiOauth"]["accessToken"],
+        format!("sk-ant-oat01-{CANARY}-h1")
+    );
+    wait_until("the waiter to hand back", Duration::from_secs(60), || {
+        status_sync(&ctx)["sandboxes"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    // the sandbox's own session (with a refresh token) did not reach the vault
+    let v = stored(&ctx, &busybox());
+    assert_eq!(
+        v["claudeAiOauth"]["refreshToken"],
+        format!("sk-ant-ort01-{CANARY}-h1")
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+#[test]
+fn docker_flags_broker_on_docker() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        docker_flags_broker("docker");
+    }
+}

@@ -82,10 +82,13 @@ impl SandboxArgs {
         {
             airlock::sync::broker::check_policy(&ctx.config.sync.refresh_policy()?)?;
         }
-        if rotation.is_some_and(Rotation::is_shared) && sync == SyncUse::Refused {
-            return Err(Error::Usage(
-                "--rotation sync needs a process that stays with the container (`airlock run`, `airlock docker-flags` in files mode, `airlock compose`); here use access-only (the default) or copy".into(),
-            ));
+        if let Some(r) = rotation.filter(|r| r.is_shared())
+            && sync == SyncUse::Refused
+        {
+            return Err(Error::Usage(format!(
+                "--rotation {} needs a process that stays with the container (`airlock run`, `airlock docker-flags` in files mode, `airlock compose`); here use access-only (the default) or copy",
+                r.as_str()
+            )));
         }
         if sync == SyncUse::Default && rotation.is_none() {
             rotation = Some(Rotation::Sync);

@@ -276,9 +276,8 @@ pub fn check_policy(policy: &crate::sync::refresh::Policy) -> Result<()> {
     if policy.enabled {
         return Ok(());
     }
-    Err(Error::invalid(
-        "--rotation broker needs airlock to refresh the sessions (its sandboxes hold no refresh token), but pre-refresh is off",
-        "remove `refresh = false` from [sync] in the config and unset AIRLOCK_SYNC_REFRESH=off, or use --rotation sync",
+    Err(Error::Usage(
+        "--rotation broker needs airlock to refresh the sessions (its sandboxes hold no refresh token), but pre-refresh is off: remove `refresh = false` from [sync] in the config and unset AIRLOCK_SYNC_REFRESH, or use --rotation sync".into(),
     ))
 }
 
