@@ -548,7 +548,11 @@ fn resolve_agent(
                     if !d.is_empty() {
                         d.push_str(", ");
                     }
-                    d.push_str(&format!("{} (synced)", m.container));
+                    if m.broker {
+                        d.push_str(&format!("{} (broker: access token only)", m.container));
+                    } else {
+                        d.push_str(&format!("{} (synced)", m.container));
+                    }
                 }
                 d
             },

@@ -1309,3 +1309,59 @@ fn broker_codex_expired_session_is_refreshed_by_airlock_only() {
     airlock::sync::unregister(&fx.layout, None, "codex-broker").unwrap();
     assert_no_secret_leaked(&fx, &mock);
 }
+
+/// A broker sandbox's write left behind in its shared directory (its
+/// hand-back never happened) is never taken for the truth by the next
+/// registration of the account, in broker or in sync mode; a sync-mode
+/// leftover (a full session) is handed back before a broker registration.
+#[test]
+fn leftovers_of_a_broker_sandbox_never_reach_the_truth() {
+    let mock = MockOAuth::start(Style::Claude, 3600);
+    let fx = fixture(&mock);
+    let host_dir = fx.root.path().join("home/.claude");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host_file = host_dir.join(".credentials.json");
+    let login = mock.login();
+    write_json(&host_file, &claude_host(&login));
+    let truth = Truth::HostFile {
+        path: host_file.clone(),
+    };
+    let planted = json!({"claudeAiOauth": {"accessToken": "sbx-at", "refreshToken": "sbx-rt",
+        "expiresAt": now_ms() + 86_400_000, "scopes": ["user:inference"]}});
+    // a broker sandbox plants a full session, then vanishes without unregistering
+    let dir = register_broker(&fx, "claude", truth.clone());
+    write_json(&dir.join(".credentials.json"), &planted);
+    fs::remove_file(fx.layout.sandboxes_dir().join("claude-broker.json")).unwrap();
+    let dir = register_broker(&fx, "claude", truth.clone());
+    assert_eq!(claude_rt(&host_file), login.refresh_token);
+    assert_eq!(
+        read_json(&dir.join(".credentials.json"))["claudeAiOauth"]["refreshToken"],
+        Value::Null
+    );
+    // the same, then a sync-mode sandbox of the account
+    write_json(&dir.join(".credentials.json"), &planted);
+    fs::remove_file(fx.layout.sandboxes_dir().join("claude-broker.json")).unwrap();
+    let dir = register(&fx, None, "claude", truth.clone());
+    assert_eq!(claude_rt(&host_file), login.refresh_token);
+    assert_eq!(
+        claude_rt(&dir.join(".credentials.json")),
+        login.refresh_token
+    );
+    // a sync-mode leftover with a newer session goes back before broker starts
+    let mut newer = claude_host(&mock.login());
+    newer["claudeAiOauth"]["expiresAt"] = json!(now_ms() + 7_200_000);
+    write_json(&dir.join(".credentials.json"), &newer);
+    fs::remove_file(fx.layout.sandboxes_dir().join("claude-sb.json")).unwrap();
+    let dir = register_broker(&fx, "claude", truth);
+    assert_eq!(
+        claude_rt(&host_file),
+        newer["claudeAiOauth"]["refreshToken"].as_str().unwrap()
+    );
+    assert_eq!(
+        read_json(&dir.join(".credentials.json"))["claudeAiOauth"]["refreshToken"],
+        Value::Null
+    );
+    airlock::sync::unregister(&fx.layout, None, "claude-broker").unwrap();
+    assert!(!dir.exists());
+    assert_eq!(fs::read_dir(&fx.layout.runtime).unwrap().count(), 0);
+}

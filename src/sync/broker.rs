@@ -249,6 +249,7 @@ fn sandbox_write(kind: AgentKind, bytes: &[u8]) -> String {
 /// copy if the truth holds it (or something newer); otherwise keeps it
 /// (the next registration of the account hands it to the truth) and says so.
 pub(crate) fn release(spec: &AccountSpec, vault: Option<&dyn Backend>) -> Result<()> {
+    remove(&dir_marker(spec))?;
     let path = held_path(spec);
     let Some(held) = read_file(&path)? else {
         return Ok(());
@@ -320,23 +321,49 @@ pub(crate) fn check_mode(
             format!("pass --rotation {theirs}, or use another account for this sandbox"),
         ));
     }
-    let leftover = if broker {
-        // a full session (with a refresh token) a sync-mode sandbox left
-        let kind = spec.kind()?;
-        read_file(&spec.shared_file()?)?.is_some_and(|b| credential::parse(kind, &b).is_ok())
-    } else {
-        held_path(&spec).exists()
-    };
-    if others.is_empty() && leftover {
-        let mut s = Syncer::new(vault, None);
-        let k = s.add(spec.clone())?;
-        let outcome = s.sync(&k)?;
-        tracing::info!(account = %k, %outcome, "handed back what a sandbox in {} mode left", mode_name(!broker));
+    // A directory last used in broker mode holds only what airlock wrote
+    // there (access-only) or what a broker sandbox wrote: never a session
+    // to hand to the truth. The marker tells it apart from a directory a
+    // sync-mode sandbox left (its hand-back failed).
+    let marker = dir_marker(&spec);
+    let dir_was_broker = marker.exists();
+    if others.is_empty() {
+        if broker && !dir_was_broker {
+            let kind = spec.kind()?;
+            let full = read_file(&spec.shared_file()?)?
+                .is_some_and(|b| credential::parse(kind, &b).is_ok());
+            if full {
+                let mut s = Syncer::new(vault, None);
+                let k = s.add(spec.clone())?;
+                let outcome = s.sync(&k)?;
+                tracing::info!(account = %k, %outcome, "handed back what a sandbox in sync mode left");
+            }
+        }
         if !broker {
+            if dir_was_broker {
+                remove(&spec.shared_file()?)?;
+            }
+            if held_path(&spec).exists() {
+                let mut s = Syncer::new(vault, None);
+                let k = s.add(spec.clone())?;
+                let outcome = s.sync(&k)?;
+                tracing::info!(account = %k, %outcome, "handed airlock's last broker refresh to the truth");
+            }
             release(&spec, vault)?;
         }
     }
+    if broker && !dir_was_broker {
+        crate::fsutil::ensure_private_dir(&layout.runtime)?;
+        crate::fsutil::write_atomic(&marker, b"", 0o600)?;
+    }
     Ok(())
+}
+
+/// Marks an account's shared directory as a broker one (beside it).
+fn dir_marker(spec: &AccountSpec) -> PathBuf {
+    let mut p = held_path(spec).into_os_string();
+    p.push("-dir");
+    PathBuf::from(p)
 }
 
 fn remove(path: &Path) -> Result<()> {
