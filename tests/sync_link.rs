@@ -1,0 +1,212 @@
+//! Issue 10: a vault record that shares the host login's refresh-token
+//! family is linked to the host file, so refreshes by a sandbox and by the
+//! host's own agent land in one place and never spend a token twice.
+//!
+//! A session stored as a pasted copy of the host file (linked by
+//! fingerprint), then rounds in a seeded random order (the seed is printed;
+//! `AIRLOCK_TEST_SEED` repeats one) of: a sandbox refreshes in the shared
+//! directory, the host's agent refreshes its own file, airlock resolves the
+//! record again. After every round: no refresh token was presented twice
+//! (mock OAuth server), the host file holds a live session, and the vault
+//! record equals the host file's session.
+
+#[path = "support/mock_oauth.rs"]
+mod mock_oauth;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use airlock::Secret;
+use airlock::agents::HostEnv;
+use airlock::agents::inject::Rotation;
+use airlock::config::Config;
+use airlock::resolve::{AgentRequest, Request, resolve};
+use airlock::sync::watch::{Daemon, Options};
+use airlock::sync::{Layout, Registration, Truth, register_sandbox, unregister};
+use airlock::vault::{CredentialId, Metadata, Method, Record, Vault};
+use jiff::Timestamp;
+use mock_oauth::{MockOAuth, Style, now_ms, post_json};
+use serde_json::{Value, json};
+
+const CLAUDE_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&fs::read(p).unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+fn rt(v: &Value) -> String {
+    v["claudeAiOauth"]["refreshToken"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The agent's own refresh: POST the file's refresh token, write the new
+/// session (temp + rename, as Claude does).
+fn agent_refresh(mock: &MockOAuth, file: &Path) -> String {
+    let mut v = read_json(file);
+    let (st, r) = post_json(
+        mock.addr(),
+        "/v1/oauth/token",
+        &json!({"grant_type": "refresh_token", "refresh_token": rt(&v), "client_id": CLAUDE_CLIENT_ID}),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "refresh refused: {r}");
+    v["claudeAiOauth"]["accessToken"] = r["access_token"].clone();
+    v["claudeAiOauth"]["refreshToken"] = r["refresh_token"].clone();
+    v["claudeAiOauth"]["expiresAt"] = json!(now_ms() + 3_600_000);
+    let tmp = file.with_extension("tmp-agent");
+    fs::write(&tmp, serde_json::to_vec(&v).unwrap()).unwrap();
+    fs::rename(&tmp, file).unwrap();
+    rt(&v)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn truth_of(vault: &Vault, host: &HostEnv) -> Option<Truth> {
+    let req = Request {
+        agents: vec![AgentRequest::parse("claude").unwrap()],
+        rotation: Rotation::Sync,
+        host_configs: false,
+        ..Request::default()
+    };
+    let r = resolve(&req, vault, host, &Config::default(), Timestamp::now()).unwrap();
+    r.plan.sync.first().and_then(|m| m.truth.clone())
+}
+
+#[test]
+fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
+    let mock = MockOAuth::start(Style::Claude, 3600);
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(&base).unwrap();
+    let root = tempfile::tempdir_in(&base).unwrap();
+    let home = root.path().join("home");
+    fs::create_dir_all(home.join(".claude")).unwrap();
+    let host_file = home.join(".claude/.credentials.json");
+    let login = mock.login();
+    let doc = json!({"claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
+        "expiresAt": login.expires_at_ms, "scopes": ["user:inference"], "subscriptionType": "max"},
+        "zzHostKey": 1});
+    fs::write(&host_file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let host = HostEnv {
+        home: home.clone(),
+        vars: Default::default(),
+    };
+
+    // stored as a pasted file: not named as linked, same refresh token
+    let vault = Vault::in_memory();
+    let id = CredentialId::parse("claude").unwrap();
+    vault
+        .backend()
+        .put(Record {
+            id: id.clone(),
+            method: Method::Session,
+            secret: Secret::new(doc.to_string()),
+            meta: Metadata::new("stdin"),
+        })
+        .unwrap();
+    let truth = truth_of(&vault, &host);
+    assert_eq!(
+        truth,
+        Some(Truth::HostFile {
+            path: host_file.clone()
+        }),
+        "a record sharing the host's refresh token syncs to the host file"
+    );
+    let rec = vault.backend().get(&id).unwrap().unwrap();
+    assert_eq!(
+        rec.meta.host_link.as_deref(),
+        Some(host_file.to_str().unwrap()),
+        "the link is stored"
+    );
+
+    let layout = Layout {
+        state: root.path().join("state/sync"),
+        runtime: root.path().join("run/sync"),
+    };
+    let dir = register_sandbox(
+        &layout,
+        None,
+        Registration {
+            sandbox: "claude-sb".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            truth: truth.unwrap(),
+            pid: None,
+            owner: None,
+        },
+    )
+    .unwrap();
+    let shared = dir.join(".credentials.json");
+    let d = Daemon::new(
+        layout.clone(),
+        None,
+        Options {
+            linger: None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let stop = d.stop_handle();
+    let th = std::thread::spawn(move || d.run());
+
+    let mut seed: u64 = std::env::var("AIRLOCK_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_ms() as u64);
+    eprintln!("sync_link seed: {seed} (AIRLOCK_TEST_SEED repeats it)");
+    for round in 0..12 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        match (seed >> 33) % 3 {
+            0 => {
+                let new = agent_refresh(&mock, &shared);
+                wait_for("the sandbox's refresh on the host", || {
+                    rt(&read_json(&host_file)) == new
+                });
+            }
+            1 => {
+                let new = agent_refresh(&mock, &host_file);
+                wait_for("the host's refresh in the sandbox", || {
+                    rt(&read_json(&shared)) == new
+                });
+            }
+            _ => {
+                assert!(matches!(
+                    truth_of(&vault, &host),
+                    Some(Truth::HostFile { .. })
+                ));
+            }
+        }
+        let host_doc = read_json(&host_file);
+        assert_eq!(
+            mock.reuse_errors(),
+            0,
+            "round {round}: a refresh token was reused"
+        );
+        assert!(
+            mock.is_live(&rt(&host_doc)),
+            "round {round}: the host is logged out"
+        );
+        assert_eq!(host_doc["zzHostKey"], 1, "round {round}: unknown key lost");
+        truth_of(&vault, &host);
+        let rec = vault.backend().get(&id).unwrap().unwrap();
+        let stored: Value = serde_json::from_str(rec.secret.expose()).unwrap();
+        assert_eq!(
+            stored["claudeAiOauth"], host_doc["claudeAiOauth"],
+            "round {round}: the vault record is the host's session"
+        );
+    }
+    unregister(&layout, None, "claude-sb").unwrap();
+    assert!(mock.is_live(&rt(&read_json(&host_file))));
+    stop.stop();
+    th.join().unwrap().unwrap();
+}
