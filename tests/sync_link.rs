@@ -210,3 +210,76 @@ fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
     stop.stop();
     th.join().unwrap().unwrap();
 }
+
+fn codex_doc(i: &mock_oauth::Issued, account: &str) -> Value {
+    let id_token = mock_oauth::jwt(&json!({"email": format!("{account}@example.com"),
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "pro", "chatgpt_account_id": account}}));
+    json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": id_token, "access_token": i.access_token, "refresh_token": i.refresh_token, "account_id": account},
+        "last_refresh": "2026-11-01T00:00:00Z"})
+}
+
+/// A host file rewritten to another account (a new token family) unlinks
+/// the record, with a warning, and is never written with the old family.
+#[test]
+fn a_host_file_of_another_account_unlinks_and_is_left_alone() {
+    let mock = MockOAuth::start(Style::Codex, 3600);
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(&base).unwrap();
+    let root = tempfile::tempdir_in(&base).unwrap();
+    let home = root.path().join("home");
+    fs::create_dir_all(home.join(".codex")).unwrap();
+    let host_file = home.join(".codex/auth.json");
+    let other = codex_doc(&mock.login(), "other-account");
+    let other_bytes = serde_json::to_vec(&other).unwrap();
+    fs::write(&host_file, &other_bytes).unwrap();
+    let host = HostEnv {
+        home,
+        vars: Default::default(),
+    };
+    let vault = Vault::in_memory();
+    let id = CredentialId::parse("codex").unwrap();
+    let mut meta = Metadata::new("host:~/.codex/auth.json");
+    meta.host_link = Some(host_file.display().to_string());
+    vault
+        .backend()
+        .put(Record {
+            id: id.clone(),
+            method: Method::Session,
+            secret: Secret::new(codex_doc(&mock.login(), "acc").to_string()),
+            meta,
+        })
+        .unwrap();
+    let req = Request {
+        agents: vec![AgentRequest::parse("codex").unwrap()],
+        rotation: Rotation::Sync,
+        host_configs: false,
+        ..Request::default()
+    };
+    let r = resolve(&req, &vault, &host, &Config::default(), Timestamp::now()).unwrap();
+    assert_eq!(
+        r.plan.sync.first().and_then(|m| m.truth.clone()),
+        Some(Truth::Vault { id: id.clone() }),
+        "the old family syncs to its own record only"
+    );
+    assert!(
+        r.plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("another account's login") && w.contains("no longer linked")),
+        "{:?}",
+        r.plan.warnings
+    );
+    let rec = vault.backend().get(&id).unwrap().unwrap();
+    assert_eq!(rec.meta.host_link, None, "the link is dropped");
+    let stored: Value = serde_json::from_str(rec.secret.expose()).unwrap();
+    assert_eq!(
+        stored["tokens"]["account_id"], "acc",
+        "the record keeps its session"
+    );
+    assert_eq!(
+        fs::read(&host_file).unwrap(),
+        other_bytes,
+        "host file untouched"
+    );
+}
