@@ -145,7 +145,7 @@ pub struct Entry {
     pub problem: Option<String>,
     /// What to do about it.
     pub fix: Option<String>,
-    /// The host file a linked session follows (`docs/rotation.md` §5.2).
+    /// The host file a linked session follows (`docs/rotation.md` §5.5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linked_to: Option<String>,
 }

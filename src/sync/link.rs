@@ -9,7 +9,7 @@
 //! every refresh (a sandbox's, airlock's pre-refresh, the host agent's own)
 //! lands in that one file. A record captured another way (a pasted file,
 //! `--from-file`) is linked too when its refresh-token fingerprint (sha256,
-//! never the token) equals the host file's. Design: `docs/rotation.md` §5.2.
+//! never the token) equals the host file's. Design: `docs/rotation.md` §5.5.
 
 use std::path::{Path, PathBuf};
 

@@ -171,7 +171,7 @@ pub struct Metadata {
     pub settings: BTreeMap<String, String>,
     /// The host agent file this session shares its refresh-token family
     /// with (`~/.claude/.credentials.json`, …): a linked record follows that
-    /// file and every refresh lands there (`docs/rotation.md` §5.2).
+    /// file and every refresh lands there (`docs/rotation.md` §5.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_link: Option<String>,
 }
