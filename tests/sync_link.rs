@@ -283,3 +283,49 @@ fn a_host_file_of_another_account_unlinks_and_is_left_alone() {
         "host file untouched"
     );
 }
+
+/// `airlock doctor`'s check: an unlinked copy of the host login whose
+/// family the host has moved on from is flagged, with what to do.
+#[test]
+fn doctor_flags_a_copy_the_host_has_moved_on_from() {
+    let mock = MockOAuth::start(Style::Claude, 3600);
+    let home = PathBuf::from("/home/u");
+    let env = HostEnv {
+        home,
+        vars: Default::default(),
+    };
+    let doc = |i: &mock_oauth::Issued| {
+        json!({"claudeAiOauth": {"accessToken": i.access_token, "refreshToken": i.refresh_token,
+            "expiresAt": i.expires_at_ms, "scopes": ["user:inference"]}})
+        .to_string()
+    };
+    let old = mock.login();
+    std::thread::sleep(Duration::from_millis(5));
+    let new = mock.login();
+    let rec = |secret: String, link: Option<&str>| {
+        let mut meta = Metadata::new("host:~/.claude/.credentials.json");
+        meta.host_link = link.map(str::to_owned);
+        Record {
+            id: CredentialId::parse("claude").unwrap(),
+            method: Method::Session,
+            secret: Secret::new(secret),
+            meta,
+        }
+    };
+    let host = rec(doc(&new), None);
+    let (problem, fix) =
+        airlock::sync::link::moved_on(&rec(doc(&old), None), Some(&host), &env).unwrap();
+    assert!(
+        problem.contains("/home/u/.claude/.credentials.json"),
+        "{problem}"
+    );
+    assert!(
+        fix.contains("airlock auth claude --account default --from-host"),
+        "{fix}"
+    );
+    // same family, or linked (it follows the host), or the vault is newer: fine
+    assert!(airlock::sync::link::moved_on(&rec(doc(&new), None), Some(&host), &env).is_none());
+    let linked = rec(doc(&old), Some("/home/u/.claude/.credentials.json"));
+    assert!(airlock::sync::link::moved_on(&linked, Some(&host), &env).is_none());
+    assert!(airlock::sync::link::moved_on(&host, Some(&rec(doc(&old), None)), &env).is_none());
+}

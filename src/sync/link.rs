@@ -124,3 +124,43 @@ pub fn store(vault: &dyn crate::vault::Backend, record: &Record) -> crate::error
         }))
     })
 }
+
+/// For `airlock doctor`: a stored, unlinked session whose token family the
+/// host has moved on from (the same login — captured from the host, or the
+/// same Codex account — with another refresh token, and the host's is
+/// newer): its refresh token is most likely spent. `(problem, fix)`.
+pub fn moved_on(
+    record: &Record,
+    host_login: Option<&Record>,
+    env: &HostEnv,
+) -> Option<(String, String)> {
+    let kind = AgentKind::from_name(&record.id.agent).ok()?;
+    if record.method != Method::Session || !kind.rotates() || record.meta.host_link.is_some() {
+        return None;
+    }
+    let host = host_login.filter(|h| h.method == Method::Session)?;
+    let path = host_path(&host.meta.source, &env.home)?;
+    let ours = credential::parse(kind, record.secret.expose().as_bytes()).ok()?;
+    let theirs = credential::parse(kind, host.secret.expose().as_bytes()).ok()?;
+    let same_login = record.meta.source == host.meta.source
+        || matches!(
+            (
+                account_of(kind, record.secret.expose().as_bytes()),
+                account_of(kind, host.secret.expose().as_bytes()),
+            ),
+            (Some(a), Some(b)) if a == b
+        );
+    if !same_login || ours.fingerprint == theirs.fingerprint || !theirs.newer_than(Some(&ours)) {
+        return None;
+    }
+    Some((
+        format!(
+            "a copy of the host login in {} whose refresh token the host has since replaced: it is most likely spent, and a sandbox using it would be logged out",
+            path.display()
+        ),
+        format!(
+            "run `airlock auth {0} --account {1} --from-host` to store the host's current login linked to its file, or `airlock login {0}` for a separate session",
+            record.id.agent, record.id.account
+        ),
+    ))
+}
