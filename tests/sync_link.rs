@@ -13,6 +13,8 @@
 #[path = "support/mock_oauth.rs"]
 mod mock_oauth;
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&fs::read(p).unwrap_or_default()).unwrap_or(Value::Null)
 }
 
-fn rt(v: &Value) -> String {
+fn claude_rt(v: &Value) -> String {
     v["claudeAiOauth"]["refreshToken"]
         .as_str()
         .unwrap_or("")
@@ -44,12 +46,12 @@ fn rt(v: &Value) -> String {
 
 /// The agent's own refresh: POST the file's refresh token, write the new
 /// session (temp + rename, as Claude does).
-fn agent_refresh(mock: &MockOAuth, file: &Path) -> String {
+fn claude_refresh(mock: &MockOAuth, file: &Path) -> String {
     let mut v = read_json(file);
     let (st, r) = post_json(
         mock.addr(),
         "/v1/oauth/token",
-        &json!({"grant_type": "refresh_token", "refresh_token": rt(&v), "client_id": CLAUDE_CLIENT_ID}),
+        &json!({"grant_type": "refresh_token", "refresh_token": claude_rt(&v), "client_id": CLAUDE_CLIENT_ID}),
     )
     .unwrap();
     assert_eq!(st, 200, "refresh refused: {r}");
@@ -59,7 +61,7 @@ fn agent_refresh(mock: &MockOAuth, file: &Path) -> String {
     let tmp = file.with_extension("tmp-agent");
     fs::write(&tmp, serde_json::to_vec(&v).unwrap()).unwrap();
     fs::rename(&tmp, file).unwrap();
-    rt(&v)
+    claude_rt(&v)
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -70,9 +72,9 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn truth_of(vault: &Vault, host: &HostEnv) -> Option<Truth> {
+fn truth_of(agent: &str, vault: &Vault, host: &HostEnv) -> Option<Truth> {
     let req = Request {
-        agents: vec![AgentRequest::parse("claude").unwrap()],
+        agents: vec![AgentRequest::parse(agent).unwrap()],
         rotation: Rotation::Sync,
         host_configs: false,
         ..Request::default()
@@ -81,19 +83,93 @@ fn truth_of(vault: &Vault, host: &HostEnv) -> Option<Truth> {
     r.plan.sync.first().and_then(|m| m.truth.clone())
 }
 
+fn codex_rt(v: &Value) -> String {
+    v["tokens"]["refresh_token"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn codex_refresh(mock: &MockOAuth, file: &Path) -> String {
+    // the mock's Codex access tokens expire in whole seconds: let the next
+    // one be newer, as a real refresh's is
+    std::thread::sleep(Duration::from_millis(1_050));
+    let mut v = read_json(file);
+    let (st, r) = post_json(
+        mock.addr(),
+        "/oauth/token",
+        &json!({"grant_type": "refresh_token", "refresh_token": codex_rt(&v), "client_id": "app_EMoamEEZ73f0CkXaXp7hrann"}),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "refresh refused: {r}");
+    v["tokens"]["access_token"] = r["access_token"].clone();
+    v["tokens"]["refresh_token"] = r["refresh_token"].clone();
+    let tmp = file.with_extension("tmp-agent");
+    fs::write(&tmp, serde_json::to_vec(&v).unwrap()).unwrap();
+    fs::rename(&tmp, file).unwrap();
+    codex_rt(&v)
+}
+
+fn claude_doc(login: &mock_oauth::Issued) -> Value {
+    json!({"claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
+        "expiresAt": login.expires_at_ms, "scopes": ["user:inference"], "subscriptionType": "max"},
+        "zzHostKey": 1})
+}
+
+/// One agent's files and moves for [`linked_rounds`].
+struct Kind {
+    agent: &'static str,
+    style: Style,
+    dir: &'static str,
+    file: &'static str,
+    session: &'static str,
+    doc: fn(&mock_oauth::Issued) -> Value,
+    rt: fn(&Value) -> String,
+    refresh: fn(&MockOAuth, &Path) -> String,
+}
+
 #[test]
-fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
-    let mock = MockOAuth::start(Style::Claude, 3600);
+fn a_copy_of_the_claude_host_login_is_linked_and_never_logs_the_host_out() {
+    linked_rounds(&Kind {
+        agent: "claude",
+        style: Style::Claude,
+        dir: ".claude",
+        file: ".credentials.json",
+        session: "claudeAiOauth",
+        doc: claude_doc,
+        rt: claude_rt,
+        refresh: claude_refresh,
+    });
+}
+
+#[test]
+fn a_copy_of_the_codex_host_login_is_linked_and_never_logs_the_host_out() {
+    linked_rounds(&Kind {
+        agent: "codex",
+        style: Style::Codex,
+        dir: ".codex",
+        file: "auth.json",
+        session: "tokens",
+        doc: |i| {
+            let mut d = codex_doc(i, "acc");
+            d["zzHostKey"] = json!(1);
+            d
+        },
+        rt: codex_rt,
+        refresh: codex_refresh,
+    });
+}
+
+fn linked_rounds(k: &Kind) {
+    let mock = MockOAuth::start(k.style, 3600);
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(&base).unwrap();
     let root = tempfile::tempdir_in(&base).unwrap();
     let home = root.path().join("home");
-    fs::create_dir_all(home.join(".claude")).unwrap();
-    let host_file = home.join(".claude/.credentials.json");
+    fs::create_dir_all(home.join(k.dir)).unwrap();
+    let host_file = home.join(k.dir).join(k.file);
     let login = mock.login();
-    let doc = json!({"claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
-        "expiresAt": login.expires_at_ms, "scopes": ["user:inference"], "subscriptionType": "max"},
-        "zzHostKey": 1});
+    let doc = (k.doc)(&login);
     fs::write(&host_file, serde_json::to_vec(&doc).unwrap()).unwrap();
     let host = HostEnv {
         home: home.clone(),
@@ -102,7 +178,7 @@ fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
 
     // stored as a pasted file: not named as linked, same refresh token
     let vault = Vault::in_memory();
-    let id = CredentialId::parse("claude").unwrap();
+    let id = CredentialId::parse(k.agent).unwrap();
     vault
         .backend()
         .put(Record {
@@ -112,7 +188,7 @@ fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
             meta: Metadata::new("stdin"),
         })
         .unwrap();
-    let truth = truth_of(&vault, &host);
+    let truth = truth_of(k.agent, &vault, &host);
     assert_eq!(
         truth,
         Some(Truth::HostFile {
@@ -135,8 +211,8 @@ fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
         &layout,
         None,
         Registration {
-            sandbox: "claude-sb".into(),
-            agent: "claude".into(),
+            sandbox: format!("{}-sb", k.agent),
+            agent: k.agent.into(),
             account: "default".into(),
             truth: truth.unwrap(),
             pid: None,
@@ -144,7 +220,7 @@ fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
         },
     )
     .unwrap();
-    let shared = dir.join(".credentials.json");
+    let shared = dir.join(k.file);
     let d = Daemon::new(
         layout.clone(),
         None,
@@ -168,45 +244,62 @@ fn a_copy_of_the_host_login_is_linked_and_never_logs_the_host_out() {
             .wrapping_add(1_442_695_040_888_963_407);
         match (seed >> 33) % 3 {
             0 => {
-                let new = agent_refresh(&mock, &shared);
+                let new = (k.refresh)(&mock, &shared);
                 wait_for("the sandbox's refresh on the host", || {
-                    rt(&read_json(&host_file)) == new
+                    (k.rt)(&read_json(&host_file)) == new
                 });
             }
             1 => {
-                let new = agent_refresh(&mock, &host_file);
+                let new = (k.refresh)(&mock, &host_file);
                 wait_for("the host's refresh in the sandbox", || {
-                    rt(&read_json(&shared)) == new
+                    (k.rt)(&read_json(&shared)) == new
                 });
             }
             _ => {
                 assert!(matches!(
-                    truth_of(&vault, &host),
+                    truth_of(k.agent, &vault, &host),
                     Some(Truth::HostFile { .. })
                 ));
             }
         }
         let host_doc = read_json(&host_file);
+        if k.agent == "codex"
+            && let Some(codex) = common::codex_binary()
+        {
+            // the genuine CLI, against the host's own file
+            let out = std::process::Command::new(codex)
+                .args(["login", "status"])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", root.path().join("home"))
+                .env("CODEX_HOME", root.path().join("home").join(k.dir))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: codex login status failed on the host"
+            );
+        }
         assert_eq!(
             mock.reuse_errors(),
             0,
             "round {round}: a refresh token was reused"
         );
         assert!(
-            mock.is_live(&rt(&host_doc)),
+            mock.is_live(&(k.rt)(&host_doc)),
             "round {round}: the host is logged out"
         );
         assert_eq!(host_doc["zzHostKey"], 1, "round {round}: unknown key lost");
-        truth_of(&vault, &host);
+        truth_of(k.agent, &vault, &host);
         let rec = vault.backend().get(&id).unwrap().unwrap();
         let stored: Value = serde_json::from_str(rec.secret.expose()).unwrap();
         assert_eq!(
-            stored["claudeAiOauth"], host_doc["claudeAiOauth"],
+            stored[k.session], host_doc[k.session],
             "round {round}: the vault record is the host's session"
         );
     }
-    unregister(&layout, None, "claude-sb").unwrap();
-    assert!(mock.is_live(&rt(&read_json(&host_file))));
+    unregister(&layout, None, &format!("{}-sb", k.agent)).unwrap();
+    assert!(mock.is_live(&(k.rt)(&read_json(&host_file))));
     stop.stop();
     th.join().unwrap().unwrap();
 }
