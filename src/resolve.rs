@@ -394,6 +394,8 @@ struct Candidate {
     record: Record,
     source: String,
     stored: bool,
+    /// The host file a linked vault record follows ([`crate::sync::link`]).
+    link: Option<std::path::PathBuf>,
 }
 
 /// What every agent's resolution reads ([`resolve_with`]'s arguments).
@@ -472,7 +474,10 @@ fn resolve_agent(
             let rotating = cand.record.method == Method::Session
                 && info.as_ref().is_some_and(|i| i.rotates && i.refreshable);
             truth = rotating
-                .then(|| sync_truth(step, &cand.record, &cand.source, host))
+                .then(|| match &cand.link {
+                    Some(path) => Some(crate::sync::Truth::HostFile { path: path.clone() }),
+                    None => sync_truth(step, &cand.record, &cand.source, host),
+                })
                 .flatten();
             if truth.is_none() {
                 if rotating {
@@ -571,11 +576,13 @@ fn resolve_agent(
     // 1. vault
     let vault_source = format!("vault:{id}");
     match vault.get(&id)? {
-        Some(record) => {
+        Some(mut record) => {
+            let link = follow_link(&mut record, inputs, plan);
             let cand = Candidate {
                 record,
                 source: vault_source,
                 stored: true,
+                link,
             };
             if try_candidate(Step::Vault, cand, &mut res, plan) {
                 return Ok(res);
@@ -609,6 +616,7 @@ fn resolve_agent(
                         record,
                         source,
                         stored: false,
+                        link: None,
                     };
                     if try_candidate(Step::Host, cand, &mut res, plan) {
                         return Ok(res);
@@ -634,6 +642,7 @@ fn resolve_agent(
                     record: v.into_record(id.clone(), source.clone(), now),
                     source,
                     stored: false,
+                    link: None,
                 };
                 if try_candidate(Step::SecretFile, cand, &mut res, plan) {
                     return Ok(res);
@@ -680,6 +689,41 @@ fn resolve_agent(
     });
     plan.merge(agent_plan);
     Ok(res)
+}
+
+/// A vault record linked to the host's login follows the host file
+/// ([`crate::sync::link`]); the vault record is brought in step with it.
+fn follow_link(
+    record: &mut Record,
+    inputs: &Inputs<'_>,
+    plan: &mut SandboxPlan,
+) -> Option<std::path::PathBuf> {
+    use crate::sync::link::{self, Link};
+    let host_rec = (inputs.host_login)(&record.id.agent, inputs.host)
+        .ok()
+        .flatten();
+    let before = record.clone();
+    let found = link::follow(record, host_rec.as_ref(), inputs.host);
+    if *record != before
+        && let Err(e) = link::store(inputs.vault.backend(), record)
+    {
+        tracing::warn!(error = %e, "could not update the linked vault record");
+    }
+    match found {
+        Link::None => None,
+        Link::Linked { path, new } => {
+            tracing::info!(id = %record.id, path = %path.display(), new, "vault record linked to the host login");
+            Some(path)
+        }
+        Link::Moved { path } => {
+            plan.warnings.push(format!(
+                "{}: {} now holds another account's login, so the vault record is no longer linked to it (it keeps its own session, and the host file is never written with it)",
+                record.id,
+                tilde(&path, &inputs.host.home)
+            ));
+            None
+        }
+    }
 }
 
 fn absent(step: Step, source: String, agent: &str, res: &mut Resolution) {

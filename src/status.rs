@@ -145,6 +145,9 @@ pub struct Entry {
     pub problem: Option<String>,
     /// What to do about it.
     pub fix: Option<String>,
+    /// The host file a linked session follows (`docs/rotation.md` §5.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linked_to: Option<String>,
 }
 
 impl Entry {
@@ -164,6 +167,7 @@ impl Entry {
             detail: None,
             problem: None,
             fix: None,
+            linked_to: None,
         }
     }
 }
@@ -185,6 +189,17 @@ pub fn record_entry(
     e.location = Some(location.to_owned());
     e.modified_at = Some(r.meta.updated_at);
     e.source = Some(r.meta.source.clone());
+    e.linked_to = r.meta.host_link.as_deref().map(|p| {
+        match std::env::var_os("HOME").and_then(|h| {
+            std::path::Path::new(p)
+                .strip_prefix(h)
+                .ok()
+                .map(|r| r.display().to_string())
+        }) {
+            Some(rest) => format!("~/{rest}"),
+            None => p.to_owned(),
+        }
+    });
     // A credential that cannot be planned delivers nothing (it is invalid).
     e.delivery = agent.delivery(r).ok();
     e.expires_at = r.meta.expires_at;
@@ -700,11 +715,21 @@ pub fn table(r: &Report, color: bool) -> String {
         ]);
     }
     let out = t.trim_fmt();
-    if color {
+    let mut out = if color {
         colour_states(&out, &r.credentials)
     } else {
         out
+    };
+    for e in &r.credentials {
+        if let Some(l) = &e.linked_to {
+            out.push_str(&format!(
+                "\nnote: {}:{} is linked to {l} (one session with the host's login: every refresh lands there)",
+                e.agent,
+                e.account.as_deref().unwrap_or("default")
+            ));
+        }
     }
+    out
 }
 
 /// Wraps each row's state in its colour. Rows follow the header line in

@@ -421,6 +421,12 @@ fn lifecycle_with_the_file_vault() {
         .filter(|l| l.trim_start().starts_with("codex"))
         .count();
     assert_eq!(codex_rows, 1, "{}", text(&out.stdout));
+    // ... and linked to the host file (issue 10)
+    assert!(
+        text(&out.stdout).contains("note: codex:default is linked to ~/.codex/auth.json"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = run(&ctx, &["remove", "claude", "--account", "work"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

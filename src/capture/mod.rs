@@ -289,6 +289,11 @@ pub fn prepare_host(
     let (mut record, refreshable, detail, delivery) =
         finish(agent, id, v, &req, now, &mut warnings)?;
     record.meta.source = format!("host:{}", host.location);
+    if record.method == Method::Session {
+        // one token family with the host's file: link it (issue 10)
+        record.meta.host_link = crate::sync::link::host_path(&record.meta.source, &env.home)
+            .map(|p| p.display().to_string());
+    }
     Ok(Prepared {
         record,
         refreshable,

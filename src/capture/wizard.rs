@@ -108,10 +108,10 @@ pub fn run(
         );
         let help = match (agent, h.record.method) {
             (Agent::Claude, Method::Session) => {
-                "airlock only reads it. Sandboxes get its access token (about 8 hours); answer no for a setup-token, valid a year"
+                "stored linked to this file: one session with the host, every sandbox refresh lands in it; for long unattended runs answer no and run `airlock login claude` (a separate session), or use a setup-token"
             }
             (Agent::Codex, Method::Session) => {
-                "airlock only reads it. Sandboxes get its access token, until it expires; answer no for an API key"
+                "stored linked to this file: one session with the host, every sandbox refresh lands in it; for long unattended runs answer no and run `airlock login codex` (a separate session), or use an API key"
             }
             _ => "airlock only reads it; the host login stays as it is",
         };

@@ -173,6 +173,19 @@ fn vault_checks(ctx: &Ctx, checks: &mut Vec<Check>) -> serde_json::Value {
                     ));
                     continue;
                 };
+                let env = HostEnv::from_process(ctx.paths.home.clone());
+                let host = airlock::agents::host_login(&r.id.agent, &env)
+                    .ok()
+                    .flatten();
+                if let Some((problem, fix)) = airlock::sync::link::moved_on(r, host.as_ref(), &env)
+                {
+                    checks.push(check(
+                        format!("credential {}", r.id),
+                        Level::Warn,
+                        problem,
+                        Some(fix),
+                    ));
+                }
                 let e = status::record_entry(agent, r, "", now, ctx.config.status.expiring_days);
                 let level = match e.state {
                     State::Valid | State::Refreshable => continue,

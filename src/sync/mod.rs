@@ -13,6 +13,7 @@
 //! | [`credential`] | parsing, validation, expiry, merge keeping unknown keys (each agent's rules live in its `agents::<agent>::capture::SESSION`) |
 //! | [`write`](mod@write) | atomic writes keeping mode/owner, the agents' own write locks |
 //! | [`truth`] | the source of truth and compare-and-set writes to it |
+//! | [`link`] | vault records that share the host login's token family |
 //! | [`engine`] | [`Syncer`]: one account's two-way sync, no watcher |
 //! | [`registry`] | registered sandboxes, status files, daemon start |
 //! | [`watch`] | the inotify watcher behind `airlock sync` |
@@ -36,6 +37,7 @@
 pub mod broker;
 pub mod credential;
 pub mod engine;
+pub mod link;
 pub mod refresh;
 pub mod registry;
 pub mod truth;

@@ -169,6 +169,11 @@ pub struct Metadata {
     /// Vertex AI `project` and `location` for Gemini).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// The host agent file this session shares its refresh-token family
+    /// with (`~/.claude/.credentials.json`, …): a linked record follows that
+    /// file and every refresh lands there (`docs/rotation.md` §5.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_link: Option<String>,
 }
 
 impl Metadata {
@@ -183,6 +188,7 @@ impl Metadata {
             last_verified: None,
             label: None,
             settings: BTreeMap::new(),
+            host_link: None,
         }
     }
 }
