@@ -551,9 +551,13 @@ fn gc_removes_orphans(engine: &str) {
         .unwrap()
         .persist()
     };
-    let mut dead = Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
-    dead.wait().unwrap();
+    // A pid that no process can have: pids are always below pid_max. (The pid
+    // of a child that just exited could be reused by a parallel test.)
+    let dead_pid: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let orphan = make(Some(dead_pid));
     let live = make(Some(std::process::id()));
     let unused = make(None);
