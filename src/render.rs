@@ -256,40 +256,6 @@ pub struct RunRequest {
     pub detach: bool,
 }
 
-/// `docker run`/`podman run` flags that take no value. Every other flag is
-/// assumed to take one (`--flag value` or `--flag=value`); a boolean flag
-/// missing here can be written `--flag=true`.
-const BOOL_FLAGS: &[&str] = &[
-    "detach",
-    "disable-content-trust",
-    "env-host",
-    "help",
-    "http-proxy",
-    "init",
-    "interactive",
-    "no-healthcheck",
-    "no-hosts",
-    "oom-kill-disable",
-    "passwd",
-    "privileged",
-    "publish-all",
-    "quiet",
-    "read-only",
-    "read-only-tmpfs",
-    "replace",
-    "rm",
-    "rmi",
-    "rootfs",
-    "sig-proxy",
-    "tls-verify",
-    "tty",
-    "unsetenv-all",
-    "use-api-socket",
-];
-
-/// Short boolean flags (`-d`, `-i`, `-t`, `-P`, `-q`), combinable (`-it`).
-const BOOL_SHORT: &str = "ditPq";
-
 impl RunRequest {
     /// Splits `[ENGINE RUN FLAGS] IMAGE [CMD…]`. A leading `--` is skipped.
     pub fn parse(args: &[String]) -> Result<RunRequest> {
@@ -312,7 +278,7 @@ impl RunRequest {
                     Some((n, v)) => (n, Some(v.to_owned())),
                     None => (long, None),
                 };
-                let value = if BOOL_FLAGS.contains(&name) {
+                let value = if crate::engine::run_flags::BOOL_LONG.contains(&name) {
                     inline
                 } else if let Some(v) = inline {
                     Some(v)
@@ -333,7 +299,7 @@ impl RunRequest {
                     _ => {}
                 }
                 r.flags.push(a.clone());
-                if !BOOL_FLAGS.contains(&name) && !a.contains('=') {
+                if !crate::engine::run_flags::BOOL_LONG.contains(&name) && !a.contains('=') {
                     r.flags.push(args[i].clone());
                 }
                 i += 1;
@@ -346,7 +312,7 @@ impl RunRequest {
             let mut j = 0;
             while j < chars.len() {
                 let c = chars[j];
-                if BOOL_SHORT.contains(c) {
+                if crate::engine::run_flags::BOOL_SHORT.contains(c) {
                     if c == 'd' {
                         r.detach = true;
                     }
@@ -373,7 +339,7 @@ impl RunRequest {
         }
         let Some(image) = args.get(i) else {
             return Err(Error::Usage(
-                "no image given: airlock run [AIRLOCK FLAGS] [--] [ENGINE RUN FLAGS] IMAGE [COMMAND…]"
+                "no image given: airlock run [AIRLOCK FLAGS] [ENGINE RUN FLAGS] IMAGE [COMMAND…]"
                     .into(),
             ));
         };

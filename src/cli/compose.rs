@@ -22,6 +22,9 @@ use super::run::{SandboxArgs, SyncUse};
 /// pass --rotation sync: the override then also mounts the account's shared
 /// session directory (read-write), and the session the agent refreshes there
 /// goes back to the vault or the host's login after the container exits.
+///
+/// airlock's flags may be in any order; engine options belong on the
+/// service in your compose file (given here, airlock stops and says so).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

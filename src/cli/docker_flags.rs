@@ -27,6 +27,10 @@ use super::run::{
 /// --mode env prints only `-e NAME` flags: the values come from your
 /// environment and ARE VISIBLE in `docker inspect` and the engine's stored
 /// container config. Credential files (sessions) cannot be delivered that way.
+///
+/// airlock's flags may be in any order; engine flags (--rm, -it, --name, …)
+/// belong to your `docker run`: given here, airlock stops and shows the
+/// command line with them there.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use clap_verbosity_flag::{Verbosity, WarnLevel};
 
 use airlock::config::Config;
@@ -13,6 +13,7 @@ use airlock::paths::Paths;
 use airlock::vault::{self, Vault};
 
 mod accounts;
+mod args;
 mod auth;
 mod completions;
 mod compose;
@@ -124,7 +125,15 @@ impl Ctx {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // airlock's own flags may be anywhere among the engine's (`args`).
+    let argv = match args::normalize(std::env::args_os().collect(), &Cli::command()) {
+        Ok(a) => a,
+        Err(e) => {
+            anstream::eprintln!("airlock: error: {e}");
+            return std::process::ExitCode::from(e.exit_code().code());
+        }
+    };
+    let cli = Cli::parse_from(argv);
     init_logging(&cli.verbosity);
     let color = match cli.color {
         ColorChoice::Always => true,

@@ -134,10 +134,15 @@ pub enum SyncUse {
 
 /// Start a container in which the agents find their credentials.
 ///
-///     airlock run [AIRLOCK FLAGS] -- [ENGINE RUN FLAGS] IMAGE [COMMAND…]
+///     airlock run [AIRLOCK FLAGS] [ENGINE RUN FLAGS] IMAGE [COMMAND…]
 ///
-/// Engine run flags (--rm, -it, -v, --network, -u, -d, …) go after `--` and
-/// are passed to `docker run` / `podman run` unchanged. Secrets reach the
+/// Engine run flags (--rm, -it, -v, --network, -u, -d, …) are passed to
+/// `docker run` / `podman run` unchanged. airlock's own flags may come
+/// anywhere before IMAGE, mixed with the engine's (`airlock run -d --name
+/// web --agent claude IMAGE`): they are named unlike any engine flag, except
+/// -v, -q, --quiet, -h and --workdir, which are airlock's before the first
+/// engine flag and the engine's after it (-a stdin|stdout|stderr is the
+/// engine's --attach). `--` ends airlock's flags. Secrets reach the
 /// container as files in a private tmpfs directory mounted read-only at
 /// /run/airlock-in; a small shim exports them and then runs the image's own
 /// entrypoint and command. The directory is removed when the container
@@ -154,7 +159,7 @@ pub struct Args {
     #[command(flatten)]
     sandbox: SandboxArgs,
 
-    /// [ENGINE RUN FLAGS] IMAGE [COMMAND…]; put engine flags after `--`.
+    /// [ENGINE RUN FLAGS] IMAGE [COMMAND…], airlock's flags among them.
     #[arg(
         value_name = "ARGS",
         required = true,

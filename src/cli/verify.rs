@@ -22,6 +22,10 @@ use super::Ctx;
 /// Exit codes: 0 every agent checked is logged in; 11 at least one is not
 /// (or has no credential although it was named with --agent); 8 the engine
 /// failed.
+///
+/// airlock's flags may be in any order; verify takes no engine flags (given
+/// here, or the image without --image, airlock stops and shows the
+/// corrected command line).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The same choices as `airlock run` (agents, rotation, work dir, …).

@@ -24,6 +24,7 @@ pub mod docker;
 pub mod podman;
 #[cfg(target_os = "linux")]
 pub mod podman_store;
+pub mod run_flags;
 
 /// The engines airlock knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
