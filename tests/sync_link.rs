@@ -6,9 +6,18 @@
 //! fingerprint), then rounds in a seeded random order (the seed is printed;
 //! `AIRLOCK_TEST_SEED` repeats one) of: a sandbox refreshes in the shared
 //! directory, the host's agent refreshes its own file, airlock resolves the
-//! record again. After every round: no refresh token was presented twice
-//! (mock OAuth server), the host file holds a live session, and the vault
-//! record equals the host file's session.
+//! record again, airlock's watcher pre-refreshes. After every round: no
+//! refresh token was presented twice (mock OAuth server), the host file
+//! holds a live session, the genuine CLI on the host (`claude auth status`,
+//! `codex login status` against the host files) says logged in, and the
+//! vault record equals the host file's session. At the end, airlock
+//! refreshed exactly in its pre-refresh rounds (never behind the host's
+//! back).
+//!
+//! Offline, `claude auth status` reports `loggedIn` from the file alone
+//! (an expired or spent session still says true): the mock's record of
+//! live refresh tokens is the judge that the host was not logged out; the
+//! CLI checks that the file the host's agent reads stayed whole.
 
 #[path = "support/mock_oauth.rs"]
 mod mock_oauth;
@@ -24,7 +33,8 @@ use airlock::agents::HostEnv;
 use airlock::agents::inject::Rotation;
 use airlock::config::Config;
 use airlock::resolve::{AgentRequest, Request, resolve};
-use airlock::sync::watch::{Daemon, Options};
+use airlock::sync::refresh::Policy;
+use airlock::sync::watch::{Daemon, Options, StopHandle};
 use airlock::sync::{Layout, Registration, Truth, register_sandbox, unregister};
 use airlock::vault::{CredentialId, Metadata, Method, Record, Vault};
 use jiff::Timestamp;
@@ -221,28 +231,29 @@ fn linked_rounds(k: &Kind) {
     )
     .unwrap();
     let shared = dir.join(k.file);
-    let d = Daemon::new(
-        layout.clone(),
-        None,
-        Options {
-            linger: None,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let stop = d.stop_handle();
-    let th = std::thread::spawn(move || d.run());
+    // airlock's own refreshes go to the mock (only this test's agent reads
+    // this variable; std's environment functions are serialised)
+    // SAFETY: no other test of this binary reads these variables, and no
+    // C code in the process reads the environment concurrently.
+    unsafe {
+        std::env::set_var(
+            format!("AIRLOCK_{}_TOKEN_URL", k.agent.to_uppercase()),
+            mock.url(),
+        )
+    };
+    let mut watcher = Some(watch(&layout, None));
 
     let mut seed: u64 = std::env::var("AIRLOCK_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| now_ms() as u64);
     eprintln!("sync_link seed: {seed} (AIRLOCK_TEST_SEED repeats it)");
+    let mut prerefreshes = 0u64;
     for round in 0..12 {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        match (seed >> 33) % 3 {
+        match (seed >> 33) % 4 {
             0 => {
                 let new = (k.refresh)(&mock, &shared);
                 wait_for("the sandbox's refresh on the host", || {
@@ -255,14 +266,56 @@ fn linked_rounds(k: &Kind) {
                     (k.rt)(&read_json(&shared)) == new
                 });
             }
-            _ => {
+            2 => {
                 assert!(matches!(
                     truth_of(k.agent, &vault, &host),
                     Some(Truth::HostFile { .. })
                 ));
             }
+            _ => {
+                // airlock pre-refreshes: a watcher whose lead (2 h) exceeds
+                // the session's remaining hour refreshes at once, then not
+                // again before half the new session's lifetime
+                if let Some((stop, th)) = watcher.take() {
+                    stop.stop();
+                    th.join().unwrap().unwrap();
+                }
+                if k.agent == "codex" {
+                    // whole-second expiries: let the new one be newer
+                    std::thread::sleep(Duration::from_millis(1_050));
+                }
+                let (before, old) = (mock.refreshes(), (k.rt)(&read_json(&host_file)));
+                watcher = Some(watch(&layout, Some(Duration::from_secs(7_200))));
+                wait_for(
+                    "airlock's pre-refresh on the host and in the sandbox",
+                    || {
+                        let now = (k.rt)(&read_json(&host_file));
+                        mock.refreshes() == before + 1
+                            && now != old
+                            && (k.rt)(&read_json(&shared)) == now
+                    },
+                );
+                prerefreshes += 1;
+            }
         }
         let host_doc = read_json(&host_file);
+        if k.agent == "claude"
+            && let Some(claude) = common::claude_binary()
+        {
+            // the genuine CLI, against the host's own file
+            let out = std::process::Command::new(claude)
+                .args(["auth", "status"])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", root.path().join("home"))
+                .output()
+                .unwrap();
+            let st: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            assert!(
+                out.status.success() && st["loggedIn"] == true,
+                "round {round}: claude auth status says the host is logged out"
+            );
+        }
         if k.agent == "codex"
             && let Some(codex) = common::codex_binary()
         {
@@ -298,10 +351,49 @@ fn linked_rounds(k: &Kind) {
             "round {round}: the vault record is the host's session"
         );
     }
+    eprintln!(
+        "{}: {prerefreshes} of 12 rounds were airlock pre-refreshes",
+        k.agent
+    );
+    assert_eq!(
+        mock.airlock_refreshes(),
+        prerefreshes,
+        "airlock refreshed when due and never behind the host's back"
+    );
+    assert_eq!(mock.unknown_errors(), 0);
     unregister(&layout, None, &format!("{}-sb", k.agent)).unwrap();
     assert!(mock.is_live(&(k.rt)(&read_json(&host_file))));
-    stop.stop();
-    th.join().unwrap().unwrap();
+    if let Some((stop, th)) = watcher {
+        stop.stop();
+        th.join().unwrap().unwrap();
+    }
+}
+
+/// A watcher over `layout`; with `lead`, it also pre-refreshes sessions
+/// that expire within `lead` (the token URLs point at the test's mock).
+fn watch(
+    layout: &Layout,
+    lead: Option<Duration>,
+) -> (StopHandle, std::thread::JoinHandle<airlock::Result<()>>) {
+    let mut d = Daemon::new(
+        layout.clone(),
+        None,
+        Options {
+            linger: None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    if let Some(lead) = lead {
+        d = d.with_refresh(Policy {
+            enabled: true,
+            lead,
+            timeout: Duration::from_secs(5),
+            retry: Duration::from_secs(1),
+        });
+    }
+    let stop = d.stop_handle();
+    (stop, std::thread::spawn(move || d.run()))
 }
 
 fn codex_doc(i: &mock_oauth::Issued, account: &str) -> Value {

@@ -120,6 +120,25 @@ pub fn codex_binary() -> Option<PathBuf> {
     None
 }
 
+/// The genuine Claude Code CLI binary: `AIRLOCK_TEST_CLAUDE`, or the copy
+/// `scripts/build-test-images.sh` caches under `~/.cache/airlock-test/npm`.
+pub fn claude_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AIRLOCK_TEST_CLAUDE") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME")?;
+    let npm = PathBuf::from(home).join(".cache/airlock-test/npm");
+    for e in std::fs::read_dir(npm).ok()?.flatten() {
+        let p = e
+            .path()
+            .join("node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// Polls `f` every 200 ms until it holds; panics after `timeout`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
