@@ -514,3 +514,113 @@ fn doctor_flags_a_copy_the_host_has_moved_on_from() {
     assert!(airlock::sync::link::moved_on(&linked, Some(&host), &env).is_none());
     assert!(airlock::sync::link::moved_on(&host, Some(&rec(doc(&old), None)), &env).is_none());
 }
+
+/// Claude's credential file names no account: the link remembers the
+/// account Claude's `.claude.json` names, so a host re-login to another
+/// account (new family, other uuid) unlinks and is left alone, while a
+/// re-login to the same account (new family, same uuid) is followed.
+#[test]
+fn a_claude_host_login_of_another_account_unlinks_the_same_account_is_followed() {
+    let mock = MockOAuth::start(Style::Claude, 3600);
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(&base).unwrap();
+    let root = tempfile::tempdir_in(&base).unwrap();
+    let home = root.path().join("home");
+    fs::create_dir_all(home.join(".claude")).unwrap();
+    let host_file = home.join(".claude/.credentials.json");
+    let claude_json = home.join(".claude.json");
+    let account = |uuid: &str| {
+        let v = json!({"hasCompletedOnboarding": true,
+            "oauthAccount": {"accountUuid": uuid, "emailAddress": format!("{uuid}@example.com")}});
+        fs::write(&claude_json, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    let first = claude_doc(&mock.login());
+    fs::write(&host_file, serde_json::to_vec(&first).unwrap()).unwrap();
+    account("uuid-a");
+    let host = HostEnv {
+        home,
+        vars: Default::default(),
+    };
+    let vault = Vault::in_memory();
+    let id = CredentialId::parse("claude").unwrap();
+    vault
+        .backend()
+        .put(Record {
+            id: id.clone(),
+            method: Method::Session,
+            secret: Secret::new(first.to_string()),
+            meta: Metadata::new("stdin"),
+        })
+        .unwrap();
+    let resolve_now = || {
+        let req = Request {
+            agents: vec![AgentRequest::parse("claude").unwrap()],
+            rotation: Rotation::Sync,
+            host_configs: false,
+            ..Request::default()
+        };
+        resolve(&req, &vault, &host, &Config::default(), Timestamp::now()).unwrap()
+    };
+    let host_truth = Some(Truth::HostFile {
+        path: host_file.clone(),
+    });
+    let r = resolve_now();
+    assert_eq!(
+        r.plan.sync.first().and_then(|m| m.truth.clone()),
+        host_truth
+    );
+    let rec = vault.backend().get(&id).unwrap().unwrap();
+    assert_eq!(
+        rec.meta.host_account.as_deref(),
+        Some("uuid-a"),
+        "the link records the account .claude.json names"
+    );
+
+    // the same account, logged in again: a new family, followed
+    let mut again = claude_doc(&mock.login());
+    // a later login expires later (the mock issues both within a millisecond)
+    again["claudeAiOauth"]["expiresAt"] = json!(now_ms() + 3_700_000);
+    fs::write(&host_file, serde_json::to_vec(&again).unwrap()).unwrap();
+    let r = resolve_now();
+    assert_eq!(
+        r.plan.sync.first().and_then(|m| m.truth.clone()),
+        host_truth
+    );
+    let rec = vault.backend().get(&id).unwrap().unwrap();
+    let stored: Value = serde_json::from_str(rec.secret.expose()).unwrap();
+    assert_eq!(stored["claudeAiOauth"], again["claudeAiOauth"]);
+
+    // another account: unlinked, the record keeps its session, the host
+    // file and .claude.json are never written
+    let other = claude_doc(&mock.login());
+    let other_bytes = serde_json::to_vec(&other).unwrap();
+    fs::write(&host_file, &other_bytes).unwrap();
+    account("uuid-b");
+    let cj = fs::read(&claude_json).unwrap();
+    let r = resolve_now();
+    assert_eq!(
+        r.plan.sync.first().and_then(|m| m.truth.clone()),
+        Some(Truth::Vault { id: id.clone() }),
+        "the old family syncs to its own record only"
+    );
+    assert!(
+        r.plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("another account's login") && w.contains("no longer linked")),
+        "{:?}",
+        r.plan.warnings
+    );
+    let rec = vault.backend().get(&id).unwrap().unwrap();
+    assert_eq!(rec.meta.host_link, None, "the link is dropped");
+    let stored: Value = serde_json::from_str(rec.secret.expose()).unwrap();
+    assert_eq!(stored["claudeAiOauth"], again["claudeAiOauth"]);
+    assert_eq!(fs::read(&host_file).unwrap(), other_bytes);
+    assert_eq!(fs::read(&claude_json).unwrap(), cj);
+    // and stays unlinked at the next resolution
+    let r = resolve_now();
+    assert_eq!(
+        r.plan.sync.first().and_then(|m| m.truth.clone()),
+        Some(Truth::Vault { id })
+    );
+}

@@ -293,6 +293,10 @@ pub fn prepare_host(
         // one token family with the host's file: link it (issue 10)
         record.meta.host_link = crate::sync::link::host_path(&record.meta.source, &env.home)
             .map(|p| p.display().to_string());
+        if let Ok(kind) = crate::sync::credential::AgentKind::from_name(&record.id.agent) {
+            record.meta.host_account =
+                crate::sync::link::host_account(kind, record.secret.expose().as_bytes(), env);
+        }
     }
     Ok(Prepared {
         record,

@@ -50,12 +50,30 @@ pub fn host_path(source: &str, home: &Path) -> Option<PathBuf> {
 }
 
 /// The account a session belongs to, when its file says (Codex:
-/// `tokens.account_id`; Claude's file does not name its account).
+/// `tokens.account_id`; Claude's file does not name its account: see
+/// [`host_account`]).
 pub fn account_of(kind: AgentKind, bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     match kind {
         AgentKind::Codex => v["tokens"]["account_id"].as_str().map(str::to_owned),
         _ => None,
+    }
+}
+
+/// The account the host's agent is logged in to, when it says: Codex names
+/// it in the session (`tokens.account_id`), Claude in its `.claude.json`
+/// (`oauthAccount.accountUuid`, beside — not in — the credential file).
+pub fn host_account(kind: AgentKind, host_session: &[u8], env: &HostEnv) -> Option<String> {
+    match kind {
+        AgentKind::Claude => {
+            let path = crate::agents::claude::inject::host_config_path(env);
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+            v["oauthAccount"]["accountUuid"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        }
+        _ => account_of(kind, host_session),
     }
 }
 
@@ -86,12 +104,18 @@ pub fn follow(record: &mut Record, host_login: Option<&Record>, env: &HostEnv) -
     if !same_family && !named_here {
         return Link::None;
     }
+    let now_account = host_account(kind, host.secret.expose().as_bytes(), env);
     let other_account = match (
         account_of(kind, record.secret.expose().as_bytes()),
         account_of(kind, host.secret.expose().as_bytes()),
     ) {
         (Some(a), Some(b)) => a != b,
-        _ => false,
+        // Claude's file names no account: the one recorded at the link
+        // against the one the host's `.claude.json` names now
+        _ => {
+            !same_family
+                && matches!((&record.meta.host_account, &now_account), (Some(a), Some(b)) if a != b)
+        }
     };
     if other_account {
         record.meta.host_link = None;
@@ -102,6 +126,9 @@ pub fn follow(record: &mut Record, host_login: Option<&Record>, env: &HostEnv) -
         record.meta.expires_at = Some(theirs.expiry);
     }
     record.meta.host_link = Some(path.display().to_string());
+    if now_account.is_some() {
+        record.meta.host_account = now_account;
+    }
     Link::Linked {
         path,
         new: !named_here,
@@ -114,10 +141,14 @@ pub fn follow(record: &mut Record, host_login: Option<&Record>, env: &HostEnv) -
 pub fn store(vault: &dyn crate::vault::Backend, record: &Record) -> crate::error::Result<()> {
     vault.update(&record.id, &mut |cur| {
         Ok(cur.map(|mut r| {
-            if r.secret != record.secret || r.meta.host_link != record.meta.host_link {
+            if r.secret != record.secret
+                || r.meta.host_link != record.meta.host_link
+                || r.meta.host_account != record.meta.host_account
+            {
                 r.secret = record.secret.clone();
                 r.meta.expires_at = record.meta.expires_at;
                 r.meta.host_link = record.meta.host_link.clone();
+                r.meta.host_account = record.meta.host_account.clone();
                 r.meta.updated_at = jiff::Timestamp::now();
             }
             r

@@ -174,6 +174,12 @@ pub struct Metadata {
     /// file and every refresh lands there (`docs/rotation.md` §5.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_link: Option<String>,
+    /// The account the host agent named when the link was made or last
+    /// followed (Claude: `oauthAccount.accountUuid` in `.claude.json`;
+    /// Codex: `tokens.account_id`): a host login of another account is a
+    /// new family, and unlinks the record instead of being followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_account: Option<String>,
 }
 
 impl Metadata {
@@ -189,6 +195,7 @@ impl Metadata {
             label: None,
             settings: BTreeMap::new(),
             host_link: None,
+            host_account: None,
         }
     }
 }
