@@ -64,9 +64,36 @@ pub struct SyncConfig {
     /// Seconds before expiry at which it does (default 600;
     /// `AIRLOCK_SYNC_REFRESH_LEAD` overrides).
     pub refresh_lead_seconds: Option<u64>,
+    /// How rotating sessions are delivered when no `--rotation` flag says
+    /// (sync, broker, access-only, copy; `AIRLOCK_ROTATION` overrides).
+    /// Applies to the commands that can deliver the mode; others keep their
+    /// own default.
+    pub rotation: Option<String>,
 }
 
 impl SyncConfig {
+    /// The configured default rotation mode: `AIRLOCK_ROTATION`, else
+    /// `rotation` in this section; `None` when neither is set.
+    pub fn default_rotation(&self) -> Result<Option<crate::agents::inject::Rotation>> {
+        if let Ok(v) = std::env::var("AIRLOCK_ROTATION")
+            && !v.trim().is_empty()
+        {
+            return v.trim().parse().map(Some).map_err(|e| {
+                Error::Usage(format!(
+                    "AIRLOCK_ROTATION is not usable: {e}; unset it or fix it"
+                ))
+            });
+        }
+        match self.rotation.as_deref() {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|e| {
+                Error::Usage(format!(
+                    "[sync] rotation in the config file is not usable: {e}; fix it or remove the line"
+                ))
+            }),
+        }
+    }
+
     /// The refresh policy: this section, then the environment.
     pub fn refresh_policy(&self) -> Result<crate::sync::refresh::Policy> {
         crate::sync::refresh::Policy::from_config(self.refresh, self.refresh_lead_seconds)

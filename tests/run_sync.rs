@@ -399,6 +399,75 @@ fn sync_is_refused_without_a_waiter_and_copy_warns() {
     assert!(stderr.contains("the host's login included"), "{stderr}");
 }
 
+/// The configured default rotation (`[sync] rotation`, `AIRLOCK_ROTATION`)
+/// applies where no `--rotation` flag says and the command can deliver it;
+/// a bad value stops with exit 2 naming where it came from.
+#[test]
+fn the_configured_rotation_is_the_default_where_it_can_be_delivered() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let ctx = context("docker");
+    store(&ctx, &session("cfg1", LATER));
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    let flags = |mode: &str, env: Option<&str>, flag: Option<&str>| {
+        let mut c = ctx.cmd();
+        c.args(["docker-flags", "--mode", mode, "--agent", "claude"]);
+        if mode == "files" {
+            c.arg("--image").arg(busybox());
+        }
+        if let Some(f) = flag {
+            c.args(["--rotation", f]);
+        }
+        if let Some(v) = env {
+            c.env("AIRLOCK_ROTATION", v);
+        }
+        c.output().unwrap()
+    };
+    let copy_warning = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stderr).contains("the host's login included")
+    };
+    // the config file says copy: the whole session, with its warning
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        "[sync]\nrotation = \"copy\"\n",
+    )
+    .unwrap();
+    let out = flags("files", None, None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(copy_warning(&out), "{out:?}");
+    // the environment wins over the file
+    let out = flags("files", Some("access-only"), None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!copy_warning(&out), "{out:?}");
+    // the flag wins over both
+    let out = flags("files", Some("copy"), Some("access-only"));
+    assert!(out.status.success(), "{out:?}");
+    assert!(!copy_warning(&out), "{out:?}");
+    // a mode this command cannot deliver (env mode has no waiter) is no
+    // error here: it keeps its own default, as `--rotation sync` would not
+    let out = flags("env", Some("sync"), None);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("needs a process"),
+        "{out:?}"
+    );
+    let out = flags("env", None, Some("sync"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a process"));
+    // bad values say where they came from
+    let out = flags("files", Some("sideways"), None);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AIRLOCK_ROTATION"));
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        "[sync]\nrotation = \"sideways\"\n",
+    )
+    .unwrap();
+    let out = flags("files", None, None);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[sync] rotation"));
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
 /// `docker run $(airlock docker-flags --rotation sync …)`: the waiter holds
 /// the registration and hands the refresh back after the exit.
 fn docker_flags_sync(engine: &str) {

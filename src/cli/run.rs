@@ -56,7 +56,9 @@ pub struct SandboxArgs {
     /// each new access token into the sandbox; docs/broker.md), access-only
     /// (the default of docker-flags and compose, whose output may never be
     /// used; no refresh token, never renewed) or copy (whole session; the
-    /// first refresh in the sandbox logs every other copy out).
+    /// first refresh in the sandbox logs every other copy out). Without this
+    /// flag: AIRLOCK_ROTATION, else `[sync] rotation` in the config, else the
+    /// command's default.
     #[arg(long, value_name = "MODE")]
     pub rotation: Option<String>,
 
@@ -77,6 +79,19 @@ impl SandboxArgs {
     pub fn resolve(&self, ctx: &Ctx, sync: SyncUse) -> Result<(SandboxPlan, Vault)> {
         let mut rotation: Option<Rotation> =
             self.rotation.as_deref().map(str::parse).transpose()?;
+        if rotation.is_none()
+            && let Some(r) = ctx.config.sync.default_rotation()?
+        {
+            // the configured default, where this command can deliver it
+            if sync == SyncUse::Refused && r.is_shared() {
+                tracing::info!(
+                    rotation = r.as_str(),
+                    "the configured rotation needs a process that stays with the container: this command keeps its own default"
+                );
+            } else {
+                rotation = Some(r);
+            }
+        }
         if let Some(r) = rotation
             && r == Rotation::Broker
         {
