@@ -21,6 +21,7 @@ mod docker_flags;
 mod doctor;
 mod lock;
 mod login;
+mod man;
 mod remove;
 mod run;
 mod status;
@@ -77,6 +78,7 @@ enum Command {
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
+    Man(man::Args),
     Sync(sync::Args),
 }
 
@@ -154,9 +156,11 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn run(command: Command, color: bool) -> Result<()> {
-    if let Command::Completions(a) = command {
-        return completions::run(a);
-    }
+    let command = match command {
+        Command::Completions(a) => return completions::run(a),
+        Command::Man(a) => return man::run(a),
+        c => c,
+    };
     let paths = Paths::from_env()?;
     let config = Config::load(&paths.config_file())?;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -181,7 +185,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
-        Command::Completions(_) => Err(Error::Other("unreachable".into())),
+        Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }
 
