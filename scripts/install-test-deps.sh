@@ -30,6 +30,8 @@ PKGS=(
   busybox-static
   # build-test-images.sh: ldd (libc-bin), tar, sha256sum (coreutils), xz for npm tarballs
   libc-bin tar coreutils xz-utils ca-certificates
+  # tests/package_deb.rs installs the .deb into a clean Debian container built with debootstrap
+  debootstrap
 )
 
 die() { echo "install-test-deps: $*" >&2; exit 1; }
@@ -81,3 +83,11 @@ command -v npm >/dev/null 2>&1 || die "npm not found"
 for c in dockerd docker podman runc keyctl dbus-run-session gnome-keyring-daemon secret-tool busybox ldd; do
   command -v "$c" >/dev/null 2>&1 || die "$c not on PATH after install"
 done
+
+# cargo-deb (crates.io) builds the .deb that tests/package_deb.rs installs; once, ~2 min to compile.
+if ! cargo deb --version >/dev/null 2>&1; then
+  mkdir -p "$LOG_DIR"
+  echo "install-test-deps: installing cargo-deb from crates.io (log: $LOG_DIR/cargo-deb.log)" >&2
+  cargo install --locked cargo-deb >"$LOG_DIR/cargo-deb.log" 2>&1 \
+    || { tail -n 20 "$LOG_DIR/cargo-deb.log" >&2; die "cargo install cargo-deb failed"; }
+fi
