@@ -25,6 +25,7 @@ mod man;
 mod remove;
 mod run;
 mod status;
+mod swarm;
 mod sync;
 mod teardown;
 mod verify;
@@ -80,6 +81,7 @@ enum Command {
     Completions(completions::Args),
     Man(man::Args),
     Sync(sync::Args),
+    Swarm(swarm::Args),
 }
 
 /// What every subcommand gets.
@@ -185,6 +187,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::Swarm(a) => swarm::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }
