@@ -1,0 +1,378 @@
+//! `airlock swarm` against the test machine's Docker as a single-node swarm
+//! (`scripts/start-engines.sh` runs `docker swarm init`): a service with two
+//! replicas of the agents test image whose genuine `claude auth status` and
+//! `codex login status` report logged in, a rotation (`airlock swarm
+//! update`) that reaches both replicas, `airlock swarm rm`, and a leak check
+//! (the canary absent from `docker service inspect`, `docker inspect` of the
+//! tasks, the service logs, airlock's output at -vvv and the engine's log).
+//!
+//! Gated by AIRLOCK_TEST_DOCKER=1.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{CANARY, TestContext, ok, require_real, user_image, wait_until};
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker").args(args).output().unwrap()
+}
+
+fn text(args: &[&str]) -> String {
+    let o = docker(args);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ensure_swarm() {
+    let state = text(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    if state.trim() != "active" {
+        // idempotent with scripts/start-engines.sh; never `swarm leave`
+        let _ = docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    }
+}
+
+/// Removes the test's service and secrets, whatever happened.
+struct Cleanup {
+    service: String,
+    secrets: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = docker(&["service", "rm", &self.service]);
+        for _ in 0..20 {
+            let left: Vec<String> = self
+                .secrets
+                .borrow()
+                .iter()
+                .filter(|s| !docker(&["secret", "rm", s]).status.success())
+                .filter(|s| docker(&["secret", "inspect", s]).status.success())
+                .cloned()
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            *self.secrets.borrow_mut() = left;
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn secret_names(service: &str) -> Vec<String> {
+    text(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}",
+        service,
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// The running task containers of `service` on this node.
+fn tasks(service: &str) -> Vec<String> {
+    text(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+        "--filter",
+        "status=running",
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(s.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// In a task: the logins the genuine CLIs report, and the SHA-256 of the
+/// Claude token the shim exported and of the Codex key in `auth.json` (never
+/// the values).
+const PROBE: &str = r#". /run/airlock/env
+claude auth status; echo "claude_rc=$?"
+codex login status 2>&1; echo "codex_rc=$?"
+printf %s "$CLAUDE_CODE_OAUTH_TOKEN" | sha256sum
+sed -n 's/.*"OPENAI_API_KEY": *"\([^"]*\)".*/\1/p' "$CODEX_HOME/auth.json" | tr -d '\n' | sha256sum
+"#;
+
+fn write_secret(ctx: &TestContext, claude: &str, codex: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cfg = String::new();
+    for (agent, v) in [("claude", claude), ("codex", codex)] {
+        let p = ctx.root.path().join(format!("{agent}-secret"));
+        std::fs::write(&p, v).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        cfg.push_str(&format!("[agents.{agent}]\nsecret_file = {p:?}\n\n"));
+    }
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(ctx.config_dir.join("config.toml"), cfg).unwrap();
+}
+
+fn check_replicas(service: &str, claude: &str, codex: &str) {
+    let mut ids = Vec::new();
+    wait_until("two running tasks", Duration::from_secs(60), || {
+        ids = tasks(service);
+        ids.len() == 2
+    });
+    for id in &ids {
+        let out = text(&["exec", id, "sh", "-c", PROBE]);
+        assert!(out.contains("claude_rc=0"), "{id}: {out}");
+        assert!(out.contains("\"loggedIn\": true"), "{id}: {out}");
+        assert!(out.contains("oauth_token"), "{id}: {out}");
+        assert!(out.contains("codex_rc=0"), "{id}: {out}");
+        assert!(out.contains("API key"), "{id}: {out}");
+        assert!(
+            out.contains(&sha256(claude)),
+            "{id}: stale Claude token: {out}"
+        );
+        assert!(out.contains(&sha256(codex)), "{id}: stale Codex key: {out}");
+    }
+}
+
+#[test]
+fn swarm_service_replicas_are_logged_in_and_rotate() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    ensure_swarm();
+    let tag = format!("{}{}", std::process::id(), rand_suffix());
+    let c = format!("{CANARY}{tag}");
+    let service = format!("airlock-test-swarm-{tag}");
+    let cleanup = Cleanup {
+        service: service.clone(),
+        secrets: Default::default(),
+    };
+    let log_path = std::env::var_os("AIRLOCK_TEST_STATE")
+        .map(|s| std::path::PathBuf::from(s).join("logs/dockerd.log"));
+    let log_start = log_path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+
+    let mut ctx = TestContext::new();
+    ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+    let claude = format!("sk-ant-oat01-{c}-AAAAAAAAAAAAAAAAAAAAAAAA");
+    let codex = format!("sk-proj-{c}-1234-{}", "x".repeat(24));
+    write_secret(&ctx, &claude, &codex);
+
+    let t = std::time::Instant::now();
+    let out = ctx
+        .cmd()
+        .args([
+            "-vvv",
+            "swarm",
+            "--require-auth",
+            "--agent",
+            "claude",
+            "--agent",
+            "codex",
+            "--",
+        ])
+        .args([
+            "--replicas",
+            "2",
+            "--no-resolve-image",
+            "-d",
+            "--name",
+            &service,
+        ])
+        // tini stops `sleep` at once; a short monitor keeps the rolling update quick
+        .args([
+            "--init",
+            "--update-monitor",
+            "1s",
+            "--stop-grace-period",
+            "2s",
+        ])
+        .args([&user_image(), "sleep", "600"])
+        .output()
+        .unwrap();
+    let create_ms = t.elapsed().as_millis();
+    let mut airlock_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&out);
+    let first = secret_names(&service);
+    *cleanup.secrets.borrow_mut() = first.clone();
+    assert!(
+        first
+            .iter()
+            .any(|n| n.starts_with("airlock-claude-default-"))
+            && first
+                .iter()
+                .any(|n| n.starts_with("airlock-codex-default-"))
+            && first.iter().any(|n| n.starts_with("airlock-shim-")),
+        "{first:?}"
+    );
+    check_replicas(&service, &claude, &codex);
+    eprintln!("airlock swarm: {create_ms} ms");
+
+    // rotation: new values, a rolling update, both replicas follow
+    let claude2 = format!("sk-ant-oat01-{c}-BBBBBBBBBBBBBBBBBBBBBBBB");
+    let codex2 = format!("sk-proj-{c}-5678-{}", "x".repeat(24));
+    write_secret(&ctx, &claude2, &codex2);
+    let t = std::time::Instant::now();
+    let out = ctx
+        .cmd()
+        .args(["-vvv", "swarm", "update", &service])
+        .output()
+        .unwrap();
+    eprintln!("airlock swarm update: {} ms", t.elapsed().as_millis());
+    airlock_output.push_str(&String::from_utf8_lossy(&out.stdout));
+    airlock_output.push_str(&String::from_utf8_lossy(&out.stderr));
+    ok(&out);
+    let second = secret_names(&service);
+    cleanup.secrets.borrow_mut().extend(second.iter().cloned());
+    assert_ne!(first, second);
+    wait_until("the update to finish", Duration::from_secs(90), || {
+        text(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+            &service,
+        ])
+        .trim()
+            == "completed"
+    });
+    check_replicas(&service, &claude2, &codex2);
+    // the old versions are gone (the shim did not change: kept)
+    for old in first.iter().filter(|n| !second.contains(n)) {
+        assert!(
+            !docker(&["secret", "inspect", old]).status.success(),
+            "{old} was not removed"
+        );
+    }
+
+    // leak check
+    let mut places = vec![
+        (
+            "docker service inspect",
+            text(&["service", "inspect", &service]),
+        ),
+        (
+            "the service's logs",
+            text(&["service", "logs", "--raw", &service]),
+        ),
+        ("airlock's output (-vvv)", airlock_output.clone()),
+    ];
+    let all_tasks = text(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ]);
+    for id in all_tasks.split_whitespace() {
+        places.push(("docker inspect of a task", text(&["inspect", id])));
+    }
+    for s in &second {
+        places.push(("docker secret inspect", text(&["secret", "inspect", s])));
+    }
+    if let Some(p) = &log_path {
+        let log = std::fs::read(p).unwrap_or_default();
+        let from = (log_start as usize).min(log.len());
+        places.push((
+            "the engine's log",
+            String::from_utf8_lossy(&log[from..]).into(),
+        ));
+    }
+    assert!(
+        airlock_output.contains("swarm secret created"),
+        "-vvv logs the secrets' names"
+    );
+    for (what, s) in &places {
+        assert!(!s.contains(&c), "the canary is in {what}");
+    }
+
+    // rm: the service and its secrets, nothing else
+    let out = ctx.cmd().args(["swarm", "rm", &service]).output().unwrap();
+    ok(&out);
+    assert!(!docker(&["service", "inspect", &service]).status.success());
+    for s in second.iter().filter(|n| !n.starts_with("airlock-shim-")) {
+        assert!(
+            !docker(&["secret", "inspect", s]).status.success(),
+            "{s} left behind"
+        );
+    }
+    drop(cleanup);
+}
+
+#[test]
+fn login_sessions_and_foreign_services_are_refused() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    ensure_swarm();
+    let mut ctx = TestContext::new();
+    ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+    let p = ctx.root.path().join("claude-session");
+    let session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": format!("sk-ant-oat01-{CANARY}-access"),
+        "refreshToken": format!("sk-ant-ort01-{CANARY}-refresh"),
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    std::fs::write(&p, session.to_string()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        format!("[agents.claude]\nsecret_file = {p:?}\n"),
+    )
+    .unwrap();
+    let name = format!("airlock-test-swarm-refused-{}", rand_suffix());
+    let out = ctx
+        .cmd()
+        .args([
+            "swarm",
+            "--agent",
+            "claude",
+            "--",
+            "--name",
+            &name,
+            &user_image(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("proxy mode (docs/proxy.md)") && err.contains("setup-token"),
+        "{err}"
+    );
+    assert!(!err.contains(CANARY), "{err}");
+    assert!(!docker(&["service", "inspect", &name]).status.success());
+
+    // a service airlock did not make is left alone
+    let out = ctx.cmd().args(["swarm", "rm", &name]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rand_suffix() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{t:08x}")
+}
