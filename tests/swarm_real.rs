@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use common::{CANARY, TestContext, ok, require_real, user_image, wait_until};
 
+/// The tests of this file one at a time: the second one looks for
+/// secrets left behind, which the first one's would look like.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker").args(args).output().unwrap()
 }
@@ -146,6 +150,7 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     if !require_real("AIRLOCK_TEST_DOCKER") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     ensure_swarm();
     let tag = format!("{}{}", std::process::id(), rand_suffix());
     let c = format!("{CANARY}{tag}");
@@ -220,6 +225,28 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     );
     check_replicas(&service, &claude, &codex);
     eprintln!("airlock swarm: {create_ms} ms");
+
+    // status --swarm lists the secrets and the service using them
+    let out = ctx
+        .cmd()
+        .args(["status", "--swarm", "--json", "--agent", "codex"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let listed = v["swarm"]["secrets"].as_array().unwrap();
+    let codex_secret = first
+        .iter()
+        .find(|n| n.starts_with("airlock-codex-"))
+        .unwrap();
+    let e = listed
+        .iter()
+        .find(|e| e["name"] == codex_secret.as_str())
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(e["agent"], "codex", "{v}");
+    assert_eq!(e["services"], serde_json::json!([service]), "{v}");
+    assert!(listed.iter().all(|e| e["agent"] == "codex"), "{v}");
+    let table = ok(&ctx.cmd().args(["status", "--swarm"]).output().unwrap());
+    assert!(table.contains(&format!("used by {service}")), "{table}");
 
     // rotation: new values, a rolling update, both replicas follow
     let claude2 = format!("sk-ant-oat01-{c}-BBBBBBBBBBBBBBBBBBBBBBBB");
@@ -316,6 +343,7 @@ fn login_sessions_and_foreign_services_are_refused() {
     if !require_real("AIRLOCK_TEST_DOCKER") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     ensure_swarm();
     let mut ctx = TestContext::new();
     ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
@@ -358,6 +386,42 @@ fn login_sessions_and_foreign_services_are_refused() {
     );
     assert!(!err.contains(CANARY), "{err}");
     assert!(!docker(&["service", "inspect", &name]).status.success());
+
+    // a failed `docker service create` leaves no secret behind (busybox:
+    // a shim of its own, not shared with the other test)
+    let key = format!(
+        "sk-proj-{CANARY}-failed-{}-{}",
+        rand_suffix(),
+        "x".repeat(24)
+    );
+    let k = ctx.root.path().join("codex-key");
+    std::fs::write(&k, &key).unwrap();
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        format!("[agents.codex]\nsecret_file = {k:?}\n"),
+    )
+    .unwrap();
+    let before = text(&["secret", "ls", "--format", "{{.Name}}"]);
+    let out = ctx
+        .cmd()
+        .args(["swarm", "--require-auth", "--agent", "codex", "--"])
+        .args(["--replicas", "not-a-number", "--name", &name])
+        .args([&common::busybox(), "sleep", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("secrets airlock had created were removed"),
+        "{err}"
+    );
+    let after = text(&["secret", "ls", "--format", "{{.Name}}"]);
+    let new: Vec<&str> = after
+        .lines()
+        .filter(|l| l.starts_with("airlock-codex-") && !before.contains(l))
+        .collect();
+    assert!(new.is_empty(), "left behind: {new:?}");
 
     // a service airlock did not make is left alone
     let out = ctx.cmd().args(["swarm", "rm", &name]).output().unwrap();

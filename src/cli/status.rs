@@ -35,6 +35,11 @@ pub struct Args {
     /// Print JSON (schema: docs/status-json.md).
     #[arg(long)]
     json: bool,
+
+    /// Also list the Swarm secrets `airlock swarm` made and the services
+    /// using them (asks the local Docker, a Swarm manager).
+    #[arg(long)]
+    swarm: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
@@ -87,11 +92,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
     };
     let synced = sync_section(ctx, a.agent.as_deref());
+    let swarm = a
+        .swarm
+        .then(|| super::swarm::status_secrets(a.agent.as_deref()));
     if a.json {
         let mut value =
             serde_json::to_value(&report).map_err(|e| airlock::Error::Other(e.to_string()))?;
         if let serde_json::Value::Object(m) = &mut value {
             m.insert("sync".into(), sync_json(&synced));
+            if let Some(s) = &swarm {
+                m.insert("swarm".into(), super::swarm::status_json(s));
+            }
         }
         let text = serde_json::to_string_pretty(&value)
             .map_err(|e| airlock::Error::Other(e.to_string()))?;
@@ -100,6 +111,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         emit(&status::table(&report, ctx.color));
         if let Some(t) = sync_table(&synced) {
             emit(&t);
+        }
+        if let Some(s) = &swarm {
+            emit(&super::swarm::status_table(s));
         }
     }
     for w in &report.warnings {

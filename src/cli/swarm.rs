@@ -454,3 +454,126 @@ fn rm(a: RmArgs) -> Result<()> {
     eprintln!("airlock: removed {} and its airlock secrets", a.service);
     Ok(())
 }
+
+/// One airlock Swarm secret, for `airlock status --swarm`.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct StatusSecret {
+    name: String,
+    agent: String,
+    account: String,
+    target: String,
+    created_at: String,
+    services: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretLs {
+    #[serde(default)]
+    created_at: String,
+    spec: SecretSpec,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretSpec {
+    name: String,
+    #[serde(default)]
+    labels: std::collections::HashMap<String, String>,
+}
+
+/// The Swarm secrets airlock made (label `airlock.swarm=1`) and the
+/// services mounting each, for `status --swarm`. `Err`: why they could not
+/// be listed (no Docker, not a swarm manager).
+pub(super) fn status_secrets(agent: Option<&str>) -> Result<Vec<StatusSecret>> {
+    ensure_manager()?;
+    let ids = docker_out(
+        &[
+            "secret",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label={LABEL}=1"),
+        ],
+        "`docker secret ls`",
+    )?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = vec!["secret", "inspect", "--format", "{{json .}}"];
+    args.extend(&ids);
+    let text = docker_out(&args, "`docker secret inspect`")?;
+    let mut users: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let services = docker_out(&["service", "ls", "-q"], "`docker service ls`")?;
+    let services: Vec<&str> = services.split_whitespace().collect();
+    if !services.is_empty() {
+        let mut args = vec![
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Name}}{{range .Spec.TaskTemplate.ContainerSpec.Secrets}} {{.SecretName}}{{end}}",
+        ];
+        args.extend(&services);
+        for line in docker_out(&args, "`docker service inspect`")?.lines() {
+            let mut w = line.split_whitespace();
+            if let Some(svc) = w.next() {
+                for s in w {
+                    users.entry(s.to_owned()).or_default().push(svc.to_owned());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let s: SecretLs = serde_json::from_str(line).map_err(|e| {
+            Error::Engine(format!("unexpected `docker secret inspect` output: {e}"))
+        })?;
+        let labels = s.spec.labels;
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        let entry = StatusSecret {
+            services: users.remove(&s.spec.name).unwrap_or_default(),
+            agent: label(swarm::LABEL_AGENT),
+            account: label(swarm::LABEL_ACCOUNT),
+            target: label(swarm::LABEL_TARGET),
+            created_at: s.created_at,
+            name: s.spec.name,
+        };
+        if agent.is_none_or(|a| a == entry.agent) {
+            out.push(entry);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `status --swarm` as JSON: `{"secrets": […]}` or `{"error": "…"}`.
+pub(super) fn status_json(r: &Result<Vec<StatusSecret>>) -> serde_json::Value {
+    match r {
+        Ok(s) => serde_json::json!({ "secrets": s }),
+        Err(e) => serde_json::json!({ "secrets": [], "error": e.to_string() }),
+    }
+}
+
+/// `status --swarm` as a table.
+pub(super) fn status_table(r: &Result<Vec<StatusSecret>>) -> String {
+    let mut t = String::from("\nSwarm secrets made by `airlock swarm`:\n");
+    match r {
+        Err(e) => t.push_str(&format!("  (not listed: {e})\n")),
+        Ok(s) if s.is_empty() => t.push_str("  none\n"),
+        Ok(s) => {
+            for x in s {
+                let used = if x.services.is_empty() {
+                    "unused".to_owned()
+                } else {
+                    format!("used by {}", x.services.join(", "))
+                };
+                t.push_str(&format!(
+                    "  {}  {}:{}  {}  {used}\n",
+                    x.name, x.agent, x.account, x.target
+                ));
+            }
+        }
+    }
+    t
+}
