@@ -125,7 +125,7 @@ pub fn check_shareable(plan: &SandboxPlan) -> Result<()> {
         return Ok(());
     }
     Err(Error::Usage(format!(
-        "{} would get a login session, whose refresh tokens are single-use: the replicas of a service cannot share it (the first refresh logs the others out). Give the service a credential that does not rotate: a setup-token (`airlock login claude --setup-token`, or `airlock auth`), an API key (`airlock auth <agent> --api-key`), or use proxy mode (docs/proxy.md)",
+        "{} would get a login session, whose refresh tokens are single-use: the replicas of a service cannot share it (the first refresh logs the others out). Give the service a credential that does not rotate: a setup-token (`claude setup-token`, then `airlock auth claude --method token`; or `airlock login claude --method token`), an API key (`airlock auth <agent> --method api-key`), or use proxy mode (docs/proxy.md)",
         sessions.join(", ")
     )))
 }
