@@ -50,6 +50,12 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs)
 fi
 
+# tests/cluster_k8s.rs checks the manifests with kubectl (offline: `kubectl label --local`).
+# Any kubectl will do; Debian's is kubernetes-client (1.20).
+if ! command -v kubectl >/dev/null 2>&1; then
+  missing+=(kubernetes-client)
+fi
+
 if [ "${#missing[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
   SUDO=()

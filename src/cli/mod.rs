@@ -19,6 +19,7 @@ mod completions;
 mod compose;
 mod docker_flags;
 mod doctor;
+mod k8s;
 mod lock;
 mod login;
 mod man;
@@ -80,6 +81,7 @@ enum Command {
     Completions(completions::Args),
     Man(man::Args),
     Sync(sync::Args),
+    K8s(k8s::Args),
 }
 
 /// What every subcommand gets.
@@ -185,6 +187,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::K8s(a) => k8s::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }

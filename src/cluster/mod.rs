@@ -1,0 +1,4 @@
+//! Beyond one machine: the same sandbox plan delivered through a cluster's
+//! or an editor's own machinery (docs/cluster.md).
+
+pub mod k8s;
