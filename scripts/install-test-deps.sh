@@ -97,3 +97,16 @@ if ! cargo deb --version >/dev/null 2>&1; then
   cargo install --locked cargo-deb >"$LOG_DIR/cargo-deb.log" 2>&1 \
     || { tail -n 20 "$LOG_DIR/cargo-deb.log" >&2; die "cargo install cargo-deb failed"; }
 fi
+
+# The Dev Containers CLI (npm) for tests/cluster_devcontainer.rs, into the test state dir
+# (tests find it there, or through AIRLOCK_TEST_DEVCONTAINER).
+DEVCONTAINER_CLI_VERSION=0.89.0
+dc_dir="$STATE/npm-devcontainers/cli-$DEVCONTAINER_CLI_VERSION"
+if [ ! -f "$dc_dir/.complete" ]; then
+  mkdir -p "$LOG_DIR"
+  rm -rf "$dc_dir.tmp" && mkdir -p "$dc_dir.tmp"
+  npm install --prefix "$dc_dir.tmp" --ignore-scripts --no-save --loglevel=error \
+    "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >"$LOG_DIR/devcontainer-cli.log" 2>&1 \
+    || { tail -n 20 "$LOG_DIR/devcontainer-cli.log" >&2; die "npm install @devcontainers/cli failed"; }
+  rm -rf "$dc_dir" && mv "$dc_dir.tmp" "$dc_dir" && touch "$dc_dir/.complete"
+fi

@@ -17,6 +17,7 @@ mod args;
 mod auth;
 mod completions;
 mod compose;
+mod devcontainer;
 mod docker_flags;
 mod doctor;
 mod k8s;
@@ -82,6 +83,7 @@ enum Command {
     Man(man::Args),
     Sync(sync::Args),
     K8s(k8s::Args),
+    Devcontainer(devcontainer::Args),
 }
 
 /// What every subcommand gets.
@@ -188,6 +190,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::K8s(a) => k8s::run(&ctx, a),
+        Command::Devcontainer(a) => devcontainer::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }
