@@ -127,10 +127,10 @@ fn config_file(ws: &Path) -> Result<PathBuf> {
     } else if b.is_file() {
         Ok(b)
     } else {
-        Err(Error::invalid(
-            format!("no devcontainer.json in {}", ws.display()),
-            "create .devcontainer/devcontainer.json (an \"image\" or \"build\" at least), or run without --write and merge the printed keys",
-        ))
+        Err(Error::Usage(format!(
+            "no .devcontainer/devcontainer.json or .devcontainer.json in {}: create one (an \"image\" or \"build\" at least), or run without --write and merge the printed keys",
+            ws.display()
+        )))
     }
 }
 

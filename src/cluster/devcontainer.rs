@@ -161,10 +161,9 @@ fn input(v: &Json) -> CstInputValue {
 /// else already.
 pub fn merge(text: &str, frag: &Fragment) -> Result<String> {
     let bad = |what: String| {
-        Error::invalid(
-            format!("devcontainer.json: {what}"),
-            "merge the keys `airlock devcontainer` prints by hand (without --write)",
-        )
+        Error::Usage(format!(
+            "devcontainer.json: {what}; merge the keys `airlock devcontainer` prints (without --write) by hand"
+        ))
     };
     let text = if text.trim().is_empty() { "{}\n" } else { text };
     let root = CstRootNode::parse(text, &ParseOptions::default())
