@@ -293,3 +293,327 @@ fn the_pod_logs_the_genuine_claude_cli_in() {
     assert_eq!(status["authMethod"], "oauth_token", "{stdout}");
     assert!(!String::from_utf8_lossy(&inspect.stdout).contains(CANARY));
 }
+
+/// A stand-in for the Kubernetes API server on loopback: it records every
+/// request, answers GETs from `objects` (404 otherwise) and answers a
+/// server-side apply with the applied object plus a `uid` (storing it
+/// unless `dryRun`).
+mod api {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value as Json;
+
+    #[derive(Debug, Clone)]
+    pub struct Req {
+        pub method: String,
+        pub target: String,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    impl Req {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+        pub fn path(&self) -> &str {
+            self.target.split('?').next().unwrap()
+        }
+        pub fn json(&self) -> Json {
+            serde_json::from_str(&self.body).unwrap()
+        }
+    }
+
+    pub struct StandIn {
+        pub url: String,
+        pub log: Arc<Mutex<Vec<Req>>>,
+    }
+
+    pub fn start(objects: HashMap<String, Json>) -> StandIn {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let objects = Arc::new(Mutex::new(objects));
+        let (log2, objs) = (log.clone(), objects.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let (log, objs) = (log2.clone(), objs.clone());
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().unwrap();
+                    let mut r = BufReader::new(conn);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let method = parts.next().unwrap_or("").to_owned();
+                        let target = parts.next().unwrap_or("").to_owned();
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut h = String::new();
+                            r.read_line(&mut h).unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (k, v) = h.split_once(':').unwrap();
+                            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+                        }
+                        let len: usize = headers
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                            .map(|(_, v)| v.parse().unwrap())
+                            .unwrap_or(0);
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).unwrap();
+                        let req = Req {
+                            method,
+                            target,
+                            headers,
+                            body: String::from_utf8(body).unwrap(),
+                        };
+                        log.lock().unwrap().push(req.clone());
+                        let path = req.path().to_owned();
+                        let (code, answer) = match req.method.as_str() {
+                            "GET" => match objs.lock().unwrap().get(&path) {
+                                Some(o) => (200, o.clone()),
+                                None => (404, serde_json::json!({"kind": "Status", "code": 404})),
+                            },
+                            "PATCH" => {
+                                let mut o = req.json();
+                                let name = path.rsplit('/').next().unwrap();
+                                o["metadata"]["uid"] = Json::String(format!("uid-{name}"));
+                                if !req.target.contains("dryRun=All") {
+                                    objs.lock().unwrap().insert(path, o.clone());
+                                }
+                                (200, o)
+                            }
+                            _ => (405, serde_json::json!({"message": "no"})),
+                        };
+                        let b = answer.to_string();
+                        write!(
+                            w,
+                            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                            b.len()
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        StandIn { url, log }
+    }
+
+    pub fn kubeconfig(dir: &std::path::Path, url: &str, token: &str) -> std::path::PathBuf {
+        let p = dir.join("kubeconfig");
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: test\ncontexts:\n- name: test\n  context:\n    cluster: c\n    user: u\n    namespace: team\nclusters:\n- name: c\n  cluster:\n    server: {url}\nusers:\n- name: u\n  user:\n    token: {token}\n"
+            ),
+        )
+        .unwrap();
+        p
+    }
+}
+
+const KUBE_TOKEN: &str = "kube-bearer-CANARYx7Q2zV9-api";
+
+fn apply_cmd(
+    ctx: &TestContext,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    ctx.cmd()
+        .env("KUBECONFIG", kubeconfig)
+        .args([
+            "k8s", "--agent", "claude", "--image", "img:1", "--name", "dev",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn apply_sends_server_side_apply_requests_and_owns_the_secret_by_the_pod() {
+    let ctx = token_ctx();
+    let srv = api::start(Default::default());
+    let kc = api::kubeconfig(ctx.root.path(), &srv.url, KUBE_TOKEN);
+    let out = apply_cmd(&ctx, &kc, &["--apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains(CANARY) && out.stdout.is_empty(), "{err}");
+    assert!(
+        err.contains("applied pod/dev") && err.contains("applied secret/dev-airlock"),
+        "{err}"
+    );
+    let log = srv.log.lock().unwrap().clone();
+    let calls: Vec<String> = log
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /api/v1/namespaces/team/secrets/dev-airlock",
+            "GET /api/v1/namespaces/team/pods/dev",
+            "PATCH /api/v1/namespaces/team/pods/dev",
+            "PATCH /api/v1/namespaces/team/secrets/dev-airlock",
+        ]
+    );
+    for r in &log {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {KUBE_TOKEN}").as_str())
+        );
+        if r.method == "PATCH" {
+            assert!(
+                r.target.ends_with("?fieldManager=airlock&force=true"),
+                "{}",
+                r.target
+            );
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/apply-patch+yaml")
+            );
+        }
+    }
+    let pod = log[2].json();
+    assert!(!log[2].body.contains(CANARY));
+    let _: Pod = serde_json::from_value(pod.clone()).unwrap();
+    assert_eq!(pod["metadata"]["namespace"], "team");
+    let secret: Secret = serde_json::from_value(log[3].json()).unwrap();
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("Pod", "dev", "uid-dev")
+    );
+    let token = String::from_utf8(secret.data.unwrap()["env-0"].0.clone()).unwrap();
+    assert!(token.contains(CANARY));
+
+    // Applying again (rotation) replaces the Secret: it is airlock's.
+    let again = apply_cmd(&ctx, &kc, &["--apply"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing_and_prints_redacted_answers() {
+    let ctx = token_ctx();
+    let srv = api::start(Default::default());
+    let kc = api::kubeconfig(ctx.root.path(), &srv.url, KUBE_TOKEN);
+    let out = apply_cmd(&ctx, &kc, &["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[redacted]") && stdout.contains("kind: Pod"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(CANARY) && !stdout.contains(&base64_canary()),
+        "{stdout}"
+    );
+    let log = srv.log.lock().unwrap().clone();
+    let patches: Vec<&api::Req> = log.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 2);
+    assert!(patches.iter().all(|r| r.target.contains("&dryRun=All")));
+    // nothing was stored: a second dry run sees no objects
+    let out = apply_cmd(&ctx, &kc, &["--dry-run"]);
+    assert!(out.status.success());
+}
+
+fn base64_canary() -> String {
+    use base64::Engine as _;
+    // the token's base64 starts with the encoding of its first 12 bytes
+    base64::engine::general_purpose::STANDARD.encode("sk-ant-oat01")
+}
+
+#[test]
+fn apply_refuses_objects_airlock_did_not_make_and_patches_existing_workloads() {
+    let ctx = token_ctx();
+    let foreign = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "dev-airlock", "namespace": "team", "labels": {"app": "theirs"}}});
+    let srv = api::start(
+        [(
+            "/api/v1/namespaces/team/secrets/dev-airlock".to_owned(),
+            foreign,
+        )]
+        .into(),
+    );
+    let kc = api::kubeconfig(ctx.root.path(), &srv.url, KUBE_TOKEN);
+    let out = apply_cmd(&ctx, &kc, &["--apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not made by airlock"), "{err}");
+    assert!(srv.log.lock().unwrap().iter().all(|r| r.method == "GET"));
+
+    // --patch: the workload must exist; the Secret is owned by it.
+    let dep = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "team", "uid": "dep-uid"}});
+    let srv = api::start(
+        [(
+            "/apis/apps/v1/namespaces/team/deployments/web".to_owned(),
+            dep,
+        )]
+        .into(),
+    );
+    let kc = api::kubeconfig(ctx.root.path(), &srv.url, KUBE_TOKEN);
+    let missing = apply_cmd(&ctx, &kc, &["--apply", "--patch", "deployment/nope"]);
+    assert_eq!(missing.status.code(), Some(2));
+    srv.log.lock().unwrap().clear();
+    let out = apply_cmd(
+        &ctx,
+        &kc,
+        &["--apply", "--patch", "deployment/web", "--container", "app"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = srv.log.lock().unwrap().clone();
+    let calls: Vec<String> = log
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /api/v1/namespaces/team/secrets/dev-airlock",
+            "GET /apis/apps/v1/namespaces/team/deployments/web",
+            "PATCH /api/v1/namespaces/team/secrets/dev-airlock",
+            "PATCH /apis/apps/v1/namespaces/team/deployments/web",
+        ]
+    );
+    let secret = log[2].json();
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "dep-uid");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
+    let d = log[3].json();
+    assert!(d["spec"].get("selector").is_none());
+    assert!(!log[3].body.contains(CANARY));
+
+    // no kubeconfig at all
+    let out = ctx
+        .cmd()
+        .args(["k8s", "--agent", "claude", "--image", "img:1", "--apply"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubeconfig"));
+}

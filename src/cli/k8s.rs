@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 
 use airlock::cluster::k8s::{self, Spec, Target};
+use airlock::cluster::kubeapi;
 use airlock::error::{Error, Result};
 use airlock::plan::SandboxPlan;
 use airlock::sandbox::ContainerUser;
@@ -70,6 +71,18 @@ pub struct Args {
     #[arg(long)]
     force_tty: bool,
 
+    /// Apply the manifests to the current kubeconfig context ($KUBECONFIG,
+    /// else ~/.kube/config) with server-side apply (field manager airlock)
+    /// instead of printing them. The Secret is owner-referenced to the Pod,
+    /// or to the patched workload. Running it again replaces the Secret's data.
+    #[arg(long, conflicts_with = "dry_run")]
+    apply: bool,
+
+    /// Like --apply, with the API server's dry run (nothing is changed):
+    /// prints what the server would store, the Secret's values redacted.
+    #[arg(long)]
+    dry_run: bool,
+
     /// The command the shim runs in the Pod (after `--`).
     #[arg(value_name = "COMMAND", last = true)]
     command: Vec<String>,
@@ -104,16 +117,30 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             "a COMMAND cannot be given with --patch: the workload keeps its own".into(),
         ));
     }
-    if std::io::stdout().is_terminal() && !a.force_tty {
+    let remote = a.apply || a.dry_run;
+    if !remote && std::io::stdout().is_terminal() && !a.force_tty {
         return Err(Error::Usage(
             "the manifests hold the Secret's data: pipe them to `kubectl apply -f -` or redirect them to a file (--force-tty prints them here anyway)".into(),
         ));
     }
+    let client = if remote {
+        let path = kubeapi::kubeconfig_path(&ctx.paths.home).ok_or_else(|| {
+            Error::Usage(
+                "no kubeconfig: set KUBECONFIG or create ~/.kube/config (or print the manifests without --apply)".into(),
+            )
+        })?;
+        Some(kubeapi::Client::from_kubeconfig(&path)?)
+    } else {
+        None
+    };
     let (plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
     refuse_rotating(&plan, "pods")?;
+    let namespace = a
+        .namespace
+        .or_else(|| client.as_ref().map(|c| c.namespace.clone()));
     let spec = Spec {
         name: a.name,
-        namespace: a.namespace,
+        namespace: namespace.clone(),
         image: a.image,
         container: a.container,
         command: a.command,
@@ -121,7 +148,24 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         gid: user.gid.unwrap_or(user.uid),
         target,
     };
-    let m = k8s::build(&plan, &spec)?;
-    print!("{}", m.to_yaml()?);
+    let mut m = k8s::build(&plan, &spec)?;
+    let Some(client) = client else {
+        print!("{}", m.to_yaml()?);
+        return Ok(());
+    };
+    let ns = namespace.unwrap_or_else(|| "default".into());
+    let applied = kubeapi::apply(&client, &ns, &mut m, a.dry_run)?;
+    for (what, answer) in applied {
+        if a.dry_run {
+            let yaml = serde_saphyr::to_string(&kubeapi::redact(answer))
+                .map_err(|e| Error::Other(format!("could not encode the answer: {e}")))?;
+            print!("---\n{yaml}");
+        } else {
+            anstream::eprintln!(
+                "airlock: applied {what} (namespace {ns}, context {})",
+                client.context
+            );
+        }
+    }
     Ok(())
 }

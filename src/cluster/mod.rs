@@ -3,3 +3,4 @@
 
 pub mod devcontainer;
 pub mod k8s;
+pub mod kubeapi;
