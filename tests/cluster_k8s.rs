@@ -617,3 +617,83 @@ fn apply_refuses_objects_airlock_did_not_make_and_patches_existing_workloads() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubeconfig"));
 }
+
+/// `kubectl create --dry-run=client` needs an API server only for its
+/// discovery documents (which kinds exist): the stand-in serves those, and
+/// kubectl accepts both documents of both forms. (`--validate=false`: the
+/// OpenAPI schema it would validate against is not served.)
+#[test]
+fn kubectl_create_dry_run_client_accepts_the_manifests() {
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "kubectl is missing in CI"
+        );
+        eprintln!("skipping: kubectl is not installed");
+        return;
+    }
+    let res = |name: &str, kind: &str| {
+        serde_json::json!({"name": name, "singularName": "", "namespaced": true, "kind": kind,
+            "verbs": ["create", "get", "patch"]})
+    };
+    let discovery = [
+        (
+            "/api",
+            serde_json::json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": []}),
+        ),
+        (
+            "/apis",
+            serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+             "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
+        ),
+        (
+            "/api/v1",
+            serde_json::json!({"kind": "APIResourceList", "groupVersion": "v1",
+            "resources": [res("pods", "Pod"), res("secrets", "Secret")]}),
+        ),
+        (
+            "/apis/apps/v1",
+            serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": "apps/v1",
+            "resources": [res("deployments", "Deployment"), res("statefulsets", "StatefulSet")]}),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
+    let srv = api::start(discovery);
+    let ctx = token_ctx();
+    for (extra, want) in [
+        (
+            &[][..],
+            "secret/airlock-agent-airlock created (dry run)\npod/airlock-agent created (dry run)\n",
+        ),
+        (
+            &["--patch", "deployment/web"][..],
+            "secret/airlock-agent-airlock created (dry run)\ndeployment.apps/web created (dry run)\n",
+        ),
+    ] {
+        let out = k8s(
+            &ctx,
+            &[&["--agent", "claude", "--image", "img:1"][..], extra].concat(),
+        );
+        let f = ctx.root.path().join("m.yaml");
+        std::fs::write(&f, out).unwrap();
+        let got = common::ok(
+            &Command::new("kubectl")
+                .args(["create", "--dry-run=client", "--validate=false", "--server"])
+                .arg(&srv.url)
+                .arg("-f")
+                .arg(&f)
+                .env("KUBECONFIG", ctx.root.path().join("none"))
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(got, want);
+    }
+}
