@@ -6,4 +6,5 @@
 //! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
 
 pub mod placeholder;
+pub mod registry;
 pub mod sandbox;
