@@ -4,7 +4,12 @@
 //!
 //! * [`placeholder`]: minting placeholders shaped like the real credential.
 //! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
+//! * [`registry`]: the grants (placeholder hashes → account, sandbox).
+//! * [`server`]: the proxy; [`audit`]: its log.
 
+pub mod audit;
+pub mod daemon;
 pub mod placeholder;
 pub mod registry;
 pub mod sandbox;
+pub mod server;
