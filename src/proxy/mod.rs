@@ -7,6 +7,7 @@
 //! * [`registry`]: the grants (placeholder hashes → account, sandbox).
 //! * [`server`]: the proxy; [`audit`]: its log.
 
+pub mod attach;
 pub mod audit;
 pub mod daemon;
 pub mod placeholder;
