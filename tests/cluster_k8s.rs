@@ -153,6 +153,7 @@ fn rotating_sessions_and_bad_input_are_refused() {
         &["--patch", "cronjob/x"],
         &["--user", "agent"],
         &["--patch", "deployment/web", "--", "sh"],
+        &["--rotation", "proxy"],
     ] {
         let out = ctx
             .cmd()

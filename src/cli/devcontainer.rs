@@ -145,6 +145,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let ws = ws
         .canonicalize()
         .map_err(|e| Error::io("open the workspace folder", &ws, e))?;
+    super::k8s::refuse_proxy(ctx, &a.sandbox, "devcontainers")?;
     let (mut plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
     let commands: Vec<String> = plan.agents.iter().map(|s| s.agent.clone()).collect();
     devcontainer::add_exec_helper(&mut plan, &commands);

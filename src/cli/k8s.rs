@@ -88,12 +88,22 @@ pub struct Args {
     command: Vec<String>,
 }
 
+/// Refuses proxy mode: airlock's proxy listens on this machine only.
+pub(crate) fn refuse_proxy(ctx: &Ctx, sandbox: &SandboxArgs, target: &str) -> Result<()> {
+    if sandbox.wants_proxy(ctx)? {
+        return Err(Error::Usage(format!(
+            "--rotation proxy (flag, AIRLOCK_ROTATION or [sync] rotation) is not available for {target}: airlock's proxy serves `airlock run`/`docker-flags`/`compose` sandboxes on this machine (docs/proxy.md); use a setup-token or an API key here, or pass --rotation access-only"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses rotating sessions: replicas would refresh and break each other.
 pub(crate) fn refuse_rotating(plan: &SandboxPlan, target: &str) -> Result<()> {
     for a in &plan.agents {
         if a.method == Some(Method::Session) && matches!(a.agent.as_str(), "claude" | "codex") {
             return Err(Error::Usage(format!(
-                "{}: a login session cannot be shared by {target} (its refresh token is single-use: copies break each other and the host login). Use a setup-token (`airlock login claude --method token`), an API key (`airlock auth {} --method api-key --stdin`), or proxy mode (docs/proxy.md)",
+                "{}: a login session cannot be shared by {target} (its refresh token is single-use: copies break each other and the host login). Use a setup-token (`airlock login claude --method token`) or an API key (`airlock auth {} --method api-key --stdin`); a session can stay on this machine behind airlock's proxy only for local sandboxes (proxy mode, docs/proxy.md)",
                 a.agent, a.agent
             )));
         }
@@ -133,6 +143,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     } else {
         None
     };
+    refuse_proxy(ctx, &a.sandbox, "pods")?;
     let (plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
     refuse_rotating(&plan, "pods")?;
     let namespace = a
