@@ -110,6 +110,27 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find_map(|v| v["containerId"].as_str().map(str::to_owned));
     let exec = dc(&["exec", "claude", "auth", "status"]);
+    // A new token, refreshed on the host (what the initializeCommand runs):
+    // the running container's exec sessions get it at once.
+    common::claude_secret_file(&ctx, "dc2");
+    let refresh = ctx
+        .cmd()
+        .args([
+            "devcontainer",
+            "--refresh",
+            "--agent",
+            "claude",
+            "--workspace",
+        ])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    let seen = dc(&[
+        "exec",
+        "sh",
+        "-c",
+        ". /run/airlock/env && printf %s \"$CLAUDE_CODE_OAUTH_TOKEN\" | sha256sum",
+    ]);
     let inspect = id.as_ref().map(|id| {
         Command::new("docker")
             .args(["inspect", id])
@@ -140,6 +161,19 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
     for o in [&up, &exec] {
         assert!(!String::from_utf8_lossy(&o.stderr).contains(CANARY));
     }
+    common::ok(&refresh);
+    let want = {
+        use sha2::Digest as _;
+        let token = std::fs::read_to_string(ctx.root.path().join("claude-token")).unwrap();
+        assert!(token.contains("-dc2-"));
+        let h = sha2::Sha256::digest(token.as_bytes());
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let seen = String::from_utf8_lossy(&seen.stdout);
+    assert!(
+        seen.starts_with(&want),
+        "the refreshed token did not reach the container: {seen}"
+    );
     // Writing again changes nothing.
     common::ok(
         &ctx.cmd()

@@ -206,28 +206,80 @@ fn kubectl_reads_the_manifests_offline() {
     }
 }
 
-/// Lays the Secret out as the kubelet does for the Pod's projected volume
-/// (items at their paths, mode 0400 plus the 0440 an fsGroup adds, group
-/// fsGroup) and runs the Pod's container in Docker with the genuine CLI.
+/// The Pod, run the way a kubelet would (see [`run_like_a_kubelet`]),
+/// logs the genuine Claude Code CLI in.
 #[test]
 fn the_pod_logs_the_genuine_claude_cli_in() {
     if !common::require_real("AIRLOCK_TEST_DOCKER") {
         return;
     }
     let ctx = token_ctx();
-    let out = k8s(
-        &ctx,
-        &[
-            "--agent",
-            "claude",
-            "--image",
-            &common::user_image(),
-            "--",
-            "claude",
-            "auth",
-            "status",
-        ],
+    let image = common::user_image();
+    let args = [
+        "--agent", "claude", "--image", &image, "--", "claude", "auth", "status",
+    ];
+    let (started, inspect) = run_like_a_kubelet(&ctx, &args, "claude");
+    let stdout = String::from_utf8_lossy(&started.stdout);
+    assert!(
+        started.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&started.stderr)
     );
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["loggedIn"], true, "{stdout}");
+    assert_eq!(status["authMethod"], "oauth_token", "{stdout}");
+    assert!(!inspect.contains(CANARY));
+}
+
+/// The same for Codex with an API key: its auth.json is a file the shim
+/// writes from the projected volume.
+#[test]
+fn the_pod_logs_the_genuine_codex_cli_in() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let ctx = TestContext::new();
+    let mut auth = ctx
+        .cmd()
+        .args(["auth", "codex", "--method", "api-key", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let key = format!("sk-proj-{CANARY}-k8s-AAAAAAAAAAAAAAAAAAAAAAAA");
+        auth.stdin
+            .take()
+            .unwrap()
+            .write_all(key.as_bytes())
+            .unwrap();
+    }
+    common::ok(&auth.wait_with_output().unwrap());
+    let image = common::user_image();
+    let args = [
+        "--agent", "codex", "--image", &image, "--", "codex", "login", "status",
+    ];
+    let (started, inspect) = run_like_a_kubelet(&ctx, &args, "codex");
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{stderr}");
+    assert!(stderr.contains("API key configured"), "{stderr}");
+    assert!(!stderr.contains(CANARY), "codex printed the key: {stderr}");
+    assert!(!inspect.contains(CANARY));
+}
+
+/// Prints the manifests for `args`, lays the Secret out as the kubelet does
+/// for the Pod's projected volume (items at their paths, mode 0400 plus the
+/// 0440 an fsGroup adds, group fsGroup) and runs the Pod's container in
+/// Docker with its uid, fsGroup, tmpfs, variables and command. Returns the
+/// run's output and `docker inspect` of the container.
+fn run_like_a_kubelet(
+    ctx: &TestContext,
+    args: &[&str],
+    tag: &str,
+) -> (std::process::Output, String) {
+    let out = k8s(ctx, args);
     let d = docs(&out);
     let secret: Secret = serde_saphyr::from_str(&d[0]).unwrap();
     let pod: Pod = serde_saphyr::from_str(&d[1]).unwrap();
@@ -246,11 +298,13 @@ fn the_pod_logs_the_genuine_claude_cli_in() {
         std::os::unix::fs::chown(&p, Some(0), Some(fs_group)).unwrap();
     }
     for sub in [dir.clone(), dir.join("env"), dir.join("files")] {
-        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if sub.is_dir() {
+            std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
     let c = &spec.containers[0];
     let sc = c.security_context.as_ref().unwrap();
-    let name = format!("airlock-k8s-{}", std::process::id());
+    let name = format!("airlock-k8s-{tag}-{}", std::process::id());
     let mut run = Command::new("docker");
     run.args(["create", "--name", &name, "--network", "none"])
         .arg(format!(
@@ -283,16 +337,10 @@ fn the_pod_logs_the_genuine_claude_cli_in() {
         .output()
         .unwrap();
     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
-    let stdout = String::from_utf8_lossy(&started.stdout);
-    assert!(
-        started.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(status["loggedIn"], true, "{stdout}");
-    assert_eq!(status["authMethod"], "oauth_token", "{stdout}");
-    assert!(!String::from_utf8_lossy(&inspect.stdout).contains(CANARY));
+    (
+        started,
+        String::from_utf8_lossy(&inspect.stdout).into_owned(),
+    )
 }
 
 /// A stand-in for the Kubernetes API server on loopback: it records every
