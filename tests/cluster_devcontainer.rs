@@ -191,3 +191,78 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// Without --write the keys are printed (no secret among them); bad input
+/// is refused with exit code 2 and leaves devcontainer.json as it was.
+#[test]
+fn printed_keys_hold_no_secret_and_conflicts_are_refused() {
+    let ctx = common::TestContext::new();
+    common::claude_secret_file(&ctx, "dcp");
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let dc = |extra: &[&str]| {
+        ctx.cmd()
+            .args([
+                "devcontainer",
+                "--agent",
+                "claude",
+                "--engine",
+                "docker",
+                "--workspace",
+            ])
+            .arg(&ws)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let printed = common::ok(&dc(&[]));
+    let keys: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert!(
+        !printed.contains(CANARY) && !printed.contains("sk-ant"),
+        "{printed}"
+    );
+    assert_eq!(
+        keys["remoteEnv"]["PATH"],
+        "/run/airlock/exec:${containerEnv:PATH}"
+    );
+    assert_eq!(keys["initializeCommand"][2], "--refresh");
+    let mount = keys["runArgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.starts_with("--mount="))
+        .unwrap()
+        .to_owned();
+    assert!(mount.ends_with(",dst=/run/airlock-in,readonly"), "{mount}");
+    // the mount's source is the stable per-project link, to a 0700 directory
+    let src = mount
+        .trim_start_matches("--mount=type=bind,src=")
+        .split(",dst=")
+        .next()
+        .unwrap();
+    let meta = std::fs::metadata(src).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert!(
+        std::fs::symlink_metadata(src)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // --write without a devcontainer.json
+    let out = dc(&["--write"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!ws.join(".devcontainer.json").exists());
+    // --write with a postStartCommand of the project's own
+    let f = ws.join(".devcontainer.json");
+    let text = "{ \"image\": \"x\", \"postStartCommand\": \"npm ci\" }\n";
+    std::fs::write(&f, text).unwrap();
+    let out = dc(&["--write"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("postStartCommand"), "{err}");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), text);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
