@@ -58,6 +58,18 @@ fn pod_manifests_parse_and_keep_secrets_in_the_secret() {
         ],
     );
     assert!(!out.contains(CANARY), "a plain canary in the output");
+    // logs at the highest verbosity show no secret either
+    let loud = ctx
+        .cmd()
+        .args(["-vvv", "k8s", "--agent", "claude", "--image", "img:1"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&loud.stderr);
+    assert!(loud.status.success(), "{log}");
+    assert!(
+        !log.contains(CANARY) && !log.contains("sk-ant-oat"),
+        "{log}"
+    );
     let d = docs(&out);
     let secret: Secret = serde_saphyr::from_str(&d[0]).unwrap();
     let pod: Pod = serde_saphyr::from_str(&d[1]).unwrap();
