@@ -252,6 +252,27 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
     assert_eq!(lines[1]["refused"], "revoked");
     let all = ok(&ctx.cmd().args(["audit"]).output().unwrap());
     assert!(all.contains("unknown placeholder"), "{all}");
+    // `airlock status`: the sandboxes and their requests
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&ctx.cmd().args(["status", "--json"]).output().unwrap())).unwrap();
+    let p = &st["proxy"];
+    assert_eq!(p["port"], proxy.port);
+    let one = p["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sandbox"] == "sb-one")
+        .unwrap();
+    assert_eq!(
+        (one["requests"].as_u64(), one["refused"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(one["revoked"], true);
+    let table = ok(&ctx.cmd().args(["status"]).output().unwrap());
+    assert!(
+        table.contains("sb-one  claude:default  2 request(s), 1 refused  (revoked)"),
+        "{table}"
+    );
     let secrets = [CANARY, ph1.as_str(), ph2.as_str()];
     scan_for_secrets("the audit log", &layout(&ctx).audit(), &secrets);
     scan_for_secrets("the grants", &layout(&ctx).grants(), &secrets);
