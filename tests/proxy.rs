@@ -252,6 +252,27 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
     assert_eq!(lines[1]["refused"], "revoked");
     let all = ok(&ctx.cmd().args(["audit"]).output().unwrap());
     assert!(all.contains("unknown placeholder"), "{all}");
+    // `airlock status`: the sandboxes and their requests
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&ctx.cmd().args(["status", "--json"]).output().unwrap())).unwrap();
+    let p = &st["proxy"];
+    assert_eq!(p["port"], proxy.port);
+    let one = p["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sandbox"] == "sb-one")
+        .unwrap();
+    assert_eq!(
+        (one["requests"].as_u64(), one["refused"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(one["revoked"], true);
+    let table = ok(&ctx.cmd().args(["status"]).output().unwrap());
+    assert!(
+        table.contains("sb-one  claude:default  2 request(s), 1 refused  (revoked)"),
+        "{table}"
+    );
     let secrets = [CANARY, ph1.as_str(), ph2.as_str()];
     scan_for_secrets("the audit log", &layout(&ctx).audit(), &secrets);
     scan_for_secrets("the grants", &layout(&ctx).grants(), &secrets);
@@ -268,14 +289,26 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
 /// placeholder; the real token is nowhere in the container.
 #[test]
 fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        claude_through_the_proxy("docker");
     }
+}
+
+/// The same with Podman (`host.containers.internal`: the proxy listens on
+/// Podman's bridge as soon as it appears).
+#[test]
+fn podman_claude_answers_through_the_proxy_holding_only_a_placeholder() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        claude_through_the_proxy("podman");
+    }
+}
+
+fn claude_through_the_proxy(engine: &str) {
     let mock = MockUpstream::start();
     let mut ctx = context(&mock);
-    ctx.runtime_dir = common::tmpfs_context("docker", "proxy").runtime_dir;
-    ctx.set_env("AIRLOCK_ENGINE", "docker");
-    let name = format!("airlock-proxy-e2e-{}", std::process::id());
+    ctx.runtime_dir = common::tmpfs_context(engine, "proxy").runtime_dir;
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    let name = format!("airlock-proxy-e2e-{engine}-{}", std::process::id());
     let out = ctx
         .cmd()
         .args([
@@ -322,6 +355,62 @@ fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
     let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
     assert!(audit.contains("\"status\":200"), "{audit}");
     assert!(!audit.contains(CANARY));
-    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+
+    // detached: nothing secret in the container's configuration, and
+    // `airlock revoke <container>` cuts it off at once
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--",
+            "-d",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args(["sleep", "60"])
+        .output()
+        .unwrap();
+    let id = ok(&out).trim().to_owned();
+    let inspect = Command::new(engine)
+        .args(["inspect", &id])
+        .output()
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.contains(&name));
+    assert!(
+        !inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"),
+        "a credential in {engine} inspect"
+    );
+    let ask = || {
+        let o = Command::new(engine)
+            .args([
+                "exec",
+                &id,
+                "sh",
+                "/run/airlock-in/init.sh",
+                "claude",
+                "-p",
+                "hi",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(ask().contains(REPLY), "granted before the revoke");
+    ok(&ctx.cmd().args(["revoke", &name]).output().unwrap());
+    assert!(!ask().contains(REPLY), "refused after the revoke");
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"refused\":\"revoked\""), "{audit}");
+    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
+    wait_until("the proxy forgets the removed container's grant", || {
+        registry::load(&layout(&ctx)).unwrap().is_empty()
+    });
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

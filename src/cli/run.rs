@@ -53,7 +53,10 @@ pub struct SandboxArgs {
     /// shared by the account's sandboxes, kept in step with the vault or host
     /// login by `airlock sync`), broker (like sync, but the sandbox gets the
     /// access token only: airlock alone holds the refresh token and writes
-    /// each new access token into the sandbox; docs/broker.md), access-only
+    /// each new access token into the sandbox; docs/broker.md), proxy
+    /// (`run` only, every credential: the sandbox holds a placeholder and
+    /// `airlock proxy` on the host adds the real credential on the way to
+    /// the agent's API; docs/proxy.md), access-only
     /// (the default of docker-flags and compose, whose output may never be
     /// used; no refresh token, never renewed) or copy (whole session; the
     /// first refresh in the sandbox logs every other copy out). Without this

@@ -204,6 +204,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         }
         crate::fsutil::write_atomic(&layout.port_file(), port.to_string().as_bytes(), 0o600)?;
         let mut idle_since: Option<Instant> = None;
+        let mut seen = BTreeSet::new();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if auto {
@@ -217,9 +218,11 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                 }
             }
             let l2 = layout.clone();
-            let live = tokio::task::spawn_blocking(move || forget_gone(&l2))
+            let mut s2 = std::mem::take(&mut seen);
+            let (live, s2) = tokio::task::spawn_blocking(move || (forget_gone(&l2, &mut s2), s2))
                 .await
-                .unwrap_or(1);
+                .unwrap_or((1, BTreeSet::new()));
+            seen = s2;
             match (opts.exit_when_idle, live) {
                 (Some(linger), 0) => {
                     let since = *idle_since.get_or_insert_with(Instant::now);
@@ -237,9 +240,9 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
 
 /// Removes the grants whose sandbox's container is gone (found by
 /// airlock's sandbox label, or by the container id once recorded); returns
-/// how many are left. A sandbox with no container yet is kept for a minute
-/// (it is starting).
-fn forget_gone(layout: &Layout) -> usize {
+/// how many are left. A sandbox whose container was never seen is kept for
+/// a minute (it is starting); one seen before and missing now is gone.
+fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let Ok(grants) = registry::load(layout) else {
         return 1;
     };
@@ -247,10 +250,13 @@ fn forget_gone(layout: &Layout) -> usize {
     let mut left = 0;
     let mut gone = BTreeSet::new();
     for g in &grants {
-        let young = (now - g.created).get_seconds() < 60;
+        let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
         let alive = match g.engine.as_deref() {
-            Some(engine) => young || container_alive(engine, g),
-            None => young,
+            Some(engine) if container_alive(engine, g) => {
+                seen.insert(g.sandbox.clone());
+                true
+            }
+            _ => young,
         };
         if alive {
             left += 1;
