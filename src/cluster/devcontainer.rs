@@ -196,7 +196,10 @@ pub fn merge(text: &str, frag: &Fragment) -> Result<String> {
         .and_then(Json::as_array)
         .map(|a| {
             a.iter()
-                .filter(|v| !v.as_str().is_some_and(ours))
+                .filter(|v| {
+                    !v.as_str()
+                        .is_some_and(|s| ours(s) || frag.run_args.iter().any(|x| x == s))
+                })
                 .cloned()
                 .collect()
         })
@@ -268,6 +271,8 @@ mod tests {
             "type=bind,src=/r/dc-x,dst=/run/airlock-in,readonly",
             "--tmpfs",
             "/run/airlock:uid=1000",
+            "--group-add",
+            "4242",
             "-e",
             "CLAUDE_CONFIG_DIR=/run/airlock/claude",
         ]
@@ -288,6 +293,8 @@ mod tests {
         assert_eq!(v["image"], "img");
         assert_eq!(v["runArgs"][0], "--cap-add=SYS_PTRACE");
         assert_eq!(v["runArgs"][1], "--label=airlock.sandbox=dc-x");
+        assert_eq!(v["runArgs"][4], "--group-add=4242");
+        assert_eq!(v["runArgs"].as_array().unwrap().len(), 5);
         assert_eq!(v["containerEnv"]["MINE"], "1");
         assert_eq!(
             v["containerEnv"]["CLAUDE_CONFIG_DIR"],
