@@ -211,6 +211,38 @@ fn key_of(rel: &str) -> String {
 
 /// Builds the manifests for `plan`.
 pub fn build(plan: &SandboxPlan, spec: &Spec) -> Result<Manifests> {
+    check_spec(spec)?;
+    let layout = Layout::for_plan(plan)?;
+    let (secret, items, secret_refs) = secret_for(plan, spec, &layout);
+    let secret_name = secret_name(&spec.name);
+    let parts = PodParts {
+        volumes: volumes(&secret_name, items),
+        mounts: mounts(),
+        env: shim::plain_env(plan)
+            .into_iter()
+            .map(|(name, value)| EnvVar {
+                name,
+                value: Some(value),
+                value_from: None,
+            })
+            .collect(),
+        user: SecurityContext {
+            run_as_user: Some(spec.uid.into()),
+            run_as_group: Some(spec.gid.into()),
+            run_as_non_root: (spec.uid != 0).then_some(true),
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        },
+        shim_cmd: vec!["/bin/sh".to_owned(), shim_path()],
+    };
+    let workload = match &spec.target {
+        Target::Pod => pod(spec, parts),
+        Target::Patch { kind, name } => patch(spec, *kind, name, parts, &secret_name, secret_refs),
+    };
+    Ok(Manifests { secret, workload })
+}
+
+fn check_spec(spec: &Spec) -> Result<()> {
     check_name("--name", &spec.name, 63 - "-airlock".len())?;
     if let Some(ns) = &spec.namespace {
         check_name("--namespace", ns, 63)?;
@@ -222,49 +254,48 @@ pub fn build(plan: &SandboxPlan, spec: &Spec) -> Result<Manifests> {
             spec.image
         )));
     }
-    let layout = Layout::for_plan(plan)?;
-    let secret_name = secret_name(&spec.name);
-    let patch = matches!(spec.target, Target::Patch { .. });
+    Ok(())
+}
 
-    // The Secret: the sandbox directory's files, one key each.
+/// The Secret (the sandbox directory's files, one key each), the projected
+/// volume's items, and `(variable, key)` for each secret variable.
+fn secret_for(
+    plan: &SandboxPlan,
+    spec: &Spec,
+    layout: &Layout,
+) -> (Secret, Vec<KeyToPath>, Vec<(String, String)>) {
     let exec = Exec {
         entrypoint: vec![],
-        default_cmd: if patch {
-            vec!["true".into()]
-        } else {
-            IDLE_COMMAND.iter().map(|s| (*s).to_owned()).collect()
+        default_cmd: match spec.target {
+            // the init container's shim writes the files, then exits
+            Target::Patch { .. } => vec!["true".into()],
+            Target::Pod => IDLE_COMMAND.iter().map(|s| (*s).to_owned()).collect(),
         },
     };
-    let script = shim::script(plan, &layout, &exec, &spec.name);
+    let script = shim::script(plan, layout, &exec, &spec.name);
     let mut data = BTreeMap::new();
-    let mut items = vec![KeyToPath {
-        key: SHIM_KEY.into(),
-        path: SHIM_KEY.into(),
-        mode: Some(SECRET_MODE),
-    }];
-    data.insert(SHIM_KEY.to_owned(), ByteString(script.into_bytes()));
-    let secret_env = plan.env.iter().filter(|e| e.value.is_secret());
-    let mut secret_refs = Vec::new();
-    for (e, (name, rel)) in secret_env.zip(&layout.secret_env) {
-        data.insert(key_of(rel), ByteString(value_bytes(&e.value)));
+    let mut items = Vec::new();
+    let mut add = |key: String, path: String, bytes: Vec<u8>| {
+        data.insert(key.clone(), ByteString(bytes));
         items.push(KeyToPath {
-            key: key_of(rel),
-            path: rel.clone(),
+            key,
+            path,
             mode: Some(SECRET_MODE),
         });
+    };
+    add(SHIM_KEY.into(), SHIM_KEY.into(), script.into_bytes());
+    let mut secret_refs = Vec::new();
+    let secret_env = plan.env.iter().filter(|e| e.value.is_secret());
+    for (e, (name, rel)) in secret_env.zip(&layout.secret_env) {
+        add(key_of(rel), rel.clone(), value_bytes(&e.value));
         secret_refs.push((name.clone(), key_of(rel)));
     }
     for (f, (rel, _, _)) in plan.files.iter().zip(&layout.files) {
-        data.insert(key_of(rel), ByteString(value_bytes(&f.content)));
-        items.push(KeyToPath {
-            key: key_of(rel),
-            path: rel.clone(),
-            mode: Some(SECRET_MODE),
-        });
+        add(key_of(rel), rel.clone(), value_bytes(&f.content));
     }
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(secret_name.clone()),
+            name: Some(secret_name(&spec.name)),
             namespace: spec.namespace.clone(),
             labels: Some(labels(&spec.name)),
             ..Default::default()
@@ -274,15 +305,19 @@ pub fn build(plan: &SandboxPlan, spec: &Spec) -> Result<Manifests> {
         data: Some(data),
         ..Default::default()
     };
+    (secret, items, secret_refs)
+}
 
-    let volumes = vec![
+/// The projected Secret at [`IN_DIR`] and the in-memory state volume.
+fn volumes(secret_name: &str, items: Vec<KeyToPath>) -> Vec<Volume> {
+    vec![
         Volume {
             name: IN_VOLUME.into(),
             projected: Some(ProjectedVolumeSource {
                 default_mode: Some(SECRET_MODE),
                 sources: Some(vec![VolumeProjection {
                     secret: Some(SecretProjection {
-                        name: secret_name.clone(),
+                        name: secret_name.to_owned(),
                         items: Some(items),
                         optional: Some(false),
                     }),
@@ -299,8 +334,11 @@ pub fn build(plan: &SandboxPlan, spec: &Spec) -> Result<Manifests> {
             }),
             ..Default::default()
         },
-    ];
-    let mounts = vec![
+    ]
+}
+
+fn mounts() -> Vec<VolumeMount> {
+    vec![
         VolumeMount {
             name: IN_VOLUME.into(),
             mount_path: IN_DIR.into(),
@@ -312,131 +350,129 @@ pub fn build(plan: &SandboxPlan, spec: &Spec) -> Result<Manifests> {
             mount_path: STATE_DIR.into(),
             ..Default::default()
         },
-    ];
-    let mut env: Vec<EnvVar> = shim::plain_env(plan)
-        .into_iter()
-        .map(|(name, value)| EnvVar {
-            name,
-            value: Some(value),
-            value_from: None,
-        })
-        .collect();
-    let user_ctx = SecurityContext {
-        run_as_user: Some(spec.uid.into()),
-        run_as_group: Some(spec.gid.into()),
-        run_as_non_root: (spec.uid != 0).then_some(true),
-        allow_privilege_escalation: Some(false),
+    ]
+}
+
+/// What the Pod and the patch share.
+struct PodParts {
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+    env: Vec<EnvVar>,
+    user: SecurityContext,
+    shim_cmd: Vec<String>,
+}
+
+fn pod(spec: &Spec, p: PodParts) -> Workload {
+    let container = Container {
+        name: spec.container.clone(),
+        image: Some(spec.image.clone()),
+        command: Some(p.shim_cmd),
+        args: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: (!p.env.is_empty()).then_some(p.env),
+        volume_mounts: Some(p.mounts),
+        security_context: Some(p.user),
         ..Default::default()
     };
-    let shim_cmd = vec!["/bin/sh".to_owned(), shim_path()];
+    Workload::Pod(Box::new(Pod {
+        metadata: ObjectMeta {
+            name: Some(spec.name.clone()),
+            namespace: spec.namespace.clone(),
+            labels: Some(labels(&spec.name)),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_user: Some(spec.uid.into()),
+                run_as_group: Some(spec.gid.into()),
+                fs_group: Some(spec.gid.into()),
+                run_as_non_root: (spec.uid != 0).then_some(true),
+                ..Default::default()
+            }),
+            containers: vec![container],
+            volumes: Some(p.volumes),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
 
-    let workload = match &spec.target {
-        Target::Pod => {
-            let container = Container {
-                name: spec.container.clone(),
-                image: Some(spec.image.clone()),
-                command: Some(shim_cmd),
-                args: (!spec.command.is_empty()).then(|| spec.command.clone()),
-                env: (!env.is_empty()).then_some(env),
-                volume_mounts: Some(mounts),
-                security_context: Some(user_ctx),
-                ..Default::default()
-            };
-            Workload::Pod(Box::new(Pod {
-                metadata: ObjectMeta {
-                    name: Some(spec.name.clone()),
-                    namespace: spec.namespace.clone(),
-                    labels: Some(labels(&spec.name)),
-                    ..Default::default()
-                },
-                spec: Some(PodSpec {
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_user: Some(spec.uid.into()),
-                        run_as_group: Some(spec.gid.into()),
-                        fs_group: Some(spec.gid.into()),
-                        run_as_non_root: (spec.uid != 0).then_some(true),
-                        ..Default::default()
-                    }),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..Default::default()
+/// The workload keeps its own command: an init container (same image, same
+/// uid) runs the shim, which writes the agents' files into the shared
+/// in-memory volume and exits; the secret variables come from the Secret
+/// by reference.
+fn patch(
+    spec: &Spec,
+    kind: WorkloadKind,
+    name: &str,
+    mut p: PodParts,
+    secret_name: &str,
+    secret_refs: Vec<(String, String)>,
+) -> Workload {
+    for (var, key) in secret_refs {
+        p.env.push(EnvVar {
+            name: var,
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret_name.to_owned(),
+                    key,
+                    optional: Some(false),
                 }),
                 ..Default::default()
-            }))
-        }
-        Target::Patch { kind, name } => {
-            // The workload keeps its own command: an init container (same
-            // image, same uid) runs the shim, which writes the agents' files
-            // into the shared in-memory volume and exits; the secret
-            // variables come from the Secret by reference.
-            for (var, key) in secret_refs {
-                env.push(EnvVar {
-                    name: var,
-                    value: None,
-                    value_from: Some(EnvVarSource {
-                        secret_key_ref: Some(SecretKeySelector {
-                            name: secret_name.clone(),
-                            key,
-                            optional: Some(false),
-                        }),
-                        ..Default::default()
-                    }),
-                });
-            }
-            let init = Container {
-                name: INIT_CONTAINER.into(),
-                image: Some(spec.image.clone()),
-                command: Some(shim_cmd),
-                volume_mounts: Some(mounts.clone()),
-                security_context: Some(user_ctx),
-                ..Default::default()
-            };
-            let main = Container {
-                name: spec.container.clone(),
-                env: (!env.is_empty()).then_some(env),
-                volume_mounts: Some(mounts),
-                ..Default::default()
-            };
-            let template = PodTemplateSpec {
-                metadata: None,
-                spec: Some(PodSpec {
-                    security_context: Some(PodSecurityContext {
-                        fs_group: Some(spec.gid.into()),
-                        ..Default::default()
-                    }),
-                    init_containers: Some(vec![init]),
-                    containers: vec![main],
-                    volumes: Some(volumes),
-                    ..Default::default()
-                }),
-            };
-            let meta = ObjectMeta {
-                name: Some(name.clone()),
-                namespace: spec.namespace.clone(),
-                ..Default::default()
-            };
-            match kind {
-                WorkloadKind::Deployment => Workload::Deployment(Box::new(Deployment {
-                    metadata: meta,
-                    spec: Some(DeploymentSpec {
-                        template,
-                        ..Default::default()
-                    }),
-                    status: None,
-                })),
-                WorkloadKind::StatefulSet => Workload::StatefulSet(Box::new(StatefulSet {
-                    metadata: meta,
-                    spec: Some(StatefulSetSpec {
-                        template,
-                        ..Default::default()
-                    }),
-                    status: None,
-                })),
-            }
-        }
+            }),
+        });
+    }
+    let init = Container {
+        name: INIT_CONTAINER.into(),
+        image: Some(spec.image.clone()),
+        command: Some(p.shim_cmd),
+        volume_mounts: Some(p.mounts.clone()),
+        security_context: Some(p.user),
+        ..Default::default()
     };
-    Ok(Manifests { secret, workload })
+    let main = Container {
+        name: spec.container.clone(),
+        env: (!p.env.is_empty()).then_some(p.env),
+        volume_mounts: Some(p.mounts),
+        ..Default::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: None,
+        spec: Some(PodSpec {
+            security_context: Some(PodSecurityContext {
+                fs_group: Some(spec.gid.into()),
+                ..Default::default()
+            }),
+            init_containers: Some(vec![init]),
+            containers: vec![main],
+            volumes: Some(p.volumes),
+            ..Default::default()
+        }),
+    };
+    let meta = ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: spec.namespace.clone(),
+        ..Default::default()
+    };
+    match kind {
+        WorkloadKind::Deployment => Workload::Deployment(Box::new(Deployment {
+            metadata: meta,
+            spec: Some(DeploymentSpec {
+                template,
+                ..Default::default()
+            }),
+            status: None,
+        })),
+        WorkloadKind::StatefulSet => Workload::StatefulSet(Box::new(StatefulSet {
+            metadata: meta,
+            spec: Some(StatefulSetSpec {
+                template,
+                ..Default::default()
+            }),
+            status: None,
+        })),
+    }
 }
 
 impl Manifests {
