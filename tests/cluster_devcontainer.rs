@@ -50,7 +50,7 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
     std::fs::write(
         &config,
         format!(
-            "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"runArgs\": [\"--network=none\"]\n}}\n",
+            "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false,\n  \"runArgs\": [\"--network=none\"]\n}}\n",
             common::user_image()
         ),
     )
@@ -79,6 +79,7 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
         "{written}"
     );
 
+    // (updateRemoteUserUID off: no derived image is built and left behind.)
     // The Dev Containers CLI runs airlock (initializeCommand) from PATH with
     // the same environment as `ctx.cmd()`.
     let airlock = PathBuf::from(env!("CARGO_BIN_EXE_airlock"));
