@@ -32,10 +32,14 @@ use super::run::{SandboxArgs, SyncUse};
 /// image and uid), and the secret variables as secretKeyRefs; the
 /// workload's own command is kept.
 ///
+/// --apply sends them to the current kubeconfig context instead
+/// (server-side apply, field manager airlock); --dry-run asks the API
+/// server what it would store.
+///
 /// Pods cannot share a rotating login session (single-use refresh tokens):
-/// give them a setup-token (`airlock login claude --method token`),
-/// an API key, or use proxy mode (docs/proxy.md). The Secret data is in
-/// the output: airlock refuses to print it to a terminal.
+/// give them a setup-token (`airlock login claude --method token`) or an
+/// API key; proxy mode serves this machine's sandboxes only. The Secret
+/// data is in the output: airlock refuses to print it to a terminal.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
