@@ -267,3 +267,45 @@ fn printed_keys_hold_no_secret_and_conflicts_are_refused() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), text);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// The exec helper, without airlock's alias wrappers (`--no-aliases`):
+/// the wrapper for an agent found on the PATH loads `/run/airlock/env` and
+/// runs the real command, never itself (busybox image, no network).
+#[test]
+fn exec_helper_wraps_the_real_command() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let script = airlock::cluster::devcontainer::exec_helper(&["fakeagent".to_owned()]);
+    let setup = "mkdir -p /tmp/bin /run/airlock/exec && \
+        printf '#!/bin/sh\\necho real \"$@\" \"$FROM_ENV\"\\n' > /tmp/bin/fakeagent && chmod 755 /tmp/bin/fakeagent && \
+        printf 'FROM_ENV=loaded; export FROM_ENV\\n' > /run/airlock/env && \
+        printf '#!/bin/sh\\necho stale\\n' > /run/airlock/exec/fakeagent && chmod 700 /run/airlock/exec/fakeagent && \
+        printf '%s' \"$HELPER\" > /tmp/h.sh && sh /tmp/h.sh && fakeagent hi";
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--tmpfs",
+            "/run/airlock:exec",
+        ])
+        .args([
+            "-e",
+            "PATH=/run/airlock/exec:/tmp/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ])
+        .arg("-e")
+        .arg(format!("HELPER={script}"))
+        .arg(common::busybox())
+        .args(["sh", "-c", setup])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "real hi loaded\n");
+}

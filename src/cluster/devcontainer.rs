@@ -53,6 +53,7 @@ pub fn exec_helper(commands: &[String]) -> String {
         let q = sh_quote(c);
         s.push_str(&format!(
             "if [ -x \"$st/bin\"/{q} ]; then t=\"$st/bin\"/{q}; else t=$(PATH=$(printf %s \"$PATH\" | sed \"s#$x:##\") command -v {q} 2>/dev/null) || t=; fi\n\
+             case $t in \"$x\"/*) t= ;; esac\n\
              case $t in /*) printf '#!/bin/sh\\n. %s/env\\nexec %s \"$@\"\\n' \"$st\" \"$t\" > \"$x\"/{q}; chmod 700 \"$x\"/{q} ;; esac\n"
         ));
     }
