@@ -204,6 +204,7 @@ fn kubectl_reads_the_manifests_offline() {
         std::fs::write(&f, out).unwrap();
         let got = common::ok(
             &Command::new("kubectl")
+                .env("HOME", &ctx.home)
                 .args(["label", "--local", "-o", "name", "checked=yes", "-f"])
                 .arg(&f)
                 .output()
@@ -752,6 +753,8 @@ fn kubectl_create_dry_run_client_accepts_the_manifests() {
                 .arg("-f")
                 .arg(&f)
                 .env("KUBECONFIG", ctx.root.path().join("none"))
+                // its discovery cache goes to $HOME/.kube/cache
+                .env("HOME", &ctx.home)
                 .output()
                 .unwrap(),
         );
