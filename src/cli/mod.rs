@@ -14,15 +14,20 @@ use airlock::vault::{self, Vault};
 
 mod accounts;
 mod args;
+mod audit;
 mod auth;
 mod completions;
 mod compose;
+mod devcontainer;
 mod docker_flags;
 mod doctor;
+mod k8s;
 mod lock;
 mod login;
 mod man;
+mod proxy;
 mod remove;
+mod revoke;
 mod run;
 mod status;
 mod swarm;
@@ -81,6 +86,11 @@ enum Command {
     Completions(completions::Args),
     Man(man::Args),
     Sync(sync::Args),
+    Proxy(proxy::Args),
+    Revoke(revoke::Args),
+    Audit(audit::Args),
+    K8s(k8s::Args),
+    Devcontainer(devcontainer::Args),
     Swarm(swarm::Args),
 }
 
@@ -187,6 +197,11 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::Proxy(a) => proxy::run(&ctx, a),
+        Command::Revoke(a) => revoke::run(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
+        Command::K8s(a) => k8s::run(&ctx, a),
+        Command::Devcontainer(a) => devcontainer::run(&ctx, a),
         Command::Swarm(a) => swarm::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }

@@ -92,6 +92,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
     };
     let synced = sync_section(ctx, a.agent.as_deref());
+    let (proxy_port, proxied) =
+        airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
     let swarm = a
         .swarm
         .then(|| super::swarm::status_secrets(a.agent.as_deref()));
@@ -100,6 +102,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             serde_json::to_value(&report).map_err(|e| airlock::Error::Other(e.to_string()))?;
         if let serde_json::Value::Object(m) = &mut value {
             m.insert("sync".into(), sync_json(&synced));
+            m.insert(
+                "proxy".into(),
+                serde_json::json!({"port": proxy_port, "sandboxes": proxied}),
+            );
             if let Some(s) = &swarm {
                 m.insert("swarm".into(), super::swarm::status_json(s));
             }
@@ -112,6 +118,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         if let Some(t) = sync_table(&synced) {
             emit(&t);
         }
+        if !proxied.is_empty() {
+            emit(&proxy_table(proxy_port, &proxied));
+        }
         if let Some(s) = &swarm {
             emit(&super::swarm::status_table(s));
         }
@@ -121,6 +130,26 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // Everything else was shown; the exit code is the vault's.
     vault_error.map_or(Ok(()), Err)
+}
+
+/// The proxy-mode sandboxes (`--rotation proxy`) and their requests.
+fn proxy_table(port: Option<u16>, sandboxes: &[airlock::proxy::SandboxStatus]) -> String {
+    let mut s = format!(
+        "\nProxy-mode sandboxes (proxy {}):\n",
+        port.map_or("not running".to_owned(), |p| format!("on port {p}"))
+    );
+    for e in sandboxes {
+        s.push_str(&format!(
+            "  {}  {}  {} request(s), {} refused{}\n",
+            e.sandbox,
+            e.credential,
+            e.requests,
+            e.refused,
+            if e.revoked { "  (revoked)" } else { "" }
+        ));
+    }
+    s.pop();
+    s
 }
 
 /// The vault that failed to open, as far as its error says.

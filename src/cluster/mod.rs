@@ -1,4 +1,7 @@
-//! Beyond one machine: the agents' credentials in cluster services, through
-//! the cluster's own secret store (docs/cluster.md).
+//! Beyond one machine: the same sandbox plan delivered through a cluster's
+//! or an editor's own machinery (docs/cluster.md).
 
+pub mod devcontainer;
+pub mod k8s;
+pub mod kubeapi;
 pub mod swarm;
