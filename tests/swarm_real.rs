@@ -3,8 +3,9 @@
 //! replicas of the agents test image whose genuine `claude auth status` and
 //! `codex login status` report logged in, a rotation (`airlock swarm
 //! update`) that reaches both replicas, `airlock swarm rm`, and a leak check
-//! (the canary absent from `docker service inspect`, `docker inspect` of the
-//! tasks, the service logs, airlock's output at -vvv and the engine's log).
+//! (the canary absent from every process's command line, `docker service
+//! inspect`, `docker inspect` of the tasks, the service logs, airlock's
+//! output at -vvv and the engine's log).
 //!
 //! Gated by AIRLOCK_TEST_DOCKER=1.
 
@@ -13,7 +14,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{CANARY, TestContext, ok, require_real, user_image, wait_until};
+use common::{CANARY, TestContext, cmdline_watcher, ok, require_real, user_image, wait_until};
 
 /// The tests of this file one at a time: the second one looks for
 /// secrets left behind, which the first one's would look like.
@@ -172,6 +173,9 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     let codex = format!("sk-proj-{c}-1234-{}", "x".repeat(24));
     write_secret(&ctx, &claude, &codex);
 
+    // no process's command line (ours, docker's) ever holds the canary
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = cmdline_watcher(c.clone(), stop.clone());
     let t = std::time::Instant::now();
     let out = ctx
         .cmd()
@@ -286,6 +290,12 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     }
 
     // leak check
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let argv_hits = watcher.join().unwrap();
+    assert!(
+        argv_hits.is_empty(),
+        "the canary is in a command line: {argv_hits:?}"
+    );
     let mut places = vec![
         (
             "docker service inspect",
