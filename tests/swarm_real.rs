@@ -433,6 +433,42 @@ fn login_sessions_and_foreign_services_are_refused() {
         .collect();
     assert!(new.is_empty(), "left behind: {new:?}");
 
+    // an image without /bin/sh: refused before anything is created
+    let noshell = format!("localhost/airlock-test/noshell-swarm:t{}", rand_suffix());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("root/etc")).unwrap();
+    std::fs::write(dir.path().join("root/etc/hello"), "hello\n").unwrap();
+    let tar = dir.path().join("root.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(dir.path().join("root"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    ok(&Command::new("docker")
+        .args(["import", "-c", "CMD [\"/hello\"]"])
+        .arg(&tar)
+        .arg(&noshell)
+        .output()
+        .unwrap());
+    let before = text(&["secret", "ls", "--format", "{{.Name}}"]);
+    let out = ctx
+        .cmd()
+        .args(["swarm", "--agent", "codex", "--", "--name", &name, &noshell])
+        .output()
+        .unwrap();
+    let _ = docker(&["rmi", "-f", &noshell]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains("has no usable /bin/sh"), "{err}");
+    assert_eq!(before, text(&["secret", "ls", "--format", "{{.Name}}"]));
+    assert!(!docker(&["service", "inspect", &name]).status.success());
+
     // a service airlock did not make is left alone
     let out = ctx.cmd().args(["swarm", "rm", &name]).output().unwrap();
     assert_eq!(

@@ -107,6 +107,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let image = docker.image_config(&req.image)?;
     let exec = launch::exec_for(&image, req.entrypoint.as_deref());
     let user = launch::container_user(docker.as_ref(), &req.image, &image, req.user.as_deref())?;
+    check_shell(docker.as_ref(), &req.image)?;
     let secrets = swarm::secrets(&plan, &exec)?;
     let made = create_secrets(&secrets)?;
     let mut args = create_args(&plan, &secrets, user, &req);
@@ -146,6 +147,32 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             }))
         }
     }
+}
+
+/// Refuses an image without a usable `/bin/sh` (the shim's), before anything
+/// is created: its tasks would fail over and over. Runs `/bin/sh -c :` in a
+/// throwaway container without network (about 0.2 s); any other failure is
+/// left to the service.
+fn check_shell(docker: &dyn engine::Engine, image: &str) -> Result<()> {
+    let out = docker
+        .command()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "/bin/sh",
+        ])
+        .args(["--", image, "-c", ":"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::Engine(format!("could not run docker: {e}")))?;
+    let code = out.status.code().unwrap_or(1);
+    if launch::shell_missing(code, &out.stderr) {
+        return Err(launch::no_shell(docker, image, code));
+    }
+    Ok(())
 }
 
 fn check_engine(s: &SandboxArgs) -> Result<()> {
