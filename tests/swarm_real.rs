@@ -179,24 +179,10 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     let t = std::time::Instant::now();
     let out = ctx
         .cmd()
-        .args([
-            "-vvv",
-            "swarm",
-            "--require-auth",
-            "--agent",
-            "claude",
-            "--agent",
-            "codex",
-            "--",
-        ])
-        .args([
-            "--replicas",
-            "2",
-            "--no-resolve-image",
-            "-d",
-            "--name",
-            &service,
-        ])
+        // airlock's flags mixed with the service's (no `--`)
+        .args(["-vvv", "swarm", "--require-auth", "--agent", "claude"])
+        .args(["--replicas", "2", "--no-resolve-image", "-d"])
+        .args(["--agent", "codex", "--name", &service])
         // tini stops `sleep` at once; a short monitor keeps the rolling update quick
         .args([
             "--init",

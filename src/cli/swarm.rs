@@ -29,8 +29,11 @@ const LABEL_ENTRYPOINT: &str = "airlock.entrypoint";
 /// The service mounts them read-only (mode 0400, the container user's) under
 /// /run/airlock-in, gets a tmpfs at /run/airlock, and the shim as
 /// entrypoint: each replica's genuine CLI is logged in, and no value is in
-/// `docker service inspect`. Everything after `--` goes to `docker service
-/// create`. If creating the service fails, the secrets made here are removed.
+/// `docker service inspect`. The service flags go to `docker service
+/// create`; airlock's flags may be anywhere before IMAGE, mixed with them
+/// (as with `airlock run`; `--` ends airlock's). If creating the service
+/// fails, the secrets made here are removed; an image without /bin/sh is
+/// refused first.
 ///
 /// A login session cannot be shared by replicas (its refresh tokens are
 /// single-use): use a setup-token, an API key, or proxy mode (docs/proxy.md).
@@ -46,7 +49,7 @@ pub struct Args {
     #[command(flatten)]
     sandbox: SandboxArgs,
 
-    /// -- [SERVICE CREATE FLAGS] IMAGE [COMMAND…]
+    /// [SERVICE CREATE FLAGS] IMAGE [COMMAND…], airlock's flags among them.
     #[arg(
         value_name = "ARGS",
         required = true,

@@ -19,6 +19,7 @@
 
 use sha2::Digest as _;
 
+use crate::engine::service_flags::{VALUE_LONG, VALUE_SHORT};
 use crate::error::{Error, Result};
 use crate::plan::{IN_DIR, STATE_DIR, SandboxPlan, Value};
 use crate::render::shim_path;
@@ -203,76 +204,6 @@ fn value_secret(v: &Value) -> Secret {
         Value::Secret(s) => s.clone(),
     }
 }
-
-/// `docker service create` flags: a long flag that takes a value.
-pub const VALUE_LONG: &[&str] = &[
-    "cap-add",
-    "cap-drop",
-    "config",
-    "constraint",
-    "container-label",
-    "credential-spec",
-    "dns",
-    "dns-option",
-    "dns-search",
-    "endpoint-mode",
-    "entrypoint",
-    "env",
-    "env-file",
-    "generic-resource",
-    "group",
-    "health-cmd",
-    "health-interval",
-    "health-retries",
-    "health-start-period",
-    "health-timeout",
-    "host",
-    "hostname",
-    "isolation",
-    "label",
-    "limit-cpu",
-    "limit-memory",
-    "limit-pids",
-    "log-driver",
-    "log-opt",
-    "max-concurrent",
-    "mode",
-    "mount",
-    "name",
-    "network",
-    "placement-pref",
-    "publish",
-    "replicas",
-    "replicas-max-per-node",
-    "reserve-cpu",
-    "reserve-memory",
-    "restart-condition",
-    "restart-delay",
-    "restart-max-attempts",
-    "restart-window",
-    "rollback-delay",
-    "rollback-failure-action",
-    "rollback-max-failure-ratio",
-    "rollback-monitor",
-    "rollback-order",
-    "rollback-parallelism",
-    "secret",
-    "stop-grace-period",
-    "stop-signal",
-    "sysctl",
-    "ulimit",
-    "update-delay",
-    "update-failure-action",
-    "update-max-failure-ratio",
-    "update-monitor",
-    "update-order",
-    "update-parallelism",
-    "user",
-    "workdir",
-];
-
-/// `docker service create` short flags that take a value.
-pub const VALUE_SHORT: &str = "elpuw";
 
 /// `[SERVICE CREATE FLAGS] IMAGE [CMD…]`, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
