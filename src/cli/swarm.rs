@@ -598,10 +598,12 @@ pub(super) fn status_table(r: &Result<Vec<StatusSecret>>) -> String {
                 } else {
                     format!("used by {}", x.services.join(", "))
                 };
-                t.push_str(&format!(
-                    "  {}  {}:{}  {}  {used}\n",
-                    x.name, x.agent, x.account, x.target
-                ));
+                let who = if x.account.is_empty() {
+                    x.agent.clone()
+                } else {
+                    format!("{}:{}", x.agent, x.account)
+                };
+                t.push_str(&format!("  {}  {who}  {}  {used}\n", x.name, x.target));
             }
         }
     }

@@ -48,7 +48,7 @@ pub struct SwarmSecret {
     pub name: String,
     /// The agent it belongs to (`shim` for the entrypoint script).
     pub agent: String,
-    /// The account (`-` for the shim).
+    /// The account (empty for the shim).
     pub account: String,
     /// Absolute path inside the containers.
     pub target: String,
@@ -91,7 +91,8 @@ pub fn fingerprint(target: &str, content: &[u8]) -> String {
     s
 }
 
-/// `airlock-<agent>-<account>-<fingerprint>`, shortened to Docker's limit.
+/// `airlock-<agent>-<account>-<fingerprint>` (`airlock-shim-<fingerprint>`
+/// without an account), shortened to Docker's limit.
 pub fn secret_name(agent: &str, account: &str, fp: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
@@ -104,7 +105,11 @@ pub fn secret_name(agent: &str, account: &str, fp: &str) -> String {
             })
             .collect()
     };
-    let mut middle = format!("{}-{}", clean(agent), clean(account));
+    let mut middle = if account.is_empty() {
+        clean(agent)
+    } else {
+        format!("{}-{}", clean(agent), clean(account))
+    };
     let room = NAME_MAX - "airlock-".len() - 1 - fp.len();
     middle.truncate(room);
     format!("airlock-{middle}-{fp}")
@@ -194,7 +199,7 @@ pub fn secrets(plan: &SandboxPlan, exec: &shim::Exec) -> Result<Vec<SwarmSecret>
         push(agent, account, rel, value_secret(&f.content));
     }
     let script = shim::script(plan, &layout, exec, "swarm");
-    push("shim", "-", "init.sh", Secret::from(script));
+    push("shim", "", "init.sh", Secret::from(script));
     Ok(out)
 }
 
@@ -393,7 +398,8 @@ mod tests {
         assert!(s[2].name.starts_with("airlock-claude-work-"), "{names:?}");
         assert!(s[3].name.starts_with("airlock-codex-default-"), "{names:?}");
         assert_eq!(s[3].target, "/run/airlock-in/files/1");
-        assert!(s[4].name.starts_with("airlock-shim---"), "{names:?}");
+        assert!(s[4].name.starts_with("airlock-shim-"), "{names:?}");
+        assert_eq!(s[4].name.len(), "airlock-shim-".len() + FP_LEN, "{names:?}");
         assert_eq!(s[4].target, "/run/airlock-in/init.sh");
         for x in &s {
             assert!(!x.name.contains("CANARY"));
