@@ -267,6 +267,19 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
             == "completed"
     });
     check_replicas(&service, &claude2, &codex2);
+    // nothing changed since: nothing to do
+    let out = ctx
+        .cmd()
+        .args(["swarm", "update", &service])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already has the current credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(secret_names(&service), second);
     // the old versions are gone (the shim did not change: kept)
     for old in first.iter().filter(|n| !second.contains(n)) {
         assert!(
@@ -463,6 +476,33 @@ fn login_sessions_and_foreign_services_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // a service airlock did not make: neither updated nor removed
+    ok(&Command::new("docker")
+        .args([
+            "service",
+            "create",
+            "-q",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            &name,
+        ])
+        .args([&common::busybox(), "sleep", "600"])
+        .output()
+        .unwrap());
+    let foreign = Cleanup {
+        service: name.clone(),
+        secrets: Default::default(),
+    };
+    for cmd in [&["swarm", "rm", &name][..], &["swarm", "update", &name][..]] {
+        let out = ctx.cmd().args(cmd).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains("was not made by `airlock swarm`"), "{err}");
+    }
+    assert!(docker(&["service", "inspect", &name]).status.success());
+    drop(foreign);
 }
 
 fn rand_suffix() -> String {
