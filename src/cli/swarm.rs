@@ -437,6 +437,10 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> Result<()> {
     for s in &to_add {
         args.extend(["--secret-add".into(), s.mount_spec(user)]);
     }
+    // plain variables (CODEX_HOME, …) as the new plan has them
+    for (k, v) in airlock::sandbox::shim::plain_env(&plan) {
+        args.extend(["--env-add".into(), format!("{k}={v}")]);
+    }
     args.push(a.service.clone());
     let st = docker_cmd(&args)
         .stdin(Stdio::null())
