@@ -131,17 +131,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         extra.extend(["--label".into(), format!("{LABEL_ENTRYPOINT}={ep}")]);
     }
     args.splice(4..4, extra);
-    let out = docker_cmd(&args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            std::io::stdout()
-                .write_all(&o.stdout)
-                .map_err(|e| Error::Other(format!("could not write the output: {e}")))?;
-            Ok(())
-        }
+    // docker's own output (the service id, or its progress without -d) goes
+    // straight to the terminal
+    let st = docker_cmd(&args).stdin(Stdio::null()).status();
+    match st {
+        Ok(st) if st.success() => Ok(()),
         other => {
             remove_secrets(&made);
             Err(Error::Engine(match other {
