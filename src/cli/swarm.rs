@@ -104,13 +104,27 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let req = ServiceRequest::parse(&a.args)?;
     check_engine(&a.sandbox)?;
     ensure_manager()?;
-    let (plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
-    check_shareable(&plan)?;
+    // The image (entrypoint, user, /bin/sh) is examined while the
+    // credentials are resolved, as `airlock run` does.
     let docker = EngineKind::Docker.engine();
-    let image = docker.image_config(&req.image)?;
-    let exec = launch::exec_for(&image, req.entrypoint.as_deref());
-    let user = launch::container_user(docker.as_ref(), &req.image, &image, req.user.as_deref())?;
-    check_shell(docker.as_ref(), &req.image)?;
+    let (resolved, probed) = std::thread::scope(|s| {
+        let probe = s.spawn(|| -> Result<_> {
+            let image = docker.image_config(&req.image)?;
+            let exec = launch::exec_for(&image, req.entrypoint.as_deref());
+            let user =
+                launch::container_user(docker.as_ref(), &req.image, &image, req.user.as_deref())?;
+            check_shell(docker.as_ref(), &req.image)?;
+            Ok((exec, user))
+        });
+        let resolved = a.sandbox.resolve(ctx, SyncUse::Refused);
+        let probed = probe
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("the image check failed unexpectedly".into())));
+        (resolved, probed)
+    });
+    let (plan, _vault) = resolved?;
+    check_shareable(&plan)?;
+    let (exec, user) = probed?;
     let secrets = swarm::secrets(&plan, &exec)?;
     let made = create_secrets(&secrets)?;
     let mut args = create_args(&plan, &secrets, user, &req);
