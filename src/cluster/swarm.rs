@@ -493,6 +493,60 @@ mod tests {
     }
 
     #[test]
+    fn service_flags_in_every_spelling() {
+        let a: Vec<String> = [
+            "--entrypoint=/x",
+            "-de",
+            "A=1",
+            "-qtuagent",
+            "--init",
+            "--mode=global",
+            "--",
+            "img",
+            "-c",
+        ]
+        .map(String::from)
+        .to_vec();
+        let r = ServiceRequest::parse(&a).unwrap();
+        assert_eq!(r.entrypoint.as_deref(), Some("/x"));
+        assert_eq!(r.user.as_deref(), Some("agent"));
+        assert_eq!(
+            r.flags,
+            ["-de", "A=1", "-qtuagent", "--init", "--mode=global"]
+        );
+        assert_eq!(r.image, "img");
+        assert_eq!(r.cmd, ["-c"]);
+    }
+
+    #[test]
+    fn values_go_to_their_agent() {
+        let mut p = SandboxPlan::default();
+        p.set_env("GEMINI_API_KEY", Value::Secret(Secret::from("k1")));
+        p.set_env("ANTHROPIC_API_KEY", Value::Secret(Secret::from("k2")));
+        p.add_file("/run/airlock/gemini/x", Value::Plain("{}".into()), 0o600);
+        for agent in ["claude", "gemini"] {
+            p.agents.push(AgentSummary {
+                agent: agent.into(),
+                credential: Some(CredentialId {
+                    agent: agent.into(),
+                    account: "ci".into(),
+                }),
+                method: Some(Method::ApiKey),
+                source: "vault".into(),
+                delivers: "x".into(),
+            });
+        }
+        let s = secrets(&p, &exec()).unwrap();
+        let agents: Vec<&str> = s.iter().map(|x| x.agent.as_str()).collect();
+        assert_eq!(agents, ["gemini", "claude", "gemini", "shim"]);
+        assert!(s[0].name.starts_with("airlock-gemini-ci-"));
+        assert_eq!(
+            s[0].labels()[2],
+            (LABEL_ACCOUNT.to_owned(), "ci".to_owned())
+        );
+    }
+
+    #[test]
     fn parse_errors_are_usage() {
         assert!(ServiceRequest::parse(&["--replicas".into()]).is_err());
         assert!(ServiceRequest::parse(&["-d".into()]).is_err());
