@@ -166,6 +166,18 @@ pub fn normalize(argv: Vec<OsString>, root: &clap::Command) -> Result<Vec<OsStri
     )?;
     let mut out: Vec<String> = strs[..=at].to_vec();
     match mode {
+        // `airlock swarm --agent codex update web`: the subcommand's flags
+        EngineFlags::Pass
+            if split.engine.is_empty()
+                && split
+                    .rest
+                    .first()
+                    .is_some_and(|a| sub.find_subcommand(a).is_some()) =>
+        {
+            out.push(split.rest[0].clone());
+            out.extend(split.own);
+            out.extend(split.rest[1..].iter().cloned());
+        }
         EngineFlags::Pass => {
             out.extend(split.own);
             out.push("--".to_owned());
@@ -583,6 +595,10 @@ mod tests {
         assert_eq!(
             norm(&["swarm", "rm", "web"]).unwrap(),
             v(&["swarm", "rm", "web"])
+        );
+        assert_eq!(
+            norm(&["swarm", "--agent", "codex", "update", "web"]).unwrap(),
+            v(&["swarm", "update", "--agent", "codex", "web"])
         );
     }
 
