@@ -43,6 +43,7 @@ pub mod login;
 pub mod paths;
 pub mod plan;
 pub mod project;
+pub mod proxy;
 pub mod render;
 pub mod resolve;
 pub mod sandbox;

@@ -125,6 +125,24 @@ pub struct SyncMount {
     pub broker: bool,
 }
 
+/// A placeholder to register with `airlock proxy` (`--rotation proxy`,
+/// docs/proxy.md): the sandbox holds `placeholder`; the proxy swaps it for
+/// the real credential of `agent:account`, read from `truth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyGrant {
+    /// `claude`, `codex` or `gemini`.
+    pub agent: String,
+    /// The account whose credential the proxy uses.
+    pub account: String,
+    /// The real credential's method (which upstream and header it needs).
+    pub method: Method,
+    /// The placeholder the sandbox holds ([`Value::Secret`]).
+    pub placeholder: Value,
+    /// Where the proxy reads the real credential; `None` until resolution
+    /// fills it in.
+    pub truth: Option<crate::sync::Truth>,
+}
+
 /// What was resolved for one agent, for logs, `status` and `verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentSummary {
@@ -153,6 +171,9 @@ pub struct SandboxPlan {
     pub mounts: Vec<Mount>,
     /// Sessions to sync (turned into [`Mount`]s by `airlock run`).
     pub sync: Vec<SyncMount>,
+    /// Placeholders to register with the proxy (`--rotation proxy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy: Vec<ProxyGrant>,
     /// Per-agent summaries.
     pub agents: Vec<AgentSummary>,
     /// Warnings to show the user (never secret).
@@ -194,6 +215,7 @@ impl SandboxPlan {
         }
         self.mounts.extend(other.mounts);
         self.sync.extend(other.sync);
+        self.proxy.extend(other.proxy);
         self.agents.extend(other.agents);
         self.warnings.extend(other.warnings);
     }

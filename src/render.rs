@@ -62,6 +62,15 @@ pub fn sandbox_flags(plan: &SandboxPlan, sb: &Sandbox, engine: &dyn Engine) -> V
         }
         Access::MapUser(flags) => f.extend(flags.iter().cloned()),
     }
+    if !plan.proxy.is_empty() && engine.kind() == crate::engine::EngineKind::Docker {
+        // proxy mode: Docker names the host only when asked (Podman always
+        // adds host.containers.internal)
+        f.push("--add-host".into());
+        f.push(format!(
+            "{}:host-gateway",
+            crate::proxy::sandbox::DOCKER_HOST
+        ));
+    }
     for m in &plan.mounts {
         f.push("--mount".into());
         let mut spec = format!("type=bind,src={},dst={}", m.host, m.container);

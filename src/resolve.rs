@@ -87,6 +87,8 @@ pub struct Request {
     /// How rotating sessions are delivered (`Rotation::Sync` is only
     /// honoured by `airlock run`, which registers `plan.sync`).
     pub rotation: Rotation,
+    /// Proxy mode: the proxy's base URL as the sandbox sees it.
+    pub proxy_url: Option<String>,
 }
 
 impl Default for Request {
@@ -107,6 +109,7 @@ impl Default for Request {
             aliases: true,
             host_configs: true,
             rotation: Rotation::default(),
+            proxy_url: None,
         }
     }
 }
@@ -443,6 +446,7 @@ fn resolve_agent(
         aliases: req.aliases,
         host_config: None,
         rotation: req.rotation,
+        proxy_url: req.proxy_url.clone(),
     };
     if req.host_configs {
         opts.host_config = read_host_config(agent, host, plan);
@@ -513,6 +517,30 @@ fn resolve_agent(
         };
         for m in &mut agent_plan.sync {
             m.truth = truth.clone();
+        }
+        if !agent_plan.proxy.is_empty() {
+            // the proxy reads the real credential where it is kept
+            let kept = match &cand.link {
+                Some(path) => Some(crate::sync::Truth::HostFile { path: path.clone() }),
+                None => sync_truth(step, &cand.record, &cand.source, host),
+            };
+            let Some(kept) = kept else {
+                skip(
+                    step,
+                    &cand.source,
+                    agent,
+                    format!(
+                        "--rotation proxy needs a credential the proxy can read on its own (stored with `airlock auth {agent}`, or the host's login file); {} is not one",
+                        cand.source
+                    ),
+                    res,
+                    plan,
+                );
+                return false;
+            };
+            for g in &mut agent_plan.proxy {
+                g.truth = Some(kept.clone());
+            }
         }
         agent_plan.warnings.extend(sync_note);
         tracing::info!(

@@ -289,3 +289,270 @@ fn gemini_passes_auth_with_a_key_and_trust() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What a genuine CLI sent to [`Recorder`]: method, path, headers
+/// (lower-cased names).
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain-HTTP server on loopback standing where `airlock proxy` stands:
+/// it records each request's head and answers 401, as the proxy does to an
+/// unknown placeholder.
+struct Recorder {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_owned();
+                    let path = parts.next().unwrap_or("").to_owned();
+                    let mut headers = Vec::new();
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            let k = k.trim().to_ascii_lowercase();
+                            if k == "content-length" {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                            headers.push((k, v.trim().to_owned()));
+                        }
+                    }
+                    let mut body = vec![0; len.min(1 << 20)];
+                    let _ = r.read_exact(&mut body);
+                    s.lock().unwrap().push(Seen {
+                        method,
+                        path,
+                        headers,
+                    });
+                    let body = br#"{"error":{"type":"authentication_error","message":"unknown placeholder"}}"#;
+                    let mut w = conn;
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = w.write_all(body);
+                });
+            }
+        });
+        Recorder { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The proxy-mode plan for `record`, pointing at `url`.
+fn proxy_plan(record: &Record, url: &str) -> (SandboxPlan, String) {
+    let opts = InjectOptions {
+        rotation: Rotation::Proxy,
+        proxy_url: Some(url.to_owned()),
+        ..InjectOptions::default()
+    };
+    let plan = airlock::proxy::sandbox::plan(record, &opts).unwrap();
+    let Value::Secret(ph) = &plan.proxy[0].placeholder else {
+        panic!("the placeholder is secret")
+    };
+    let ph = ph.expose().to_owned();
+    (plan, ph)
+}
+
+/// Every request the CLI made carried the placeholder in `header` (with
+/// `prefix`), under `path_prefix`, and no request carried the real secret.
+fn assert_sent_placeholder(
+    what: &str,
+    rec: &Recorder,
+    header: &str,
+    prefix: &str,
+    path_prefix: &str,
+    ph: &str,
+) {
+    let seen = rec.seen();
+    let authed: Vec<&Seen> = seen.iter().filter(|s| s.header(header).is_some()).collect();
+    assert!(
+        !authed.is_empty(),
+        "{what}: no request reached the proxy's address: {seen:?}"
+    );
+    for s in &authed {
+        assert_eq!(
+            s.header(header),
+            Some(format!("{prefix}{ph}").as_str()),
+            "{what}: {} {}",
+            s.method,
+            s.path
+        );
+        assert!(s.path.starts_with(path_prefix), "{what}: {}", s.path);
+    }
+    let all = format!("{seen:?}");
+    assert!(
+        !all.contains(CANARY),
+        "{what}: the real credential was sent"
+    );
+}
+
+#[test]
+fn proxy_mode_claude_sends_the_placeholder_to_the_proxy() {
+    let Some(bin) = bin_dir() else { return };
+    let native = bin.join("../@anthropic-ai/claude-code-linux-x64/claude");
+    let exe = if native.is_file() {
+        native
+    } else {
+        bin.join("claude")
+    };
+    let session = json!({"claudeAiOauth": {"accessToken": format!("sk-ant-oat01-{CANARY}"),
+        "refreshToken": format!("sk-ant-ort01-{CANARY}"), "expiresAt": 4_102_444_800_000i64,
+        "scopes": ["user:inference"], "subscriptionType": "max"}})
+    .to_string();
+    for (method, secret, header, prefix) in [
+        (Method::Session, session, "authorization", "Bearer "),
+        (
+            Method::ApiKey,
+            format!("sk-ant-api03-{CANARY}-{}", "k".repeat(60)),
+            "x-api-key",
+            "",
+        ),
+    ] {
+        let rec_ = Recorder::start();
+        let (plan, ph) = proxy_plan(&rec("claude", method, &secret), &rec_.url);
+        let root = state_root();
+        let env = materialize(&plan, root.path());
+        let t = std::time::Instant::now();
+        // with a key, Claude retries a 401 until the timeout
+        let out = run(&exe, &["-p", "hi"], &env, 10);
+        eprintln!(
+            "claude {method:?}: exit {:?} after {:?}",
+            out.status.code(),
+            t.elapsed()
+        );
+        assert_ne!(out.status.code(), Some(0), "a 401 is a failure");
+        assert_sent_placeholder(
+            &format!("claude {method:?}"),
+            &rec_,
+            header,
+            prefix,
+            "/v1/messages",
+            &ph,
+        );
+    }
+}
+
+#[test]
+fn proxy_mode_codex_sends_the_placeholder_to_the_proxy() {
+    let Some(bin) = bin_dir() else { return };
+    let key = format!("sk-proj-{CANARY}-{}", "k".repeat(40));
+    let r = Recorder::start();
+    let (plan, ph) = proxy_plan(&rec("codex", Method::ApiKey, &key), &r.url);
+    let root = state_root();
+    let env = materialize(&plan, root.path());
+    run(
+        &bin.join("codex"),
+        &["exec", "--skip-git-repo-check", "hi"],
+        &env,
+        12,
+    );
+    assert_sent_placeholder(
+        "codex api key",
+        &r,
+        "authorization",
+        "Bearer ",
+        "/v1/responses",
+        &ph,
+    );
+
+    // a ChatGPT session: the backend calls and their account header
+    let claims = base64_url(
+        &json!({"email": "dev@example.com", "https://api.openai.com/auth":
+            {"chatgpt_plan_type": "pro", "chatgpt_account_id": "acc-1"}})
+        .to_string(),
+    );
+    let session = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "tokens": {
+        "id_token": format!("eyJhbGciOiJSUzI1NiJ9.{claims}.{CANARY}"),
+        "access_token": format!("{CANARY}-access"), "refresh_token": format!("{CANARY}-refresh"),
+        "account_id": "acc-1"}, "last_refresh": "2026-11-01T00:00:00Z"})
+    .to_string();
+    let r = Recorder::start();
+    let (plan, ph) = proxy_plan(&rec("codex", Method::Session, &session), &r.url);
+    let env = materialize(&plan, root.path());
+    let status = run(&bin.join("codex"), &["login", "status"], &env, 20);
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("Logged in using ChatGPT"),
+        "{status:?}"
+    );
+    run(
+        &bin.join("codex"),
+        &["exec", "--skip-git-repo-check", "hi"],
+        &env,
+        12,
+    );
+    assert_sent_placeholder(
+        "codex session",
+        &r,
+        "authorization",
+        "Bearer ",
+        "/backend-api/",
+        &ph,
+    );
+    assert!(
+        r.seen()
+            .iter()
+            .any(|s| s.header("chatgpt-account-id") == Some("acc-1")),
+        "the account header goes along"
+    );
+}
+
+#[test]
+fn proxy_mode_gemini_sends_the_placeholder_to_the_proxy() {
+    let Some(bin) = bin_dir() else { return };
+    let r = Recorder::start();
+    let key = format!("AIza{CANARY}{}", "g".repeat(20));
+    let (plan, ph) = proxy_plan(&rec("gemini", Method::ApiKey, &key), &r.url);
+    let root = state_root();
+    let mut env = materialize(&plan, root.path());
+    env.push(("GEMINI_CLI_TRUST_WORKSPACE".into(), "true".into()));
+    run(
+        &bin.join("gemini"),
+        &["-p", "hi", "--output-format", "json"],
+        &env,
+        30,
+    );
+    assert_sent_placeholder("gemini", &r, "x-goog-api-key", "", "/v1beta/models/", &ph);
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.as_bytes())
+}

@@ -51,6 +51,11 @@ pub enum Rotation {
     /// refresh window and writes each new access token there
     /// (docs/broker.md, [`crate::sync::broker`]). Registered like `Sync`.
     Broker,
+    /// No real credential in the sandbox at all: a random placeholder of
+    /// the same shape and a base URL pointing the agent at `airlock proxy`
+    /// on the host, which swaps the placeholder for the real credential on
+    /// the way to the agent's API (docs/proxy.md, [`crate::proxy`]).
+    Proxy,
 }
 
 impl Rotation {
@@ -69,6 +74,7 @@ impl Rotation {
             Rotation::Copy => "copy",
             Rotation::Sync => "sync",
             Rotation::Broker => "broker",
+            Rotation::Proxy => "proxy",
         }
     }
 }
@@ -81,8 +87,9 @@ impl std::str::FromStr for Rotation {
             "copy" => Ok(Rotation::Copy),
             "sync" => Ok(Rotation::Sync),
             "broker" => Ok(Rotation::Broker),
+            "proxy" => Ok(Rotation::Proxy),
             _ => Err(Error::Usage(format!(
-                "unknown rotation mode {s:?}: use sync, broker, access-only or copy"
+                "unknown rotation mode {s:?}: use sync, broker, proxy, access-only or copy"
             ))),
         }
     }
@@ -102,6 +109,9 @@ pub struct InjectOptions {
     pub host_config: Option<String>,
     /// How rotating sessions are delivered.
     pub rotation: Rotation,
+    /// Proxy mode: the base URL at which the sandbox reaches `airlock
+    /// proxy`; each agent points its API base URL there.
+    pub proxy_url: Option<String>,
 }
 
 impl Default for InjectOptions {
@@ -111,6 +121,7 @@ impl Default for InjectOptions {
             aliases: true,
             host_config: None,
             rotation: Rotation::default(),
+            proxy_url: None,
         }
     }
 }
@@ -121,6 +132,9 @@ pub const DEFAULT_WORKDIR: &str = "/workspace";
 /// The plan for `record`, dispatched on its agent. Custom agents need the
 /// configuration that defines them.
 pub fn plan_for(record: &Record, opts: &InjectOptions, config: &Config) -> Result<SandboxPlan> {
+    if opts.rotation == Rotation::Proxy {
+        return crate::proxy::sandbox::plan(record, opts);
+    }
     let agent = match record.id.agent.as_str() {
         "claude" => Agent::Claude,
         "codex" => Agent::Codex,

@@ -14,6 +14,7 @@ use airlock::vault::{self, Vault};
 
 mod accounts;
 mod args;
+mod audit;
 mod auth;
 mod completions;
 mod compose;
@@ -22,7 +23,9 @@ mod doctor;
 mod lock;
 mod login;
 mod man;
+mod proxy;
 mod remove;
+mod revoke;
 mod run;
 mod status;
 mod sync;
@@ -80,6 +83,9 @@ enum Command {
     Completions(completions::Args),
     Man(man::Args),
     Sync(sync::Args),
+    Proxy(proxy::Args),
+    Revoke(revoke::Args),
+    Audit(audit::Args),
 }
 
 /// What every subcommand gets.
@@ -185,6 +191,9 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::Proxy(a) => proxy::run(&ctx, a),
+        Command::Revoke(a) => revoke::run(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }

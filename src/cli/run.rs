@@ -53,7 +53,10 @@ pub struct SandboxArgs {
     /// shared by the account's sandboxes, kept in step with the vault or host
     /// login by `airlock sync`), broker (like sync, but the sandbox gets the
     /// access token only: airlock alone holds the refresh token and writes
-    /// each new access token into the sandbox; docs/broker.md), access-only
+    /// each new access token into the sandbox; docs/broker.md), proxy
+    /// (`run` only, every credential: the sandbox holds a placeholder and
+    /// `airlock proxy` on the host adds the real credential on the way to
+    /// the agent's API; docs/proxy.md), access-only
     /// (the default of docker-flags and compose, whose output may never be
     /// used; no refresh token, never renewed) or copy (whole session; the
     /// first refresh in the sandbox logs every other copy out). Without this
@@ -66,12 +69,27 @@ pub struct SandboxArgs {
     /// Docker if its daemon answers, else Podman.
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
+
+    /// Proxy mode: the proxy's base URL as the sandbox sees it (set by the
+    /// command once the proxy runs, never from the command line).
+    #[arg(skip)]
+    pub proxy_url: Option<String>,
 }
 
 impl SandboxArgs {
     /// The engine asked for, if any.
     pub fn engine_choice(&self) -> Result<Option<EngineKind>> {
         self.engine.as_deref().map(EngineKind::parse).transpose()
+    }
+
+    /// Whether the rotation asked for (flag, else the configured default)
+    /// is `proxy`.
+    pub fn wants_proxy(&self, ctx: &Ctx) -> Result<bool> {
+        let r: Option<Rotation> = match self.rotation.as_deref() {
+            Some(r) => Some(r.parse()?),
+            None => ctx.config.sync.default_rotation()?,
+        };
+        Ok(r == Some(Rotation::Proxy))
     }
 
     /// Resolves the credentials, with `--rotation sync` as `sync` allows.
@@ -121,7 +139,8 @@ impl SandboxArgs {
             Some(d) => airlock::project::find(d)?.map(|(_, p)| p),
             None => None,
         };
-        let req = Request::from_choices(&choices, project.as_ref())?;
+        let mut req = Request::from_choices(&choices, project.as_ref())?;
+        req.proxy_url = self.proxy_url.clone();
         let vault = ctx.open_vault()?;
         let host = HostEnv::from_process(ctx.paths.home.clone());
         let resolved = resolve::resolve(&req, &vault, &host, &ctx.config, jiff::Timestamp::now())?;
@@ -184,38 +203,74 @@ pub struct Args {
     args: Vec<String>,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     let req = RunRequest::parse(&a.args)?;
     let choice = a.sandbox.engine_choice()?;
+    let proxy_layout = airlock::proxy::registry::Layout::new(&ctx.paths);
     // Asking the engine about the image (30–100 ms of CLI start-up) overlaps
     // with resolving the credentials (vault unlock, keyring round trips).
     // Podman is not asked at all when its store index shows an image ID
     // whose configuration is cached (docs/sandbox.md, "Performance").
-    let (resolved, detected) = std::thread::scope(|s| {
+    // Proxy mode needs the engine first: the proxy's address depends on it.
+    let (resolved, detected) = if a.sandbox.wants_proxy(ctx)? {
         let cache = ctx.paths.runtime_dir.join("images");
-        let image = req.image.as_str();
-        let probe = s.spawn(move || engine::detect_with(choice, image, Some(&cache)));
-        let resolved = a.sandbox.resolve(ctx, SyncUse::Default);
-        let detected = probe
-            .join()
-            .unwrap_or_else(|_| Err(Error::Engine("the engine probe panicked".into())));
-        (resolved, detected)
-    });
+        let detected = engine::detect_with(choice, &req.image, Some(&cache))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+        a.sandbox.proxy_url = Some(airlock::proxy::attach::url(
+            &proxy_layout,
+            detected.engine.kind(),
+            &exe,
+        )?);
+        (a.sandbox.resolve(ctx, SyncUse::Default), Ok(detected))
+    } else {
+        std::thread::scope(|s| {
+            let cache = ctx.paths.runtime_dir.join("images");
+            let image = req.image.as_str();
+            let probe = s.spawn(move || engine::detect_with(choice, image, Some(&cache)));
+            let resolved = a.sandbox.resolve(ctx, SyncUse::Default);
+            let detected = probe
+                .join()
+                .unwrap_or_else(|_| Err(Error::Engine("the engine probe panicked".into())));
+            (resolved, detected)
+        })
+    };
     let (plan, vault) = resolved?;
+    if !plan.proxy.is_empty() {
+        // the proxy opens the vault from the key cache, without a prompt
+        let _ = vault.hand_over();
+    }
     let detected = detected?;
     let engine = detected.engine;
     sandbox::gc(&ctx.paths.runtime_dir);
     let detach = req.detach;
     let layout = sync::Layout::new(&ctx.paths);
     let mut synced: Vec<String> = Vec::new();
+    let mut proxied: Option<String> = None;
     let prepared = launch::prepare_with(
         engine.as_ref(),
         &detected.image,
         &plan,
         req,
         &ctx.paths.runtime_dir,
-        |sb| register_sync(&layout, &vault, &plan, sb, &mut synced),
+        |sb| {
+            let mounts = register_sync(&layout, &vault, &plan, sb, &mut synced)?;
+            if !plan.proxy.is_empty() {
+                proxied = Some(sb.id().to_owned());
+                airlock::proxy::attach::register(&proxy_layout, &plan, sb.id(), engine.kind())?;
+                register_proxy_refresh(&layout, &vault, &plan, sb, &mut synced)?;
+            }
+            Ok(mounts)
+        },
     );
+    let forget_proxy = |proxied: &Option<String>| {
+        if let Some(sb) = proxied {
+            airlock::proxy::attach::forget(&proxy_layout, sb);
+        }
+    };
+    if prepared.is_err() {
+        forget_proxy(&proxied);
+    }
     // Guards first: whatever fails from here on hands the sessions back.
     let guards: Vec<sync::Guard<'_>> = synced
         .iter()
@@ -255,7 +310,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
         code
     } else {
-        let code = launch::run_foreground(engine.as_ref(), prepared)?;
+        let code = launch::run_foreground(engine.as_ref(), prepared);
+        forget_proxy(&proxied);
+        let code = code?;
         for g in guards {
             if let Err(e) = g.finish() {
                 anstream::eprintln!("airlock: warning: could not hand the session back: {e}");
@@ -307,6 +364,44 @@ pub fn register_sync(
         });
     }
     Ok(mounts)
+}
+
+/// Proxy mode: the sessions behind the sandbox's grants are registered
+/// with the sync watcher in broker mode, without a mount: airlock alone
+/// refreshes them ahead of expiry, once per account, and writes them back
+/// to where they are kept, where the proxy reads the current access token
+/// (docs/proxy.md). Nothing of them enters the sandbox.
+fn register_proxy_refresh(
+    layout: &sync::Layout,
+    vault: &Vault,
+    plan: &SandboxPlan,
+    sb: &sandbox::Sandbox,
+    names: &mut Vec<String>,
+) -> Result<()> {
+    for g in &plan.proxy {
+        let Some(truth) = g.truth.clone() else {
+            continue;
+        };
+        if g.method != airlock::vault::Method::Session || g.agent == "gemini" {
+            continue;
+        }
+        let name = format!("{}-{}", sb.id(), g.agent);
+        sync::register_sandbox_mode(
+            layout,
+            Some(vault.backend()),
+            sync::Registration {
+                sandbox: name.clone(),
+                agent: g.agent.clone(),
+                account: g.account.clone(),
+                truth,
+                pid: Some(std::process::id()),
+                owner: None,
+            },
+            true,
+        )?;
+        names.push(name);
+    }
+    Ok(())
 }
 
 /// Who must own the shared directory so that the container's user can

@@ -87,11 +87,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
     };
     let synced = sync_section(ctx, a.agent.as_deref());
+    let (proxy_port, proxied) =
+        airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
     if a.json {
         let mut value =
             serde_json::to_value(&report).map_err(|e| airlock::Error::Other(e.to_string()))?;
         if let serde_json::Value::Object(m) = &mut value {
             m.insert("sync".into(), sync_json(&synced));
+            m.insert(
+                "proxy".into(),
+                serde_json::json!({"port": proxy_port, "sandboxes": proxied}),
+            );
         }
         let text = serde_json::to_string_pretty(&value)
             .map_err(|e| airlock::Error::Other(e.to_string()))?;
@@ -101,12 +107,35 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         if let Some(t) = sync_table(&synced) {
             emit(&t);
         }
+        if !proxied.is_empty() {
+            emit(&proxy_table(proxy_port, &proxied));
+        }
     }
     for w in &report.warnings {
         anstream::eprintln!("airlock: warning: {w}");
     }
     // Everything else was shown; the exit code is the vault's.
     vault_error.map_or(Ok(()), Err)
+}
+
+/// The proxy-mode sandboxes (`--rotation proxy`) and their requests.
+fn proxy_table(port: Option<u16>, sandboxes: &[airlock::proxy::SandboxStatus]) -> String {
+    let mut s = format!(
+        "\nProxy-mode sandboxes (proxy {}):\n",
+        port.map_or("not running".to_owned(), |p| format!("on port {p}"))
+    );
+    for e in sandboxes {
+        s.push_str(&format!(
+            "  {}  {}  {} request(s), {} refused{}\n",
+            e.sandbox,
+            e.credential,
+            e.requests,
+            e.refused,
+            if e.revoked { "  (revoked)" } else { "" }
+        ));
+    }
+    s.pop();
+    s
 }
 
 /// The vault that failed to open, as far as its error says.

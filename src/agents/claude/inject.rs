@@ -143,6 +143,11 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
         state.remove("oauthAccount");
     }
 
+    if let Some(url) = &opts.proxy_url {
+        // proxy mode: Claude sends its requests (with the placeholder) there
+        plan.set_env("ANTHROPIC_BASE_URL", Value::Plain(url.clone()));
+    }
+
     let text = plain_json(&Json::Object(state));
     let content = if state_is_secret {
         Value::Secret(Secret::new(text))
@@ -205,7 +210,7 @@ fn session_file(secret: &Secret, rotation: Rotation) -> Result<Secret> {
         super::capture::parse_document(secret.expose(), "the stored claude session")?;
     match rotation {
         Rotation::Copy | Rotation::Sync => secret_json(&Json::Object(doc)),
-        Rotation::AccessOnly | Rotation::Broker => {
+        Rotation::AccessOnly | Rotation::Broker | Rotation::Proxy => {
             strip_refresh_token(&mut doc);
             secret_json(&Json::Object(doc))
         }

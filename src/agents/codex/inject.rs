@@ -110,6 +110,17 @@ fn build(record: Option<&Record>, opts: &InjectOptions) -> Result<SandboxPlan> {
         }
     }
 
+    if let (Some(url), Some(r)) = (&opts.proxy_url, record) {
+        // proxy mode: the API (key) or the ChatGPT backend (session) there
+        let url = url.trim_end_matches('/');
+        if r.method == Method::Session {
+            config["chatgpt_base_url"] = value(format!("{url}/backend-api/"));
+            config["openai_base_url"] = value(format!("{url}/backend-api/codex"));
+        } else {
+            config["openai_base_url"] = value(format!("{url}/v1"));
+        }
+    }
+
     let text = config.to_string();
     // A host config may hold tokens airlock cannot recognise (MCP server
     // `env`, provider headers): treat the copy as secret.

@@ -81,6 +81,10 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
         Method::ApiKey => {
             let key = single_line(record, "API key")?;
             plan.set_env("GEMINI_API_KEY", Value::Secret(key));
+            if let Some(url) = &opts.proxy_url {
+                // proxy mode: Gemini's API-key requests go there instead
+                plan.set_env("GOOGLE_GEMINI_BASE_URL", Value::Plain(url.clone()));
+            }
             "gemini-api-key"
         }
         Method::Session => {

@@ -1,0 +1,62 @@
+//! `airlock run --rotation proxy`: starting the proxy, registering a
+//! sandbox's grants, and forgetting them when it is gone.
+
+use std::path::Path;
+
+use crate::engine::EngineKind;
+use crate::error::{Error, Result};
+use crate::plan::{SandboxPlan, Value};
+
+use super::placeholder;
+use super::registry::{self, Grant, Layout};
+
+/// Makes sure the proxy runs and returns the base URL a sandbox of
+/// `engine` reaches it at.
+pub fn url(layout: &Layout, engine: EngineKind, exe: &Path) -> Result<String> {
+    let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
+    let port = super::daemon::ensure_running(layout, exe, pass)?;
+    Ok(super::sandbox::url(engine, port))
+}
+
+/// Registers `plan`'s grants for `sandbox`; returns how many. The
+/// placeholders are stored hashed.
+pub fn register(
+    layout: &Layout,
+    plan: &SandboxPlan,
+    sandbox: &str,
+    engine: EngineKind,
+) -> Result<usize> {
+    let now = jiff::Timestamp::now();
+    for g in &plan.proxy {
+        let Value::Secret(ph) = &g.placeholder else {
+            return Err(Error::Other("a proxy placeholder must be secret".into()));
+        };
+        let truth = g.truth.clone().ok_or_else(|| {
+            Error::Other(format!("the {} grant names no credential source", g.agent))
+        })?;
+        registry::add(
+            layout,
+            &Grant {
+                sandbox: sandbox.to_owned(),
+                agent: g.agent.clone(),
+                account: g.account.clone(),
+                method: g.method,
+                placeholder_sha256: placeholder::hash(ph.expose()),
+                truth,
+                container: None,
+                engine: Some(engine.as_str().to_owned()),
+                created: now,
+                revoked_at: None,
+            },
+        )?;
+    }
+    Ok(plan.proxy.len())
+}
+
+/// Forgets `sandbox`'s grants (its container exited): its placeholders are
+/// refused from now on.
+pub fn forget(layout: &Layout, sandbox: &str) {
+    if let Err(e) = registry::remove(layout, sandbox) {
+        tracing::warn!(sandbox, error = %e, "could not remove the sandbox's proxy grants (the proxy drops them once it sees the container gone)");
+    }
+}

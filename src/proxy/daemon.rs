@@ -1,0 +1,294 @@
+//! Running the proxy: one per user, started on demand by `airlock run`
+//! (like the sync watcher) or in the foreground (`airlock proxy`, e.g. as a
+//! systemd user unit). It listens on 127.0.0.1 and on the container
+//! bridges' host addresses (docker0, br-*, podman*, cni-podman*: where
+//! `host.docker.internal` / `host.containers.internal` lead), all on one
+//! port, never on 0.0.0.0; it picks up bridges that appear later, forgets
+//! the grants of containers that are gone, and (when started on demand)
+//! exits once no grant is left.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::registry::{self, Layout};
+use super::server::{State, VaultOpener, serve};
+use crate::error::{Error, Result};
+use crate::fsutil::FileLock;
+
+/// How the proxy runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Addresses to listen on; empty: 127.0.0.1 and the bridges.
+    pub listen: Vec<IpAddr>,
+    /// The port (0: any free one, the same on every address).
+    pub port: u16,
+    /// Exit after this long without any grant (on-demand mode).
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// Whether a proxy holds `layout`'s daemon lock.
+pub fn running(layout: &Layout) -> bool {
+    match FileLock::open(&layout.daemon_lock()) {
+        Ok(f) => match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// The running proxy's port, if one runs.
+pub fn port(layout: &Layout) -> Option<u16> {
+    if !running(layout) {
+        return None;
+    }
+    std::fs::read_to_string(layout.port_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Starts `exe proxy --on-demand` in the background unless a proxy runs,
+/// and returns its port once it listens. The child inherits the environment
+/// (never argv) and logs to `<state>/proxy/proxy.log`.
+pub fn ensure_running(layout: &Layout, exe: &Path, pass_passphrase: bool) -> Result<u16> {
+    layout.ensure()?;
+    if let Some(p) = port(layout) {
+        return Ok(p);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.log())
+        .map_err(|e| Error::io("open", &layout.log(), e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| Error::io("open", &layout.log(), e))?;
+    let _ = std::fs::remove_file(layout.port_file());
+    let mut cmd = std::process::Command::new(exe);
+    if !pass_passphrase {
+        cmd.env_remove(crate::vault::file::PASSPHRASE_ENV);
+    }
+    cmd.args(["proxy", "--on-demand", "-v"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::io("start", exe, e))?;
+    let t = Instant::now();
+    loop {
+        if let Some(p) = port(layout) {
+            return Ok(p);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            // lost a race with another start, or failed: say which
+            if let Some(p) = port(layout) {
+                return Ok(p);
+            }
+            return Err(Error::Other(format!(
+                "airlock proxy exited at start ({st}); see {}",
+                layout.log().display()
+            )));
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err(Error::Other(format!(
+                "airlock proxy did not start listening within 10 s; see {}",
+                layout.log().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The IPv4 addresses of the container bridges on this host.
+pub fn bridge_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    #[cfg(unix)]
+    {
+        let mut ifa: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills a list freed below with freeifaddrs; every
+        // pointer is checked for null before it is read.
+        unsafe {
+            if libc::getifaddrs(&mut ifa) != 0 {
+                return out;
+            }
+            let mut p = ifa;
+            while !p.is_null() {
+                let a = &*p;
+                if !a.ifa_addr.is_null()
+                    && i32::from((*a.ifa_addr).sa_family) == libc::AF_INET
+                    && !a.ifa_name.is_null()
+                {
+                    let name = std::ffi::CStr::from_ptr(a.ifa_name).to_string_lossy();
+                    if is_bridge(&name) {
+                        let sin = &*(a.ifa_addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))));
+                    }
+                }
+                p = a.ifa_next;
+            }
+            libc::freeifaddrs(ifa);
+        }
+    }
+    out
+}
+
+fn is_bridge(name: &str) -> bool {
+    name.starts_with("docker")
+        || name.starts_with("br-")
+        || name.starts_with("podman")
+        || name.starts_with("cni-podman")
+}
+
+/// Runs the proxy until it is idle long enough (on demand) or forever.
+pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()> {
+    layout.ensure()?;
+    let lock = FileLock::open(&layout.daemon_lock())?;
+    if lock.try_lock().is_err() {
+        return Err(Error::Usage(format!(
+            "an airlock proxy is already running for this user (port {}); stop it first",
+            port(&layout).map_or("unknown".into(), |p| p.to_string())
+        )));
+    }
+    let state = Arc::new(State::new(layout.clone(), open_vault)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the proxy's runtime: {e}")))?;
+    rt.block_on(async move {
+        let auto = opts.listen.is_empty();
+        let mut wanted: Vec<IpAddr> = if auto {
+            vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+        } else {
+            opts.listen.clone()
+        };
+        let mut port = opts.port;
+        let mut bound = BTreeSet::new();
+        let bind = |ip: IpAddr, port: &mut u16, bound: &mut BTreeSet<IpAddr>| -> Result<()> {
+            let std = std::net::TcpListener::bind(SocketAddr::new(ip, *port))
+                .map_err(|e| Error::Other(format!("cannot listen on {ip}:{port}: {e}")))?;
+            std.set_nonblocking(true)
+                .map_err(|e| Error::Other(format!("cannot listen on {ip}: {e}")))?;
+            *port = std
+                .local_addr()
+                .map_err(|e| Error::Other(format!("cannot listen on {ip}: {e}")))?
+                .port();
+            let l = tokio::net::TcpListener::from_std(std)
+                .map_err(|e| Error::Other(format!("cannot listen on {ip}: {e}")))?;
+            tracing::info!(address = %ip, port = *port, "proxy listening");
+            tokio::spawn(serve(l, state.clone()));
+            bound.insert(ip);
+            Ok(())
+        };
+        if auto {
+            wanted.extend(bridge_addresses());
+        }
+        for ip in wanted {
+            if !bound.contains(&ip) {
+                bind(ip, &mut port, &mut bound)?;
+            }
+        }
+        crate::fsutil::write_atomic(&layout.port_file(), port.to_string().as_bytes(), 0o600)?;
+        let mut idle_since: Option<Instant> = None;
+        let mut seen = BTreeSet::new();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if auto {
+                for ip in bridge_addresses() {
+                    if !bound.contains(&ip)
+                        && let Err(e) = bind(ip, &mut port, &mut bound)
+                    {
+                        tracing::warn!(error = %e, "a new bridge address could not be used");
+                        bound.insert(ip);
+                    }
+                }
+            }
+            let l2 = layout.clone();
+            let mut s2 = std::mem::take(&mut seen);
+            let (live, s2) = tokio::task::spawn_blocking(move || (forget_gone(&l2, &mut s2), s2))
+                .await
+                .unwrap_or((1, BTreeSet::new()));
+            seen = s2;
+            match (opts.exit_when_idle, live) {
+                (Some(linger), 0) => {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= linger {
+                        tracing::info!("no grant left: the proxy exits");
+                        let _ = std::fs::remove_file(layout.port_file());
+                        return Ok(());
+                    }
+                }
+                _ => idle_since = None,
+            }
+        }
+    })
+}
+
+/// Removes the grants whose sandbox's container is gone (found by
+/// airlock's sandbox label, or by the container id once recorded); returns
+/// how many are left. A sandbox whose container was never seen is kept for
+/// a minute (it is starting); one seen before and missing now is gone.
+fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
+    let Ok(grants) = registry::load(layout) else {
+        return 1;
+    };
+    let now = jiff::Timestamp::now();
+    let mut left = 0;
+    let mut gone = BTreeSet::new();
+    for g in &grants {
+        let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
+        let alive = match g.engine.as_deref() {
+            Some(engine) if container_alive(engine, g) => {
+                seen.insert(g.sandbox.clone());
+                true
+            }
+            _ => young,
+        };
+        if alive {
+            left += 1;
+        } else {
+            gone.insert(g.sandbox.clone());
+        }
+    }
+    for s in gone {
+        if registry::remove(layout, &s).is_ok() {
+            tracing::info!(sandbox = %s, "sandbox gone: its placeholder is refused from now on");
+        }
+    }
+    left
+}
+
+fn container_alive(engine: &str, g: &registry::Grant) -> bool {
+    if engine != "docker" && engine != "podman" {
+        return true;
+    }
+    let mut cmd = std::process::Command::new(engine);
+    cmd.args(["ps", "-q", "--filter"]);
+    match &g.container {
+        Some(c) => cmd.arg(format!("id={c}")),
+        None => cmd.arg(format!("label={}={}", crate::sandbox::LABEL, g.sandbox)),
+    };
+    match cmd
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => !o.stdout.trim_ascii().is_empty(),
+        // the engine could not answer: keep the grant
+        _ => true,
+    }
+}

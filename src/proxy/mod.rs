@@ -1,0 +1,58 @@
+//! Proxy mode (`--rotation proxy`, docs/proxy.md): the sandbox holds only a
+//! revocable placeholder, and `airlock proxy` on the host swaps it for the
+//! real credential on the way to the agent's API.
+//!
+//! * [`placeholder`]: minting placeholders shaped like the real credential.
+//! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
+//! * [`registry`]: the grants (placeholder hashes → account, sandbox).
+//! * [`server`]: the proxy; [`audit`]: its log.
+
+pub mod attach;
+pub mod audit;
+pub mod daemon;
+pub mod placeholder;
+pub mod registry;
+pub mod sandbox;
+pub mod server;
+
+/// One proxy-mode sandbox, for `airlock status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxStatus {
+    /// The sandbox id.
+    pub sandbox: String,
+    /// `agent:account`.
+    pub credential: String,
+    /// Revoked with `airlock revoke`.
+    pub revoked: bool,
+    /// Requests audited for it (in the current and the previous log file).
+    pub requests: usize,
+    /// Of those, refused by the proxy.
+    pub refused: usize,
+}
+
+/// The proxy's state for `airlock status`: whether it runs (and its port),
+/// and each sandbox holding a grant with its request counts.
+pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>) {
+    let grants = registry::load(layout).unwrap_or_default();
+    let entries = audit::read(&layout.audit());
+    let mut out: Vec<SandboxStatus> = Vec::new();
+    for g in grants {
+        if out.iter().any(|s| s.sandbox == g.sandbox) {
+            continue;
+        }
+        let mine = entries
+            .iter()
+            .filter(|e| e.sandbox.as_deref() == Some(g.sandbox.as_str()));
+        let (requests, refused) = mine.fold((0, 0), |(n, r), e| {
+            (n + 1, r + usize::from(e.refused.is_some()))
+        });
+        out.push(SandboxStatus {
+            credential: format!("{}:{}", g.agent, g.account),
+            revoked: g.revoked_at.is_some(),
+            sandbox: g.sandbox,
+            requests,
+            refused,
+        });
+    }
+    (daemon::port(layout), out)
+}

@@ -1,0 +1,263 @@
+//! The proxy's grants: which placeholder (by SHA-256, never the value)
+//! stands for which account's credential, for which sandbox. One JSON file,
+//! `<state>/proxy/grants.json` (0600 in a 0700 directory), rewritten
+//! atomically under `grants.lock`; the format is in docs/proxy.md.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil::{self, FileLock};
+use crate::sync::Truth;
+use crate::vault::Method;
+
+/// The grants file's format version.
+pub const VERSION: u32 = 1;
+
+/// Where the proxy keeps its state (grants, audit log, daemon lock, port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// `<state>/proxy`.
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout under airlock's state directory.
+    pub fn new(paths: &crate::paths::Paths) -> Layout {
+        Layout {
+            dir: paths.state_dir.join("proxy"),
+        }
+    }
+    /// The grants file.
+    pub fn grants(&self) -> PathBuf {
+        self.dir.join("grants.json")
+    }
+    fn lock(&self) -> PathBuf {
+        self.dir.join("grants.lock")
+    }
+    /// The audit log (JSON lines).
+    pub fn audit(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+    /// Held by the running proxy.
+    pub fn daemon_lock(&self) -> PathBuf {
+        self.dir.join("daemon.lock")
+    }
+    /// The running proxy's port (written after it listens).
+    pub fn port_file(&self) -> PathBuf {
+        self.dir.join("port")
+    }
+    /// The background proxy's log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("proxy.log")
+    }
+    /// Creates the directory (0700).
+    pub fn ensure(&self) -> Result<()> {
+        fsutil::ensure_private_dir(&self.dir)
+    }
+}
+
+/// One sandbox's right to one account's credential through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The sandbox (airlock's sandbox id) the placeholder was minted for.
+    pub sandbox: String,
+    /// `claude`, `codex` or `gemini`.
+    pub agent: String,
+    /// The account whose credential is used.
+    pub account: String,
+    /// The real credential's method.
+    pub method: Method,
+    /// Lowercase hex SHA-256 of the placeholder.
+    pub placeholder_sha256: String,
+    /// Where the real credential is read.
+    pub truth: Truth,
+    /// The container, once known (the grant dies with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Its engine (`docker`, `podman`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// When it was granted.
+    pub created: Timestamp,
+    /// When it was revoked (`airlock revoke`): refused from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    grants: Vec<Grant>,
+}
+
+/// Every grant, revoked ones included. A missing file is no grants.
+pub fn load(layout: &Layout) -> Result<Vec<Grant>> {
+    let path = layout.grants();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let f: File = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Other(format!(
+            "{} is not a grants file airlock can read ({e}); stop the proxy and remove it",
+            path.display()
+        ))
+    })?;
+    if f.version != VERSION {
+        return Err(Error::Other(format!(
+            "{} has format version {}, this airlock reads {VERSION}: use the airlock that wrote it",
+            path.display(),
+            f.version
+        )));
+    }
+    Ok(f.grants)
+}
+
+/// Changes the grants under the lock; returns what `change` returned.
+fn update<T>(layout: &Layout, change: impl FnOnce(&mut Vec<Grant>) -> T) -> Result<T> {
+    layout.ensure()?;
+    let _lock = FileLock::exclusive(&layout.lock())?;
+    let mut grants = load(layout)?;
+    let out = change(&mut grants);
+    let bytes = serde_json::to_vec_pretty(&File {
+        version: VERSION,
+        grants,
+    })
+    .map_err(|e| Error::Other(format!("cannot encode the grants: {e}")))?;
+    fsutil::write_atomic(&layout.grants(), &bytes, 0o600)?;
+    Ok(out)
+}
+
+/// Adds a grant (replacing one with the same placeholder).
+pub fn add(layout: &Layout, grant: &Grant) -> Result<()> {
+    update(layout, |g| {
+        g.retain(|x| x.placeholder_sha256 != grant.placeholder_sha256);
+        g.push(grant.clone());
+    })
+}
+
+/// Revokes every grant of `sandbox` (or of the container of that name or
+/// id); returns how many were live.
+pub fn revoke(layout: &Layout, sandbox: &str, now: Timestamp) -> Result<usize> {
+    update(layout, |g| {
+        let mut n = 0;
+        for x in g.iter_mut().filter(|x| matches_sandbox(x, sandbox)) {
+            if x.revoked_at.is_none() {
+                x.revoked_at = Some(now);
+                n += 1;
+            }
+        }
+        n
+    })
+}
+
+/// Records the container a sandbox's grants belong to.
+pub fn set_container(layout: &Layout, sandbox: &str, container: &str, engine: &str) -> Result<()> {
+    update(layout, |g| {
+        for x in g.iter_mut().filter(|x| x.sandbox == sandbox) {
+            x.container = Some(container.to_owned());
+            x.engine = Some(engine.to_owned());
+        }
+    })
+}
+
+/// Removes every grant of `sandbox`; returns how many there were.
+pub fn remove(layout: &Layout, sandbox: &str) -> Result<usize> {
+    update(layout, |g| {
+        let before = g.len();
+        g.retain(|x| x.sandbox != sandbox);
+        before - g.len()
+    })
+}
+
+fn matches_sandbox(g: &Grant, name: &str) -> bool {
+    g.sandbox == name
+        || g.container
+            .as_deref()
+            .is_some_and(|c| c == name || (name.len() >= 12 && c.starts_with(name)))
+}
+
+/// The grant a placeholder belongs to, if any (revoked ones included: the
+/// caller refuses them). Compares hashes in constant time.
+pub fn lookup<'a>(grants: &'a [Grant], placeholder: &str) -> Option<&'a Grant> {
+    let h = super::placeholder::hash(placeholder);
+    grants
+        .iter()
+        .find(|g| constant_time_eq(g.placeholder_sha256.as_bytes(), h.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::CredentialId;
+
+    fn grant(sandbox: &str, ph: &str) -> Grant {
+        Grant {
+            sandbox: sandbox.into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::SetupToken,
+            placeholder_sha256: super::super::placeholder::hash(ph),
+            truth: Truth::Vault {
+                id: CredentialId::parse("claude").unwrap(),
+            },
+            container: None,
+            engine: None,
+            created: Timestamp::now(),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn add_lookup_revoke_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        add(&l, &grant("sb1", "ph-one")).unwrap();
+        add(&l, &grant("sb2", "ph-two")).unwrap();
+        let g = load(&l).unwrap();
+        assert_eq!(lookup(&g, "ph-one").unwrap().sandbox, "sb1");
+        assert!(lookup(&g, "ph-three").is_none());
+        let text = std::fs::read_to_string(l.grants()).unwrap();
+        assert!(!text.contains("ph-one"), "only hashes are stored");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(l.grants()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        set_container(&l, "sb1", "0123456789abcdef", "docker").unwrap();
+        assert_eq!(revoke(&l, "0123456789ab", Timestamp::now()).unwrap(), 1);
+        assert_eq!(
+            revoke(&l, "sb1", Timestamp::now()).unwrap(),
+            0,
+            "already revoked"
+        );
+        let g = load(&l).unwrap();
+        assert!(lookup(&g, "ph-one").unwrap().revoked_at.is_some());
+        assert!(lookup(&g, "ph-two").unwrap().revoked_at.is_none());
+        assert_eq!(remove(&l, "sb1").unwrap(), 1);
+        assert_eq!(load(&l).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused_with_a_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().to_path_buf(),
+        };
+        std::fs::write(l.grants(), r#"{"version": 9, "grants": []}"#).unwrap();
+        assert!(load(&l).unwrap_err().to_string().contains("version 9"));
+        std::fs::write(l.grants(), "garbage").unwrap();
+        assert!(load(&l).unwrap_err().to_string().contains("remove it"));
+    }
+}

@@ -1,0 +1,611 @@
+//! The proxy itself: an HTTP/1.1 server for the sandboxes that swaps a
+//! placeholder for the real credential and forwards the request over TLS
+//! to the agent's own API, streaming both ways (docs/proxy.md).
+//!
+//! Per request: find a placeholder where the agent sends its credential
+//! (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=`), look
+//! its hash up in the grants ([`super::registry`]), refuse unknown and
+//! revoked ones (401), read the account's current credential where it is
+//! kept (vault record or host login file), and send the request to the one
+//! upstream allowed for that agent and method — never another host, never
+//! following a redirect. Every request is audited ([`super::audit`]).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use super::audit::{Audit, Entry};
+use super::registry::{self, Grant, Layout};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::sync::Truth;
+use crate::vault::{Method, Vault};
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ProxyBody,
+>;
+
+/// The environment variable that replaces an agent's upstream
+/// (`AIRLOCK_PROXY_UPSTREAM_CLAUDE=https://gateway.internal:8443`): still
+/// one fixed origin per agent, still TLS. For tests and enterprise gateways.
+pub const UPSTREAM_ENV_PREFIX: &str = "AIRLOCK_PROXY_UPSTREAM_";
+/// A PEM file of extra CA certificates for the upstreams.
+pub const CA_FILE_ENV: &str = "AIRLOCK_PROXY_CA_FILE";
+
+/// The upstream origin for a grant: the agent's own API, by method.
+pub fn default_upstream(agent: &str, method: Method) -> Option<&'static str> {
+    match (agent, method) {
+        ("claude", _) => Some("https://api.anthropic.com"),
+        ("codex", Method::ApiKey) => Some("https://api.openai.com"),
+        ("codex", Method::Session) => Some("https://chatgpt.com"),
+        ("gemini", Method::ApiKey) => Some("https://generativelanguage.googleapis.com"),
+        _ => None,
+    }
+}
+
+/// A file's modification time and length: re-read when it changes.
+type FileStamp = (SystemTime, u64);
+
+/// Opens the vault without a prompt (the key cache or the environment).
+pub type VaultOpener = Box<dyn Fn() -> Result<Vault> + Send + Sync>;
+
+/// What the proxy needs at hand for every request.
+pub struct State {
+    layout: Layout,
+    vault: Mutex<Option<Vault>>,
+    open_vault: VaultOpener,
+    client: HttpsClient,
+    upstreams: HashMap<String, String>,
+    grants: Mutex<(Option<FileStamp>, Arc<Vec<Grant>>)>,
+    audit: Audit,
+}
+
+impl State {
+    /// The proxy's state: grants under `layout`, credentials from the vault
+    /// `open_vault` opens when first needed (and again after a failure:
+    /// the key may reach the key cache later).
+    pub fn new(layout: Layout, open_vault: VaultOpener) -> Result<State> {
+        let mut upstreams = HashMap::new();
+        for agent in ["claude", "codex", "gemini"] {
+            let var = format!("{UPSTREAM_ENV_PREFIX}{}", agent.to_uppercase());
+            if let Ok(v) = std::env::var(&var)
+                && !v.trim().is_empty()
+            {
+                let v = v.trim().trim_end_matches('/').to_owned();
+                let uri: Uri = v.parse().map_err(|_| {
+                    Error::Usage(format!("{var} is not a URL: give https://host[:port]"))
+                })?;
+                if uri.scheme_str() != Some("https") || uri.host().is_none() || uri.path().len() > 1
+                {
+                    return Err(Error::Usage(format!(
+                        "{var} must be an https:// origin (scheme, host, optional port, no path)"
+                    )));
+                }
+                upstreams.insert(agent.to_owned(), v);
+            }
+        }
+        let audit = Audit::new(layout.audit());
+        Ok(State {
+            client: client()?,
+            layout,
+            vault: Mutex::new(None),
+            open_vault,
+            upstreams,
+            grants: Mutex::new((None, Arc::new(Vec::new()))),
+            audit,
+        })
+    }
+
+    /// The grants, re-read when the file changed.
+    fn grants(&self) -> Arc<Vec<Grant>> {
+        let stamp = std::fs::metadata(self.layout.grants())
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != stamp || stamp.is_none() {
+            match registry::load(&self.layout) {
+                Ok(list) => *g = (stamp, Arc::new(list)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the grants; keeping the last ones")
+                }
+            }
+        }
+        g.1.clone()
+    }
+
+    fn upstream(&self, g: &Grant) -> Option<String> {
+        if let Some(o) = self.upstreams.get(&g.agent) {
+            return Some(o.clone());
+        }
+        default_upstream(&g.agent, g.method).map(str::to_owned)
+    }
+}
+
+fn client() -> Result<HttpsClient> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Ok(path) = std::env::var(CA_FILE_ENV)
+        && !path.is_empty()
+    {
+        let pem =
+            std::fs::read(&path).map_err(|e| Error::io("read", std::path::Path::new(&path), e))?;
+        let mut n = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| {
+                Error::Usage(format!(
+                    "{CA_FILE_ENV}: {path} is not a PEM certificate file: {e}"
+                ))
+            })?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::Usage(format!("{CA_FILE_ENV}: {path}: {e}")))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::Usage(format!(
+                "{CA_FILE_ENV}: {path} holds no PEM certificate"
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Other(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// Serves `listener` until the process ends.
+pub async fn serve(listener: TcpListener, state: Arc<State>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let st = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Where the placeholder was found, so the real credential goes there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Bearer,
+    ApiKey,
+    GoogKey,
+    Query,
+}
+
+fn candidates(req: &Request<Incoming>) -> Vec<(Slot, String)> {
+    let h = req.headers();
+    let mut v = Vec::new();
+    if let Some(t) = h
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.strip_prefix("Bearer "))
+    {
+        v.push((Slot::Bearer, t.trim().to_owned()));
+    }
+    if let Some(t) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        v.push((Slot::ApiKey, t.trim().to_owned()));
+    }
+    if let Some(t) = h.get("x-goog-api-key").and_then(|v| v.to_str().ok()) {
+        v.push((Slot::GoogKey, t.trim().to_owned()));
+    }
+    if let Some(q) = req.uri().query() {
+        for pair in q.split('&') {
+            if let Some(k) = pair.strip_prefix("key=") {
+                v.push((Slot::Query, k.to_owned()));
+            }
+        }
+    }
+    v
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": "airlock_proxy", "message": message},
+    })
+    .to_string();
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Hop-by-hop headers and every credential header: never forwarded as sent.
+const DROP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+];
+
+async fn handle(
+    st: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> std::result::Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let path = req.uri().path().to_owned();
+    let mut entry = Entry::new(peer, req.method().as_str(), &path);
+    let grants = st.grants();
+    let found = candidates(&req)
+        .into_iter()
+        .find_map(|(slot, ph)| registry::lookup(&grants, &ph).map(|g| (slot, g.clone())));
+    let Some((slot, grant)) = found else {
+        return Ok(st.audit.refuse(entry, start, StatusCode::UNAUTHORIZED, "unknown placeholder", error_response(
+            StatusCode::UNAUTHORIZED,
+            "airlock proxy: no valid airlock placeholder in this request (the sandbox is gone, or it was never granted one)",
+        )));
+    };
+    entry.grant(&grant);
+    if grant.revoked_at.is_some() {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::UNAUTHORIZED,
+            "revoked",
+            error_response(
+                StatusCode::UNAUTHORIZED,
+                "airlock proxy: this sandbox's access was revoked (`airlock revoke`)",
+            ),
+        ));
+    }
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        // WebSockets are not proxied; the agents fall back to HTTP
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::NOT_IMPLEMENTED,
+            "upgrade refused",
+            error_response(
+                StatusCode::NOT_IMPLEMENTED,
+                "airlock proxy: protocol upgrades (WebSocket) are not proxied; use HTTP",
+            ),
+        ));
+    }
+    let Some(origin) = st.upstream(&grant) else {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::FORBIDDEN,
+            "no upstream",
+            error_response(
+                StatusCode::FORBIDDEN,
+                "airlock proxy: no upstream is allowed for this agent and credential",
+            ),
+        ));
+    };
+    entry.upstream(&origin);
+    let real = {
+        let st2 = st.clone();
+        let g = grant.clone();
+        tokio::task::spawn_blocking(move || credential(&st2, &g))
+            .await
+            .unwrap_or_else(|_| Err(Error::Other("the credential reader panicked".into())))
+    };
+    let real = match real {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(sandbox = %grant.sandbox, agent = %grant.agent, error = %e, "no credential for a grant");
+            return Ok(st.audit.refuse(
+                entry,
+                start,
+                StatusCode::BAD_GATEWAY,
+                "credential unavailable",
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    &format!(
+                        "airlock proxy: the credential of {}:{} is not available: {e}",
+                        grant.agent, grant.account
+                    ),
+                ),
+            ));
+        }
+    };
+
+    let (parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let pq = if slot == Slot::Query {
+        replace_query_key(&pq, real.expose())
+    } else {
+        pq
+    };
+    let uri: Uri = match format!("{origin}{pq}").parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return Ok(st.audit.refuse(
+                entry,
+                start,
+                StatusCode::BAD_REQUEST,
+                "bad path",
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "airlock proxy: the request path is not valid",
+                ),
+            ));
+        }
+    };
+    let mut out = Request::builder().method(parts.method).uri(uri);
+    for (k, v) in &parts.headers {
+        if !DROP.contains(&k.as_str()) {
+            out = out.header(k, v);
+        }
+    }
+    let (name, value) = match slot {
+        Slot::Bearer => (
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {}", real.expose()),
+        ),
+        Slot::ApiKey => (
+            HeaderName::from_static("x-api-key"),
+            real.expose().to_owned(),
+        ),
+        Slot::GoogKey | Slot::Query => (
+            HeaderName::from_static("x-goog-api-key"),
+            real.expose().to_owned(),
+        ),
+    };
+    let Ok(mut value) = HeaderValue::from_str(&value) else {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::BAD_GATEWAY,
+            "credential unusable",
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "airlock proxy: the stored credential cannot be sent in a header",
+            ),
+        ));
+    };
+    value.set_sensitive(true);
+    out = out.header(name, value);
+    let up = Arc::new(AtomicU64::new(0));
+    let req_body = Counted::new(body, up.clone(), None).boxed();
+    let Ok(out) = out.body(req_body) else {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "airlock proxy: the request could not be forwarded",
+            ),
+        ));
+    };
+    drop(real);
+    match st.client.request(out).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            entry.status = parts.status.as_u16();
+            let mut resp = Response::from_parts(parts, ());
+            resp.headers_mut().retain_fn(|k| {
+                !matches!(
+                    k.as_str(),
+                    "connection" | "keep-alive" | "transfer-encoding"
+                )
+            });
+            let done = Done {
+                audit: st.audit.clone(),
+                entry: Some(entry),
+                start,
+                up,
+            };
+            let body = Counted::new(body, Arc::new(AtomicU64::new(0)), Some(done)).boxed();
+            Ok(resp.map(|()| body))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, upstream = %origin, "upstream request failed");
+            Ok(st.audit.refuse(
+                entry,
+                start,
+                StatusCode::BAD_GATEWAY,
+                "upstream unreachable",
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "airlock proxy: the agent's API could not be reached",
+                ),
+            ))
+        }
+    }
+}
+
+trait RetainFn {
+    fn retain_fn(&mut self, keep: impl Fn(&HeaderName) -> bool);
+}
+
+impl RetainFn for hyper::HeaderMap {
+    fn retain_fn(&mut self, keep: impl Fn(&HeaderName) -> bool) {
+        let drop: Vec<HeaderName> = self.keys().filter(|k| !keep(k)).cloned().collect();
+        for k in drop {
+            self.remove(k);
+        }
+    }
+}
+
+fn replace_query_key(pq: &str, real: &str) -> String {
+    let Some((path, q)) = pq.split_once('?') else {
+        return pq.to_owned();
+    };
+    let rest: Vec<&str> = q.split('&').filter(|p| !p.starts_with("key=")).collect();
+    // the key goes in a header instead: never in a URL (logs, proxies)
+    let _ = real;
+    if rest.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", rest.join("&"))
+    }
+}
+
+/// The grant account's current credential, as the agent sends it.
+fn credential(st: &State, g: &Grant) -> Result<Secret> {
+    let doc = match &g.truth {
+        Truth::Vault { id } => {
+            let mut v = st.vault.lock().unwrap_or_else(|e| e.into_inner());
+            if v.is_none() {
+                *v =
+                    Some((st.open_vault)().map_err(|e| {
+                        Error::Other(format!("the proxy cannot open the vault ({e})"))
+                    })?);
+            }
+            let vault = v.as_ref().ok_or_else(|| Error::Other("no vault".into()))?;
+            vault
+                .backend()
+                .get(id)?
+                .ok_or_else(|| Error::Other(format!("{id} is no longer stored")))?
+                .secret
+        }
+        Truth::HostFile { path } => {
+            let meta = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
+            if !meta.is_file() || meta.len() > 1 << 20 {
+                return Err(Error::Other(format!(
+                    "{} is not a credential file (not a regular file of at most 1 MiB)",
+                    path.display()
+                )));
+            }
+            let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+            Secret::new(
+                String::from_utf8(bytes)
+                    .map_err(|_| Error::Other(format!("{} is not UTF-8", path.display())))?,
+            )
+        }
+    };
+    let text = doc.trimmed();
+    let pick = |v: &serde_json::Value, ptr: &str| -> Result<Secret> {
+        v.pointer(ptr)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(|s| Secret::new(s.to_owned()))
+            .ok_or_else(|| Error::Other(format!("the stored session has no {ptr}")))
+    };
+    match (g.agent.as_str(), g.method) {
+        ("claude", Method::Session) => {
+            let v: serde_json::Value = serde_json::from_str(text.expose())
+                .map_err(|_| Error::Other("the stored Claude session is not JSON".into()))?;
+            pick(&v, "/claudeAiOauth/accessToken")
+        }
+        ("codex", Method::Session) => {
+            let v: serde_json::Value = serde_json::from_str(text.expose())
+                .map_err(|_| Error::Other("the stored Codex session is not JSON".into()))?;
+            pick(&v, "/tokens/access_token")
+        }
+        _ => Ok(text),
+    }
+}
+
+/// Sent when a response body ends (or is dropped: the client went away).
+struct Done {
+    audit: Audit,
+    entry: Option<Entry>,
+    start: Instant,
+    up: Arc<AtomicU64>,
+}
+
+/// A body passed through frame by frame (never buffered), counting bytes.
+struct Counted<B> {
+    inner: B,
+    bytes: Arc<AtomicU64>,
+    done: Option<Done>,
+}
+
+impl<B> Counted<B> {
+    fn new(inner: B, bytes: Arc<AtomicU64>, done: Option<Done>) -> Self {
+        Counted { inner, bytes, done }
+    }
+}
+
+impl<B> Drop for Counted<B> {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.done.take()
+            && let Some(mut e) = d.entry.take()
+        {
+            e.bytes_up = d.up.load(Ordering::Relaxed);
+            e.bytes_down = self.bytes.load(Ordering::Relaxed);
+            e.latency_ms = d.start.elapsed().as_millis() as u64;
+            d.audit.write(&e);
+        }
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            self.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

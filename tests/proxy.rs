@@ -1,0 +1,416 @@
+//! Proxy mode end to end, with real parts: `airlock proxy` (the binary) in
+//! front of a TLS mock of the agents' API (its own CA, rcgen), grants in
+//! the registry, requests from a plain client and from the genuine
+//! `claude -p` in a Docker sandbox started by `airlock run --rotation proxy`.
+
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::proxy::placeholder;
+use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::sync::Truth;
+use airlock::vault::{CredentialId, Method};
+use common::{CANARY, TestContext, ok, require_real};
+use mock_upstream::{MockUpstream, REPLY};
+
+fn token() -> String {
+    format!("sk-ant-oat01-{CANARY}-proxy-{}", "0123456789".repeat(6))
+}
+
+/// A context holding a Claude setup-token, whose commands send Claude's
+/// API traffic to `mock` (the proxy inherits the environment).
+fn context(mock: &MockUpstream) -> TestContext {
+    let mut ctx = TestContext::new();
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    let f = ctx.root.path().join("token");
+    std::fs::write(&f, token()).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", "claude", "--method", "token", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    std::fs::remove_file(&f).unwrap();
+    ctx
+}
+
+fn layout(ctx: &TestContext) -> Layout {
+    Layout {
+        dir: ctx.state_dir.join("proxy"),
+    }
+}
+
+fn grant(ctx: &TestContext, sandbox: &str, ph: &str) {
+    registry::add(
+        &layout(ctx),
+        &Grant {
+            sandbox: sandbox.into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::SetupToken,
+            placeholder_sha256: placeholder::hash(ph),
+            truth: Truth::Vault {
+                id: CredentialId::parse("claude").unwrap(),
+            },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+        },
+    )
+    .unwrap();
+}
+
+struct Proxy {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_proxy(ctx: &TestContext) -> Proxy {
+    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
+    let child = ctx
+        .cmd()
+        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let port_file = layout(ctx).port_file();
+    let t = Instant::now();
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the proxy did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Proxy { child, port }
+}
+
+/// A request to the proxy with `auth` as its Authorization header; returns
+/// the open connection after sending.
+fn send(port: u16, method: &str, path: &str, auth: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+fn response(mut s: TcpStream) -> String {
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Reads until `needle` has arrived (or panics after the read timeout).
+fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = s.read(&mut buf).expect("the proxy held the stream back");
+        assert!(
+            n > 0,
+            "closed before {needle:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn scan_for_secrets(what: &str, path: &Path, secrets: &[&str]) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for s in secrets {
+        assert!(!text.contains(s), "{what} holds a secret");
+    }
+}
+
+#[test]
+fn the_proxy_swaps_streams_refuses_and_revokes() {
+    let mock = MockUpstream::start();
+    let ctx = context(&mock);
+    let (ph1, ph2) = (
+        format!("sk-ant-oat01-airlock-{}", "a".repeat(32)),
+        format!("sk-ant-oat01-airlock-{}", "b".repeat(32)),
+    );
+    grant(&ctx, "sb-one", &ph1);
+    grant(&ctx, "sb-two", &ph2);
+    let proxy = start_proxy(&ctx);
+
+    // a granted placeholder: the real token goes upstream, the reply comes back
+    let r = response(send(proxy.port, "POST", "/v1/messages?beta=true", &ph1));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(REPLY), "{r}");
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/messages?beta=true");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {}", token()).as_str()),
+        "the placeholder was swapped for the real token"
+    );
+    assert!(
+        !format!("{seen:?}").contains("airlock-aaaa"),
+        "never the placeholder upstream"
+    );
+
+    // unknown placeholders never reach the upstream
+    let r = response(send(
+        proxy.port,
+        "POST",
+        "/v1/messages",
+        "sk-ant-oat01-airlock-unknown",
+    ));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let r = response(send(proxy.port, "POST", "/v1/messages", &token()));
+    assert!(
+        r.starts_with("HTTP/1.1 401"),
+        "the real token is no pass either: {r}"
+    );
+    assert_eq!(mock.seen().len(), 1);
+
+    // streaming: the first event arrives while the upstream still holds the rest
+    let mut s = send(proxy.port, "GET", "/slow", &ph2);
+    let head = read_until(&mut s, "data: first");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    mock.release.notify_one();
+    read_until(&mut s, "data: last");
+    drop(s);
+    // a client that goes away cancels the upstream request
+    let mut s = send(proxy.port, "GET", "/slow", &ph2);
+    read_until(&mut s, "data: first");
+    drop(s);
+    wait_until("the upstream sees the cancellation", || {
+        mock.cancelled.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+
+    // revoke one sandbox: refused at once, the other keeps working
+    ok(&ctx.cmd().args(["revoke", "sb-one"]).output().unwrap());
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph1));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert!(r.contains("revoked"), "{r}");
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph2));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let out = ctx.cmd().args(["revoke", "sb-none"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+
+    // the audit log: every request, no secret
+    let out = ok(&ctx
+        .cmd()
+        .args(["audit", "--json", "--sandbox", "sb-one"])
+        .output()
+        .unwrap());
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["upstream"], format!("localhost:{}", mock.port));
+    assert_eq!(lines[0]["path"], "/v1/messages", "no query string");
+    assert!(lines[0]["bytes_down"].as_u64().unwrap() > REPLY.len() as u64);
+    assert_eq!(lines[1]["status"], 401);
+    assert_eq!(lines[1]["refused"], "revoked");
+    let all = ok(&ctx.cmd().args(["audit"]).output().unwrap());
+    assert!(all.contains("unknown placeholder"), "{all}");
+    // `airlock status`: the sandboxes and their requests
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&ctx.cmd().args(["status", "--json"]).output().unwrap())).unwrap();
+    let p = &st["proxy"];
+    assert_eq!(p["port"], proxy.port);
+    let one = p["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sandbox"] == "sb-one")
+        .unwrap();
+    assert_eq!(
+        (one["requests"].as_u64(), one["refused"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(one["revoked"], true);
+    let table = ok(&ctx.cmd().args(["status"]).output().unwrap());
+    assert!(
+        table.contains("sb-one  claude:default  2 request(s), 1 refused  (revoked)"),
+        "{table}"
+    );
+    let secrets = [CANARY, ph1.as_str(), ph2.as_str()];
+    scan_for_secrets("the audit log", &layout(&ctx).audit(), &secrets);
+    scan_for_secrets("the grants", &layout(&ctx).grants(), &secrets);
+    drop(proxy);
+    scan_for_secrets(
+        "the proxy's log",
+        &ctx.root.path().join("proxy.log"),
+        &secrets,
+    );
+}
+
+/// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
+/// sandbox answers from the mock through the proxy, holding only a
+/// placeholder; the real token is nowhere in the container.
+#[test]
+fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        claude_through_the_proxy("docker");
+    }
+}
+
+/// The same with Podman (`host.containers.internal`: the proxy listens on
+/// Podman's bridge as soon as it appears).
+#[test]
+fn podman_claude_answers_through_the_proxy_holding_only_a_placeholder() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        claude_through_the_proxy("podman");
+    }
+}
+
+fn claude_through_the_proxy(engine: &str) {
+    let mock = MockUpstream::start();
+    let mut ctx = context(&mock);
+    ctx.runtime_dir = common::tmpfs_context(engine, "proxy").runtime_dir;
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    let name = format!("airlock-proxy-e2e-{engine}-{}", std::process::id());
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--",
+            "--rm",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args([
+            "sh",
+            "-c",
+            "env | grep -c sk-ant-oat01-airlock- ; claude -p hi",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(REPLY), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+    let to_upstream: Vec<_> = mock
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/v1/messages"))
+        .collect();
+    assert!(!to_upstream.is_empty());
+    for s in &to_upstream {
+        assert_eq!(
+            s.header("authorization"),
+            Some(format!("Bearer {}", token()).as_str())
+        );
+    }
+    // the grant died with the container: the proxy forgets it
+    wait_until("the grant is gone", || {
+        registry::load(&layout(&ctx)).unwrap().is_empty()
+    });
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"status\":200"), "{audit}");
+    assert!(!audit.contains(CANARY));
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+
+    // detached: nothing secret in the container's configuration, and
+    // `airlock revoke <container>` cuts it off at once
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--",
+            "-d",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args(["sleep", "60"])
+        .output()
+        .unwrap();
+    let id = ok(&out).trim().to_owned();
+    let inspect = Command::new(engine)
+        .args(["inspect", &id])
+        .output()
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.contains(&name));
+    assert!(
+        !inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"),
+        "a credential in {engine} inspect"
+    );
+    let ask = || {
+        let o = Command::new(engine)
+            .args([
+                "exec",
+                &id,
+                "sh",
+                "/run/airlock-in/init.sh",
+                "claude",
+                "-p",
+                "hi",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(ask().contains(REPLY), "granted before the revoke");
+    ok(&ctx.cmd().args(["revoke", &name]).output().unwrap());
+    assert!(!ask().contains(REPLY), "refused after the revoke");
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"refused\":\"revoked\""), "{audit}");
+    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
+    wait_until("the proxy forgets the removed container's grant", || {
+        registry::load(&layout(&ctx)).unwrap().is_empty()
+    });
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}

@@ -1,0 +1,243 @@
+//! A stand-in for the agents' APIs over TLS on loopback, for the proxy's
+//! tests: its own CA (rcgen), a certificate for `localhost` and 127.0.0.1,
+//! and a recording of every request's head (method, path, the credential
+//! headers). `POST /v1/messages` answers a short Anthropic-style SSE stream
+//! in several chunks; `/slow` streams one chunk, then waits for `release`;
+//! everything else gets 404 JSON.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The text the mock's messages answer carries.
+pub const REPLY: &str = "airlock-proxy-e2e-reply";
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct MockUpstream {
+    pub port: u16,
+    pub ca_pem: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Dropped connections of `/slow` (the client went away).
+    pub cancelled: Arc<std::sync::atomic::AtomicU64>,
+    pub release: Arc<tokio::sync::Notify>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl MockUpstream {
+    pub fn start() -> MockUpstream {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "airlock test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let leaf = params.signed_by(&key, &ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let cancelled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (s, c, r) = (seen.clone(), cancelled.clone(), release.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, s, c, r) = (acceptor.clone(), s.clone(), c.clone(), r.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(req, s.clone(), c.clone(), r.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        MockUpstream {
+            port,
+            ca_pem: ca.pem(),
+            seen,
+            cancelled,
+            release,
+            _rt: rt,
+        }
+    }
+
+    pub fn origin(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// Counts a `/slow` stream dropped before it ended.
+struct OnDrop(Arc<std::sync::atomic::AtomicU64>, bool);
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    cancelled: Arc<std::sync::atomic::AtomicU64>,
+    release: Arc<tokio::sync::Notify>,
+) -> Result<Response<Body>, Infallible> {
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    let method = req.method().as_str().to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let _ = req.into_body().collect().await;
+    seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        headers,
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+    let sse = |tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+               parts: Vec<String>| async move {
+        for p in parts {
+            if tx.send(Ok(Frame::data(Bytes::from(p)))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let builder = Response::builder().header("content-type", "text/event-stream");
+    if method == "POST" && path.starts_with("/v1/messages") && !path.contains("count_tokens") {
+        let ev = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+        let parts = vec![
+            ev(
+                "message_start",
+                serde_json::json!({"type": "message_start", "message": {"id": "msg_airlock", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+            ),
+            ev(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            ev(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": REPLY}}),
+            ),
+            ev(
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 0}),
+            ),
+            ev(
+                "message_delta",
+                serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+            ),
+            ev("message_stop", serde_json::json!({"type": "message_stop"})),
+        ];
+        tokio::spawn(sse(tx, parts));
+    } else if path.starts_with("/slow") {
+        tokio::spawn(async move {
+            let mut guard = OnDrop(cancelled, false);
+            if tx
+                .send(Ok(Frame::data(Bytes::from("data: first\n\n"))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                _ = release.notified() => {
+                    let _ = tx.send(Ok(Frame::data(Bytes::from("data: last\n\n")))).await;
+                    guard.1 = true;
+                }
+                _ = tx.closed() => {}
+            }
+        });
+    } else {
+        let body = http_body_util::Full::new(Bytes::from(
+            r#"{"type":"error","error":{"type":"not_found_error","message":"not here"}}"#,
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
+    }
+    Ok(builder.body(ChannelBody(rx).boxed()).unwrap())
+}
+
+/// A response body fed by a channel, frame by frame.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx)
+    }
+}
