@@ -63,11 +63,28 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// token or the placeholder.
 #[test]
 fn docker_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        flags_through_the_proxy("docker");
     }
+}
+
+/// The same with Podman: `host.containers.internal`, no `--add-host`.
+#[test]
+fn podman_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        flags_through_the_proxy("podman");
+    }
+}
+
+fn flags_through_the_proxy(engine: &str) {
+    let docker = engine == "docker";
+    let host = if docker {
+        "host.docker.internal"
+    } else {
+        "host.containers.internal"
+    };
     let mock = MockUpstream::start();
-    let ctx = context(&mock, "docker");
+    let ctx = context(&mock, engine);
     let image = common::root_image();
     let out = ctx
         .cmd()
@@ -84,9 +101,9 @@ fn docker_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
         .output()
         .unwrap();
     let flags = ok(&out);
-    assert!(
-        flags.contains("--add-host\nhost.docker.internal:host-gateway")
-            || flags.contains("--add-host host.docker.internal:host-gateway"),
+    assert_eq!(
+        flags.contains("host.docker.internal:host-gateway"),
+        docker,
         "{flags}"
     );
     assert!(
@@ -104,7 +121,7 @@ fn docker_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
 
     let name = format!("airlock-proxyflags-{}", std::process::id());
     let script = format!(
-        "docker run --rm --name {name} $(cat) {image} sh -c 'env | grep -c sk-ant-oat01-airlock- ; claude -p hi'"
+        "{engine} run --rm --name {name} $(cat) {image} sh -c 'env | grep -c sk-ant-oat01-airlock- ; claude -p hi'"
     );
     let mut sh = Command::new("sh")
         .args(["-c", &script])
@@ -121,7 +138,7 @@ fn docker_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
     let out = sh.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(REPLY), "{stdout}\n{stderr}");
     assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
@@ -157,12 +174,13 @@ fn docker_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
         .output()
         .unwrap();
     let yaml = ok(&out);
-    assert!(
+    assert_eq!(
         yaml.contains("extra_hosts:\n      - \"host.docker.internal:host-gateway\""),
+        docker,
         "{yaml}"
     );
     assert!(
-        yaml.contains("ANTHROPIC_BASE_URL") && yaml.contains("http://host.docker.internal:"),
+        yaml.contains("ANTHROPIC_BASE_URL") && yaml.contains(&format!("http://{host}:")),
         "{yaml}"
     );
     assert!(!yaml.contains(CANARY) && !yaml.contains("sk-ant-oat01-airlock-"));
