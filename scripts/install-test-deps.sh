@@ -50,6 +50,12 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs)
 fi
 
+# tests/cluster_k8s.rs checks the manifests with kubectl (offline: `kubectl label --local`).
+# Any kubectl will do; Debian's is kubernetes-client (1.20).
+if ! command -v kubectl >/dev/null 2>&1; then
+  missing+=(kubernetes-client)
+fi
+
 if [ "${#missing[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
   SUDO=()
@@ -90,4 +96,17 @@ if ! cargo deb --version >/dev/null 2>&1; then
   echo "install-test-deps: installing cargo-deb from crates.io (log: $LOG_DIR/cargo-deb.log)" >&2
   cargo install --locked cargo-deb >"$LOG_DIR/cargo-deb.log" 2>&1 \
     || { tail -n 20 "$LOG_DIR/cargo-deb.log" >&2; die "cargo install cargo-deb failed"; }
+fi
+
+# The Dev Containers CLI (npm) for tests/cluster_devcontainer.rs, into the test state dir
+# (tests find it there, or through AIRLOCK_TEST_DEVCONTAINER).
+DEVCONTAINER_CLI_VERSION=0.89.0
+dc_dir="$STATE/npm-devcontainers/cli-$DEVCONTAINER_CLI_VERSION"
+if [ ! -f "$dc_dir/.complete" ]; then
+  mkdir -p "$LOG_DIR"
+  rm -rf "$dc_dir.tmp" && mkdir -p "$dc_dir.tmp"
+  npm install --prefix "$dc_dir.tmp" --ignore-scripts --no-save --loglevel=error \
+    "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >"$LOG_DIR/devcontainer-cli.log" 2>&1 \
+    || { tail -n 20 "$LOG_DIR/devcontainer-cli.log" >&2; die "npm install @devcontainers/cli failed"; }
+  rm -rf "$dc_dir" && mv "$dc_dir.tmp" "$dc_dir" && touch "$dc_dir/.complete"
 fi

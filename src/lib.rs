@@ -35,6 +35,7 @@
 
 pub mod agents;
 pub mod capture;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -723,3 +723,117 @@ fn a_shared_dir_recreated_at_once_is_watched_again() {
     stop.stop();
     th.join().unwrap().unwrap();
 }
+
+/// Issue 14: what a compromised sandbox can plant in its shared directory
+/// instead of a credential file — a FIFO, a symbolic link to a root-only
+/// file, a 1 GiB file, a directory — is refused without hanging or reading
+/// it whole, the host file stays as it was, and the status says why.
+#[test]
+fn hostile_shared_files_are_refused_without_hanging() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let status_dir = e.layout.state.join("status");
+    let mut s = Syncer::new(None, Some(status_dir.clone()));
+    let k = s.add(spec(&e)).unwrap();
+    s.sync(&k).unwrap();
+    let before = fs::read(&e.host_file).unwrap();
+    let secret_file = e._root.path().join("shadow");
+    fs::write(&secret_file, format!("root:{CANARY}-shadow:19000::::::")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600)).unwrap();
+
+    type Plant = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "a FIFO",
+            Box::new(|p: &Path| {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a valid NUL-terminated path
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }),
+        ),
+        (
+            "a symbolic link",
+            Box::new(move |p: &Path| std::os::unix::fs::symlink(&secret_file, p).unwrap()),
+        ),
+        (
+            "larger than 1 MiB",
+            Box::new(|p: &Path| {
+                // sparse: a gibibyte that costs no disk
+                fs::File::create(p).unwrap().set_len(1 << 30).unwrap();
+            }),
+        ),
+        (
+            "a directory",
+            Box::new(|p: &Path| fs::create_dir(p).unwrap()),
+        ),
+    ];
+    for (what, plant) in cases {
+        if shared.is_dir() {
+            fs::remove_dir(&shared).unwrap();
+        } else {
+            let _ = fs::remove_file(&shared);
+        }
+        plant(&shared);
+        // on another thread, so that a hang fails the test instead of
+        // stalling it
+        let (tx, rx) = std::sync::mpsc::channel();
+        let key = k.clone();
+        std::thread::spawn(move || {
+            let out = s.sync(&key).unwrap();
+            let _ = tx.send((s, out));
+        });
+        let (back, out) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{what}: the sync hung"));
+        s = back;
+        assert_eq!(
+            out,
+            Outcome::IgnoredShared(Rejection::Unsafe(what)),
+            "{what}"
+        );
+        assert_eq!(
+            fs::read(&e.host_file).unwrap(),
+            before,
+            "{what}: host file kept"
+        );
+        let st = airlock::sync::engine::read_status(&status_dir, &k).unwrap();
+        assert_eq!(
+            st.last_rejected.as_deref(),
+            Some(format!("refused: the shared file is {what}").as_str())
+        );
+        assert!(!format!("{st:?}").contains(CANARY));
+    }
+    // a later good write from the sandbox goes through again
+    fs::remove_dir(&shared).unwrap();
+    agent_write_rename(&shared, &claude_doc("rt-after", 5_000_000));
+    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToTruth { .. }));
+    assert_eq!(rt_of(&e.host_file), "rt-after");
+    assert_host_kept_its_shape(&e);
+}
+
+/// A Codex session of another account written into the shared directory
+/// never replaces the account's own, however new it is.
+#[test]
+fn another_accounts_session_from_a_sandbox_is_refused() {
+    let id = jwt(json!({"email": "a@b"}));
+    let host = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 1_000})), "refresh_token": "rt_1", "account_id": "acc"},
+        "last_refresh": "2026-11-22T10:00:00Z"});
+    let (_root, _layout, host_file, spec) = other_agent_env("codex", "auth.json", &host);
+    let shared = spec.shared_dir.join("auth.json");
+    let mut s = Syncer::new(None, None);
+    let k = s.add(spec).unwrap();
+    s.sync(&k).unwrap();
+    let before = fs::read(&host_file).unwrap();
+    let other = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 9_000})), "refresh_token": "rt_evil", "account_id": "attacker"},
+        "last_refresh": "2026-11-22T11:00:00Z"});
+    fs::write(&shared, serde_json::to_vec(&other).unwrap()).unwrap();
+    assert_eq!(
+        s.sync(&k).unwrap(),
+        Outcome::IgnoredShared(Rejection::Unsafe("another account's session"))
+    );
+    assert_eq!(fs::read(&host_file).unwrap(), before);
+}

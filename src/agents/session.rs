@@ -33,6 +33,10 @@ pub enum Rejection {
     NotInference,
     /// Codex: `id_token` is not JWT-shaped, which Codex refuses to load.
     BadIdToken,
+    /// Not a regular file airlock reads (a symbolic link, a FIFO, a
+    /// directory, a device) or larger than airlock reads: what a
+    /// compromised sandbox might plant in its shared directory.
+    Unsafe(&'static str),
 }
 
 impl fmt::Display for Rejection {
@@ -47,6 +51,7 @@ impl fmt::Display for Rejection {
             Rejection::NoExpiry => "the session has no readable expiry",
             Rejection::NotInference => "the session lacks the user:inference scope",
             Rejection::BadIdToken => "the id_token is not a JWT",
+            Rejection::Unsafe(what) => return write!(f, "refused: the shared file is {what}"),
         })
     }
 }

@@ -18,8 +18,10 @@ mod audit;
 mod auth;
 mod completions;
 mod compose;
+mod devcontainer;
 mod docker_flags;
 mod doctor;
+mod k8s;
 mod lock;
 mod login;
 mod man;
@@ -86,6 +88,8 @@ enum Command {
     Proxy(proxy::Args),
     Revoke(revoke::Args),
     Audit(audit::Args),
+    K8s(k8s::Args),
+    Devcontainer(devcontainer::Args),
 }
 
 /// What every subcommand gets.
@@ -194,6 +198,8 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Proxy(a) => proxy::run(&ctx, a),
         Command::Revoke(a) => revoke::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
+        Command::K8s(a) => k8s::run(&ctx, a),
+        Command::Devcontainer(a) => devcontainer::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }

@@ -130,7 +130,13 @@ pub struct SandboxSpec<'a> {
 impl Sandbox {
     /// Writes the sandbox directory under `<runtime_dir>/sandboxes/`.
     pub fn create(runtime_dir: &Path, spec: SandboxSpec<'_>) -> Result<Sandbox> {
-        let root = runtime_dir.join("sandboxes");
+        Sandbox::create_in(runtime_dir, "sandboxes", spec)
+    }
+
+    /// Like [`Sandbox::create`], under `<runtime_dir>/<sub>/` (a directory
+    /// [`gc`] does not collect: `airlock devcontainer` keeps its own).
+    pub fn create_in(runtime_dir: &Path, sub: &str, spec: SandboxSpec<'_>) -> Result<Sandbox> {
+        let root = runtime_dir.join(sub);
         fsutil::ensure_private_dir(runtime_dir)?;
         fsutil::ensure_private_dir(&root)?;
         if let Some(s) = root.to_str()

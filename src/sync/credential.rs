@@ -104,6 +104,22 @@ pub struct Parsed {
     doc: Map<String, Value>,
 }
 
+impl Parsed {
+    /// The account the session belongs to, when its document names one
+    /// (Codex: `tokens.account_id`; Claude's and Gemini's do not).
+    pub fn account(&self) -> Option<&str> {
+        match self.kind {
+            AgentKind::Codex => self
+                .doc
+                .get("tokens")
+                .and_then(|t| t.get("account_id"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty()),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Debug for Parsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Parsed")

@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::fsutil;
 use crate::sync::credential::{self, AgentKind, Parsed, Rejection, content_hash};
 use crate::sync::refresh::{self, Failure, Policy};
-use crate::sync::truth::{Offer, Truth, read_file};
+use crate::sync::truth::{Offer, Truth, read_shared};
 use crate::sync::watch::CLAUDE_REFRESH_LOCK;
 use crate::sync::write::{AgentLock, write_shared};
 use crate::vault::Backend;
@@ -249,7 +249,7 @@ impl<'a> Syncer<'a> {
             return false;
         };
         let file = st.spec.shared_dir.join(st.kind.file_name());
-        matches!(read_file(&file), Ok(Some(b)) if content_hash(&b) == h)
+        matches!(read_shared(&file), Ok(Ok(Some(b))) if content_hash(&b) == h)
     }
 
     /// Makes the newer valid credential win on both sides of account `key`.
@@ -290,7 +290,12 @@ impl<'a> Syncer<'a> {
             return Ok(b.outcome);
         }
         let shared_file = st.spec.shared_dir.join(kind.file_name());
-        let shared_bytes = read_file(&shared_file)?;
+        // what a sandbox wrote: a symbolic link, FIFO, directory or giant
+        // file there is refused like garbage, never followed or waited on
+        let (shared_bytes, unsafe_shared) = match read_shared(&shared_file)? {
+            Ok(b) => (b, None),
+            Err(r) => (None, Some(r)),
+        };
         let truth_bytes = st.spec.truth.read(vault)?;
 
         let own_shared =
@@ -301,8 +306,22 @@ impl<'a> Syncer<'a> {
             return Ok(Outcome::OwnWrite);
         }
 
-        let shared: Option<std::result::Result<Parsed, Rejection>> =
-            shared_bytes.as_deref().map(|b| credential::parse(kind, b));
+        let truth: Option<Parsed> = truth_bytes
+            .as_deref()
+            .and_then(|b| credential::parse(kind, b).ok());
+        let shared: Option<std::result::Result<Parsed, Rejection>> = match unsafe_shared {
+            Some(r) => Some(Err(r)),
+            None => shared_bytes.as_deref().map(|b| {
+                let p = credential::parse(kind, b)?;
+                // a session of another account never replaces this one's
+                match (p.account(), truth.as_ref().and_then(Parsed::account)) {
+                    (Some(a), Some(b)) if a != b => {
+                        Err(Rejection::Unsafe("another account's session"))
+                    }
+                    _ => Ok(p),
+                }
+            }),
+        };
         let shared_fp = match &shared {
             Some(Ok(p)) => Some(p.fingerprint),
             _ => None,
@@ -311,9 +330,6 @@ impl<'a> Syncer<'a> {
             Some(Ok(p)) => Some((p.expiry, p.fingerprint)),
             _ => None,
         };
-        let truth: Option<Parsed> = truth_bytes
-            .as_deref()
-            .and_then(|b| credential::parse(kind, b).ok());
 
         // A session airlock refreshed away holds a spent refresh token:
         // whatever its expiry, it never wins again.
@@ -547,7 +563,7 @@ impl Syncer<'_> {
                 // the shared file has no refresh token: the host-only copy
                 crate::sync::broker::read_held(&st.spec)?
             } else {
-                read_file(&shared_file)?
+                read_shared(&shared_file)?.unwrap_or(None)
             },
             st.spec.truth.read(vault)?,
         ];
@@ -865,7 +881,8 @@ fn push_shared_replacing(
 ) -> Result<Option<Outcome>> {
     let dir = st.spec.shared_dir.clone();
     let _lock = AgentLock::take(st.kind, &dir);
-    let cur = read_file(file)?;
+    // a refused file there (a FIFO, a link) is replaced by the write
+    let cur = read_shared(file)?.unwrap_or(None);
     if let Some(b) = &cur {
         match credential::parse(st.kind, b) {
             Ok(p) if !t.newer_than(Some(&p)) && Some(p.fingerprint) != replaces => {

@@ -138,13 +138,100 @@ fn need_vault<'a>(vault: Option<&'a dyn Backend>, id: &CredentialId) -> Result<&
     })
 }
 
-/// Reads a credential file; `None` when it does not exist.
+/// The most airlock reads of a credential file: real ones are a few KiB.
+pub const MAX_CREDENTIAL_BYTES: u64 = 1 << 20;
+
+/// Reads a credential file (a symbolic link is followed: the host's own
+/// file may be one); `None` when it does not exist. A FIFO, device or
+/// directory, or more than [`MAX_CREDENTIAL_BYTES`], is an error, never a
+/// hang or an unbounded read.
 pub fn read_file(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(Zeroizing::new(b))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
+    match read_bounded(path, true)? {
+        Ok(b) => Ok(b),
+        Err(r) => Err(Error::Other(format!("{}: {r}", path.display()))),
     }
+}
+
+/// Reads a file a sandbox can write (its shared directory): never through a
+/// symbolic link, only a regular file, at most [`MAX_CREDENTIAL_BYTES`],
+/// without blocking on a FIFO. `Ok(Err(_))` says why the file was refused;
+/// `Ok(Ok(None))` that there is none.
+pub fn read_shared(
+    path: &Path,
+) -> Result<std::result::Result<Option<Zeroizing<Vec<u8>>>, credential::Rejection>> {
+    read_bounded(path, false)
+}
+
+fn read_bounded(
+    path: &Path,
+    follow: bool,
+) -> Result<std::result::Result<Option<Zeroizing<Vec<u8>>>, credential::Rejection>> {
+    use credential::Rejection::Unsafe;
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let meta = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(None)),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let kind = |t: std::fs::FileType| -> Option<&'static str> {
+        if t.is_file() {
+            None
+        } else if t.is_symlink() {
+            Some("a symbolic link")
+        } else if t.is_dir() {
+            Some("a directory")
+        } else if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else {
+            Some("a device or other special file")
+        }
+    };
+    if let Some(what) = kind(meta.file_type()) {
+        return Ok(Err(Unsafe(what)));
+    }
+    if meta.len() > MAX_CREDENTIAL_BYTES {
+        return Ok(Err(Unsafe("larger than 1 MiB")));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    opts.read(true).custom_flags(flags);
+    let f = match opts.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(None)),
+        // swapped for a symbolic link since the lstat
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(Err(Unsafe("a symbolic link")));
+        }
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let opened = f.metadata().map_err(|e| Error::io("read", path, e))?;
+    if let Some(what) = kind(opened.file_type()) {
+        return Ok(Err(Unsafe(what)));
+    }
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Ok(Err(Unsafe("being replaced while read")));
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(
+        opened.len().min(MAX_CREDENTIAL_BYTES) as usize
+    ));
+    f.take(MAX_CREDENTIAL_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", path, e))?;
+    if buf.len() as u64 > MAX_CREDENTIAL_BYTES {
+        return Ok(Err(Unsafe("larger than 1 MiB")));
+    }
+    Ok(Ok(Some(buf)))
 }
 
 fn offer_file(path: &Path, cand: &Parsed, wins: &dyn Fn(&Parsed) -> bool) -> Result<Offer> {

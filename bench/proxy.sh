@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# bench/proxy.sh [SECONDS] — what `airlock proxy` costs per request, against nginx as the baseline,
+# measured in the same run on the same machine (docs/proxy.md, bench/README.md).
+#
+# One TLS upstream (nginx answering a fixed 2 KiB JSON over HTTPS on loopback, certificate from a
+# throw-away CA made with openssl), and in front of it, each on its own loopback port:
+#   nginx    plain HTTP in, TLS to the upstream, a fixed Authorization header set (keepalive pool)
+#   airlock  `airlock proxy` (release build): placeholder looked up, credential read from the vault,
+#            TLS to the upstream, audit line written
+# wrk (2 threads, 16 connections) drives each for SECONDS (default 10) and prints requests/s and
+# latency percentiles; the script prints the ratios airlock/nginx and both proxies' memory (RSS).
+# Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
+set -euo pipefail
+secs="${1:-10}"
+cd "$(dirname "$0")/.."
+for c in nginx wrk openssl; do
+  command -v "$c" >/dev/null 2>&1 || { echo "bench/proxy.sh: $c missing (scripts/install-test-deps.sh)" >&2; exit 1; }
+done
+cargo build --release --quiet --bin airlock
+airlock="$PWD/target/release/airlock"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NG=$(free_port); AP=$(free_port)
+
+# a CA and a certificate for localhost
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=airlock-bench-ca \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$work/ext"
+openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 1 -extfile "$work/ext" -out "$work/leaf.pem" 2>/dev/null
+
+body=$(head -c 1500 /dev/zero | tr '\0' 'x')
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  upstream api { server 127.0.0.1:$UP; keepalive 32; }
+  server {
+    listen 127.0.0.1:$UP ssl;
+    ssl_certificate $work/leaf.pem; ssl_certificate_key $work/leaf.key;
+    location / { default_type application/json; return 200 '{"id":"msg_bench","pad":"$body"}'; }
+  }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass https://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host localhost;
+      proxy_set_header Authorization "Bearer sk-ant-oat01-bench-real-token";
+      proxy_ssl_trusted_certificate $work/ca.pem;
+      proxy_ssl_verify on; proxy_ssl_name localhost; proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" &
+pids+=($!)
+
+# airlock: a vault with the real token, a grant for a placeholder, the proxy
+export AIRLOCK_CONFIG_DIR="$work/cfg" AIRLOCK_DATA_DIR="$work/data" AIRLOCK_STATE_DIR="$work/state" \
+  AIRLOCK_RUNTIME_DIR="$work/run" AIRLOCK_KEYRING_BACKEND=file AIRLOCK_KEYRING_PASSWORD=bench-passphrase \
+  HOME="$work"
+printf 'sk-ant-oat01-bench-real-token-%s' "$(head -c 40 /dev/zero | tr '\0' 'r')" > "$work/token"
+"$airlock" auth claude --method token --from-file "$work/token" >/dev/null 2>&1
+ph="sk-ant-oat01-airlock-bench-placeholder-0123456789"
+hash=$(printf '%s' "$ph" | sha256sum | cut -d' ' -f1)
+mkdir -p "$work/state/proxy" && chmod 700 "$work/state" "$work/state/proxy"
+cat > "$work/state/proxy/grants.json" <<JSON
+{"version":1,"grants":[{"sandbox":"bench","agent":"claude","account":"default","method":"setup-token",
+ "placeholder_sha256":"$hash","truth":{"kind":"vault","id":"claude:default"},"created":"2026-01-01T00:00:00Z"}]}
+JSON
+chmod 600 "$work/state/proxy/grants.json"
+AIRLOCK_PROXY_UPSTREAM_CLAUDE="https://localhost:$UP" AIRLOCK_PROXY_CA_FILE="$work/ca.pem" \
+  "$airlock" proxy --listen 127.0.0.1 --port "$AP" 2>"$work/proxy.log" &
+apid=$!
+pids+=($apid)
+
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+wait_http "http://127.0.0.1:$NG/"
+wait_http "http://127.0.0.1:$AP/"
+out=$(curl -s -H "authorization: Bearer $ph" "http://127.0.0.1:$AP/v1/messages")
+case "$out" in *msg_bench*) ;; *) echo "airlock proxy did not forward: $out" >&2; exit 1 ;; esac
+
+run() { # name url
+  wrk -t2 -c16 -d"${secs}s" --latency -H "authorization: Bearer $ph" "$2" > "$work/$1.wrk"
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.wrk")
+  p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
+  p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$1.wrk" | tr '\n' ' ')
+  printf '%-8s %12s req/s   p50 %-9s p99 %-9s %s\n' "$1" "$rps" "$p50" "$p99" "$errs"
+  eval "${1}_rps=$rps"
+}
+echo "bench/proxy.sh: ${secs}s per proxy, wrk 2 threads x 16 connections, 1.5 KiB JSON responses over TLS"
+run nginx "http://127.0.0.1:$NG/v1/messages"
+run airlock "http://127.0.0.1:$AP/v1/messages"
+rss() { awk '/VmRSS/ {print $2" kB"}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+ngw=$(pgrep -f "nginx: worker process" -n || true)
+echo "memory after the run: airlock proxy $(rss "$apid"); nginx worker $(rss "${ngw:-0}")"
+awk -v a="$airlock_rps" -v n="$nginx_rps" 'BEGIN { printf "ratio airlock/nginx throughput: %.2f\n", a / n }'
+lines=$(wc -l < "$work/state/proxy/audit.jsonl")
+echo "audit lines written by airlock: $lines"
+if grep -q "bench-real-token" "$work/state/proxy/audit.jsonl" "$work/proxy.log"; then
+  echo "bench/proxy.sh: the real token appears in the audit log or the proxy log" >&2; exit 1
+fi

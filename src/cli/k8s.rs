@@ -1,0 +1,186 @@
+//! `airlock k8s`: Kubernetes manifests (a Secret and a Pod, or a workload
+//! patch) that give a pod the agents' credentials (docs/cluster.md).
+
+use std::io::IsTerminal;
+
+use airlock::cluster::k8s::{self, Spec, Target};
+use airlock::cluster::kubeapi;
+use airlock::error::{Error, Result};
+use airlock::plan::SandboxPlan;
+use airlock::sandbox::ContainerUser;
+use airlock::vault::Method;
+
+use super::Ctx;
+use super::run::{SandboxArgs, SyncUse};
+
+/// Print Kubernetes manifests that give a pod the agents' credentials.
+///
+///     airlock k8s --agent claude --image IMG --name dev | kubectl apply -f -
+///
+/// The output is a YAML stream: a Secret (type Opaque, labelled
+/// app.kubernetes.io/managed-by=airlock) holding the shim and the secret
+/// values, and a Pod that mounts it read-only at /run/airlock-in (projected
+/// volume, mode 0400, readable through the pod's fsGroup), keeps the agents'
+/// files in an in-memory emptyDir at /run/airlock and starts through the
+/// shim, which then runs COMMAND (default: wait, for `kubectl exec`). No
+/// secret is in an `env:` value or a command.
+///
+/// With --patch deployment/NAME (or statefulset/NAME) the second document is
+/// a partial workload instead of a Pod: apply it with `kubectl apply
+/// --server-side --field-manager airlock -f -` (or as the body of `kubectl
+/// patch`). It adds the volumes, an init container running the shim (same
+/// image and uid), and the secret variables as secretKeyRefs; the
+/// workload's own command is kept.
+///
+/// --apply sends them to the current kubeconfig context instead
+/// (server-side apply, field manager airlock); --dry-run asks the API
+/// server what it would store.
+///
+/// Pods cannot share a rotating login session (single-use refresh tokens):
+/// give them a setup-token (`airlock login claude --method token`) or an
+/// API key; proxy mode serves this machine's sandboxes only. The Secret
+/// data is in the output: airlock refuses to print it to a terminal.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+
+    /// The container image (it needs /bin/sh, like `airlock run`'s).
+    #[arg(long, value_name = "IMAGE")]
+    image: String,
+
+    /// The namespace of the Secret and Pod (default: kubectl's current one).
+    #[arg(long, short = 'n', value_name = "NS")]
+    namespace: Option<String>,
+
+    /// The Pod's name; the Secret is NAME-airlock.
+    #[arg(long, value_name = "NAME", default_value = "airlock-agent")]
+    name: String,
+
+    /// The container's name (with --patch: the workload's container that
+    /// gets the credentials). Default: agent.
+    #[arg(long, value_name = "NAME", default_value = "agent")]
+    container: String,
+
+    /// The uid[:gid] the container runs as (numeric; default 1000:1000).
+    #[arg(long, short = 'u', value_name = "UID[:GID]", default_value = "1000")]
+    user: String,
+
+    /// Patch an existing workload instead of creating a Pod:
+    /// deployment/NAME or statefulset/NAME.
+    #[arg(long, value_name = "KIND/NAME")]
+    patch: Option<String>,
+
+    /// Print the manifests even to a terminal (they hold the Secret's data).
+    #[arg(long)]
+    force_tty: bool,
+
+    /// Apply the manifests to the current kubeconfig context ($KUBECONFIG,
+    /// else ~/.kube/config) with server-side apply (field manager airlock)
+    /// instead of printing them. The Secret is owner-referenced to the Pod,
+    /// or to the patched workload. Running it again replaces the Secret's data.
+    #[arg(long, conflicts_with = "dry_run")]
+    apply: bool,
+
+    /// Like --apply, with the API server's dry run (nothing is changed):
+    /// prints what the server would store, the Secret's values redacted.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// The command the shim runs in the Pod (after `--`).
+    #[arg(value_name = "COMMAND", last = true)]
+    command: Vec<String>,
+}
+
+/// Refuses proxy mode: airlock's proxy listens on this machine only.
+pub(crate) fn refuse_proxy(ctx: &Ctx, sandbox: &SandboxArgs, target: &str) -> Result<()> {
+    if sandbox.wants_proxy(ctx)? {
+        return Err(Error::Usage(format!(
+            "--rotation proxy (flag, AIRLOCK_ROTATION or [sync] rotation) is not available for {target}: airlock's proxy serves `airlock run`/`docker-flags`/`compose` sandboxes on this machine (docs/proxy.md); use a setup-token or an API key here, or pass --rotation access-only"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses rotating sessions: replicas would refresh and break each other.
+pub(crate) fn refuse_rotating(plan: &SandboxPlan, target: &str) -> Result<()> {
+    for a in &plan.agents {
+        if a.method == Some(Method::Session) && matches!(a.agent.as_str(), "claude" | "codex") {
+            return Err(Error::Usage(format!(
+                "{}: a login session cannot be shared by {target} (its refresh token is single-use: copies break each other and the host login). Use a setup-token (`airlock login claude --method token`) or an API key (`airlock auth {} --method api-key --stdin`); a session can stay on this machine behind airlock's proxy only for local sandboxes (proxy mode, docs/proxy.md)",
+                a.agent, a.agent
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let user = ContainerUser::parse_numeric(&a.user).ok_or_else(|| {
+        Error::Usage(format!(
+            "--user '{}': give a numeric UID or UID:GID (Kubernetes runs pods by number)",
+            a.user
+        ))
+    })?;
+    let target = match &a.patch {
+        Some(p) => Target::parse_patch(p)?,
+        None => Target::Pod,
+    };
+    if matches!(target, Target::Patch { .. }) && !a.command.is_empty() {
+        return Err(Error::Usage(
+            "a COMMAND cannot be given with --patch: the workload keeps its own".into(),
+        ));
+    }
+    let remote = a.apply || a.dry_run;
+    if !remote && std::io::stdout().is_terminal() && !a.force_tty {
+        return Err(Error::Usage(
+            "the manifests hold the Secret's data: pipe them to `kubectl apply -f -` or redirect them to a file (--force-tty prints them here anyway)".into(),
+        ));
+    }
+    let client = if remote {
+        let path = kubeapi::kubeconfig_path(&ctx.paths.home).ok_or_else(|| {
+            Error::Usage(
+                "no kubeconfig: set KUBECONFIG or create ~/.kube/config (or print the manifests without --apply)".into(),
+            )
+        })?;
+        Some(kubeapi::Client::from_kubeconfig(&path)?)
+    } else {
+        None
+    };
+    refuse_proxy(ctx, &a.sandbox, "pods")?;
+    let (plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
+    refuse_rotating(&plan, "pods")?;
+    let namespace = a
+        .namespace
+        .or_else(|| client.as_ref().map(|c| c.namespace.clone()));
+    let spec = Spec {
+        name: a.name,
+        namespace: namespace.clone(),
+        image: a.image,
+        container: a.container,
+        command: a.command,
+        uid: user.uid,
+        gid: user.gid.unwrap_or(user.uid),
+        target,
+    };
+    let mut m = k8s::build(&plan, &spec)?;
+    let Some(client) = client else {
+        print!("{}", m.to_yaml()?);
+        return Ok(());
+    };
+    let ns = namespace.unwrap_or_else(|| "default".into());
+    let applied = kubeapi::apply(&client, &ns, &mut m, a.dry_run)?;
+    for (what, answer) in applied {
+        if a.dry_run {
+            let yaml = serde_saphyr::to_string(&kubeapi::redact(answer))
+                .map_err(|e| Error::Other(format!("could not encode the answer: {e}")))?;
+            print!("---\n{yaml}");
+        } else {
+            anstream::eprintln!(
+                "airlock: applied {what} (namespace {ns}, context {})",
+                client.context
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! `airlock devcontainer`: merged into a real devcontainer.json, the Dev
+//! Containers CLI (`@devcontainers/cli` from npm) starts a container of the
+//! test image whose genuine Claude Code CLI is logged in through
+//! `devcontainer exec`, with no secret in devcontainer.json or `docker
+//! inspect`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::CANARY;
+
+/// The Dev Containers CLI: `AIRLOCK_TEST_DEVCONTAINER`, or the copy
+/// scripts/install-test-deps.sh installs under the test state directory.
+fn devcontainer_cli() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AIRLOCK_TEST_DEVCONTAINER") {
+        return Some(PathBuf::from(p));
+    }
+    let state = std::env::var_os("AIRLOCK_TEST_STATE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/airlock-test"))
+        })?;
+    std::fs::read_dir(state.join("npm-devcontainers"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("node_modules/.bin/devcontainer"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let Some(cli) = devcontainer_cli() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
+        );
+        eprintln!("skipping: @devcontainers/cli is not installed");
+        return;
+    };
+    let ctx = common::tmpfs_context("docker", "dc");
+    common::claude_secret_file(&ctx, "dc");
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    let config = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(
+        &config,
+        format!(
+            "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false,\n  \"runArgs\": [\"--network=none\"]\n}}\n",
+            common::user_image()
+        ),
+    )
+    .unwrap();
+    common::ok(
+        &ctx.cmd()
+            .args([
+                "devcontainer",
+                "--agent",
+                "claude",
+                "--write",
+                "--workspace",
+            ])
+            .arg(&ws)
+            .output()
+            .unwrap(),
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("// the project's own comment"),
+        "{written}"
+    );
+    assert!(written.contains("\"--network=none\""), "{written}");
+    assert!(
+        !written.contains(CANARY) && !written.contains("sk-ant"),
+        "{written}"
+    );
+
+    // (updateRemoteUserUID off: no derived image is built and left behind.)
+    // The Dev Containers CLI runs airlock (initializeCommand) from PATH with
+    // the same environment as `ctx.cmd()`.
+    let airlock = PathBuf::from(env!("CARGO_BIN_EXE_airlock"));
+    let dc = |args: &[&str]| {
+        let base = ctx.cmd();
+        let mut c = Command::new(&cli);
+        c.env_clear();
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        let path = format!(
+            "{}:{}",
+            airlock.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        c.env("PATH", path)
+            .arg(args[0])
+            .arg("--workspace-folder")
+            .arg(&ws)
+            .args(&args[1..]);
+        c.output().unwrap()
+    };
+    let up = dc(&["up"]);
+    let up_out = String::from_utf8_lossy(&up.stdout).to_string();
+    let id = up_out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["containerId"].as_str().map(str::to_owned));
+    let exec = dc(&["exec", "claude", "auth", "status"]);
+    // A new token, refreshed on the host (what the initializeCommand runs):
+    // the running container's exec sessions get it at once.
+    common::claude_secret_file(&ctx, "dc2");
+    let refresh = ctx
+        .cmd()
+        .args([
+            "devcontainer",
+            "--refresh",
+            "--agent",
+            "claude",
+            "--workspace",
+        ])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    let seen = dc(&[
+        "exec",
+        "sh",
+        "-c",
+        ". /run/airlock/env && printf %s \"$CLAUDE_CODE_OAUTH_TOKEN\" | sha256sum",
+    ]);
+    let inspect = id.as_ref().map(|id| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .unwrap()
+    });
+    if let Some(id) = &id {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+    assert!(
+        up.status.success() && id.is_some(),
+        "{up_out}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let out = String::from_utf8_lossy(&exec.stdout);
+    assert!(
+        exec.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["loggedIn"], true, "{out}");
+    assert_eq!(status["authMethod"], "oauth_token", "{out}");
+    let inspect = String::from_utf8_lossy(&inspect.unwrap().stdout).to_string();
+    assert!(inspect.contains("/run/airlock-in"), "the mount is there");
+    assert!(!inspect.contains(CANARY), "the canary is in docker inspect");
+    for o in [&up, &exec] {
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(CANARY));
+    }
+    common::ok(&refresh);
+    let want = {
+        use sha2::Digest as _;
+        let token = std::fs::read_to_string(ctx.root.path().join("claude-token")).unwrap();
+        assert!(token.contains("-dc2-"));
+        let h = sha2::Sha256::digest(token.as_bytes());
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let seen = String::from_utf8_lossy(&seen.stdout);
+    assert!(
+        seen.starts_with(&want),
+        "the refreshed token did not reach the container: {seen}"
+    );
+    // Writing again changes nothing.
+    common::ok(
+        &ctx.cmd()
+            .args([
+                "devcontainer",
+                "--agent",
+                "claude",
+                "--write",
+                "--workspace",
+            ])
+            .arg(&ws)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// Without --write the keys are printed (no secret among them); bad input
+/// is refused with exit code 2 and leaves devcontainer.json as it was.
+#[test]
+fn printed_keys_hold_no_secret_and_conflicts_are_refused() {
+    let ctx = common::TestContext::new();
+    common::claude_secret_file(&ctx, "dcp");
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let dc = |extra: &[&str]| {
+        ctx.cmd()
+            .args([
+                "devcontainer",
+                "--agent",
+                "claude",
+                "--engine",
+                "docker",
+                "--workspace",
+            ])
+            .arg(&ws)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let printed = common::ok(&dc(&[]));
+    let keys: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert!(
+        !printed.contains(CANARY) && !printed.contains("sk-ant"),
+        "{printed}"
+    );
+    assert_eq!(
+        keys["remoteEnv"]["PATH"],
+        "/run/airlock/exec:${containerEnv:PATH}"
+    );
+    assert_eq!(keys["initializeCommand"][2], "--refresh");
+    let mount = keys["runArgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.starts_with("--mount="))
+        .unwrap()
+        .to_owned();
+    assert!(mount.ends_with(",dst=/run/airlock-in,readonly"), "{mount}");
+    // the mount's source is the stable per-project link, to a 0700 directory
+    let src = mount
+        .trim_start_matches("--mount=type=bind,src=")
+        .split(",dst=")
+        .next()
+        .unwrap();
+    let meta = std::fs::metadata(src).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert!(
+        std::fs::symlink_metadata(src)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // --write without a devcontainer.json
+    let out = dc(&["--write"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!ws.join(".devcontainer.json").exists());
+    // --write with a postStartCommand of the project's own
+    let f = ws.join(".devcontainer.json");
+    let text = "{ \"image\": \"x\", \"postStartCommand\": \"npm ci\" }\n";
+    std::fs::write(&f, text).unwrap();
+    let out = dc(&["--write"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("postStartCommand"), "{err}");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), text);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// The exec helper, without airlock's alias wrappers (`--no-aliases`):
+/// the wrapper for an agent found on the PATH loads `/run/airlock/env` and
+/// runs the real command, never itself (busybox image, no network).
+#[test]
+fn exec_helper_wraps_the_real_command() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let script = airlock::cluster::devcontainer::exec_helper(&["fakeagent".to_owned()]);
+    let setup = "mkdir -p /tmp/bin /run/airlock/exec && \
+        printf '#!/bin/sh\\necho real \"$@\" \"$FROM_ENV\"\\n' > /tmp/bin/fakeagent && chmod 755 /tmp/bin/fakeagent && \
+        printf 'FROM_ENV=loaded; export FROM_ENV\\n' > /run/airlock/env && \
+        printf '#!/bin/sh\\necho stale\\n' > /run/airlock/exec/fakeagent && chmod 700 /run/airlock/exec/fakeagent && \
+        printf '%s' \"$HELPER\" > /tmp/h.sh && sh /tmp/h.sh && fakeagent hi";
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--tmpfs",
+            "/run/airlock:exec",
+        ])
+        .args([
+            "-e",
+            "PATH=/run/airlock/exec:/tmp/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ])
+        .arg("-e")
+        .arg(format!("HELPER={script}"))
+        .arg(common::busybox())
+        .args(["sh", "-c", setup])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "real hi loaded\n");
+}
