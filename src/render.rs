@@ -233,6 +233,16 @@ pub fn compose_override(
             engine.tmpfs_options(sb.user().uid, sb.user().gid)
         ))
     ));
+    if !plan.proxy.is_empty() && engine.kind() == crate::engine::EngineKind::Docker {
+        // proxy mode: as `--add-host` in sandbox_flags
+        y.push_str(&format!(
+            "    extra_hosts:\n      - {}\n",
+            q(&format!(
+                "{}:host-gateway",
+                crate::proxy::sandbox::DOCKER_HOST
+            ))
+        ));
+    }
     match sb.access() {
         Access::Owner => {}
         Access::GroupAdd(g) => {

@@ -48,7 +48,8 @@ pub struct Args {
     entrypoint: Option<String>,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
+    super::docker_flags::start_proxy(ctx, &mut a.sandbox, &a.image)?;
     let (mut plan, vault) = a.sandbox.resolve(ctx, SyncUse::OnRequest)?;
     let built = build(
         ctx,

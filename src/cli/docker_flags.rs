@@ -63,12 +63,17 @@ enum Mode {
     Env,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     let sync_use = if a.mode == Mode::Files {
         SyncUse::OnRequest
     } else {
         SyncUse::Refused
     };
+    if a.mode == Mode::Files
+        && let Some(image) = a.image.as_deref()
+    {
+        start_proxy(ctx, &mut a.sandbox, image)?;
+    }
     let (mut plan, vault) = a.sandbox.resolve(ctx, sync_use)?;
     if a.mode == Mode::Env {
         let (flags, warnings) = render::env_flags(&plan)?;
@@ -133,11 +138,30 @@ pub fn hand_to_waiter(
     let layout = sync::Layout::new(&ctx.paths);
     let mut synced = Vec::new();
     let registered = register_sync(&layout, vault, plan, &built.sandbox, &mut synced);
-    let guards: Vec<sync::Guard<'_>> = synced
+    let mut guards: Vec<sync::Guard<'_>> = synced
         .iter()
         .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))
         .collect();
     plan.mounts.extend(registered?);
+    if !plan.proxy.is_empty() {
+        // proxy mode: the grants are registered before the flags are
+        // printed; the proxy drops them once the container is gone (or
+        // never appeared within a minute), or on `airlock revoke`
+        let proxy_layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+        let kind = built.engine.kind();
+        airlock::proxy::attach::register(&proxy_layout, plan, built.sandbox.id(), kind)?;
+        let before = synced.len();
+        let refreshed =
+            super::run::register_proxy_refresh(&layout, vault, plan, &built.sandbox, &mut synced);
+        guards.extend(
+            synced[before..]
+                .iter()
+                .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n)),
+        );
+        refreshed?;
+        // the proxy opens the vault from the key cache, without a prompt
+        let _ = vault.hand_over();
+    }
     let mut handover = airlock::vault::Handover::Nothing;
     if !guards.is_empty() {
         handover = hand_over(vault, plan);
@@ -195,4 +219,24 @@ pub fn build(
         engine,
         sandbox: sb,
     })
+}
+
+/// `--rotation proxy` (docker-flags, compose): makes sure `airlock proxy`
+/// runs and points the sandbox at it, as the engine that will run `image`
+/// reaches the host. Does nothing for other rotations.
+pub fn start_proxy(ctx: &Ctx, sargs: &mut SandboxArgs, image: &str) -> Result<()> {
+    if !sargs.wants_proxy(ctx)? {
+        return Ok(());
+    }
+    let cache = ctx.paths.runtime_dir.join("images");
+    let detected = engine::detect_cached(sargs.engine_choice()?, image, &cache)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+    let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+    sargs.proxy_url = Some(airlock::proxy::attach::url(
+        &layout,
+        detected.engine.kind(),
+        &exe,
+    )?);
+    Ok(())
 }

@@ -54,7 +54,8 @@ pub struct SandboxArgs {
     /// login by `airlock sync`), broker (like sync, but the sandbox gets the
     /// access token only: airlock alone holds the refresh token and writes
     /// each new access token into the sandbox; docs/broker.md), proxy
-    /// (`run` only, every credential: the sandbox holds a placeholder and
+    /// (`run`, docker-flags --image and compose; every credential: the
+    /// sandbox holds a placeholder and
     /// `airlock proxy` on the host adds the real credential on the way to
     /// the agent's API; docs/proxy.md), access-only
     /// (the default of docker-flags and compose, whose output may never be
@@ -371,7 +372,7 @@ pub fn register_sync(
 /// refreshes them ahead of expiry, once per account, and writes them back
 /// to where they are kept, where the proxy reads the current access token
 /// (docs/proxy.md). Nothing of them enters the sandbox.
-fn register_proxy_refresh(
+pub fn register_proxy_refresh(
     layout: &sync::Layout,
     vault: &Vault,
     plan: &SandboxPlan,

@@ -1,0 +1,197 @@
+//! `--rotation proxy` outside `airlock run`: `airlock docker-flags` and
+//! `airlock compose` start the proxy, register the sandbox's grant (a grant
+//! without a container until the user starts one) and print flags that hold
+//! no credential; the genuine `claude -p` in a container started with those
+//! flags answers from a TLS mock through the proxy, which alone saw the
+//! real token.
+
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::proxy::registry::{self, Layout};
+use common::{CANARY, TestContext, ok, require_real};
+use mock_upstream::{MockUpstream, REPLY};
+
+fn token() -> String {
+    format!("sk-ant-oat01-{CANARY}-flags-{}", "0123456789".repeat(6))
+}
+
+/// A context holding a Claude setup-token whose API traffic the proxy
+/// sends to `mock`.
+fn context(mock: &MockUpstream, engine: &str) -> TestContext {
+    let mut ctx = common::tmpfs_context(engine, "proxyflags");
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    ctx.set_env("AIRLOCK_ENGINE", engine);
+    let f = ctx.root.path().join("token");
+    std::fs::write(&f, token()).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", "claude", "--method", "token", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    std::fs::remove_file(&f).unwrap();
+    ctx
+}
+
+fn layout(ctx: &TestContext) -> Layout {
+    Layout {
+        dir: ctx.state_dir.join("proxy"),
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `docker run $(airlock docker-flags --rotation proxy …) IMAGE claude -p hi`
+/// answers through the proxy; `compose --rotation proxy` gives the service
+/// the proxy's host name and registers its grant; neither output holds the
+/// token or the placeholder.
+#[test]
+fn docker_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        flags_through_the_proxy("docker");
+    }
+}
+
+/// The same with Podman: `host.containers.internal`, no `--add-host`.
+#[test]
+fn podman_flags_and_compose_in_proxy_mode_hold_only_a_placeholder() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        flags_through_the_proxy("podman");
+    }
+}
+
+fn flags_through_the_proxy(engine: &str) {
+    let docker = engine == "docker";
+    let host = if docker {
+        "host.docker.internal"
+    } else {
+        "host.containers.internal"
+    };
+    let mock = MockUpstream::start();
+    let ctx = context(&mock, engine);
+    let image = common::root_image();
+    let out = ctx
+        .cmd()
+        .args([
+            "docker-flags",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--image",
+        ])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let flags = ok(&out);
+    assert_eq!(
+        flags.contains("host.docker.internal:host-gateway"),
+        docker,
+        "{flags}"
+    );
+    assert!(
+        !flags.contains(CANARY) && !flags.contains("sk-ant-oat01-airlock-"),
+        "{flags}"
+    );
+    let grants = registry::load(&layout(&ctx)).unwrap();
+    assert_eq!(
+        grants.len(),
+        1,
+        "one grant, registered before the container"
+    );
+    assert_eq!(grants[0].agent, "claude");
+    assert!(!format!("{grants:?}").contains(CANARY));
+
+    let name = format!("airlock-proxyflags-{}", std::process::id());
+    let script = format!(
+        "{engine} run --rm --name {name} $(cat) {image} sh -c 'env | grep -c sk-ant-oat01-airlock- ; claude -p hi'"
+    );
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sh.stdin
+        .take()
+        .unwrap()
+        .write_all(flags.as_bytes())
+        .unwrap();
+    let out = sh.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(REPLY), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+    let to_upstream: Vec<_> = mock
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/v1/messages"))
+        .collect();
+    assert!(!to_upstream.is_empty());
+    for s in &to_upstream {
+        assert_eq!(
+            s.header("authorization"),
+            Some(format!("Bearer {}", token()).as_str())
+        );
+    }
+    wait_until("the proxy forgets the exited container's grant", || {
+        registry::load(&layout(&ctx)).unwrap().is_empty()
+    });
+
+    let out = ctx
+        .cmd()
+        .args([
+            "compose",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--service",
+            "agent",
+            "--image",
+        ])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let yaml = ok(&out);
+    assert_eq!(
+        yaml.contains("extra_hosts:\n      - \"host.docker.internal:host-gateway\""),
+        docker,
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("ANTHROPIC_BASE_URL") && yaml.contains(&format!("http://{host}:")),
+        "{yaml}"
+    );
+    assert!(!yaml.contains(CANARY) && !yaml.contains("sk-ant-oat01-airlock-"));
+    let grants = registry::load(&layout(&ctx)).unwrap();
+    assert_eq!(grants.len(), 1, "compose registers its sandbox's grant");
+    ok(&ctx
+        .cmd()
+        .args(["revoke", &grants[0].sandbox])
+        .output()
+        .unwrap());
+    let grants = registry::load(&layout(&ctx)).unwrap();
+    assert!(grants.iter().all(|g| g.revoked_at.is_some()));
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
