@@ -95,7 +95,27 @@ pub struct RmArgs {
     dry_run: bool,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+/// Proxy mode cannot serve a Swarm service (its replicas may run on other
+/// nodes, which cannot reach the host's proxy): `--rotation proxy` is
+/// refused, a configured default of proxy gives way to access-only.
+fn without_proxy(ctx: &Ctx, s: &mut SandboxArgs) -> Result<()> {
+    if !s.wants_proxy(ctx)? {
+        return Ok(());
+    }
+    if s.rotation.is_some() {
+        return Err(Error::Usage(
+            "--rotation proxy cannot serve a Swarm service: its replicas may run on other nodes, which cannot reach this host's proxy (docs/cluster.md); give the service a setup-token or an API key"
+                .into(),
+        ));
+    }
+    tracing::info!(
+        "the configured rotation is proxy, which Swarm services cannot use: access-only here"
+    );
+    s.rotation = Some("access-only".into());
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     match a.action {
         Some(Action::Update(u)) => return update(ctx, u),
         Some(Action::Rm(r)) => return rm(r),
@@ -103,6 +123,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     let req = ServiceRequest::parse(&a.args)?;
     check_engine(&a.sandbox)?;
+    without_proxy(ctx, &mut a.sandbox)?;
     ensure_manager()?;
     // The image (entrypoint, user, /bin/sh) is examined while the
     // credentials are resolved, as `airlock run` does.
@@ -395,6 +416,7 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> Result<()> {
     ensure_manager()?;
     let info = inspect_service(&a.service)?;
     let mut sargs = a.sandbox.clone();
+    without_proxy(ctx, &mut sargs)?;
     if sargs.agents.is_empty()
         && let Some(list) = info.labels.get(LABEL_AGENTS)
     {

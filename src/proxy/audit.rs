@@ -118,7 +118,9 @@ impl Audit {
         };
         line.push(b'\n');
         let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if g.as_ref().is_some_and(|(_, len)| len + line.len() as u64 > MAX_BYTES) {
+        if g.as_ref()
+            .is_some_and(|(_, len)| len + line.len() as u64 > MAX_BYTES)
+        {
             *g = None;
             let _ = std::fs::rename(&self.path, self.path.with_extension("jsonl.1"));
         }

@@ -336,7 +336,11 @@ async fn handle(
         ));
     };
     entry.upstream(&origin);
-    let key = (grant.agent.clone(), grant.method.as_str().to_owned(), grant.truth.clone());
+    let key = (
+        grant.agent.clone(),
+        grant.method.as_str().to_owned(),
+        grant.truth.clone(),
+    );
     let cached = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&key)
