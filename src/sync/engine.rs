@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::fsutil;
 use crate::sync::credential::{self, AgentKind, Parsed, Rejection, content_hash};
 use crate::sync::refresh::{self, Failure, Policy};
-use crate::sync::truth::{Offer, Truth, read_file};
+use crate::sync::truth::{Offer, Truth};
 use crate::sync::watch::CLAUDE_REFRESH_LOCK;
 use crate::sync::write::{AgentLock, write_shared};
 use crate::vault::Backend;
@@ -249,7 +249,7 @@ impl<'a> Syncer<'a> {
             return false;
         };
         let file = st.spec.shared_dir.join(st.kind.file_name());
-        matches!(read_file(&file), Ok(Some(b)) if content_hash(&b) == h)
+        matches!(credential::read_shared(&file), Ok(Some(Ok(b))) if content_hash(&b) == h)
     }
 
     /// Makes the newer valid credential win on both sides of account `key`.
@@ -290,7 +290,12 @@ impl<'a> Syncer<'a> {
             return Ok(b.outcome);
         }
         let shared_file = st.spec.shared_dir.join(kind.file_name());
-        let shared_bytes = read_file(&shared_file)?;
+        // The sandbox writes this file: read it as hostile input.
+        let (shared_bytes, refused) = match credential::read_shared(&shared_file)? {
+            Some(Ok(b)) => (Some(b), None),
+            Some(Err(r)) => (None, Some(r)),
+            None => (None, None),
+        };
         let truth_bytes = st.spec.truth.read(vault)?;
 
         let own_shared =
@@ -301,8 +306,17 @@ impl<'a> Syncer<'a> {
             return Ok(Outcome::OwnWrite);
         }
 
-        let shared: Option<std::result::Result<Parsed, Rejection>> =
-            shared_bytes.as_deref().map(|b| credential::parse(kind, b));
+        let mut shared: Option<std::result::Result<Parsed, Rejection>> = refused
+            .map(Err)
+            .or_else(|| shared_bytes.as_deref().map(|b| credential::parse(kind, b)));
+        let truth: Option<Parsed> = truth_bytes
+            .as_deref()
+            .and_then(|b| credential::parse(kind, b).ok());
+        if let (Some(Ok(s)), Some(t)) = (&shared, &truth)
+            && !s.same_account(t)
+        {
+            shared = Some(Err(Rejection::OtherAccount));
+        }
         let shared_fp = match &shared {
             Some(Ok(p)) => Some(p.fingerprint),
             _ => None,
@@ -311,9 +325,6 @@ impl<'a> Syncer<'a> {
             Some(Ok(p)) => Some((p.expiry, p.fingerprint)),
             _ => None,
         };
-        let truth: Option<Parsed> = truth_bytes
-            .as_deref()
-            .and_then(|b| credential::parse(kind, b).ok());
 
         // A session airlock refreshed away holds a spent refresh token:
         // whatever its expiry, it never wins again.
@@ -327,6 +338,11 @@ impl<'a> Syncer<'a> {
         let mut keep_truth_fp = false;
         let outcome = match shared {
             Some(Err(r)) => {
+                if r.is_refusal() {
+                    // Hostile or foreign: said even when the truth replaces it.
+                    tracing::warn!(account = %key, reason = %r, "refused the sandbox's shared file");
+                    st.status.last_rejected = Some(r.to_string());
+                }
                 // A sandbox that is logged out (Claude wipes its tokens after
                 // an invalid_grant) or holds garbage gets the truth again only
                 // when the truth changed (a new login, a refresh elsewhere),
@@ -547,7 +563,7 @@ impl Syncer<'_> {
                 // the shared file has no refresh token: the host-only copy
                 crate::sync::broker::read_held(&st.spec)?
             } else {
-                read_file(&shared_file)?
+                credential::read_shared_bytes(&shared_file)?
             },
             st.spec.truth.read(vault)?,
         ];
@@ -865,7 +881,16 @@ fn push_shared_replacing(
 ) -> Result<Option<Outcome>> {
     let dir = st.spec.shared_dir.clone();
     let _lock = AgentLock::take(st.kind, &dir);
-    let cur = read_file(file)?;
+    let cur = match credential::read_shared(file)? {
+        Some(Ok(b)) => Some(b),
+        // not a file airlock reads (or writes through): replaced (the rename
+        // replaces a FIFO or a link, never follows it) when the truth may go
+        // over an invalid file, else left; a directory cannot be replaced
+        Some(Err(Rejection::NotRegularFile("directory"))) => return Ok(None),
+        Some(Err(_)) if over_invalid => None,
+        Some(Err(_)) => return Ok(None),
+        None => None,
+    };
     if let Some(b) = &cur {
         match credential::parse(st.kind, b) {
             Ok(p) if !t.newer_than(Some(&p)) && Some(p.fingerprint) != replaces => {
