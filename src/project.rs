@@ -52,7 +52,7 @@ pub struct ProjectFile {
 impl ProjectFile {
     /// Parses and checks project file text (names, specs, work dir).
     pub fn parse(text: &str) -> std::result::Result<ProjectFile, String> {
-        let p: ProjectFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let p: ProjectFile = toml::from_str(text).map_err(|e| crate::config::toml_message(&e))?;
         for spec in &p.agents {
             CredentialId::parse(spec).map_err(|e| e.to_string())?;
         }
@@ -63,8 +63,13 @@ impl ProjectFile {
         if let Some(w) = &p.workdir
             && !w.starts_with('/')
         {
+            let shown = if crate::secret::looks_like_secret(w) {
+                "(not shown: it looks like a credential)".to_owned()
+            } else {
+                format!("= {w:?}")
+            };
             return Err(format!(
-                "workdir = {w:?} must be an absolute path inside the container"
+                "workdir {shown} must be an absolute path inside the container"
             ));
         }
         Ok(p)

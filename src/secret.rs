@@ -96,6 +96,17 @@ impl From<&str> for Secret {
     }
 }
 
+/// True when `s` looks like a credential (a known token prefix, or long
+/// without spaces): an error message about a misplaced value then names the
+/// field, never the value.
+pub fn looks_like_secret(s: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "sk-", "sk_", "ya29.", "1//", "rt_", "eyJ", "gho_", "ghp_", "AIza",
+    ];
+    let t = s.trim();
+    PREFIXES.iter().any(|p| t.starts_with(p)) || (t.len() > 64 && !t.contains(' '))
+}
+
 /// The bytes were not valid UTF-8 (the message does not include them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the secret is not valid UTF-8 text")]
