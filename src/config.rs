@@ -245,7 +245,31 @@ impl Config {
 
     /// Parses configuration text.
     pub fn parse(text: &str) -> std::result::Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        toml::from_str(text).map_err(|e| toml_message(&e))
+    }
+}
+
+/// A TOML error's message without the offending value: serde quotes it
+/// (`invalid type: string "sk-…", expected a boolean`, ``unknown variant
+/// `sk-…` ``), and a secret pasted in the wrong place must not reach the
+/// terminal or a log. Key names (`unknown field`) are kept: they say what to fix.
+pub(crate) fn toml_message(e: &toml::de::Error) -> String {
+    redact_between(
+        &redact_between(e.message(), "string \"", "\", expected", "a string"),
+        "unknown variant `",
+        "`, expected",
+        "an unknown value",
+    )
+}
+
+/// Replaces `open` + value up to the last `close` (a one-byte quote
+/// followed by the rest of `close`) by `with`.
+fn redact_between(msg: &str, open: &str, close: &str, with: &str) -> String {
+    match (msg.find(open), msg.rfind(close)) {
+        (Some(a), Some(b)) if b >= a + open.len() => {
+            format!("{}{with}{}", &msg[..a], &msg[b + 1..])
+        }
+        _ => msg.to_owned(),
     }
 }
 
@@ -281,6 +305,16 @@ mod tests {
         assert_eq!(c.agents.custom["aider"].api_key_env, "OPENAI_API_KEY");
         assert!(Config::parse("[agents.claude]\nmethod = \"password\"\n").is_err());
         assert!(Config::parse("[agents.claude]\nsecret = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn errors_never_quote_a_value() {
+        let e = Config::parse("[vault]\nkey_cache_seconds = \"sk-ant-SECRET\"\n").unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
+        assert!(e.contains("a string, expected"), "{e}");
+        let e = Config::parse("[vault]\nbackend = \"sk-ant-SECRET\"\n").unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
+        assert!(e.contains("an unknown value, expected one of"), "{e}");
     }
 
     #[test]

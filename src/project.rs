@@ -52,7 +52,7 @@ pub struct ProjectFile {
 impl ProjectFile {
     /// Parses and checks project file text (names, specs, work dir).
     pub fn parse(text: &str) -> std::result::Result<ProjectFile, String> {
-        let p: ProjectFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let p: ProjectFile = toml::from_str(text).map_err(|e| crate::config::toml_message(&e))?;
         for spec in &p.agents {
             CredentialId::parse(spec).map_err(|e| e.to_string())?;
         }
@@ -64,7 +64,8 @@ impl ProjectFile {
             && !w.starts_with('/')
         {
             return Err(format!(
-                "workdir = {w:?} must be an absolute path inside the container"
+                "workdir = {} must be an absolute path inside the container",
+                crate::secret::shown(w)
             ));
         }
         Ok(p)

@@ -96,6 +96,27 @@ impl From<&str> for Secret {
     }
 }
 
+/// True when `s` looks like a credential (a known token prefix, or long
+/// without spaces): an error message about a misplaced value then names the
+/// field, never the value.
+pub fn looks_like_secret(s: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "sk-", "sk_", "ya29.", "1//", "rt_", "eyJ", "gho_", "ghp_", "AIza",
+    ];
+    let t = s.trim();
+    PREFIXES.iter().any(|p| t.starts_with(p)) || (t.len() > 64 && !t.contains(' '))
+}
+
+/// `s` quoted for an error message, or a placeholder when it
+/// [looks like a credential](looks_like_secret).
+pub fn shown(s: &str) -> String {
+    if looks_like_secret(s) {
+        "(not shown: it looks like a credential)".to_owned()
+    } else {
+        format!("{s:?}")
+    }
+}
+
 /// The bytes were not valid UTF-8 (the message does not include them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the secret is not valid UTF-8 text")]

@@ -724,116 +724,159 @@ fn a_shared_dir_recreated_at_once_is_watched_again() {
     th.join().unwrap().unwrap();
 }
 
-/// Issue 14: what a compromised sandbox can plant in its shared directory
-/// instead of a credential file — a FIFO, a symbolic link to a root-only
-/// file, a 1 GiB file, a directory — is refused without hanging or reading
-/// it whole, the host file stays as it was, and the status says why.
+/// Runs `f` on a thread and fails when it takes longer than `t` (a FIFO
+/// opened for reading would block forever).
+fn within<T: Send + 'static>(t: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(t)
+        .expect("timed out: the shared file blocked the reader")
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
 #[test]
-fn hostile_shared_files_are_refused_without_hanging() {
+fn hostile_shared_files_are_refused_and_the_truth_is_kept() {
     let e = env();
     let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
     let shared = dir.join(".credentials.json");
-    let status_dir = e.layout.state.join("status");
-    let mut s = Syncer::new(None, Some(status_dir.clone()));
-    let k = s.add(spec(&e)).unwrap();
-    s.sync(&k).unwrap();
-    let before = fs::read(&e.host_file).unwrap();
-    let secret_file = e._root.path().join("shadow");
-    fs::write(&secret_file, format!("root:{CANARY}-shadow:19000::::::")).unwrap();
+    // A newer session the sandbox must not be able to smuggle in by a link.
+    let elsewhere = e._root.path().join("root-only.json");
+    fs::write(&elsewhere, claude_doc("rt-elsewhere", 9_000_000)).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o600)).unwrap();
+    let before = fs::read(&e.host_file).unwrap();
 
-    type Plant = Box<dyn Fn(&Path)>;
-    let cases: Vec<(&str, Plant)> = vec![
+    type Make = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Make, Rejection)> = vec![
         (
-            "a FIFO",
-            Box::new(|p: &Path| {
-                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-                // SAFETY: a valid NUL-terminated path
-                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            "garbage",
+            Box::new(|p| fs::write(p, [0xff, 0x00, 0x7b, 0x13]).unwrap()),
+            Rejection::NotJson,
+        ),
+        (
+            "1 GiB sparse file",
+            Box::new(|p| fs::File::create(p).unwrap().set_len(1 << 30).unwrap()),
+            Rejection::TooLarge,
+        ),
+        (
+            "just over 1 MiB of JSON",
+            Box::new(|p| {
+                let mut b = claude_doc("rt-big", 9_000_000);
+                b.extend(std::iter::repeat_n(b' ', 1 << 20));
+                fs::write(p, b).unwrap()
             }),
+            Rejection::TooLarge,
         ),
         (
-            "a symbolic link",
-            Box::new(move |p: &Path| std::os::unix::fs::symlink(&secret_file, p).unwrap()),
-        ),
-        (
-            "larger than 1 MiB",
-            Box::new(|p: &Path| {
-                // sparse: a gibibyte that costs no disk
-                fs::File::create(p).unwrap().set_len(1 << 30).unwrap();
+            "symlink to a root-only file",
+            Box::new({
+                let t = elsewhere.clone();
+                move |p| std::os::unix::fs::symlink(&t, p).unwrap()
             }),
+            Rejection::NotRegularFile("symbolic link"),
         ),
         (
-            "a directory",
-            Box::new(|p: &Path| fs::create_dir(p).unwrap()),
+            "symlink to /etc/shadow",
+            Box::new(|p| std::os::unix::fs::symlink("/etc/shadow", p).unwrap()),
+            Rejection::NotRegularFile("symbolic link"),
+        ),
+        ("FIFO", Box::new(mkfifo), Rejection::NotRegularFile("FIFO")),
+        (
+            "directory",
+            Box::new(|p| fs::create_dir(p).unwrap()),
+            Rejection::NotRegularFile("directory"),
         ),
     ];
-    for (what, plant) in cases {
-        if shared.is_dir() {
-            fs::remove_dir(&shared).unwrap();
-        } else {
-            let _ = fs::remove_file(&shared);
-        }
-        plant(&shared);
-        // on another thread, so that a hang fails the test instead of
-        // stalling it
-        let (tx, rx) = std::sync::mpsc::channel();
-        let key = k.clone();
-        std::thread::spawn(move || {
-            let out = s.sync(&key).unwrap();
-            let _ = tx.send((s, out));
+    let status_dir = e.layout.accounts_dir();
+    let spec = spec(&e);
+    for (what, make, why) in cases {
+        let mut s = Syncer::new(None, Some(status_dir.clone()));
+        let k = s.add(spec.clone()).unwrap();
+        // the truth first reached the sandbox: nothing new on the host side
+        let _ = fs::remove_dir(&shared);
+        let _ = fs::remove_file(&shared);
+        s.sync(&k).unwrap();
+        fs::remove_file(&shared).unwrap();
+        make(&shared);
+        let (s, out) = within(Duration::from_secs(5), move || {
+            let o = s.sync(&k);
+            (s, o)
         });
-        let (back, out) = rx
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| panic!("{what}: the sync hung"));
-        s = back;
-        assert_eq!(
-            out,
-            Outcome::IgnoredShared(Rejection::Unsafe(what)),
-            "{what}"
-        );
+        assert_eq!(out.unwrap(), Outcome::IgnoredShared(why), "{what}");
+        drop(s);
         assert_eq!(
             fs::read(&e.host_file).unwrap(),
             before,
-            "{what}: host file kept"
+            "{what}: truth kept"
         );
-        let st = airlock::sync::engine::read_status(&status_dir, &k).unwrap();
-        assert_eq!(
-            st.last_rejected.as_deref(),
-            Some(format!("refused: the shared file is {what}").as_str())
+        assert!(
+            fs::symlink_metadata(&shared).is_ok(),
+            "{what}: the sandbox's file is left as it is"
         );
-        assert!(!format!("{st:?}").contains(CANARY));
+        let st = airlock::sync::engine::read_status(&status_dir, "claude-work").unwrap();
+        let said = st.last_rejected.unwrap_or_default();
+        if why.is_refusal() {
+            assert_eq!(said, why.to_string(), "{what}");
+            assert!(said.starts_with("refused: "), "{what}: {said}");
+        }
+        assert!(!said.contains(CANARY), "{what}");
     }
-    // a later good write from the sandbox goes through again
-    fs::remove_dir(&shared).unwrap();
-    agent_write_rename(&shared, &claude_doc("rt-after", 5_000_000));
-    assert!(matches!(s.sync(&k).unwrap(), Outcome::ToTruth { .. }));
-    assert_eq!(rt_of(&e.host_file), "rt-after");
-    assert_host_kept_its_shape(&e);
 }
 
-/// A Codex session of another account written into the shared directory
-/// never replaces the account's own, however new it is.
 #[test]
-fn another_accounts_session_from_a_sandbox_is_refused() {
-    let id = jwt(json!({"email": "a@b"}));
+fn the_watcher_survives_a_fifo_and_replaces_it_with_the_next_login() {
+    let e = env();
+    let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
+    let shared = dir.join(".credentials.json");
+    let (stop, th) = start_daemon(&e.layout, None);
+    let t = Duration::from_secs(5);
+    wait_until("the first sync", t, || shared.is_file());
+    fs::remove_file(&shared).unwrap();
+    mkfifo(&shared);
+    let status = e.layout.accounts_dir().join("claude-work.json");
+    wait_until("the refusal in the status", t, || {
+        fs::read_to_string(&status).is_ok_and(|s| s.contains("refused: the shared file is a FIFO"))
+    });
+    // still alive: a host login replaces the FIFO (rename, never opened)
+    agent_write_rename(&e.host_file, &host_doc("rt-host-2", 4_000_000));
+    wait_until("the login to replace the FIFO", t, || {
+        shared.is_file() && rt_of(&shared) == "rt-host-2"
+    });
+    stop.stop();
+    th.join().unwrap().unwrap();
+}
+
+#[test]
+fn another_accounts_session_is_refused() {
+    let id = jwt(json!({"email": "a@b", "sub": "user-a"}));
     let host = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
-        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 1_000})), "refresh_token": "rt_1", "account_id": "acc"},
+        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 1_000})), "refresh_token": "rt_1", "account_id": "acc-a"},
         "last_refresh": "2026-11-22T10:00:00Z"});
-    let (_root, _layout, host_file, spec) = other_agent_env("codex", "auth.json", &host);
+    let (_root, layout, host_file, spec) = other_agent_env("codex", "auth.json", &host);
     let shared = spec.shared_dir.join("auth.json");
-    let mut s = Syncer::new(None, None);
+    let mut s = Syncer::new(None, Some(layout.accounts_dir()));
     let k = s.add(spec).unwrap();
     s.sync(&k).unwrap();
     let before = fs::read(&host_file).unwrap();
-    let other = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
-        "tokens": {"id_token": id, "access_token": jwt(json!({"exp": 9_000})), "refresh_token": "rt_evil", "account_id": "attacker"},
+    let foreign = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+        "tokens": {"id_token": jwt(json!({"sub": "user-b"})), "access_token": jwt(json!({"exp": 9_000})),
+            "refresh_token": "rt_other", "account_id": "acc-b"},
         "last_refresh": "2026-11-22T11:00:00Z"});
-    fs::write(&shared, serde_json::to_vec(&other).unwrap()).unwrap();
+    fs::write(&shared, serde_json::to_vec_pretty(&foreign).unwrap()).unwrap();
     assert_eq!(
         s.sync(&k).unwrap(),
-        Outcome::IgnoredShared(Rejection::Unsafe("another account's session"))
+        Outcome::IgnoredShared(Rejection::OtherAccount)
     );
     assert_eq!(fs::read(&host_file).unwrap(), before);
+    let st = airlock::sync::engine::read_status(&layout.accounts_dir(), &k).unwrap();
+    assert_eq!(
+        st.last_rejected.as_deref(),
+        Some("refused: the session belongs to another account")
+    );
 }

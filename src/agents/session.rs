@@ -33,10 +33,30 @@ pub enum Rejection {
     NotInference,
     /// Codex: `id_token` is not JWT-shaped, which Codex refuses to load.
     BadIdToken,
-    /// Not a regular file airlock reads (a symbolic link, a FIFO, a
-    /// directory, a device) or larger than airlock reads: what a
-    /// compromised sandbox might plant in its shared directory.
-    Unsafe(&'static str),
+    /// The shared file is not a regular file (a FIFO, a symbolic link, a
+    /// directory, a device, a socket): never opened, never followed.
+    NotRegularFile(&'static str),
+    /// The shared file is larger than [`crate::sync::credential::SHARED_MAX`].
+    TooLarge,
+    /// The shared file was replaced between its check and its opening.
+    Replaced,
+    /// The session belongs to another account than the one the sandbox was
+    /// given (a different account id).
+    OtherAccount,
+}
+
+impl Rejection {
+    /// True for a refusal of a hostile shared file (not an agent's ordinary
+    /// write in progress or logout): reported even when airlock repairs it.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Rejection::NotRegularFile(_)
+                | Rejection::TooLarge
+                | Rejection::Replaced
+                | Rejection::OtherAccount
+        )
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -51,7 +71,15 @@ impl fmt::Display for Rejection {
             Rejection::NoExpiry => "the session has no readable expiry",
             Rejection::NotInference => "the session lacks the user:inference scope",
             Rejection::BadIdToken => "the id_token is not a JWT",
-            Rejection::Unsafe(what) => return write!(f, "refused: the shared file is {what}"),
+            Rejection::NotRegularFile(what) => {
+                return write!(
+                    f,
+                    "refused: the shared file is a {what}, not a regular file"
+                );
+            }
+            Rejection::TooLarge => "refused: the shared file is larger than 1 MiB",
+            Rejection::Replaced => "refused: the shared file was replaced while being read",
+            Rejection::OtherAccount => "refused: the session belongs to another account",
         })
     }
 }

@@ -221,7 +221,7 @@ pub(crate) fn push(
     let file = spec.shared_file()?;
     let want = access_only(full);
     let _lock = AgentLock::take(kind, &spec.shared_dir);
-    let cur = read_file(&file)?;
+    let cur = credential::read_shared_bytes(&file)?;
     let cur = cur.as_deref().map(Vec::as_slice);
     let bytes = credential::merge_document(kind, &want, cur);
     if cur == Some(&bytes[..]) {
@@ -330,7 +330,7 @@ pub(crate) fn check_mode(
     if others.is_empty() {
         if broker && !dir_was_broker {
             let kind = spec.kind()?;
-            let full = read_file(&spec.shared_file()?)?
+            let full = credential::read_shared_bytes(&spec.shared_file()?)?
                 .is_some_and(|b| credential::parse(kind, &b).is_ok());
             if full {
                 let mut s = Syncer::new(vault, None);

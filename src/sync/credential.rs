@@ -135,6 +135,36 @@ impl Parsed {
         &self.doc
     }
 
+    /// The account the session belongs to, when the document names it:
+    /// Codex's `tokens.account_id`, else the `sub` of an `id_token` (Codex,
+    /// Gemini). Claude's credential file names no account.
+    pub fn account_id(&self) -> Option<String> {
+        let tokens = self.doc.get("tokens").and_then(Value::as_object);
+        if let Some(a) = tokens
+            .and_then(|t| t.get("account_id"))
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+        {
+            return Some(a.to_owned());
+        }
+        tokens
+            .unwrap_or(&self.doc)
+            .get("id_token")
+            .and_then(Value::as_str)
+            .and_then(jwt_payload)
+            .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
+            .filter(|s| !s.is_empty())
+    }
+
+    /// False when both sessions name their account and the accounts differ
+    /// (a sandbox wrote another account's session into the shared directory).
+    pub fn same_account(&self, other: &Parsed) -> bool {
+        match (self.account_id(), other.account_id()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
     /// True when `self` should replace `other`: its expiry is strictly later.
     /// Expiry, never mtime: a slow process that rewrites an old copy must lose.
     pub fn newer_than(&self, other: Option<&Parsed>) -> bool {
@@ -211,6 +241,101 @@ pub fn parse(kind: AgentKind, bytes: &[u8]) -> std::result::Result<Parsed, Rejec
         fingerprint,
         doc,
     })
+}
+
+/// The most a shared (sandbox-writable) file may hold: 1 MiB. A session
+/// document is a few kilobytes.
+pub const SHARED_MAX: u64 = 1 << 20;
+
+/// What [`read_shared`] found: `None` when the file does not exist, the
+/// bytes, or why they were refused without being read.
+pub type SharedRead = Option<std::result::Result<Zeroizing<Vec<u8>>, Rejection>>;
+
+/// Reads a file a sandbox can write (the account's shared session file),
+/// treating it as hostile (docs/sandbox.md, "What the watcher refuses"):
+///
+/// * `lstat` first: anything but a regular file (a FIFO that would block
+///   the watcher, a symbolic link to a root-only file, a directory, a device)
+///   is refused without being opened;
+/// * opened with `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, then `fstat`: the
+///   opened file must still be a regular file, the same one `lstat` saw;
+/// * at most [`SHARED_MAX`] bytes: a larger file is refused (at most
+///   `SHARED_MAX + 1` bytes are ever read).
+///
+/// Other I/O errors are errors; a refusal never quotes the file's content.
+pub fn read_shared(path: &std::path::Path) -> Result<SharedRead> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("inspect", path, e)),
+    };
+    if !before.file_type().is_file() {
+        return Ok(Some(Err(Rejection::NotRegularFile(file_type_name(
+            before.file_type(),
+        )))));
+    }
+    if before.len() > SHARED_MAX {
+        return Ok(Some(Err(Rejection::TooLarge)));
+    }
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(Some(Err(Rejection::Replaced)));
+        }
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let after = f.metadata().map_err(|e| Error::io("inspect", path, e))?;
+    if !after.file_type().is_file() || after.ino() != before.ino() || after.dev() != before.dev() {
+        return Ok(Some(Err(Rejection::Replaced)));
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(after.len().min(SHARED_MAX)).unwrap_or(0) + 1,
+    ));
+    f.take(SHARED_MAX + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", path, e))?;
+    if buf.len() as u64 > SHARED_MAX {
+        return Ok(Some(Err(Rejection::TooLarge)));
+    }
+    Ok(Some(Ok(buf)))
+}
+
+/// [`read_shared`] for a caller that only needs acceptable bytes: a refused
+/// file reads as absent (logged once here, without its content).
+pub fn read_shared_bytes(path: &std::path::Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    Ok(match read_shared(path)? {
+        Some(Ok(b)) => Some(b),
+        Some(Err(r)) => {
+            tracing::debug!(file = %path.display(), reason = %r, "refused a shared file");
+            None
+        }
+        None => None,
+    })
+}
+
+fn file_type_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
 }
 
 /// The payload of a JWT-shaped string (three non-empty dot-separated parts,

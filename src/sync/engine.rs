@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::fsutil;
 use crate::sync::credential::{self, AgentKind, Parsed, Rejection, content_hash};
 use crate::sync::refresh::{self, Failure, Policy};
-use crate::sync::truth::{Offer, Truth, read_shared};
+use crate::sync::truth::{Offer, Truth};
 use crate::sync::watch::CLAUDE_REFRESH_LOCK;
 use crate::sync::write::{AgentLock, write_shared};
 use crate::vault::Backend;
@@ -249,7 +249,7 @@ impl<'a> Syncer<'a> {
             return false;
         };
         let file = st.spec.shared_dir.join(st.kind.file_name());
-        matches!(read_shared(&file), Ok(Ok(Some(b))) if content_hash(&b) == h)
+        matches!(credential::read_shared(&file), Ok(Some(Ok(b))) if content_hash(&b) == h)
     }
 
     /// Makes the newer valid credential win on both sides of account `key`.
@@ -290,11 +290,11 @@ impl<'a> Syncer<'a> {
             return Ok(b.outcome);
         }
         let shared_file = st.spec.shared_dir.join(kind.file_name());
-        // what a sandbox wrote: a symbolic link, FIFO, directory or giant
-        // file there is refused like garbage, never followed or waited on
-        let (shared_bytes, unsafe_shared) = match read_shared(&shared_file)? {
-            Ok(b) => (b, None),
-            Err(r) => (None, Some(r)),
+        // The sandbox writes this file: read it as hostile input.
+        let (shared_bytes, refused) = match credential::read_shared(&shared_file)? {
+            Some(Ok(b)) => (Some(b), None),
+            Some(Err(r)) => (None, Some(r)),
+            None => (None, None),
         };
         let truth_bytes = st.spec.truth.read(vault)?;
 
@@ -306,22 +306,17 @@ impl<'a> Syncer<'a> {
             return Ok(Outcome::OwnWrite);
         }
 
+        let mut shared: Option<std::result::Result<Parsed, Rejection>> = refused
+            .map(Err)
+            .or_else(|| shared_bytes.as_deref().map(|b| credential::parse(kind, b)));
         let truth: Option<Parsed> = truth_bytes
             .as_deref()
             .and_then(|b| credential::parse(kind, b).ok());
-        let shared: Option<std::result::Result<Parsed, Rejection>> = match unsafe_shared {
-            Some(r) => Some(Err(r)),
-            None => shared_bytes.as_deref().map(|b| {
-                let p = credential::parse(kind, b)?;
-                // a session of another account never replaces this one's
-                match (p.account(), truth.as_ref().and_then(Parsed::account)) {
-                    (Some(a), Some(b)) if a != b => {
-                        Err(Rejection::Unsafe("another account's session"))
-                    }
-                    _ => Ok(p),
-                }
-            }),
-        };
+        if let (Some(Ok(s)), Some(t)) = (&shared, &truth)
+            && !s.same_account(t)
+        {
+            shared = Some(Err(Rejection::OtherAccount));
+        }
         let shared_fp = match &shared {
             Some(Ok(p)) => Some(p.fingerprint),
             _ => None,
@@ -343,6 +338,11 @@ impl<'a> Syncer<'a> {
         let mut keep_truth_fp = false;
         let outcome = match shared {
             Some(Err(r)) => {
+                if r.is_refusal() {
+                    // Hostile or foreign: said even when the truth replaces it.
+                    tracing::warn!(account = %key, reason = %r, "refused the sandbox's shared file");
+                    st.status.last_rejected = Some(r.to_string());
+                }
                 // A sandbox that is logged out (Claude wipes its tokens after
                 // an invalid_grant) or holds garbage gets the truth again only
                 // when the truth changed (a new login, a refresh elsewhere),
@@ -563,7 +563,7 @@ impl Syncer<'_> {
                 // the shared file has no refresh token: the host-only copy
                 crate::sync::broker::read_held(&st.spec)?
             } else {
-                read_shared(&shared_file)?.unwrap_or(None)
+                credential::read_shared_bytes(&shared_file)?
             },
             st.spec.truth.read(vault)?,
         ];
@@ -881,8 +881,16 @@ fn push_shared_replacing(
 ) -> Result<Option<Outcome>> {
     let dir = st.spec.shared_dir.clone();
     let _lock = AgentLock::take(st.kind, &dir);
-    // a refused file there (a FIFO, a link) is replaced by the write
-    let cur = read_shared(file)?.unwrap_or(None);
+    let cur = match credential::read_shared(file)? {
+        Some(Ok(b)) => Some(b),
+        // not a file airlock reads (or writes through): replaced (the rename
+        // replaces a FIFO or a link, never follows it) when the truth may go
+        // over an invalid file, else left; a directory cannot be replaced
+        Some(Err(Rejection::NotRegularFile("directory"))) => return Ok(None),
+        Some(Err(_)) if over_invalid => None,
+        Some(Err(_)) => return Ok(None),
+        None => None,
+    };
     if let Some(b) = &cur {
         match credential::parse(st.kind, b) {
             Ok(p) if !t.newer_than(Some(&p)) && Some(p.fingerprint) != replaces => {

@@ -172,8 +172,9 @@ pub fn register_sandbox_mode(
     let outcome = s.sync(&key)?;
     tracing::info!(account = %key, sandbox = %reg.sandbox, %outcome, "registered");
     if kind == crate::sync::AgentKind::Codex
-        && let Some(Ok(p)) = crate::sync::truth::read_file(&dir.join(kind.file_name()))?
-            .map(|b| crate::sync::credential::parse(kind, &b))
+        && let Some(Ok(p)) =
+            crate::sync::credential::read_shared_bytes(&dir.join(kind.file_name()))?
+                .map(|b| crate::sync::credential::parse(kind, &b))
         && p.expiry <= Timestamp::now() + jiff::SignedDuration::from_mins(5)
     {
         // docs/rotation.md §5, residual 1: Codex does not lock around its
@@ -605,9 +606,9 @@ pub fn await_fresh(
         };
         let file = e.spec.shared_dir.join(kind.file_name());
         let read = || {
-            fs::read(&file)
+            credential::read_shared_bytes(&file)
                 .ok()
-                .map(zeroize::Zeroizing::new)
+                .flatten()
                 .and_then(|b| {
                     credential::parse(kind, &b).ok().or_else(|| {
                         e.spec

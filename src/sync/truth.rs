@@ -152,21 +152,11 @@ pub fn read_file(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
     }
 }
 
-/// Reads a file a sandbox can write (its shared directory): never through a
-/// symbolic link, only a regular file, at most [`MAX_CREDENTIAL_BYTES`],
-/// without blocking on a FIFO. `Ok(Err(_))` says why the file was refused;
-/// `Ok(Ok(None))` that there is none.
-pub fn read_shared(
-    path: &Path,
-) -> Result<std::result::Result<Option<Zeroizing<Vec<u8>>>, credential::Rejection>> {
-    read_bounded(path, false)
-}
-
 fn read_bounded(
     path: &Path,
     follow: bool,
 ) -> Result<std::result::Result<Option<Zeroizing<Vec<u8>>>, credential::Rejection>> {
-    use credential::Rejection::Unsafe;
+    use credential::Rejection::{NotRegularFile, TooLarge};
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
     let meta = if follow {
@@ -195,10 +185,10 @@ fn read_bounded(
         }
     };
     if let Some(what) = kind(meta.file_type()) {
-        return Ok(Err(Unsafe(what)));
+        return Ok(Err(NotRegularFile(what)));
     }
     if meta.len() > MAX_CREDENTIAL_BYTES {
-        return Ok(Err(Unsafe("larger than 1 MiB")));
+        return Ok(Err(TooLarge));
     }
     let mut opts = std::fs::OpenOptions::new();
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
@@ -211,16 +201,16 @@ fn read_bounded(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(None)),
         // swapped for a symbolic link since the lstat
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Ok(Err(Unsafe("a symbolic link")));
+            return Ok(Err(NotRegularFile("a symbolic link")));
         }
         Err(e) => return Err(Error::io("read", path, e)),
     };
     let opened = f.metadata().map_err(|e| Error::io("read", path, e))?;
     if let Some(what) = kind(opened.file_type()) {
-        return Ok(Err(Unsafe(what)));
+        return Ok(Err(NotRegularFile(what)));
     }
     if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-        return Ok(Err(Unsafe("being replaced while read")));
+        return Ok(Err(NotRegularFile("being replaced while read")));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(
         opened.len().min(MAX_CREDENTIAL_BYTES) as usize
@@ -229,7 +219,7 @@ fn read_bounded(
         .read_to_end(&mut buf)
         .map_err(|e| Error::io("read", path, e))?;
     if buf.len() as u64 > MAX_CREDENTIAL_BYTES {
-        return Ok(Err(Unsafe("larger than 1 MiB")));
+        return Ok(Err(TooLarge));
     }
     Ok(Ok(Some(buf)))
 }

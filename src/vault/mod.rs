@@ -99,7 +99,8 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Usage(format!(
-            "invalid {what} name {name:?}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+            "invalid {what} name {}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
+            crate::secret::shown(name)
         )))
     }
 }
@@ -141,7 +142,8 @@ impl FromStr for Method {
             "session" => Ok(Method::Session),
             "api-key" | "apikey" => Ok(Method::ApiKey),
             _ => Err(Error::Usage(format!(
-                "unknown method {s:?}: use token, session or api-key"
+                "unknown method {}: use token, session or api-key",
+                crate::secret::shown(s)
             ))),
         }
     }
