@@ -1,6 +1,6 @@
 //! The Debian package as a user gets it (issue 13): `scripts/package-deb.sh`
-//! builds it with cargo-deb (here from the debug binary, to spare a release
-//! build), and it is installed with `dpkg -i` into a clean Debian 12
+//! builds it with cargo-deb (here from the debug binary the tests use, to
+//! spare a release build), and it is installed with `dpkg -i` into a clean Debian 12
 //! container (debootstrap minbase, `scripts/build-debian-image.sh`) with no
 //! network: `airlock --version`, `airlock doctor`, the man pages and the
 //! completions work there, and `dpkg -r` removes every file it installed.
@@ -38,7 +38,9 @@ fn the_deb_installs_and_runs_in_a_clean_debian_container() {
         return;
     }
     let image = script("build-debian-image.sh", &["docker"]);
-    let deb = script("package-deb.sh", &["--profile", "dev"]);
+    // the binary cargo built for the tests (target/debug/airlock): building
+    // again without the dev-dependencies' features would rebuild the tree
+    let deb = script("package-deb.sh", &["--profile", "dev", "--no-build"]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root.join(&deb), dir.path().join("airlock.deb")).unwrap();
