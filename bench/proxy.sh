@@ -9,6 +9,7 @@
 #            TLS to the upstream, audit line written
 # wrk (2 threads, 16 connections) drives each for SECONDS (default 10) and prints requests/s and
 # latency percentiles; the script prints the ratios airlock/nginx and both proxies' memory (RSS).
+# The grant is written by hand without an engine: the proxy keeps such a grant for a minute.
 # Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
 set -euo pipefail
 secs="${1:-10}"
@@ -83,7 +84,7 @@ hash=$(printf '%s' "$ph" | sha256sum | cut -d' ' -f1)
 mkdir -p "$work/state/proxy" && chmod 700 "$work/state" "$work/state/proxy"
 cat > "$work/state/proxy/grants.json" <<JSON
 {"version":1,"grants":[{"sandbox":"bench","agent":"claude","account":"default","method":"setup-token",
- "placeholder_sha256":"$hash","truth":{"kind":"vault","id":"claude:default"},"created":"2026-01-01T00:00:00Z"}]}
+ "placeholder_sha256":"$hash","truth":{"kind":"vault","id":{"agent":"claude","account":"default"}},"created":"$(date -u +%FT%TZ)"}]}
 JSON
 chmod 600 "$work/state/proxy/grants.json"
 AIRLOCK_PROXY_UPSTREAM_CLAUDE="https://localhost:$UP" AIRLOCK_PROXY_CA_FILE="$work/ca.pem" \
@@ -114,7 +115,17 @@ ngw=$(pgrep -f "nginx: worker process" -n || true)
 echo "memory after the run: airlock proxy $(rss "$apid"); nginx worker $(rss "${ngw:-0}")"
 awk -v a="$airlock_rps" -v n="$nginx_rps" 'BEGIN { printf "ratio airlock/nginx throughput: %.2f\n", a / n }'
 lines=$(wc -l < "$work/state/proxy/audit.jsonl")
-echo "audit lines written by airlock: $lines"
+echo "audit lines written by airlock: $lines, by status:"
+python3 - "$work/state/proxy/audit.jsonl" <<'PY'
+import collections, json, sys
+c = collections.Counter()
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    c[(e["status"], e.get("refused", ""))] += 1
+for (status, why), n in sorted(c.items()):
+    print(f"  {status} {why}: {n}")
+PY
+tail -n 3 "$work/proxy.log"
 if grep -q "bench-real-token" "$work/state/proxy/audit.jsonl" "$work/proxy.log"; then
   echo "bench/proxy.sh: the real token appears in the audit log or the proxy log" >&2; exit 1
 fi

@@ -32,6 +32,8 @@ PKGS=(
   libc-bin tar coreutils xz-utils ca-certificates
   # tests/package_deb.rs installs the .deb into a clean Debian container built with debootstrap
   debootstrap
+  # bench/proxy.sh: nginx is the proxy baseline, wrk the load
+  nginx wrk openssl curl
 )
 
 die() { echo "install-test-deps: $*" >&2; exit 1; }

@@ -180,6 +180,12 @@ runtime = "runc"'
 
 failed=()
 if docker_setup; then DOCKER_OK=1; else failed+=(docker); fi
+# A single-node swarm for tests/swarm_real.rs (`airlock swarm`). Idempotent; never `swarm leave`
+# (other users of this daemon may have services). The join token it prints is dropped.
+if [ "$DOCKER_OK" = 1 ] && [ "$(docker info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = inactive ]; then
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null 2>>"$LOG_DIR/docker-swarm.log" \
+    || say "docker swarm init failed (log: $LOG_DIR/docker-swarm.log); tests/swarm_real.rs will try again"
+fi
 if podman_setup; then PODMAN_OK=1; else failed+=(podman); fi
 
 printf 'export AIRLOCK_TEST_STATE=%q\n' "$STATE"

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{CANARY, TestContext, require_real, user_image};
+use common::{CANARY, TestContext, cmdline_watcher, require_real, user_image};
 
 /// A canary unique to this run, so other tests on the machine cannot interfere.
 /// Fixed width (zero-padded): the keys built from it must pass the agents'
@@ -140,31 +140,6 @@ claude auth status; echo "claude_rc=$?"
 codex login status 2>&1; echo "codex_rc=$?"
 cat "$GEMINI_CLI_HOME/.gemini/settings.json" 2>/dev/null; echo
 "#;
-
-/// Scans every process's command line until stopped; returns offenders.
-fn cmdline_watcher(needle: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let mut hits = Vec::new();
-        let mut scans = 0u32;
-        while !stop.load(Ordering::SeqCst) || scans == 0 {
-            scans += 1;
-            let Ok(rd) = std::fs::read_dir("/proc") else {
-                break;
-            };
-            for e in rd.flatten() {
-                let p = e.path().join("cmdline");
-                if let Ok(b) = std::fs::read(&p) {
-                    let s = String::from_utf8_lossy(&b).replace('\0', " ");
-                    if s.contains(&needle) {
-                        hits.push(format!("{}: {s}", p.display()));
-                    }
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        hits
-    })
-}
 
 /// Files under `dirs` (recursively) that contain `needle`, skipping `except`.
 fn grep_dirs(needle: &str, dirs: &[PathBuf], except: &[PathBuf]) -> Vec<String> {

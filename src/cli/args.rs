@@ -49,6 +49,7 @@ pub const COMMANDS: &[(&str, EngineFlags)] = &[
     ("docker-flags", EngineFlags::Refuse(docker_flags_hint)),
     ("compose", EngineFlags::Refuse(compose_hint)),
     ("verify", EngineFlags::Refuse(verify_hint)),
+    ("swarm", EngineFlags::Pass),
 ];
 
 /// Flag names airlock and the engines both use, for different things.
@@ -71,11 +72,25 @@ pub struct Split {
     pub rest: Vec<String>,
 }
 
-/// The flags a clap command (with its globals) defines.
-#[derive(Debug, Default)]
+/// The flags a clap command (with its globals) defines, and the engine
+/// flag table its engine flags are looked up in.
+#[derive(Debug)]
 pub struct Known {
     long: Vec<(String, bool)>,
     short: Vec<(char, bool)>,
+    engine_long: fn(&str) -> Option<Takes>,
+    engine_short: fn(char) -> Option<Takes>,
+}
+
+impl Default for Known {
+    fn default() -> Known {
+        Known {
+            long: Vec::new(),
+            short: Vec::new(),
+            engine_long: run_flags::long,
+            engine_short: run_flags::short,
+        }
+    }
 }
 
 impl Known {
@@ -94,6 +109,11 @@ impl Known {
             for s in a.get_short_and_visible_aliases().into_iter().flatten() {
                 k.short.push((s, takes));
             }
+        }
+        if sub.get_name() == "swarm" {
+            // `airlock swarm`'s engine flags are `docker service create`'s
+            k.engine_long = airlock::engine::service_flags::long;
+            k.engine_short = airlock::engine::service_flags::short;
         }
         k
     }
@@ -130,6 +150,13 @@ pub fn normalize(argv: Vec<OsString>, root: &clap::Command) -> Result<Vec<OsStri
     let Some(sub) = root.find_subcommand(name) else {
         return Ok(argv);
     };
+    // `airlock swarm update …`: a subcommand of its own, not an image
+    if strs
+        .get(at + 1)
+        .is_some_and(|a| sub.find_subcommand(a).is_some() || a == "help")
+    {
+        return Ok(argv);
+    }
     let known = Known::of(&root, sub);
     let split = split(
         name,
@@ -139,6 +166,18 @@ pub fn normalize(argv: Vec<OsString>, root: &clap::Command) -> Result<Vec<OsStri
     )?;
     let mut out: Vec<String> = strs[..=at].to_vec();
     match mode {
+        // `airlock swarm --agent codex update web`: the subcommand's flags
+        EngineFlags::Pass
+            if split.engine.is_empty()
+                && split
+                    .rest
+                    .first()
+                    .is_some_and(|a| sub.find_subcommand(a).is_some()) =>
+        {
+            out.push(split.rest[0].clone());
+            out.extend(split.own);
+            out.extend(split.rest[1..].iter().cloned());
+        }
         EngineFlags::Pass => {
             out.extend(split.own);
             out.push("--".to_owned());
@@ -234,7 +273,7 @@ pub fn split(command: &str, args: &[String], known: &Known, passes: bool) -> Res
             if name == "workdir" && passes {
                 return Err(Error::Usage(workdir_hint(command, args, i, known)));
             }
-            if !passes && run_flags::long(name).is_none() {
+            if !passes && (known.engine_long)(name).is_none() {
                 // Neither airlock's nor the engine's: clap says so (with
                 // its "a similar argument exists" tip).
                 s.own.push(a.clone());
@@ -243,7 +282,7 @@ pub fn split(command: &str, args: &[String], known: &Known, passes: bool) -> Res
             }
             engine_seen = true;
             s.engine.push(a.clone());
-            match run_flags::long(name) {
+            match (known.engine_long)(name) {
                 Some(Takes::Value) if inline.is_none() => {
                     if let Some(v) = next {
                         s.engine.push(v.clone());
@@ -279,7 +318,7 @@ pub fn split(command: &str, args: &[String], known: &Known, passes: bool) -> Res
             Some(true) => true,
             // `-vv`, `-qq`: a cluster of airlock's own booleans.
             Some(false) => tail.chars().all(|c| c == first),
-            None => !passes && body.chars().any(|c| run_flags::short(c).is_none()),
+            None => !passes && body.chars().any(|c| (known.engine_short)(c).is_none()),
         };
         if own_cluster {
             s.own.push(a.clone());
@@ -299,7 +338,7 @@ pub fn split(command: &str, args: &[String], known: &Known, passes: bool) -> Res
         s.engine.push(a.clone());
         let cs: Vec<char> = body.chars().collect();
         for (j, c) in cs.iter().enumerate() {
-            match run_flags::short(*c) {
+            match (known.engine_short)(*c) {
                 Some(Takes::Nothing) => continue,
                 Some(Takes::Value) => {
                     if j + 1 == cs.len() {
@@ -512,6 +551,55 @@ mod tests {
             Err(Error::Usage(m)) => m,
             other => panic!("expected a usage error for {args:?}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn swarm_splits_with_the_service_create_table() {
+        assert_eq!(
+            norm(&[
+                "swarm",
+                "--replicas",
+                "2",
+                "-a",
+                "claude",
+                "--no-resolve-image",
+                "-d",
+                "--name",
+                "web",
+                "img",
+                "sleep",
+                "9"
+            ])
+            .unwrap(),
+            v(&[
+                "swarm",
+                "-a",
+                "claude",
+                "--",
+                "--replicas",
+                "2",
+                "--no-resolve-image",
+                "-d",
+                "--name",
+                "web",
+                "img",
+                "sleep",
+                "9"
+            ])
+        );
+        // the subcommands are left to clap
+        assert_eq!(
+            norm(&["swarm", "update", "web", "--agent", "codex"]).unwrap(),
+            v(&["swarm", "update", "web", "--agent", "codex"])
+        );
+        assert_eq!(
+            norm(&["swarm", "rm", "web"]).unwrap(),
+            v(&["swarm", "rm", "web"])
+        );
+        assert_eq!(
+            norm(&["swarm", "--agent", "codex", "update", "web"]).unwrap(),
+            v(&["swarm", "update", "--agent", "codex", "web"])
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod remove;
 mod revoke;
 mod run;
 mod status;
+mod swarm;
 mod sync;
 mod teardown;
 mod verify;
@@ -90,6 +91,7 @@ enum Command {
     Audit(audit::Args),
     K8s(k8s::Args),
     Devcontainer(devcontainer::Args),
+    Swarm(swarm::Args),
 }
 
 /// What every subcommand gets.
@@ -200,6 +202,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::Audit(a) => audit::run(&ctx, a),
         Command::K8s(a) => k8s::run(&ctx, a),
         Command::Devcontainer(a) => devcontainer::run(&ctx, a),
+        Command::Swarm(a) => swarm::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }

@@ -35,6 +35,11 @@ pub struct Args {
     /// Print JSON (schema: docs/status-json.md).
     #[arg(long)]
     json: bool,
+
+    /// Also list the Swarm secrets `airlock swarm` made and the services
+    /// using them (asks the local Docker, a Swarm manager).
+    #[arg(long)]
+    swarm: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
@@ -89,6 +94,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let synced = sync_section(ctx, a.agent.as_deref());
     let (proxy_port, proxied) =
         airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
+    let swarm = a
+        .swarm
+        .then(|| super::swarm::status_secrets(a.agent.as_deref()));
     if a.json {
         let mut value =
             serde_json::to_value(&report).map_err(|e| airlock::Error::Other(e.to_string()))?;
@@ -98,6 +106,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                 "proxy".into(),
                 serde_json::json!({"port": proxy_port, "sandboxes": proxied}),
             );
+            if let Some(s) = &swarm {
+                m.insert("swarm".into(), super::swarm::status_json(s));
+            }
         }
         let text = serde_json::to_string_pretty(&value)
             .map_err(|e| airlock::Error::Other(e.to_string()))?;
@@ -109,6 +120,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
         if !proxied.is_empty() {
             emit(&proxy_table(proxy_port, &proxied));
+        }
+        if let Some(s) = &swarm {
+            emit(&super::swarm::status_table(s));
         }
     }
     for w in &report.warnings {

@@ -4,3 +4,4 @@
 pub mod devcontainer;
 pub mod k8s;
 pub mod kubeapi;
+pub mod swarm;

@@ -25,6 +25,7 @@ pub mod podman;
 #[cfg(target_os = "linux")]
 pub mod podman_store;
 pub mod run_flags;
+pub mod service_flags;
 
 /// The engines airlock knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -97,7 +97,9 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub struct Audit {
     path: PathBuf,
-    lock: Arc<Mutex<()>>,
+    /// The open log and its size (opened on first write, again after a
+    /// rotation).
+    file: Arc<Mutex<Option<(std::fs::File, u64)>>>,
 }
 
 impl Audit {
@@ -105,7 +107,7 @@ impl Audit {
     pub fn new(path: PathBuf) -> Audit {
         Audit {
             path,
-            lock: Arc::new(Mutex::new(())),
+            file: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -115,22 +117,36 @@ impl Audit {
             return;
         };
         line.push(b'\n');
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() + line.len() as u64 > MAX_BYTES) {
+        let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if g.as_ref()
+            .is_some_and(|(_, len)| len + line.len() as u64 > MAX_BYTES)
+        {
+            *g = None;
             let _ = std::fs::rename(&self.path, self.path.with_extension("jsonl.1"));
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        match opts.open(&self.path) {
-            Ok(mut f) => {
-                let _ = f.write_all(&line);
+        if g.is_none() {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.create(true).append(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
             }
-            Err(err) => tracing::warn!(error = %err, "cannot write the audit log"),
+            match opts.open(&self.path) {
+                Ok(f) => {
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    *g = Some((f, len));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot write the audit log");
+                    return;
+                }
+            }
+        }
+        if let Some((f, len)) = g.as_mut()
+            && f.write_all(&line).is_ok()
+        {
+            *len += line.len() as u64;
         }
     }
 

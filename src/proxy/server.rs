@@ -74,8 +74,17 @@ pub struct State {
     client: HttpsClient,
     upstreams: HashMap<String, String>,
     grants: Mutex<(Option<FileStamp>, Arc<Vec<Grant>>)>,
+    /// Credentials read in the last [`CREDENTIAL_TTL`], by where they are
+    /// kept (a refresh reaches requests within that time).
+    cache: Mutex<HashMap<CacheKey, (Instant, Arc<Secret>)>>,
     audit: Audit,
 }
+
+/// Agent, method and where a credential is kept.
+type CacheKey = (String, String, Truth);
+
+/// How long a credential read from the vault or a host file is reused.
+const CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl State {
     /// The proxy's state: grants under `layout`, credentials from the vault
@@ -109,6 +118,7 @@ impl State {
             open_vault,
             upstreams,
             grants: Mutex::new((None, Arc::new(Vec::new()))),
+            cache: Mutex::new(HashMap::new()),
             audit,
         })
     }
@@ -326,12 +336,33 @@ async fn handle(
         ));
     };
     entry.upstream(&origin);
-    let real = {
-        let st2 = st.clone();
-        let g = grant.clone();
-        tokio::task::spawn_blocking(move || credential(&st2, &g))
-            .await
-            .unwrap_or_else(|_| Err(Error::Other("the credential reader panicked".into())))
+    let key = (
+        grant.agent.clone(),
+        grant.method.as_str().to_owned(),
+        grant.truth.clone(),
+    );
+    let cached = {
+        let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
+        c.get(&key)
+            .filter(|(at, _)| at.elapsed() < CREDENTIAL_TTL)
+            .map(|(_, s)| s.clone())
+    };
+    let real = match cached {
+        Some(s) => Ok(s),
+        None => {
+            let st2 = st.clone();
+            let g = grant.clone();
+            let r = tokio::task::spawn_blocking(move || credential(&st2, &g))
+                .await
+                .unwrap_or_else(|_| Err(Error::Other("the credential reader panicked".into())))
+                .map(Arc::new);
+            if let Ok(s) = &r {
+                let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
+                c.retain(|_, (at, _)| at.elapsed() < CREDENTIAL_TTL);
+                c.insert(key, (Instant::now(), s.clone()));
+            }
+            r
+        }
     };
     let real = match real {
         Ok(r) => r,

@@ -287,3 +287,31 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
+
+/// Scans every process's command line until stopped; returns offenders.
+pub fn cmdline_watcher(
+    needle: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut hits = Vec::new();
+        let mut scans = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) || scans == 0 {
+            scans += 1;
+            let Ok(rd) = std::fs::read_dir("/proc") else {
+                break;
+            };
+            for e in rd.flatten() {
+                let p = e.path().join("cmdline");
+                if let Ok(b) = std::fs::read(&p) {
+                    let s = String::from_utf8_lossy(&b).replace('\0', " ");
+                    if s.contains(&needle) {
+                        hits.push(format!("{}: {s}", p.display()));
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        hits
+    })
+}
