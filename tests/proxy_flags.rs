@@ -110,6 +110,19 @@ fn flags_through_the_proxy(engine: &str) {
         !flags.contains(CANARY) && !flags.contains("sk-ant-oat01-airlock-"),
         "{flags}"
     );
+    // the shim's input files (the sandbox directory the flags mount) hold
+    // the placeholder and no byte of the real token
+    let mut files = Vec::new();
+    walk(&ctx.runtime_dir, &mut files);
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("sk-ant-oat01-airlock-")),
+        "the placeholder is among the sandbox's input files ({files:?})"
+    );
+    assert!(texts.iter().all(|t| !t.contains(CANARY)));
     let grants = registry::load(&layout(&ctx)).unwrap();
     assert_eq!(
         grants.len(),
@@ -194,4 +207,16 @@ fn flags_through_the_proxy(engine: &str) {
     let grants = registry::load(&layout(&ctx)).unwrap();
     assert!(grants.iter().all(|g| g.revoked_at.is_some()));
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// Every regular file under `dir`.
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            walk(&e.path(), out);
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
 }
