@@ -764,3 +764,72 @@ fn from_file_refuses_endless_devices_and_directories() {
     let out = run(&ctx, &["accounts", "--json"]);
     assert!(!text(&out.stdout).contains("claude"), "nothing was stored");
 }
+
+/// A sandbox that puts a FIFO where its session file belongs (it would
+/// block a naive reader forever): `airlock status` says why it was refused,
+/// per account, in the table and in `--json`.
+#[test]
+fn status_says_why_a_hostile_shared_file_was_refused() {
+    use airlock::sync::{AccountSpec, Layout, Registration, Syncer, Truth, register_sandbox};
+    let ctx = TestContext::new();
+    let host = put(
+        &ctx,
+        ".claude/.credentials.json",
+        "claude/credentials-max.json",
+    );
+    let layout = Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    let truth = Truth::HostFile { path: host.clone() };
+    let dir = register_sandbox(
+        &layout,
+        None,
+        Registration {
+            sandbox: "sb-hostile".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            truth: truth.clone(),
+            pid: None,
+            owner: None,
+        },
+    )
+    .unwrap();
+    let shared = dir.join(".credentials.json");
+    std::fs::remove_file(&shared).unwrap();
+    let c = std::ffi::CString::new(shared.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let before = std::fs::read(&host).unwrap();
+    let mut s = Syncer::new(None, Some(layout.accounts_dir()));
+    let k = s
+        .add(AccountSpec {
+            agent: "claude".into(),
+            account: "default".into(),
+            truth,
+            shared_dir: dir,
+            broker: false,
+        })
+        .unwrap();
+    s.sync(&k).unwrap();
+    assert_eq!(std::fs::read(&host).unwrap(), before, "truth kept");
+
+    let o = run(&ctx, &["status"]);
+    no_leak(&o);
+    assert!(
+        text(&o.stdout).contains("refused: the shared file is a FIFO"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = run(&ctx, &["status", "--json"]);
+    no_leak(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let acc = v["sync"]["accounts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sync.accounts in {v}"))
+        .clone();
+    assert!(
+        acc.iter()
+            .any(|a| a["last_rejected"] == "refused: the shared file is a FIFO, not a regular file"),
+        "{v}"
+    );
+}

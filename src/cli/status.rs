@@ -266,7 +266,7 @@ fn sync_table(r: &sync::Report) -> Option<String> {
         ]);
     }
     s.push_str(&columns(&rows));
-    if let Some(a) = r.accounts.iter().find(|a| a.last_rejected.is_some()) {
+    for a in r.accounts.iter().filter(|a| a.last_rejected.is_some()) {
         s.push_str(&format!(
             "\n{}:{}: last rejected write: {}\n",
             a.agent,
