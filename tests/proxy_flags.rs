@@ -155,18 +155,7 @@ fn flags_through_the_proxy(engine: &str) {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(REPLY), "{stdout}\n{stderr}");
     assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
-    let to_upstream: Vec<_> = mock
-        .seen()
-        .into_iter()
-        .filter(|s| s.path.starts_with("/v1/messages"))
-        .collect();
-    assert!(!to_upstream.is_empty());
-    for s in &to_upstream {
-        assert_eq!(
-            s.header("authorization"),
-            Some(format!("Bearer {}", token()).as_str())
-        );
-    }
+    mock.assert_messages_carried(&token());
     wait_until("the proxy forgets the exited container's grant", || {
         registry::load(&layout(&ctx)).unwrap().is_empty()
     });

@@ -122,6 +122,26 @@ impl MockUpstream {
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// At least one messages request arrived, and every one carried
+    /// `Authorization: Bearer <token>` (the real credential the proxy adds).
+    pub fn assert_messages_carried(&self, token: &str) {
+        let to_upstream: Vec<_> = self
+            .seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with("/v1/messages"))
+            .collect();
+        assert!(
+            !to_upstream.is_empty(),
+            "no messages request reached the upstream"
+        );
+        for s in &to_upstream {
+            assert_eq!(
+                s.header("authorization"),
+                Some(format!("Bearer {token}").as_str())
+            );
+        }
+    }
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
