@@ -271,6 +271,23 @@ impl UserCtx {
 
 impl Drop for UserCtx {
     fn drop(&mut self) {
+        // The sync watcher this test's `run`s started lingers a few seconds
+        // and would recreate its state directory: stop it first.
+        if let Ok(pid) = std::fs::read_to_string(self.root.join("state/sync/daemon.pid"))
+            && let Ok(pid) = pid.trim().parse::<u32>()
+            // still our watcher (the pid file outlives it)
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("airlock\0sync\0--foreground"))
+        {
+            let alive = || Path::new(&format!("/proc/{pid}")).exists();
+            let _ = Command::new("kill").arg(pid.to_string()).output();
+            for _ in 0..50 {
+                if !alive() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
         for c in &self.containers {
             let _ = self
                 .t
