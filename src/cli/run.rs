@@ -218,10 +218,11 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         let detected = engine::detect_with(choice, &req.image, Some(&cache))?;
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
-        a.sandbox.proxy_url = Some(airlock::proxy::attach::url(
+        a.sandbox.proxy_url = Some(airlock::proxy::attach::url_for(
             &proxy_layout,
             detected.engine.kind(),
             &exe,
+            &req.flags,
         )?);
         (a.sandbox.resolve(ctx, SyncUse::Default), Ok(detected))
     } else {
