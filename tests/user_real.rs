@@ -660,6 +660,27 @@ fn sync_write_back(engine: &'static str) {
         assert!(shared.is_empty(), "shared directories left: {shared:?}");
     }
     assert!(n > 1, "no refresh came back");
+    // `verify` says what `run` would refuse (and leaks nothing either).
+    let out = u
+        .airlock()
+        .args([
+            "verify",
+            "--json",
+            "--agent",
+            "claude",
+            "--image",
+            &root_image(),
+        ])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(!ctx.contains(&c), "{ctx}");
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert_eq!(
+        ctx.contains("airlock run would refuse to sync the claude session"),
+        engine == "docker",
+        "{ctx}"
+    );
     u.assert_all_private();
 }
 

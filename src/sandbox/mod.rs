@@ -230,6 +230,42 @@ impl Sandbox {
         self.engine
     }
 
+    /// Why a session synced through a read-write shared directory
+    /// (`--rotation sync`) cannot work with this sandbox, as (problem, fix);
+    /// `None` when it can. airlock, when not root, cannot give the
+    /// directory to another user (Docker, a container uid that is not
+    /// ours), and under a rootful Docker daemon a root container's files
+    /// are the host root's: the refreshed session would be unreadable and
+    /// lost. Root airlock `chown`s; rootless Podman maps (docs/sandbox.md).
+    pub fn sync_refusal(&self) -> Option<(String, String)> {
+        let me = fsutil::euid();
+        let fix = "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, or pass --rotation access-only";
+        if me == 0 {
+            return None;
+        }
+        if self.user.uid == 0
+            && self.engine == EngineKind::Docker
+            && !crate::engine::docker::is_rootless()
+        {
+            return Some((
+                format!(
+                    "the container runs as root, and Docker's root is the host's root: a session it refreshes in the directory shared with the host would be root's, unreadable by airlock (uid {me}), and the refresh would be lost"
+                ),
+                fix.into(),
+            ));
+        }
+        if let Access::GroupAdd(_) = self.access {
+            return Some((
+                format!(
+                    "the container runs as uid {}, which could not write the session directory shared with the host (uid {me})",
+                    self.user.uid
+                ),
+                fix.into(),
+            ));
+        }
+        None
+    }
+
     /// Keeps the directory after this value is dropped (a waiter or [`gc`]
     /// removes it later). Returns its path.
     pub fn persist(mut self) -> PathBuf {
