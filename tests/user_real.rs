@@ -101,19 +101,37 @@ fn tester(engine: &str) -> Option<Tester> {
         home,
         bin: built.clone(),
     };
-    // The build tree may be private to root: then a copy in the user's home.
-    let reachable = t
-        .as_user("test", &PathBuf::from("/"))
-        .args(["-x", &built.display().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    if !reachable {
-        let dir = t.home.join(format!(".airlock-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(&built, dir.join("airlock")).unwrap();
-        t.bin = dir.join("airlock");
-    }
+    // The build tree may be private to root: then a copy in the user's home
+    // (one per build, shared by the tests of this run).
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    t.bin = BIN
+        .get_or_init(|| {
+            let reachable = t
+                .as_user("test", Path::new("/"))
+                .args(["-x", &built.display().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            if reachable {
+                return built.clone();
+            }
+            let dir = t.home.join(".airlock-test-bin");
+            let dst = dir.join("airlock");
+            let same = |a: &Path, b: &Path| {
+                let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+                    return false;
+                };
+                a.len() == b.len() && a.modified().ok() <= b.modified().ok()
+            };
+            if !same(&built, &dst) {
+                std::fs::create_dir_all(&dir).unwrap();
+                let tmp = dir.join(format!("airlock.{}", std::process::id()));
+                std::fs::copy(&built, &tmp).unwrap();
+                std::fs::rename(&tmp, &dst).unwrap();
+            }
+            dst
+        })
+        .clone();
     Some(t)
 }
 
