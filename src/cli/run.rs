@@ -415,6 +415,20 @@ fn sync_owner(sb: &sandbox::Sandbox, agent: &str) -> Result<Option<(u32, u32)>> 
     if me == 0 && user.uid != 0 {
         return Ok(Some((user.uid, user.gid.unwrap_or(user.uid))));
     }
+    // Under a rootful Docker daemon the container's root is the host's root:
+    // the session it writes back would be root's 0600 file, unreadable here.
+    if me != 0
+        && user.uid == 0
+        && sb.engine_kind() == EngineKind::Docker
+        && !engine::docker::is_rootless()
+    {
+        return Err(Error::invalid(
+            format!(
+                "the container runs as root, and Docker's root is the host's root: the {agent} session it refreshes in the directory shared with the host would be root's, unreadable by airlock (uid {me}), and the refresh would be lost"
+            ),
+            "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, or pass --rotation access-only",
+        ));
+    }
     if let sandbox::Access::GroupAdd(_) = sb.access() {
         return Err(Error::invalid(
             format!(

@@ -249,7 +249,7 @@ impl<'a> Daemon<'a> {
             )));
         }
         let pid_path = layout.daemon_pid();
-        if let Ok(mut f) = File::create(&pid_path) {
+        if let Ok(mut f) = crate::fsutil::open_private(&pid_path, false) {
             let _ = write!(f, "{}", std::process::id());
         }
         let (tx, rx) = mpsc::channel();
@@ -756,12 +756,12 @@ impl<'a> Daemon<'a> {
     pub fn run(mut self) -> Result<()> {
         // For `airlock run`, which waits for a due session's refresh only
         // when this watcher does refresh (`sync::await_fresh`).
-        let _ = std::fs::write(
-            self.layout.daemon_refresh(),
+        let _ = crate::fsutil::write_private(
+            &self.layout.daemon_refresh(),
             if self.refresh.enabled {
-                "on\n"
+                b"on\n"
             } else {
-                "off\n"
+                b"off\n"
             },
         );
         self.unlock();
