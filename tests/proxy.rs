@@ -668,3 +668,75 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
     assert_eq!(entries[1]["status"], 200);
     assert!(entries[1].get("refresh").is_none());
 }
+
+/// The genuine `claude -p` in a Docker sandbox with a Claude subscription
+/// session behind the proxy, whose access token the upstream refuses
+/// before its expiry: the proxy has the watcher refresh it and retries, and
+/// Claude gets its answer; the refreshed session is in the vault.
+#[test]
+fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let engine = "docker";
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let mut ctx = common::tmpfs_context(engine, "proxy-refresh");
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    ctx.set_env("AIRLOCK_CLAUDE_TOKEN_URL", &oauth.url());
+    let login = oauth.login();
+    let doc = serde_json::json!({"claudeAiOauth": {"accessToken": login.access_token,
+        "refreshToken": login.refresh_token, "expiresAt": mock_oauth::now_ms() + 8 * 3600 * 1000,
+        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}});
+    common::store_session(&ctx, "claude", &doc.to_string());
+    mock.reject(&login.access_token);
+    let name = format!("airlock-proxy-refresh-{engine}-{}", std::process::id());
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--",
+            "--rm",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args(["claude", "-p", "hi"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(REPLY), "{stdout}\n{stderr}");
+    assert_eq!(oauth.refreshes(), 1, "one refresh, by airlock");
+    for t in oauth.issued_secrets() {
+        assert!(!stdout.contains(&t) && !stderr.contains(&t));
+    }
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"refresh\":\"refreshed\""), "{audit}");
+    assert!(audit.contains("\"retried\":true"), "{audit}");
+    // the proxy read the rotated access token back from the vault record
+    let issued = oauth.issued_secrets();
+    let sent: Vec<String> = mock
+        .seen()
+        .iter()
+        .filter_map(|s| s.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(sent.contains(&format!("Bearer {}", login.access_token)));
+    assert!(
+        sent.iter().any(|a| issued
+            .iter()
+            .any(|t| *t != login.access_token && a == &format!("Bearer {t}"))),
+        "the retry carried the refreshed token"
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
