@@ -27,6 +27,9 @@ pub struct Options {
     pub port: u16,
     /// Exit after this long without any grant (on-demand mode).
     pub exit_when_idle: Option<Duration>,
+    /// The sync watcher's layout: where to ask for a refresh after an
+    /// upstream 401 ([`crate::sync::demand`]); `None`: never.
+    pub sync: Option<crate::sync::Layout>,
 }
 
 /// Whether a proxy holds `layout`'s daemon lock.
@@ -193,7 +196,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         )));
     }
     raise_open_files_limit();
-    let state = Arc::new(State::new(layout.clone(), open_vault)?);
+    let state = Arc::new(State::new(layout.clone(), open_vault)?.with_sync(opts.sync.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -78,6 +78,10 @@ pub struct State {
     /// the file they came from ([`Cached`]).
     cache: Mutex<HashMap<CacheKey, Cached>>,
     audit: Audit,
+    /// The sync watcher's layout, to ask for a refresh after a 401.
+    sync: Option<crate::sync::Layout>,
+    /// Refreshes after a 401, one at a time per account.
+    refresh: super::refresh::Coordinator,
 }
 
 /// Agent, method and where a credential is kept.
@@ -148,6 +152,8 @@ impl State {
             grants: Mutex::new((None, Arc::new(Vec::new()))),
             cache: Mutex::new(HashMap::new()),
             audit,
+            sync: None,
+            refresh: super::refresh::Coordinator::default(),
         })
     }
 
@@ -165,6 +171,13 @@ impl State {
         };
         let m = std::fs::metadata(path).ok()?;
         Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    /// Asks the sync watcher of `sync` for a refresh when the upstream
+    /// refuses a session's access token (HTTP 401).
+    pub fn with_sync(mut self, sync: Option<crate::sync::Layout>) -> State {
+        self.sync = sync;
+        self
     }
 
     /// The grants, re-read when the file changed.
@@ -411,7 +424,7 @@ async fn handle(
                 let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
                 c.retain(|_, c| c.at.elapsed() < STAMPED_TTL);
                 c.insert(
-                    key,
+                    key.clone(),
                     Cached {
                         at: Instant::now(),
                         stamp,
@@ -468,56 +481,121 @@ async fn handle(
             ));
         }
     };
-    let mut out = Request::builder().method(parts.method).uri(uri);
-    for (k, v) in &parts.headers {
-        if !DROP.contains(&k.as_str()) {
-            out = out.header(k, v);
+    // A session's access token may be refused (401) before its expiry:
+    // the proxy then has it refreshed and sends the request again, for
+    // which it keeps a small body (docs/proxy.md).
+    let refreshable = grant.method == Method::Session
+        && matches!(grant.agent.as_str(), "claude" | "codex")
+        && st.sync.is_some();
+    let mut up = Arc::new(AtomicU64::new(0));
+    let (first, replay) = match replayable(&parts.headers) {
+        Some(len) if refreshable => {
+            match http_body_util::Limited::new(body, len as usize)
+                .collect()
+                .await
+            {
+                Ok(c) => {
+                    let bytes = c.to_bytes();
+                    up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    (full(bytes.clone()), Some(bytes))
+                }
+                Err(_) => {
+                    return Ok(st.audit.refuse(
+                        entry,
+                        start,
+                        StatusCode::BAD_REQUEST,
+                        "body unreadable",
+                        error_response(
+                            StatusCode::BAD_REQUEST,
+                            "airlock proxy: the request body did not arrive as announced",
+                        ),
+                    ));
+                }
+            }
+        }
+        _ => (Counted::new(body, up.clone(), None).boxed(), None),
+    };
+    let build =
+        |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri.clone());
+            for (k, v) in &parts.headers {
+                if !DROP.contains(&k.as_str()) {
+                    out = out.header(k, v);
+                }
+            }
+            let (name, value) = match slot {
+                Slot::Bearer => (
+                    hyper::header::AUTHORIZATION,
+                    format!("Bearer {}", real.expose()),
+                ),
+                Slot::ApiKey => (
+                    HeaderName::from_static("x-api-key"),
+                    real.expose().to_owned(),
+                ),
+                Slot::GoogKey | Slot::Query => (
+                    HeaderName::from_static("x-goog-api-key"),
+                    real.expose().to_owned(),
+                ),
+            };
+            let Ok(mut value) = HeaderValue::from_str(&value) else {
+                return Err("credential unusable");
+            };
+            value.set_sensitive(true);
+            out.header(name, value)
+                .body(body)
+                .map_err(|_| "bad request")
+        };
+    let out = match build(&real, first) {
+        Ok(o) => o,
+        Err(why) => return Ok(unsendable(&st, entry, start, why)),
+    };
+    let mut result = st.client.request(out).await;
+    if refreshable
+        && let Ok(resp) = &result
+        && resp.status() == StatusCode::UNAUTHORIZED
+    {
+        let waited = Instant::now();
+        let (st2, g) = (st.clone(), grant.clone());
+        let (outcome, new) = st
+            .refresh
+            .after_401(
+                st.sync.as_ref(),
+                &grant.agent,
+                &grant.account,
+                &real,
+                move || credential(&st2, &g),
+            )
+            .await;
+        entry.refresh = Some(outcome.describe());
+        entry.refresh_ms = Some(waited.elapsed().as_millis() as u64);
+        tracing::info!(sandbox = %grant.sandbox, agent = %grant.agent, account = %grant.account, outcome = %outcome.describe(), "the upstream refused the access token (401)");
+        if let Some(new) = new {
+            st.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                key,
+                Cached {
+                    at: Instant::now(),
+                    // Read inside the refresh: the next request takes
+                    // the file's stamp with a fresh read.
+                    stamp: None,
+                    secret: new.clone(),
+                },
+            );
+            if let Some(bytes) = replay {
+                up = Arc::new(AtomicU64::new(bytes.len() as u64));
+                match build(&new, full(bytes)) {
+                    Ok(o) => {
+                        entry.retried = true;
+                        result = st.client.request(o).await;
+                    }
+                    Err(why) => return Ok(unsendable(&st, entry, start, why)),
+                }
+            }
         }
     }
-    let (name, value) = match slot {
-        Slot::Bearer => (
-            hyper::header::AUTHORIZATION,
-            format!("Bearer {}", real.expose()),
-        ),
-        Slot::ApiKey => (
-            HeaderName::from_static("x-api-key"),
-            real.expose().to_owned(),
-        ),
-        Slot::GoogKey | Slot::Query => (
-            HeaderName::from_static("x-goog-api-key"),
-            real.expose().to_owned(),
-        ),
-    };
-    let Ok(mut value) = HeaderValue::from_str(&value) else {
-        return Ok(st.audit.refuse(
-            entry,
-            start,
-            StatusCode::BAD_GATEWAY,
-            "credential unusable",
-            error_response(
-                StatusCode::BAD_GATEWAY,
-                "airlock proxy: the stored credential cannot be sent in a header",
-            ),
-        ));
-    };
-    value.set_sensitive(true);
-    out = out.header(name, value);
-    let up = Arc::new(AtomicU64::new(0));
-    let req_body = Counted::new(body, up.clone(), None).boxed();
-    let Ok(out) = out.body(req_body) else {
-        return Ok(st.audit.refuse(
-            entry,
-            start,
-            StatusCode::BAD_REQUEST,
-            "bad request",
-            error_response(
-                StatusCode::BAD_REQUEST,
-                "airlock proxy: the request could not be forwarded",
-            ),
-        ));
-    };
     drop(real);
-    match st.client.request(out).await {
+    match result {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             entry.status = parts.status.as_u16();
@@ -551,6 +629,46 @@ async fn handle(
             ))
         }
     }
+}
+
+/// A request the proxy could not build: audited, with a clear answer.
+fn unsendable(st: &State, entry: Entry, start: Instant, why: &str) -> Response<ProxyBody> {
+    let (status, message) = if why == "credential unusable" {
+        (
+            StatusCode::BAD_GATEWAY,
+            "airlock proxy: the stored credential cannot be sent in a header",
+        )
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            "airlock proxy: the request could not be forwarded",
+        )
+    };
+    st.audit
+        .refuse(entry, start, status, why, error_response(status, message))
+}
+
+/// The length of a request body the proxy keeps for a retry: announced by
+/// `Content-Length` and at most [`super::refresh::REPLAY_LIMIT`], or none
+/// at all. `None`: streamed, not kept.
+fn replayable(h: &hyper::HeaderMap) -> Option<u64> {
+    if h.contains_key(hyper::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    match h.get(hyper::header::CONTENT_LENGTH) {
+        None => Some(0),
+        Some(v) => v
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= super::refresh::REPLAY_LIMIT),
+    }
+}
+
+fn full(b: Bytes) -> ProxyBody {
+    Full::new(b).map_err(|never| match never {}).boxed()
 }
 
 trait RetainFn {
