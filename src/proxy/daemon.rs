@@ -298,6 +298,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         }
     }
     for s in gone {
+        // a sandbox id may come back (a Dev Container's project slug at its
+        // next start): its new grant gets the starting grace again
+        seen.remove(&s);
         if registry::remove(layout, &s).is_ok() {
             tracing::info!(sandbox = %s, "sandbox gone: its placeholder is refused from now on");
         }
