@@ -837,8 +837,11 @@ fn the_watcher_survives_a_fifo_and_replaces_it_with_the_next_login() {
     let (stop, th) = start_daemon(&e.layout, None);
     let t = Duration::from_secs(20);
     wait_until("the first sync", t, || shared.is_file());
-    fs::remove_file(&shared).unwrap();
-    mkfifo(&shared);
+    // Swapped in at once (a removal first would let the watcher put the
+    // truth back before the FIFO is made).
+    let fifo = dir.join("fifo.tmp");
+    mkfifo(&fifo);
+    fs::rename(&fifo, &shared).unwrap();
     let status = e.layout.accounts_dir().join("claude-work.json");
     wait_until("the refusal in the status", t, || {
         fs::read_to_string(&status).is_ok_and(|s| s.contains("refused: the shared file is a FIFO"))

@@ -645,9 +645,6 @@ impl<'a> Daemon<'a> {
         }
         let existing: Vec<PathBuf> = lock_peers.keys().cloned().collect();
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).peers = lock_peers;
-        // A refresh already under way when the watcher starts (or when the
-        // account is added) is mirrored too.
-        self.mirror_existing(&existing);
         let want: BTreeSet<PathBuf> = index
             .keys()
             .cloned()
@@ -668,6 +665,10 @@ impl<'a> Daemon<'a> {
                 tracing::warn!(error = %e, "not watching a directory");
             }
         }
+        // A refresh already under way when the watcher starts (or when the
+        // account is added) is mirrored too: after the directories are
+        // watched, so that its release cannot fall between the two.
+        self.mirror_existing(&existing);
         self.index = index;
         Ok(())
     }
