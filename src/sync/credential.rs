@@ -135,6 +135,18 @@ impl Parsed {
         &self.doc
     }
 
+    /// The hex SHA-256 of the session's access token (Claude, Codex), for
+    /// a refresh on demand ([`crate::sync::demand`]).
+    pub fn access_token_hash(&self) -> Option<String> {
+        let (outer, inner) = match self.kind {
+            AgentKind::Claude => ("claudeAiOauth", "accessToken"),
+            AgentKind::Codex => ("tokens", "access_token"),
+            AgentKind::Gemini => return None,
+        };
+        let t = self.doc.get(outer)?.get(inner)?.as_str()?;
+        Some(crate::sync::demand::token_hash(t))
+    }
+
     /// The account the session belongs to, when the document names it:
     /// Codex's `tokens.account_id`, else the `sub` of an `id_token` (Codex,
     /// Gemini). Claude's credential file names no account.
