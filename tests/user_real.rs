@@ -12,10 +12,10 @@
 //! 0700; nothing new in /tmp; the canary secret in no command line, no
 //! `inspect`, none of airlock's output at -vvv, no file outside the vault.
 //!
-//! And proxy mode (`--rotation proxy`) with rootless Podman: refused
-//! without the user's consent to slirp4netns' `allow_host_loopback`, and
-//! with it the genuine `claude -p` answers through the proxy from a mock
-//! upstream, holding only a placeholder.
+//! And proxy mode (`--rotation proxy`): the genuine `claude -p` answers
+//! through the proxy (run by the user) from a mock upstream, holding only a
+//! placeholder, on Docker and on rootless Podman, where it is refused
+//! without the user's consent to slirp4netns' `allow_host_loopback`.
 //!
 //! Gated by AIRLOCK_TEST_USER (a user name) with AIRLOCK_TEST_DOCKER=1 /
 //! AIRLOCK_TEST_PODMAN=1; under CI=true a missing user fails the test.
@@ -720,11 +720,22 @@ fn rootless_podman_user_sync_write_back() {
 /// sandbox), the real token only on the way upstream.
 #[test]
 fn rootless_podman_user_proxy() {
-    let Some(mut u) = UserCtx::new("podman", "proxy") else {
+    proxy_as_user("podman");
+}
+
+/// The same through Docker as a member of the docker group: the proxy,
+/// run by the user, listens on the bridge (`host.docker.internal`).
+#[test]
+fn docker_group_user_proxy() {
+    proxy_as_user("docker");
+}
+
+fn proxy_as_user(engine: &'static str) {
+    let Some(mut u) = UserCtx::new(engine, "proxy") else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
-    let c = canary("pp");
+    let c = canary(&format!("p{}", &engine[..1]));
     let token = format!("sk-ant-oat01-{c}-proxy-{}", "0123456789".repeat(6));
     u.auth("claude", "token", &token);
     // the proxy (started by `run`, as the user) trusts the mock's CA
@@ -764,30 +775,34 @@ fn rootless_podman_user_proxy() {
         assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
         (out, name)
     };
-    let (out, name) = run(&mut u, &[]);
-    let ctx = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{ctx}");
-    assert!(ctx.contains("allow_host_loopback=true"), "{ctx}");
-    assert_eq!(
-        u.engine_text(&["ps", "-a", "-q", "--filter", &format!("name={name}")]),
-        ""
-    );
-
-    let (out, name) = run(
-        &mut u,
-        &["--network", "slirp4netns:allow_host_loopback=true"],
-    );
+    let (net, base): (&[&str], &str) = if engine == "podman" {
+        let (out, name) = run(&mut u, &[]);
+        let ctx = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{ctx}");
+        assert!(ctx.contains("allow_host_loopback=true"), "{ctx}");
+        assert_eq!(
+            u.engine_text(&["ps", "-a", "-q", "--filter", &format!("name={name}")]),
+            ""
+        );
+        (
+            &["--network", "slirp4netns:allow_host_loopback=true"],
+            "base=http://10.0.2.2:",
+        )
+    } else {
+        (&[], "base=http://host.docker.internal:")
+    };
+    let (out, name) = run(&mut u, net);
     let ctx = text(&out);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
-    assert!(ctx.contains("base=http://10.0.2.2:"), "{ctx}");
+    assert!(ctx.contains(base), "{ctx}");
     assert!(ctx.contains(mock_upstream::REPLY), "{ctx}");
     mock.assert_messages_carried(&token);
     let inspect = u.engine_text(&["inspect", &name]);
     assert!(inspect.contains("airlock.sandbox"), "{inspect}");
-    assert!(!inspect.contains(&c), "canary in podman inspect");
+    assert!(!inspect.contains(&c), "canary in {engine} inspect");
     assert!(
         !inspect.contains("sk-ant-oat01-airlock-"),
-        "placeholder in podman inspect"
+        "placeholder in {engine} inspect"
     );
     u.assert_all_private();
 }
