@@ -36,7 +36,14 @@ mkdir -p "$LOG_DIR"
 say() { echo "setup-test-user: $*" >&2; }
 fail() { say "$*"; echo "unset AIRLOCK_TEST_USER"; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || fail "needs root to create the test user; tests/user_real.rs will skip"
+if [ "$(id -u)" -ne 0 ]; then
+  # as the other scripts: sudo when not root (non-interactively without a terminal)
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    exec sudo -n --preserve-env=AIRLOCK_TEST_STATE,AIRLOCK_TEST_USER,AIRLOCK_TEST_USER_UID,AIRLOCK_TEST_ENGINES,CONTAINERS_CONF \
+      AIRLOCK_TEST_STATE="$STATE" bash "${BASH_SOURCE[0]}" "$@"
+  fi
+  fail "needs root (or sudo) to create the test user; tests/user_real.rs will skip"
+fi
 for c in useradd usermod setpriv newuidmap newgidmap; do
   command -v "$c" >/dev/null 2>&1 || fail "$c not found (scripts/install-test-deps.sh installs uidmap)"
 done
