@@ -13,7 +13,7 @@
 #     nobody else mounts it;
 #   * rootless Podman configuration ~/.config/containers/containers.conf: the settings these VMs
 #     need (FIELD-NOTES §5: ulimits, runc) plus cgroup_manager = cgroupfs (no systemd user
-#     session) and events_logger = file (no journald);
+#     session) and events_logger = file (no journald); storage.conf: the native overlay driver;
 #   * the test images (agents:root, agents:user, busybox) copied into its rootless Podman store
 #     (`podman save` as root | `podman load` as the user), only when its copy's image id differs.
 # Then it proves the user can run a container with rootless Podman and with Docker.
@@ -107,6 +107,17 @@ if [ ! -f "$conf_dir/containers.conf" ] || [ "$(cat "$conf_dir/containers.conf")
   printf '%s\n' "$want" | as_user sh -c "cat > '$conf_dir/containers.conf.tmp' && mv '$conf_dir/containers.conf.tmp' '$conf_dir/containers.conf'"
   # A changed configuration (or new subordinate ids) needs a fresh rootless namespace.
   as_user podman system migrate >>"$LOG" 2>&1 || true
+fi
+# Native overlay in the user namespace (kernel >= 5.13): without this Podman 4.3 falls back to
+# vfs, which copies the whole 745 MB image for every container (seconds per start, GBs of disk).
+want_storage='# Written by scripts/setup-test-user.sh.
+[storage]
+driver = "overlay"'
+if [ ! -f "$conf_dir/storage.conf" ] || [ "$(cat "$conf_dir/storage.conf")" != "$want_storage" ]; then
+  as_user mkdir -p "$conf_dir"
+  printf '%s\n' "$want_storage" | as_user sh -c "cat > '$conf_dir/storage.conf.tmp' && mv '$conf_dir/storage.conf.tmp' '$conf_dir/storage.conf'"
+  # A store of another driver cannot be opened with this one: start empty (images copied below).
+  as_user podman system reset -f >>"$LOG" 2>&1 || true
 fi
 
 ok=1

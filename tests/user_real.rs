@@ -461,6 +461,7 @@ fn user_flows(engine: &'static str) {
 
     let tmp_before = tmp_entries(u.t.uid);
     let mut leaks = Vec::new();
+    let mut engine_dirs: Vec<PathBuf> = Vec::new();
     for (image, flags, uid) in [
         (root_image(), vec![], 0),
         (user_image(), vec![], 1000),
@@ -501,6 +502,20 @@ fn user_flows(engine: &'static str) {
         if inspect.contains(&c) {
             leaks.push(format!("[{engine} uid {uid}] canary in {engine} inspect"));
         }
+        // The engine's stored container (config, logs, its writable layer).
+        let id = u.engine_text(&["inspect", "-f", "{{.Id}}", &name]);
+        let upper = u.engine_text(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &name]);
+        assert!(!id.is_empty(), "no container id for {name}");
+        engine_dirs.push(if engine == "docker" {
+            PathBuf::from(format!("/var/lib/docker/containers/{id}"))
+        } else {
+            u.t.home.join(format!(
+                ".local/share/containers/storage/overlay-containers/{id}"
+            ))
+        });
+        if upper.starts_with('/') {
+            engine_dirs.push(PathBuf::from(upper));
+        }
         // The sandbox directory is gone once `run` returns.
         let left: Vec<_> = std::fs::read_dir(u.rt.join("sandboxes"))
             .map(|r| r.flatten().map(|e| e.path()).collect())
@@ -512,11 +527,13 @@ fn user_flows(engine: &'static str) {
         tmp_before,
         "airlock left files in /tmp"
     );
-    let on_disk = grep_dirs(
-        &c,
-        &[u.root.clone(), u.rt.clone(), PathBuf::from("/tmp")],
-        &[],
+    let existing = engine_dirs.iter().filter(|d| d.exists()).count();
+    assert!(
+        existing >= 3,
+        "the containers' stored files were not found: {engine_dirs:?}"
     );
+    engine_dirs.extend([u.root.clone(), u.rt.clone(), PathBuf::from("/tmp")]);
+    let on_disk = grep_dirs(&c, &engine_dirs, &[]);
     if !on_disk.is_empty() {
         leaks.push(format!(
             "[{engine}] canary on disk outside the vault: {on_disk:?}"
