@@ -740,3 +740,139 @@ fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
     );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// `airlock run --rotation proxy` of `agent` in a Docker sandbox, with the
+/// credential `doc` (stored as `method`), running `cmd`: the genuine CLI's
+/// output, after asserting that it succeeded with the mock's answer, that
+/// the mock saw `header: value` (the real credential) on every request
+/// under `path`, and that the real credential is nowhere in the container
+/// (env, files, `/proc`) nor in `docker inspect`.
+fn agent_through_the_proxy(
+    agent: &str,
+    method: &str,
+    doc: &str,
+    cmd: &str,
+    (path, header, value): (&str, &str, &str),
+    secrets: &[&str],
+) {
+    let engine = "docker";
+    let mock = MockUpstream::start();
+    let mut ctx = common::tmpfs_context(engine, &format!("proxy-{agent}"));
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env(
+        &format!("AIRLOCK_PROXY_UPSTREAM_{}", agent.to_uppercase()),
+        &mock.origin(),
+    );
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    let f = ctx.root.path().join("credential");
+    std::fs::write(&f, doc).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", agent, "--method", method, "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    std::fs::remove_file(&f).unwrap();
+    let name = format!("airlock-proxy-{agent}-{method}-{}", std::process::id());
+    // the canary scan runs before the agent, in the same container
+    let pattern = secrets.join("\\|");
+    let script = format!(
+        "cd /tmp; if grep -rs -e '{pattern}' /proc/self/environ /proc/1/environ \"$HOME\" /run/airlock-in /tmp /etc 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi; {cmd}"
+    );
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            agent,
+            "--",
+            "-d",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args(["sleep", "120"])
+        .output()
+        .unwrap();
+    let id = ok(&out).trim().to_owned();
+    let inspect = Command::new(engine)
+        .args(["inspect", &id])
+        .output()
+        .unwrap();
+    let o = Command::new(engine)
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "/run/airlock-in/init.sh",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.contains(&name));
+    for s in secrets {
+        assert!(!inspect.contains(s), "a credential in {engine} inspect");
+        assert!(!stdout.contains(s) && !stderr.contains(s));
+    }
+    assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
+    assert!(
+        o.status.success() && stdout.contains(REPLY),
+        "{agent}: {stdout}\n{stderr}\nupstream saw: {:?}",
+        mock.seen()
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect::<Vec<_>>()
+    );
+    mock.assert_carried(path, header, value);
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"status\":200"), "{audit}");
+    for s in secrets {
+        assert!(!audit.contains(s));
+    }
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// The genuine `codex exec` with an OpenAI API key answers from the mock's
+/// Responses API through the proxy.
+#[test]
+fn docker_codex_api_key_answers_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let key = format!("sk-proj-{CANARY}-codexkey-{}", "k".repeat(40));
+    agent_through_the_proxy(
+        "codex",
+        "api-key",
+        &key,
+        "codex exec --skip-git-repo-check hi </dev/null",
+        ("/v1/responses", "authorization", &format!("Bearer {key}")),
+        &[&key, CANARY],
+    );
+}
+
+/// The genuine `gemini -p` with a Gemini API key answers from the mock's
+/// `streamGenerateContent` through the proxy.
+#[test]
+fn docker_gemini_api_key_answers_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let key = format!("AIza{CANARY}gemini{}", "g".repeat(30));
+    agent_through_the_proxy(
+        "gemini",
+        "api-key",
+        &key,
+        "GEMINI_CLI_TRUST_WORKSPACE=true gemini -p hi",
+        ("/v1beta/models/", "x-goog-api-key", &key),
+        &[&key, CANARY],
+    );
+}
