@@ -156,6 +156,35 @@ fn is_bridge(name: &str) -> bool {
         || name.starts_with("cni-podman")
 }
 
+/// Lifts the soft limit of open files to the hard limit: every stream
+/// through the proxy holds two sockets (the sandbox's, the upstream's), and
+/// the usual soft limit (1,024, also systemd's default) would stop it at
+/// about 500 concurrent streams. Returns the soft limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            } else {
+                tracing::warn!(soft = lim.rlim_cur, "cannot raise the open-files limit");
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Runs the proxy until it is idle long enough (on demand) or forever.
 pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()> {
     layout.ensure()?;
@@ -166,6 +195,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
             port(&layout).map_or("unknown".into(), |p| p.to_string())
         )));
     }
+    raise_open_files_limit();
     let state = Arc::new(State::new(layout.clone(), open_vault)?.with_sync(opts.sync.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -268,6 +298,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         }
     }
     for s in gone {
+        // a sandbox id may come back (a Dev Container's project slug at its
+        // next start): its new grant gets the starting grace again
+        seen.remove(&s);
         if registry::remove(layout, &s).is_ok() {
             tracing::info!(sandbox = %s, "sandbox gone: its placeholder is refused from now on");
         }

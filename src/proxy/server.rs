@@ -74,9 +74,9 @@ pub struct State {
     client: HttpsClient,
     upstreams: HashMap<String, String>,
     grants: Mutex<(Option<FileStamp>, Arc<Vec<Grant>>)>,
-    /// Credentials read in the last [`CREDENTIAL_TTL`], by where they are
-    /// kept (a refresh reaches requests within that time).
-    cache: Mutex<HashMap<CacheKey, (Instant, Arc<Secret>)>>,
+    /// Credentials already read, by where they are kept, with the stamp of
+    /// the file they came from ([`Cached`]).
+    cache: Mutex<HashMap<CacheKey, Cached>>,
     audit: Audit,
     /// The sync watcher's layout, to ask for a refresh after a 401.
     sync: Option<crate::sync::Layout>,
@@ -87,8 +87,36 @@ pub struct State {
 /// Agent, method and where a credential is kept.
 type CacheKey = (String, String, Truth);
 
-/// How long a credential read from the vault or a host file is reused.
+/// How long a credential is reused when no file says it changed: the OS
+/// keyrings (a refresh reaches requests within that time).
 const CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a credential from a file (a host login, the encrypted vault) is
+/// reused while the file's stamp stays the same: a refresh written to the
+/// file reaches the next request of every sandbox at once.
+const STAMPED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A file's modification time, length and inode: an atomic rename changes
+/// the inode even within one timestamp tick.
+type SourceStamp = (SystemTime, u64, u64);
+
+/// A credential read, when, and the stamp its source file had just before.
+struct Cached {
+    at: Instant,
+    stamp: Option<SourceStamp>,
+    secret: Arc<Secret>,
+}
+
+impl Cached {
+    /// Still the credential `stamp` (the source file's stamp now) stands for.
+    fn fresh(&self, stamp: &Option<SourceStamp>) -> bool {
+        match (&self.stamp, stamp) {
+            (Some(then), Some(now)) => then == now && self.at.elapsed() < STAMPED_TTL,
+            (None, None) => self.at.elapsed() < CREDENTIAL_TTL,
+            _ => false,
+        }
+    }
+}
 
 impl State {
     /// The proxy's state: grants under `layout`, credentials from the vault
@@ -127,6 +155,22 @@ impl State {
             sync: None,
             refresh: super::refresh::Coordinator::default(),
         })
+    }
+
+    /// The stamp of the file `truth` is read from (the host login, or the
+    /// vault file of the encrypted-file backend once the vault is open);
+    /// `None` where there is no such file (the OS keyrings).
+    fn source_stamp(&self, truth: &Truth) -> Option<SourceStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let path = match truth {
+            Truth::HostFile { path } => path.clone(),
+            Truth::Vault { .. } => {
+                let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+                v.as_ref()?.backend().change_marker()?
+            }
+        };
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
     }
 
     /// Asks the sync watcher of `sync` for a refresh when the upstream
@@ -193,11 +237,14 @@ fn client() -> Result<HttpsClient> {
         .map_err(|e| Error::Other(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
-        .build();
+        .wrap_connector(tcp);
     Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
@@ -212,6 +259,9 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
                 continue;
             }
         };
+        // Streamed events go to the sandbox as they arrive, not after its
+        // delayed ACK (Nagle would hold a small write for up to 40 ms).
+        let _ = stream.set_nodelay(true);
         let st = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
@@ -354,11 +404,12 @@ async fn handle(
         grant.method.as_str().to_owned(),
         grant.truth.clone(),
     );
+    let stamp = st.source_stamp(&grant.truth);
     let cached = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&key)
-            .filter(|(at, _)| at.elapsed() < CREDENTIAL_TTL)
-            .map(|(_, s)| s.clone())
+            .filter(|c| c.fresh(&stamp))
+            .map(|c| c.secret.clone())
     };
     let real = match cached {
         Some(s) => Ok(s),
@@ -371,8 +422,15 @@ async fn handle(
                 .map(Arc::new);
             if let Ok(s) = &r {
                 let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
-                c.retain(|_, (at, _)| at.elapsed() < CREDENTIAL_TTL);
-                c.insert(key.clone(), (Instant::now(), s.clone()));
+                c.retain(|_, c| c.at.elapsed() < STAMPED_TTL);
+                c.insert(
+                    key.clone(),
+                    Cached {
+                        at: Instant::now(),
+                        stamp,
+                        secret: s.clone(),
+                    },
+                );
             }
             r
         }
@@ -514,10 +572,16 @@ async fn handle(
         entry.refresh_ms = Some(waited.elapsed().as_millis() as u64);
         tracing::info!(sandbox = %grant.sandbox, agent = %grant.agent, account = %grant.account, outcome = %outcome.describe(), "the upstream refused the access token (401)");
         if let Some(new) = new {
-            st.cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, (Instant::now(), new.clone()));
+            st.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                key,
+                Cached {
+                    at: Instant::now(),
+                    // Read inside the refresh: the next request takes
+                    // the file's stamp with a fresh read.
+                    stamp: None,
+                    secret: new.clone(),
+                },
+            );
             if let Some(bytes) = replay {
                 up = Arc::new(AtomicU64::new(bytes.len() as u64));
                 match build(&new, full(bytes)) {
@@ -750,5 +814,49 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp_of(path: &std::path::Path) -> Option<SourceStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    #[test]
+    fn a_credential_from_a_file_is_reused_until_the_file_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("creds.json");
+        std::fs::write(&f, "old").unwrap();
+        let cached = Cached {
+            at: Instant::now(),
+            stamp: stamp_of(&f),
+            secret: Arc::new(Secret::new("old".to_owned())),
+        };
+        assert!(cached.fresh(&stamp_of(&f)));
+        // Replaced as airlock and the agents write it: temp + rename, same
+        // length, possibly within the same timestamp tick.
+        let tmp = t.path().join("creds.json.tmp");
+        std::fs::write(&tmp, "new").unwrap();
+        std::fs::rename(&tmp, &f).unwrap();
+        assert!(!cached.fresh(&stamp_of(&f)));
+        // Gone, or only now readable: never the cached value.
+        assert!(!cached.fresh(&None));
+    }
+
+    #[test]
+    fn a_credential_without_a_file_is_reused_for_a_second() {
+        let mut cached = Cached {
+            at: Instant::now(),
+            stamp: None,
+            secret: Arc::new(Secret::new("k".to_owned())),
+        };
+        assert!(cached.fresh(&None));
+        cached.at = Instant::now() - CREDENTIAL_TTL;
+        assert!(!cached.fresh(&None));
     }
 }

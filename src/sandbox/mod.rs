@@ -109,6 +109,7 @@ pub struct Sandbox {
     dir: PathBuf,
     access: Access,
     user: ContainerUser,
+    engine: EngineKind,
     keep: bool,
 }
 
@@ -166,6 +167,7 @@ impl Sandbox {
             dir: dir.clone(),
             access: Access::Owner,
             user: spec.user,
+            engine: spec.engine.kind(),
             keep: false,
         };
         let (access, dmode, fmode) = decide_access(spec.user, spec.engine);
@@ -221,6 +223,11 @@ impl Sandbox {
     /// The container user the sandbox was prepared for.
     pub fn user(&self) -> ContainerUser {
         self.user
+    }
+
+    /// The engine the sandbox was prepared for.
+    pub fn engine_kind(&self) -> EngineKind {
+        self.engine
     }
 
     /// Keeps the directory after this value is dropped (a waiter or [`gc`]

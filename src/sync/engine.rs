@@ -959,7 +959,7 @@ fn write_status(dir: &Path, key: &str, s: &SyncStatus) {
         let json = serde_json::to_vec_pretty(s).unwrap_or_default();
         let path = dir.join(format!("{key}.json"));
         let tmp = fsutil::temp_name(&path);
-        let res = std::fs::write(&tmp, &json)
+        let res = fsutil::write_private(&tmp, &json)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| crate::error::Error::io("write", &path, e));
         if res.is_err() {

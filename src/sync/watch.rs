@@ -256,7 +256,7 @@ impl<'a> Daemon<'a> {
             )));
         }
         let pid_path = layout.daemon_pid();
-        if let Ok(mut f) = File::create(&pid_path) {
+        if let Ok(mut f) = crate::fsutil::open_private(&pid_path, false) {
             let _ = write!(f, "{}", std::process::id());
         }
         let (tx, rx) = mpsc::channel();
@@ -645,9 +645,6 @@ impl<'a> Daemon<'a> {
         }
         let existing: Vec<PathBuf> = lock_peers.keys().cloned().collect();
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).peers = lock_peers;
-        // A refresh already under way when the watcher starts (or when the
-        // account is added) is mirrored too.
-        self.mirror_existing(&existing);
         let want: BTreeSet<PathBuf> = index
             .keys()
             .cloned()
@@ -668,6 +665,10 @@ impl<'a> Daemon<'a> {
                 tracing::warn!(error = %e, "not watching a directory");
             }
         }
+        // A refresh already under way when the watcher starts (or when the
+        // account is added) is mirrored too: after the directories are
+        // watched, so that its release cannot fall between the two.
+        self.mirror_existing(&existing);
         self.index = index;
         Ok(())
     }
@@ -826,12 +827,12 @@ impl<'a> Daemon<'a> {
     pub fn run(mut self) -> Result<()> {
         // For `airlock run`, which waits for a due session's refresh only
         // when this watcher does refresh (`sync::await_fresh`).
-        let _ = std::fs::write(
-            self.layout.daemon_refresh(),
+        let _ = crate::fsutil::write_private(
+            &self.layout.daemon_refresh(),
             if self.refresh.enabled {
-                "on\n"
+                b"on\n"
             } else {
-                "off\n"
+                b"off\n"
             },
         );
         self.unlock();

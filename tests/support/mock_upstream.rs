@@ -104,6 +104,9 @@ impl MockUpstream {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                // Streamed events go out as they are sent (an API server
+                // does the same), not after the client's delayed ACK.
+                let _ = tcp.set_nodelay(true);
                 let (acceptor, s, c, r, x) =
                     (acceptor.clone(), s.clone(), c.clone(), r.clone(), x.clone());
                 tokio::spawn(async move {
