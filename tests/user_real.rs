@@ -603,11 +603,25 @@ fn session(c: &str, n: u32) -> String {
     .to_string()
 }
 
-/// `--rotation sync` against the user's own `~/.claude/.credentials.json`
-/// (0640, the user's): the genuine claude is logged in with the session, a
-/// refresh written inside (temp file + rename, as Claude does) comes back
-/// to the host file with its owner and mode; the containers that cannot
-/// hand it back are refused before they start, the host file untouched.
+/// What `airlock run` does with a synced session for one container user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Sync mode: a refresh written inside comes back to the host file.
+    Synced,
+    /// Broker mode instead (Docker's root, sync only the default): logged
+    /// in, what the container writes is not taken back, the note says why.
+    Broker,
+    /// Refused before the container starts (exit 7).
+    Refused,
+}
+
+/// The default rotation (sync) against the user's own
+/// `~/.claude/.credentials.json` (0640, the user's): the genuine claude is
+/// logged in with the session, a refresh written inside (temp file +
+/// rename, as Claude does) comes back to the host file with its owner and
+/// mode; Docker's root gets broker mode instead; the containers that could
+/// not read or hand back the session are refused before they start, the
+/// host file untouched.
 fn sync_write_back(engine: &'static str) {
     let Some(mut u) = UserCtx::new(engine, "sync") else {
         return;
@@ -621,23 +635,23 @@ fn sync_write_back(engine: &'static str) {
         std::os::unix::fs::chown(p, Some(u.t.uid), Some(u.t.gid)).unwrap();
     }
     let me = format!("{}:{}", u.t.uid, u.t.gid);
-    // (image, run flags, works?)
-    let cases: Vec<(String, Vec<&str>, bool)> = if engine == "podman" {
+    // (image, run flags, what happens)
+    let cases: Vec<(String, Vec<&str>, Expect)> = if engine == "podman" {
         vec![
-            (root_image(), vec![], true),
-            (user_image(), vec![], true),
-            (root_image(), vec!["-u", "4242:4242"], true),
+            (root_image(), vec![], Expect::Synced),
+            (user_image(), vec![], Expect::Synced),
+            (root_image(), vec!["-u", "4242:4242"], Expect::Synced),
         ]
     } else {
         vec![
-            (root_image(), vec![], false),
-            (user_image(), vec![], false),
-            (root_image(), vec!["-u", "4242:4242"], false),
-            (root_image(), vec!["-u", &me], true),
+            (root_image(), vec![], Expect::Broker),
+            (user_image(), vec![], Expect::Refused),
+            (root_image(), vec!["-u", "4242:4242"], Expect::Refused),
+            (root_image(), vec!["-u", &me], Expect::Synced),
         ]
     };
     let mut n = 1;
-    for (image, flags, works) in cases {
+    for (image, flags, expect) in cases {
         let name = u.container_name();
         let refresh = format!(
             "claude auth status; d=\"$CLAUDE_SECURESTORAGE_CONFIG_DIR\"; printf '%s' '{}' > \"$d/.credentials.json.tmp.1\" && mv \"$d/.credentials.json.tmp.1\" \"$d/.credentials.json\"",
@@ -666,16 +680,23 @@ fn sync_write_back(engine: &'static str) {
             "{ctx}"
         );
         assert_eq!(doc["mcpOAuth"]["kept"], true, "unknown keys kept: {doc}");
-        if works {
+        if expect == Expect::Refused {
+            assert_eq!(out.status.code(), Some(7), "{image} {flags:?}: {ctx}");
+            assert!(ctx.contains("--rotation access-only"), "{ctx}");
+        } else {
             let compact: String = ctx.chars().filter(|c| !c.is_whitespace()).collect();
             assert_eq!(out.status.code(), Some(0), "{image} {flags:?}: {ctx}");
             assert!(compact.contains(r#""authMethod":"claude.ai""#), "{ctx}");
-            n += 1;
             let inspect = u.engine_text(&["inspect", &name]);
             assert!(!inspect.contains(&c), "canary in {engine} inspect");
-        } else {
-            assert_eq!(out.status.code(), Some(7), "{image} {flags:?}: {ctx}");
-            assert!(ctx.contains("--rotation access-only"), "{ctx}");
+        }
+        assert_eq!(
+            ctx.contains("using --rotation broker"),
+            expect == Expect::Broker,
+            "{image} {flags:?}: {ctx}"
+        );
+        if expect == Expect::Synced {
+            n += 1;
         }
         assert_eq!(
             doc["claudeAiOauth"]["refreshToken"],
@@ -693,10 +714,14 @@ fn sync_write_back(engine: &'static str) {
                     .collect()
             })
             .unwrap_or_default();
-        assert!(shared.is_empty(), "shared directories left: {shared:?}");
+        assert!(
+            shared.is_empty(),
+            "shared directories left: {shared:?}\n{ctx}"
+        );
     }
     assert!(n > 1, "no refresh came back");
-    // `verify` says what `run` would refuse (and leaks nothing either).
+    // `verify` says what `run` would do instead of syncing (and leaks
+    // nothing either).
     let out = u
         .airlock()
         .args([
@@ -713,7 +738,7 @@ fn sync_write_back(engine: &'static str) {
     assert!(!ctx.contains(&c), "{ctx}");
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     assert_eq!(
-        ctx.contains("airlock run would refuse to sync the claude session"),
+        ctx.contains("airlock run would use broker mode (by default; --rotation sync would be refused) for the claude session"),
         engine == "docker",
         "{ctx}"
     );

@@ -272,7 +272,9 @@ pub type SharedRead = Option<std::result::Result<Zeroizing<Vec<u8>>, Rejection>>
 /// * opened with `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, then `fstat`: the
 ///   opened file must still be a regular file, the same one `lstat` saw;
 /// * at most [`SHARED_MAX`] bytes: a larger file is refused (at most
-///   `SHARED_MAX + 1` bytes are ever read).
+///   `SHARED_MAX + 1` bytes are ever read);
+/// * a file airlock may not open (another user's, or `chmod 000`) is
+///   refused too, not an error: the sandbox chose it.
 ///
 /// Other I/O errors are errors; a refusal never quotes the file's content.
 pub fn read_shared(path: &std::path::Path) -> Result<SharedRead> {
@@ -301,6 +303,9 @@ pub fn read_shared(path: &std::path::Path) -> Result<SharedRead> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Ok(Some(Err(Rejection::Replaced)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(Some(Err(Rejection::Unreadable)));
         }
         Err(e) => return Err(Error::io("open", path, e)),
     };
