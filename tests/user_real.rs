@@ -848,3 +848,94 @@ fn proxy_as_user(engine: &'static str) {
     );
     u.assert_all_private();
 }
+
+/// A Codex ChatGPT session (`auth.json`) whose refresh token is `rt-{mark}`
+/// and whose JWTs carry `mark` too, expiring at `exp` (seconds).
+fn codex_session(mark: &str, exp: u64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let claims = serde_json::json!({
+        "email": "fake@example.com",
+        "exp": exp,
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": "acct-fake"},
+    });
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(&claims.to_string()),
+        b64(mark)
+    );
+    serde_json::json!({
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": null,
+        "tokens": {"id_token": jwt, "access_token": jwt,
+                   "refresh_token": format!("rt-{mark}"), "account_id": "acct-fake"},
+        "last_refresh": "2026-11-22T00:00:00Z",
+        "unknown_key": "kept",
+    })
+    .to_string()
+}
+
+/// Codex, the other rotating session, with rootless Podman: the user's
+/// own `~/.codex/auth.json` (0600) logs the genuine `codex` in as uid 1000
+/// and as 4242, and an `auth.json` rewritten inside comes back to the host
+/// file, owner, mode and unknown keys kept.
+#[test]
+fn rootless_podman_user_codex_sync() {
+    let Some(mut u) = UserCtx::new("podman", "codex") else {
+        return;
+    };
+    let c = canary("cx");
+    let host = u.home.join(".codex/auth.json");
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(&host, codex_session(&c, 4_102_444_800)).unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for p in [host.parent().unwrap(), &host] {
+        std::os::unix::fs::chown(p, Some(u.t.uid), Some(u.t.gid)).unwrap();
+    }
+    for (n, flags) in [(1u64, vec![]), (2, vec!["-u", "4242:4242"])] {
+        let name = u.container_name();
+        // the refreshes written inside are on the command line: no canary
+        let newer = codex_session(&format!("refreshed{n}"), 4_102_444_800 + n * 3600);
+        let script = format!(
+            "id -u; codex login status 2>&1; printf '%s' '{newer}' > \"$CODEX_HOME/.auth-x\" && mv \"$CODEX_HOME/.auth-x\" \"$CODEX_HOME/auth.json\""
+        );
+        let mut cmd = u.airlock();
+        cmd.args(["-vvv", "run", "--agent", "codex", "--"])
+            .args(["--network", "none", "--name", &name])
+            .args(&flags)
+            .args([&user_image(), "sh", "-c", &script]);
+        let (out, hits) = u.watched(cmd, &c);
+        let ctx = text(&out);
+        assert!(
+            hits.is_empty(),
+            "canary in {} command lines: {:?}",
+            hits.len(),
+            hits.first()
+        );
+        assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
+        assert_eq!(out.status.code(), Some(0), "{ctx}");
+        assert!(ctx.contains("Logged in using ChatGPT"), "{ctx}");
+        assert!(
+            ctx.contains(if n == 1 { "\n1000\n" } else { "\n4242\n" }),
+            "{ctx}"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&host).unwrap()).unwrap();
+        let md = std::fs::metadata(&host).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (u.t.uid, u.t.gid, 0o600),
+            "{ctx}"
+        );
+        assert_eq!(
+            doc["tokens"]["refresh_token"],
+            format!("rt-refreshed{n}"),
+            "{ctx}"
+        );
+        assert_eq!(doc["unknown_key"], "kept", "{doc}");
+        let inspect = u.engine_text(&["inspect", &name]);
+        assert!(!inspect.contains(&c), "canary in podman inspect");
+    }
+    u.assert_all_private();
+}
