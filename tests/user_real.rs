@@ -6,7 +6,7 @@
 //!
 //! Checked: `auth` (stdin, encrypted-file vault), `status`, `run` (the
 //! genuine `claude auth status` / `codex login status` judge the login),
-//! `verify`, `sync` write-back to the user's own host file (owner and mode
+//! `verify`, `docker-flags`, `sync` write-back to the user's own host file (owner and mode
 //! kept), `teardown`; the sandbox files readable by the container user and
 //! nobody else; everything airlock leaves on the host is the user's, 0600 /
 //! 0700; nothing new in /tmp; the canary secret in no command line, no
@@ -563,6 +563,50 @@ fn user_flows(engine: &'static str) {
             assert_eq!(a["cli_method"], method, "{agent} as {user}: {a}");
         }
     }
+
+    // docker-flags: the user's own `<engine> run $(airlock docker-flags …)`
+    // with the uid-1000 image; the waiter (the user's) removes the
+    // sandbox directory once the container has exited.
+    let out = u
+        .airlock()
+        .args([
+            "docker-flags",
+            "--agent",
+            "claude",
+            "--image",
+            &user_image(),
+        ])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(out.status.success() && !ctx.contains(&c), "{ctx}");
+    // as `$(…)` splits them (the paths here need no quoting)
+    let flags: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let name = u.container_name();
+    let run =
+        u.t.as_user(engine, &u.home)
+            .args(["run", "--network", "none", "--name", &name])
+            .args(&flags)
+            .args([&user_image(), "sh", "-c", "id -u; claude auth status"])
+            .output()
+            .unwrap();
+    let ctx = text(&run);
+    let compact: String = ctx.chars().filter(|c| !c.is_whitespace()).collect();
+    assert_eq!(run.status.code(), Some(0), "{ctx}");
+    assert!(ctx.contains("\n1000\n"), "{ctx}");
+    assert!(compact.contains(r#""authMethod":"oauth_token""#), "{ctx}");
+    common::wait_until(
+        "the waiter to remove the docker-flags sandbox",
+        std::time::Duration::from_secs(60),
+        || {
+            std::fs::read_dir(u.rt.join("sandboxes"))
+                .map(|r| r.count() == 0)
+                .unwrap_or(true)
+        },
+    );
     u.assert_all_private();
 
     let out = u.airlock().args(["teardown", "--yes"]).output().unwrap();
