@@ -689,10 +689,20 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
 /// Claude gets its answer; the refreshed session is in the vault.
 #[test]
 fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        claude_session_after_a_refused_token("docker");
     }
-    let engine = "docker";
+}
+
+/// The same with Podman.
+#[test]
+fn podman_claude_session_answers_after_the_upstream_refused_its_token() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        claude_session_after_a_refused_token("podman");
+    }
+}
+
+fn claude_session_after_a_refused_token(engine: &str) {
     let mock = MockUpstream::start();
     let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
     let mut ctx = common::tmpfs_context(engine, "proxy-refresh");
