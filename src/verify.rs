@@ -265,14 +265,18 @@ pub fn verify(
             .proxy
             .as_ref()
             .filter(|_| !resolved.plan.proxy.is_empty());
+        let mut online_secs = 0u64;
         let real = match proxied {
             Some(p) => {
                 let secs = opts.timeout.as_secs().max(1);
                 let mut extra = crate::proxy::verify::scan_probe(secs);
                 if p.online {
+                    // a model's answer takes longer than a status check
+                    let online = secs.max(crate::proxy::verify::ONLINE_MIN_SECS);
                     for a in &probed {
                         if resolved.plan.proxy.iter().any(|g| g.agent == *a) {
-                            extra.extend(crate::proxy::verify::online_probe(a, secs));
+                            extra.extend(crate::proxy::verify::online_probe(a, online));
+                            online_secs += online;
                         }
                     }
                 }
@@ -289,13 +293,11 @@ pub fn verify(
             }
             None => Vec::new(),
         };
-        let probes = probed.len()
-            * if proxied.is_some_and(|p| p.online) {
-                2
-            } else {
-                1
-            }
-            + 1;
+        // the scan, and the online probes' time in units of the timeout
+        let extra = proxied.map_or(0, |_| {
+            1 + online_secs.div_ceil(opts.timeout.as_secs().max(1))
+        });
+        let probes = probed.len() + usize::try_from(extra).unwrap_or(usize::MAX / 2);
         let (out, sandbox) = run_probe(&detected, &resolved.plan, opts, &script, probes, &real)?;
         let mut secrets = secret_values(&resolved.plan);
         secrets.extend(real.iter().cloned());

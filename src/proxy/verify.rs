@@ -32,6 +32,9 @@ pub struct Check {
 /// The probe name of the environment and file dump.
 pub const SCAN: &str = "proxy-scan";
 
+/// The least time an online probe (a one-shot prompt) is given, seconds.
+pub const ONLINE_MIN_SECS: u64 = 90;
+
 /// The suffix of an agent's online probe (`claude-online`).
 pub const ONLINE: &str = "-online";
 
