@@ -281,14 +281,13 @@ pub fn verify(
                     }
                 }
                 script = script.replace("rm -rf \"$d\"\n", &format!("{extra}rm -rf \"$d\"\n"));
-                if !p.online {
-                    // Gemini's probe runs a prompt: with the proxy reachable
-                    // it would go upstream. Offline means offline.
-                    script = script.replace(
-                        " gemini -p hi ",
-                        " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 gemini -p hi ",
-                    );
-                }
+                // Gemini's login probe runs a prompt: with the proxy
+                // reachable it would go upstream. It stays offline; only
+                // `--online`'s own prompt is sent.
+                script = script.replace(
+                    " gemini -p hi ",
+                    " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 gemini -p hi ",
+                );
                 crate::proxy::verify::real_values(&resolved.plan, vault)
             }
             None => Vec::new(),
