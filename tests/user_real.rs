@@ -12,8 +12,16 @@
 //! 0700; nothing new in /tmp; the canary secret in no command line, no
 //! `inspect`, none of airlock's output at -vvv, no file outside the vault.
 //!
+//! And proxy mode (`--rotation proxy`) with rootless Podman: refused
+//! without the user's consent to slirp4netns' `allow_host_loopback`, and
+//! with it the genuine `claude -p` answers through the proxy from a mock
+//! upstream, holding only a placeholder.
+//!
 //! Gated by AIRLOCK_TEST_USER (a user name) with AIRLOCK_TEST_DOCKER=1 /
 //! AIRLOCK_TEST_PODMAN=1; under CI=true a missing user fails the test.
+
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
 
 mod common;
 
@@ -93,19 +101,37 @@ fn tester(engine: &str) -> Option<Tester> {
         home,
         bin: built.clone(),
     };
-    // The build tree may be private to root: then a copy in the user's home.
-    let reachable = t
-        .as_user("test", &PathBuf::from("/"))
-        .args(["-x", &built.display().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    if !reachable {
-        let dir = t.home.join(format!(".airlock-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(&built, dir.join("airlock")).unwrap();
-        t.bin = dir.join("airlock");
-    }
+    // The build tree may be private to root: then a copy in the user's home
+    // (one per build, shared by the tests of this run).
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    t.bin = BIN
+        .get_or_init(|| {
+            let reachable = t
+                .as_user("test", Path::new("/"))
+                .args(["-x", &built.display().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            if reachable {
+                return built.clone();
+            }
+            let dir = t.home.join(".airlock-test-bin");
+            let dst = dir.join("airlock");
+            let same = |a: &Path, b: &Path| {
+                let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+                    return false;
+                };
+                a.len() == b.len() && a.modified().ok() <= b.modified().ok()
+            };
+            if !same(&built, &dst) {
+                std::fs::create_dir_all(&dir).unwrap();
+                let tmp = dir.join(format!("airlock.{}", std::process::id()));
+                std::fs::copy(&built, &tmp).unwrap();
+                std::fs::rename(&tmp, &dst).unwrap();
+            }
+            dst
+        })
+        .clone();
     Some(t)
 }
 
@@ -271,22 +297,30 @@ impl UserCtx {
 
 impl Drop for UserCtx {
     fn drop(&mut self) {
-        // The sync watcher this test's `run`s started lingers a few seconds
-        // and would recreate its state directory: stop it first.
-        if let Ok(pid) = std::fs::read_to_string(self.root.join("state/sync/daemon.pid"))
-            && let Ok(pid) = pid.trim().parse::<u32>()
-            // still our watcher (the pid file outlives it)
-            && std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("airlock\0sync\0--foreground"))
-        {
-            let alive = || Path::new(&format!("/proc/{pid}")).exists();
-            let _ = Command::new("kill").arg(pid.to_string()).output();
-            for _ in 0..50 {
-                if !alive() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+        // The sync watcher and the proxy this test's `run`s started linger
+        // a few seconds and would recreate their state directories: stop
+        // them (found by the state directory in their environment) first.
+        let mine = format!("AIRLOCK_STATE_DIR={}", self.root.join("state").display());
+        let ours = |pid: &str| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|e| e.split(|b| *b == 0).any(|v| v == mine.as_bytes()))
+        };
+        let pids: Vec<String> = std::fs::read_dir("/proc")
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|p| p.bytes().all(|b| b.is_ascii_digit()) && ours(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pid in &pids {
+            let _ = Command::new("kill").arg(pid).output();
+        }
+        for _ in 0..50 {
+            if !pids.iter().any(|p| ours(p)) {
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         for c in &self.containers {
             let _ = self
@@ -668,6 +702,28 @@ fn sync_write_back(engine: &'static str) {
         );
     }
     assert!(n > 1, "no refresh came back");
+    // `verify` says what `run` would do instead of syncing (and leaks
+    // nothing either).
+    let out = u
+        .airlock()
+        .args([
+            "verify",
+            "--json",
+            "--agent",
+            "claude",
+            "--image",
+            &root_image(),
+        ])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(!ctx.contains(&c), "{ctx}");
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert_eq!(
+        ctx.contains("airlock run would use broker mode (by default; --rotation sync would be refused) for the claude session"),
+        engine == "docker",
+        "{ctx}"
+    );
     u.assert_all_private();
 }
 
@@ -679,4 +735,83 @@ fn docker_group_user_sync_write_back() {
 #[test]
 fn rootless_podman_user_sync_write_back() {
     sync_write_back("podman");
+}
+
+/// `--rotation proxy` with rootless Podman: without
+/// `--network slirp4netns:allow_host_loopback=true` a clear refusal (exit
+/// 2, nothing started); with it the genuine Claude Code answers from the
+/// mock upstream through the proxy on the host's loopback (10.0.2.2 in the
+/// sandbox), the real token only on the way upstream.
+#[test]
+fn rootless_podman_user_proxy() {
+    let Some(mut u) = UserCtx::new("podman", "proxy") else {
+        return;
+    };
+    let mock = mock_upstream::MockUpstream::start();
+    let c = canary("pp");
+    let token = format!("sk-ant-oat01-{c}-proxy-{}", "0123456789".repeat(6));
+    u.auth("claude", "token", &token);
+    // the proxy (started by `run`, as the user) trusts the mock's CA
+    let ca = u.root.join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    std::os::unix::fs::chown(&ca, Some(u.t.uid), Some(u.t.gid)).unwrap();
+    let run = |u: &mut UserCtx, net: &[&str]| {
+        let name = u.container_name();
+        let mut cmd = u.airlock();
+        cmd.env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", mock.origin())
+            .env("AIRLOCK_PROXY_CA_FILE", &ca)
+            .args([
+                "run",
+                "--rotation",
+                "proxy",
+                "--agent",
+                "claude",
+                "--no-aliases",
+                "--",
+            ])
+            .args(["--name", &name])
+            .args(net)
+            .args([
+                &root_image(),
+                "sh",
+                "-c",
+                "echo \"base=$ANTHROPIC_BASE_URL\"; claude -p hi",
+            ]);
+        let (out, hits) = u.watched(cmd, &c);
+        assert!(
+            hits.is_empty(),
+            "canary in {} command lines: {:?}",
+            hits.len(),
+            hits.first()
+        );
+        let ctx = text(&out);
+        assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
+        (out, name)
+    };
+    let (out, name) = run(&mut u, &[]);
+    let ctx = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{ctx}");
+    assert!(ctx.contains("allow_host_loopback=true"), "{ctx}");
+    assert_eq!(
+        u.engine_text(&["ps", "-a", "-q", "--filter", &format!("name={name}")]),
+        ""
+    );
+
+    let (out, name) = run(
+        &mut u,
+        &["--network", "slirp4netns:allow_host_loopback=true"],
+    );
+    let ctx = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert!(ctx.contains("base=http://10.0.2.2:"), "{ctx}");
+    assert!(ctx.contains(mock_upstream::REPLY), "{ctx}");
+    mock.assert_messages_carried(&token);
+    let inspect = u.engine_text(&["inspect", &name]);
+    assert!(inspect.contains("airlock.sandbox"), "{inspect}");
+    assert!(!inspect.contains(&c), "canary in podman inspect");
+    assert!(
+        !inspect.contains("sk-ant-oat01-airlock-"),
+        "placeholder in podman inspect"
+    );
+    u.assert_all_private();
 }

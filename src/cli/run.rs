@@ -218,10 +218,11 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         let detected = engine::detect_with(choice, &req.image, Some(&cache))?;
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
-        a.sandbox.proxy_url = Some(airlock::proxy::attach::url(
+        a.sandbox.proxy_url = Some(airlock::proxy::attach::url_for(
             &proxy_layout,
             detected.engine.kind(),
             &exe,
+            &req.flags,
         )?);
         (a.sandbox.resolve(ctx, SyncUse::Default), Ok(detected))
     } else {
@@ -449,29 +450,18 @@ fn sync_owner(
     if me == 0 && user.uid != 0 {
         return Ok(Some((user.uid, user.gid.unwrap_or(user.uid))));
     }
-    // Under a rootful Docker daemon the container's root is the host's root:
-    // the session it writes back would be root's 0600 file, unreadable here.
-    if me != 0
-        && user.uid == 0
-        && !broker
-        && sb.engine_kind() == EngineKind::Docker
-        && !engine::docker::is_rootless()
-    {
-        return Err(SyncRefusal::RootUnderDocker(Error::invalid(
-            format!(
-                "the container runs as root, and Docker's root is the host's root: the {agent} session it refreshes in the directory shared with the host would be root's, unreadable by airlock (uid {me}), and the refresh would be lost"
-            ),
-            "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, --rotation broker, or --rotation access-only",
-        )));
-    }
-    if let sandbox::Access::GroupAdd(_) = sb.access() {
-        return Err(SyncRefusal::Unwritable(Error::invalid(
-            format!(
-                "the container runs as uid {}, which could not write the {agent} session directory shared with the host (uid {me})",
-                user.uid
-            ),
-            "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, or pass --rotation access-only",
-        )));
+    if let Some(r) = sb.sync_refusal() {
+        let err = Error::invalid(format!("{agent}: {}", r.problem), r.fix);
+        if r.root_under_docker {
+            // broker mode writes nothing back: the container's root reads
+            // the directory as it is
+            return if broker {
+                Ok(None)
+            } else {
+                Err(SyncRefusal::RootUnderDocker(err))
+            };
+        }
+        return Err(SyncRefusal::Unwritable(err));
     }
     Ok(None)
 }

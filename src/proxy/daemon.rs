@@ -66,10 +66,7 @@ pub fn ensure_running(layout: &Layout, exe: &Path, pass_passphrase: bool) -> Res
     if let Some(p) = port(layout) {
         return Ok(p);
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(layout.log())
+    let log = crate::fsutil::open_private(&layout.log(), true)
         .map_err(|e| Error::io("open", &layout.log(), e))?;
     let log2 = log
         .try_clone()
