@@ -159,7 +159,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     }
     let (mut plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
     if let Some(url) = &a.sandbox.proxy_url {
-        devcontainer::refuse_proxied_sessions(&plan)?;
+        airlock::cluster::refuse_proxied_sessions(&plan, "a Dev Container")?;
         devcontainer::base_url_to_files(&mut plan, url);
     }
     let commands: Vec<String> = plan.agents.iter().map(|s| s.agent.clone()).collect();

@@ -29,6 +29,10 @@ pub struct Options {
     pub exit_when_idle: Option<Duration>,
 }
 
+/// The grants' engine for a Swarm service (`airlock swarm --rotation
+/// proxy`), found by the service label `airlock.sandbox=<id>`.
+pub const SWARM: &str = "swarm";
+
 /// Whether a proxy holds `layout`'s daemon lock.
 pub fn running(layout: &Layout) -> bool {
     match FileLock::open(&layout.daemon_lock()) {
@@ -276,15 +280,24 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
 }
 
 fn container_alive(engine: &str, g: &registry::Grant) -> bool {
-    if engine != "docker" && engine != "podman" {
+    if engine != "docker" && engine != "podman" && engine != SWARM {
         return true;
     }
-    let mut cmd = std::process::Command::new(engine);
-    cmd.args(["ps", "-q", "--filter"]);
-    match &g.container {
-        Some(c) => cmd.arg(format!("id={c}")),
-        None => cmd.arg(format!("label={}={}", crate::sandbox::LABEL, g.sandbox)),
-    };
+    let label = format!("label={}={}", crate::sandbox::LABEL, g.sandbox);
+    let mut cmd;
+    if engine == SWARM {
+        // a Swarm service: alive as long as the service exists (its tasks
+        // come and go with updates and restarts)
+        cmd = std::process::Command::new("docker");
+        cmd.args(["service", "ls", "-q", "--filter", &label]);
+    } else {
+        cmd = std::process::Command::new(engine);
+        cmd.args(["ps", "-q", "--filter"]);
+        match &g.container {
+            Some(c) => cmd.arg(format!("id={c}")),
+            None => cmd.arg(&label),
+        };
+    }
     match cmd
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
