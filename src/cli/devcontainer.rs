@@ -33,6 +33,10 @@ use super::run::{SandboxArgs, SyncUse};
 ///
 /// A Claude or Codex login session is delivered access-only (no refresh
 /// token); the initializeCommand hands a fresh one over at each start.
+///
+/// --rotation proxy (setup-tokens, API keys): the container holds a
+/// placeholder and reaches this host's proxy at host.docker.internal; each
+/// start registers a new grant, which goes with the container.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

@@ -54,7 +54,8 @@ pub struct SandboxArgs {
     /// login by `airlock sync`), broker (like sync, but the sandbox gets the
     /// access token only: airlock alone holds the refresh token and writes
     /// each new access token into the sandbox; docs/broker.md), proxy
-    /// (`run`, docker-flags --image and compose; every credential: the
+    /// (`run`, docker-flags --image, compose, devcontainer, swarm, k8s
+    /// --proxy-url; every credential: the
     /// sandbox holds a placeholder and
     /// `airlock proxy` on the host adds the real credential on the way to
     /// the agent's API; docs/proxy.md), access-only

@@ -36,7 +36,12 @@ const LABEL_ENTRYPOINT: &str = "airlock.entrypoint";
 /// refused first.
 ///
 /// A login session cannot be shared by replicas (its refresh tokens are
-/// single-use): use a setup-token, an API key, or proxy mode (docs/proxy.md).
+/// single-use): use a setup-token or an API key.
+///
+/// --rotation proxy: the tasks hold placeholders (as Swarm secrets) and
+/// reach this host's proxy at host.docker.internal (host-gateway); the
+/// service is constrained to this node, the only one that reaches the
+/// proxy (docs/cluster.md). Its grant goes with the service.
 ///
 /// `airlock swarm update SERVICE` rotates the secrets (a rolling update);
 /// `airlock swarm rm SERVICE` removes the service and its airlock secrets.

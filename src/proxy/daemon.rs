@@ -180,7 +180,18 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         } else {
             opts.listen.clone()
         };
+        // any free port, but the one used last if it is free: sandboxes
+        // and services made before a restart keep their base URL
+        let last_port = last_port_file(&layout);
         let mut port = opts.port;
+        if port == 0
+            && let Some(p) = std::fs::read_to_string(&last_port)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+            && std::net::TcpListener::bind(SocketAddr::new(wanted[0], p)).is_ok()
+        {
+            port = p;
+        }
         let mut bound = BTreeSet::new();
         let bind = |ip: IpAddr, port: &mut u16, bound: &mut BTreeSet<IpAddr>| -> Result<()> {
             let std = std::net::TcpListener::bind(SocketAddr::new(ip, *port))
@@ -203,10 +214,18 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         }
         for ip in wanted {
             if !bound.contains(&ip) {
-                bind(ip, &mut port, &mut bound)?;
+                let r = bind(ip, &mut port, &mut bound);
+                if r.is_err() && bound.is_empty() && opts.port == 0 && port != 0 {
+                    // the last port was taken meanwhile: any free one
+                    port = 0;
+                    bind(ip, &mut port, &mut bound)?;
+                } else {
+                    r?;
+                }
             }
         }
         crate::fsutil::write_atomic(&layout.port_file(), port.to_string().as_bytes(), 0o600)?;
+        crate::fsutil::write_atomic(&last_port, port.to_string().as_bytes(), 0o600)?;
         let mut idle_since: Option<Instant> = None;
         let mut seen = BTreeSet::new();
         loop {
@@ -240,6 +259,12 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
             }
         }
     })
+}
+
+/// The port the proxy listened on last (kept after it exits; the next
+/// on-demand start takes it again when it is free).
+fn last_port_file(layout: &Layout) -> std::path::PathBuf {
+    layout.port_file().with_file_name("last-port")
 }
 
 /// Removes the grants whose sandbox's container is gone (found by
