@@ -334,3 +334,29 @@ pub fn cmdline_watcher(
         hits
     })
 }
+
+/// Files under `dirs` (recursively) that contain `needle`, skipping `except`.
+pub fn grep_dirs(needle: &str, dirs: &[PathBuf], except: &[PathBuf]) -> Vec<String> {
+    let mut args = vec!["-rlsa".to_owned(), "--fixed-strings".to_owned()];
+    for e in except {
+        if let Some(n) = e.file_name() {
+            args.push(format!("--exclude-dir={}", n.to_string_lossy()));
+        }
+    }
+    args.push("--".into());
+    args.push(needle.into());
+    let existing: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    if existing.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("grep")
+        .args(&args)
+        .args(existing)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
+        .collect()
+}
