@@ -628,30 +628,74 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     );
     drop(cleanup);
 
-    // a login session is not served through the proxy to a service:
-    // nothing would refresh it
+    // a login session stays on this host: the task holds a placeholder
+    // session, the proxy sends the session's access token, the watcher
+    // keeps it fresh while the service exists, and hands it back after
+    let access = format!("sk-ant-oat01-{CANARY}{tag}-access");
     let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": format!("sk-ant-oat01-{CANARY}-access"),
-        "refreshToken": format!("sk-ant-ort01-{CANARY}-refresh"),
+        "accessToken": access,
+        "refreshToken": format!("sk-ant-ort01-{CANARY}{tag}-refresh"),
         "expiresAt": 4_102_444_800_000u64,
         "scopes": ["user:inference", "user:profile"],
         "subscriptionType": "max",
     }});
     common::store_session(&ctx, "claude", &session.to_string());
+    let cleanup = Cleanup {
+        service: service.clone(),
+        secrets: Default::default(),
+    };
     let out = ctx
         .cmd()
         .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
-        .args(["--", "-d", "--name", &service, &user_image()])
+        .args(["--", "-d", "--no-resolve-image", "--name", &service])
+        .args(["--init", "--stop-grace-period", "2s"])
+        .args([&user_image(), "sleep", "600"])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    *cleanup.secrets.borrow_mut() = secret_names(&service);
+    ok(&out);
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+    assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
+    assert!(regs[0].sandbox.starts_with("swarm-") && regs[0].sandbox.ends_with("-claude"));
+    wait_until("a running task", Duration::from_secs(60), || {
+        ids = tasks(&service);
+        ids.len() == 1
+    });
+    let before = mock.seen().len();
+    let out = docker(&[
+        "exec",
+        &ids[0],
+        "sh",
+        "-c",
+        ". /run/airlock/env; claude -p hi",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    let sent: Vec<_> = mock.seen()[before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(!sent.is_empty());
     assert!(
-        err.contains("not served through the proxy to a Swarm service"),
-        "{err}"
+        sent.iter()
+            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
     );
-    assert!(!err.contains(CANARY), "{err}");
-    assert!(!docker(&["service", "inspect", &service]).status.success());
+    let inspect = text(&["service", "inspect", &service]);
+    assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
+    ok(&ctx.cmd().args(["swarm", "rm", &service]).output().unwrap());
+    wait_until(
+        "the session handed back after swarm rm",
+        Duration::from_secs(20),
+        || airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
+    );
+    drop(cleanup);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 

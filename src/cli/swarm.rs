@@ -36,12 +36,13 @@ const LABEL_ENTRYPOINT: &str = "airlock.entrypoint";
 /// refused first.
 ///
 /// A login session cannot be shared by replicas (its refresh tokens are
-/// single-use): use a setup-token or an API key.
+/// single-use): use a setup-token, an API key, or --rotation proxy.
 ///
 /// --rotation proxy: the tasks hold placeholders (as Swarm secrets) and
 /// reach this host's proxy at host.docker.internal (host-gateway); the
 /// service is constrained to this node, the only one that reaches the
-/// proxy (docs/cluster.md). Its grant goes with the service.
+/// proxy (docs/cluster.md). A login session stays on this host, refreshed
+/// by the sync watcher. The grant goes with the service.
 ///
 /// `airlock swarm update SERVICE` rotates the secrets (a rolling update);
 /// `airlock swarm rm SERVICE` removes the service and its airlock secrets.
@@ -185,11 +186,12 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
             .unwrap_or_else(|_| Err(Error::Other("the image check failed unexpectedly".into())));
         (resolved, probed)
     });
-    let (plan, _vault) = resolved?;
-    if proxy.is_some() {
-        airlock::cluster::refuse_proxied_sessions(&plan, "a Swarm service")?;
+    let (plan, vault) = resolved?;
+    if proxy.is_none() {
+        // behind the proxy a session stays on this host: the replicas
+        // share a placeholder, and the watcher alone refreshes
+        check_shareable(&plan)?;
     }
-    check_shareable(&plan)?;
     let (exec, user) = probed?;
     let secrets = swarm::secrets(&plan, &exec)?;
     let proxy_layout = airlock::proxy::registry::Layout::new(&ctx.paths);
@@ -201,6 +203,10 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
             &p.id,
             airlock::proxy::daemon::SWARM,
         )?;
+        if let Err(e) = super::proxy_hold::serve_sessions(ctx, &vault, &plan, &p.id) {
+            airlock::proxy::attach::forget(&proxy_layout, &p.id);
+            return Err(e);
+        }
     }
     let made = match create_secrets(&secrets) {
         Ok(m) => m,

@@ -9,10 +9,9 @@ pub mod swarm;
 use crate::error::{Error, Result};
 use crate::plan::SandboxPlan;
 
-/// Proxy mode for `target` (a Dev Container, a Swarm service) serves API
-/// keys and setup-tokens; a Claude or Codex login session is refused: its
-/// refresh needs a process that follows the sandbox (`airlock run`'s, the
-/// docker-flags waiter), which these targets do not have.
+/// Proxy mode for `target` (pods) serves API keys and setup-tokens; a
+/// Claude or Codex login session is refused: nothing on this host knows
+/// when the pods are gone, so nothing could stop refreshing it.
 pub fn refuse_proxied_sessions(plan: &SandboxPlan, target: &str) -> Result<()> {
     for g in &plan.proxy {
         if g.method == crate::vault::Method::Session && g.agent != "gemini" {
