@@ -640,19 +640,21 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         "subscriptionType": "max",
     }});
     common::store_session(&ctx, "claude", &session.to_string());
+    // a name of its own: the first service's tasks may still be stopping
+    let service2 = format!("{service}-s");
     let cleanup = Cleanup {
-        service: service.clone(),
+        service: service2.clone(),
         secrets: Default::default(),
     };
     let out = ctx
         .cmd()
         .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
-        .args(["--", "-d", "--no-resolve-image", "--name", &service])
+        .args(["--", "-d", "--no-resolve-image", "--name", &service2])
         .args(["--init", "--stop-grace-period", "2s"])
         .args([&user_image(), "sleep", "600"])
         .output()
         .unwrap();
-    *cleanup.secrets.borrow_mut() = secret_names(&service);
+    *cleanup.secrets.borrow_mut() = secret_names(&service2);
     ok(&out);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
@@ -662,7 +664,7 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
     assert!(regs[0].sandbox.starts_with("swarm-") && regs[0].sandbox.ends_with("-claude"));
     wait_until("a running task", Duration::from_secs(60), || {
-        ids = tasks(&service);
+        ids = tasks(&service2);
         ids.len() == 1
     });
     let before = mock.seen().len();
@@ -687,9 +689,9 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         sent.iter()
             .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
     );
-    let inspect = text(&["service", "inspect", &service]);
+    let inspect = text(&["service", "inspect", &service2]);
     assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
-    ok(&ctx.cmd().args(["swarm", "rm", &service]).output().unwrap());
+    ok(&ctx.cmd().args(["swarm", "rm", &service2]).output().unwrap());
     wait_until(
         "the session handed back after swarm rm",
         Duration::from_secs(20),
