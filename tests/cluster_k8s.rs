@@ -814,6 +814,16 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         assert!(err.contains(says), "{extra:?}: {err}");
         assert!(out.stdout.is_empty());
     }
+    // a configured default of proxy is refused the same way
+    let out = ctx
+        .cmd()
+        .env("AIRLOCK_ROTATION", "proxy")
+        .args(["k8s", "--agent", "claude", "--image", &image])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs --proxy-url"), "{err}");
     let layout = airlock::proxy::registry::Layout {
         dir: ctx.state_dir.join("proxy"),
     };

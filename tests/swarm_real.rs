@@ -172,6 +172,9 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
 
     let mut ctx = TestContext::new();
     ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+    // a configured default of proxy does not pin a service to this node:
+    // without --rotation proxy, swarm keeps its own default
+    ctx.set_env("AIRLOCK_ROTATION", "proxy");
     let claude = format!("sk-ant-oat01-{c}-AAAAAAAAAAAAAAAAAAAAAAAA");
     let codex = format!("sk-proj-{c}-1234-{}", "x".repeat(24));
     write_secret(&ctx, &claude, &codex);
@@ -218,6 +221,11 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     );
     check_replicas(&service, &claude, &codex);
     eprintln!("airlock swarm: {create_ms} ms");
+    let spec = text(&["service", "inspect", &service]);
+    assert!(
+        !spec.contains("node.id==") && !spec.contains("airlock.sandbox"),
+        "{spec}"
+    );
 
     // status --swarm lists the secrets and the service using them
     let out = ctx
