@@ -619,6 +619,25 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
             >= 2
     );
 
+    // `airlock revoke SERVICE` cuts the service off at once
+    ok(&ctx.cmd().args(["revoke", &service]).output().unwrap());
+    let out = docker(&[
+        "exec",
+        &ids[0],
+        "sh",
+        "-c",
+        ". /run/airlock/env; claude -p hi",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(mock_upstream::REPLY),
+        "revoked, yet answered"
+    );
+    assert!(
+        airlock::proxy::registry::load(&layout).unwrap()[0]
+            .revoked_at
+            .is_some()
+    );
+
     // nothing to rotate: the proxy sends the current credential
     let out = ctx
         .cmd()
