@@ -26,6 +26,7 @@ mod lock;
 mod login;
 mod man;
 mod proxy;
+mod proxy_hold;
 mod remove;
 mod revoke;
 mod run;
@@ -81,6 +82,8 @@ enum Command {
     Teardown(teardown::Args),
     #[command(name = "__reap", hide = true)]
     Reap(run::ReapArgs),
+    #[command(name = "__proxy-hold", hide = true)]
+    ProxyHold(proxy_hold::HoldArgs),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
@@ -192,6 +195,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::DockerFlags(a) => docker_flags::run(&ctx, a),
         Command::Compose(a) => compose::run(&ctx, a),
         Command::Reap(a) => run::reap(&ctx, a),
+        Command::ProxyHold(a) => proxy_hold::hold(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),
