@@ -3,6 +3,10 @@
 //! For each agent, [`resolve`] walks a fixed chain and stops at the first
 //! step that yields a usable credential:
 //!
+//! 0. **reference**: `[accounts.<agent>.<account>] secret_ref`, when the
+//!    account has one ([`crate::secretref`]): a value kept in a secret
+//!    manager. A reference that cannot be resolved is an error (exit 10,
+//!    or 7 for a value that is not a valid credential), not a fallback.
 //! 1. **vault**: the stored credential for `agent:account`. Valid → used;
 //!    expiring (within `[status] expiring_days`) → used with a warning;
 //!    expired → skipped with a warning.
@@ -183,6 +187,9 @@ pub enum Step {
     Host,
     /// The configured secret file.
     SecretFile,
+    /// The account's secret reference (`[accounts.<agent>.<account>]
+    /// secret_ref`, [`crate::secretref`]).
+    Reference,
 }
 
 impl Step {
@@ -192,6 +199,7 @@ impl Step {
             Step::Vault => "vault",
             Step::Host => "host",
             Step::SecretFile => "secret-file",
+            Step::Reference => "reference",
         }
     }
 }
@@ -600,6 +608,25 @@ fn resolve_agent(
         res.method = Some(cand.record.method);
         true
     };
+
+    // 0. the account's secret reference, when one is configured: it comes
+    // first, and a reference that fails is an error, not a fallback
+    if let Some(spec) = crate::secretref::configured(config, &id, &host.home)? {
+        let source = spec.reference.to_string();
+        let mut v = crate::secretref::resolve(kind, &spec, now)?;
+        for w in std::mem::take(&mut v.warnings) {
+            plan.warnings.push(format!("{agent}: {w}"));
+        }
+        let cand = Candidate {
+            record: v.into_record(id.clone(), source.clone(), now),
+            source,
+            stored: false,
+            link: None,
+        };
+        if try_candidate(Step::Reference, cand, &mut res, plan) {
+            return Ok(res);
+        }
+    }
 
     // 1. vault
     let vault_source = format!("vault:{id}");
