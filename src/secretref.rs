@@ -179,13 +179,15 @@ impl fmt::Display for Reference {
     }
 }
 
-/// A word of a command line that looks like a credential: a known token
-/// prefix, or long without a path separator.
+/// A word of a command line that holds something looking like a
+/// credential, anywhere in it (`sh -c 'printf sk-ant-…'`, `KEY=sk-…`): a
+/// known token prefix, or a long piece without a path separator.
 fn word_is_secret(w: &str) -> bool {
-    validate::foreign_token(w).is_some()
-        || (crate::secret::looks_like_secret(w) && !w.contains('/') && !w.contains('='))
-        || w.split_once('=')
-            .is_some_and(|(_, v)| validate::foreign_token(v).is_some())
+    w.split(|c: char| c.is_whitespace() || "'\"=;:,()`$|&<>{}[]".contains(c))
+        .any(|p| {
+            validate::foreign_token(p).is_some()
+                || (crate::secret::looks_like_secret(p) && !p.contains('/'))
+        })
 }
 
 /// One account's reference and its settings.
@@ -344,8 +346,8 @@ pub fn fetch(reference: &Reference, timeout: Duration) -> Result<Secret> {
 }
 
 fn unreachable_source(reference: &Reference, detail: String, fix: impl Into<String>) -> Error {
-    Error::Backend {
-        backend: format!("secret reference {reference}"),
+    Error::SecretRef {
+        reference: reference.to_string(),
         detail,
         fix: fix.into(),
     }
@@ -507,6 +509,104 @@ fn run(reference: &Reference, argv: &[String], timeout: Duration) -> Result<Secr
             "make the command print only the secret",
         )
     })
+}
+
+// ------------------------------------------------- `airlock auth --ref`
+
+/// Writes `[accounts.<agent>.<account>] secret_ref = <reference>` (and
+/// `method`, when given) into the config file at `path`, keeping everything
+/// else in it (comments included). Atomic, under a lock, keeping the file's
+/// mode (0600 for a new file). Returns whether a reference was replaced.
+///
+/// Why the config file and not the vault: a reference is not a secret but
+/// an instruction (which file to read, which command to run), so it belongs
+/// where the user can read, review and version it (dotfiles, home-manager),
+/// next to `secret_file`; resolving it never needs the vault unlocked; and
+/// the vault format stays as it is.
+pub fn store_in_config(
+    path: &Path,
+    id: &CredentialId,
+    reference: &Reference,
+    method: Option<Method>,
+) -> Result<bool> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Other(format!("{} has no directory", path.display())))?;
+    if std::fs::symlink_metadata(dir).is_err() {
+        crate::fsutil::ensure_private_dir(dir)?;
+    }
+    let _lock = crate::fsutil::FileLock::exclusive(&dir.join(".config.toml.lock"))?;
+    let (text, mode) = match std::fs::read_to_string(path) {
+        Ok(t) => {
+            #[cfg(unix)]
+            let mode = {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::metadata(path)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0o600)
+            };
+            #[cfg(not(unix))]
+            let mode = 0o600;
+            (t, mode)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), 0o600),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let unusable = |why: String| {
+        Error::Usage(format!(
+            "the configuration file {} {why}; fix it first, or add the reference by hand under [accounts.{}.{}] (docs/secret-refs.md)",
+            path.display(),
+            id.agent,
+            id.account
+        ))
+    };
+    Config::parse(&text).map_err(|e| unusable(format!("is invalid ({e})")))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|_| unusable("could not be read as TOML".into()))?;
+    let accounts = doc
+        .entry("accounts")
+        .or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| unusable("has an `accounts` key that is not a table".into()))?;
+    let agent = accounts
+        .entry(&id.agent)
+        .or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| {
+            unusable(format!(
+                "has an `accounts.{}` that is not a table",
+                id.agent
+            ))
+        })?;
+    let account = agent
+        .entry(&id.account)
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| {
+            unusable(format!(
+                "has an `accounts.{}.{}` that is not a table",
+                id.agent, id.account
+            ))
+        })?;
+    let replaced = account.contains_key("secret_ref");
+    account["secret_ref"] = toml_edit::value(reference.to_string());
+    if let Some(m) = method {
+        account["method"] = toml_edit::value(m.as_str());
+    }
+    let out = doc.to_string();
+    Config::parse(&out)
+        .map_err(|e| Error::Other(format!("internal: the edited config does not parse: {e}")))?;
+    crate::fsutil::write_atomic(path, out.as_bytes(), mode)?;
+    Ok(replaced)
 }
 
 // ---------------------------------------------------------------- cache
@@ -681,6 +781,7 @@ mod tests {
         for bad in [
             format!("cmd:echo {key}"),
             format!("cmd:env KEY={key} true"),
+            format!("cmd:sh -c 'printf {key}'"),
             key.to_owned(),
         ] {
             let e = Reference::parse(&bad, &home()).unwrap_err();
@@ -722,6 +823,30 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         assert_eq!(e.exit_code().code(), 10);
         assert!(e.to_string().contains("did not finish"), "{e}");
+    }
+
+    #[test]
+    fn auth_ref_edits_the_config_keeping_the_rest() {
+        let dir = std::env::temp_dir().join(format!("airlock-ref-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, "# mine\n[status]\nexpiring_days = 7 # a week\n").unwrap();
+        let id = CredentialId::new("claude", "work").unwrap();
+        let r = Reference::parse("cmd:pass show 'anthropic key'", &home()).unwrap();
+        assert!(!store_in_config(&path, &id, &r, Some(Method::SetupToken)).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("# a week"), "{text}");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.status.expiring_days, 7);
+        let spec = configured(&c, &id, &home()).unwrap().unwrap();
+        assert_eq!(spec.reference, r);
+        assert_eq!(spec.method, Some(Method::SetupToken));
+        assert_eq!(spec.timeout, DEFAULT_TIMEOUT);
+        let r2 = Reference::parse("env:ANTHROPIC", &home()).unwrap();
+        assert!(store_in_config(&path, &id, &r2, None).unwrap());
+        let c = Config::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(configured(&c, &id, &home()).unwrap().unwrap().reference, r2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
