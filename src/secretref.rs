@@ -117,7 +117,7 @@ impl Reference {
         let bad = |why: &str| {
             Error::Usage(format!(
                 "the secret reference {} {why}; a reference is file:PATH, env:NAME or cmd:COMMAND (see docs/secret-refs.md)",
-                crate::secret::shown(text)
+                shown(text)
             ))
         };
         let text = text.trim();
@@ -176,6 +176,16 @@ impl fmt::Display for Reference {
             Reference::Env(n) => write!(f, "env:{n}"),
             Reference::Cmd { text, .. } => write!(f, "cmd:{text}"),
         }
+    }
+}
+
+/// A reference's text for a message: quoted, or a placeholder when it
+/// holds something that looks like a credential.
+pub fn shown(text: &str) -> String {
+    if word_is_secret(text) {
+        "(not shown: it holds something that looks like a credential)".to_owned()
+    } else {
+        format!("{text:?}")
     }
 }
 
@@ -779,6 +789,7 @@ mod tests {
         }
         let key = "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         for bad in [
+            format!("cmd:sh -c 'printf {key}"),
             format!("cmd:echo {key}"),
             format!("cmd:env KEY={key} true"),
             format!("cmd:sh -c 'printf {key}'"),

@@ -91,6 +91,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             (r, Some(e))
         }
     };
+    let mut report = report;
+    status::add_entries(&mut report, reference_entries(ctx, &agents, now));
     let synced = sync_section(ctx, a.agent.as_deref());
     let (proxy_port, proxied) =
         airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
@@ -130,6 +132,28 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // Everything else was shown; the exit code is the vault's.
     vault_error.map_or(Ok(()), Err)
+}
+
+/// One entry per configured secret reference, with its last result.
+fn reference_entries(ctx: &Ctx, agents: &[Agent<'_>], now: Timestamp) -> Vec<status::Entry> {
+    let last = airlock::secretref::read_last_results(&ctx.paths.state_dir);
+    airlock::secretref::all_configured(&ctx.config, agents, &ctx.paths.home)
+        .into_iter()
+        .map(|(id, text, spec)| {
+            status::reference_entry(
+                &id.agent,
+                &id.account,
+                &spec.as_ref().map_or_else(
+                    |_| airlock::secretref::shown(&text),
+                    |s| s.reference.to_string(),
+                ),
+                last.get(&id.to_string()),
+                spec.err().map(|e| e.to_string()),
+                now,
+                ctx.config.status.expiring_days,
+            )
+        })
+        .collect()
 }
 
 /// The proxy-mode sandboxes (`--rotation proxy`) and their requests.
