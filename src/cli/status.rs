@@ -19,7 +19,9 @@ use super::Ctx;
 /// States: valid, expiring (within [status] expiring_days, 30 by default),
 /// expired, refreshable (a session whose access token lapsed; the agent
 /// renews it), missing, invalid. Expiring and expired credentials are also
-/// reported on stderr with the exact steps to renew them.
+/// reported on stderr with the exact steps to renew them. Secret references
+/// (docs/secret-refs.md) show their last result (never running a command):
+/// its state, invalid when it failed, or unchecked.
 ///
 /// Exits 0 whatever the states; scripts read --json (docs/status-json.md).
 /// When the vault cannot be opened (locked: 3, damaged: 4, unreachable: 10),
