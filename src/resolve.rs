@@ -6,7 +6,8 @@
 //! 0. **reference**: `[accounts.<agent>.<account>] secret_ref`, when the
 //!    account has one ([`crate::secretref`]): a value kept in a secret
 //!    manager. A reference that cannot be resolved is an error (exit 10,
-//!    or 7 for a value that is not a valid credential), not a fallback.
+//!    or 7 for a value that is not a valid credential), not a fallback;
+//!    for an agent nobody asked for by name, a warning (the chain goes on).
 //! 1. **vault**: the stored credential for `agent:account`. Valid → used;
 //!    expiring (within `[status] expiring_days`) → used with a warning;
 //!    expired → skipped with a warning.
@@ -610,21 +611,36 @@ fn resolve_agent(
     };
 
     // 0. the account's secret reference, when one is configured: it comes
-    // first, and a reference that fails is an error, not a fallback
+    // first, and a reference that fails is an error, not a fallback (a
+    // warning for an agent nobody named)
     if let Some(spec) = crate::secretref::configured(config, &id, &host.home)? {
         let source = spec.reference.to_string();
-        let mut v = crate::secretref::resolve(kind, &spec, now)?;
-        for w in std::mem::take(&mut v.warnings) {
-            plan.warnings.push(format!("{agent}: {w}"));
-        }
-        let cand = Candidate {
-            record: v.into_record(id.clone(), source.clone(), now),
-            source,
-            stored: false,
-            link: None,
-        };
-        if try_candidate(Step::Reference, cand, &mut res, plan) {
-            return Ok(res);
+        match crate::secretref::resolve(kind, &spec, now) {
+            Ok(mut v) => {
+                for w in std::mem::take(&mut v.warnings) {
+                    plan.warnings.push(format!("{agent}: {w}"));
+                }
+                let cand = Candidate {
+                    record: v.into_record(id.clone(), source.clone(), now),
+                    source,
+                    stored: false,
+                    link: None,
+                };
+                if try_candidate(Step::Reference, cand, &mut res, plan) {
+                    return Ok(res);
+                }
+            }
+            Err(e) if a.optional => {
+                skip(
+                    Step::Reference,
+                    &source,
+                    agent,
+                    e.to_string(),
+                    &mut res,
+                    plan,
+                );
+            }
+            Err(e) => return Err(e),
         }
     }
 

@@ -407,6 +407,18 @@ fn failing_empty_and_malformed_references_are_clear_errors() {
     let out = flags(&ctx, "claude", "fail");
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert!(text(&out).contains("gave nothing"), "{}", text(&out));
+    // for an agent nobody named (every agent, by default): a warning
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--mode", "env"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("claude: skipped cmd:true: the secret reference cmd:true gave nothing"),
+        "{}",
+        text(&out)
+    );
 
     // a malformed key (two lines), validated like `airlock auth`: exit 7,
     // and the value is not in the message

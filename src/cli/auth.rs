@@ -188,11 +188,19 @@ fn store_reference(
     use airlock::secretref;
     let id = airlock::vault::CredentialId::new(agent.name(), account)?;
     let reference = secretref::Reference::parse(text, &ctx.paths.home)?;
+    // the account's configured timeout, if any, applies to the check too
+    let timeout = ctx
+        .config
+        .accounts
+        .get(&id.agent)
+        .and_then(|m| m.get(&id.account))
+        .and_then(|a| a.timeout_seconds)
+        .map_or(secretref::DEFAULT_TIMEOUT, std::time::Duration::from_secs);
     let spec = secretref::Spec {
         id: id.clone(),
         reference: reference.clone(),
         method,
-        timeout: secretref::DEFAULT_TIMEOUT,
+        timeout,
         cache: secretref::DEFAULT_CACHE,
     };
     let now = Timestamp::now();
