@@ -6,14 +6,18 @@
 //! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
 //! * [`registry`]: the grants (placeholder hashes → account, sandbox).
 //! * [`server`]: the proxy; [`audit`]: its log.
+//! * [`refresh`]: a session refreshed after an upstream 401.
+//! * [`verify`](mod@verify): `airlock verify --rotation proxy`.
 
 pub mod attach;
 pub mod audit;
 pub mod daemon;
 pub mod placeholder;
+pub mod refresh;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod verify;
 
 /// One proxy-mode sandbox, for `airlock status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -2,8 +2,11 @@
 //! tests: its own CA (rcgen), a certificate for `localhost` and 127.0.0.1,
 //! and a recording of every request's head (method, path, the credential
 //! headers). `POST /v1/messages` answers a short Anthropic-style SSE stream
-//! in several chunks; `/slow` streams one chunk, then waits for `release`;
-//! everything else gets 404 JSON.
+//! in several chunks; `POST /v1/responses` and `/backend-api/codex/responses`
+//! an OpenAI Responses API SSE stream (Codex); `:streamGenerateContent` a
+//! Gemini SSE stream and `:generateContent` a Gemini JSON answer; `/slow`
+//! streams one chunk, then waits for `release`; everything else gets 404
+//! JSON. Tokens given to [`MockUpstream::reject`] get 401.
 
 #![allow(dead_code)]
 
@@ -26,6 +29,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The request body's length.
+    pub body_len: usize,
 }
 
 impl Seen {
@@ -44,6 +49,8 @@ pub struct MockUpstream {
     /// Dropped connections of `/slow` (the client went away).
     pub cancelled: Arc<std::sync::atomic::AtomicU64>,
     pub release: Arc<tokio::sync::Notify>,
+    /// Bearer tokens answered with 401 (an access token revoked early).
+    rejected: Arc<Mutex<Vec<String>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -85,19 +92,29 @@ impl MockUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let cancelled = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let release = Arc::new(tokio::sync::Notify::new());
-        let (s, c, r) = (seen.clone(), cancelled.clone(), release.clone());
+        let rejected = Arc::new(Mutex::new(Vec::new()));
+        let (s, c, r, x) = (
+            seen.clone(),
+            cancelled.clone(),
+            release.clone(),
+            rejected.clone(),
+        );
         rt.spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, s, c, r) = (acceptor.clone(), s.clone(), c.clone(), r.clone());
+                // Streamed events go out as they are sent (an API server
+                // does the same), not after the client's delayed ACK.
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, s, c, r, x) =
+                    (acceptor.clone(), s.clone(), c.clone(), r.clone(), x.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(req, s.clone(), c.clone(), r.clone())
+                        handle(req, s.clone(), c.clone(), r.clone(), x.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), svc)
@@ -111,8 +128,16 @@ impl MockUpstream {
             seen,
             cancelled,
             release,
+            rejected,
             _rt: rt,
         }
+    }
+
+    /// From now on answer requests carrying `Authorization: Bearer <token>`
+    /// with 401, as the API does for an access token revoked before its
+    /// expiry.
+    pub fn reject(&self, token: &str) {
+        self.rejected.lock().unwrap().push(token.to_owned());
     }
 
     pub fn origin(&self) -> String {
@@ -121,6 +146,24 @@ impl MockUpstream {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// At least one request under `path` arrived, and every one carried
+    /// header `name` with `value` (the real credential the proxy adds).
+    pub fn assert_carried(&self, path: &str, name: &str, value: &str) {
+        let to_upstream: Vec<_> = self
+            .seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with(path))
+            .collect();
+        assert!(
+            !to_upstream.is_empty(),
+            "no request under {path} reached the upstream: {:?}",
+            self.seen().iter().map(|s| &s.path).collect::<Vec<_>>()
+        );
+        for s in &to_upstream {
+            assert_eq!(s.header(name), Some(value), "{} {}", s.method, s.path);
+        }
     }
 
     /// At least one messages request arrived, and every one carried
@@ -161,8 +204,9 @@ async fn handle(
     seen: Arc<Mutex<Vec<Seen>>>,
     cancelled: Arc<std::sync::atomic::AtomicU64>,
     release: Arc<tokio::sync::Notify>,
+    rejected: Arc<Mutex<Vec<String>>>,
 ) -> Result<Response<Body>, Infallible> {
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
@@ -173,11 +217,22 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let _ = req.into_body().collect().await;
+    let body_len = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    let refused = headers.iter().any(|(k, v)| {
+        k == "authorization"
+            && v.strip_prefix("Bearer ")
+                .is_some_and(|t| rejected.lock().unwrap().iter().any(|r| r == t))
+    });
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
         headers,
+        body_len,
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
     let sse = |tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
@@ -189,6 +244,17 @@ async fn handle(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
+    if refused {
+        let body = http_body_util::Full::new(Bytes::from(
+            r#"{"type":"error","error":{"type":"authentication_error","message":"OAuth token has expired or was revoked."}}"#,
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
+    }
     let builder = Response::builder().header("content-type", "text/event-stream");
     if method == "POST" && path.starts_with("/v1/messages") && !path.contains("count_tokens") {
         let ev = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
@@ -216,6 +282,59 @@ async fn handle(
             ev("message_stop", serde_json::json!({"type": "message_stop"})),
         ];
         tokio::spawn(sse(tx, parts));
+    } else if method == "POST"
+        && (path.starts_with("/v1/responses") || path.starts_with("/backend-api/codex/responses"))
+    {
+        // OpenAI's Responses API, as Codex reads it (API key and ChatGPT)
+        let ev = |data: serde_json::Value| {
+            format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap()
+            )
+        };
+        let parts = vec![
+            ev(serde_json::json!({"type": "response.created", "response": {"id": "resp_airlock"}})),
+            ev(
+                serde_json::json!({"type": "response.output_item.done", "item": {"type": "message",
+                "role": "assistant", "id": "msg_airlock",
+                "content": [{"type": "output_text", "text": REPLY}]}}),
+            ),
+            ev(
+                serde_json::json!({"type": "response.completed", "response": {"id": "resp_airlock",
+                "usage": {"input_tokens": 1, "input_tokens_details": null, "output_tokens": 1,
+                    "output_tokens_details": null, "total_tokens": 2}}}),
+            ),
+        ];
+        tokio::spawn(sse(tx, parts));
+    } else if method == "POST" && path.contains(":streamGenerateContent") {
+        // Gemini's streaming answer (`?alt=sse`)
+        let chunk = |text: &str, done: bool| {
+            let mut c = serde_json::json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+            if done {
+                c["finishReason"] = "STOP".into();
+            }
+            format!(
+                "data: {}\r\n\r\n",
+                serde_json::json!({"candidates": [c], "usageMetadata": {"promptTokenCount": 1,
+                    "candidatesTokenCount": 1, "totalTokenCount": 2}, "modelVersion": "gemini-mock"})
+            )
+        };
+        tokio::spawn(sse(tx, vec![chunk(REPLY, false), chunk("", true)]));
+    } else if method == "POST" && path.contains(":generateContent") {
+        // Gemini's one-shot answer (its model router asks this first)
+        let text = serde_json::json!({"reasoning": "a short question", "model_choice": "flash"})
+            .to_string();
+        let body = http_body_util::Full::new(Bytes::from(
+            serde_json::json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
+            .to_string(),
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
     } else if path.starts_with("/slow") {
         tokio::spawn(async move {
             let mut guard = OnDrop(cancelled, false);
