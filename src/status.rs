@@ -248,9 +248,27 @@ pub fn reference_entry(
 }
 
 /// Adds entries (secret references) to a report, each after the last entry
-/// of its agent, with a warning for each that failed.
-pub fn add_entries(report: &mut Report, entries: Vec<Entry>) {
+/// of its agent, with a warning for each that failed. A reference comes
+/// first in the chain ([`crate::resolve`]): the vault record of its account,
+/// and the host login and secret file when they serve that account
+/// (`in_use`: the agent's account when none is named), deliver nothing.
+pub fn add_entries(report: &mut Report, entries: Vec<Entry>, in_use: &dyn Fn(&str) -> String) {
     for e in entries {
+        let account = e.account.clone().unwrap_or_default();
+        for c in report.credentials.iter_mut().filter(|c| c.agent == e.agent) {
+            let shadowed = match c.stored_in {
+                StoredIn::Vault => c.account.as_deref() == Some(account.as_str()),
+                StoredIn::Host | StoredIn::File => in_use(&e.agent) == account,
+                _ => false,
+            };
+            if shadowed && c.delivery.is_some() {
+                c.delivery = Some(format!(
+                    "nothing: the secret reference {} of {}:{account} comes first",
+                    e.source.as_deref().unwrap_or("?"),
+                    e.agent
+                ));
+            }
+        }
         if let Some(p) = &e.problem {
             report.warnings.push(format!(
                 "{}:{}: secret reference {}: {p}",

@@ -519,6 +519,37 @@ fn auth_ref_and_from_command_with_pass() {
     assert_eq!(stored["method"], "api-key");
     assert_eq!(stored["source"], "cmd:pass show openai");
 
+    // a value stored for an account that has a reference: warned, and
+    // status says the reference comes first
+    let mut c = ctx.cmd();
+    c.args([
+        "auth",
+        "claude",
+        "--account",
+        "work",
+        "--from-command",
+        "pass show anthropic",
+    ]);
+    let out = watched(c, "auth");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("claude:work has a secret reference in the config file (cmd:pass show anthropic), which comes first"),
+        "{all}"
+    );
+    let st = status_json(&ctx);
+    let shadowed = st["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["agent"] == "claude" && c["stored_in"] == "vault")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(
+        shadowed["delivery"],
+        "nothing: the secret reference cmd:pass show anthropic of claude:work comes first",
+        "{st}"
+    );
+
     // a reference holding a secret itself is refused without echoing it
     let out = ctx
         .cmd()

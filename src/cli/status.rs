@@ -94,7 +94,24 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
     };
     let mut report = report;
-    status::add_entries(&mut report, reference_entries(ctx, &agents, now));
+    status::add_entries(
+        &mut report,
+        reference_entries(ctx, &agents, now),
+        &|agent| {
+            ctx.config
+                .agents
+                .builtin(agent)
+                .and_then(|c| c.account.clone())
+                .or_else(|| {
+                    ctx.config
+                        .agents
+                        .custom
+                        .get(agent)
+                        .and_then(|c| c.account.clone())
+                })
+                .unwrap_or_else(|| airlock::vault::DEFAULT_ACCOUNT.to_owned())
+        },
+    );
     let synced = sync_section(ctx, a.agent.as_deref());
     let (proxy_port, proxied) =
         airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
