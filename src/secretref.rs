@@ -521,6 +521,48 @@ fn run(reference: &Reference, argv: &[String], timeout: Duration) -> Result<Secr
     })
 }
 
+/// What `airlock doctor` can say about a reference without resolving it
+/// (doctor runs no secret manager and reads no secret): the program is on
+/// PATH, the file exists, the variable is set. `Err((problem, fix))`.
+pub fn precheck(reference: &Reference) -> std::result::Result<String, (String, String)> {
+    match reference {
+        Reference::Cmd { argv, .. } => {
+            let prog = &argv[0];
+            let found = if prog.contains('/') {
+                Path::new(prog).is_file()
+            } else {
+                crate::engine::on_path(prog)
+            };
+            if found {
+                Ok(format!("{prog} is installed (not run by doctor)"))
+            } else {
+                Err((
+                    format!("{prog} is not installed (not found on PATH)"),
+                    "install the secret manager's command-line tool, or fix secret_ref".into(),
+                ))
+            }
+        }
+        Reference::File(p) => match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => Ok("the file exists (not read by doctor)".into()),
+            Ok(_) => Err((
+                "is not a regular file".into(),
+                "point it at the file the secret manager writes".into(),
+            )),
+            Err(e) => Err((
+                format!("the file cannot be found ({e})"),
+                "check the path, and that the secret manager has decrypted it".into(),
+            )),
+        },
+        Reference::Env(n) => match std::env::var_os(n) {
+            Some(_) => Ok(format!("{n} is set here")),
+            None => Err((
+                format!("{n} is not set in this shell"),
+                format!("export {n} where airlock runs"),
+            )),
+        },
+    }
+}
+
 // ------------------------------------------------- `airlock auth --ref`
 
 /// Writes `[accounts.<agent>.<account>] secret_ref = <reference>` (and

@@ -452,6 +452,35 @@ fn failing_empty_and_malformed_references_are_clear_errors() {
     assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     assert!(text(&out).contains("NOT_SET_HERE is not set"));
 
+    // doctor checks references without running them
+    config(
+        &ctx,
+        "[accounts.claude.default]\nsecret_ref = \"cmd:airlock-no-such-manager show x\"\n\
+         [accounts.codex.default]\nsecret_ref = \"cmd:sh -c 'touch ran-by-doctor'\"\n",
+    );
+    let out = ctx.cmd().args(["doctor", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |n: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("{n}: {doc}"))
+            .clone()
+    };
+    let c = find("secret reference claude:default");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("not installed"),
+        "{c}"
+    );
+    assert_eq!(find("secret reference codex:default")["status"], "ok");
+    assert!(
+        !ctx.home.join("ran-by-doctor").exists(),
+        "doctor ran a command"
+    );
+
     // a missing file: exit 10
     config(
         &ctx,
