@@ -406,13 +406,15 @@ fn run(reference: &Reference, argv: &[String], timeout: Duration) -> Result<Secr
     });
     let stderr = child.stderr.take().expect("piped stderr");
     let prefix = format!("airlock: {reference}: ");
-    let err_thread = std::thread::spawn(move || {
+    let (err_tx, err_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(std::result::Result::ok)
         {
             anstream::eprintln!("{prefix}{line}");
         }
+        let _ = err_tx.send(());
     });
 
     let kill_group = |child: &mut std::process::Child| {
@@ -478,7 +480,18 @@ fn run(reference: &Reference, argv: &[String], timeout: Duration) -> Result<Secr
             ));
         }
     };
-    let _ = err_thread.join();
+    // the rest of its stderr; something it left running that still holds
+    // stderr (a member of its group) is stopped rather than waited for
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(200));
+    if err_rx.recv_timeout(left).is_err() {
+        #[cfg(unix)]
+        // SAFETY: as above; a live member keeps the group id ours.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
     tracing::debug!(
         reference = %reference,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -900,6 +913,15 @@ mod tests {
         let c = Config::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(configured(&c, &id, &home()).unwrap().unwrap().reference, r2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_leftover_holding_stderr_is_stopped_not_waited_for() {
+        let r = Reference::parse("cmd:sh -c 'echo v; sleep 30 >/dev/null &'", &home()).unwrap();
+        let t = Instant::now();
+        let s = fetch(&r, Duration::from_secs(1)).unwrap();
+        assert_eq!(s.expose(), "v");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
 
     #[test]
