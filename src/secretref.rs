@@ -397,7 +397,9 @@ fn run(reference: &Reference, argv: &[String], timeout: Duration) -> Result<Secr
     let (out_tx, out_rx) = mpsc::channel();
     let mut stdout = child.stdout.take().expect("piped stdout");
     std::thread::spawn(move || {
-        let mut buf = Zeroizing::new(Vec::new());
+        // room for any usual credential up front: growing the buffer would
+        // free copies of the value without wiping them
+        let mut buf = Zeroizing::new(Vec::with_capacity(64 * 1024));
         let r = (&mut stdout)
             .take(MAX_OUTPUT + 1)
             .read_to_end(&mut buf)
