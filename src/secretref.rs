@@ -602,6 +602,23 @@ pub fn store_in_config(
     if std::fs::symlink_metadata(dir).is_err() {
         crate::fsutil::ensure_private_dir(dir)?;
     }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        // home-manager and NixOS link it from the Nix store: replacing the
+        // link would take it away from them
+        let mut lines = format!(
+            "[accounts.{}.{}]\nsecret_ref = {}\n",
+            id.agent,
+            id.account,
+            toml_edit::value(reference.to_string())
+        );
+        if let Some(m) = method {
+            lines.push_str(&format!("method = \"{}\"\n", m.as_str()));
+        }
+        return Err(Error::Usage(format!(
+            "{} is a symbolic link (managed by home-manager, NixOS or your dotfiles?), so airlock does not rewrite it; add these lines where it is managed:\n{lines}",
+            path.display()
+        )));
+    }
     let _lock = crate::fsutil::FileLock::exclusive(&dir.join(".config.toml.lock"))?;
     let (text, mode) = match std::fs::read_to_string(path) {
         Ok(t) => {
@@ -914,6 +931,21 @@ mod tests {
         assert!(store_in_config(&path, &id, &r2, None).unwrap());
         let c = Config::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(configured(&c, &id, &home()).unwrap().unwrap().reference, r2);
+        // a linked config (home-manager) is not replaced: the lines to add
+        std::fs::rename(&path, dir.join("real.toml")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real.toml"), &path).unwrap();
+        let e = store_in_config(&path, &id, &r, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("secret_ref = \"cmd:pass show 'anthropic key'\""),
+            "{e}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
