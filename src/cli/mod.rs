@@ -178,6 +178,7 @@ fn run(command: Command, color: bool) -> Result<()> {
     };
     let paths = Paths::from_env()?;
     let config = Config::load(&paths.config_file())?;
+    airlock::secretref::record_results_in(paths.state_dir.clone());
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let ctx = Ctx {
         paths,
