@@ -575,3 +575,27 @@ fn headjack_secret_service() {
     assert_eq!(lookup(), before, "headjack's item was modified");
     clear();
 }
+
+/// A tool that was not set up here: exit code 6, saying what to do.
+#[test]
+fn missing_files_exit_6() {
+    let ctx = TestContext::new();
+    for (tool, fix) in [
+        ("cloister", "cloister setup"),
+        ("caw", "caw auth setup"),
+        ("claude-hub", "--from"),
+    ] {
+        let out = import(&ctx, &[tool]);
+        assert_eq!(out.status.code(), Some(6), "{tool}: {}", text(&out));
+        assert!(text(&out).contains(fix), "{tool}: {}", text(&out));
+    }
+    let out = import(
+        &ctx,
+        &[
+            "forage",
+            "--from",
+            ctx.root.path().join("nope").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+}

@@ -55,6 +55,12 @@ pub fn scan(s: &Scan<'_>) -> Result<Found> {
     let mut found = Found::new(Tool::Caw, shown.clone());
     let fix =
         "run `caw auth setup` again to rewrite it, or point --from at the right manifest.json";
+    super::require(
+        &path,
+        &shown,
+        "caw's manifest",
+        "run `caw auth setup` first, or point --from at manifest.json",
+    )?;
     let input = read_file(&path, fix)?;
     let what = format!("caw's manifest {shown}");
     let entries = match parse_json::<Manifest>(input.text.expose(), &what, fix)? {

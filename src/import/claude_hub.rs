@@ -24,6 +24,12 @@ pub fn scan(s: &Scan<'_>) -> Result<Found> {
     let fix = format!(
         "re-run claude-hub's setup container and finish the login (an interrupted one leaves {CREDENTIALS} empty), or point --from at the captured directory"
     );
+    super::require(
+        &file,
+        &shown,
+        "a captured claude-hub login",
+        "point --from (or CLAUDE_HUB_DIR) at the directory claude-hub's setup container captured",
+    )?;
     let input = read_file(&file, &fix)?;
     let mut item = prepare_value(
         s,

@@ -55,6 +55,12 @@ pub fn scan(s: &Scan<'_>) -> Result<Found> {
     let shown = s.show(&path);
     let mut found = Found::new(Tool::Cloister, shown.clone());
     let fix = "fix the file (`cloister setup claude` / `cloister setup codex` rewrite it), or point --from at the right one";
+    super::require(
+        &path,
+        &shown,
+        "cloister's config file",
+        "run `cloister setup claude` first, or point --from at the file",
+    )?;
     let input = read_file(&path, fix)?;
     let what = format!("cloister's config file {shown}");
     let file: File = if input.text.expose().trim().is_empty() {

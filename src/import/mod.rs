@@ -272,6 +272,18 @@ pub(crate) fn prepare_host_login(
     }))
 }
 
+/// Fails with "not found" (exit code 6) when `path` does not exist: the
+/// tool was not set up here, or `--from` is needed.
+pub(crate) fn require(path: &Path, shown: &str, what: &str, fix: &str) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(Error::NotFound {
+            what: format!("{what} ({shown})"),
+            fix: fix.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Reads a file of another tool (at most 1 MiB, a regular file), with the
 /// message `airlock auth --from-file` gives when it cannot.
 pub(crate) fn read_file(path: &Path, fix: &str) -> Result<validate::FileInput> {
