@@ -7,19 +7,10 @@ self:
 
 let
   cfg = config.programs.airlock;
-  settings = import ./settings.nix { inherit lib pkgs; };
+  settings = import ./settings.nix { inherit lib pkgs self; };
 in
 {
-  options.programs.airlock = {
-    enable = lib.mkEnableOption "airlock, credentials for AI coding agents in container sandboxes";
-    package = lib.mkOption {
-      type = lib.types.package;
-      default = self.packages.${pkgs.stdenv.hostPlatform.system}.airlock;
-      defaultText = lib.literalExpression "airlock.packages.\${system}.airlock";
-      description = "The airlock package to install.";
-    };
-    settings = settings.option;
-  };
+  options.programs.airlock = settings.options;
 
   config = lib.mkIf cfg.enable {
     environment.systemPackages = [ cfg.package ];

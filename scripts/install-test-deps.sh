@@ -6,6 +6,7 @@
 # engines and keyrings, and the machines (developers' and CI's) start without them: a fresh
 # Debian 12 machine has only a Docker *client*. This script installs, from Debian's packages:
 #   docker.io (dockerd, containerd, runc, tini)  podman + runc + netavark + catatonit + uidmap
+#   + slirp4netns (rootless Podman for the unprivileged test user)
 #   gnome-keyring + dbus + libsecret-tools (secret-tool, used to check the keyring works)
 #   keyutils (keyctl)  busybox-static (the test images' userland)  nodejs/npm if missing
 #
@@ -23,6 +24,8 @@ LOG_DIR="$STATE/logs"
 PKGS=(
   docker.io containerd runc iptables tini
   podman conmon netavark catatonit uidmap
+  # rootless Podman as the test user (scripts/setup-test-user.sh): its default network on 4.3
+  slirp4netns
   gnome-keyring dbus dbus-bin libsecret-tools
   keyutils
   # the compose test (tests/engine_cli.rs) runs the real docker-compose; bench/run.sh uses hyperfine

@@ -8,6 +8,8 @@
 #   2. engines  scripts/start-engines.sh       (dockerd, podman containers.conf, run probes)
 #   3. images   scripts/build-test-images.sh   (agent CLIs from npm, checked on the host and
 #                                               imported as images; cached)
+#      user     scripts/setup-test-user.sh     (an unprivileged user: docker group, rootless
+#                                               Podman, the images in its store; cached)
 #   4. session  a private D-Bus session with an unlocked, throwaway gnome-keyring, inside a new
 #               kernel session keyring (`keyctl session -`); both are probed with a real
 #               store/read/delete
@@ -19,6 +21,8 @@
 #   AIRLOCK_TEST_KEYUTILS=1  AIRLOCK_TEST_AGENTS=1 with AIRLOCK_AGENT_BIN_DIR=<node_modules/.bin
 #   holding claude, codex, gemini for the host>  CONTAINERS_CONF=<file podman needs on these VMs>
 #   AIRLOCK_TEST_IMAGE_ROOT / _USER / _BUSYBOX = image names (present in every enabled engine)
+#   AIRLOCK_TEST_USER=<name> an unprivileged user in the docker group with working rootless
+#   Podman and the images in its store (scripts/setup-test-user.sh; tests/user_real.rs)
 # With CI=true (or AIRLOCK_TEST_STRICT=1) a component that does not come up fails the run loudly;
 # otherwise it is reported and its variable left unset, so its tests skip.
 #
@@ -203,6 +207,19 @@ else
   unset AIRLOCK_TEST_DOCKER AIRLOCK_TEST_PODMAN
 fi
 timing images $((SECONDS - t0))
+
+t0=$SECONDS
+# An unprivileged user in the docker group with rootless Podman and the test images in its own
+# store, for tests/user_real.rs (needs the images above, and root).
+if [ -n "${AIRLOCK_TEST_IMAGE_ROOT:-}" ]; then
+  if user_exports="$(AIRLOCK_TEST_ENGINES="${engines[*]}" bash scripts/setup-test-user.sh)"; then
+    eval "$user_exports"
+  else
+    eval "$user_exports"
+    component_failed "test user" "scripts/setup-test-user.sh failed (log: $LOG_DIR/test-user.log)"
+  fi
+fi
+timing user $((SECONDS - t0))
 
 # A throwaway keyring directory per run, so the unlock password always matches and no secret
 # from an earlier run survives. XDG_DATA_HOME is set for the whole bus (a D-Bus-activated

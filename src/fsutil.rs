@@ -150,6 +150,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     result
 }
 
+/// Opens `path` for writing, private to us (0600, whatever the umask; an
+/// existing file is made 0600 too): truncated, or appended to with
+/// `append`. For airlock's own small state files and logs (pid files,
+/// markers, status), which need no atomic replace.
+pub fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true);
+    if append {
+        opts.append(true);
+    } else {
+        opts.truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
+}
+
+/// Writes `bytes` to `path` with [`open_private`] (not atomic).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    open_private(path, false)?.write_all(bytes)
+}
+
 /// `fsync`s a directory so that a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]

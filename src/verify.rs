@@ -148,6 +148,11 @@ pub struct Report {
     pub agents: Vec<AgentCheck>,
     /// Resolution warnings (expiring credentials and the like).
     pub warnings: Vec<String>,
+    /// Why `airlock run` could not sync a session with this image as this
+    /// user (problem, fix); see `Sandbox::sync_refusal`. [`note_rotation`]
+    /// turns it into a warning when the rotation is `sync`.
+    #[serde(skip)]
+    pub sync_refusal: Option<crate::sandbox::SyncRefusal>,
 }
 
 impl Report {
@@ -222,9 +227,11 @@ pub fn verify(
         .collect();
     let detected = engine::detect(opts.engine, &opts.image)?;
     let engine_name = detected.engine.kind().to_string();
+    let mut sync_refusal = None;
     if !probed.is_empty() {
         let script = probe_script(&probed, opts.timeout);
         let out = run_probe(&detected, &resolved.plan, opts, &script, probed.len())?;
+        sync_refusal = out.sync_refusal.clone();
         let secrets = secret_values(&resolved.plan);
         let sections = parse_sections(&out.stdout);
         for c in checks.iter_mut().filter(|c| c.state != State::NoCredential) {
@@ -250,6 +257,7 @@ pub fn verify(
         engine: engine_name,
         agents: checks,
         warnings: resolved.plan.warnings.clone(),
+        sync_refusal,
     })
 }
 
@@ -259,6 +267,19 @@ pub fn note_rotation(report: &mut Report, rotation: crate::agents::inject::Rotat
     for c in &mut report.agents {
         if c.method == Some(Method::Session) && matches!(c.agent.as_str(), "claude" | "codex") {
             c.rotation = Some(rotation.as_str().to_owned());
+            if rotation == crate::agents::inject::Rotation::Sync
+                && let Some(r) = &report.sync_refusal
+            {
+                let what = if r.root_under_docker {
+                    "airlock run would use broker mode (by default; --rotation sync would be refused) for"
+                } else {
+                    "airlock run would refuse to sync"
+                };
+                report.warnings.push(format!(
+                    "{what} the {} session with this image: {}; {}",
+                    c.agent, r.problem, r.fix
+                ));
+            }
         }
     }
 }
@@ -390,6 +411,7 @@ struct ProbeOutput {
     code: i32,
     stdout: String,
     stderr: String,
+    sync_refusal: Option<crate::sandbox::SyncRefusal>,
 }
 
 fn run_probe(
@@ -419,6 +441,7 @@ fn run_probe(
     request.flags.extend(["--name".to_owned(), name.clone()]);
     let prepared = launch::prepare(engine, &detected.image, plan, request, &opts.runtime_dir)?;
     tracing::debug!(engine = %engine.kind(), argv = ?prepared.argv, "verify container");
+    let sync_refusal = prepared.sandbox.sync_refusal();
     // Every probe has its own limit inside; this bounds the whole container
     // (an image without `timeout`, a hanging entrypoint).
     let n = u32::try_from(probes).unwrap_or(3);
@@ -444,6 +467,7 @@ fn run_probe(
         code,
         stdout,
         stderr,
+        sync_refusal,
     })
 }
 
@@ -786,6 +810,33 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_that_run_would_refuse_is_a_warning() {
+        let mut r = Report {
+            image: "img".into(),
+            engine: "docker".into(),
+            agents: vec![
+                check("claude", Method::Session),
+                check("codex", Method::ApiKey),
+            ],
+            warnings: Vec::new(),
+            sync_refusal: Some(crate::sandbox::SyncRefusal {
+                problem: "root's files".into(),
+                fix: "use -u".into(),
+                root_under_docker: false,
+            }),
+        };
+        note_rotation(&mut r, crate::agents::inject::Rotation::AccessOnly);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        note_rotation(&mut r, crate::agents::inject::Rotation::Sync);
+        assert_eq!(
+            r.warnings,
+            [
+                "airlock run would refuse to sync the claude session with this image: root's files; use -u"
+            ]
+        );
+    }
+
+    #[test]
     fn rotating_sessions_name_their_rotation_mode() {
         let mut r = Report {
             image: "img".into(),
@@ -795,6 +846,7 @@ mod tests {
                 check("codex", Method::ApiKey),
             ],
             warnings: Vec::new(),
+            sync_refusal: None,
         };
         note_rotation(&mut r, crate::agents::inject::Rotation::Broker);
         assert_eq!(r.agents[0].rotation.as_deref(), Some("broker"));

@@ -4,9 +4,12 @@
 //! `devcontainer exec`, with no secret in devcontainer.json or `docker
 //! inspect`.
 
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
+
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::CANARY;
@@ -27,6 +30,40 @@ fn devcontainer_cli() -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path().join("node_modules/.bin/devcontainer"))
         .find(|p| p.is_file())
+}
+
+/// Runs the Dev Containers CLI `args[0] --workspace-folder ws args[1..]`
+/// with `ctx`'s environment and this build's airlock first on the PATH (its
+/// initializeCommand runs airlock from there).
+fn dc_cli(cli: &Path, ctx: &common::TestContext, ws: &Path, args: &[&str]) -> std::process::Output {
+    let airlock = PathBuf::from(env!("CARGO_BIN_EXE_airlock"));
+    let base = ctx.cmd();
+    let mut c = Command::new(cli);
+    c.env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let path = format!(
+        "{}:{}",
+        airlock.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.env("PATH", path)
+        .arg(args[0])
+        .arg("--workspace-folder")
+        .arg(ws)
+        .args(&args[1..]);
+    c.output().unwrap()
+}
+
+/// The container id `devcontainer up` reports.
+fn container_id(up: &std::process::Output) -> Option<String> {
+    String::from_utf8_lossy(&up.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["containerId"].as_str().map(str::to_owned))
 }
 
 #[test]
@@ -82,34 +119,10 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
     // (updateRemoteUserUID off: no derived image is built and left behind.)
     // The Dev Containers CLI runs airlock (initializeCommand) from PATH with
     // the same environment as `ctx.cmd()`.
-    let airlock = PathBuf::from(env!("CARGO_BIN_EXE_airlock"));
-    let dc = |args: &[&str]| {
-        let base = ctx.cmd();
-        let mut c = Command::new(&cli);
-        c.env_clear();
-        for (k, v) in base.get_envs() {
-            if let Some(v) = v {
-                c.env(k, v);
-            }
-        }
-        let path = format!(
-            "{}:{}",
-            airlock.parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        c.env("PATH", path)
-            .arg(args[0])
-            .arg("--workspace-folder")
-            .arg(&ws)
-            .args(&args[1..]);
-        c.output().unwrap()
-    };
+    let dc = |args: &[&str]| dc_cli(&cli, &ctx, &ws, args);
     let up = dc(&["up"]);
     let up_out = String::from_utf8_lossy(&up.stdout).to_string();
-    let id = up_out
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v["containerId"].as_str().map(str::to_owned));
+    let id = container_id(&up);
     let exec = dc(&["exec", "claude", "auth", "status"]);
     // A new token, refreshed on the host (what the initializeCommand runs):
     // the running container's exec sessions get it at once.
@@ -308,4 +321,129 @@ fn exec_helper_wraps_the_real_command() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout, "real hi loaded\n");
+}
+
+/// `--rotation proxy`: the Dev Container holds a placeholder only; the
+/// genuine `claude -p` run with `devcontainer exec` answers from a TLS mock
+/// through the host's proxy, which alone sent the real token; the grant is
+/// registered before the container exists and forgotten once it is gone.
+#[test]
+fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let Some(cli) = devcontainer_cli() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
+        );
+        eprintln!("skipping: @devcontainers/cli is not installed");
+        return;
+    };
+    let mock = mock_upstream::MockUpstream::start();
+    let token = format!("sk-ant-oat01-{CANARY}-dcproxy-{}", "0123456789".repeat(6));
+    let mut ctx = common::tmpfs_context("docker", "dcproxy");
+    common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    let config = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(
+        &config,
+        format!(
+            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
+            common::user_image()
+        ),
+    )
+    .unwrap();
+    let write = || {
+        ctx.cmd()
+            .args([
+                "devcontainer",
+                "--rotation",
+                "proxy",
+                "--agent",
+                "claude",
+                "--write",
+                "--workspace",
+            ])
+            .arg(&ws)
+            .output()
+            .unwrap()
+    };
+    common::ok(&write());
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("\"--add-host=host.docker.internal:host-gateway\"")
+            && written.contains("\"--label=airlock.sandbox=dc-ws-"),
+        "{written}"
+    );
+    assert!(
+        !written.contains(CANARY)
+            && !written.contains("sk-ant")
+            && !written.contains("ANTHROPIC_BASE_URL"),
+        "{written}"
+    );
+    let layout = airlock::proxy::registry::Layout {
+        dir: ctx.state_dir.join("proxy"),
+    };
+    let grants = airlock::proxy::registry::load(&layout).unwrap();
+    assert_eq!(grants.len(), 1, "registered before the container exists");
+    assert!(grants[0].sandbox.starts_with("dc-ws-"));
+    // Writing again changes nothing in devcontainer.json.
+    common::ok(&write());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+
+    let up = dc_cli(&cli, &ctx, &ws, &["up"]);
+    let id = container_id(&up);
+    let answer = dc_cli(
+        &cli,
+        &ctx,
+        &ws,
+        &[
+            "exec",
+            "sh",
+            "-c",
+            "(. /run/airlock/env; env | grep -c sk-ant-oat01-airlock-); claude -p hi",
+        ],
+    );
+    let inspect = id.as_ref().map(|id| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .unwrap()
+    });
+    if let Some(id) = &id {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    let stdout = String::from_utf8_lossy(&answer.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&answer.stderr).to_string();
+    assert!(
+        up.status.success() && id.is_some(),
+        "{}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(answer.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("1\n"),
+        "the exec session holds the placeholder: {stdout}"
+    );
+    for o in [&up, &answer] {
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(CANARY));
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(CANARY));
+    }
+    let inspect = String::from_utf8_lossy(&inspect.unwrap().stdout).to_string();
+    assert!(inspect.contains("host.docker.internal:host-gateway"));
+    assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
+    mock.assert_messages_carried(&token);
+    let start = std::time::Instant::now();
+    while !airlock::proxy::registry::load(&layout).unwrap().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the proxy forgets the removed container's grant"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

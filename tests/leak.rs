@@ -10,13 +10,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{CANARY, TestContext, cmdline_watcher, require_real, user_image};
+use common::{CANARY, TestContext, cmdline_watcher, grep_dirs, require_real, user_image};
 
 /// A canary unique to this run, so other tests on the machine cannot interfere.
 /// Fixed width (zero-padded): the keys built from it must pass the agents'
@@ -140,32 +140,6 @@ claude auth status; echo "claude_rc=$?"
 codex login status 2>&1; echo "codex_rc=$?"
 cat "$GEMINI_CLI_HOME/.gemini/settings.json" 2>/dev/null; echo
 "#;
-
-/// Files under `dirs` (recursively) that contain `needle`, skipping `except`.
-fn grep_dirs(needle: &str, dirs: &[PathBuf], except: &[PathBuf]) -> Vec<String> {
-    let mut args = vec!["-rlsa".to_owned(), "--fixed-strings".to_owned()];
-    for e in except {
-        if let Some(n) = e.file_name() {
-            args.push(format!("--exclude-dir={}", n.to_string_lossy()));
-        }
-    }
-    args.push("--".into());
-    args.push(needle.into());
-    let existing: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
-    if existing.is_empty() {
-        return Vec::new();
-    }
-    let out = Command::new("grep")
-        .args(&args)
-        .args(existing)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
-        .collect()
-}
 
 fn engine_text(engine: &str, args: &[&str]) -> String {
     let out = Command::new(engine).args(args).output().unwrap();

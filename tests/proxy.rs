@@ -6,6 +6,9 @@
 #[path = "support/mock_upstream.rs"]
 mod mock_upstream;
 
+#[path = "support/mock_oauth.rs"]
+mod mock_oauth;
+
 mod common;
 
 use std::io::{Read, Write};
@@ -115,9 +118,14 @@ fn start_proxy(ctx: &TestContext) -> Proxy {
 /// A request to the proxy with `auth` as its Authorization header; returns
 /// the open connection after sending.
 fn send(port: u16, method: &str, path: &str, auth: &str) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
+    send_body(port, method, path, auth, body)
+}
+
+/// [`send`] with a body of one's own.
+fn send_body(port: u16, method: &str, path: &str, auth: &str, body: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -401,5 +409,334 @@ fn claude_through_the_proxy(engine: &str) {
     wait_until("the proxy forgets the removed container's grant", || {
         registry::load(&layout(&ctx)).unwrap().is_empty()
     });
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// A Claude subscription session kept in the host's own credentials file
+/// (a linked login), behind a proxy grant, registered with the watcher as
+/// `airlock run --rotation proxy` does. Returns the host file and the grant's
+/// placeholder.
+struct SessionSetup {
+    ctx: TestContext,
+    host_file: std::path::PathBuf,
+    placeholder: String,
+    login: mock_oauth::Issued,
+}
+
+fn session_behind_the_proxy(mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -> SessionSetup {
+    let mut ctx = TestContext::new();
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    ctx.set_env("AIRLOCK_CLAUDE_TOKEN_URL", &oauth.url());
+    let login = oauth.login();
+    let dir = ctx.home.join(".claude");
+    std::fs::create_dir_all(&dir).unwrap();
+    let host_file = dir.join(".credentials.json");
+    let doc = serde_json::json!({
+        "claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
+            "expiresAt": mock_oauth::now_ms() + 8 * 3600 * 1000,
+            "scopes": ["user:inference", "user:profile"], "subscriptionType": "max",
+            "rateLimitTier": "tier-kept"},
+        "mcpOAuth": {"unknown": "kept"}});
+    std::fs::write(&host_file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&host_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    if airlock::fsutil::euid() == 0 {
+        std::os::unix::fs::chown(&host_file, Some(4242), Some(4243)).unwrap();
+    }
+    let truth = Truth::HostFile {
+        path: host_file.clone(),
+    };
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    airlock::sync::register_sandbox_mode(
+        &sync,
+        None,
+        airlock::sync::Registration {
+            sandbox: "sb-session-claude".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            truth: truth.clone(),
+            pid: Some(std::process::id()),
+            owner: None,
+        },
+        true,
+    )
+    .unwrap();
+    let placeholder = format!("sk-ant-oat01-airlock-{}", "s".repeat(32));
+    registry::add(
+        &layout(&ctx),
+        &Grant {
+            sandbox: "sb-session".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::Session,
+            placeholder_sha256: placeholder::hash(&placeholder),
+            truth,
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+        },
+    )
+    .unwrap();
+    SessionSetup {
+        ctx,
+        host_file,
+        placeholder,
+        login,
+    }
+}
+
+/// The sync watcher in the foreground (the refresher the proxy asks).
+fn start_watcher(ctx: &TestContext) -> Proxy {
+    let log = std::fs::File::create(ctx.root.path().join("sync.log")).unwrap();
+    let child = ctx
+        .cmd()
+        .args(["sync", "--foreground", "--stay", "-vv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let status = ctx.state_dir.join("sync").join("daemon.pid");
+    wait_until("the watcher runs", || status.exists());
+    Proxy { child, port: 0 }
+}
+
+fn access_token(host_file: &Path) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(host_file).unwrap()).unwrap();
+    v["claudeAiOauth"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The upstream refuses the session's access token before its expiry:
+/// N requests refused together cause one refresh (the watcher's, under its
+/// locks), the host file gets the rotated session with its mode, owner and
+/// unknown keys kept, and every request is answered after one retry.
+#[test]
+fn a_refused_session_token_is_refreshed_once_for_concurrent_requests() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let setup = session_behind_the_proxy(&mock, &oauth);
+    let ctx = &setup.ctx;
+    let _watcher = start_watcher(ctx);
+    let proxy = start_proxy(ctx);
+    let old = setup.login.access_token.clone();
+    mock.reject(&old);
+
+    const N: usize = 8;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(N));
+    let answers: Vec<String> = (0..N)
+        .map(|_| {
+            let (b, ph, port) = (barrier.clone(), setup.placeholder.clone(), proxy.port);
+            std::thread::spawn(move || {
+                b.wait();
+                response(send(port, "POST", "/v1/messages?beta=true", &ph))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for a in &answers {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+        assert!(a.contains(REPLY), "{a}");
+    }
+    assert_eq!(oauth.refreshes(), 1, "one refresh for {N} refused requests");
+    assert_eq!(oauth.airlock_refreshes(), 1);
+    assert_eq!(oauth.reuse_errors(), 0);
+
+    // the rotated session is in the host file, written the sync way
+    let new = access_token(&setup.host_file);
+    assert_ne!(new, old);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&setup.host_file).unwrap()).unwrap();
+    let rt = v["claudeAiOauth"]["refreshToken"].as_str().unwrap();
+    assert!(oauth.is_live(rt), "the host holds the live refresh token");
+    assert_eq!(v["mcpOAuth"]["unknown"], "kept");
+    assert_eq!(v["claudeAiOauth"]["rateLimitTier"], "tier-kept");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&setup.host_file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640, "mode kept");
+    if airlock::fsutil::euid() == 0 {
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4243), "owner kept");
+    }
+
+    // upstream: the old token refused, every answer sent with the new one
+    let seen = mock.seen();
+    let with = |t: &str| {
+        seen.iter()
+            .filter(|s| s.header("authorization") == Some(format!("Bearer {t}").as_str()))
+            .count()
+    };
+    assert!((1..=N).contains(&with(&old)), "{seen:?}");
+    assert_eq!(with(&new), N);
+    assert!(
+        seen.iter().all(|s| s.body_len > 0),
+        "retries carry the body"
+    );
+
+    // the audit log: one refresh, every refused request retried
+    let entries: Vec<serde_json::Value> = ok(&ctx
+        .cmd()
+        .args(["audit", "--json", "--sandbox", "sb-session"])
+        .output()
+        .unwrap())
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(entries.len(), N);
+    assert!(entries.iter().all(|e| e["status"] == 200));
+    let refreshed: Vec<_> = entries
+        .iter()
+        .filter(|e| e["refresh"] == "refreshed")
+        .collect();
+    assert_eq!(refreshed.len(), 1, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.get("refresh").is_some())
+            .all(|e| e["retried"] == true),
+        "{entries:?}"
+    );
+    eprintln!(
+        "refresh after 401: the request waited {} ms",
+        refreshed[0]["refresh_ms"]
+    );
+    drop(proxy);
+    let secrets = [
+        old.as_str(),
+        new.as_str(),
+        rt,
+        setup.login.refresh_token.as_str(),
+    ];
+    scan_for_secrets("the audit log", &layout(ctx).audit(), &secrets);
+    scan_for_secrets(
+        "the proxy's log",
+        &ctx.root.path().join("proxy.log"),
+        &secrets,
+    );
+    scan_for_secrets(
+        "the watcher's log",
+        &ctx.root.path().join("sync.log"),
+        &secrets,
+    );
+}
+
+/// A body larger than the replay limit is streamed and not kept: the 401
+/// reaches the agent as it came, the session is refreshed all the same,
+/// and the next request goes through with the new token.
+#[test]
+fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let setup = session_behind_the_proxy(&mock, &oauth);
+    let ctx = &setup.ctx;
+    let _watcher = start_watcher(ctx);
+    let proxy = start_proxy(ctx);
+    mock.reject(&setup.login.access_token);
+    let big = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"pad":"{}"}}"#,
+        "x".repeat(airlock::proxy::refresh::REPLAY_LIMIT as usize + 10)
+    );
+    let r = response(send_body(
+        proxy.port,
+        "POST",
+        "/v1/messages",
+        &setup.placeholder,
+        &big,
+    ));
+    assert!(r.starts_with("HTTP/1.1 401"), "{}", &r[..r.len().min(300)]);
+    assert_eq!(oauth.refreshes(), 1);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 200") && r.contains(REPLY), "{r}");
+    let entries: Vec<serde_json::Value> =
+        ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(entries[0]["status"], 401);
+    assert_eq!(entries[0]["refresh"], "refreshed");
+    assert!(entries[0].get("retried").is_none(), "{entries:?}");
+    assert_eq!(entries[1]["status"], 200);
+    assert!(entries[1].get("refresh").is_none());
+}
+
+/// The genuine `claude -p` in a Docker sandbox with a Claude subscription
+/// session behind the proxy, whose access token the upstream refuses
+/// before its expiry: the proxy has the watcher refresh it and retries, and
+/// Claude gets its answer; the refreshed session is in the vault.
+#[test]
+fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let engine = "docker";
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let mut ctx = common::tmpfs_context(engine, "proxy-refresh");
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    ctx.set_env("AIRLOCK_CLAUDE_TOKEN_URL", &oauth.url());
+    let login = oauth.login();
+    let doc = serde_json::json!({"claudeAiOauth": {"accessToken": login.access_token,
+        "refreshToken": login.refresh_token, "expiresAt": mock_oauth::now_ms() + 8 * 3600 * 1000,
+        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}});
+    common::store_session(&ctx, "claude", &doc.to_string());
+    mock.reject(&login.access_token);
+    let name = format!("airlock-proxy-refresh-{engine}-{}", std::process::id());
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--",
+            "--rm",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args(["claude", "-p", "hi"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = Command::new(engine).args(["rm", "-f", &name]).output();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(REPLY), "{stdout}\n{stderr}");
+    assert_eq!(oauth.refreshes(), 1, "one refresh, by airlock");
+    for t in oauth.issued_secrets() {
+        assert!(!stdout.contains(&t) && !stderr.contains(&t));
+    }
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"refresh\":\"refreshed\""), "{audit}");
+    assert!(audit.contains("\"retried\":true"), "{audit}");
+    // the proxy read the rotated access token back from the vault record
+    let issued = oauth.issued_secrets();
+    let sent: Vec<String> = mock
+        .seen()
+        .iter()
+        .filter_map(|s| s.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(sent.contains(&format!("Bearer {}", login.access_token)));
+    assert!(
+        sent.iter().any(|a| issued
+            .iter()
+            .any(|t| *t != login.access_token && a == &format!("Bearer {t}"))),
+        "the retry carried the refreshed token"
+    );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

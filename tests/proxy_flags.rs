@@ -26,20 +26,7 @@ fn token() -> String {
 /// sends to `mock`.
 fn context(mock: &MockUpstream, engine: &str) -> TestContext {
     let mut ctx = common::tmpfs_context(engine, "proxyflags");
-    let ca = ctx.root.path().join("ca.pem");
-    std::fs::write(&ca, &mock.ca_pem).unwrap();
-    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
-    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
-    ctx.set_env("AIRLOCK_ENGINE", engine);
-    let f = ctx.root.path().join("token");
-    std::fs::write(&f, token()).unwrap();
-    ok(&ctx
-        .cmd()
-        .args(["auth", "claude", "--method", "token", "--from-file"])
-        .arg(&f)
-        .output()
-        .unwrap());
-    std::fs::remove_file(&f).unwrap();
+    common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token());
     ctx
 }
 

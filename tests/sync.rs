@@ -302,7 +302,7 @@ fn watcher_syncs_both_ways_and_never_ping_pongs() {
     register_sandbox(&e.layout, None, reg(&e, "sb2")).unwrap();
     let shared = dir.join(".credentials.json");
     let (stop, th) = start_daemon(&e.layout, None);
-    let t = Duration::from_secs(5);
+    let t = Duration::from_secs(20);
 
     // sandbox refresh, temp + rename
     agent_write_rename(&shared, &claude_doc("rt-a", 2_000_000));
@@ -357,7 +357,7 @@ fn a_restarted_watcher_loses_no_update() {
     let shared = dir.join(".credentials.json");
     let (stop, th) = start_daemon(&e.layout, None);
     agent_write_rename(&shared, &claude_doc("rt-1", 2_000_000));
-    wait_until("first", Duration::from_secs(5), || {
+    wait_until("first", Duration::from_secs(20), || {
         rt_of(&e.host_file) == "rt-1"
     });
     stop.stop();
@@ -365,7 +365,7 @@ fn a_restarted_watcher_loses_no_update() {
     // written while no watcher runs
     agent_write_rename(&shared, &claude_doc("rt-2", 3_000_000));
     let (stop, th) = start_daemon(&e.layout, None);
-    wait_until("update made while down", Duration::from_secs(5), || {
+    wait_until("update made while down", Duration::from_secs(20), || {
         rt_of(&e.host_file) == "rt-2"
     });
     // only one watcher at a time
@@ -383,7 +383,7 @@ fn the_watcher_exits_after_the_last_sandbox() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!th.is_finished(), "a sandbox is registered");
     unregister(&e.layout, None, "sb1").unwrap();
-    wait_until("watcher exit", Duration::from_secs(5), || th.is_finished());
+    wait_until("watcher exit", Duration::from_secs(20), || th.is_finished());
     th.join().unwrap().unwrap();
 }
 
@@ -399,7 +399,7 @@ fn dead_sandboxes_are_reaped_and_handed_back() {
         &claude_doc("rt-dead", 7_000_000),
     );
     let (_stop, th) = start_daemon(&e.layout, Some(Duration::from_millis(100)));
-    wait_until("watcher exit", Duration::from_secs(5), || th.is_finished());
+    wait_until("watcher exit", Duration::from_secs(20), || th.is_finished());
     th.join().unwrap().unwrap();
     assert_eq!(rt_of(&e.host_file), "rt-dead");
     assert!(!dir.exists());
@@ -432,7 +432,7 @@ fn claude_refresh_lock_is_mirrored_between_host_and_sandboxes() {
     let e = env();
     let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
     let (stop, th) = start_daemon(&e.layout, None);
-    let t = Duration::from_secs(5);
+    let t = Duration::from_secs(20);
     let in_sandbox = dir.join(".oauth_refresh.lock");
     let on_host = e.host_file.parent().unwrap().join(".oauth_refresh.lock");
     std::thread::sleep(Duration::from_millis(100));
@@ -471,7 +471,7 @@ fn a_refresh_lock_held_when_the_watcher_starts_is_mirrored() {
     let on_host = e.host_file.parent().unwrap().join(".oauth_refresh.lock");
     fs::create_dir(&on_host).unwrap();
     let (stop, th) = start_daemon(&e.layout, None);
-    let t = Duration::from_secs(5);
+    let t = Duration::from_secs(20);
     wait_until("sandbox lock", t, || in_sandbox.is_dir());
     fs::remove_dir(&on_host).unwrap();
     wait_until("sandbox lock released", t, || !in_sandbox.exists());
@@ -523,14 +523,14 @@ fn a_changed_vault_record_reaches_running_sandboxes_after_a_kick() {
         airlock::sync::kick(&layout, "claude", "work").unwrap();
         wait_until(
             "vault change reaches the sandbox",
-            Duration::from_secs(5),
+            Duration::from_secs(20),
             || rt_of(&shared) == "rt-v2",
         );
         // and a sandbox refresh reaches the vault
         agent_write_rename(&shared, &claude_doc("rt-v3", 3_000));
         wait_until(
             "sandbox refresh reaches the vault",
-            Duration::from_secs(5),
+            Duration::from_secs(20),
             || {
                 let rec = backend.get(&id).unwrap().unwrap();
                 rec.secret.expose().contains("rt-v3")
@@ -669,14 +669,14 @@ fn the_watcher_notices_a_sandbox_process_exit_without_an_event() {
         &dir.join(".credentials.json"),
         &claude_doc("rt-last", 8_000_000),
     );
-    wait_until("synced", Duration::from_secs(5), || {
+    wait_until("synced", Duration::from_secs(20), || {
         rt_of(&e.host_file) == "rt-last"
     });
     assert!(!th.is_finished());
     // `airlock run` is killed: no unregister call
     child.kill().unwrap();
     child.wait().unwrap();
-    wait_until("watcher exit", Duration::from_secs(5), || th.is_finished());
+    wait_until("watcher exit", Duration::from_secs(20), || th.is_finished());
     th.join().unwrap().unwrap();
     assert!(!dir.exists(), "dead sandbox unregistered");
     assert!(list_sandboxes(&e.layout).unwrap().is_empty());
@@ -717,7 +717,7 @@ fn a_shared_dir_recreated_at_once_is_watched_again() {
     );
     wait_until(
         "write in the new dir reaches host",
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         || rt_of(&e.host_file) == "rt-new-dir",
     );
     stop.stop();
@@ -804,7 +804,7 @@ fn hostile_shared_files_are_refused_and_the_truth_is_kept() {
         s.sync(&k).unwrap();
         fs::remove_file(&shared).unwrap();
         make(&shared);
-        let (s, out) = within(Duration::from_secs(5), move || {
+        let (s, out) = within(Duration::from_secs(20), move || {
             let o = s.sync(&k);
             (s, o)
         });
@@ -835,10 +835,13 @@ fn the_watcher_survives_a_fifo_and_replaces_it_with_the_next_login() {
     let dir = register_sandbox(&e.layout, None, reg(&e, "sb1")).unwrap();
     let shared = dir.join(".credentials.json");
     let (stop, th) = start_daemon(&e.layout, None);
-    let t = Duration::from_secs(5);
+    let t = Duration::from_secs(20);
     wait_until("the first sync", t, || shared.is_file());
-    fs::remove_file(&shared).unwrap();
-    mkfifo(&shared);
+    // Swapped in at once (a removal first would let the watcher put the
+    // truth back before the FIFO is made).
+    let fifo = dir.join("fifo.tmp");
+    mkfifo(&fifo);
+    fs::rename(&fifo, &shared).unwrap();
     let status = e.layout.accounts_dir().join("claude-work.json");
     wait_until("the refusal in the status", t, || {
         fs::read_to_string(&status).is_ok_and(|s| s.contains("refused: the shared file is a FIFO"))

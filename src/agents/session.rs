@@ -40,6 +40,9 @@ pub enum Rejection {
     TooLarge,
     /// The shared file was replaced between its check and its opening.
     Replaced,
+    /// The shared file cannot be opened by airlock (another user's file:
+    /// written by a container's root under rootful Docker, or `chmod 000`).
+    Unreadable,
     /// The session belongs to another account than the one the sandbox was
     /// given (a different account id).
     OtherAccount,
@@ -54,6 +57,7 @@ impl Rejection {
             Rejection::NotRegularFile(_)
                 | Rejection::TooLarge
                 | Rejection::Replaced
+                | Rejection::Unreadable
                 | Rejection::OtherAccount
         )
     }
@@ -79,6 +83,9 @@ impl fmt::Display for Rejection {
             }
             Rejection::TooLarge => "refused: the shared file is larger than 1 MiB",
             Rejection::Replaced => "refused: the shared file was replaced while being read",
+            Rejection::Unreadable => {
+                "refused: the shared file is not readable by airlock (another user's file?)"
+            }
             Rejection::OtherAccount => "refused: the session belongs to another account",
         })
     }

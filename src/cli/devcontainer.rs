@@ -134,7 +134,7 @@ fn config_file(ws: &Path) -> Result<PathBuf> {
     }
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     let user = ContainerUser::parse_numeric(&a.user).ok_or_else(|| {
         Error::Usage(format!(
             "--user '{}': give a numeric UID or UID:GID",
@@ -145,11 +145,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let ws = ws
         .canonicalize()
         .map_err(|e| Error::io("open the workspace folder", &ws, e))?;
-    super::k8s::refuse_proxy(ctx, &a.sandbox, "devcontainers")?;
+    let engine = engine::choose_without_probe(a.sandbox.engine_choice()?)?;
+    let proxy = a.sandbox.wants_proxy(ctx)?;
+    let proxy_layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+    if proxy {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+        a.sandbox.proxy_url = Some(airlock::proxy::attach::url(
+            &proxy_layout,
+            engine.kind(),
+            &exe,
+        )?);
+    }
     let (mut plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
+    if let Some(url) = &a.sandbox.proxy_url {
+        devcontainer::refuse_proxied_sessions(&plan)?;
+        devcontainer::base_url_to_files(&mut plan, url);
+    }
     let commands: Vec<String> = plan.agents.iter().map(|s| s.agent.clone()).collect();
     devcontainer::add_exec_helper(&mut plan, &commands);
-    let engine = engine::choose_without_probe(a.sandbox.engine_choice()?)?;
     let sb = Sandbox::create_in(
         &ctx.paths.runtime_dir,
         "devcontainers",
@@ -164,7 +178,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let slug = slug(&ws);
     let stable = ctx.paths.runtime_dir.join("devcontainers").join(&slug);
     let id_dir = sb.dir().display().to_string();
-    let flags: Vec<String> = render::sandbox_flags(&plan, &sb, engine.as_ref())
+    let mut flags: Vec<String> = render::sandbox_flags(&plan, &sb, engine.as_ref())
         .into_iter()
         .map(|f| {
             if f.starts_with(&format!("{}=", airlock::sandbox::LABEL)) {
@@ -177,7 +191,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             }
         })
         .collect();
+    if proxy {
+        // the proxy keeps the project's grants while a container labelled
+        // with its slug runs, and forgets them once it is gone
+        flags.extend([
+            "--label".to_owned(),
+            format!("{}={slug}", airlock::sandbox::LABEL),
+        ]);
+    }
     install(&stable, sb)?;
+    if proxy {
+        // A new placeholder at each refresh (each start); the older ones of
+        // a container still running keep working until it is gone.
+        airlock::proxy::attach::register(&proxy_layout, &plan, &slug, engine.kind())?;
+    }
     if a.refresh {
         return Ok(());
     }
@@ -194,6 +221,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         init.extend(["--agent".to_owned(), ag.clone()]);
     }
     let s = &a.sandbox;
+    if proxy && s.rotation.is_none() {
+        init.extend(["--rotation".to_owned(), "proxy".to_owned()]);
+    }
     for (flag, v) in [
         ("--workdir", &s.workdir),
         ("--rotation", &s.rotation),

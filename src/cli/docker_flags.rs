@@ -137,7 +137,7 @@ pub fn hand_to_waiter(
 ) -> Result<String> {
     let layout = sync::Layout::new(&ctx.paths);
     let mut synced = Vec::new();
-    let registered = register_sync(&layout, vault, plan, &built.sandbox, &mut synced);
+    let registered = register_sync(&layout, vault, plan, &built.sandbox, &mut synced, false);
     let mut guards: Vec<sync::Guard<'_>> = synced
         .iter()
         .map(|n| sync::Guard::new(&layout, Some(vault.backend()), n))

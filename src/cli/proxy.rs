@@ -55,6 +55,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             listen: a.listen,
             port: a.port,
             exit_when_idle: a.on_demand.then_some(Duration::from_secs(5)),
+            sync: Some(airlock::sync::Layout::new(&ctx.paths)),
         },
     )
 }

@@ -218,10 +218,11 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         let detected = engine::detect_with(choice, &req.image, Some(&cache))?;
         let exe = std::env::current_exe()
             .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
-        a.sandbox.proxy_url = Some(airlock::proxy::attach::url(
+        a.sandbox.proxy_url = Some(airlock::proxy::attach::url_for(
             &proxy_layout,
             detected.engine.kind(),
             &exe,
+            &req.flags,
         )?);
         (a.sandbox.resolve(ctx, SyncUse::Default), Ok(detected))
     } else {
@@ -241,6 +242,11 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         // the proxy opens the vault from the key cache, without a prompt
         let _ = vault.hand_over();
     }
+    // Sync mode by default only (neither the flag nor the config chose it),
+    // and airlock allowed to refresh: broker mode may stand in for it.
+    let broker_fallback = a.sandbox.rotation.is_none()
+        && ctx.config.sync.default_rotation()?.is_none()
+        && airlock::sync::broker::check_policy(&ctx.config.sync.refresh_policy()?).is_ok();
     let detected = detected?;
     let engine = detected.engine;
     sandbox::gc(&ctx.paths.runtime_dir);
@@ -255,7 +261,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         req,
         &ctx.paths.runtime_dir,
         |sb| {
-            let mounts = register_sync(&layout, &vault, &plan, sb, &mut synced)?;
+            let mounts = register_sync(&layout, &vault, &plan, sb, &mut synced, broker_fallback)?;
             if !plan.proxy.is_empty() {
                 proxied = Some(sb.id().to_owned());
                 airlock::proxy::attach::register(&proxy_layout, &plan, sb.id(), engine.kind())?;
@@ -330,19 +336,34 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
 /// Registers the plan's synced sessions for sandbox `sb` and returns the
 /// shared directories to mount. Each registration is named
 /// `<sandbox id>-<agent>` (pushed to `names` as soon as it exists).
+///
+/// `broker_fallback`: sync mode is only the default here (not asked for),
+/// and airlock may refresh: a root container under rootful Docker, which
+/// could not hand a refreshed session back, gets broker mode instead.
 pub fn register_sync(
     layout: &sync::Layout,
     vault: &Vault,
     plan: &SandboxPlan,
     sb: &sandbox::Sandbox,
     names: &mut Vec<String>,
+    broker_fallback: bool,
 ) -> Result<Vec<Mount>> {
     let mut mounts = Vec::new();
     for m in &plan.sync {
         let Some(truth) = m.truth.clone() else {
             continue;
         };
-        let owner = sync_owner(sb, &m.agent)?;
+        let (owner, broker) = match sync_owner(sb, &m.agent, m.broker) {
+            Ok(owner) => (owner, m.broker),
+            Err(SyncRefusal::RootUnderDocker(_)) if broker_fallback => {
+                anstream::eprintln!(
+                    "airlock: note: the container runs as Docker's root, which would write a refreshed {} session as the host's root: using --rotation broker for it (airlock refreshes on the host; the sandbox gets access tokens only). Pass --rotation sync with `-u $(id -u):$(id -g)` to keep sync mode.",
+                    m.agent
+                );
+                (None, true)
+            }
+            Err(SyncRefusal::RootUnderDocker(e) | SyncRefusal::Unwritable(e)) => return Err(e),
+        };
         let name = format!("{}-{}", sb.id(), m.agent);
         let dir = sync::register_sandbox_mode(
             layout,
@@ -355,7 +376,7 @@ pub fn register_sync(
                 pid: Some(std::process::id()),
                 owner,
             },
-            m.broker,
+            broker,
         )?;
         names.push(name);
         mounts.push(Mount {
@@ -405,24 +426,42 @@ pub fn register_proxy_refresh(
     Ok(())
 }
 
+/// Why a container cannot take part in sync mode (the error says so).
+enum SyncRefusal {
+    /// Docker's root is the host's root: what it writes back would be root's.
+    RootUnderDocker(Error),
+    /// The container's user could not write the shared directory.
+    Unwritable(Error),
+}
+
 /// Who must own the shared directory so that the container's user can
 /// write it: the container's uid when we are root and it is not; ours when
 /// it is the same user, a root container, or the engine maps us onto it
 /// (rootless Podman). A non-root airlock cannot give it to another user.
-fn sync_owner(sb: &sandbox::Sandbox, agent: &str) -> Result<Option<(u32, u32)>> {
+/// In broker mode (`broker`) the container writes nothing back: a root
+/// container reads the directory whoever owns it.
+fn sync_owner(
+    sb: &sandbox::Sandbox,
+    agent: &str,
+    broker: bool,
+) -> std::result::Result<Option<(u32, u32)>, SyncRefusal> {
     let user = sb.user();
     let me = airlock::fsutil::euid();
     if me == 0 && user.uid != 0 {
         return Ok(Some((user.uid, user.gid.unwrap_or(user.uid))));
     }
-    if let sandbox::Access::GroupAdd(_) = sb.access() {
-        return Err(Error::invalid(
-            format!(
-                "the container runs as uid {}, which could not write the {agent} session directory shared with the host (uid {me})",
-                user.uid
-            ),
-            "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, or pass --rotation access-only",
-        ));
+    if let Some(r) = sb.sync_refusal() {
+        let err = Error::invalid(format!("{agent}: {}", r.problem), r.fix);
+        if r.root_under_docker {
+            // broker mode writes nothing back: the container's root reads
+            // the directory as it is
+            return if broker {
+                Ok(None)
+            } else {
+                Err(SyncRefusal::RootUnderDocker(err))
+            };
+        }
+        return Err(SyncRefusal::Unwritable(err));
     }
     Ok(None)
 }

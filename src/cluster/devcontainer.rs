@@ -65,6 +65,40 @@ pub fn add_exec_helper(plan: &mut SandboxPlan, commands: &[String]) {
     plan.add_file(EXEC_HELPER, Value::Plain(exec_helper(commands)), 0o700);
 }
 
+/// Proxy mode: the plan's plain variables holding the proxy's base URL
+/// (`ANTHROPIC_BASE_URL`, `GOOGLE_GEMINI_BASE_URL`) travel in the sandbox
+/// directory, read at each `devcontainer exec` like the secret variables,
+/// instead of in `containerEnv`: the on-demand proxy's port may change
+/// between two starts of the container, while `containerEnv` is fixed when
+/// the container is created. Returns how many moved.
+pub fn base_url_to_files(plan: &mut SandboxPlan, url: &str) -> usize {
+    let mut n = 0;
+    for e in &mut plan.env {
+        if let Value::Plain(v) = &e.value
+            && v.starts_with(url)
+        {
+            e.value = Value::Secret(crate::secret::Secret::from(v.as_str()));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Proxy mode serves API keys and setup-tokens in a Dev Container; a Claude
+/// or Codex login session is refused (its refresh would need a process that
+/// follows the container, which the Dev Containers CLI does not give).
+pub fn refuse_proxied_sessions(plan: &SandboxPlan) -> Result<()> {
+    for g in &plan.proxy {
+        if g.method == crate::vault::Method::Session && g.agent != "gemini" {
+            return Err(Error::Usage(format!(
+                "{}: a login session is not served through the proxy in a Dev Container yet (nothing would refresh it while the container runs); use a setup-token (`airlock login claude --method token`) or an API key (`airlock auth {} --method api-key --stdin`), or --rotation access-only",
+                g.agent, g.agent
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The keys airlock sets in `devcontainer.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fragment {
@@ -304,6 +338,25 @@ mod tests {
         assert!(!once.contains("CANARY") && !once.contains("-e"));
         let twice = merge(&once, &frag()).unwrap();
         assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn the_proxy_url_leaves_container_env() {
+        let mut p = SandboxPlan::default();
+        p.set_env(
+            "ANTHROPIC_BASE_URL",
+            Value::Plain("http://host.docker.internal:4242".into()),
+        );
+        p.set_env("CLAUDE_CONFIG_DIR", Value::Plain("/run/airlock/c".into()));
+        assert_eq!(
+            base_url_to_files(&mut p, "http://host.docker.internal:4242"),
+            1
+        );
+        let env = shim::plain_env(&p);
+        assert_eq!(
+            env,
+            vec![("CLAUDE_CONFIG_DIR".into(), "/run/airlock/c".into())]
+        );
     }
 
     #[test]

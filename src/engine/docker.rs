@@ -34,3 +34,18 @@ impl Engine for Docker {
         None
     }
 }
+
+/// Whether the Docker daemon runs rootless (`docker info` lists the
+/// `rootless` security option): then the container's root is the calling
+/// host user, as under rootless Podman. `false` when Docker does not answer.
+pub fn is_rootless() -> bool {
+    Docker::new()
+        .command()
+        .args(["info", "--format", "{{json .SecurityOptions}}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("name=rootless")
+        })
+}

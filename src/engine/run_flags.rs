@@ -182,26 +182,72 @@ pub const BOOL_SHORT: &str = "diPqt";
 /// Short flags that take a value (`-e X=1`, `-eX=1`, `-itu 1000`).
 pub const VALUE_SHORT: &str = "acehlmpuvw";
 
-/// What the long flag `--name` takes; `None`: not a flag airlock knows.
-pub fn long(name: &str) -> Option<Takes> {
-    if BOOL_LONG.contains(&name) {
-        Some(Takes::Nothing)
-    } else if VALUE_LONG.contains(&name) {
-        Some(Takes::Value)
-    } else {
-        None
+/// The `docker run` / `podman run` table.
+pub const RUN: FlagTable = FlagTable {
+    bool_long: BOOL_LONG,
+    value_long: VALUE_LONG,
+    bool_short: BOOL_SHORT,
+    value_short: VALUE_SHORT,
+};
+
+/// One engine command's flags: which take a value, which take none.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagTable {
+    /// Long flags that take no value (sorted).
+    pub bool_long: &'static [&'static str],
+    /// Long flags that take a value (sorted).
+    pub value_long: &'static [&'static str],
+    /// Short flags that take no value.
+    pub bool_short: &'static str,
+    /// Short flags that take a value.
+    pub value_short: &'static str,
+}
+
+impl FlagTable {
+    /// What the long flag `--name` takes; `None`: not a flag airlock knows.
+    pub fn long(&self, name: &str) -> Option<Takes> {
+        if self.bool_long.contains(&name) {
+            Some(Takes::Nothing)
+        } else if self.value_long.contains(&name) {
+            Some(Takes::Value)
+        } else {
+            None
+        }
+    }
+
+    /// What the short flag `-c` takes; `None`: not a flag airlock knows.
+    pub fn short(&self, c: char) -> Option<Takes> {
+        if self.bool_short.contains(c) {
+            Some(Takes::Nothing)
+        } else if self.value_short.contains(c) {
+            Some(Takes::Value)
+        } else {
+            None
+        }
+    }
+
+    /// Panics when a flag is in both tables or a long table is unsorted
+    /// (the tables' unit tests call it).
+    pub fn assert_well_formed(&self) {
+        for f in self.bool_long {
+            assert!(!self.value_long.contains(f), "{f} in both tables");
+        }
+        for c in self.bool_short.chars() {
+            assert!(!self.value_short.contains(c), "-{c} in both tables");
+        }
+        assert!(self.bool_long.windows(2).all(|w| w[0] < w[1]));
+        assert!(self.value_long.windows(2).all(|w| w[0] < w[1]));
     }
 }
 
-/// What the short flag `-c` takes; `None`: not a flag airlock knows.
+/// What the long flag `--name` of `docker run` takes.
+pub fn long(name: &str) -> Option<Takes> {
+    RUN.long(name)
+}
+
+/// What the short flag `-c` of `docker run` takes.
 pub fn short(c: char) -> Option<Takes> {
-    if BOOL_SHORT.contains(c) {
-        Some(Takes::Nothing)
-    } else if VALUE_SHORT.contains(c) {
-        Some(Takes::Value)
-    } else {
-        None
-    }
+    RUN.short(c)
 }
 
 #[cfg(test)]
@@ -210,14 +256,7 @@ mod tests {
 
     #[test]
     fn tables_are_disjoint_and_sorted() {
-        for f in BOOL_LONG {
-            assert!(!VALUE_LONG.contains(f), "{f} in both tables");
-        }
-        for c in BOOL_SHORT.chars() {
-            assert!(!VALUE_SHORT.contains(c), "-{c} in both tables");
-        }
-        assert!(BOOL_LONG.windows(2).all(|w| w[0] < w[1]));
-        assert!(VALUE_LONG.windows(2).all(|w| w[0] < w[1]));
+        RUN.assert_well_formed();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! way: to find the image among the arguments and to tell airlock's own
 //! flags from the engine's.
 
-use super::run_flags::Takes;
+use super::run_flags::{FlagTable, Takes};
 
 /// Long flags that take a value.
 pub const VALUE_LONG: &[&str] = &[
@@ -91,26 +91,22 @@ pub const BOOL_LONG: &[&str] = &[
 /// Short flags that take no value.
 pub const BOOL_SHORT: &str = "dqt";
 
-/// What the long flag `--name` takes; `None`: not a flag airlock knows.
+/// The `docker service create` table.
+pub const SERVICE: FlagTable = FlagTable {
+    bool_long: BOOL_LONG,
+    value_long: VALUE_LONG,
+    bool_short: BOOL_SHORT,
+    value_short: VALUE_SHORT,
+};
+
+/// What the long flag `--name` of `docker service create` takes.
 pub fn long(name: &str) -> Option<Takes> {
-    if BOOL_LONG.contains(&name) {
-        Some(Takes::Nothing)
-    } else if VALUE_LONG.contains(&name) {
-        Some(Takes::Value)
-    } else {
-        None
-    }
+    SERVICE.long(name)
 }
 
-/// What the short flag `-c` takes; `None`: not a flag airlock knows.
+/// What the short flag `-c` of `docker service create` takes.
 pub fn short(c: char) -> Option<Takes> {
-    if BOOL_SHORT.contains(c) {
-        Some(Takes::Nothing)
-    } else if VALUE_SHORT.contains(c) {
-        Some(Takes::Value)
-    } else {
-        None
-    }
+    SERVICE.short(c)
 }
 
 #[cfg(test)]
@@ -119,11 +115,7 @@ mod tests {
 
     #[test]
     fn tables_are_disjoint_and_sorted() {
-        for f in BOOL_LONG {
-            assert!(!VALUE_LONG.contains(f), "{f} in both tables");
-        }
-        assert!(BOOL_LONG.windows(2).all(|w| w[0] < w[1]));
-        assert!(VALUE_LONG.windows(2).all(|w| w[0] < w[1]));
+        SERVICE.assert_well_formed();
         assert_eq!(long("replicas"), Some(Takes::Value));
         assert_eq!(long("no-resolve-image"), Some(Takes::Nothing));
         assert_eq!(short('d'), Some(Takes::Nothing));

@@ -13,9 +13,27 @@ use super::registry::{self, Grant, Layout};
 /// Makes sure the proxy runs and returns the base URL a sandbox of
 /// `engine` reaches it at.
 pub fn url(layout: &Layout, engine: EngineKind, exe: &Path) -> Result<String> {
+    // no engine flags here (docker-flags, compose): rootless Podman refused
+    super::sandbox::proxy_host(engine, &[])?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
     Ok(super::sandbox::url(engine, port))
+}
+
+/// Like [`url`], for a sandbox started with the user's engine `flags`
+/// (`airlock run`): checks first that such a sandbox can reach the proxy
+/// ([`super::sandbox::proxy_host`]; rootless Podman needs the user's
+/// consent), then starts it.
+pub fn url_for(
+    layout: &Layout,
+    engine: EngineKind,
+    exe: &Path,
+    flags: &[String],
+) -> Result<String> {
+    let host = super::sandbox::proxy_host(engine, flags)?;
+    let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
+    let port = super::daemon::ensure_running(layout, exe, pass)?;
+    Ok(format!("http://{host}:{port}"))
 }
 
 /// Registers `plan`'s grants for `sandbox`; returns how many. The

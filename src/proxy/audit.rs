@@ -53,6 +53,17 @@ pub struct Entry {
     pub bytes_up: u64,
     /// Response body bytes returned.
     pub bytes_down: u64,
+    /// The upstream refused the session's access token (401) and the proxy
+    /// had the session refreshed: `refreshed`, `already refreshed` (by
+    /// another request or the watcher), or why not (docs/proxy.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// How long the request waited for that refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_ms: Option<u64>,
+    /// Sent again with the refreshed access token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retried: bool,
 }
 
 impl Entry {
@@ -72,6 +83,9 @@ impl Entry {
             latency_ms: 0,
             bytes_up: 0,
             bytes_down: 0,
+            refresh: None,
+            refresh_ms: None,
+            retried: false,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct Options {
     pub port: u16,
     /// Exit after this long without any grant (on-demand mode).
     pub exit_when_idle: Option<Duration>,
+    /// The sync watcher's layout: where to ask for a refresh after an
+    /// upstream 401 ([`crate::sync::demand`]); `None`: never.
+    pub sync: Option<crate::sync::Layout>,
 }
 
 /// Whether a proxy holds `layout`'s daemon lock.
@@ -63,10 +66,7 @@ pub fn ensure_running(layout: &Layout, exe: &Path, pass_passphrase: bool) -> Res
     if let Some(p) = port(layout) {
         return Ok(p);
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(layout.log())
+    let log = crate::fsutil::open_private(&layout.log(), true)
         .map_err(|e| Error::io("open", &layout.log(), e))?;
     let log2 = log
         .try_clone()
@@ -153,6 +153,35 @@ fn is_bridge(name: &str) -> bool {
         || name.starts_with("cni-podman")
 }
 
+/// Lifts the soft limit of open files to the hard limit: every stream
+/// through the proxy holds two sockets (the sandbox's, the upstream's), and
+/// the usual soft limit (1,024, also systemd's default) would stop it at
+/// about 500 concurrent streams. Returns the soft limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            } else {
+                tracing::warn!(soft = lim.rlim_cur, "cannot raise the open-files limit");
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Runs the proxy until it is idle long enough (on demand) or forever.
 pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()> {
     layout.ensure()?;
@@ -163,7 +192,8 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
             port(&layout).map_or("unknown".into(), |p| p.to_string())
         )));
     }
-    let state = Arc::new(State::new(layout.clone(), open_vault)?);
+    raise_open_files_limit();
+    let state = Arc::new(State::new(layout.clone(), open_vault)?.with_sync(opts.sync.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -265,6 +295,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         }
     }
     for s in gone {
+        // a sandbox id may come back (a Dev Container's project slug at its
+        // next start): its new grant gets the starting grace again
+        seen.remove(&s);
         if registry::remove(layout, &s).is_ok() {
             tracing::info!(sandbox = %s, "sandbox gone: its placeholder is refused from now on");
         }

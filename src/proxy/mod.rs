@@ -6,11 +6,13 @@
 //! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
 //! * [`registry`]: the grants (placeholder hashes → account, sandbox).
 //! * [`server`]: the proxy; [`audit`]: its log.
+//! * [`refresh`]: a session refreshed after an upstream 401.
 
 pub mod attach;
 pub mod audit;
 pub mod daemon;
 pub mod placeholder;
+pub mod refresh;
 pub mod registry;
 pub mod sandbox;
 pub mod server;

@@ -20,6 +20,59 @@ pub const DOCKER_HOST: &str = "host.docker.internal";
 /// The host name Podman gives every container for the host.
 pub const PODMAN_HOST: &str = "host.containers.internal";
 
+/// Where slirp4netns (rootless Podman's network) puts the host's loopback
+/// when asked to (`allow_host_loopback=true`).
+pub const SLIRP_HOST_LOOPBACK: &str = "10.0.2.2";
+
+/// The network the user's engine flags choose (`--network X`,
+/// `--network=X`, `--net X`, `--net=X`; the last one wins).
+pub fn network_flag(flags: &[String]) -> Option<&str> {
+    let mut found = None;
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        for name in ["--network", "--net"] {
+            if f == name {
+                found = it.next().map(String::as_str);
+            } else if let Some(v) = f.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                found = Some(v);
+            }
+        }
+    }
+    found
+}
+
+/// The host name (or address) a sandbox of `engine`, started with the
+/// user's engine `flags`, reaches the proxy at. The proxy listens on the
+/// host's 127.0.0.1 and container bridges. Rootless Podman (Podman and
+/// airlock not root) has no bridge on the host: its sandbox reaches the
+/// host's loopback only through slirp4netns with `allow_host_loopback`
+/// (then at 10.0.2.2), or by sharing the host's network (`--network host`).
+/// Both let the sandbox reach every other service on the host's
+/// 127.0.0.1 too, so airlock does not choose them for the user: without
+/// one of them, a clear refusal.
+pub fn proxy_host(engine: EngineKind, flags: &[String]) -> Result<String> {
+    if engine == EngineKind::Podman && crate::fsutil::euid() != 0 {
+        return match network_flag(flags) {
+            Some("host") => Ok("127.0.0.1".into()),
+            Some(n)
+                if n.starts_with("slirp4netns")
+                    && n.split([':', ',']).any(|o| o == "allow_host_loopback=true") =>
+            {
+                Ok(SLIRP_HOST_LOOPBACK.into())
+            }
+            _ => Err(Error::Usage(
+                "--rotation proxy with rootless Podman: the sandbox can reach the proxy on this host's 127.0.0.1 only through slirp4netns with allow_host_loopback=true (or --network host), and either also lets it reach every other service listening on this host's 127.0.0.1. To accept that, add `--network slirp4netns:allow_host_loopback=true` to the engine flags (`airlock run --rotation proxy … -- --network slirp4netns:allow_host_loopback=true IMAGE`); otherwise use Docker or rootful Podman for proxy mode, or another --rotation (docs/proxy.md)"
+                    .into(),
+            )),
+        };
+    }
+    Ok(match engine {
+        EngineKind::Docker => DOCKER_HOST,
+        EngineKind::Podman => PODMAN_HOST,
+    }
+    .into())
+}
+
 /// The proxy's base URL as seen from a sandbox of `engine`.
 pub fn url(engine: EngineKind, port: u16) -> String {
     let host = match engine {
@@ -64,4 +117,31 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
         truth: None,
     });
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_network_flag_is_found_in_every_spelling() {
+        assert_eq!(network_flag(&v(&["--rm", "-it"])), None);
+        assert_eq!(network_flag(&v(&["--network", "host"])), Some("host"));
+        assert_eq!(network_flag(&v(&["--net=none"])), Some("none"));
+        assert_eq!(
+            network_flag(&v(&["--network=slirp4netns:allow_host_loopback=true"])),
+            Some("slirp4netns:allow_host_loopback=true")
+        );
+        // the last one wins, as with the engines
+        assert_eq!(
+            network_flag(&v(&["--net", "none", "--network", "bridge"])),
+            Some("bridge")
+        );
+        // a value that merely starts like the flag is not it
+        assert_eq!(network_flag(&v(&["--network-alias", "x"])), None);
+    }
 }

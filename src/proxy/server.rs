@@ -74,17 +74,49 @@ pub struct State {
     client: HttpsClient,
     upstreams: HashMap<String, String>,
     grants: Mutex<(Option<FileStamp>, Arc<Vec<Grant>>)>,
-    /// Credentials read in the last [`CREDENTIAL_TTL`], by where they are
-    /// kept (a refresh reaches requests within that time).
-    cache: Mutex<HashMap<CacheKey, (Instant, Arc<Secret>)>>,
+    /// Credentials already read, by where they are kept, with the stamp of
+    /// the file they came from ([`Cached`]).
+    cache: Mutex<HashMap<CacheKey, Cached>>,
     audit: Audit,
+    /// The sync watcher's layout, to ask for a refresh after a 401.
+    sync: Option<crate::sync::Layout>,
+    /// Refreshes after a 401, one at a time per account.
+    refresh: super::refresh::Coordinator,
 }
 
 /// Agent, method and where a credential is kept.
 type CacheKey = (String, String, Truth);
 
-/// How long a credential read from the vault or a host file is reused.
+/// How long a credential is reused when no file says it changed: the OS
+/// keyrings (a refresh reaches requests within that time).
 const CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a credential from a file (a host login, the encrypted vault) is
+/// reused while the file's stamp stays the same: a refresh written to the
+/// file reaches the next request of every sandbox at once.
+const STAMPED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A file's modification time, length and inode: an atomic rename changes
+/// the inode even within one timestamp tick.
+type SourceStamp = (SystemTime, u64, u64);
+
+/// A credential read, when, and the stamp its source file had just before.
+struct Cached {
+    at: Instant,
+    stamp: Option<SourceStamp>,
+    secret: Arc<Secret>,
+}
+
+impl Cached {
+    /// Still the credential `stamp` (the source file's stamp now) stands for.
+    fn fresh(&self, stamp: &Option<SourceStamp>) -> bool {
+        match (&self.stamp, stamp) {
+            (Some(then), Some(now)) => then == now && self.at.elapsed() < STAMPED_TTL,
+            (None, None) => self.at.elapsed() < CREDENTIAL_TTL,
+            _ => false,
+        }
+    }
+}
 
 impl State {
     /// The proxy's state: grants under `layout`, credentials from the vault
@@ -120,7 +152,32 @@ impl State {
             grants: Mutex::new((None, Arc::new(Vec::new()))),
             cache: Mutex::new(HashMap::new()),
             audit,
+            sync: None,
+            refresh: super::refresh::Coordinator::default(),
         })
+    }
+
+    /// The stamp of the file `truth` is read from (the host login, or the
+    /// vault file of the encrypted-file backend once the vault is open);
+    /// `None` where there is no such file (the OS keyrings).
+    fn source_stamp(&self, truth: &Truth) -> Option<SourceStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let path = match truth {
+            Truth::HostFile { path } => path.clone(),
+            Truth::Vault { .. } => {
+                let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+                v.as_ref()?.backend().change_marker()?
+            }
+        };
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    /// Asks the sync watcher of `sync` for a refresh when the upstream
+    /// refuses a session's access token (HTTP 401).
+    pub fn with_sync(mut self, sync: Option<crate::sync::Layout>) -> State {
+        self.sync = sync;
+        self
     }
 
     /// The grants, re-read when the file changed.
@@ -180,11 +237,14 @@ fn client() -> Result<HttpsClient> {
         .map_err(|e| Error::Other(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
-        .build();
+        .wrap_connector(tcp);
     Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
@@ -199,6 +259,9 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
                 continue;
             }
         };
+        // Streamed events go to the sandbox as they arrive, not after its
+        // delayed ACK (Nagle would hold a small write for up to 40 ms).
+        let _ = stream.set_nodelay(true);
         let st = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
@@ -341,11 +404,12 @@ async fn handle(
         grant.method.as_str().to_owned(),
         grant.truth.clone(),
     );
+    let stamp = st.source_stamp(&grant.truth);
     let cached = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&key)
-            .filter(|(at, _)| at.elapsed() < CREDENTIAL_TTL)
-            .map(|(_, s)| s.clone())
+            .filter(|c| c.fresh(&stamp))
+            .map(|c| c.secret.clone())
     };
     let real = match cached {
         Some(s) => Ok(s),
@@ -358,8 +422,15 @@ async fn handle(
                 .map(Arc::new);
             if let Ok(s) = &r {
                 let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
-                c.retain(|_, (at, _)| at.elapsed() < CREDENTIAL_TTL);
-                c.insert(key, (Instant::now(), s.clone()));
+                c.retain(|_, c| c.at.elapsed() < STAMPED_TTL);
+                c.insert(
+                    key.clone(),
+                    Cached {
+                        at: Instant::now(),
+                        stamp,
+                        secret: s.clone(),
+                    },
+                );
             }
             r
         }
@@ -410,56 +481,121 @@ async fn handle(
             ));
         }
     };
-    let mut out = Request::builder().method(parts.method).uri(uri);
-    for (k, v) in &parts.headers {
-        if !DROP.contains(&k.as_str()) {
-            out = out.header(k, v);
+    // A session's access token may be refused (401) before its expiry:
+    // the proxy then has it refreshed and sends the request again, for
+    // which it keeps a small body (docs/proxy.md).
+    let refreshable = grant.method == Method::Session
+        && matches!(grant.agent.as_str(), "claude" | "codex")
+        && st.sync.is_some();
+    let mut up = Arc::new(AtomicU64::new(0));
+    let (first, replay) = match replayable(&parts.headers) {
+        Some(len) if refreshable => {
+            match http_body_util::Limited::new(body, len as usize)
+                .collect()
+                .await
+            {
+                Ok(c) => {
+                    let bytes = c.to_bytes();
+                    up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    (full(bytes.clone()), Some(bytes))
+                }
+                Err(_) => {
+                    return Ok(st.audit.refuse(
+                        entry,
+                        start,
+                        StatusCode::BAD_REQUEST,
+                        "body unreadable",
+                        error_response(
+                            StatusCode::BAD_REQUEST,
+                            "airlock proxy: the request body did not arrive as announced",
+                        ),
+                    ));
+                }
+            }
+        }
+        _ => (Counted::new(body, up.clone(), None).boxed(), None),
+    };
+    let build =
+        |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri.clone());
+            for (k, v) in &parts.headers {
+                if !DROP.contains(&k.as_str()) {
+                    out = out.header(k, v);
+                }
+            }
+            let (name, value) = match slot {
+                Slot::Bearer => (
+                    hyper::header::AUTHORIZATION,
+                    format!("Bearer {}", real.expose()),
+                ),
+                Slot::ApiKey => (
+                    HeaderName::from_static("x-api-key"),
+                    real.expose().to_owned(),
+                ),
+                Slot::GoogKey | Slot::Query => (
+                    HeaderName::from_static("x-goog-api-key"),
+                    real.expose().to_owned(),
+                ),
+            };
+            let Ok(mut value) = HeaderValue::from_str(&value) else {
+                return Err("credential unusable");
+            };
+            value.set_sensitive(true);
+            out.header(name, value)
+                .body(body)
+                .map_err(|_| "bad request")
+        };
+    let out = match build(&real, first) {
+        Ok(o) => o,
+        Err(why) => return Ok(unsendable(&st, entry, start, why)),
+    };
+    let mut result = st.client.request(out).await;
+    if refreshable
+        && let Ok(resp) = &result
+        && resp.status() == StatusCode::UNAUTHORIZED
+    {
+        let waited = Instant::now();
+        let (st2, g) = (st.clone(), grant.clone());
+        let (outcome, new) = st
+            .refresh
+            .after_401(
+                st.sync.as_ref(),
+                &grant.agent,
+                &grant.account,
+                &real,
+                move || credential(&st2, &g),
+            )
+            .await;
+        entry.refresh = Some(outcome.describe());
+        entry.refresh_ms = Some(waited.elapsed().as_millis() as u64);
+        tracing::info!(sandbox = %grant.sandbox, agent = %grant.agent, account = %grant.account, outcome = %outcome.describe(), "the upstream refused the access token (401)");
+        if let Some(new) = new {
+            st.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                key,
+                Cached {
+                    at: Instant::now(),
+                    // Read inside the refresh: the next request takes
+                    // the file's stamp with a fresh read.
+                    stamp: None,
+                    secret: new.clone(),
+                },
+            );
+            if let Some(bytes) = replay {
+                up = Arc::new(AtomicU64::new(bytes.len() as u64));
+                match build(&new, full(bytes)) {
+                    Ok(o) => {
+                        entry.retried = true;
+                        result = st.client.request(o).await;
+                    }
+                    Err(why) => return Ok(unsendable(&st, entry, start, why)),
+                }
+            }
         }
     }
-    let (name, value) = match slot {
-        Slot::Bearer => (
-            hyper::header::AUTHORIZATION,
-            format!("Bearer {}", real.expose()),
-        ),
-        Slot::ApiKey => (
-            HeaderName::from_static("x-api-key"),
-            real.expose().to_owned(),
-        ),
-        Slot::GoogKey | Slot::Query => (
-            HeaderName::from_static("x-goog-api-key"),
-            real.expose().to_owned(),
-        ),
-    };
-    let Ok(mut value) = HeaderValue::from_str(&value) else {
-        return Ok(st.audit.refuse(
-            entry,
-            start,
-            StatusCode::BAD_GATEWAY,
-            "credential unusable",
-            error_response(
-                StatusCode::BAD_GATEWAY,
-                "airlock proxy: the stored credential cannot be sent in a header",
-            ),
-        ));
-    };
-    value.set_sensitive(true);
-    out = out.header(name, value);
-    let up = Arc::new(AtomicU64::new(0));
-    let req_body = Counted::new(body, up.clone(), None).boxed();
-    let Ok(out) = out.body(req_body) else {
-        return Ok(st.audit.refuse(
-            entry,
-            start,
-            StatusCode::BAD_REQUEST,
-            "bad request",
-            error_response(
-                StatusCode::BAD_REQUEST,
-                "airlock proxy: the request could not be forwarded",
-            ),
-        ));
-    };
     drop(real);
-    match st.client.request(out).await {
+    match result {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             entry.status = parts.status.as_u16();
@@ -493,6 +629,46 @@ async fn handle(
             ))
         }
     }
+}
+
+/// A request the proxy could not build: audited, with a clear answer.
+fn unsendable(st: &State, entry: Entry, start: Instant, why: &str) -> Response<ProxyBody> {
+    let (status, message) = if why == "credential unusable" {
+        (
+            StatusCode::BAD_GATEWAY,
+            "airlock proxy: the stored credential cannot be sent in a header",
+        )
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            "airlock proxy: the request could not be forwarded",
+        )
+    };
+    st.audit
+        .refuse(entry, start, status, why, error_response(status, message))
+}
+
+/// The length of a request body the proxy keeps for a retry: announced by
+/// `Content-Length` and at most [`super::refresh::REPLAY_LIMIT`], or none
+/// at all. `None`: streamed, not kept.
+fn replayable(h: &hyper::HeaderMap) -> Option<u64> {
+    if h.contains_key(hyper::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    match h.get(hyper::header::CONTENT_LENGTH) {
+        None => Some(0),
+        Some(v) => v
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= super::refresh::REPLAY_LIMIT),
+    }
+}
+
+fn full(b: Bytes) -> ProxyBody {
+    Full::new(b).map_err(|never| match never {}).boxed()
 }
 
 trait RetainFn {
@@ -638,5 +814,49 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp_of(path: &std::path::Path) -> Option<SourceStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    #[test]
+    fn a_credential_from_a_file_is_reused_until_the_file_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("creds.json");
+        std::fs::write(&f, "old").unwrap();
+        let cached = Cached {
+            at: Instant::now(),
+            stamp: stamp_of(&f),
+            secret: Arc::new(Secret::new("old".to_owned())),
+        };
+        assert!(cached.fresh(&stamp_of(&f)));
+        // Replaced as airlock and the agents write it: temp + rename, same
+        // length, possibly within the same timestamp tick.
+        let tmp = t.path().join("creds.json.tmp");
+        std::fs::write(&tmp, "new").unwrap();
+        std::fs::rename(&tmp, &f).unwrap();
+        assert!(!cached.fresh(&stamp_of(&f)));
+        // Gone, or only now readable: never the cached value.
+        assert!(!cached.fresh(&None));
+    }
+
+    #[test]
+    fn a_credential_without_a_file_is_reused_for_a_second() {
+        let mut cached = Cached {
+            at: Instant::now(),
+            stamp: None,
+            secret: Arc::new(Secret::new("k".to_owned())),
+        };
+        assert!(cached.fresh(&None));
+        cached.at = Instant::now() - CREDENTIAL_TTL;
+        assert!(!cached.fresh(&None));
     }
 }

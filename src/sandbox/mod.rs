@@ -109,6 +109,7 @@ pub struct Sandbox {
     dir: PathBuf,
     access: Access,
     user: ContainerUser,
+    engine: EngineKind,
     keep: bool,
 }
 
@@ -166,6 +167,7 @@ impl Sandbox {
             dir: dir.clone(),
             access: Access::Owner,
             user: spec.user,
+            engine: spec.engine.kind(),
             keep: false,
         };
         let (access, dmode, fmode) = decide_access(spec.user, spec.engine);
@@ -223,6 +225,50 @@ impl Sandbox {
         self.user
     }
 
+    /// The engine the sandbox was prepared for.
+    pub fn engine_kind(&self) -> EngineKind {
+        self.engine
+    }
+
+    /// Why a session synced through a read-write shared directory
+    /// (`--rotation sync`) cannot work with this sandbox; `None` when it
+    /// can. airlock, when not root, cannot give the directory to another
+    /// user (Docker, a container uid that is not ours), and under a rootful
+    /// Docker daemon a root container's files are the host root's: the
+    /// refreshed session would be unreadable and lost (broker mode, which
+    /// writes nothing back, works there). Root airlock `chown`s; rootless
+    /// Podman maps (docs/sandbox.md).
+    pub fn sync_refusal(&self) -> Option<SyncRefusal> {
+        let me = fsutil::euid();
+        let fix = "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, or pass --rotation access-only";
+        if me == 0 {
+            return None;
+        }
+        if self.user.uid == 0
+            && self.engine == EngineKind::Docker
+            && !crate::engine::docker::is_rootless()
+        {
+            return Some(SyncRefusal {
+                problem: format!(
+                    "the container runs as root, and Docker's root is the host's root: a session it refreshes in the directory shared with the host would be root's, unreadable by airlock (uid {me}), and the refresh would be lost"
+                ),
+                fix: "run the container as your own user (`-- -u $(id -u):$(id -g) …`), use rootless Podman, --rotation broker (what `airlock run` uses by default here), or --rotation access-only".into(),
+                root_under_docker: true,
+            });
+        }
+        if let Access::GroupAdd(_) = self.access {
+            return Some(SyncRefusal {
+                problem: format!(
+                    "the container runs as uid {}, which could not write the session directory shared with the host (uid {me})",
+                    self.user.uid
+                ),
+                fix: fix.into(),
+                root_under_docker: false,
+            });
+        }
+        None
+    }
+
     /// Keeps the directory after this value is dropped (a waiter or [`gc`]
     /// removes it later). Returns its path.
     pub fn persist(mut self) -> PathBuf {
@@ -240,6 +286,17 @@ impl Sandbox {
         self.keep = true;
         remove_dir(&self.dir)
     }
+}
+
+/// Why sync mode cannot work with a sandbox ([`Sandbox::sync_refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRefusal {
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub fix: String,
+    /// A root container under rootful Docker: broker mode works instead.
+    pub root_under_docker: bool,
 }
 
 impl Drop for Sandbox {

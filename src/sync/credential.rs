@@ -135,6 +135,18 @@ impl Parsed {
         &self.doc
     }
 
+    /// The hex SHA-256 of the session's access token (Claude, Codex), for
+    /// a refresh on demand ([`crate::sync::demand`]).
+    pub fn access_token_hash(&self) -> Option<String> {
+        let (outer, inner) = match self.kind {
+            AgentKind::Claude => ("claudeAiOauth", "accessToken"),
+            AgentKind::Codex => ("tokens", "access_token"),
+            AgentKind::Gemini => return None,
+        };
+        let t = self.doc.get(outer)?.get(inner)?.as_str()?;
+        Some(crate::sync::demand::token_hash(t))
+    }
+
     /// The account the session belongs to, when the document names it:
     /// Codex's `tokens.account_id`, else the `sub` of an `id_token` (Codex,
     /// Gemini). Claude's credential file names no account.
@@ -260,7 +272,9 @@ pub type SharedRead = Option<std::result::Result<Zeroizing<Vec<u8>>, Rejection>>
 /// * opened with `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, then `fstat`: the
 ///   opened file must still be a regular file, the same one `lstat` saw;
 /// * at most [`SHARED_MAX`] bytes: a larger file is refused (at most
-///   `SHARED_MAX + 1` bytes are ever read).
+///   `SHARED_MAX + 1` bytes are ever read);
+/// * a file airlock may not open (another user's, or `chmod 000`) is
+///   refused too, not an error: the sandbox chose it.
 ///
 /// Other I/O errors are errors; a refusal never quotes the file's content.
 pub fn read_shared(path: &std::path::Path) -> Result<SharedRead> {
@@ -289,6 +303,9 @@ pub fn read_shared(path: &std::path::Path) -> Result<SharedRead> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Ok(Some(Err(Rejection::Replaced)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(Some(Err(Rejection::Unreadable)));
         }
         Err(e) => return Err(Error::io("open", path, e)),
     };

@@ -535,18 +535,45 @@ impl Syncer<'_> {
     /// happened is seen), checks again, and prepares the request. The
     /// returned [`PendingRefresh`] holds the locks until it is finished.
     pub fn begin_refresh(&mut self, key: &str, policy: &Policy) -> Result<Begun> {
+        self.begin(key, policy, None)
+    }
+
+    /// [`Syncer::begin_refresh`] before the session is due, because an
+    /// upstream refused its access token (`airlock proxy`,
+    /// [`crate::sync::demand`]): only while the newest session still carries
+    /// the access token whose hash is `refused` (else it was refreshed
+    /// already), never for a session whose refresh token was refused, and
+    /// not while a failed attempt waits for its retry time.
+    pub fn begin_refresh_on_demand(
+        &mut self,
+        key: &str,
+        policy: &Policy,
+        refused: &str,
+    ) -> Result<Begun> {
+        self.begin(key, policy, Some(refused))
+    }
+
+    fn refresh_wanted(&self, key: &str, policy: &Policy, demand: bool) -> bool {
         let now = Timestamp::now();
-        if self.refresh_at(key, policy).is_none_or(|t| t > now) {
+        match self.refresh_at(key, policy) {
+            None => false,
+            Some(t) if !demand => t <= now,
+            Some(_) => self
+                .accounts
+                .get(key)
+                .is_some_and(|st| st.retry_at.is_none_or(|r| r <= now)),
+        }
+    }
+
+    fn begin(&mut self, key: &str, policy: &Policy, demand: Option<&str>) -> Result<Begun> {
+        if !self.refresh_wanted(key, policy, demand.is_some()) {
             return Ok(Begun::Done(RefreshOutcome::NotDue));
         }
         let Some(locks) = MkdirLocks::take(&self.refresh_locks(key)) else {
             return Ok(Begun::Done(RefreshOutcome::Busy));
         };
         self.sync(key)?;
-        if self
-            .refresh_at(key, policy)
-            .is_none_or(|t| t > Timestamp::now())
-        {
+        if !self.refresh_wanted(key, policy, demand.is_some()) {
             return Ok(Begun::Done(RefreshOutcome::NotDue));
         }
         let vault = self.vault;
@@ -575,6 +602,12 @@ impl Syncer<'_> {
         else {
             return Ok(Begun::Done(RefreshOutcome::NotDue));
         };
+        if let Some(refused) = demand
+            && cur.access_token_hash().as_deref() != Some(refused)
+        {
+            // refreshed since the upstream refused it: nothing to do
+            return Ok(Begun::Done(RefreshOutcome::NotDue));
+        }
         let url = match policy.url(ep) {
             Ok(u) => u,
             Err(e) => {
@@ -926,7 +959,7 @@ fn write_status(dir: &Path, key: &str, s: &SyncStatus) {
         let json = serde_json::to_vec_pretty(s).unwrap_or_default();
         let path = dir.join(format!("{key}.json"));
         let tmp = fsutil::temp_name(&path);
-        let res = std::fs::write(&tmp, &json)
+        let res = fsutil::write_private(&tmp, &json)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| crate::error::Error::io("write", &path, e));
         if res.is_err() {

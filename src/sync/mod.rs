@@ -18,6 +18,7 @@
 //! | [`registry`] | registered sandboxes, status files, daemon start |
 //! | [`watch`] | the inotify watcher behind `airlock sync` |
 //! | [`broker`] | broker mode: the sandboxes get the access token only |
+//! | [`demand`] | refresh on demand: the proxy asks the watcher after an upstream 401 |
 //!
 //! ## For `airlock run`
 //!
@@ -36,6 +37,7 @@
 
 pub mod broker;
 pub mod credential;
+pub mod demand;
 pub mod engine;
 pub mod link;
 pub mod refresh;

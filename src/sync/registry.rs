@@ -9,7 +9,7 @@
 //! | `<state>/sync/daemon.lock`, `daemon.pid`, `daemon.log` | the watcher process |
 //! | `<runtime>/sync/<agent>-<account>/` | the shared directory (tmpfs, 0700) |
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -456,7 +456,8 @@ pub fn report(layout: &Layout) -> Result<Report> {
 pub fn kick(layout: &Layout, agent: &str, account: &str) -> Result<()> {
     layout.ensure()?;
     let p = layout.kick_dir().join(account_key(agent, account));
-    fs::write(&p, Timestamp::now().to_string()).map_err(|e| Error::io("write", &p, e))
+    fsutil::write_private(&p, Timestamp::now().to_string().as_bytes())
+        .map_err(|e| Error::io("write", &p, e))
 }
 
 /// The marker `airlock lock` writes in the kick directory: running
@@ -472,7 +473,8 @@ pub fn signal_lock(layout: &Layout) -> Result<bool> {
         return Ok(false);
     }
     let p = dir.join(LOCK_SIGNAL);
-    fs::write(&p, Timestamp::now().to_string()).map_err(|e| Error::io("write", &p, e))?;
+    fsutil::write_private(&p, Timestamp::now().to_string().as_bytes())
+        .map_err(|e| Error::io("write", &p, e))?;
     Ok(true)
 }
 
@@ -506,11 +508,7 @@ pub fn ensure_daemon(layout: &Layout, exe: &Path, handover: &Handover) -> Result
         return Ok(false);
     }
     let log_path = layout.daemon_log();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Error::io("open", &log_path, e))?;
+    let log = fsutil::open_private(&log_path, true).map_err(|e| Error::io("open", &log_path, e))?;
     let log2 = log
         .try_clone()
         .map_err(|e| Error::io("open", &log_path, e))?;

@@ -95,6 +95,8 @@ enum Target {
     Registry,
     /// `airlock lock` ran: drop the vault key.
     Lock,
+    /// The proxy asks for a refresh ([`crate::sync::demand`]).
+    Demand,
 }
 
 /// Mirrors of Claude's refresh lock (see [`LockMirror::handle`]).
@@ -217,6 +219,11 @@ pub struct Daemon<'a> {
     /// Accounts whose refresh request is on a worker thread, with the
     /// lock paths claimed for it.
     in_flight: HashMap<String, Vec<PathBuf>>,
+    /// Refreshes asked for by the proxy: account → hash of the access
+    /// token the upstream refused ([`crate::sync::demand`]).
+    demanded: HashMap<String, String>,
+    /// When each account was last refreshed on demand.
+    demand_at: HashMap<String, Instant>,
     /// Whether the vault is unlocked for the watcher's life (see
     /// [`Daemon::unlock`]).
     unlocked: bool,
@@ -249,7 +256,7 @@ impl<'a> Daemon<'a> {
             )));
         }
         let pid_path = layout.daemon_pid();
-        if let Ok(mut f) = File::create(&pid_path) {
+        if let Ok(mut f) = crate::fsutil::open_private(&pid_path, false) {
             let _ = write!(f, "{}", std::process::id());
         }
         let (tx, rx) = mpsc::channel();
@@ -291,6 +298,8 @@ impl<'a> Daemon<'a> {
             refresh: Policy::disabled(),
             attempted: HashMap::new(),
             in_flight: HashMap::new(),
+            demanded: HashMap::new(),
+            demand_at: HashMap::new(),
             unlocked: false,
             unlock_failed: false,
             _lock: lock,
@@ -324,8 +333,59 @@ impl<'a> Daemon<'a> {
         Some(t.min(now + WALL_CLOCK_CHECK))
     }
 
+    /// Refreshes the accounts the proxy asked for ([`crate::sync::demand`]):
+    /// one at a time per account (an account whose refresh is on its way
+    /// waits for it, and is then not refreshed again, its access token
+    /// being new), at most once per [`crate::sync::demand::MIN_INTERVAL`].
+    fn refresh_demanded(&mut self) {
+        let now = Instant::now();
+        let keys: Vec<String> = self.demanded.keys().cloned().collect();
+        for k in keys {
+            if self.in_flight.contains_key(&k) || self.in_flight.len() >= MAX_IN_FLIGHT {
+                continue;
+            }
+            let Some(hash) = self.demanded.remove(&k) else {
+                continue;
+            };
+            crate::sync::demand::done(&self.layout, &k, &hash);
+            if !self.refresh.enabled || self.syncer.specs().all(|(kk, _)| *kk != k) {
+                tracing::info!(account = %k, "a refresh was asked for an account airlock does not refresh");
+                continue;
+            }
+            if self
+                .demand_at
+                .get(&k)
+                .is_some_and(|t| now.duration_since(*t) < crate::sync::demand::MIN_INTERVAL)
+            {
+                tracing::warn!(account = %k, "the upstream refused the access token again right after a refresh: not refreshing again so soon");
+                continue;
+            }
+            let locks = self.syncer.refresh_locks(&k);
+            self.claim(&locks, true);
+            match self
+                .syncer
+                .begin_refresh_on_demand(&k, &self.refresh, &hash)
+            {
+                Ok(Begun::Send(p)) => {
+                    tracing::info!(account = %k, "the upstream refused the access token: refreshing");
+                    self.demand_at.insert(k.clone(), now);
+                    self.attempted
+                        .insert(k.clone(), now + Duration::from_secs(1));
+                    self.in_flight.insert(k, locks);
+                    let tx = self.tx.clone();
+                    std::thread::spawn(move || {
+                        let _ = tx.send(Msg::Refreshed(Box::new(p.send())));
+                    });
+                }
+                Ok(Begun::Done(o)) => self.refresh_done(&k, &locks, Ok(o)),
+                Err(e) => self.refresh_done(&k, &locks, Err(e)),
+            }
+        }
+    }
+
     /// Refreshes every account that is due.
     fn refresh_due(&mut self) {
+        self.refresh_demanded();
         if !self.refresh.enabled {
             return;
         }
@@ -585,9 +645,6 @@ impl<'a> Daemon<'a> {
         }
         let existing: Vec<PathBuf> = lock_peers.keys().cloned().collect();
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).peers = lock_peers;
-        // A refresh already under way when the watcher starts (or when the
-        // account is added) is mirrored too.
-        self.mirror_existing(&existing);
         let want: BTreeSet<PathBuf> = index
             .keys()
             .cloned()
@@ -608,6 +665,10 @@ impl<'a> Daemon<'a> {
                 tracing::warn!(error = %e, "not watching a directory");
             }
         }
+        // A refresh already under way when the watcher starts (or when the
+        // account is added) is mirrored too: after the directories are
+        // watched, so that its release cannot fall between the two.
+        self.mirror_existing(&existing);
         self.index = index;
         Ok(())
     }
@@ -664,6 +725,13 @@ impl<'a> Daemon<'a> {
                     self.registry_dirty.get_or_insert_with(Instant::now);
                 }
                 Some((Target::Lock, _)) => self.drop_key(),
+                Some((Target::Demand, keys)) => {
+                    for k in keys {
+                        if let Some(h) = crate::sync::demand::read(&self.layout, &k) {
+                            self.demanded.insert(k, h);
+                        }
+                    }
+                }
                 Some((Target::Account, keys)) => {
                     for k in keys {
                         self.mark(k);
@@ -683,6 +751,9 @@ impl<'a> Daemon<'a> {
         if dir == self.layout.kick_dir() {
             if name == LOCK_SIGNAL {
                 return Some((Target::Lock, Vec::new()));
+            }
+            if let Some(k) = name.to_str().and_then(crate::sync::demand::key_of) {
+                return Some((Target::Demand, vec![k.to_owned()]));
             }
             let k = name.to_string_lossy().into_owned();
             return Some((Target::Account, vec![k]));
@@ -756,12 +827,12 @@ impl<'a> Daemon<'a> {
     pub fn run(mut self) -> Result<()> {
         // For `airlock run`, which waits for a due session's refresh only
         // when this watcher does refresh (`sync::await_fresh`).
-        let _ = std::fs::write(
-            self.layout.daemon_refresh(),
+        let _ = crate::fsutil::write_private(
+            &self.layout.daemon_refresh(),
             if self.refresh.enabled {
-                "on\n"
+                b"on\n"
             } else {
-                "off\n"
+                b"off\n"
             },
         );
         self.unlock();

@@ -313,6 +313,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
         }
     }
 
+    /// A file whose metadata (modification time, size, inode) changes
+    /// whenever any record changes: the encrypted vault file. A reader that
+    /// caches records (the proxy) re-reads when it changes. `None` (the
+    /// default, the OS keyrings): no such file, the reader re-reads on a timer.
+    fn change_marker(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Forgets any cached unlock key (`airlock lock`). Default: nothing cached.
     fn lock(&self) -> Result<()> {
         Ok(())

@@ -506,6 +506,49 @@ impl NativeStore for CoreStore {
     }
 }
 
+/// `impl Backend for $wrapper` by delegating every method to `self.0`, a
+/// [`NativeBackend`]: the OS backends (keychain, Credential Manager) are
+/// such wrappers.
+macro_rules! delegate_backend {
+    ($wrapper:ty) => {
+        impl $crate::vault::Backend for $wrapper {
+            fn kind(&self) -> $crate::vault::BackendKind {
+                $crate::vault::Backend::kind(&self.0)
+            }
+            fn location(&self) -> String {
+                $crate::vault::Backend::location(&self.0)
+            }
+            fn get(
+                &self,
+                id: &$crate::vault::CredentialId,
+            ) -> $crate::error::Result<Option<$crate::vault::Record>> {
+                $crate::vault::Backend::get(&self.0, id)
+            }
+            fn put(&self, record: $crate::vault::Record) -> $crate::error::Result<()> {
+                $crate::vault::Backend::put(&self.0, record)
+            }
+            fn remove(&self, id: &$crate::vault::CredentialId) -> $crate::error::Result<bool> {
+                $crate::vault::Backend::remove(&self.0, id)
+            }
+            fn list(&self) -> $crate::error::Result<Vec<$crate::vault::Record>> {
+                $crate::vault::Backend::list(&self.0)
+            }
+            fn update(
+                &self,
+                id: &$crate::vault::CredentialId,
+                f: &mut dyn FnMut(
+                    Option<$crate::vault::Record>,
+                ) -> $crate::error::Result<Option<$crate::vault::Record>>,
+            ) -> $crate::error::Result<()> {
+                $crate::vault::Backend::update(&self.0, id, f)
+            }
+        }
+    };
+}
+// Used by keychain.rs and wincred.rs, which compile on macOS and Windows only.
+#[cfg_attr(not(any(target_os = "macos", windows)), allow(unused_imports))]
+pub(crate) use delegate_backend;
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -568,6 +611,27 @@ mod tests {
             secret: Secret::new(secret),
             meta: Metadata::new("test"),
         }
+    }
+
+    /// What the OS backends are: a wrapper that delegates.
+    #[derive(Debug)]
+    struct Wrapper(NativeBackend<MemStore>);
+    delegate_backend!(Wrapper);
+
+    #[test]
+    fn a_delegating_wrapper_is_the_backend_it_wraps() {
+        let t = tempfile::tempdir().unwrap();
+        let store = MemStore::default();
+        let w = Wrapper(backend(&store, &t.path().join("data")));
+        let r = record("wrapped", format!("{CANARY}-w"));
+        w.put(r.clone()).unwrap();
+        assert_eq!(w.kind(), BackendKind::Wincred);
+        assert_eq!(w.location(), w.0.location());
+        assert!(w.location().starts_with("test store"));
+        assert_eq!(w.get(&r.id).unwrap().as_ref(), Some(&r));
+        assert_eq!(w.list().unwrap(), vec![r.clone()]);
+        assert!(w.remove(&r.id).unwrap());
+        assert_eq!(w.get(&r.id).unwrap(), None);
     }
 
     #[test]

@@ -18,9 +18,8 @@
 
 use std::path::PathBuf;
 
+use super::BackendKind;
 use super::native::{CoreStore, NativeBackend, NativeOptions};
-use super::{Backend, BackendKind, CredentialId, Record};
-use crate::error::Result;
 
 /// The largest secret Credential Manager stores (`CRED_MAX_CREDENTIAL_BLOB_SIZE`).
 pub const MAX_SECRET: usize = 2560;
@@ -57,30 +56,4 @@ impl WincredBackend {
     }
 }
 
-impl Backend for WincredBackend {
-    fn kind(&self) -> BackendKind {
-        self.0.kind()
-    }
-    fn location(&self) -> String {
-        self.0.location()
-    }
-    fn get(&self, id: &CredentialId) -> Result<Option<Record>> {
-        self.0.get(id)
-    }
-    fn put(&self, record: Record) -> Result<()> {
-        self.0.put(record)
-    }
-    fn remove(&self, id: &CredentialId) -> Result<bool> {
-        self.0.remove(id)
-    }
-    fn list(&self) -> Result<Vec<Record>> {
-        self.0.list()
-    }
-    fn update(
-        &self,
-        id: &CredentialId,
-        f: &mut dyn FnMut(Option<Record>) -> Result<Option<Record>>,
-    ) -> Result<()> {
-        self.0.update(id, f)
-    }
-}
+super::native::delegate_backend!(WincredBackend);

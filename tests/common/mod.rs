@@ -89,6 +89,25 @@ pub fn claude_secret_file(ctx: &TestContext, tag: &str) {
     .unwrap();
 }
 
+/// Proxy mode against a mock upstream: the proxy `ctx` starts sends
+/// Claude's API traffic to `origin`, trusting `ca_pem`, and the vault holds
+/// the Claude setup-token `token` (stored with `airlock auth … --from-file`).
+pub fn claude_token_behind_proxy(ctx: &mut TestContext, origin: &str, ca_pem: &str, token: &str) {
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", origin);
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    let f = ctx.root.path().join("token");
+    std::fs::write(&f, token).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", "claude", "--method", "token", "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    std::fs::remove_file(&f).unwrap();
+}
+
 /// Stores a session document for `agent` with `airlock auth … --from-file`.
 pub fn store_session(ctx: &TestContext, agent: &str, doc: &str) {
     let f = ctx.root.path().join("session.json");
@@ -314,4 +333,30 @@ pub fn cmdline_watcher(
         }
         hits
     })
+}
+
+/// Files under `dirs` (recursively) that contain `needle`, skipping `except`.
+pub fn grep_dirs(needle: &str, dirs: &[PathBuf], except: &[PathBuf]) -> Vec<String> {
+    let mut args = vec!["-rlsa".to_owned(), "--fixed-strings".to_owned()];
+    for e in except {
+        if let Some(n) = e.file_name() {
+            args.push(format!("--exclude-dir={}", n.to_string_lossy()));
+        }
+    }
+    args.push("--".into());
+    args.push(needle.into());
+    let existing: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    if existing.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("grep")
+        .args(&args)
+        .args(existing)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
+        .collect()
 }

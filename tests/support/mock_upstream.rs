@@ -26,6 +26,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The request body's length.
+    pub body_len: usize,
 }
 
 impl Seen {
@@ -44,6 +46,8 @@ pub struct MockUpstream {
     /// Dropped connections of `/slow` (the client went away).
     pub cancelled: Arc<std::sync::atomic::AtomicU64>,
     pub release: Arc<tokio::sync::Notify>,
+    /// Bearer tokens answered with 401 (an access token revoked early).
+    rejected: Arc<Mutex<Vec<String>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -85,19 +89,29 @@ impl MockUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let cancelled = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let release = Arc::new(tokio::sync::Notify::new());
-        let (s, c, r) = (seen.clone(), cancelled.clone(), release.clone());
+        let rejected = Arc::new(Mutex::new(Vec::new()));
+        let (s, c, r, x) = (
+            seen.clone(),
+            cancelled.clone(),
+            release.clone(),
+            rejected.clone(),
+        );
         rt.spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, s, c, r) = (acceptor.clone(), s.clone(), c.clone(), r.clone());
+                // Streamed events go out as they are sent (an API server
+                // does the same), not after the client's delayed ACK.
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, s, c, r, x) =
+                    (acceptor.clone(), s.clone(), c.clone(), r.clone(), x.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(req, s.clone(), c.clone(), r.clone())
+                        handle(req, s.clone(), c.clone(), r.clone(), x.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), svc)
@@ -111,8 +125,16 @@ impl MockUpstream {
             seen,
             cancelled,
             release,
+            rejected,
             _rt: rt,
         }
+    }
+
+    /// From now on answer requests carrying `Authorization: Bearer <token>`
+    /// with 401, as the API does for an access token revoked before its
+    /// expiry.
+    pub fn reject(&self, token: &str) {
+        self.rejected.lock().unwrap().push(token.to_owned());
     }
 
     pub fn origin(&self) -> String {
@@ -161,8 +183,9 @@ async fn handle(
     seen: Arc<Mutex<Vec<Seen>>>,
     cancelled: Arc<std::sync::atomic::AtomicU64>,
     release: Arc<tokio::sync::Notify>,
+    rejected: Arc<Mutex<Vec<String>>>,
 ) -> Result<Response<Body>, Infallible> {
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
@@ -173,11 +196,22 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let _ = req.into_body().collect().await;
+    let body_len = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    let refused = headers.iter().any(|(k, v)| {
+        k == "authorization"
+            && v.strip_prefix("Bearer ")
+                .is_some_and(|t| rejected.lock().unwrap().iter().any(|r| r == t))
+    });
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
         headers,
+        body_len,
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
     let sse = |tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
@@ -189,6 +223,17 @@ async fn handle(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
+    if refused {
+        let body = http_body_util::Full::new(Bytes::from(
+            r#"{"type":"error","error":{"type":"authentication_error","message":"OAuth token has expired or was revoked."}}"#,
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
+    }
     let builder = Response::builder().header("content-type", "text/event-stream");
     if method == "POST" && path.starts_with("/v1/messages") && !path.contains("count_tokens") {
         let ev = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");

@@ -495,6 +495,10 @@ impl Backend for FileBackend {
         self.path.display().to_string()
     }
 
+    fn change_marker(&self) -> Option<std::path::PathBuf> {
+        Some(self.path.clone())
+    }
+
     fn get(&self, id: &CredentialId) -> Result<Option<Record>> {
         Ok(self.load()?.and_then(|mut o| o.records.remove(id)))
     }
