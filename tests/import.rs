@@ -599,3 +599,66 @@ fn missing_files_exit_6() {
     );
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
 }
+
+/// With no backend forced, every reachable one is read; an entry found in
+/// both comes from the Secret Service and the other copy is listed.
+#[test]
+fn headjack_reads_every_reachable_backend() {
+    if !require_real("AIRLOCK_TEST_SECRET_SERVICE") || !require_real("AIRLOCK_TEST_KEYUTILS") {
+        return;
+    }
+    let _g = KEYRING.lock().unwrap_or_else(|e| e.into_inner());
+    let ctx = TestContext::new();
+    let _ = Command::new("secret-tool")
+        .args(["clear", "profile", "claude-credential"])
+        .output();
+    run_stdin(
+        Command::new("secret-tool").args([
+            "store",
+            "--label=t",
+            "service",
+            "com.headjack.cli",
+            "username",
+            "claude-credential",
+        ]),
+        &entry("apikey", &agent_fixture("claude/api-key.txt")),
+    );
+    let ring = run_stdin(
+        Command::new("keyctl").args(["newring", "com.headjack.cli", "@s"]),
+        "",
+    );
+    for (name, value) in [
+        (
+            "claude-credential",
+            entry("subscription", &agent_fixture("claude/setup-token.txt")),
+        ),
+        (
+            "gemini-credential",
+            entry("apikey", &agent_fixture("gemini/api-key.txt")),
+        ),
+    ] {
+        run_stdin(
+            Command::new("keyctl").args(["padd", "user", name, &ring]),
+            &value,
+        );
+    }
+    let out = import(&ctx, &["headjack", "--json"]);
+    let _ = Command::new("keyctl")
+        .args(["unlink", &ring, "@s"])
+        .output();
+    let _ = Command::new("secret-tool")
+        .args(["clear", "service", "com.headjack.cli"])
+        .output();
+    assert_no_secret(&out);
+    let report: serde_json::Value = serde_json::from_slice(ok(&out).as_bytes()).unwrap();
+    let items = report["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{report}");
+    assert_eq!(items[0]["agent"], "claude");
+    assert_eq!(items[0]["kind"], "api-key", "the Secret Service copy wins");
+    assert_eq!(items[1]["agent"], "gemini");
+    let skipped = report["not_imported"].to_string();
+    assert!(
+        skipped.contains("kernel keyring com.headjack.cli/claude-credential"),
+        "{skipped}"
+    );
+}
