@@ -99,7 +99,7 @@ pub struct Item {
     /// The record to store (validated).
     pub prepared: Prepared,
     /// What it is, for the report: `setup-token`, `session`, `api-key`, or
-    /// `host login (session)`.
+    /// `session, host login`.
     pub kind: String,
     /// Where it was read (a path or a keyring entry).
     pub source: String,
@@ -211,6 +211,13 @@ pub(crate) fn prepare_value(
         s.now,
     )?;
     prepared.record.meta.source = format!("import:{}:{origin}", tool.name());
+    if prepared.record.method == Method::Session {
+        // A copy of a login shares its refresh-token family with wherever
+        // it was copied from (docs/rotation.md).
+        prepared.warnings.push(format!(
+            "the {agent} session from {origin} is a copy of a login: if that login is still used elsewhere (the host's own files, the other tool), the first to refresh it logs the other out; if it is this machine's login, `airlock auth {agent} --from-host` links it instead of copying it"
+        ));
+    }
     Ok(Item {
         kind: prepared.record.method.to_string(),
         prepared,
@@ -266,7 +273,7 @@ pub(crate) fn prepare_host_login(
         .to_owned();
     prepared.record.meta.label = Some(format!("imported from {}", tool.name()));
     Ok(Some(Item {
-        kind: format!("host login ({})", prepared.record.method),
+        kind: format!("{}, host login", prepared.record.method),
         prepared,
         source: location,
     }))
