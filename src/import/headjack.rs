@@ -81,7 +81,14 @@ pub fn scan(s: &Scan<'_>) -> Result<Found> {
     );
     let mut raws: Vec<Raw> = Vec::new();
     if wants("secret-service") {
-        secret_service(&mut raws, &mut found)?;
+        match secret_service(&mut raws, &mut found) {
+            // Locked, or the service went away: the other backends may
+            // still hold the entries.
+            Err(e @ Error::Backend { .. }) => {
+                found.skip("the Secret Service backend", SERVICE, e.to_string())
+            }
+            r => r?,
+        }
     }
     if wants("keyctl") {
         keyctl(&mut raws, &mut found)?;
