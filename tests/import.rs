@@ -147,7 +147,10 @@ fn cloister_dry_run_reports_and_apply_stores() {
     ok(&out);
     assert_no_secret(&out);
     snapshot("cloister_dry_run", &ctx, &out);
-    assert!(stored(&ctx).is_empty(), "a dry run stored something");
+    assert!(
+        !ctx.data_dir.join("vault.airlock").exists(),
+        "a dry run created the vault"
+    );
 
     let out = import(
         &ctx,
@@ -171,7 +174,14 @@ fn cloister_dry_run_reports_and_apply_stores() {
     assert_eq!(codex.secret.expose(), agent_fixture("codex/api-key.txt"));
     assert_eq!(fingerprint(&file), before, "cloister's file was modified");
 
-    // A second import would replace: refused as a whole without --replace.
+    // A second import would replace: the dry run says so, and --apply
+    // refuses as a whole without --replace.
+    let out = import(&ctx, &["cloister", "--from", file.to_str().unwrap()]);
+    assert!(
+        ok(&out).contains("would replace (needs --replace) claude:default"),
+        "{}",
+        text(&out)
+    );
     let out = import(
         &ctx,
         &["cloister", "--from", file.to_str().unwrap(), "--apply"],

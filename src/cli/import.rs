@@ -97,10 +97,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         now,
     };
     let found = import::scan(a.tool, &scan)?;
-    let mut actions = vec!["would store"; found.items.len()];
-    if a.apply && !found.items.is_empty() {
-        actions = apply(ctx, &found, a.replace)?;
-    }
+    let actions = if a.apply && !found.items.is_empty() {
+        apply(ctx, &found, a.replace)?
+    } else {
+        dry_run(ctx, &found)
+    };
     let rows: Vec<Row> = found
         .items
         .iter()
@@ -138,6 +139,33 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         print_text(&found, &rows, a.apply, now);
     }
     Ok(())
+}
+
+/// What `--apply` would do with each item: store it, or replace a stored
+/// credential (which needs --replace). The vault is only read, and only when
+/// it opens without a prompt; otherwise every item reads "would store".
+fn dry_run(ctx: &Ctx, found: &Found) -> Vec<&'static str> {
+    let vault = if found.items.is_empty() {
+        None
+    } else {
+        ctx.open_vault_unattended()
+            .inspect_err(|e| tracing::info!(error = %e, "dry run: the vault was not read"))
+            .ok()
+    };
+    found
+        .items
+        .iter()
+        .map(|i| {
+            let taken = vault
+                .as_ref()
+                .is_some_and(|v| matches!(v.get(&i.prepared.record.id), Ok(Some(_))));
+            if taken {
+                "would replace (needs --replace)"
+            } else {
+                "would store"
+            }
+        })
+        .collect()
 }
 
 /// Stores every item, after checking that none would replace a stored
