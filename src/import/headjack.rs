@@ -21,10 +21,8 @@
 //! `subscription` becomes a Claude setup-token, a Codex session (the value
 //! is `auth.json`) or a Gemini session; `apikey` an API key.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use serde::Deserialize;
 
 use super::{Found, Item, Scan, Tool, parse_json, prepare_value};
@@ -52,6 +50,7 @@ struct Entry {
 
 /// The item JSON of headjack's keyring library (Secret Service backend).
 #[derive(Deserialize)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 struct LibraryItem {
     #[serde(rename = "Key")]
     key: String,
@@ -176,6 +175,8 @@ fn entry(s: &Scan<'_>, raw: &Raw, found: &mut Found) -> Result<Option<Item>> {
 #[cfg(target_os = "linux")]
 fn secret_service(raws: &mut Vec<Raw>, found: &mut Found) -> Result<()> {
     use crate::vault::secret_service::{SecretServiceBackend, probe};
+    use base64::Engine as _;
+    use std::collections::HashMap;
     if let Err(why) = probe() {
         found.skip(
             "the Secret Service backend",
