@@ -40,6 +40,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod import;
 pub mod login;
 pub mod paths;
 pub mod plan;
