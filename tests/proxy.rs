@@ -295,6 +295,43 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
 /// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
 /// sandbox answers from the mock through the proxy, holding only a
 /// placeholder; the real token is nowhere in the container.
+/// Fail closed: a response that carries the real credential (an API that
+/// echoes it, in a header or in the body, even split across frames) never
+/// reaches the sandbox; the audit log says so.
+#[test]
+fn a_response_carrying_the_real_token_is_not_forwarded() {
+    let mock = MockUpstream::start();
+    let ctx = context(&mock);
+    let ph = format!("sk-ant-oat01-airlock-{}", "e".repeat(32));
+    grant(&ctx, "sb-echo", &ph);
+    let proxy = start_proxy(&ctx);
+
+    let r = response(send(proxy.port, "GET", "/echo-header", &ph));
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(!r.contains(&token()), "{r}");
+
+    let r = response(send(proxy.port, "GET", "/echo-body", &ph));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.contains("data: first"),
+        "what came before is delivered: {r}"
+    );
+    let half = &token()[..token().len() / 2];
+    assert!(!r.contains(half), "not even the first half: {r}");
+    assert!(!r.contains("data: end"), "the response was cut: {r}");
+    // the mock did see the real token (it is the one echoing it)
+    assert_eq!(mock.seen().len(), 2);
+
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    let refused: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("carried the credential"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit}");
+    assert!(!audit.contains(&token()), "{audit}");
+    drop(proxy);
+}
+
 #[test]
 fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
     if require_real("AIRLOCK_TEST_DOCKER") {
@@ -689,10 +726,20 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
 /// Claude gets its answer; the refreshed session is in the vault.
 #[test]
 fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        claude_session_after_a_refused_token("docker");
     }
-    let engine = "docker";
+}
+
+/// The same with Podman.
+#[test]
+fn podman_claude_session_answers_after_the_upstream_refused_its_token() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        claude_session_after_a_refused_token("podman");
+    }
+}
+
+fn claude_session_after_a_refused_token(engine: &str) {
     let mock = MockUpstream::start();
     let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
     let mut ctx = common::tmpfs_context(engine, "proxy-refresh");
@@ -934,4 +981,45 @@ fn a_refused_codex_session_token_is_refreshed_once() {
         .filter(|s| s.header("authorization") == Some(format!("Bearer {new}").as_str()))
         .count();
     assert_eq!(with_new, 4, "every request answered with the new token");
+}
+
+/// No refresh storm: without a watcher the 401 goes back as it came (and
+/// the audit says why); an upstream that refuses the refreshed token too
+/// gets no second refresh right away.
+#[test]
+fn a_refused_token_never_causes_a_refresh_storm() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let setup = session_behind_the_proxy(&mock, &oauth);
+    let ctx = &setup.ctx;
+    let proxy = start_proxy(ctx);
+    mock.reject(&setup.login.access_token);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert_eq!(oauth.refreshes(), 0);
+
+    let _watcher = start_watcher(ctx);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(oauth.refreshes(), 1);
+    // the upstream refuses the new token as well: 401, no second refresh
+    mock.reject(&access_token(&setup.host_file));
+    for _ in 0..3 {
+        let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+        assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    }
+    assert_eq!(oauth.refreshes(), 1, "no refresh storm");
+    let refresh: Vec<String> = ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["refresh"].as_str().unwrap_or("-").to_owned()
+        })
+        .collect();
+    assert_eq!(refresh.len(), 5, "{refresh:?}");
+    assert_eq!(refresh[0], "not refreshed: the sync watcher is not running");
+    assert_eq!(refresh[1], "refreshed");
+    for r in &refresh[2..] {
+        assert!(r.contains("again right after a refresh"), "{refresh:?}");
+    }
 }
