@@ -25,10 +25,9 @@ mod mock_upstream;
 
 mod common;
 
-use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -248,7 +247,7 @@ impl UserCtx {
 
     /// Stores `secret` for `agent` with `airlock auth … --stdin`.
     fn auth(&self, agent: &str, method: &str, secret: &str) {
-        let out = with_stdin(
+        let out = common::output_with_stdin(
             self.airlock()
                 .args(["auth", agent, "--method", method, "--stdin"]),
             secret,
@@ -269,6 +268,21 @@ impl UserCtx {
         let out = cmd.output().unwrap();
         stop.store(true, Ordering::SeqCst);
         (out, w.join().unwrap())
+    }
+
+    /// [`UserCtx::watched`], asserting the canary is in no command line
+    /// and not in the output; returns the output and its text.
+    fn watched_clean(&self, cmd: Command, canary: &str) -> (Output, String) {
+        let (out, hits) = self.watched(cmd, canary);
+        let ctx = text(&out);
+        assert!(
+            hits.is_empty(),
+            "canary in {} command lines: {:?}",
+            hits.len(),
+            hits.first()
+        );
+        assert!(!ctx.contains(canary), "canary in airlock's output: {ctx}");
+        (out, ctx)
     }
 
     /// Everything under airlock's directories belongs to the user and is
@@ -344,22 +358,6 @@ fn walk(p: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
             walk(&e.path(), f);
         }
     }
-}
-
-fn with_stdin(cmd: &mut Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn text(out: &Output) -> String {
@@ -706,15 +704,7 @@ fn sync_write_back(engine: &'static str) {
             .args(["--network", "none", "--name", &name])
             .args(&flags)
             .args([&image, "sh", "-c", &refresh]);
-        let (out, hits) = u.watched(cmd, &c);
-        let ctx = text(&out);
-        assert!(
-            hits.is_empty(),
-            "canary in {} command lines: {:?}",
-            hits.len(),
-            hits.first()
-        );
-        assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
+        let (out, ctx) = u.watched_clean(cmd, &c);
         let doc: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&host).unwrap()).unwrap();
         let md = std::fs::metadata(&host).unwrap();
@@ -850,15 +840,7 @@ fn proxy_as_user(engine: &'static str) {
                 "-c",
                 "echo \"base=$ANTHROPIC_BASE_URL\"; claude -p hi",
             ]);
-        let (out, hits) = u.watched(cmd, &c);
-        assert!(
-            hits.is_empty(),
-            "canary in {} command lines: {:?}",
-            hits.len(),
-            hits.first()
-        );
-        let ctx = text(&out);
-        assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
+        let (out, _) = u.watched_clean(cmd, &c);
         (out, name)
     };
     let (net, base): (&[&str], &str) = if engine == "podman" {
@@ -949,15 +931,7 @@ fn rootless_podman_user_codex_sync() {
             .args(["--network", "none", "--name", &name])
             .args(&flags)
             .args([&user_image(), "sh", "-c", &script]);
-        let (out, hits) = u.watched(cmd, &c);
-        let ctx = text(&out);
-        assert!(
-            hits.is_empty(),
-            "canary in {} command lines: {:?}",
-            hits.len(),
-            hits.first()
-        );
-        assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
+        let (out, ctx) = u.watched_clean(cmd, &c);
         assert_eq!(out.status.code(), Some(0), "{ctx}");
         assert!(ctx.contains("Logged in using ChatGPT"), "{ctx}");
         assert!(

@@ -8,9 +8,6 @@ mod common;
 #[path = "support/mock_upstream.rs"]
 mod mock_upstream;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use common::{CANARY, TestContext};
 use serde_json::Value;
 
@@ -19,26 +16,10 @@ fn fixture(rel: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
-fn run_stdin(mut c: Command, input: &str) -> Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn store(ctx: &TestContext, agent: &str, method: &str, fixture_path: &str) {
     let mut c = ctx.cmd();
     c.args(["auth", agent, "--method", method, "--stdin"]);
-    let out = run_stdin(c, &fixture(fixture_path));
+    let out = common::output_with_stdin(&mut c, &fixture(fixture_path));
     assert!(
         out.status.success(),
         "auth {agent} {method}: {}",

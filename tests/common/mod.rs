@@ -360,3 +360,22 @@ pub fn grep_dirs(needle: &str, dirs: &[PathBuf], except: &[PathBuf]) -> Vec<Stri
         .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
         .collect()
 }
+
+/// Runs `cmd` with `input` on its stdin; returns its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
