@@ -281,6 +281,14 @@ fn docker_three_forms_in_a_sandbox() {
     three_forms_in_a_sandbox("docker");
 }
 
+#[test]
+fn podman_three_forms_in_a_sandbox() {
+    if !common::require_real("AIRLOCK_TEST_PODMAN") {
+        return;
+    }
+    three_forms_in_a_sandbox("podman");
+}
+
 /// `airlock docker-flags --mode env` resolves without starting anything:
 /// enough to see a reference resolved, or refused.
 fn flags(ctx: &TestContext, agent: &str, tag: &str) -> Output {
