@@ -295,6 +295,43 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
 /// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
 /// sandbox answers from the mock through the proxy, holding only a
 /// placeholder; the real token is nowhere in the container.
+/// Fail closed: a response that carries the real credential (an API that
+/// echoes it, in a header or in the body, even split across frames) never
+/// reaches the sandbox; the audit log says so.
+#[test]
+fn a_response_carrying_the_real_token_is_not_forwarded() {
+    let mock = MockUpstream::start();
+    let ctx = context(&mock);
+    let ph = format!("sk-ant-oat01-airlock-{}", "e".repeat(32));
+    grant(&ctx, "sb-echo", &ph);
+    let proxy = start_proxy(&ctx);
+
+    let r = response(send(proxy.port, "GET", "/echo-header", &ph));
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(!r.contains(&token()), "{r}");
+
+    let r = response(send(proxy.port, "GET", "/echo-body", &ph));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.contains("data: first"),
+        "what came before is delivered: {r}"
+    );
+    let half = &token()[..token().len() / 2];
+    assert!(!r.contains(half), "not even the first half: {r}");
+    assert!(!r.contains("data: end"), "the response was cut: {r}");
+    // the mock did see the real token (it is the one echoing it)
+    assert_eq!(mock.seen().len(), 2);
+
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    let refused: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("carried the credential"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit}");
+    assert!(!audit.contains(&token()), "{audit}");
+    drop(proxy);
+}
+
 #[test]
 fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
     if require_real("AIRLOCK_TEST_DOCKER") {

@@ -5,8 +5,9 @@
 //! in several chunks; `POST /v1/responses` and `/backend-api/codex/responses`
 //! an OpenAI Responses API SSE stream (Codex); `:streamGenerateContent` a
 //! Gemini SSE stream and `:generateContent` a Gemini JSON answer; `/slow`
-//! streams one chunk, then waits for `release`; everything else gets 404
-//! JSON. Tokens given to [`MockUpstream::reject`] get 401.
+//! streams one chunk, then waits for `release`; `/echo-body` and
+//! `/echo-header` send the request's `Authorization` back (a misbehaving
+//! API); everything else gets 404 JSON. Tokens given to [`MockUpstream::reject`] get 401.
 
 #![allow(dead_code)]
 
@@ -228,6 +229,11 @@ async fn handle(
             && v.strip_prefix("Bearer ")
                 .is_some_and(|t| rejected.lock().unwrap().iter().any(|r| r == t))
     });
+    let auth = headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
@@ -334,6 +340,23 @@ async fn handle(
         return Ok(Response::builder()
             .header("content-type", "application/json")
             .body(body)
+            .unwrap());
+    } else if path.starts_with("/echo-body") {
+        // a misbehaving API: the credential it was sent comes back in the
+        // body, split across two frames
+        let (a, b) = auth.split_at(auth.len() / 2);
+        let parts = vec![
+            "data: first\n\n".to_owned(),
+            format!("data: {a}"),
+            format!("{b}\n\n"),
+            "data: end\n\n".to_owned(),
+        ];
+        tokio::spawn(sse(tx, parts));
+    } else if path.starts_with("/echo-header") {
+        return Ok(Response::builder()
+            .status(200)
+            .header("x-echo", auth)
+            .body(http_body_util::Full::new(Bytes::from("{}")).boxed())
             .unwrap());
     } else if path.starts_with("/slow") {
         tokio::spawn(async move {
