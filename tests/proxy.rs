@@ -1023,3 +1023,33 @@ fn a_refused_token_never_causes_a_refresh_storm() {
         assert!(r.contains("again right after a refresh"), "{refresh:?}");
     }
 }
+
+/// A refresh demand written while no watcher ran is served when one starts.
+#[test]
+fn a_demand_written_before_the_watcher_starts_is_served() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let setup = session_behind_the_proxy(&mock, &oauth);
+    let ctx = &setup.ctx;
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    airlock::sync::demand::request(&sync, "claude", "default", &setup.login.access_token).unwrap();
+    let _watcher = start_watcher(ctx);
+    wait_until("the watcher refreshes on the old demand", || {
+        access_token(&setup.host_file) != setup.login.access_token
+    });
+    assert_eq!(oauth.refreshes(), 1);
+    wait_until("the demand is consumed", || {
+        !airlock::sync::demand::path(&sync, "claude", "default").exists()
+    });
+    // a demand for a token the session no longer carries is dropped
+    airlock::sync::demand::request(&sync, "claude", "default", &setup.login.access_token).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        oauth.refreshes(),
+        1,
+        "a stale token's demand refreshes nothing"
+    );
+}

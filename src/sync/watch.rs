@@ -789,6 +789,13 @@ impl<'a> Daemon<'a> {
         if let Some(t) = self.registry_dirty {
             consider(t + o.debounce);
         }
+        if self
+            .demanded
+            .keys()
+            .any(|k| !self.in_flight.contains_key(k))
+        {
+            consider(Instant::now());
+        }
         if let (Some(t), Some(l)) = (self.idle_since, o.linger) {
             consider(t + l);
         }
@@ -842,6 +849,17 @@ impl<'a> Daemon<'a> {
         );
         self.unlock();
         self.rescan()?;
+        // refresh demands written before the kick directory was watched
+        if let Ok(rd) = std::fs::read_dir(self.layout.kick_dir()) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                if let Some(k) = name.to_str().and_then(crate::sync::demand::key_of)
+                    && let Some(h) = crate::sync::demand::read(&self.layout, k)
+                {
+                    self.demanded.insert(k.to_owned(), h);
+                }
+            }
+        }
         // Accounts that were already known (none at start) are synced by
         // rescan; a restart therefore picks up anything written while no
         // watcher ran.
