@@ -57,6 +57,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Where the sandbox's host directory is created (a tmpfs).
     pub runtime_dir: std::path::PathBuf,
+    /// `--rotation proxy`: the proxy-mode check ([`crate::proxy::verify`]).
+    pub proxy: Option<crate::proxy::verify::Check>,
 }
 
 /// The verdict for one agent.
@@ -128,6 +130,10 @@ pub struct AgentCheck {
     /// as access-only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<String>,
+    /// `--rotation proxy`: what the proxy-mode check found for this agent
+    /// (the request through the proxy, or that none was attempted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl AgentCheck {
@@ -153,6 +159,10 @@ pub struct Report {
     /// turns it into a warning when the rotation is `sync`.
     #[serde(skip)]
     pub sync_refusal: Option<crate::sandbox::SyncRefusal>,
+    /// `--rotation proxy`: the result of scanning the container for the
+    /// real credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_scan: Option<String>,
 }
 
 impl Report {
@@ -187,6 +197,14 @@ impl Report {
                 ));
             }
         }
+        if let Some(scan) = &self.proxy_scan {
+            s.push_str(&format!("\nproxy mode: {scan}\n"));
+        }
+        for a in &self.agents {
+            if let Some(p) = &a.proxy {
+                s.push_str(&format!("{}: {p}\n", a.agent));
+            }
+        }
         for a in &self.agents {
             if let Some(p) = &a.problem {
                 s.push_str(&format!("\n{}: {p}", a.agent));
@@ -213,6 +231,21 @@ pub fn verify(
     opts: &Options,
     now: Timestamp,
 ) -> Result<Report> {
+    // Proxy mode needs the engine first: the proxy's address depends on it.
+    let (proxy_req, early) = match &opts.proxy {
+        Some(p) => {
+            let d = engine::detect(opts.engine, &opts.image)?;
+            let mut r = req.clone();
+            r.proxy_url = Some(crate::proxy::attach::url(
+                &p.layout,
+                d.engine.kind(),
+                &p.exe,
+            )?);
+            (Some(r), Some(d))
+        }
+        None => (None, None),
+    };
+    let req = proxy_req.as_ref().unwrap_or(req);
     let resolved = resolve::resolve(req, vault, host, config, now)?;
     let mut checks: Vec<AgentCheck> = resolved
         .resolutions
@@ -225,14 +258,55 @@ pub fn verify(
         .filter(|c| c.state != State::NoCredential)
         .map(|c| c.agent.as_str())
         .collect();
-    let detected = engine::detect(opts.engine, &opts.image)?;
+    let detected = match early {
+        Some(d) => d,
+        None => engine::detect(opts.engine, &opts.image)?,
+    };
     let engine_name = detected.engine.kind().to_string();
     let mut sync_refusal = None;
+    let mut proxy_scan = None;
     if !probed.is_empty() {
-        let script = probe_script(&probed, opts.timeout);
-        let out = run_probe(&detected, &resolved.plan, opts, &script, probed.len())?;
+        let mut script = probe_script(&probed, opts.timeout);
+        let proxied = opts
+            .proxy
+            .as_ref()
+            .filter(|_| !resolved.plan.proxy.is_empty());
+        let mut online_secs = 0u64;
+        let real = match proxied {
+            Some(p) => {
+                let secs = opts.timeout.as_secs().max(1);
+                let mut extra = crate::proxy::verify::scan_probe(secs);
+                if p.online {
+                    // a model's answer takes longer than a status check
+                    let online = secs.max(crate::proxy::verify::ONLINE_MIN_SECS);
+                    for a in &probed {
+                        if resolved.plan.proxy.iter().any(|g| g.agent == *a) {
+                            extra.extend(crate::proxy::verify::online_probe(a, online));
+                            online_secs += online;
+                        }
+                    }
+                }
+                script = script.replace("rm -rf \"$d\"\n", &format!("{extra}rm -rf \"$d\"\n"));
+                // Gemini's login probe runs a prompt: with the proxy
+                // reachable it would go upstream. It stays offline; only
+                // `--online`'s own prompt is sent.
+                script = script.replace(
+                    " gemini -p hi ",
+                    " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 gemini -p hi ",
+                );
+                crate::proxy::verify::real_values(&resolved.plan, vault)
+            }
+            None => Vec::new(),
+        };
+        // the scan, and the online probes' time in units of the timeout
+        let extra = proxied.map_or(0, |_| {
+            1 + online_secs.div_ceil(opts.timeout.as_secs().max(1))
+        });
+        let probes = probed.len() + usize::try_from(extra).unwrap_or(usize::MAX / 2);
+        let (out, sandbox) = run_probe(&detected, &resolved.plan, opts, &script, probes, &real)?;
+        let mut secrets = secret_values(&resolved.plan);
+        secrets.extend(real.iter().cloned());
         sync_refusal = out.sync_refusal.clone();
-        let secrets = secret_values(&resolved.plan);
         let sections = parse_sections(&out.stdout);
         for c in checks.iter_mut().filter(|c| c.state != State::NoCredential) {
             match sections.iter().find(|s| s.agent == c.agent) {
@@ -251,6 +325,18 @@ pub fn verify(
                 }
             }
         }
+        if let (Some(p), Some(sb)) = (proxied, &sandbox) {
+            proxy_scan = Some(judge_proxy(
+                &mut checks,
+                &resolved.plan,
+                &sections,
+                p,
+                sb,
+                &real,
+                &secrets,
+            ));
+            crate::proxy::attach::forget(&p.layout, sb);
+        }
     }
     Ok(Report {
         image: opts.image.clone(),
@@ -258,6 +344,7 @@ pub fn verify(
         agents: checks,
         warnings: resolved.plan.warnings.clone(),
         sync_refusal,
+        proxy_scan,
     })
 }
 
@@ -297,6 +384,7 @@ fn initial(r: &Resolution, required: bool) -> AgentCheck {
         exit_code: None,
         required,
         rotation: None,
+        proxy: None,
     };
     if r.used.is_none() {
         c.state = State::NoCredential;
@@ -420,26 +508,56 @@ fn run_probe(
     opts: &Options,
     script: &str,
     probes: usize,
-) -> Result<ProbeOutput> {
+    real: &[String],
+) -> Result<(ProbeOutput, Option<String>)> {
     let engine = detected.engine.as_ref();
-    let args: Vec<String> = [
-        "--rm",
-        "--network",
-        "none",
-        "--label",
-        "airlock.verify=1",
-        &opts.image,
-        "sh",
-        "-c",
-        script,
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    // Proxy mode: the container must reach the proxy on the host; it holds
+    // no credential, only placeholders.
+    let network: &[&str] = if plan.proxy.is_empty() {
+        &["--network", "none"]
+    } else {
+        &[]
+    };
+    let args: Vec<String> = ["--rm"]
+        .iter()
+        .chain(network)
+        .chain(&[
+            "--label",
+            "airlock.verify=1",
+            &opts.image,
+            "sh",
+            "-c",
+            script,
+        ])
+        .map(|s| (*s).to_owned())
+        .collect();
     let mut request = RunRequest::parse(&args)?;
     let name = format!("airlock-verify-{}-{}", std::process::id(), now_nanos());
     request.flags.extend(["--name".to_owned(), name.clone()]);
-    let prepared = launch::prepare(engine, &detected.image, plan, request, &opts.runtime_dir)?;
+    let mut sandbox = None;
+    let prepared = launch::prepare_with(
+        engine,
+        &detected.image,
+        plan,
+        request,
+        &opts.runtime_dir,
+        |sb| {
+            if let Some(p) = opts.proxy.as_ref().filter(|_| !plan.proxy.is_empty()) {
+                crate::proxy::attach::register(&p.layout, plan, sb.id(), engine.kind())?;
+                sandbox = Some(sb.id().to_owned());
+            }
+            Ok(Vec::new())
+        },
+    )?;
+    if crate::proxy::verify::leaks(&prepared.argv.join(" "), real) {
+        if let (Some(p), Some(sb)) = (&opts.proxy, &sandbox) {
+            crate::proxy::attach::forget(&p.layout, sb);
+        }
+        return Err(Error::Other(
+            "proxy mode: the container's command line would hold a real credential; not started"
+                .into(),
+        ));
+    }
     tracing::debug!(engine = %engine.kind(), argv = ?prepared.argv, "verify container");
     let sync_refusal = prepared.sandbox.sync_refusal();
     // Every probe has its own limit inside; this bounds the whole container
@@ -463,12 +581,90 @@ fn run_probe(
             first_lines(&stderr)
         )));
     }
-    Ok(ProbeOutput {
-        code,
-        stdout,
-        stderr,
-        sync_refusal,
-    })
+    Ok((
+        ProbeOutput {
+            code,
+            stdout,
+            stderr,
+            sync_refusal,
+        },
+        sandbox,
+    ))
+}
+
+/// `--rotation proxy`: judges the container's scan (any real credential
+/// fails every agent) and each agent's request through the proxy; returns
+/// the scan's verdict for the report.
+fn judge_proxy(
+    checks: &mut [AgentCheck],
+    plan: &SandboxPlan,
+    sections: &[Section],
+    p: &crate::proxy::verify::Check,
+    sandbox: &str,
+    real: &[String],
+    secrets: &[String],
+) -> String {
+    use crate::proxy::verify::{ONLINE, SCAN, leaks, requests};
+    let scan = sections.iter().find(|s| s.agent == SCAN);
+    let leaked = scan.is_some_and(|s| leaks(&s.stdout, real) || leaks(&s.stderr, real));
+    let verdict = match scan {
+        None => "the container could not be scanned for the real credentials".to_owned(),
+        Some(_) if leaked => "a REAL credential is inside the container".to_owned(),
+        Some(_) => "no real credential in the container's environment, the agents' files or its command line: placeholders only".to_owned(),
+    };
+    for c in checks.iter_mut() {
+        if !plan.proxy.iter().any(|g| g.agent == c.agent) {
+            continue;
+        }
+        if leaked {
+            c.state = State::Error;
+            c.problem = Some("proxy mode: a real credential is inside the container".into());
+            c.fix = Some("report this as a bug in airlock; revoke and renew the credential".into());
+            continue;
+        }
+        if !p.online {
+            c.proxy = Some("holds a placeholder only; no request was sent upstream (`--online` sends one through the proxy)".into());
+            continue;
+        }
+        let seen = requests(&p.layout, sandbox, &c.agent);
+        let audited = match &seen {
+            Some((n, st)) => format!(
+                "{n} request(s) through the proxy, HTTP {}",
+                st.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            None => "no request reached the proxy".into(),
+        };
+        let online = format!("{}{ONLINE}", c.agent);
+        match sections.iter().find(|s| s.agent == online) {
+            Some(s) if s.code == 0 && seen.is_some() => {
+                c.proxy = Some(format!("answered through the proxy ({audited})"));
+            }
+            Some(_) if !c.state.ok() => {
+                // the login check failed already: its problem stands
+                c.proxy = Some(audited);
+            }
+            Some(s) => {
+                c.state = State::Error;
+                c.proxy = Some(audited.clone());
+                c.problem = Some(format!(
+                    "its request through the proxy failed (exit {}; {audited}): {}",
+                    s.code,
+                    scrub(
+                        &first_lines(&format!("{}\n{}", s.stderr, s.stdout)),
+                        secrets
+                    )
+                ));
+                c.fix = Some(format!(
+                    "see `airlock audit --sandbox {sandbox}` and docs/proxy.md"
+                ));
+            }
+            None => {
+                c.state = State::Error;
+                c.problem = Some("its request through the proxy did not run".into());
+            }
+        }
+    }
+    verdict
 }
 
 fn now_nanos() -> u128 {
@@ -806,6 +1002,7 @@ mod tests {
             exit_code: None,
             required: true,
             rotation: None,
+            proxy: None,
         }
     }
 
@@ -824,6 +1021,7 @@ mod tests {
                 fix: "use -u".into(),
                 root_under_docker: false,
             }),
+            proxy_scan: None,
         };
         note_rotation(&mut r, crate::agents::inject::Rotation::AccessOnly);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
@@ -847,6 +1045,7 @@ mod tests {
             ],
             warnings: Vec::new(),
             sync_refusal: None,
+            proxy_scan: None,
         };
         note_rotation(&mut r, crate::agents::inject::Rotation::Broker);
         assert_eq!(r.agents[0].rotation.as_deref(), Some("broker"));

@@ -1,8 +1,9 @@
 //! Property-based fuzzing of every parser that takes outside input (issue
 //! 14, "Hostile input to every parser"): the agents' credential documents,
 //! JWTs, the sync engine's session parser, the shared-directory reader, the
-//! vault file and record codec, `.airlock.toml`, `config.toml`, and the sync
-//! status and registry files.
+//! vault file and record codec, `.airlock.toml`, `config.toml`, the sync
+//! status and registry files, and the other tools' files `airlock import`
+//! reads.
 //!
 //! Inputs are structured: mutations of valid fixtures (`tests/fixtures/`)
 //! at the JSON/TOML level (a field removed, retyped, replaced by a canary
@@ -603,6 +604,106 @@ fn shared_dir_files() {
             None => prop_assert!(false, "the file is there"),
         }
         Ok(())
+    });
+}
+
+// ---- other tools' files (`airlock import`) ----
+
+fn import_fixture(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/import")
+        .join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Scans `file` as `tool`'s, holding `bytes`: no panic, and a rejection
+/// quotes no secret.
+fn import_case(
+    tool: airlock::import::Tool,
+    dir: &Path,
+    file: &Path,
+    bytes: &[u8],
+) -> Result<(), TestCaseError> {
+    std::fs::write(file, bytes).unwrap();
+    let config = Config::default();
+    let scan = airlock::import::Scan {
+        config: &config,
+        env: airlock::agents::HostEnv {
+            home: dir.to_path_buf(),
+            vars: Default::default(),
+        },
+        from: Some(file.to_path_buf()),
+        account: "default".into(),
+        secrets_map: None,
+        now: jiff::Timestamp::now(),
+    };
+    if let Err(e) = airlock::import::scan(tool, &scan) {
+        no_canary(tool.name(), &e.to_string())?;
+    }
+    Ok(())
+}
+
+/// forage's token file and caw's manifest: JSON mutations of the fixtures.
+#[test]
+fn import_json_files() {
+    use airlock::import::Tool;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.json");
+    for (tool, rel) in [
+        (Tool::Forage, "forage/valid/tokens/claude-oauth.json"),
+        (Tool::Caw, "caw/manifest.json"),
+    ] {
+        let base: Value = serde_json::from_str(&import_fixture(rel)).unwrap();
+        fuzz(
+            &format!("import {}", tool.name()),
+            mutated_json(base),
+            |bytes| import_case(tool, dir.path(), &file, &bytes),
+        );
+    }
+}
+
+/// cloister's YAML config: line edits (a line removed, duplicated, a value
+/// replaced by a canary or another type) and byte damage.
+#[test]
+fn import_cloister_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    let lines: Vec<String> = import_fixture("cloister/config.yaml")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let n = lines.len();
+    let values = prop_oneof![
+        Just(format!("\"sk-ant-oat01-{CANARY}\"")),
+        Just(format!("sk-ant-api03-{CANARY}")),
+        Just(format!("[\"{CANARY}\"]")),
+        Just("{ a: 1 }".to_string()),
+        Just("~".to_string()),
+        "[a-z_]{0,8}".prop_map(|s| s),
+    ];
+    let strat = prop_oneof![
+        6 => (any::<Index>(), 0..4u8, values).prop_map(move |(i, op, val)| {
+            let mut l = lines.clone();
+            let i = i.index(n);
+            match op {
+                0 => {
+                    l.remove(i);
+                }
+                1 => l.insert(i, l[i].clone()),
+                2 => {
+                    if let Some((k, _)) = l[i].split_once(':') {
+                        l[i] = format!("{k}: {val}");
+                    }
+                }
+                _ => l.insert(i, format!("    zz_unknown: {val}")),
+            }
+            l.join("\n").into_bytes()
+        })
+        .prop_flat_map(damage),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+    ];
+    fuzz("import cloister", strat, |bytes| {
+        import_case(airlock::import::Tool::Cloister, dir.path(), &file, &bytes)
     });
 }
 

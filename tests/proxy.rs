@@ -295,6 +295,43 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
 /// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
 /// sandbox answers from the mock through the proxy, holding only a
 /// placeholder; the real token is nowhere in the container.
+/// Fail closed: a response that carries the real credential (an API that
+/// echoes it, in a header or in the body, even split across frames) never
+/// reaches the sandbox; the audit log says so.
+#[test]
+fn a_response_carrying_the_real_token_is_not_forwarded() {
+    let mock = MockUpstream::start();
+    let ctx = context(&mock);
+    let ph = format!("sk-ant-oat01-airlock-{}", "e".repeat(32));
+    grant(&ctx, "sb-echo", &ph);
+    let proxy = start_proxy(&ctx);
+
+    let r = response(send(proxy.port, "GET", "/echo-header", &ph));
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(!r.contains(&token()), "{r}");
+
+    let r = response(send(proxy.port, "GET", "/echo-body", &ph));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.contains("data: first"),
+        "what came before is delivered: {r}"
+    );
+    let half = &token()[..token().len() / 2];
+    assert!(!r.contains(half), "not even the first half: {r}");
+    assert!(!r.contains("data: end"), "the response was cut: {r}");
+    // the mock did see the real token (it is the one echoing it)
+    assert_eq!(mock.seen().len(), 2);
+
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    let refused: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("carried the credential"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit}");
+    assert!(!audit.contains(&token()), "{audit}");
+    drop(proxy);
+}
+
 #[test]
 fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
     if require_real("AIRLOCK_TEST_DOCKER") {
@@ -424,22 +461,36 @@ struct SessionSetup {
 }
 
 fn session_behind_the_proxy(mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -> SessionSetup {
+    session_of("claude", mock, oauth)
+}
+
+/// [`session_behind_the_proxy`] for `agent` (`claude` or `codex`).
+fn session_of(agent: &str, mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -> SessionSetup {
     let mut ctx = TestContext::new();
     let ca = ctx.root.path().join("ca.pem");
     std::fs::write(&ca, &mock.ca_pem).unwrap();
-    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", &mock.origin());
+    let upper = agent.to_uppercase();
+    ctx.set_env(&format!("AIRLOCK_PROXY_UPSTREAM_{upper}"), &mock.origin());
     ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
-    ctx.set_env("AIRLOCK_CLAUDE_TOKEN_URL", &oauth.url());
+    ctx.set_env(&format!("AIRLOCK_{upper}_TOKEN_URL"), &oauth.url());
     let login = oauth.login();
-    let dir = ctx.home.join(".claude");
+    let (dir, file, doc) = if agent == "claude" {
+        let doc = serde_json::json!({
+            "claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
+                "expiresAt": mock_oauth::now_ms() + 8 * 3600 * 1000,
+                "scopes": ["user:inference", "user:profile"], "subscriptionType": "max",
+                "rateLimitTier": "tier-kept"},
+            "mcpOAuth": {"unknown": "kept"}});
+        (ctx.home.join(".claude"), ".credentials.json", doc)
+    } else {
+        let doc = serde_json::json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+            "tokens": {"id_token": login.id_token, "access_token": login.access_token,
+                "refresh_token": login.refresh_token, "account_id": "acc-refresh"},
+            "last_refresh": "2026-12-01T00:00:00Z", "mcpOAuth": {"unknown": "kept"}});
+        (ctx.home.join(".codex"), "auth.json", doc)
+    };
     std::fs::create_dir_all(&dir).unwrap();
-    let host_file = dir.join(".credentials.json");
-    let doc = serde_json::json!({
-        "claudeAiOauth": {"accessToken": login.access_token, "refreshToken": login.refresh_token,
-            "expiresAt": mock_oauth::now_ms() + 8 * 3600 * 1000,
-            "scopes": ["user:inference", "user:profile"], "subscriptionType": "max",
-            "rateLimitTier": "tier-kept"},
-        "mcpOAuth": {"unknown": "kept"}});
+    let host_file = dir.join(file);
     std::fs::write(&host_file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&host_file, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -457,8 +508,8 @@ fn session_behind_the_proxy(mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) 
         &sync,
         None,
         airlock::sync::Registration {
-            sandbox: "sb-session-claude".into(),
-            agent: "claude".into(),
+            sandbox: format!("sb-session-{agent}"),
+            agent: agent.into(),
             account: "default".into(),
             truth: truth.clone(),
             pid: Some(std::process::id()),
@@ -472,7 +523,7 @@ fn session_behind_the_proxy(mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) 
         &layout(&ctx),
         &Grant {
             sandbox: "sb-session".into(),
-            agent: "claude".into(),
+            agent: agent.into(),
             account: "default".into(),
             method: Method::Session,
             placeholder_sha256: placeholder::hash(&placeholder),
@@ -675,10 +726,20 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
 /// Claude gets its answer; the refreshed session is in the vault.
 #[test]
 fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        claude_session_after_a_refused_token("docker");
     }
-    let engine = "docker";
+}
+
+/// The same with Podman.
+#[test]
+fn podman_claude_session_answers_after_the_upstream_refused_its_token() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        claude_session_after_a_refused_token("podman");
+    }
+}
+
+fn claude_session_after_a_refused_token(engine: &str) {
     let mock = MockUpstream::start();
     let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
     let mut ctx = common::tmpfs_context(engine, "proxy-refresh");
@@ -739,4 +800,226 @@ fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
         "the retry carried the refreshed token"
     );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// `airlock run --rotation proxy` of `agent` in a Docker sandbox, with the
+/// credential `doc` (stored as `method`), running `cmd`: the genuine CLI's
+/// output, after asserting that it succeeded with the mock's answer, that
+/// the mock saw `header: value` (the real credential) on every request
+/// under `path`, and that the real credential is nowhere in the container
+/// (env, files, `/proc`) nor in `docker inspect`.
+fn agent_through_the_proxy(
+    agent: &str,
+    method: &str,
+    doc: &str,
+    cmd: &str,
+    (path, header, value): (&str, &str, &str),
+    secrets: &[&str],
+) {
+    let engine = "docker";
+    let mock = MockUpstream::start();
+    let mut ctx = common::tmpfs_context(engine, &format!("proxy-{agent}"));
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env(
+        &format!("AIRLOCK_PROXY_UPSTREAM_{}", agent.to_uppercase()),
+        &mock.origin(),
+    );
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    let f = ctx.root.path().join("credential");
+    std::fs::write(&f, doc).unwrap();
+    ok(&ctx
+        .cmd()
+        .args(["auth", agent, "--method", method, "--from-file"])
+        .arg(&f)
+        .output()
+        .unwrap());
+    std::fs::remove_file(&f).unwrap();
+    let name = format!("airlock-proxy-{agent}-{method}-{}", std::process::id());
+    // the canary scan runs before the agent, in the same container
+    let pattern = secrets.join("\\|");
+    let script = format!(
+        "cd /tmp; if grep -rs -e '{pattern}' /proc/self/environ /proc/1/environ \"$HOME\" /run/airlock-in /tmp /etc 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi; {cmd}"
+    );
+    let out = ctx
+        .cmd()
+        .args([
+            "run",
+            "--rotation",
+            "proxy",
+            "--agent",
+            agent,
+            "--",
+            "-d",
+            "--name",
+            &name,
+        ])
+        .arg(common::root_image())
+        .args(["sleep", "120"])
+        .output()
+        .unwrap();
+    let id = ok(&out).trim().to_owned();
+    let inspect = Command::new(engine)
+        .args(["inspect", &id])
+        .output()
+        .unwrap();
+    let o = Command::new(engine)
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "/run/airlock-in/init.sh",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.contains(&name));
+    for s in secrets {
+        assert!(!inspect.contains(s), "a credential in {engine} inspect");
+        assert!(!stdout.contains(s) && !stderr.contains(s));
+    }
+    assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
+    assert!(
+        o.status.success() && stdout.contains(REPLY),
+        "{agent}: {stdout}\n{stderr}\nupstream saw: {:?}",
+        mock.seen()
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect::<Vec<_>>()
+    );
+    mock.assert_carried(path, header, value);
+    let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
+    assert!(audit.contains("\"status\":200"), "{audit}");
+    for s in secrets {
+        assert!(!audit.contains(s));
+    }
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// The genuine `codex exec` with an OpenAI API key answers from the mock's
+/// Responses API through the proxy.
+#[test]
+fn docker_codex_api_key_answers_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let key = format!("sk-proj-{CANARY}-codexkey-{}", "k".repeat(40));
+    agent_through_the_proxy(
+        "codex",
+        "api-key",
+        &key,
+        "codex exec --skip-git-repo-check hi </dev/null",
+        ("/v1/responses", "authorization", &format!("Bearer {key}")),
+        &[&key, CANARY],
+    );
+}
+
+/// The genuine `gemini -p` with a Gemini API key answers from the mock's
+/// `streamGenerateContent` through the proxy.
+#[test]
+fn docker_gemini_api_key_answers_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let key = format!("AIza{CANARY}gemini{}", "g".repeat(30));
+    agent_through_the_proxy(
+        "gemini",
+        "api-key",
+        &key,
+        "GEMINI_CLI_TRUST_WORKSPACE=true gemini -p hi",
+        ("/v1beta/models/", "x-goog-api-key", &key),
+        &[&key, CANARY],
+    );
+}
+
+/// The same for a Codex ChatGPT session: the ChatGPT backend refuses the
+/// access token, the watcher refreshes once (Codex's token endpoint), the
+/// host's auth.json gets the rotated tokens with its unknown keys, and the
+/// requests are answered.
+#[test]
+fn a_refused_codex_session_token_is_refreshed_once() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Codex, 8 * 3600);
+    let setup = session_of("codex", &mock, &oauth);
+    let ctx = &setup.ctx;
+    let _watcher = start_watcher(ctx);
+    let proxy = start_proxy(ctx);
+    let old = setup.login.access_token.clone();
+    mock.reject(&old);
+    let answers: Vec<String> = (0..4)
+        .map(|_| {
+            let (ph, port) = (setup.placeholder.clone(), proxy.port);
+            std::thread::spawn(move || {
+                response(send(port, "POST", "/backend-api/codex/responses", &ph))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for a in &answers {
+        assert!(a.starts_with("HTTP/1.1 200") && a.contains(REPLY), "{a}");
+    }
+    assert_eq!(oauth.refreshes(), 1);
+    assert_eq!(oauth.reuse_errors(), 0);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&setup.host_file).unwrap()).unwrap();
+    let new = v["tokens"]["access_token"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert!(oauth.is_live(v["tokens"]["refresh_token"].as_str().unwrap()));
+    assert_eq!(v["mcpOAuth"]["unknown"], "kept");
+    assert_eq!(v["tokens"]["account_id"], "acc-refresh");
+    let with_new = mock
+        .seen()
+        .iter()
+        .filter(|s| s.header("authorization") == Some(format!("Bearer {new}").as_str()))
+        .count();
+    assert_eq!(with_new, 4, "every request answered with the new token");
+}
+
+/// No refresh storm: without a watcher the 401 goes back as it came (and
+/// the audit says why); an upstream that refuses the refreshed token too
+/// gets no second refresh right away.
+#[test]
+fn a_refused_token_never_causes_a_refresh_storm() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let setup = session_behind_the_proxy(&mock, &oauth);
+    let ctx = &setup.ctx;
+    let proxy = start_proxy(ctx);
+    mock.reject(&setup.login.access_token);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert_eq!(oauth.refreshes(), 0);
+
+    let _watcher = start_watcher(ctx);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(oauth.refreshes(), 1);
+    // the upstream refuses the new token as well: 401, no second refresh
+    mock.reject(&access_token(&setup.host_file));
+    for _ in 0..3 {
+        let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+        assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    }
+    assert_eq!(oauth.refreshes(), 1, "no refresh storm");
+    let refresh: Vec<String> = ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["refresh"].as_str().unwrap_or("-").to_owned()
+        })
+        .collect();
+    assert_eq!(refresh.len(), 5, "{refresh:?}");
+    assert_eq!(refresh[0], "not refreshed: the sync watcher is not running");
+    assert_eq!(refresh[1], "refreshed");
+    for r in &refresh[2..] {
+        assert!(r.contains("again right after a refresh"), "{refresh:?}");
+    }
 }

@@ -5,6 +5,9 @@
 
 mod common;
 
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -300,4 +303,114 @@ fn podman_root_image_tokens_and_keys() {
         return;
     }
     tokens_and_keys("podman", &std::env::var("AIRLOCK_TEST_IMAGE_ROOT").unwrap());
+}
+
+/// `verify --rotation proxy`: offline, the genuine CLIs are logged in with
+/// placeholders, the container holds no real credential and nothing goes
+/// upstream; `--online`, each agent's request through the proxy reaches the
+/// TLS mock with the real credential and is answered; a credential the
+/// upstream refuses fails that agent (exit 11).
+#[test]
+fn docker_proxy_mode_is_verified_offline_and_online() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let engine = "docker";
+    let image = common::root_image();
+    let mock = mock_upstream::MockUpstream::start();
+    let mut ctx = common::tmpfs_context(engine, "verify-proxy");
+    let ca = ctx.root.path().join("ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    for agent in ["CLAUDE", "CODEX", "GEMINI"] {
+        ctx.set_env(&format!("AIRLOCK_PROXY_UPSTREAM_{agent}"), &mock.origin());
+    }
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    store(&ctx, "claude", "token", "claude/setup-token.txt");
+    store(&ctx, "codex", "api-key", "codex/api-key.txt");
+    store(&ctx, "gemini", "api-key", "gemini/api-key.txt");
+
+    let v = verify(&ctx, engine, &image, &["--rotation", "proxy"]);
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    v.expect("claude", "logged-in", "oauth_token");
+    v.expect("codex", "logged-in", "api-key");
+    v.expect("gemini", "configured", "gemini-api-key");
+    let scan = v.json["proxy_scan"].as_str().unwrap();
+    assert!(scan.contains("placeholders only"), "{scan}");
+    for a in ["claude", "codex", "gemini"] {
+        let p = v.agent(a)["proxy"].as_str().unwrap();
+        assert!(p.contains("no request was sent upstream"), "{a}: {p}");
+    }
+    assert!(mock.seen().is_empty(), "offline: nothing upstream");
+
+    let v = verify(&ctx, engine, &image, &["--rotation", "proxy", "--online"]);
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    for a in ["claude", "codex", "gemini"] {
+        let p = v.agent(a)["proxy"].as_str().unwrap();
+        assert!(
+            p.starts_with("answered through the proxy"),
+            "{a}: {}",
+            v.agent(a)
+        );
+        assert!(p.contains("HTTP 200"), "{a}: {p}");
+    }
+    let token = fixture("claude/setup-token.txt").trim().to_owned();
+    let codex_key = fixture("codex/api-key.txt").trim().to_owned();
+    let gemini_key = fixture("gemini/api-key.txt").trim().to_owned();
+    mock.assert_carried("/v1/messages", "authorization", &format!("Bearer {token}"));
+    mock.assert_carried(
+        "/v1/responses",
+        "authorization",
+        &format!("Bearer {codex_key}"),
+    );
+    mock.assert_carried("/v1beta/models/", "x-goog-api-key", &gemini_key);
+
+    // the upstream refuses Claude's token: claude fails with the status
+    mock.reject(&token);
+    let v = verify(
+        &ctx,
+        engine,
+        &image,
+        &["--rotation", "proxy", "--online", "--agent", "claude"],
+    );
+    assert_eq!(v.code, 11, "{}\n{}", v.json, v.stderr);
+    let c = v.agent("claude");
+    assert_eq!(c["state"], "error", "{c}");
+    assert!(c["problem"].as_str().unwrap().contains("HTTP 401"), "{c}");
+    // sessions: the CLIs are logged in with placeholder sessions, and the
+    // scan finds none of the real tokens
+    let sessions = TestContext::new();
+    store(
+        &sessions,
+        "claude",
+        "session",
+        "claude/credentials-max.json",
+    );
+    store(&sessions, "codex", "session", "codex/auth-chatgpt.json");
+    let v = verify(
+        &sessions,
+        engine,
+        &image,
+        &[
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--agent",
+            "codex",
+        ],
+    );
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    v.expect("claude", "logged-in", "oauth_token");
+    v.expect("codex", "logged-in", "chatgpt");
+    let scan = v.json["proxy_scan"].as_str().unwrap();
+    assert!(scan.contains("placeholders only"), "{scan}");
+
+    // without --rotation proxy, --online is a usage error
+    let out = ctx
+        .cmd()
+        .args(["verify", "--engine", engine, "--image", &image, "--online"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

@@ -21,6 +21,7 @@ mod compose;
 mod devcontainer;
 mod docker_flags;
 mod doctor;
+mod import;
 mod k8s;
 mod lock;
 mod login;
@@ -95,6 +96,7 @@ enum Command {
     K8s(k8s::Args),
     Devcontainer(devcontainer::Args),
     Swarm(swarm::Args),
+    Import(import::Args),
 }
 
 /// What every subcommand gets.
@@ -178,6 +180,7 @@ fn run(command: Command, color: bool) -> Result<()> {
     };
     let paths = Paths::from_env()?;
     let config = Config::load(&paths.config_file())?;
+    airlock::secretref::record_results_in(paths.state_dir.clone());
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let ctx = Ctx {
         paths,
@@ -207,6 +210,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::K8s(a) => k8s::run(&ctx, a),
         Command::Devcontainer(a) => devcontainer::run(&ctx, a),
         Command::Swarm(a) => swarm::run(&ctx, a),
+        Command::Import(a) => import::run(&ctx, a),
         Command::Completions(_) | Command::Man(_) => Err(Error::Other("unreachable".into())),
     }
 }

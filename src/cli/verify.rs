@@ -19,6 +19,14 @@ use super::Ctx;
 /// `claude auth status`, `codex login status`, and for Gemini its offline
 /// auth-selection check. Run it after renewing a credential.
 ///
+/// With `--rotation proxy` the sandbox is planned as `airlock run
+/// --rotation proxy` plans it: the proxy is started, the container (which
+/// then has a network, to reach the proxy) gets placeholders only, and
+/// airlock also scans its environment and the agents' files for the real
+/// credentials. No request goes upstream unless `--online` is given: then
+/// each agent runs a one-shot prompt through the proxy, which must be
+/// answered.
+///
 /// Exit codes: 0 every agent checked is logged in; 11 at least one is not
 /// (or has no credential although it was named with --agent); 8 the engine
 /// failed.
@@ -48,6 +56,12 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+
+    /// With `--rotation proxy`: also send one request per agent through
+    /// the proxy to the agent's API (a one-shot prompt; it uses the
+    /// account's quota) and check that it is answered.
+    #[arg(long)]
+    online: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
@@ -72,6 +86,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         .as_deref()
         .map(str::parse::<airlock::agents::inject::Rotation>)
         .transpose()?;
+    let proxy = requested == Some(airlock::agents::inject::Rotation::Proxy);
+    if a.online && !proxy {
+        return Err(Error::Usage(
+            "--online checks a request through the proxy: use it with --rotation proxy".into(),
+        ));
+    }
     let choices = Choices {
         agents: specs,
         workdir: sb.workdir.clone(),
@@ -98,6 +118,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         engine,
         timeout: Duration::from_secs(a.timeout.max(1)),
         runtime_dir: ctx.paths.runtime_dir.clone(),
+        proxy: if proxy {
+            // the proxy opens the vault from the key cache, without a prompt
+            let _ = vault.hand_over();
+            Some(airlock::proxy::verify::Check {
+                layout: airlock::proxy::registry::Layout::new(&ctx.paths),
+                exe: std::env::current_exe().map_err(|e| {
+                    Error::Other(format!("cannot find the airlock executable: {e}"))
+                })?,
+                online: a.online,
+            })
+        } else {
+            None
+        },
     };
     let mut report = verify::verify(&req, &vault, &host, &ctx.config, &opts, Timestamp::now())?;
     verify::note_rotation(

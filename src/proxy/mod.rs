@@ -7,6 +7,7 @@
 //! * [`registry`]: the grants (placeholder hashes → account, sandbox).
 //! * [`server`]: the proxy; [`audit`]: its log.
 //! * [`refresh`]: a session refreshed after an upstream 401.
+//! * [`verify`](mod@verify): `airlock verify --rotation proxy`.
 
 pub mod attach;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod refresh;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod verify;
 
 /// One proxy-mode sandbox, for `airlock status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

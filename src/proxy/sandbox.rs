@@ -97,7 +97,7 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
     };
     let base = opts.proxy_url.clone().ok_or_else(|| {
         Error::Usage(
-            "--rotation proxy needs airlock to start the proxy and register the sandbox: use it with `airlock run`, `airlock docker-flags --image IMAGE` (files mode) or `airlock compose` (`verify` does not offer it yet)"
+            "--rotation proxy needs airlock to start the proxy and register the sandbox: use it with `airlock run`, `airlock docker-flags --image IMAGE` (files mode), `airlock compose` or `airlock verify`"
                 .into(),
         )
     })?;

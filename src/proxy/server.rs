@@ -36,7 +36,10 @@ use crate::secret::Secret;
 use crate::sync::Truth;
 use crate::vault::{Method, Vault};
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// Errors a body may end with (an upstream failure, or [`Guarded`] cutting
+/// a response that carried the real credential).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
 type HttpsClient = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     ProxyBody,
@@ -552,6 +555,7 @@ async fn handle(
         Err(why) => return Ok(unsendable(&st, entry, start, why)),
     };
     let mut result = st.client.request(out).await;
+    let mut real_sent = real.clone();
     if refreshable
         && let Ok(resp) = &result
         && resp.status() == StatusCode::UNAUTHORIZED
@@ -587,6 +591,7 @@ async fn handle(
                 match build(&new, full(bytes)) {
                     Ok(o) => {
                         entry.retried = true;
+                        real_sent = new.clone();
                         result = st.client.request(o).await;
                     }
                     Err(why) => return Ok(unsendable(&st, entry, start, why)),
@@ -594,10 +599,31 @@ async fn handle(
             }
         }
     }
+    // What the response must never carry to the sandbox (the credential
+    // last sent: after a refresh, the new one).
+    let real_bytes = zeroize::Zeroizing::new(real_sent.expose().as_bytes().to_vec());
+    drop(real_sent);
     drop(real);
     match result {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
+            if parts
+                .headers
+                .values()
+                .any(|v| carries(v.as_bytes(), real_bytes.as_slice()))
+            {
+                tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
+                return Ok(st.audit.refuse(
+                    entry,
+                    start,
+                    StatusCode::BAD_GATEWAY,
+                    "response carried the credential",
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "airlock proxy: the API's response carried the real credential; it was not forwarded",
+                    ),
+                ));
+            }
             entry.status = parts.status.as_u16();
             let mut resp = Response::from_parts(parts, ());
             resp.headers_mut().retain_fn(|k| {
@@ -606,13 +632,16 @@ async fn handle(
                     "connection" | "keep-alive" | "transfer-encoding"
                 )
             });
+            let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let done = Done {
                 audit: st.audit.clone(),
                 entry: Some(entry),
                 start,
                 up,
+                cut: cut.clone(),
             };
-            let body = Counted::new(body, Arc::new(AtomicU64::new(0)), Some(done)).boxed();
+            let guarded = Guarded::new(body, real_bytes, cut);
+            let body = Counted::new(guarded, Arc::new(AtomicU64::new(0)), Some(done)).boxed();
             Ok(resp.map(|()| body))
         }
         Err(e) => {
@@ -760,6 +789,8 @@ struct Done {
     entry: Option<Entry>,
     start: Instant,
     up: Arc<AtomicU64>,
+    /// Set when [`Guarded`] cut the response.
+    cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A body passed through frame by frame (never buffered), counting bytes.
@@ -783,6 +814,9 @@ impl<B> Drop for Counted<B> {
             e.bytes_up = d.up.load(Ordering::Relaxed);
             e.bytes_down = self.bytes.load(Ordering::Relaxed);
             e.latency_ms = d.start.elapsed().as_millis() as u64;
+            if d.cut.load(Ordering::Relaxed) {
+                e.refused = Some("response carried the credential: cut".into());
+            }
             d.audit.write(&e);
         }
     }
@@ -790,22 +824,23 @@ impl<B> Drop for Counted<B> {
 
 impl<B> Body for Counted<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &r
             && let Some(d) = f.data_ref()
         {
             self.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
-        r
+        r.map(|o| o.map(|x| x.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -814,6 +849,138 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// True when `hay` holds `secret` (an empty secret is never looked for).
+fn carries(hay: &[u8], secret: &[u8]) -> bool {
+    !secret.is_empty() && memchr::memmem::find(hay, secret).is_some()
+}
+
+/// A response body that never delivers the real credential to the sandbox
+/// (fail closed): each frame is searched for it, and a frame holding it ends
+/// the response with an error (the sandbox's connection is cut) instead of
+/// being sent. A frame ending in the credential's first bytes keeps those
+/// bytes back until the next frame shows what follows, so that a
+/// credential split across frames is caught too; SSE frames end in a blank
+/// line, which no credential begins with, so nothing is held back from them.
+struct Guarded<B> {
+    inner: B,
+    secret: zeroize::Zeroizing<Vec<u8>>,
+    held: zeroize::Zeroizing<Vec<u8>>,
+    ended: bool,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<B> Guarded<B> {
+    fn new(
+        inner: B,
+        secret: zeroize::Zeroizing<Vec<u8>>,
+        cut: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        Guarded {
+            inner,
+            secret,
+            held: zeroize::Zeroizing::new(Vec::new()),
+            ended: false,
+            cut,
+        }
+    }
+
+    /// What of `held + data` may go out now, or `None` when it holds the
+    /// credential.
+    fn pass(&mut self, data: Bytes) -> Option<Bytes> {
+        if self.held.is_empty() {
+            // the common case: the frame itself, no copy
+            if carries(&data, &self.secret) {
+                return None;
+            }
+            let keep = held_tail(&data, &self.secret);
+            self.held.extend_from_slice(&data[data.len() - keep..]);
+            return Some(data.slice(..data.len() - keep));
+        }
+        let mut buf = zeroize::Zeroizing::new(std::mem::take(&mut *self.held));
+        buf.extend_from_slice(&data);
+        if carries(&buf, &self.secret) {
+            return None;
+        }
+        let keep = held_tail(&buf, &self.secret);
+        self.held.extend_from_slice(&buf[buf.len() - keep..]);
+        Some(Bytes::copy_from_slice(&buf[..buf.len() - keep]))
+    }
+}
+
+/// The length of the longest end of `data` that is a proper beginning of
+/// `secret`: bytes that, with what comes next, could form the credential.
+fn held_tail(data: &[u8], secret: &[u8]) -> usize {
+    let max = data.len().min(secret.len().saturating_sub(1));
+    (1..=max)
+        .rev()
+        .find(|&k| data[data.len() - k..] == secret[..k])
+        .unwrap_or(0)
+}
+
+/// Why [`Guarded`] cut a response.
+#[derive(Debug)]
+struct CarriedCredential;
+
+impl std::fmt::Display for CarriedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream's response carried the real credential: cut")
+    }
+}
+
+impl std::error::Error for CarriedCredential {}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => match self.pass(d) {
+                    Some(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
+                    None => {
+                        self.ended = true;
+                        self.held.clear();
+                        self.cut.store(true, Ordering::Relaxed);
+                        tracing::error!(
+                            "the upstream's response carried the real credential: the response was cut"
+                        );
+                        Poll::Ready(Some(Err(Box::new(CarriedCredential))))
+                    }
+                },
+                Err(other) => Poll::Ready(Some(Ok(other))),
+            },
+            Poll::Ready(None) => {
+                self.ended = true;
+                if self.held.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    // the stream ended: what was held back is not the credential
+                    let rest = Bytes::copy_from_slice(&self.held);
+                    self.held.clear();
+                    Poll::Ready(Some(Ok(Frame::data(rest))))
+                }
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || (self.held.is_empty() && self.inner.is_end_stream())
     }
 }
 
@@ -858,5 +1025,56 @@ mod tests {
         assert!(cached.fresh(&None));
         cached.at = Instant::now() - CREDENTIAL_TTL;
         assert!(!cached.fresh(&None));
+    }
+
+    #[test]
+    fn a_credential_split_across_frames_is_held_back_then_cut() {
+        let secret = b"sk-ant-oat01-REAL".to_vec();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut g = Guarded::new(
+            http_body_util::Empty::<Bytes>::new(),
+            zeroize::Zeroizing::new(secret.clone()),
+            cut,
+        );
+        // an SSE frame ends in a blank line: nothing held back
+        assert_eq!(
+            g.pass(Bytes::from_static(b"data: hello\n\n")).as_deref(),
+            Some(&b"data: hello\n\n"[..])
+        );
+        // a frame ending in the credential's first bytes: those wait
+        assert_eq!(
+            g.pass(Bytes::from_static(b"data: sk-ant")).as_deref(),
+            Some(&b"data: "[..])
+        );
+        // the next frame shows it was the credential: nothing more goes out
+        assert_eq!(g.pass(Bytes::from_static(b"-oat01-REAL\n\n")), None);
+
+        let mut g = Guarded::new(
+            http_body_util::Empty::<Bytes>::new(),
+            zeroize::Zeroizing::new(secret),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        // a near miss is released with the next frame
+        assert_eq!(
+            g.pass(Bytes::from_static(b"sk-ant-oat")).as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(
+            g.pass(Bytes::from_static(b"99\n")).as_deref(),
+            Some(&b"sk-ant-oat99\n"[..])
+        );
+    }
+
+    #[test]
+    fn held_tail_is_the_longest_proper_prefix_at_the_end() {
+        assert_eq!(held_tail(b"abcsec", b"secret"), 3);
+        assert_eq!(held_tail(b"abcsecre", b"secret"), 5);
+        assert_eq!(
+            held_tail(b"secret", b"secret"),
+            0,
+            "a whole one is found, not held"
+        );
+        assert_eq!(held_tail(b"xyz", b"secret"), 0);
+        assert_eq!(held_tail(b"", b"secret"), 0);
     }
 }

@@ -197,6 +197,35 @@ fn session_keyring() -> Result<i32> {
     })
 }
 
+/// The payload of the `user` key described `desc` inside the keyring named
+/// `ring` that this process reaches from its session keyring (or, failing
+/// that, from the user keyring): another application's keys, read only,
+/// for `airlock import`. `Ok(None)` when the keyring or the key is absent.
+pub fn read_foreign(ring: &str, desc: &str) -> Result<Option<SecretBytes>> {
+    let mut roots = vec![session_keyring()?];
+    if let Ok(user) = sys::get_keyring_id(sys::KEY_SPEC_USER_KEYRING, false) {
+        roots.push(user);
+    }
+    for root in roots {
+        let named = match sys::search(root, c"keyring", ring) {
+            Ok(id) => id,
+            Err(e) if is_absent(e) => continue,
+            Err(e) => return Err(sys_error(&format!("look up the {ring} keyring"), e)),
+        };
+        let key = match sys::search(named, c"user", desc) {
+            Ok(id) => id,
+            Err(e) if is_absent(e) => continue,
+            Err(e) => return Err(sys_error(&format!("look up the key {ring}/{desc}"), e)),
+        };
+        return match sys::read(key) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if is_absent(e) => Ok(None),
+            Err(e) => Err(sys_error(&format!("read the key {ring}/{desc}"), e)),
+        };
+    }
+    Ok(None)
+}
+
 fn is_absent(errno: i32) -> bool {
     matches!(
         errno,
@@ -318,6 +347,7 @@ mod sys {
     use super::*;
 
     pub const KEY_SPEC_SESSION_KEYRING: i32 = -3;
+    pub const KEY_SPEC_USER_KEYRING: i32 = -4;
     const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
     const KEYCTL_DESCRIBE: libc::c_long = 6;
     const KEYCTL_SEARCH: libc::c_long = 10;

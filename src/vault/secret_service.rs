@@ -293,6 +293,42 @@ impl SecretServiceBackend {
     }
 }
 
+/// An item of another application, read for `airlock import`.
+#[derive(Debug)]
+pub struct ForeignItem {
+    /// The item's D-Bus object path (its collection is the path's parent).
+    pub path: String,
+    /// Its attributes.
+    pub attributes: HashMap<String, String>,
+    /// Its secret.
+    pub secret: SecretBytes,
+}
+
+impl SecretServiceBackend {
+    /// The items of any collection whose attributes include `attrs`: another
+    /// application's items, read only (nothing is created, changed or
+    /// deleted), for `airlock import`.
+    pub fn read_foreign(&self, attrs: HashMap<&str, &str>) -> Result<Vec<ForeignItem>> {
+        let ss = self.service();
+        let mut out = Vec::new();
+        for item in self.find(&ss, attrs)? {
+            let attributes = item
+                .get_attributes()
+                .map_err(|e| ss_error("read item attributes", e))?;
+            let secret = SecretBytes::new(
+                item.get_secret()
+                    .map_err(|e| ss_error("read an item from the keyring", e))?,
+            );
+            out.push(ForeignItem {
+                path: item.item_path.as_str().to_owned(),
+                attributes,
+                secret,
+            });
+        }
+        Ok(out)
+    }
+}
+
 fn backend_error(detail: impl Into<String>, fix: impl Into<String>) -> Error {
     Error::Backend {
         backend: NAME.into(),

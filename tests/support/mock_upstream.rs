@@ -2,8 +2,12 @@
 //! tests: its own CA (rcgen), a certificate for `localhost` and 127.0.0.1,
 //! and a recording of every request's head (method, path, the credential
 //! headers). `POST /v1/messages` answers a short Anthropic-style SSE stream
-//! in several chunks; `/slow` streams one chunk, then waits for `release`;
-//! everything else gets 404 JSON.
+//! in several chunks; `POST /v1/responses` and `/backend-api/codex/responses`
+//! an OpenAI Responses API SSE stream (Codex); `:streamGenerateContent` a
+//! Gemini SSE stream and `:generateContent` a Gemini JSON answer; `/slow`
+//! streams one chunk, then waits for `release`; `/echo-body` and
+//! `/echo-header` send the request's `Authorization` back (a misbehaving
+//! API); everything else gets 404 JSON. Tokens given to [`MockUpstream::reject`] get 401.
 
 #![allow(dead_code)]
 
@@ -145,6 +149,24 @@ impl MockUpstream {
         self.seen.lock().unwrap().clone()
     }
 
+    /// At least one request under `path` arrived, and every one carried
+    /// header `name` with `value` (the real credential the proxy adds).
+    pub fn assert_carried(&self, path: &str, name: &str, value: &str) {
+        let to_upstream: Vec<_> = self
+            .seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with(path))
+            .collect();
+        assert!(
+            !to_upstream.is_empty(),
+            "no request under {path} reached the upstream: {:?}",
+            self.seen().iter().map(|s| &s.path).collect::<Vec<_>>()
+        );
+        for s in &to_upstream {
+            assert_eq!(s.header(name), Some(value), "{} {}", s.method, s.path);
+        }
+    }
+
     /// At least one messages request arrived, and every one carried
     /// `Authorization: Bearer <token>` (the real credential the proxy adds).
     pub fn assert_messages_carried(&self, token: &str) {
@@ -207,6 +229,11 @@ async fn handle(
             && v.strip_prefix("Bearer ")
                 .is_some_and(|t| rejected.lock().unwrap().iter().any(|r| r == t))
     });
+    let auth = headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
@@ -261,6 +288,76 @@ async fn handle(
             ev("message_stop", serde_json::json!({"type": "message_stop"})),
         ];
         tokio::spawn(sse(tx, parts));
+    } else if method == "POST"
+        && (path.starts_with("/v1/responses") || path.starts_with("/backend-api/codex/responses"))
+    {
+        // OpenAI's Responses API, as Codex reads it (API key and ChatGPT)
+        let ev = |data: serde_json::Value| {
+            format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap()
+            )
+        };
+        let parts = vec![
+            ev(serde_json::json!({"type": "response.created", "response": {"id": "resp_airlock"}})),
+            ev(
+                serde_json::json!({"type": "response.output_item.done", "item": {"type": "message",
+                "role": "assistant", "id": "msg_airlock",
+                "content": [{"type": "output_text", "text": REPLY}]}}),
+            ),
+            ev(
+                serde_json::json!({"type": "response.completed", "response": {"id": "resp_airlock",
+                "usage": {"input_tokens": 1, "input_tokens_details": null, "output_tokens": 1,
+                    "output_tokens_details": null, "total_tokens": 2}}}),
+            ),
+        ];
+        tokio::spawn(sse(tx, parts));
+    } else if method == "POST" && path.contains(":streamGenerateContent") {
+        // Gemini's streaming answer (`?alt=sse`)
+        let chunk = |text: &str, done: bool| {
+            let mut c = serde_json::json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+            if done {
+                c["finishReason"] = "STOP".into();
+            }
+            format!(
+                "data: {}\r\n\r\n",
+                serde_json::json!({"candidates": [c], "usageMetadata": {"promptTokenCount": 1,
+                    "candidatesTokenCount": 1, "totalTokenCount": 2}, "modelVersion": "gemini-mock"})
+            )
+        };
+        tokio::spawn(sse(tx, vec![chunk(REPLY, false), chunk("", true)]));
+    } else if method == "POST" && path.contains(":generateContent") {
+        // Gemini's one-shot answer (its model router asks this first)
+        let text = serde_json::json!({"reasoning": "a short question", "model_choice": "flash"})
+            .to_string();
+        let body = http_body_util::Full::new(Bytes::from(
+            serde_json::json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
+            .to_string(),
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
+    } else if path.starts_with("/echo-body") {
+        // a misbehaving API: the credential it was sent comes back in the
+        // body, split across two frames
+        let (a, b) = auth.split_at(auth.len() / 2);
+        let parts = vec![
+            "data: first\n\n".to_owned(),
+            format!("data: {a}"),
+            format!("{b}\n\n"),
+            "data: end\n\n".to_owned(),
+        ];
+        tokio::spawn(sse(tx, parts));
+    } else if path.starts_with("/echo-header") {
+        return Ok(Response::builder()
+            .status(200)
+            .header("x-echo", auth)
+            .body(http_body_util::Full::new(Bytes::from("{}")).boxed())
+            .unwrap());
     } else if path.starts_with("/slow") {
         tokio::spawn(async move {
             let mut guard = OnDrop(cancelled, false);
