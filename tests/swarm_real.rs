@@ -479,6 +479,22 @@ fn login_sessions_and_foreign_services_are_refused() {
     assert_eq!(before, text(&["secret", "ls", "--format", "{{.Name}}"]));
     assert!(!docker(&["service", "inspect", &name]).status.success());
 
+    // proxy mode with a constraint to another node: refused, nothing made
+    let out = ctx
+        .cmd()
+        .args(["swarm", "--rotation", "proxy", "--agent", "codex", "--"])
+        .args(["--constraint", "node.hostname==elsewhere", "--name", &name])
+        .arg(common::busybox())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("in proxy mode the service runs on this node"),
+        "{err}"
+    );
+    assert!(!docker(&["service", "inspect", &name]).status.success());
+
     // a service airlock did not make is left alone
     let out = ctx.cmd().args(["swarm", "rm", &name]).output().unwrap();
     assert_eq!(

@@ -131,10 +131,18 @@ struct ProxyTarget {
     id: String,
 }
 
-fn proxy_target(ctx: &Ctx) -> Result<ProxyTarget> {
-    let node = docker_out(&["info", "--format", "{{.Swarm.NodeID}}"], "`docker info`")?
-        .trim()
-        .to_owned();
+fn proxy_target(ctx: &Ctx, req: &ServiceRequest) -> Result<ProxyTarget> {
+    let info = docker_out(
+        &["info", "--format", "{{.Swarm.NodeID}} {{.Name}}"],
+        "`docker info`",
+    )?;
+    let (node, hostname) = info.trim().split_once(' ').unwrap_or((info.trim(), ""));
+    let node = node.to_owned();
+    if let Some(c) = swarm::foreign_node_constraint(&req.flags, &node, hostname) {
+        return Err(Error::Usage(format!(
+            "--constraint {c}: in proxy mode the service runs on this node ({hostname}, id {node}), the only one that reaches this host's proxy; drop the constraint, or run airlock on that node's Docker"
+        )));
+    }
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
     let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
@@ -161,7 +169,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     let proxy = wants_proxy(ctx, &mut a.sandbox)?;
     ensure_manager()?;
     let proxy = if proxy {
-        Some(proxy_target(ctx)?)
+        Some(proxy_target(ctx, &req)?)
     } else {
         None
     };

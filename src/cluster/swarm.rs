@@ -350,8 +350,58 @@ pub fn proxy_args(id: &str, node: &str) -> Vec<String> {
     ]
 }
 
+/// Proxy mode: a `--constraint` of the user's that places the service on
+/// another node (`node.id==X` or `node.hostname==X` naming a node other than
+/// this one `(id, hostname)`, or `!=` this one), which together with the
+/// pin to this node would leave every task pending. Returns it.
+pub fn foreign_node_constraint(flags: &[String], id: &str, hostname: &str) -> Option<String> {
+    let mut values = Vec::new();
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        if f == "--constraint" {
+            values.extend(it.next().cloned());
+        } else if let Some(v) = f.strip_prefix("--constraint=") {
+            values.push(v.to_owned());
+        }
+    }
+    values.into_iter().find(|c| {
+        let c2: String = c.chars().filter(|ch| !ch.is_whitespace()).collect();
+        [("node.id", id), ("node.hostname", hostname)]
+            .iter()
+            .any(|(key, mine)| {
+                if let Some(v) = c2.strip_prefix(&format!("{key}==")) {
+                    v != *mine
+                } else if let Some(v) = c2.strip_prefix(&format!("{key}!=")) {
+                    v == *mine
+                } else {
+                    false
+                }
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_constraint_to_another_node_is_found() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let other = f(&["--replicas", "2", "--constraint", "node.hostname==other"]);
+        assert_eq!(
+            super::foreign_node_constraint(&other, "abc", "me").as_deref(),
+            Some("node.hostname==other")
+        );
+        let not_me = f(&["--constraint=node.id != abc"]);
+        assert!(super::foreign_node_constraint(&not_me, "abc", "me").is_some());
+        let fine = f(&[
+            "--constraint",
+            "node.hostname==me",
+            "--constraint=node.role==manager",
+            "--constraint",
+            "node.id!=xyz",
+        ]);
+        assert_eq!(super::foreign_node_constraint(&fine, "abc", "me"), None);
+    }
+
     use super::*;
     use crate::plan::AgentSummary;
     use crate::vault::CredentialId;
