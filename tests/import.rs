@@ -160,6 +160,14 @@ fn cloister_dry_run_reports_and_apply_stores() {
     assert_no_secret(&out);
     let claude = get(&ctx, "claude");
     assert_eq!(claude.method, Method::SetupToken);
+    // The token's year counts from when cloister wrote the file.
+    let written =
+        jiff::Timestamp::try_from(std::fs::metadata(&file).unwrap().modified().unwrap()).unwrap();
+    assert_eq!(claude.meta.created_at, written);
+    assert_eq!(
+        claude.meta.expires_at,
+        Some(written + jiff::SignedDuration::from_hours(365 * 24))
+    );
     assert_eq!(
         claude.secret.expose(),
         agent_fixture("claude/setup-token.txt")
