@@ -37,6 +37,9 @@ PKGS=(
   debootstrap
   # bench/proxy.sh: nginx is the proxy baseline, wrk the load
   nginx wrk openssl curl
+  # tests/secretref.rs: secret references resolved through real secret managers: pass (with
+  # gnupg, a throwaway GNUPGHOME) and age for an encrypted-file flow (sops is not in bookworm)
+  pass gnupg age
 )
 
 die() { echo "install-test-deps: $*" >&2; exit 1; }

@@ -13,7 +13,7 @@
 #     nobody else mounts it;
 #   * rootless Podman configuration ~/.config/containers/containers.conf: the settings these VMs
 #     need (FIELD-NOTES §5: ulimits, runc) plus cgroup_manager = cgroupfs (no systemd user
-#     session) and events_logger = file (no journald);
+#     session) and events_logger = file (no journald); storage.conf: the native overlay driver;
 #   * the test images (agents:root, agents:user, busybox) copied into its rootless Podman store
 #     (`podman save` as root | `podman load` as the user), only when its copy's image id differs.
 # Then it proves the user can run a container with rootless Podman and with Docker.
@@ -36,7 +36,14 @@ mkdir -p "$LOG_DIR"
 say() { echo "setup-test-user: $*" >&2; }
 fail() { say "$*"; echo "unset AIRLOCK_TEST_USER"; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || fail "needs root to create the test user; tests/user_real.rs will skip"
+if [ "$(id -u)" -ne 0 ]; then
+  # as the other scripts: sudo when not root (non-interactively without a terminal)
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    exec sudo -n --preserve-env=AIRLOCK_TEST_STATE,AIRLOCK_TEST_USER,AIRLOCK_TEST_USER_UID,AIRLOCK_TEST_ENGINES,CONTAINERS_CONF \
+      AIRLOCK_TEST_STATE="$STATE" bash "${BASH_SOURCE[0]}" "$@"
+  fi
+  fail "needs root (or sudo) to create the test user; tests/user_real.rs will skip"
+fi
 for c in useradd usermod setpriv newuidmap newgidmap; do
   command -v "$c" >/dev/null 2>&1 || fail "$c not found (scripts/install-test-deps.sh installs uidmap)"
 done
@@ -100,6 +107,17 @@ if [ ! -f "$conf_dir/containers.conf" ] || [ "$(cat "$conf_dir/containers.conf")
   printf '%s\n' "$want" | as_user sh -c "cat > '$conf_dir/containers.conf.tmp' && mv '$conf_dir/containers.conf.tmp' '$conf_dir/containers.conf'"
   # A changed configuration (or new subordinate ids) needs a fresh rootless namespace.
   as_user podman system migrate >>"$LOG" 2>&1 || true
+fi
+# Native overlay in the user namespace (kernel >= 5.13): without this Podman 4.3 falls back to
+# vfs, which copies the whole 745 MB image for every container (seconds per start, GBs of disk).
+want_storage='# Written by scripts/setup-test-user.sh.
+[storage]
+driver = "overlay"'
+if [ ! -f "$conf_dir/storage.conf" ] || [ "$(cat "$conf_dir/storage.conf")" != "$want_storage" ]; then
+  as_user mkdir -p "$conf_dir"
+  printf '%s\n' "$want_storage" | as_user sh -c "cat > '$conf_dir/storage.conf.tmp' && mv '$conf_dir/storage.conf.tmp' '$conf_dir/storage.conf'"
+  # A store of another driver cannot be opened with this one: start empty (images copied below).
+  as_user podman system reset -f >>"$LOG" 2>&1 || true
 fi
 
 ok=1

@@ -19,6 +19,10 @@
 //! secret_file = "/run/secrets/aider-key"       # optional
 //! files = [{ path = ".aider/key", mode = "0600" }] # optional: files under the sandbox home that get the key
 //!
+//! [accounts.claude.work]     # a credential kept in a secret manager (docs/secret-refs.md)
+//! secret_ref = "cmd:pass show anthropic"      # or file:PATH, env:NAME
+//! timeout_seconds = 10        # optional; cache_seconds = 300, method = "token" too
+//!
 //! [sync]
 //! refresh = true              # the watcher refreshes synced sessions before the agents would
 //! refresh_lead_seconds = 600  # how long before expiry
@@ -52,6 +56,10 @@ pub struct Config {
     /// Rotation sync (`airlock sync`).
     #[serde(default)]
     pub sync: SyncConfig,
+    /// `[accounts.<agent>.<account>]`: per-account settings, such as a
+    /// secret reference (`secret_ref`, see [`crate::secretref`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, BTreeMap<String, crate::secretref::AccountConfig>>,
 }
 
 /// `[sync]`.

@@ -144,6 +144,18 @@ pub enum Error {
         fix: String,
     },
 
+    /// A secret reference (`file:`, `env:`, `cmd:`) could not be resolved:
+    /// the source behind it is unreachable (docs/secret-refs.md).
+    #[error("the secret reference {reference} could not be resolved: {detail}; {fix}")]
+    SecretRef {
+        /// The reference (never a value).
+        reference: String,
+        /// What failed.
+        detail: String,
+        /// What to do.
+        fix: String,
+    },
+
     /// A check found problems (already reported).
     #[error("{0}")]
     CheckFailed(String),
@@ -177,7 +189,7 @@ impl Error {
             Error::Invalid { .. } => ExitCode::Invalid,
             Error::Engine(_) => ExitCode::Engine,
             Error::NoAuth(_) => ExitCode::NoAuth,
-            Error::Backend { .. } => ExitCode::Backend,
+            Error::Backend { .. } | Error::SecretRef { .. } => ExitCode::Backend,
             Error::CheckFailed(_) => ExitCode::CheckFailed,
             Error::Io { .. } | Error::Other(_) => ExitCode::Failure,
         }

@@ -50,6 +50,7 @@ pub mod render;
 pub mod resolve;
 pub mod sandbox;
 pub mod secret;
+pub mod secretref;
 pub mod status;
 pub mod sync;
 pub mod vault;

@@ -129,6 +129,10 @@ mod tests {
             "workdir = \"src\"",
             "[accounts]\nclaude = \"a b\"",
             "secret_file = \"/etc/shadow\"",
+            // a cloned repository cannot make airlock run a command
+            // (docs/secret-refs.md): references live in config.toml only
+            "secret_ref = \"cmd:curl evil\"",
+            "[accounts.claude.default]\nsecret_ref = \"cmd:curl evil\"",
         ] {
             assert!(ProjectFile::parse(bad).is_err(), "{bad}");
         }

@@ -3,6 +3,11 @@
 //! For each agent, [`resolve`] walks a fixed chain and stops at the first
 //! step that yields a usable credential:
 //!
+//! 0. **reference**: `[accounts.<agent>.<account>] secret_ref`, when the
+//!    account has one ([`crate::secretref`]): a value kept in a secret
+//!    manager. A reference that cannot be resolved is an error (exit 10,
+//!    or 7 for a value that is not a valid credential), not a fallback;
+//!    for an agent nobody asked for by name, a warning (the chain goes on).
 //! 1. **vault**: the stored credential for `agent:account`. Valid → used;
 //!    expiring (within `[status] expiring_days`) → used with a warning;
 //!    expired → skipped with a warning.
@@ -183,6 +188,9 @@ pub enum Step {
     Host,
     /// The configured secret file.
     SecretFile,
+    /// The account's secret reference (`[accounts.<agent>.<account>]
+    /// secret_ref`, [`crate::secretref`]).
+    Reference,
 }
 
 impl Step {
@@ -192,6 +200,7 @@ impl Step {
             Step::Vault => "vault",
             Step::Host => "host",
             Step::SecretFile => "secret-file",
+            Step::Reference => "reference",
         }
     }
 }
@@ -600,6 +609,40 @@ fn resolve_agent(
         res.method = Some(cand.record.method);
         true
     };
+
+    // 0. the account's secret reference, when one is configured: it comes
+    // first, and a reference that fails is an error, not a fallback (a
+    // warning for an agent nobody named)
+    if let Some(spec) = crate::secretref::configured(config, &id, &host.home)? {
+        let source = spec.reference.to_string();
+        match crate::secretref::resolve(kind, &spec, now) {
+            Ok(mut v) => {
+                for w in std::mem::take(&mut v.warnings) {
+                    plan.warnings.push(format!("{agent}: {w}"));
+                }
+                let cand = Candidate {
+                    record: v.into_record(id.clone(), source.clone(), now),
+                    source,
+                    stored: false,
+                    link: None,
+                };
+                if try_candidate(Step::Reference, cand, &mut res, plan) {
+                    return Ok(res);
+                }
+            }
+            Err(e) if a.optional => {
+                skip(
+                    Step::Reference,
+                    &source,
+                    agent,
+                    e.to_string(),
+                    &mut res,
+                    plan,
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
 
     // 1. vault
     let vault_source = format!("vault:{id}");

@@ -10,6 +10,7 @@
 //! | `missing` | nothing stored and no host login |
 //! | `invalid` | stored or found, but it fails validation |
 //! | `unavailable` | the vault could not be opened (locked, damaged, unreachable): what it stores is unknown |
+//! | `unchecked` | a secret reference that no airlock command has resolved yet |
 //!
 //! Sessions with a refresh token are never `expiring`: their access tokens
 //! live hours, and the agent renews them. API keys do not expire.
@@ -43,6 +44,8 @@ pub enum State {
     Invalid,
     /// In a vault that could not be opened or read.
     Unavailable,
+    /// A secret reference not resolved yet: it is read when a sandbox starts.
+    Unchecked,
 }
 
 impl State {
@@ -56,6 +59,7 @@ impl State {
             State::Missing => "missing",
             State::Invalid => "invalid",
             State::Unavailable => "unavailable",
+            State::Unchecked => "unchecked",
         }
     }
 
@@ -110,6 +114,8 @@ pub enum StoredIn {
     Host,
     /// A secret file named in the config (`[agents.<agent>] secret_file`).
     File,
+    /// A secret reference (`[accounts.<agent>.<account>] secret_ref`).
+    Reference,
     /// Nowhere.
     None,
 }
@@ -148,6 +154,10 @@ pub struct Entry {
     /// The host file a linked session follows (`docs/rotation.md` §5.5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linked_to: Option<String>,
+    /// A secret reference's last result (ok or failed, why, when; never the
+    /// value), recorded by the last command that resolved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<crate::secretref::LastResult>,
 }
 
 impl Entry {
@@ -168,6 +178,115 @@ impl Entry {
             problem: None,
             fix: None,
             linked_to: None,
+            last_result: None,
+        }
+    }
+}
+
+/// The entry for a secret reference (`reference`, as configured) of
+/// `agent:account`: its state is its last result's (`unchecked` when none
+/// was recorded, or when it was recorded for another reference); `problem`
+/// is a configuration error.
+pub fn reference_entry(
+    agent: &str,
+    account: &str,
+    reference: &str,
+    last: Option<&crate::secretref::LastResult>,
+    problem: Option<String>,
+    now: Timestamp,
+    expiring_days: u32,
+) -> Entry {
+    let mut e = Entry::new(agent, State::Unchecked, StoredIn::Reference);
+    e.account = Some(account.to_owned());
+    e.location = Some(reference.to_owned());
+    e.source = Some(reference.to_owned());
+    if let Some(p) = problem {
+        e.state = State::Invalid;
+        e.problem = Some(p);
+        e.fix = Some(format!(
+            "fix secret_ref under [accounts.{agent}.{account}] in the config file"
+        ));
+        return e;
+    }
+    let last = last.filter(|l| l.reference == reference);
+    match last {
+        None => {
+            e.delivery = Some("what the reference gives when a sandbox starts".into());
+            e.fix = Some(format!(
+                "it is resolved when a sandbox starts; `airlock auth {agent} --account {account} --ref '{reference}'` checks it now"
+            ));
+        }
+        Some(l) if l.result == "ok" => {
+            e.method = l.method;
+            e.expires_at = l.expires_at;
+            e.modified_at = Some(l.at);
+            e.state = match l.method {
+                Some(m) => state(m, l.expires_at, false, now, expiring_days),
+                None => State::Valid,
+            };
+            e.delivery = Some(format!(
+                "what the reference gives (last resolved {})",
+                date(l.at)
+            ));
+        }
+        Some(l) => {
+            e.state = State::Invalid;
+            e.modified_at = Some(l.at);
+            e.problem = Some(format!(
+                "it failed when last resolved ({}): {}",
+                date(l.at),
+                l.reason.as_deref().unwrap_or("no reason recorded")
+            ));
+            e.delivery = Some("nothing (its last resolution failed)".into());
+            e.fix = Some(format!(
+                "check the secret manager, then `airlock auth {agent} --account {account} --ref '{reference}'` to try it"
+            ));
+        }
+    }
+    e.last_result = last.cloned();
+    e
+}
+
+/// Adds entries (secret references) to a report, each after the last entry
+/// of its agent, with a warning for each that failed. A reference comes
+/// first in the chain ([`crate::resolve`]): the vault record of its account,
+/// and the host login and secret file when they serve that account
+/// (`in_use`: the agent's account when none is named), deliver nothing.
+pub fn add_entries(report: &mut Report, entries: Vec<Entry>, in_use: &dyn Fn(&str) -> String) {
+    for e in entries {
+        let account = e.account.clone().unwrap_or_default();
+        for c in report.credentials.iter_mut().filter(|c| c.agent == e.agent) {
+            let shadowed = match c.stored_in {
+                StoredIn::Vault => c.account.as_deref() == Some(account.as_str()),
+                StoredIn::Host | StoredIn::File => in_use(&e.agent) == account,
+                _ => false,
+            };
+            if shadowed && c.delivery.is_some() {
+                c.delivery = Some(format!(
+                    "nothing: the secret reference {} of {}:{account} comes first",
+                    e.source.as_deref().unwrap_or("?"),
+                    e.agent
+                ));
+            }
+        }
+        if let Some(p) = &e.problem {
+            report.warnings.push(format!(
+                "{}:{}: secret reference {}: {p}",
+                e.agent,
+                e.account.as_deref().unwrap_or("default"),
+                e.source.as_deref().unwrap_or("?")
+            ));
+        }
+        let at = report
+            .credentials
+            .iter()
+            .rposition(|c| c.agent == e.agent)
+            .map_or(report.credentials.len(), |i| i + 1);
+        // an agent listed as missing has this reference now
+        if at > 0 && report.credentials[at - 1].state == State::Missing {
+            report.credentials[at - 1] = e;
+        } else {
+            report.credentials.insert(at, e);
         }
     }
 }
@@ -772,6 +891,7 @@ fn state_style(s: State) -> anstyle::Style {
         State::Refreshable => AnsiColor::Cyan.on_default(),
         State::Missing => anstyle::Style::new().dimmed(),
         State::Unavailable => AnsiColor::Yellow.on_default().bold(),
+        State::Unchecked => anstyle::Style::new().dimmed(),
     }
 }
 
@@ -787,6 +907,7 @@ fn stored(e: &Entry) -> String {
         }
         StoredIn::Host => format!("host {}", e.location.as_deref().unwrap_or("?")),
         StoredIn::File => format!("file {}", e.location.as_deref().unwrap_or("?")),
+        StoredIn::Reference => format!("ref {}", e.location.as_deref().unwrap_or("?")),
         StoredIn::None => "-".into(),
     }
 }

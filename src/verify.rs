@@ -271,37 +271,38 @@ pub fn verify(
             .proxy
             .as_ref()
             .filter(|_| !resolved.plan.proxy.is_empty());
+        let mut online_secs = 0u64;
         let real = match proxied {
             Some(p) => {
                 let secs = opts.timeout.as_secs().max(1);
                 let mut extra = crate::proxy::verify::scan_probe(secs);
                 if p.online {
+                    // a model's answer takes longer than a status check
+                    let online = secs.max(crate::proxy::verify::ONLINE_MIN_SECS);
                     for a in &probed {
                         if resolved.plan.proxy.iter().any(|g| g.agent == *a) {
-                            extra.extend(crate::proxy::verify::online_probe(a, secs));
+                            extra.extend(crate::proxy::verify::online_probe(a, online));
+                            online_secs += online;
                         }
                     }
                 }
                 script = script.replace("rm -rf \"$d\"\n", &format!("{extra}rm -rf \"$d\"\n"));
-                if !p.online {
-                    // Gemini's probe runs a prompt: with the proxy reachable
-                    // it would go upstream. Offline means offline.
-                    script = script.replace(
-                        " gemini -p hi ",
-                        " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 gemini -p hi ",
-                    );
-                }
+                // Gemini's login probe runs a prompt: with the proxy
+                // reachable it would go upstream. It stays offline; only
+                // `--online`'s own prompt is sent.
+                script = script.replace(
+                    " gemini -p hi ",
+                    " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 gemini -p hi ",
+                );
                 crate::proxy::verify::real_values(&resolved.plan, vault)
             }
             None => Vec::new(),
         };
-        let probes = probed.len()
-            * if proxied.is_some_and(|p| p.online) {
-                2
-            } else {
-                1
-            }
-            + 1;
+        // the scan, and the online probes' time in units of the timeout
+        let extra = proxied.map_or(0, |_| {
+            1 + online_secs.div_ceil(opts.timeout.as_secs().max(1))
+        });
+        let probes = probed.len() + usize::try_from(extra).unwrap_or(usize::MAX / 2);
         let (out, sandbox) = run_probe(&detected, &resolved.plan, opts, &script, probes, &real)?;
         let mut secrets = secret_values(&resolved.plan);
         secrets.extend(real.iter().cloned());

@@ -437,13 +437,69 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     assert!(inspect.contains("host.docker.internal:host-gateway"));
     assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
     mock.assert_messages_carried(&token);
-    let start = std::time::Instant::now();
-    while !airlock::proxy::registry::load(&layout).unwrap().is_empty() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "the proxy forgets the removed container's grant"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait("the proxy forgets the removed container's grant", &|| {
+        airlock::proxy::registry::load(&layout).unwrap().is_empty()
+    });
+
+    // A login session stays on the host: the next start (its
+    // initializeCommand) registers it with the watcher, the proxy sends its
+    // access token, and it is handed back once the container is gone.
+    let access = format!("sk-ant-oat01-{CANARY}-dcproxy-access");
+    let session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": access,
+        "refreshToken": format!("sk-ant-ort01-{CANARY}-dcproxy-refresh"),
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    common::store_session(&ctx, "claude", &session.to_string());
+    let before = mock.seen().len();
+    let up = dc_cli(&cli, &ctx, &ws, &["up"]);
+    let id = container_id(&up);
+    let answer = dc_cli(&cli, &ctx, &ws, &["exec", "claude", "-p", "hi"]);
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+    if let Some(id) = &id {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
     }
+    let stdout = String::from_utf8_lossy(&answer.stdout).to_string();
+    assert!(
+        up.status.success() && id.is_some(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        stdout.contains(mock_upstream::REPLY),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&answer.stderr)
+    );
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    let sent: Vec<_> = mock.seen()[before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
+    );
+    wait(
+        "the session handed back once the container is gone",
+        &|| airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
+    );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

@@ -3,6 +3,9 @@
 //! offline, and — laid out the way the kubelet lays out a projected volume
 //! and run in Docker — log the genuine Claude Code CLI in.
 
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -292,6 +295,16 @@ fn run_like_a_kubelet(
     args: &[&str],
     tag: &str,
 ) -> (std::process::Output, String) {
+    run_like_a_kubelet_with(ctx, args, tag, &["--network", "none"])
+}
+
+/// [`run_like_a_kubelet`] with `net` as the container's network flags.
+fn run_like_a_kubelet_with(
+    ctx: &TestContext,
+    args: &[&str],
+    tag: &str,
+    net: &[&str],
+) -> (std::process::Output, String) {
     let out = k8s(ctx, args);
     let d = docs(&out);
     let secret: Secret = serde_saphyr::from_str(&d[0]).unwrap();
@@ -319,7 +332,8 @@ fn run_like_a_kubelet(
     let sc = c.security_context.as_ref().unwrap();
     let name = format!("airlock-k8s-{tag}-{}", std::process::id());
     let mut run = Command::new("docker");
-    run.args(["create", "--name", &name, "--network", "none"])
+    run.args(["create", "--name", &name])
+        .args(net)
         .arg(format!(
             "--user={}:{}",
             sc.run_as_user.unwrap(),
@@ -760,4 +774,130 @@ fn kubectl_create_dry_run_client_accepts_the_manifests() {
         );
         assert_eq!(got, want);
     }
+}
+
+/// `--rotation proxy`: without `--proxy-url` refused (the cluster cannot
+/// reach the proxy airlock starts here); with it, the manifests hold a
+/// placeholder and the base URL, the grant is registered on this host, and
+/// the Pod, run the way a kubelet would with the proxy reachable at that
+/// URL, gets its answer from a TLS mock through the proxy, which alone sent
+/// the real token.
+#[test]
+fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let mock = mock_upstream::MockUpstream::start();
+    let token = format!("sk-ant-oat01-{CANARY}-k8sproxy-{}", "0123456789".repeat(6));
+    let mut ctx = common::tmpfs_context("docker", "k8sproxy");
+    common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    let image = common::user_image();
+    for (extra, says) in [
+        (&["--rotation", "proxy"][..], "needs --proxy-url"),
+        (
+            &["--proxy-url", "http://10.0.0.5:8787"],
+            "add --rotation proxy",
+        ),
+        (
+            &["--rotation", "proxy", "--proxy-url", "http://h:1/v1"],
+            "only a scheme, a host and a port",
+        ),
+    ] {
+        let out = ctx
+            .cmd()
+            .args(["k8s", "--agent", "claude", "--image", &image])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // a configured default of proxy is refused the same way
+    let out = ctx
+        .cmd()
+        .env("AIRLOCK_ROTATION", "proxy")
+        .args(["k8s", "--agent", "claude", "--image", &image])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs --proxy-url"), "{err}");
+    let layout = airlock::proxy::registry::Layout {
+        dir: ctx.state_dir.join("proxy"),
+    };
+    assert!(airlock::proxy::registry::load(&layout).unwrap().is_empty());
+
+    // the proxy the user runs (here on the bridges, reached through
+    // Docker's host-gateway as the cluster would reach it through theirs)
+    let mut proxy = ctx
+        .cmd()
+        .arg("proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let port_file = layout.dir.join("port");
+    let start = std::time::Instant::now();
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            break p.trim().to_owned();
+        }
+        assert!(start.elapsed().as_secs() < 20, "the proxy did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let url = format!("http://host.docker.internal:{port}");
+    let args = [
+        "--rotation",
+        "proxy",
+        "--proxy-url",
+        &url,
+        "--agent",
+        "claude",
+        "--image",
+        &image,
+        "--name",
+        "dev",
+        "--",
+        "sh",
+        "-c",
+        "env | grep -c sk-ant-oat01-airlock- ; claude -p hi",
+    ];
+    let printed = k8s(&ctx, &args);
+    assert!(!printed.contains(CANARY));
+    let d = docs(&printed);
+    let secret: Secret = serde_saphyr::from_str(&d[0]).unwrap();
+    let data = secret.data.unwrap();
+    let values: Vec<String> = data
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    assert!(
+        values
+            .iter()
+            .any(|v| v.starts_with("sk-ant-oat01-airlock-"))
+    );
+    assert!(values.iter().all(|v| !v.contains(CANARY)));
+    assert!(d[1].contains(&url), "the base URL is in the Pod: {}", d[1]);
+    let (started, inspect) = run_like_a_kubelet_with(
+        &ctx,
+        &args,
+        "proxy",
+        &["--add-host", "host.docker.internal:host-gateway"],
+    );
+    let grants = airlock::proxy::registry::load(&layout).unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let stdout = String::from_utf8_lossy(&started.stdout);
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("1\n"), "the placeholder: {stdout}");
+    assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    assert!(!inspect.contains(CANARY));
+    mock.assert_messages_carried(&token);
+    // one grant for the Pod, replaced (not added to) by the second render
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].sandbox, "k8s-default-dev");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

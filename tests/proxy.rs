@@ -726,10 +726,20 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
 /// Claude gets its answer; the refreshed session is in the vault.
 #[test]
 fn docker_claude_session_answers_after_the_upstream_refused_its_token() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        claude_session_after_a_refused_token("docker");
     }
-    let engine = "docker";
+}
+
+/// The same with Podman.
+#[test]
+fn podman_claude_session_answers_after_the_upstream_refused_its_token() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        claude_session_after_a_refused_token("podman");
+    }
+}
+
+fn claude_session_after_a_refused_token(engine: &str) {
     let mock = MockUpstream::start();
     let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
     let mut ctx = common::tmpfs_context(engine, "proxy-refresh");
@@ -971,4 +981,45 @@ fn a_refused_codex_session_token_is_refreshed_once() {
         .filter(|s| s.header("authorization") == Some(format!("Bearer {new}").as_str()))
         .count();
     assert_eq!(with_new, 4, "every request answered with the new token");
+}
+
+/// No refresh storm: without a watcher the 401 goes back as it came (and
+/// the audit says why); an upstream that refuses the refreshed token too
+/// gets no second refresh right away.
+#[test]
+fn a_refused_token_never_causes_a_refresh_storm() {
+    let mock = MockUpstream::start();
+    let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
+    let setup = session_behind_the_proxy(&mock, &oauth);
+    let ctx = &setup.ctx;
+    let proxy = start_proxy(ctx);
+    mock.reject(&setup.login.access_token);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert_eq!(oauth.refreshes(), 0);
+
+    let _watcher = start_watcher(ctx);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(oauth.refreshes(), 1);
+    // the upstream refuses the new token as well: 401, no second refresh
+    mock.reject(&access_token(&setup.host_file));
+    for _ in 0..3 {
+        let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
+        assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    }
+    assert_eq!(oauth.refreshes(), 1, "no refresh storm");
+    let refresh: Vec<String> = ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["refresh"].as_str().unwrap_or("-").to_owned()
+        })
+        .collect();
+    assert_eq!(refresh.len(), 5, "{refresh:?}");
+    assert_eq!(refresh[0], "not refreshed: the sync watcher is not running");
+    assert_eq!(refresh[1], "refreshed");
+    for r in &refresh[2..] {
+        assert!(r.contains("again right after a refresh"), "{refresh:?}");
+    }
 }

@@ -196,3 +196,34 @@ fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// A proxy started again takes the port it had (while it is free): the
+/// sandboxes and services made before the restart keep their base URL.
+#[test]
+fn a_restarted_proxy_keeps_its_port() {
+    let ctx = TestContext::new();
+    let l = layout(&ctx);
+    let start = || {
+        let _ = std::fs::remove_file(l.dir.join("port"));
+        let child = ctx
+            .cmd()
+            .args(["proxy", "--listen", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        wait_until("the proxy writes its port", || {
+            port = std::fs::read_to_string(l.dir.join("port")).unwrap_or_default();
+            !port.trim().is_empty()
+        });
+        (child, port.trim().to_owned())
+    };
+    let (mut first, port) = start();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, again) = start();
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(port, again);
+}

@@ -9,6 +9,9 @@
 //!
 //! Gated by AIRLOCK_TEST_DOCKER=1.
 
+#[path = "support/mock_upstream.rs"]
+mod mock_upstream;
+
 mod common;
 
 use std::process::Command;
@@ -169,6 +172,9 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
 
     let mut ctx = TestContext::new();
     ctx.set_env("AIRLOCK_KEYRING_BACKEND", "memory");
+    // a configured default of proxy does not pin a service to this node:
+    // without --rotation proxy, swarm keeps its own default
+    ctx.set_env("AIRLOCK_ROTATION", "proxy");
     let claude = format!("sk-ant-oat01-{c}-AAAAAAAAAAAAAAAAAAAAAAAA");
     let codex = format!("sk-proj-{c}-1234-{}", "x".repeat(24));
     write_secret(&ctx, &claude, &codex);
@@ -215,6 +221,11 @@ fn swarm_service_replicas_are_logged_in_and_rotate() {
     );
     check_replicas(&service, &claude, &codex);
     eprintln!("airlock swarm: {create_ms} ms");
+    let spec = text(&["service", "inspect", &service]);
+    assert!(
+        !spec.contains("node.id==") && !spec.contains("airlock.sandbox"),
+        "{spec}"
+    );
 
     // status --swarm lists the secrets and the service using them
     let out = ctx
@@ -468,25 +479,6 @@ fn login_sessions_and_foreign_services_are_refused() {
     assert_eq!(before, text(&["secret", "ls", "--format", "{{.Name}}"]));
     assert!(!docker(&["service", "inspect", &name]).status.success());
 
-    // proxy mode cannot serve replicas on other nodes
-    let out = ctx
-        .cmd()
-        .args([
-            "swarm",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "codex",
-            "--name",
-            &name,
-        ])
-        .arg(common::busybox())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("cannot serve a Swarm service"), "{err}");
-
     // a service airlock did not make is left alone
     let out = ctx.cmd().args(["swarm", "rm", &name]).output().unwrap();
     assert_eq!(
@@ -530,4 +522,218 @@ fn rand_suffix() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{t:08x}")
+}
+
+/// `--rotation proxy`: the service's tasks hold a placeholder (a Swarm
+/// secret) and reach the host's proxy through Docker's host-gateway; the
+/// genuine `claude -p` in a task answers from a TLS mock through the proxy,
+/// which alone sent the real token; the service is pinned to this node, its
+/// grant is registered before it exists and forgotten by `airlock swarm rm`.
+#[test]
+fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_swarm();
+    let tag = format!("{}{}", std::process::id(), rand_suffix());
+    let service = format!("airlock-test-swarm-proxy-{tag}");
+    let cleanup = Cleanup {
+        service: service.clone(),
+        secrets: Default::default(),
+    };
+    let mock = mock_upstream::MockUpstream::start();
+    let token = format!(
+        "sk-ant-oat01-{CANARY}{tag}-swarm-{}",
+        "0123456789".repeat(6)
+    );
+    let mut ctx = common::tmpfs_context("docker", "swarmproxy");
+    common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    let out = ctx
+        .cmd()
+        .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
+        .args([
+            "--replicas",
+            "2",
+            "--no-resolve-image",
+            "-d",
+            "--name",
+            &service,
+        ])
+        .args(["--init", "--stop-grace-period", "2s"])
+        .args([&user_image(), "sleep", "600"])
+        .output()
+        .unwrap();
+    *cleanup.secrets.borrow_mut() = secret_names(&service);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(&out);
+    assert!(err.contains("constrained to this node"), "{err}");
+    let layout = airlock::proxy::registry::Layout {
+        dir: ctx.state_dir.join("proxy"),
+    };
+    let grants = airlock::proxy::registry::load(&layout).unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let id = grants[0].sandbox.clone();
+    assert!(id.starts_with("swarm-"), "{id}");
+    let spec = text(&["service", "inspect", &service]);
+    assert!(
+        spec.contains(&format!("\"airlock.sandbox\": \"{id}\"")),
+        "{spec}"
+    );
+    assert!(spec.contains("node.id=="), "{spec}");
+    assert!(spec.contains("host.docker.internal"), "{spec}");
+    assert!(!spec.contains(CANARY) && !spec.contains("sk-ant-oat01-airlock-"));
+
+    let mut ids = Vec::new();
+    wait_until("two running tasks", Duration::from_secs(60), || {
+        ids = tasks(&service);
+        ids.len() == 2
+    });
+    for t in &ids {
+        let out = docker(&[
+            "exec",
+            t,
+            "sh",
+            "-c",
+            ". /run/airlock/env; env | grep -c sk-ant-oat01-airlock- ; claude -p hi",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{t}: {stdout}\n{stderr}");
+        assert!(stdout.starts_with("1\n"), "{t}: the placeholder: {stdout}");
+        assert!(
+            stdout.contains(mock_upstream::REPLY),
+            "{t}: {stdout}\n{stderr}"
+        );
+        assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+        let inspect = text(&["inspect", t]);
+        assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
+    }
+    mock.assert_messages_carried(&token);
+    // both tasks used the one grant
+    let seen = mock.seen();
+    assert!(
+        seen.iter()
+            .filter(|r| r.path.starts_with("/v1/messages"))
+            .count()
+            >= 2
+    );
+
+    // `airlock revoke SERVICE` cuts the service off at once
+    ok(&ctx.cmd().args(["revoke", &service]).output().unwrap());
+    let out = docker(&[
+        "exec",
+        &ids[0],
+        "sh",
+        "-c",
+        ". /run/airlock/env; claude -p hi",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(mock_upstream::REPLY),
+        "revoked, yet answered"
+    );
+    assert!(
+        airlock::proxy::registry::load(&layout).unwrap()[0]
+            .revoked_at
+            .is_some()
+    );
+
+    // nothing to rotate: the proxy sends the current credential
+    let out = ctx
+        .cmd()
+        .args(["swarm", "update", &service])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ok_err(&out)).contains("nothing to rotate"),
+        "{out:?}"
+    );
+    ok(&ctx.cmd().args(["swarm", "rm", &service]).output().unwrap());
+    assert!(
+        airlock::proxy::registry::load(&layout).unwrap().is_empty(),
+        "swarm rm forgets the service's grant"
+    );
+    drop(cleanup);
+
+    // a login session stays on this host: the task holds a placeholder
+    // session, the proxy sends the session's access token, the watcher
+    // keeps it fresh while the service exists, and hands it back after
+    let access = format!("sk-ant-oat01-{CANARY}{tag}-access");
+    let session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": access,
+        "refreshToken": format!("sk-ant-ort01-{CANARY}{tag}-refresh"),
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    common::store_session(&ctx, "claude", &session.to_string());
+    // a name of its own: the first service's tasks may still be stopping
+    let service2 = format!("{service}-s");
+    let cleanup = Cleanup {
+        service: service2.clone(),
+        secrets: Default::default(),
+    };
+    let out = ctx
+        .cmd()
+        .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
+        .args(["--", "-d", "--no-resolve-image", "--name", &service2])
+        .args(["--init", "--stop-grace-period", "2s"])
+        .args([&user_image(), "sleep", "600"])
+        .output()
+        .unwrap();
+    *cleanup.secrets.borrow_mut() = secret_names(&service2);
+    ok(&out);
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+    assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
+    assert!(regs[0].sandbox.starts_with("swarm-") && regs[0].sandbox.ends_with("-claude"));
+    wait_until("a running task", Duration::from_secs(60), || {
+        ids = tasks(&service2);
+        ids.len() == 1
+    });
+    let before = mock.seen().len();
+    let out = docker(&[
+        "exec",
+        &ids[0],
+        "sh",
+        "-c",
+        ". /run/airlock/env; claude -p hi",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    let sent: Vec<_> = mock.seen()[before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
+    );
+    let inspect = text(&["service", "inspect", &service2]);
+    assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
+    ok(&ctx.cmd().args(["swarm", "rm", &service2]).output().unwrap());
+    wait_until(
+        "the session handed back after swarm rm",
+        Duration::from_secs(20),
+        || airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
+    );
+    drop(cleanup);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// stderr of a command that must succeed.
+fn ok_err(out: &std::process::Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stderr.clone()
 }

@@ -12,10 +12,10 @@
 //! 0700; nothing new in /tmp; the canary secret in no command line, no
 //! `inspect`, none of airlock's output at -vvv, no file outside the vault.
 //!
-//! And proxy mode (`--rotation proxy`) with rootless Podman: refused
-//! without the user's consent to slirp4netns' `allow_host_loopback`, and
-//! with it the genuine `claude -p` answers through the proxy from a mock
-//! upstream, holding only a placeholder.
+//! And proxy mode (`--rotation proxy`): the genuine `claude -p` answers
+//! through the proxy (run by the user) from a mock upstream, holding only a
+//! placeholder, on Docker and on rootless Podman, where it is refused
+//! without the user's consent to slirp4netns' `allow_host_loopback`.
 //!
 //! Gated by AIRLOCK_TEST_USER (a user name) with AIRLOCK_TEST_DOCKER=1 /
 //! AIRLOCK_TEST_PODMAN=1; under CI=true a missing user fails the test.
@@ -461,6 +461,7 @@ fn user_flows(engine: &'static str) {
 
     let tmp_before = tmp_entries(u.t.uid);
     let mut leaks = Vec::new();
+    let mut engine_dirs: Vec<PathBuf> = Vec::new();
     for (image, flags, uid) in [
         (root_image(), vec![], 0),
         (user_image(), vec![], 1000),
@@ -501,6 +502,20 @@ fn user_flows(engine: &'static str) {
         if inspect.contains(&c) {
             leaks.push(format!("[{engine} uid {uid}] canary in {engine} inspect"));
         }
+        // The engine's stored container (config, logs, its writable layer).
+        let id = u.engine_text(&["inspect", "-f", "{{.Id}}", &name]);
+        let upper = u.engine_text(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &name]);
+        assert!(!id.is_empty(), "no container id for {name}");
+        engine_dirs.push(if engine == "docker" {
+            PathBuf::from(format!("/var/lib/docker/containers/{id}"))
+        } else {
+            u.t.home.join(format!(
+                ".local/share/containers/storage/overlay-containers/{id}"
+            ))
+        });
+        if upper.starts_with('/') {
+            engine_dirs.push(PathBuf::from(upper));
+        }
         // The sandbox directory is gone once `run` returns.
         let left: Vec<_> = std::fs::read_dir(u.rt.join("sandboxes"))
             .map(|r| r.flatten().map(|e| e.path()).collect())
@@ -512,11 +527,13 @@ fn user_flows(engine: &'static str) {
         tmp_before,
         "airlock left files in /tmp"
     );
-    let on_disk = grep_dirs(
-        &c,
-        &[u.root.clone(), u.rt.clone(), PathBuf::from("/tmp")],
-        &[],
+    let existing = engine_dirs.iter().filter(|d| d.exists()).count();
+    assert!(
+        existing >= 3,
+        "the containers' stored files were not found: {engine_dirs:?}"
     );
+    engine_dirs.extend([u.root.clone(), u.rt.clone(), PathBuf::from("/tmp")]);
+    let on_disk = grep_dirs(&c, &engine_dirs, &[]);
     if !on_disk.is_empty() {
         leaks.push(format!(
             "[{engine}] canary on disk outside the vault: {on_disk:?}"
@@ -524,7 +541,8 @@ fn user_flows(engine: &'static str) {
     }
     assert!(leaks.is_empty(), "leaks:\n{}", leaks.join("\n"));
 
-    for (image, user) in [(root_image(), "root"), (user_image(), "1000")] {
+    // The uid-1000 image: the group (Docker) and keep-id (Podman) paths.
+    for (image, user) in [(user_image(), "1000")] {
         let out = u
             .airlock()
             .args(["verify", "--json", "--image", &image])
@@ -744,11 +762,22 @@ fn rootless_podman_user_sync_write_back() {
 /// sandbox), the real token only on the way upstream.
 #[test]
 fn rootless_podman_user_proxy() {
-    let Some(mut u) = UserCtx::new("podman", "proxy") else {
+    proxy_as_user("podman");
+}
+
+/// The same through Docker as a member of the docker group: the proxy,
+/// run by the user, listens on the bridge (`host.docker.internal`).
+#[test]
+fn docker_group_user_proxy() {
+    proxy_as_user("docker");
+}
+
+fn proxy_as_user(engine: &'static str) {
+    let Some(mut u) = UserCtx::new(engine, "proxy") else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
-    let c = canary("pp");
+    let c = canary(&format!("p{}", &engine[..1]));
     let token = format!("sk-ant-oat01-{c}-proxy-{}", "0123456789".repeat(6));
     u.auth("claude", "token", &token);
     // the proxy (started by `run`, as the user) trusts the mock's CA
@@ -788,30 +817,125 @@ fn rootless_podman_user_proxy() {
         assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
         (out, name)
     };
-    let (out, name) = run(&mut u, &[]);
-    let ctx = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{ctx}");
-    assert!(ctx.contains("allow_host_loopback=true"), "{ctx}");
-    assert_eq!(
-        u.engine_text(&["ps", "-a", "-q", "--filter", &format!("name={name}")]),
-        ""
-    );
-
-    let (out, name) = run(
-        &mut u,
-        &["--network", "slirp4netns:allow_host_loopback=true"],
-    );
+    let (net, base): (&[&str], &str) = if engine == "podman" {
+        let (out, name) = run(&mut u, &[]);
+        let ctx = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{ctx}");
+        assert!(ctx.contains("allow_host_loopback=true"), "{ctx}");
+        assert_eq!(
+            u.engine_text(&["ps", "-a", "-q", "--filter", &format!("name={name}")]),
+            ""
+        );
+        (
+            &["--network", "slirp4netns:allow_host_loopback=true"],
+            "base=http://10.0.2.2:",
+        )
+    } else {
+        (&[], "base=http://host.docker.internal:")
+    };
+    let (out, name) = run(&mut u, net);
     let ctx = text(&out);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
-    assert!(ctx.contains("base=http://10.0.2.2:"), "{ctx}");
+    assert!(ctx.contains(base), "{ctx}");
     assert!(ctx.contains(mock_upstream::REPLY), "{ctx}");
     mock.assert_messages_carried(&token);
     let inspect = u.engine_text(&["inspect", &name]);
     assert!(inspect.contains("airlock.sandbox"), "{inspect}");
-    assert!(!inspect.contains(&c), "canary in podman inspect");
+    assert!(!inspect.contains(&c), "canary in {engine} inspect");
     assert!(
         !inspect.contains("sk-ant-oat01-airlock-"),
-        "placeholder in podman inspect"
+        "placeholder in {engine} inspect"
     );
+    u.assert_all_private();
+}
+
+/// A Codex ChatGPT session (`auth.json`) whose refresh token is `rt-{mark}`
+/// and whose JWTs carry `mark` too, expiring at `exp` (seconds).
+fn codex_session(mark: &str, exp: u64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let claims = serde_json::json!({
+        "email": "fake@example.com",
+        "exp": exp,
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": "acct-fake"},
+    });
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(&claims.to_string()),
+        b64(mark)
+    );
+    serde_json::json!({
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": null,
+        "tokens": {"id_token": jwt, "access_token": jwt,
+                   "refresh_token": format!("rt-{mark}"), "account_id": "acct-fake"},
+        "last_refresh": "2026-11-22T00:00:00Z",
+        "unknown_key": "kept",
+    })
+    .to_string()
+}
+
+/// Codex, the other rotating session, with rootless Podman: the user's
+/// own `~/.codex/auth.json` (0600) logs the genuine `codex` in as uid 1000
+/// and as 4242, and an `auth.json` rewritten inside comes back to the host
+/// file, owner, mode and unknown keys kept.
+#[test]
+fn rootless_podman_user_codex_sync() {
+    let Some(mut u) = UserCtx::new("podman", "codex") else {
+        return;
+    };
+    let c = canary("cx");
+    let host = u.home.join(".codex/auth.json");
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(&host, codex_session(&c, 4_102_444_800)).unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for p in [host.parent().unwrap(), &host] {
+        std::os::unix::fs::chown(p, Some(u.t.uid), Some(u.t.gid)).unwrap();
+    }
+    for (n, flags) in [(1u64, vec![]), (2, vec!["-u", "4242:4242"])] {
+        let name = u.container_name();
+        // the refreshes written inside are on the command line: no canary
+        let newer = codex_session(&format!("refreshed{n}"), 4_102_444_800 + n * 3600);
+        let script = format!(
+            "id -u; codex login status 2>&1; printf '%s' '{newer}' > \"$CODEX_HOME/.auth-x\" && mv \"$CODEX_HOME/.auth-x\" \"$CODEX_HOME/auth.json\""
+        );
+        let mut cmd = u.airlock();
+        cmd.args(["-vvv", "run", "--agent", "codex", "--"])
+            .args(["--network", "none", "--name", &name])
+            .args(&flags)
+            .args([&user_image(), "sh", "-c", &script]);
+        let (out, hits) = u.watched(cmd, &c);
+        let ctx = text(&out);
+        assert!(
+            hits.is_empty(),
+            "canary in {} command lines: {:?}",
+            hits.len(),
+            hits.first()
+        );
+        assert!(!ctx.contains(&c), "canary in airlock's output: {ctx}");
+        assert_eq!(out.status.code(), Some(0), "{ctx}");
+        assert!(ctx.contains("Logged in using ChatGPT"), "{ctx}");
+        assert!(
+            ctx.contains(if n == 1 { "\n1000\n" } else { "\n4242\n" }),
+            "{ctx}"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&host).unwrap()).unwrap();
+        let md = std::fs::metadata(&host).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (u.t.uid, u.t.gid, 0o600),
+            "{ctx}"
+        );
+        assert_eq!(
+            doc["tokens"]["refresh_token"],
+            format!("rt-refreshed{n}"),
+            "{ctx}"
+        );
+        assert_eq!(doc["unknown_key"], "kept", "{doc}");
+        let inspect = u.engine_text(&["inspect", &name]);
+        assert!(!inspect.contains(&c), "canary in podman inspect");
+    }
     u.assert_all_private();
 }

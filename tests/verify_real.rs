@@ -376,6 +376,35 @@ fn docker_proxy_mode_is_verified_offline_and_online() {
     let c = v.agent("claude");
     assert_eq!(c["state"], "error", "{c}");
     assert!(c["problem"].as_str().unwrap().contains("HTTP 401"), "{c}");
+    // sessions: the CLIs are logged in with placeholder sessions, and the
+    // scan finds none of the real tokens
+    let sessions = TestContext::new();
+    store(
+        &sessions,
+        "claude",
+        "session",
+        "claude/credentials-max.json",
+    );
+    store(&sessions, "codex", "session", "codex/auth-chatgpt.json");
+    let v = verify(
+        &sessions,
+        engine,
+        &image,
+        &[
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--agent",
+            "codex",
+        ],
+    );
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    v.expect("claude", "logged-in", "oauth_token");
+    v.expect("codex", "logged-in", "chatgpt");
+    let scan = v.json["proxy_scan"].as_str().unwrap();
+    assert!(scan.contains("placeholders only"), "{scan}");
+
     // without --rotation proxy, --online is a usage error
     let out = ctx
         .cmd()

@@ -33,6 +33,9 @@ pub enum Source {
     Host,
     /// Typed (hidden) into the wizard.
     Prompt,
+    /// What a command printed (`--from-command`), run once without a shell
+    /// ([`crate::secretref`]).
+    Command(String),
 }
 
 impl Source {
@@ -44,6 +47,7 @@ impl Source {
             Source::Env(n) => format!("from ${n}"),
             Source::Host => "from the host login".into(),
             Source::Prompt => "as typed".into(),
+            Source::Command(c) => format!("from `{c}`"),
         }
     }
 
@@ -55,6 +59,7 @@ impl Source {
             Source::Env(n) => format!("env:{n}"),
             Source::Host => "host".into(),
             Source::Prompt => "prompt".into(),
+            Source::Command(c) => format!("cmd:{c}"),
         }
     }
 }
@@ -128,6 +133,14 @@ pub fn read_source(source: &Source) -> Result<Input> {
             secret: read_env(name, std::env::var_os(name))?,
             warnings: Vec::new(),
         }),
+        Source::Command(c) => {
+            let r =
+                crate::secretref::Reference::parse(&format!("cmd:{c}"), std::path::Path::new("/"))?;
+            Ok(Input {
+                secret: crate::secretref::fetch(&r, crate::secretref::DEFAULT_TIMEOUT)?,
+                warnings: Vec::new(),
+            })
+        }
         Source::Host | Source::Prompt => Err(Error::Other(
             "internal: read_source called for a host login or a prompt".into(),
         )),

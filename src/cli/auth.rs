@@ -18,7 +18,8 @@ use super::Ctx;
 ///
 /// In a terminal, without flags, a wizard offers the login found on this
 /// machine, or asks for a token or an API key (typed hidden). Scripts and CI
-/// pass --method and one of --stdin, --from-file, --from-env or --from-host;
+/// pass --method and one of --stdin, --from-file, --from-env, --from-command
+/// or --from-host (or store a reference with --ref);
 /// a secret is never accepted as an argument. Every input is validated
 /// before anything is stored (exit code 7 when it is rejected).
 ///
@@ -28,6 +29,8 @@ use super::Ctx;
 ///   airlock auth codex --from-host                         # the ChatGPT login in ~/.codex/auth.json
 ///   airlock auth gemini --method api-key --from-env GEMINI_API_KEY
 ///   airlock auth claude --account work --method token --from-file /run/secrets/claude
+///   airlock auth claude --method token --from-command 'pass show anthropic'
+///   airlock auth claude --account work --ref 'cmd:op read op://Private/Anthropic/token'
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -59,6 +62,21 @@ pub struct Args {
     /// Store the login already present on this machine (read, never modified).
     #[arg(long, group = "source")]
     from_host: bool,
+
+    /// Run this command once and store what it prints on stdout, such as
+    /// `pass show anthropic` or `op read op://vault/item/key`. No shell: the
+    /// words are split like a shell would split them. Its stderr is shown,
+    /// its output never; it is stopped after 10 seconds.
+    #[arg(long, value_name = "COMMAND", group = "source")]
+    from_command: Option<String>,
+
+    /// Store a reference instead of a value: file:PATH, env:NAME or
+    /// cmd:COMMAND, read again whenever a sandbox starts (docs/secret-refs.md).
+    /// It is checked once now, then written to config.toml under
+    /// [accounts.AGENT.ACCOUNT]; it comes before a stored credential of the
+    /// same account.
+    #[arg(long = "ref", value_name = "REFERENCE", group = "source")]
+    reference: Option<String>,
 
     /// Vertex AI: the Google Cloud project (gemini api-key only).
     #[arg(long, value_name = "ID", requires = "location")]
@@ -105,6 +123,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         Some(Source::Env(n))
     } else if a.from_host {
         Some(Source::Host)
+    } else if let Some(c) = a.from_command {
+        Some(Source::Command(c))
+    } else if let Some(r) = &a.reference {
+        return store_reference(ctx, agent, &a.account, method, r);
     } else {
         None
     };
@@ -155,9 +177,67 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     store(ctx, agent, prepared, now)
 }
 
+/// `--ref`: checks the reference once, then writes it to the config file.
+fn store_reference(
+    ctx: &Ctx,
+    agent: Agent<'_>,
+    account: &str,
+    method: Option<Method>,
+    text: &str,
+) -> Result<()> {
+    use airlock::secretref;
+    let id = airlock::vault::CredentialId::new(agent.name(), account)?;
+    let reference = secretref::Reference::parse(text, &ctx.paths.home)?;
+    // the account's configured timeout, if any, applies to the check too
+    let timeout = ctx
+        .config
+        .accounts
+        .get(&id.agent)
+        .and_then(|m| m.get(&id.account))
+        .and_then(|a| a.timeout_seconds)
+        .map_or(secretref::DEFAULT_TIMEOUT, std::time::Duration::from_secs);
+    let spec = secretref::Spec {
+        id: id.clone(),
+        reference: reference.clone(),
+        method,
+        timeout,
+        cache: secretref::DEFAULT_CACHE,
+    };
+    let now = Timestamp::now();
+    let v = secretref::resolve(agent, &spec, now)?;
+    for w in &v.warnings {
+        anstream::eprintln!("airlock: warning: {w}");
+    }
+    let path = ctx.paths.config_file();
+    let replaced = secretref::store_in_config(&path, &id, &reference, method)?;
+    anstream::eprintln!(
+        "airlock: {} the reference of {id}: {reference} (checked now: a valid {}), in {} under [accounts.{}.{}]",
+        if replaced { "replaced" } else { "stored" },
+        v.method,
+        path.display(),
+        id.agent,
+        id.account
+    );
+    anstream::eprintln!(
+        "  it is read again whenever a sandbox starts, and comes before a credential stored for {id}"
+    );
+    Ok(())
+}
+
 fn store(ctx: &Ctx, agent: Agent<'_>, p: Prepared, now: Timestamp) -> Result<()> {
     for w in &p.warnings {
         anstream::eprintln!("airlock: warning: {w}");
+    }
+    if let Ok(Some(spec)) =
+        airlock::secretref::configured(&ctx.config, &p.record.id, &ctx.paths.home)
+    {
+        anstream::eprintln!(
+            "airlock: warning: {} has a secret reference in the config file ({}), which comes first: sandboxes use it, not this credential; remove secret_ref under [accounts.{}.{}] to use this one",
+            p.record.id,
+            spec.reference,
+            p.record.id.agent,
+            p.record.id.account
+        );
     }
     let vault = ctx.open_vault()?;
     let id = p.record.id.clone();

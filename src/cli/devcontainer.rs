@@ -33,6 +33,11 @@ use super::run::{SandboxArgs, SyncUse};
 ///
 /// A Claude or Codex login session is delivered access-only (no refresh
 /// token); the initializeCommand hands a fresh one over at each start.
+///
+/// --rotation proxy: the container holds a placeholder and reaches this
+/// host's proxy at host.docker.internal; each start registers a new grant,
+/// which goes with the container (a login session stays on this host,
+/// refreshed by the sync watcher meanwhile).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -157,9 +162,8 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
             &exe,
         )?);
     }
-    let (mut plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
+    let (mut plan, vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
     if let Some(url) = &a.sandbox.proxy_url {
-        devcontainer::refuse_proxied_sessions(&plan)?;
         devcontainer::base_url_to_files(&mut plan, url);
     }
     let commands: Vec<String> = plan.agents.iter().map(|s| s.agent.clone()).collect();
@@ -204,6 +208,9 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         // A new placeholder at each refresh (each start); the older ones of
         // a container still running keep working until it is gone.
         airlock::proxy::attach::register(&proxy_layout, &plan, &slug, engine.kind())?;
+        // a login session stays on this host, refreshed by the watcher for
+        // as long as the grant lives
+        super::proxy_hold::serve_sessions(ctx, &vault, &plan, &slug)?;
     }
     if a.refresh {
         return Ok(());

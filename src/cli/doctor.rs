@@ -65,6 +65,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let vault = vault_checks(ctx, &mut checks);
     host_checks(ctx, &mut checks);
     secret_file_checks(ctx, &mut checks);
+    secret_ref_checks(ctx, &mut checks);
     engine_checks(&mut checks);
 
     let failed = checks.iter().filter(|c| c.status == Level::Fail).count();
@@ -330,6 +331,70 @@ fn secret_file_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
                 checks.push(check(name, Level::Fail, problem.clone(), Some(fix.clone())))
             }
             Err(e) => checks.push(check(name, Level::Fail, e.to_string(), None)),
+        }
+    }
+}
+
+/// Secret references (docs/secret-refs.md): checked without running or
+/// reading anything, plus each one's last result.
+fn secret_ref_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
+    use airlock::secretref;
+    let last = secretref::read_last_results(&ctx.paths.state_dir);
+    let agents = Agent::all(&ctx.config);
+    for (id, text, spec) in secretref::all_configured(&ctx.config, &agents, &ctx.paths.home) {
+        let name = format!("secret reference {id}");
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                checks.push(check(name, Level::Fail, e.to_string(), None));
+                continue;
+            }
+        };
+        let r = &spec.reference;
+        match secretref::precheck(r) {
+            Err((problem, fix)) => {
+                let level = if matches!(r, secretref::Reference::Env(_)) {
+                    Level::Warn
+                } else {
+                    Level::Fail
+                };
+                checks.push(check(name, level, format!("{r}: {problem}"), Some(fix)));
+            }
+            Ok(detail) => {
+                let last = last
+                    .get(&id.to_string())
+                    .filter(|l| l.reference == r.to_string());
+                match last {
+                    Some(l) if l.result != "ok" => checks.push(check(
+                        name,
+                        Level::Warn,
+                        format!(
+                            "{r}: {detail}; it failed when last resolved ({}): {}",
+                            airlock::status::date(l.at),
+                            l.reason.as_deref().unwrap_or("no reason recorded")
+                        ),
+                        Some(format!(
+                            "`airlock auth {} --account {} --ref '{text}'` tries it now",
+                            id.agent, id.account
+                        )),
+                    )),
+                    Some(l) => checks.push(check(
+                        name,
+                        Level::Ok,
+                        format!(
+                            "{r}: {detail}; last resolved fine {}",
+                            airlock::status::date(l.at)
+                        ),
+                        None,
+                    )),
+                    None => checks.push(check(
+                        name,
+                        Level::Ok,
+                        format!("{r}: {detail}; not resolved yet"),
+                        None,
+                    )),
+                }
+            }
         }
     }
 }

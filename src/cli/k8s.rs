@@ -38,8 +38,13 @@ use super::run::{SandboxArgs, SyncUse};
 ///
 /// Pods cannot share a rotating login session (single-use refresh tokens):
 /// give them a setup-token (`airlock login claude --method token`) or an
-/// API key; proxy mode serves this machine's sandboxes only. The Secret
-/// data is in the output: airlock refuses to print it to a terminal.
+/// API key. The Secret data is in the output: airlock refuses to print it
+/// to a terminal.
+///
+/// --rotation proxy needs --proxy-url: the pods then hold placeholders and
+/// talk to an `airlock proxy` on this host that you make reachable from the
+/// cluster (`airlock proxy --listen ADDR --port PORT` behind a tunnel or a
+/// Service; docs/cluster.md); the grants are registered on this host.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -87,19 +92,32 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
 
+    /// Proxy mode (--rotation proxy): the base URL, http(s)://HOST[:PORT]
+    /// without a path, at which the pods reach an `airlock proxy` running on
+    /// this host (you expose it to the cluster; docs/cluster.md).
+    #[arg(long, value_name = "URL")]
+    proxy_url: Option<String>,
+
     /// The command the shim runs in the Pod (after `--`).
     #[arg(value_name = "COMMAND", last = true)]
     command: Vec<String>,
 }
 
-/// Refuses proxy mode: airlock's proxy listens on this machine only.
-pub(crate) fn refuse_proxy(ctx: &Ctx, sandbox: &SandboxArgs, target: &str) -> Result<()> {
-    if sandbox.wants_proxy(ctx)? {
-        return Err(Error::Usage(format!(
-            "--rotation proxy (flag, AIRLOCK_ROTATION or [sync] rotation) is not available for {target}: airlock's proxy serves `airlock run`/`docker-flags`/`compose` sandboxes on this machine (docs/proxy.md); use a setup-token or an API key here, or pass --rotation access-only"
-        )));
+/// Proxy mode for pods: they run on a cluster that is generally not this
+/// host, so the proxy's address must come from the user (`--proxy-url`);
+/// without it `--rotation proxy` is refused. Returns the base URL.
+fn proxy_url(ctx: &Ctx, sandbox: &SandboxArgs, given: Option<&str>) -> Result<Option<String>> {
+    let wanted = sandbox.wants_proxy(ctx)?;
+    match (wanted, given) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(Error::Usage(
+            "--proxy-url is for proxy mode: add --rotation proxy".into(),
+        )),
+        (true, None) => Err(Error::Usage(
+            "--rotation proxy (flag, AIRLOCK_ROTATION or [sync] rotation) needs --proxy-url for pods: they run on the cluster, which cannot reach the proxy airlock starts on this machine. Run `airlock proxy --listen ADDR --port PORT` where the cluster can reach it and pass --proxy-url http://HOST:PORT (docs/cluster.md), or give the pods a setup-token or an API key (--rotation access-only)".into(),
+        )),
+        (true, Some(u)) => k8s::check_proxy_url(u).map(Some),
     }
-    Ok(())
 }
 
 /// Refuses rotating sessions: replicas would refresh and break each other.
@@ -147,12 +165,33 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     } else {
         None
     };
-    refuse_proxy(ctx, &a.sandbox, "pods")?;
-    let (plan, _vault) = a.sandbox.resolve(ctx, SyncUse::Refused)?;
+    let mut sargs = a.sandbox.clone();
+    sargs.proxy_url = proxy_url(ctx, &sargs, a.proxy_url.as_deref())?;
+    let (plan, _vault) = sargs.resolve(ctx, SyncUse::Refused)?;
+    if sargs.proxy_url.is_some() {
+        airlock::cluster::refuse_proxied_sessions(&plan, "pods")?;
+    }
     refuse_rotating(&plan, "pods")?;
     let namespace = a
         .namespace
         .or_else(|| client.as_ref().map(|c| c.namespace.clone()));
+    if sargs.proxy_url.is_some() && !a.dry_run {
+        // one grant per pod or workload, replaced when run again (its
+        // Secret then holds the new placeholder)
+        let id = k8s::sandbox_id(namespace.as_deref(), &a.name, a.patch.as_deref());
+        let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+        airlock::proxy::registry::remove(&layout, &id)?;
+        airlock::proxy::attach::register_as(&layout, &plan, &id, "k8s")?;
+        if airlock::proxy::daemon::port(&layout).is_none() {
+            anstream::eprintln!(
+                "airlock: warning: no airlock proxy runs on this host: start one the cluster reaches at {} (`airlock proxy --listen ADDR --port PORT`, docs/cluster.md)",
+                sargs.proxy_url.as_deref().unwrap_or_default()
+            );
+        }
+        anstream::eprintln!(
+            "airlock: proxy mode: grant {id} registered on this host (`airlock revoke {id}` cuts the pods off)"
+        );
+    }
     let spec = Spec {
         name: a.name,
         namespace: namespace.clone(),

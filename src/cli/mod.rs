@@ -27,6 +27,7 @@ mod lock;
 mod login;
 mod man;
 mod proxy;
+mod proxy_hold;
 mod remove;
 mod revoke;
 mod run;
@@ -82,6 +83,8 @@ enum Command {
     Teardown(teardown::Args),
     #[command(name = "__reap", hide = true)]
     Reap(run::ReapArgs),
+    #[command(name = "__proxy-hold", hide = true)]
+    ProxyHold(proxy_hold::HoldArgs),
     Doctor(doctor::Args),
     Lock(lock::Args),
     Completions(completions::Args),
@@ -177,6 +180,7 @@ fn run(command: Command, color: bool) -> Result<()> {
     };
     let paths = Paths::from_env()?;
     let config = Config::load(&paths.config_file())?;
+    airlock::secretref::record_results_in(paths.state_dir.clone());
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let ctx = Ctx {
         paths,
@@ -194,6 +198,7 @@ fn run(command: Command, color: bool) -> Result<()> {
         Command::DockerFlags(a) => docker_flags::run(&ctx, a),
         Command::Compose(a) => compose::run(&ctx, a),
         Command::Reap(a) => run::reap(&ctx, a),
+        Command::ProxyHold(a) => proxy_hold::hold(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Lock(a) => lock::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),

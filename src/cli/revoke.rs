@@ -9,7 +9,8 @@ use super::Ctx;
 ///
 /// The proxy answers the sandbox's next request with 401 (and audits it);
 /// other sandboxes keep working. SANDBOX is the sandbox id `airlock status`
-/// shows, or its container's name or id (12 characters at least).
+/// shows, or its container's name or id (12 characters at least), or the
+/// name of a Swarm service made with `airlock swarm --rotation proxy`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The sandbox, or its container's name or id.
@@ -22,7 +23,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let mut name = a.sandbox.clone();
     if !registry::load(&layout)?.iter().any(|g| g.sandbox == name) {
         // a container name: ask the engines for its sandbox label
-        if let Some(sb) = sandbox_of_container(&a.sandbox) {
+        if let Some(sb) =
+            sandbox_of_container(&a.sandbox).or_else(|| sandbox_of_service(&a.sandbox))
+        {
             name = sb;
         }
     }
@@ -63,4 +66,22 @@ fn sandbox_of_container(c: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The proxy sandbox id of a Swarm service (`airlock swarm --rotation
+/// proxy` labels it with `airlock.sandbox`).
+fn sandbox_of_service(service: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(["service", "inspect", "--format"])
+        .arg(format!(
+            "{{{{index .Spec.Labels \"{}\"}}}}",
+            airlock::sandbox::LABEL
+        ))
+        .arg(service)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !s.is_empty() && s != "<no value>").then_some(s)
 }

@@ -54,7 +54,8 @@ pub struct SandboxArgs {
     /// login by `airlock sync`), broker (like sync, but the sandbox gets the
     /// access token only: airlock alone holds the refresh token and writes
     /// each new access token into the sandbox; docs/broker.md), proxy
-    /// (`run`, docker-flags --image and compose; every credential: the
+    /// (`run`, docker-flags --image, compose, devcontainer, swarm, k8s
+    /// --proxy-url; every credential: the
     /// sandbox holds a placeholder and
     /// `airlock proxy` on the host adds the real credential on the way to
     /// the agent's API; docs/proxy.md), access-only
@@ -400,6 +401,18 @@ pub fn register_proxy_refresh(
     sb: &sandbox::Sandbox,
     names: &mut Vec<String>,
 ) -> Result<()> {
+    register_proxy_refresh_as(layout, vault, plan, sb.id(), std::process::id(), names)
+}
+
+/// [`register_proxy_refresh`] for the sandbox id `id`, held by `pid`.
+pub fn register_proxy_refresh_as(
+    layout: &sync::Layout,
+    vault: &Vault,
+    plan: &SandboxPlan,
+    id: &str,
+    pid: u32,
+    names: &mut Vec<String>,
+) -> Result<()> {
     for g in &plan.proxy {
         let Some(truth) = g.truth.clone() else {
             continue;
@@ -407,7 +420,7 @@ pub fn register_proxy_refresh(
         if g.method != airlock::vault::Method::Session || g.agent == "gemini" {
             continue;
         }
-        let name = format!("{}-{}", sb.id(), g.agent);
+        let name = format!("{id}-{}", g.agent);
         sync::register_sandbox_mode(
             layout,
             Some(vault.backend()),
@@ -416,7 +429,7 @@ pub fn register_proxy_refresh(
                 agent: g.agent.clone(),
                 account: g.account.clone(),
                 truth,
-                pid: Some(std::process::id()),
+                pid: Some(pid),
                 owner: None,
             },
             true,
@@ -588,6 +601,25 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
         )));
     }
     let engine = EngineKind::parse(&a.engine)?.engine();
+    hand_back_after(ctx, &a.synced, || match (a.container, a.sandbox) {
+        (Some(c), _) => launch::reap(engine.as_ref(), &c, &a.dir),
+        (None, Some(id)) => launch::reap_by_label(
+            engine.as_ref(),
+            &id,
+            &a.dir,
+            std::time::Duration::from_secs(a.timeout),
+        ),
+        (None, None) => Err(Error::Usage("give --container or --sandbox".into())),
+    })
+}
+
+/// Runs `wait` (until a sandbox is gone), then hands the sync
+/// registrations `synced` back and removes them; the vault is opened first.
+pub fn hand_back_after(
+    ctx: &Ctx,
+    synced: &[String],
+    wait: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let layout = sync::Layout::new(&ctx.paths);
     // The vault is needed only for sessions whose truth is a record. It is
     // unlocked now, while the key cache is warm (`airlock run` has just
@@ -595,7 +627,7 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
     // hours away; `airlock lock` makes the waiter drop it.
     let mut vault: Option<Arc<Vault>> = None;
     let mut _lock_watch = None;
-    if !a.synced.is_empty() {
+    if !synced.is_empty() {
         match ctx.open_vault_unattended() {
             Ok(v) => {
                 if let Err(e) = v.unlock_unattended() {
@@ -616,18 +648,9 @@ pub fn reap(ctx: &Ctx, a: ReapArgs) -> Result<()> {
             }
         }
     }
-    let waited = match (a.container, a.sandbox) {
-        (Some(c), _) => launch::reap(engine.as_ref(), &c, &a.dir),
-        (None, Some(id)) => launch::reap_by_label(
-            engine.as_ref(),
-            &id,
-            &a.dir,
-            std::time::Duration::from_secs(a.timeout),
-        ),
-        (None, None) => Err(Error::Usage("give --container or --sandbox".into())),
-    };
+    let waited = wait();
     drop(_lock_watch);
-    for n in &a.synced {
+    for n in synced {
         if let Err(e) = sync::unregister(&layout, vault.as_deref().map(|v| v.backend()), n) {
             tracing::warn!(sandbox = %n, error = %e, "could not hand the session back");
         }

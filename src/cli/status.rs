@@ -19,7 +19,9 @@ use super::Ctx;
 /// States: valid, expiring (within [status] expiring_days, 30 by default),
 /// expired, refreshable (a session whose access token lapsed; the agent
 /// renews it), missing, invalid. Expiring and expired credentials are also
-/// reported on stderr with the exact steps to renew them.
+/// reported on stderr with the exact steps to renew them. Secret references
+/// (docs/secret-refs.md) show their last result (never running a command):
+/// its state, invalid when it failed, or unchecked.
 ///
 /// Exits 0 whatever the states; scripts read --json (docs/status-json.md).
 /// When the vault cannot be opened (locked: 3, damaged: 4, unreachable: 10),
@@ -91,6 +93,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             (r, Some(e))
         }
     };
+    let mut report = report;
+    status::add_entries(
+        &mut report,
+        reference_entries(ctx, &agents, now),
+        &|agent| {
+            ctx.config
+                .agents
+                .builtin(agent)
+                .and_then(|c| c.account.clone())
+                .or_else(|| {
+                    ctx.config
+                        .agents
+                        .custom
+                        .get(agent)
+                        .and_then(|c| c.account.clone())
+                })
+                .unwrap_or_else(|| airlock::vault::DEFAULT_ACCOUNT.to_owned())
+        },
+    );
     let synced = sync_section(ctx, a.agent.as_deref());
     let (proxy_port, proxied) =
         airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
@@ -130,6 +151,28 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // Everything else was shown; the exit code is the vault's.
     vault_error.map_or(Ok(()), Err)
+}
+
+/// One entry per configured secret reference, with its last result.
+fn reference_entries(ctx: &Ctx, agents: &[Agent<'_>], now: Timestamp) -> Vec<status::Entry> {
+    let last = airlock::secretref::read_last_results(&ctx.paths.state_dir);
+    airlock::secretref::all_configured(&ctx.config, agents, &ctx.paths.home)
+        .into_iter()
+        .map(|(id, text, spec)| {
+            status::reference_entry(
+                &id.agent,
+                &id.account,
+                &spec.as_ref().map_or_else(
+                    |_| airlock::secretref::shown(&text),
+                    |s| s.reference.to_string(),
+                ),
+                last.get(&id.to_string()),
+                spec.err().map(|e| e.to_string()),
+                now,
+                ctx.config.status.expiring_days,
+            )
+        })
+        .collect()
 }
 
 /// The proxy-mode sandboxes (`--rotation proxy`) and their requests.

@@ -36,7 +36,13 @@ const LABEL_ENTRYPOINT: &str = "airlock.entrypoint";
 /// refused first.
 ///
 /// A login session cannot be shared by replicas (its refresh tokens are
-/// single-use): use a setup-token, an API key, or proxy mode (docs/proxy.md).
+/// single-use): use a setup-token, an API key, or --rotation proxy.
+///
+/// --rotation proxy: the tasks hold placeholders (as Swarm secrets) and
+/// reach this host's proxy at host.docker.internal (host-gateway); the
+/// service is constrained to this node, the only one that reaches the
+/// proxy (docs/cluster.md). A login session stays on this host, refreshed
+/// by the sync watcher. The grant goes with the service.
 ///
 /// `airlock swarm update SERVICE` rotates the secrets (a rolling update);
 /// `airlock swarm rm SERVICE` removes the service and its airlock secrets.
@@ -95,36 +101,73 @@ pub struct RmArgs {
     dry_run: bool,
 }
 
-/// Proxy mode cannot serve a Swarm service (its replicas may run on other
-/// nodes, which cannot reach the host's proxy): `--rotation proxy` is
-/// refused, a configured default of proxy gives way to access-only.
-fn without_proxy(ctx: &Ctx, s: &mut SandboxArgs) -> Result<()> {
+/// Whether the service is made in proxy mode: only when `--rotation proxy`
+/// is given (the service is then pinned to this node, the only one that
+/// reaches this host's proxy). A configured default of proxy gives way to
+/// access-only: pinning a service is not done behind the user's back.
+fn wants_proxy(ctx: &Ctx, s: &mut SandboxArgs) -> Result<bool> {
     if !s.wants_proxy(ctx)? {
-        return Ok(());
+        return Ok(false);
     }
     if s.rotation.is_some() {
-        return Err(Error::Usage(
-            "--rotation proxy cannot serve a Swarm service: its replicas may run on other nodes, which cannot reach this host's proxy (docs/cluster.md); give the service a setup-token or an API key"
-                .into(),
-        ));
+        return Ok(true);
     }
     tracing::info!(
-        "the configured rotation is proxy, which Swarm services cannot use: access-only here"
+        "the configured rotation is proxy, which would pin the service to this node: access-only here (pass --rotation proxy to use the proxy)"
     );
     s.rotation = Some("access-only".into());
-    Ok(())
+    Ok(false)
+}
+
+/// Label on a proxy-mode service: the sandbox id its proxy grants are
+/// registered under (`airlock.sandbox`, as on `airlock run`'s containers).
+const LABEL_PROXY: &str = airlock::sandbox::LABEL;
+
+/// Proxy mode: this node's id, the base URL the tasks reach the proxy at
+/// (`host.docker.internal`, Docker's host-gateway), and a fresh sandbox id.
+struct ProxyTarget {
+    node: String,
+    url: String,
+    id: String,
+}
+
+fn proxy_target(ctx: &Ctx) -> Result<ProxyTarget> {
+    let node = docker_out(&["info", "--format", "{{.Swarm.NodeID}}"], "`docker info`")?
+        .trim()
+        .to_owned();
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+    let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+    let url = airlock::proxy::attach::url(&layout, EngineKind::Docker, &exe)?;
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r)
+        .map_err(|e| Error::Other(format!("no randomness for a sandbox id: {e}")))?;
+    let id: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(ProxyTarget {
+        node,
+        url,
+        id: format!("swarm-{id}"),
+    })
 }
 
 pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     match a.action {
         Some(Action::Update(u)) => return update(ctx, u),
-        Some(Action::Rm(r)) => return rm(r),
+        Some(Action::Rm(r)) => return rm(ctx, r),
         None => {}
     }
     let req = ServiceRequest::parse(&a.args)?;
     check_engine(&a.sandbox)?;
-    without_proxy(ctx, &mut a.sandbox)?;
+    let proxy = wants_proxy(ctx, &mut a.sandbox)?;
     ensure_manager()?;
+    let proxy = if proxy {
+        Some(proxy_target(ctx)?)
+    } else {
+        None
+    };
+    if let Some(p) = &proxy {
+        a.sandbox.proxy_url = Some(p.url.clone());
+    }
     // The image (entrypoint, user, /bin/sh) is examined while the
     // credentials are resolved, as `airlock run` does.
     let docker = EngineKind::Docker.engine();
@@ -143,11 +186,37 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
             .unwrap_or_else(|_| Err(Error::Other("the image check failed unexpectedly".into())));
         (resolved, probed)
     });
-    let (plan, _vault) = resolved?;
-    check_shareable(&plan)?;
+    let (plan, vault) = resolved?;
+    if proxy.is_none() {
+        // behind the proxy a session stays on this host: the replicas
+        // share a placeholder, and the watcher alone refreshes
+        check_shareable(&plan)?;
+    }
     let (exec, user) = probed?;
     let secrets = swarm::secrets(&plan, &exec)?;
-    let made = create_secrets(&secrets)?;
+    let proxy_layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+    if let Some(p) = &proxy {
+        // registered before the service exists: its first tasks are served
+        airlock::proxy::attach::register_as(
+            &proxy_layout,
+            &plan,
+            &p.id,
+            airlock::proxy::daemon::SWARM,
+        )?;
+        if let Err(e) = super::proxy_hold::serve_sessions(ctx, &vault, &plan, &p.id) {
+            airlock::proxy::attach::forget(&proxy_layout, &p.id);
+            return Err(e);
+        }
+    }
+    let made = match create_secrets(&secrets) {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(p) = &proxy {
+                airlock::proxy::attach::forget(&proxy_layout, &p.id);
+            }
+            return Err(e);
+        }
+    };
     let mut args = create_args(&plan, &secrets, user, &req);
     // where update finds what it needs again (names and paths, no secret)
     let agents: Vec<String> = plan
@@ -165,6 +234,13 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
     if let Some(ep) = &req.entrypoint {
         extra.extend(["--label".into(), format!("{LABEL_ENTRYPOINT}={ep}")]);
     }
+    if let Some(p) = &proxy {
+        extra.extend(swarm::proxy_args(&p.id, &p.node));
+        eprintln!(
+            "airlock: proxy mode: the service is constrained to this node (node.id=={}), the only one whose tasks reach this host's proxy ({})",
+            p.node, p.url
+        );
+    }
     args.splice(4..4, extra);
     // docker's own output (the service id, or its progress without -d) goes
     // straight to the terminal
@@ -173,6 +249,9 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<()> {
         Ok(st) if st.success() => Ok(()),
         other => {
             remove_secrets(&made);
+            if let Some(p) = &proxy {
+                airlock::proxy::attach::forget(&proxy_layout, &p.id);
+            }
             Err(Error::Engine(match other {
                 Ok(_) => "`docker service create` failed (its message is above); the secrets airlock had created were removed".into(),
                 Err(e) => format!("could not run docker: {e}"),
@@ -415,8 +494,21 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> Result<()> {
     check_engine(&a.sandbox)?;
     ensure_manager()?;
     let info = inspect_service(&a.service)?;
+    if info.labels.contains_key(LABEL_PROXY) {
+        eprintln!(
+            "airlock: {} runs in proxy mode: its tasks hold placeholders, and the proxy always sends the current credential; nothing to rotate",
+            a.service
+        );
+        return Ok(());
+    }
     let mut sargs = a.sandbox.clone();
-    without_proxy(ctx, &mut sargs)?;
+    if sargs.rotation.as_deref() == Some("proxy") {
+        return Err(Error::Usage(format!(
+            "{} was not made in proxy mode; to move it to the proxy, remove it (`airlock swarm rm {}`) and create it again with --rotation proxy",
+            a.service, a.service
+        )));
+    }
+    wants_proxy(ctx, &mut sargs)?;
     if sargs.agents.is_empty()
         && let Some(list) = info.labels.get(LABEL_AGENTS)
     {
@@ -494,7 +586,7 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> Result<()> {
     Ok(())
 }
 
-fn rm(a: RmArgs) -> Result<()> {
+fn rm(ctx: &Ctx, a: RmArgs) -> Result<()> {
     ensure_manager()?;
     let info = inspect_service(&a.service)?;
     let names: Vec<String> = airlock_secrets(&info)
@@ -512,6 +604,11 @@ fn rm(a: RmArgs) -> Result<()> {
         &["service", "rm", &a.service],
         &format!("`docker service rm {}`", a.service),
     )?;
+    // proxy mode: its placeholders are refused from now on
+    if let Some(id) = info.labels.get(LABEL_PROXY) {
+        let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+        airlock::proxy::attach::forget(&layout, id);
+    }
     // Swarm refuses to remove a secret while a service still uses it: one
     // shared with another airlock service stays.
     remove_secrets(&names);

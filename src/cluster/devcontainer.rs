@@ -84,21 +84,6 @@ pub fn base_url_to_files(plan: &mut SandboxPlan, url: &str) -> usize {
     n
 }
 
-/// Proxy mode serves API keys and setup-tokens in a Dev Container; a Claude
-/// or Codex login session is refused (its refresh would need a process that
-/// follows the container, which the Dev Containers CLI does not give).
-pub fn refuse_proxied_sessions(plan: &SandboxPlan) -> Result<()> {
-    for g in &plan.proxy {
-        if g.method == crate::vault::Method::Session && g.agent != "gemini" {
-            return Err(Error::Usage(format!(
-                "{}: a login session is not served through the proxy in a Dev Container yet (nothing would refresh it while the container runs); use a setup-token (`airlock login claude --method token`) or an API key (`airlock auth {} --method api-key --stdin`), or --rotation access-only",
-                g.agent, g.agent
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The keys airlock sets in `devcontainer.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fragment {

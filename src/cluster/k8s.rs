@@ -116,6 +116,47 @@ impl Target {
     }
 }
 
+/// Proxy mode (`--proxy-url`): checks the base URL the pods reach an
+/// `airlock proxy` at, `http(s)://HOST[:PORT]` without user, path, query or
+/// fragment (the agents append their API paths to it). Returns it without a
+/// trailing slash.
+pub fn check_proxy_url(url: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::Usage(format!(
+            "--proxy-url '{url}': {why}; give http://HOST:PORT (or https://) where the pods reach `airlock proxy`"
+        ))
+    };
+    let u = url.strip_suffix('/').unwrap_or(url);
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+        .ok_or_else(|| bad("not an http(s) URL"))?;
+    if rest.is_empty() {
+        return Err(bad("no host"));
+    }
+    if rest.contains(['/', '?', '#', '@']) || rest.chars().any(|c| c.is_whitespace()) {
+        return Err(bad("only a scheme, a host and a port are allowed"));
+    }
+    if let Some((_, port)) = rest.rsplit_once(':')
+        && !rest.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(bad("the port is not a number"));
+    }
+    Ok(u.to_owned())
+}
+
+/// The proxy sandbox id of a Pod (`--name`) or a patched workload in
+/// `namespace`: `k8s-<namespace>-<name>` (`k8s-<ns>-<kind>-<name>` for a
+/// workload); the grants are registered under it.
+pub fn sandbox_id(namespace: Option<&str>, name: &str, patch: Option<&str>) -> String {
+    let ns = namespace.unwrap_or("default");
+    match patch {
+        Some(p) => format!("k8s-{ns}-{}", p.replace('/', "-").to_ascii_lowercase()),
+        None => format!("k8s-{ns}-{name}"),
+    }
+}
+
 /// Everything besides the plan that the manifests need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -523,6 +564,26 @@ impl Manifests {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn proxy_urls_are_checked() {
+        assert_eq!(
+            check_proxy_url("http://10.0.0.5:8787/").unwrap(),
+            "http://10.0.0.5:8787"
+        );
+        assert!(check_proxy_url("https://proxy.tools.svc").is_ok());
+        assert!(check_proxy_url("http://[fd00::1]:80").is_ok());
+        for bad in [
+            "10.0.0.5:8787",
+            "http://",
+            "http://h:80/v1",
+            "http://u@h:80",
+            "http://h:port",
+            "ftp://h",
+        ] {
+            assert!(check_proxy_url(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
     use crate::secret::Secret as S;
 

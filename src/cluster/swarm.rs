@@ -334,6 +334,22 @@ pub fn create_args(
     a
 }
 
+/// Proxy mode's `docker service create` flags: the service label holding
+/// the sandbox id the proxy's grants are registered under, Docker's
+/// host-gateway as `host.docker.internal` (where the proxy listens: the
+/// docker0 bridge's host address), and a constraint to `node` (this node,
+/// the only one whose tasks reach this host's proxy).
+pub fn proxy_args(id: &str, node: &str) -> Vec<String> {
+    vec![
+        "--label".into(),
+        format!("{}={id}", crate::sandbox::LABEL),
+        "--host".into(),
+        format!("{}:host-gateway", crate::proxy::sandbox::DOCKER_HOST),
+        "--constraint".into(),
+        format!("node.id=={node}"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,18 @@ pub fn register(
     sandbox: &str,
     engine: EngineKind,
 ) -> Result<usize> {
+    register_as(layout, plan, sandbox, engine.as_str())
+}
+
+/// [`register`] for a sandbox the proxy finds by `engine`'s own means:
+/// `docker`/`podman` (a running container labelled with the sandbox id) or
+/// `swarm` (a Swarm service labelled with it).
+pub fn register_as(
+    layout: &Layout,
+    plan: &SandboxPlan,
+    sandbox: &str,
+    engine: &str,
+) -> Result<usize> {
     let now = jiff::Timestamp::now();
     for g in &plan.proxy {
         let Value::Secret(ph) = &g.placeholder else {
@@ -62,7 +74,7 @@ pub fn register(
                 placeholder_sha256: placeholder::hash(ph.expose()),
                 truth,
                 container: None,
-                engine: Some(engine.as_str().to_owned()),
+                engine: Some(engine.to_owned()),
                 created: now,
                 revoked_at: None,
             },

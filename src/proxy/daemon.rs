@@ -32,6 +32,10 @@ pub struct Options {
     pub sync: Option<crate::sync::Layout>,
 }
 
+/// The grants' engine for a Swarm service (`airlock swarm --rotation
+/// proxy`), found by the service label `airlock.sandbox=<id>`.
+pub const SWARM: &str = "swarm";
+
 /// Whether a proxy holds `layout`'s daemon lock.
 pub fn running(layout: &Layout) -> bool {
     match FileLock::open(&layout.daemon_lock()) {
@@ -206,7 +210,18 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         } else {
             opts.listen.clone()
         };
+        // any free port, but the one used last if it is free: sandboxes
+        // and services made before a restart keep their base URL
+        let last_port = last_port_file(&layout);
         let mut port = opts.port;
+        if port == 0
+            && let Some(p) = std::fs::read_to_string(&last_port)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+            && std::net::TcpListener::bind(SocketAddr::new(wanted[0], p)).is_ok()
+        {
+            port = p;
+        }
         let mut bound = BTreeSet::new();
         let bind = |ip: IpAddr, port: &mut u16, bound: &mut BTreeSet<IpAddr>| -> Result<()> {
             let std = std::net::TcpListener::bind(SocketAddr::new(ip, *port))
@@ -229,10 +244,18 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         }
         for ip in wanted {
             if !bound.contains(&ip) {
-                bind(ip, &mut port, &mut bound)?;
+                let r = bind(ip, &mut port, &mut bound);
+                if r.is_err() && bound.is_empty() && opts.port == 0 && port != 0 {
+                    // the last port was taken meanwhile: any free one
+                    port = 0;
+                    bind(ip, &mut port, &mut bound)?;
+                } else {
+                    r?;
+                }
             }
         }
         crate::fsutil::write_atomic(&layout.port_file(), port.to_string().as_bytes(), 0o600)?;
+        crate::fsutil::write_atomic(&last_port, port.to_string().as_bytes(), 0o600)?;
         let mut idle_since: Option<Instant> = None;
         let mut seen = BTreeSet::new();
         loop {
@@ -266,6 +289,12 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
             }
         }
     })
+}
+
+/// The port the proxy listened on last (kept after it exits; the next
+/// on-demand start takes it again when it is free).
+fn last_port_file(layout: &Layout) -> std::path::PathBuf {
+    layout.port_file().with_file_name("last-port")
 }
 
 /// Removes the grants whose sandbox's container is gone (found by
@@ -306,15 +335,24 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
 }
 
 fn container_alive(engine: &str, g: &registry::Grant) -> bool {
-    if engine != "docker" && engine != "podman" {
+    if engine != "docker" && engine != "podman" && engine != SWARM {
         return true;
     }
-    let mut cmd = std::process::Command::new(engine);
-    cmd.args(["ps", "-q", "--filter"]);
-    match &g.container {
-        Some(c) => cmd.arg(format!("id={c}")),
-        None => cmd.arg(format!("label={}={}", crate::sandbox::LABEL, g.sandbox)),
-    };
+    let label = format!("label={}={}", crate::sandbox::LABEL, g.sandbox);
+    let mut cmd;
+    if engine == SWARM {
+        // a Swarm service: alive as long as the service exists (its tasks
+        // come and go with updates and restarts)
+        cmd = std::process::Command::new("docker");
+        cmd.args(["service", "ls", "-q", "--filter", &label]);
+    } else {
+        cmd = std::process::Command::new(engine);
+        cmd.args(["ps", "-q", "--filter"]);
+        match &g.container {
+            Some(c) => cmd.arg(format!("id={c}")),
+            None => cmd.arg(&label),
+        };
+    }
     match cmd
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

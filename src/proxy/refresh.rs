@@ -114,6 +114,12 @@ impl Coordinator {
         if !crate::sync::daemon_running(sync) {
             return (Outcome::Not("the sync watcher is not running".into()), None);
         }
+        if std::fs::read_to_string(sync.daemon_refresh()).is_ok_and(|s| s.trim() == "off") {
+            return (
+                Outcome::Not("the sync watcher runs with pre-refresh off".into()),
+                None,
+            );
+        }
         let status = || crate::sync::engine::read_status(&sync.accounts_dir(), &key);
         if status().is_some_and(|s| s.refused.is_some()) {
             return (

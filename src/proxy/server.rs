@@ -889,18 +889,18 @@ impl<B> Guarded<B> {
 
     /// What of `held + data` may go out now, or `None` when it holds the
     /// credential.
-    fn pass(&mut self, data: &[u8]) -> Option<Bytes> {
-        if self.held.is_empty() && !data.is_empty() {
-            // the common case: no copy unless a tail must be held
-            if carries(data, &self.secret) {
+    fn pass(&mut self, data: Bytes) -> Option<Bytes> {
+        if self.held.is_empty() {
+            // the common case: the frame itself, no copy
+            if carries(&data, &self.secret) {
                 return None;
             }
-            let keep = held_tail(data, &self.secret);
+            let keep = held_tail(&data, &self.secret);
             self.held.extend_from_slice(&data[data.len() - keep..]);
-            return Some(Bytes::copy_from_slice(&data[..data.len() - keep]));
+            return Some(data.slice(..data.len() - keep));
         }
         let mut buf = zeroize::Zeroizing::new(std::mem::take(&mut *self.held));
-        buf.extend_from_slice(data);
+        buf.extend_from_slice(&data);
         if carries(&buf, &self.secret) {
             return None;
         }
@@ -949,7 +949,7 @@ where
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => match self.pass(&d) {
+                Ok(d) => match self.pass(d) {
                     Some(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
                     None => {
                         self.ended = true;
@@ -1038,13 +1038,16 @@ mod tests {
         );
         // an SSE frame ends in a blank line: nothing held back
         assert_eq!(
-            g.pass(b"data: hello\n\n").as_deref(),
+            g.pass(Bytes::from_static(b"data: hello\n\n")).as_deref(),
             Some(&b"data: hello\n\n"[..])
         );
         // a frame ending in the credential's first bytes: those wait
-        assert_eq!(g.pass(b"data: sk-ant").as_deref(), Some(&b"data: "[..]));
+        assert_eq!(
+            g.pass(Bytes::from_static(b"data: sk-ant")).as_deref(),
+            Some(&b"data: "[..])
+        );
         // the next frame shows it was the credential: nothing more goes out
-        assert_eq!(g.pass(b"-oat01-REAL\n\n"), None);
+        assert_eq!(g.pass(Bytes::from_static(b"-oat01-REAL\n\n")), None);
 
         let mut g = Guarded::new(
             http_body_util::Empty::<Bytes>::new(),
@@ -1052,8 +1055,14 @@ mod tests {
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
         // a near miss is released with the next frame
-        assert_eq!(g.pass(b"sk-ant-oat").as_deref(), Some(&b""[..]));
-        assert_eq!(g.pass(b"99\n").as_deref(), Some(&b"sk-ant-oat99\n"[..]));
+        assert_eq!(
+            g.pass(Bytes::from_static(b"sk-ant-oat")).as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(
+            g.pass(Bytes::from_static(b"99\n")).as_deref(),
+            Some(&b"sk-ant-oat99\n"[..])
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Check {
 /// The probe name of the environment and file dump.
 pub const SCAN: &str = "proxy-scan";
 
+/// The least time an online probe (a one-shot prompt) is given, seconds.
+pub const ONLINE_MIN_SECS: u64 = 90;
+
 /// The suffix of an agent's online probe (`claude-online`).
 pub const ONLINE: &str = "-online";
 
@@ -63,9 +66,8 @@ pub fn online_probe(agent: &str, secs: u64) -> Option<String> {
 }
 
 /// Every real credential value behind `plan`'s grants, as the proxy reads
-/// it (API keys, tokens, and the string members of session documents),
-/// except values the placeholders carry on purpose (an account id, an
-/// email) and short ones.
+/// it (API keys, and the tokens and keys of session documents), except
+/// values the placeholders carry on purpose and short ones.
 pub fn real_values(plan: &SandboxPlan, vault: &Vault) -> Vec<String> {
     let mut placeholders = Vec::new();
     let mut add_ph = |v: &Value| {
@@ -97,11 +99,23 @@ pub fn real_values(plan: &SandboxPlan, vault: &Vault) -> Vec<String> {
     out
 }
 
+/// The credential members of a session document: strings under a key
+/// naming a token or a key (`accessToken`, `refresh_token`, `id_token`,
+/// `OPENAI_API_KEY`, …), not its plan names or tiers.
 fn strings(doc: &serde_json::Value, out: &mut Vec<String>) {
     match doc {
-        serde_json::Value::String(s) => out.push(s.clone()),
         serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => {
+            for (k, v) in o {
+                let k = k.to_ascii_lowercase();
+                match v {
+                    serde_json::Value::String(s) if k.contains("token") || k.contains("key") => {
+                        out.push(s.clone())
+                    }
+                    _ => strings(v, out),
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -140,6 +154,24 @@ mod tests {
                 .contains("probe codex-online 9 codex exec")
         );
         assert!(online_probe("custom", 9).is_none());
+    }
+
+    #[test]
+    fn session_documents_give_their_tokens_only() {
+        let doc = serde_json::json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-aaaaaaaaaaaaaaaaaaaa",
+            "refreshToken": "sk-ant-ort01-bbbbbbbbbbbbbbbbbbbb", "rateLimitTier": "default_claude_max_20x",
+            "scopes": ["user:inference"]}, "tokens": {"id_token": "eyJhbGciOiJub25lIn0.e30.sig-cccccc"}});
+        let mut out = Vec::new();
+        strings(&doc, &mut out);
+        out.sort();
+        assert_eq!(
+            out,
+            [
+                "eyJhbGciOiJub25lIn0.e30.sig-cccccc",
+                "sk-ant-oat01-aaaaaaaaaaaaaaaaaaaa",
+                "sk-ant-ort01-bbbbbbbbbbbbbbbbbbbb"
+            ]
+        );
     }
 
     #[test]

@@ -755,6 +755,11 @@ impl<'a> Daemon<'a> {
             if let Some(k) = name.to_str().and_then(crate::sync::demand::key_of) {
                 return Some((Target::Demand, vec![k.to_owned()]));
             }
+            if name.to_string_lossy().starts_with('.') {
+                // a temporary file of an atomic write (no account key
+                // starts with a dot)
+                return None;
+            }
             let k = name.to_string_lossy().into_owned();
             return Some((Target::Account, vec![k]));
         }
