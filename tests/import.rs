@@ -160,6 +160,14 @@ fn cloister_dry_run_reports_and_apply_stores() {
     assert_no_secret(&out);
     let claude = get(&ctx, "claude");
     assert_eq!(claude.method, Method::SetupToken);
+    // The token's year counts from when cloister wrote the file.
+    let written =
+        jiff::Timestamp::try_from(std::fs::metadata(&file).unwrap().modified().unwrap()).unwrap();
+    assert_eq!(claude.meta.created_at, written);
+    assert_eq!(
+        claude.meta.expires_at,
+        Some(written + jiff::SignedDuration::from_hours(365 * 24))
+    );
     assert_eq!(
         claude.secret.expose(),
         agent_fixture("claude/setup-token.txt")
@@ -249,7 +257,7 @@ fn cloister_api_key_and_existing_login() {
 }
 
 #[test]
-fn forage_keeps_the_dates_and_lists_secret_files() {
+fn forage_keeps_the_dates_and_references_secret_files() {
     let ctx = TestContext::new();
     let state = copy(&ctx, "forage/valid");
     let map = copy(&ctx, "forage/secrets.json");
@@ -269,10 +277,54 @@ fn forage_keeps_the_dates_and_lists_secret_files() {
     let report: serde_json::Value = serde_json::from_slice(&ok(&out).into_bytes()).unwrap();
     assert_eq!(report["items"][0]["expires_at"], "2027-03-19T21:00:00Z");
     assert_eq!(report["items"][0]["created_at"], "2026-03-19T21:00:00Z");
-    assert_eq!(report["not_imported"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        report["items"][1]["source"],
+        format!(
+            "file:/run/secrets/anthropic-api-key (from {})",
+            map.display()
+        )
+    );
+    assert_eq!(report["items"][1]["action"], "would reference");
+    assert_eq!(report["items"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(
+        report["not_imported"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
     assert!(stored(&ctx).is_empty());
+    let config = ctx.config_dir.join("config.toml");
+    assert!(!config.exists());
 
-    ok(&import(&ctx, &[&args[..], &["--apply"]].concat()));
+    // --apply reads each secret file once, as `airlock auth --ref` does:
+    // here they are not there, so nothing at all is imported.
+    let out = import(&ctx, &[&args[..], &["--apply"]].concat());
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("/run/secrets/"), "{}", text(&out));
+    assert!(
+        stored(&ctx).is_empty(),
+        "the token was stored before the references were checked"
+    );
+    assert!(!config.exists());
+
+    // The same map with files that exist: the token is stored, the secret
+    // files are referenced from the config file, never copied.
+    let secrets = ctx.root.path().join("run-secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let mut real = serde_json::Map::new();
+    for (name, fixture) in [
+        ("anthropic", "claude/api-key.txt"),
+        ("openai", "codex/api-key.txt"),
+    ] {
+        let f = secrets.join(name);
+        std::fs::write(&f, agent_fixture(fixture)).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o400)).unwrap();
+        real.insert(name.into(), f.to_str().unwrap().into());
+    }
+    std::fs::write(&map, serde_json::Value::Object(real).to_string()).unwrap();
+    let before_secrets = fingerprint(&secrets);
+    let out = import(&ctx, &[&args[..], &["--apply"]].concat());
+    ok(&out);
+    assert_no_secret(&out);
     let r = get(&ctx, "claude");
     assert_eq!(r.method, Method::SetupToken);
     assert_eq!(
@@ -286,10 +338,33 @@ fn forage_keeps_the_dates_and_lists_secret_files() {
         1,
         "secret files are references, not copies"
     );
+    let toml = std::fs::read_to_string(&config).unwrap();
+    assert!(!toml.contains(CANARY), "{toml}");
+    for (account, name) in [
+        ("claude.anthropic", "anthropic"),
+        ("codex.openai", "openai"),
+    ] {
+        assert!(
+            toml.contains(&format!(
+                "[accounts.{account}]\nsecret_ref = \"file:{}\"",
+                secrets.join(name).display()
+            )),
+            "{toml}"
+        );
+    }
+    // airlock resolves them like any reference: status names them, never the value.
+    let out = ctx.cmd().args(["status"]).output().unwrap();
+    assert_no_secret(&out);
+    assert!(text(&out).contains("anthropic"), "{}", text(&out));
     assert_eq!(
         fingerprint(&state),
         before,
         "forage's state dir was modified"
+    );
+    assert_eq!(
+        fingerprint(&secrets),
+        before_secrets,
+        "a secret file was modified"
     );
 }
 

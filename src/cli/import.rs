@@ -6,6 +6,7 @@ use airlock::agents::HostEnv;
 use airlock::capture;
 use airlock::error::{Error, Result};
 use airlock::import::{self, Found, Scan, Tool};
+use airlock::secretref;
 use airlock::status;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -78,7 +79,8 @@ struct Row {
     account: String,
     kind: String,
     source: String,
-    created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<Timestamp>,
     action: &'static str,
@@ -97,12 +99,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         now,
     };
     let found = import::scan(a.tool, &scan)?;
-    let actions = if a.apply && !found.items.is_empty() {
-        apply(ctx, &found, a.replace)?
+    let nothing = found.items.is_empty() && found.references.is_empty();
+    let (actions, ref_actions) = if a.apply && !nothing {
+        apply(ctx, &found, a.replace, now)?
     } else {
         dry_run(ctx, &found)
     };
-    let rows: Vec<Row> = found
+    let mut rows: Vec<Row> = found
         .items
         .iter()
         .zip(actions)
@@ -113,12 +116,27 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                 account: r.id.account.clone(),
                 kind: i.kind.clone(),
                 source: i.source.clone(),
-                created_at: r.meta.created_at,
+                created_at: Some(r.meta.created_at),
                 expires_at: r.meta.expires_at,
                 action,
             }
         })
         .collect();
+    rows.extend(
+        found
+            .references
+            .iter()
+            .zip(ref_actions)
+            .map(|(r, action)| Row {
+                agent: r.spec.id.agent.clone(),
+                account: r.spec.id.account.clone(),
+                kind: format!("{} reference", r.spec.reference.kind()),
+                source: format!("{} (from {})", r.spec.reference, r.source),
+                created_at: None,
+                expires_at: None,
+                action,
+            }),
+    );
     for i in &found.items {
         for w in &i.prepared.warnings {
             anstream::eprintln!("airlock: warning: {w}");
@@ -141,10 +159,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     Ok(())
 }
 
-/// What `--apply` would do with each item: store it, or replace a stored
-/// credential (which needs --replace). The vault is only read, and only when
-/// it opens without a prompt; otherwise every item reads "would store".
-fn dry_run(ctx: &Ctx, found: &Found) -> Vec<&'static str> {
+/// What `--apply` would do with each item and reference: store it, or
+/// replace a stored credential or a configured reference (which needs
+/// --replace). The vault is only read, and only when it opens without a
+/// prompt; otherwise every item reads "would store".
+fn dry_run(ctx: &Ctx, found: &Found) -> (Vec<&'static str>, Vec<&'static str>) {
     let vault = if found.items.is_empty() {
         None
     } else {
@@ -152,7 +171,7 @@ fn dry_run(ctx: &Ctx, found: &Found) -> Vec<&'static str> {
             .inspect_err(|e| tracing::info!(error = %e, "dry run: the vault was not read"))
             .ok()
     };
-    found
+    let items = found
         .items
         .iter()
         .map(|i| {
@@ -165,41 +184,96 @@ fn dry_run(ctx: &Ctx, found: &Found) -> Vec<&'static str> {
                 "would store"
             }
         })
-        .collect()
+        .collect();
+    let refs = found
+        .references
+        .iter()
+        .map(|r| {
+            if configured(ctx, &r.spec.id) {
+                "would replace its reference (needs --replace)"
+            } else {
+                "would reference"
+            }
+        })
+        .collect();
+    (items, refs)
 }
 
-/// Stores every item, after checking that none would replace a stored
-/// credential (unless `replace`).
-fn apply(ctx: &Ctx, found: &Found, replace: bool) -> Result<Vec<&'static str>> {
-    let vault = ctx.open_vault()?;
+/// Whether the config file already has a reference for `id`.
+fn configured(ctx: &Ctx, id: &airlock::vault::CredentialId) -> bool {
+    matches!(
+        secretref::configured(&ctx.config, id, &ctx.paths.home),
+        Ok(Some(_)) | Err(_)
+    )
+}
+
+/// Checks every reference (reading it once, validated as `airlock auth
+/// --ref` does) and that nothing would be replaced without `replace`; then
+/// stores every item and writes every reference.
+fn apply(
+    ctx: &Ctx,
+    found: &Found,
+    replace: bool,
+    now: Timestamp,
+) -> Result<(Vec<&'static str>, Vec<&'static str>)> {
+    for r in &found.references {
+        let agent = airlock::agents::Agent::resolve(&r.spec.id.agent, &ctx.config)?;
+        let v = secretref::resolve(agent, &r.spec, now)?;
+        for w in &v.warnings {
+            anstream::eprintln!("airlock: warning: {w}");
+        }
+    }
+    let vault = if found.items.is_empty() {
+        None
+    } else {
+        Some(ctx.open_vault()?)
+    };
     if !replace {
         let mut taken = Vec::new();
-        for i in &found.items {
-            let id = &i.prepared.record.id;
-            if vault.get(id)?.is_some() {
-                taken.push(id.to_string());
+        if let Some(vault) = &vault {
+            for i in &found.items {
+                let id = &i.prepared.record.id;
+                if vault.get(id)?.is_some() {
+                    taken.push(format!("{id} (in the {} vault)", vault.kind()));
+                }
+            }
+        }
+        for r in &found.references {
+            if configured(ctx, &r.spec.id) {
+                taken.push(format!("{} (a secret_ref in the config file)", r.spec.id));
             }
         }
         if !taken.is_empty() {
             return Err(Error::Usage(format!(
-                "{} already stored in the {} vault; nothing was imported: give another --account NAME, or add --replace to overwrite",
+                "already stored: {}; nothing was imported: give another --account NAME, or add --replace to overwrite",
                 taken.join(", "),
-                vault.kind()
             )));
         }
     }
     let mut actions = Vec::new();
-    for i in &found.items {
-        let id = i.prepared.record.id.clone();
-        let session = i.prepared.record.method == airlock::vault::Method::Session;
-        let record = i.prepared.record.clone();
-        let replaced = capture::store(&*vault, record)?;
-        if replaced && session {
-            super::kick_sync(ctx, &id);
+    if let Some(vault) = &vault {
+        for i in &found.items {
+            let id = i.prepared.record.id.clone();
+            let session = i.prepared.record.method == airlock::vault::Method::Session;
+            let replaced = capture::store(&**vault, i.prepared.record.clone())?;
+            if replaced && session {
+                super::kick_sync(ctx, &id);
+            }
+            actions.push(if replaced { "replaced" } else { "stored" });
         }
-        actions.push(if replaced { "replaced" } else { "stored" });
     }
-    Ok(actions)
+    let path = ctx.paths.config_file();
+    let mut refs = Vec::new();
+    for r in &found.references {
+        let replaced =
+            secretref::store_in_config(&path, &r.spec.id, &r.spec.reference, r.spec.method)?;
+        refs.push(if replaced {
+            "replaced its reference"
+        } else {
+            "referenced"
+        });
+    }
+    Ok((actions, refs))
 }
 
 fn print_text(found: &Found, rows: &[Row], applied: bool, now: Timestamp) {
@@ -210,7 +284,10 @@ fn print_text(found: &Found, rows: &[Row], applied: bool, now: Timestamp) {
     for r in rows {
         println!("  {} {}:{} ({})", r.action, r.agent, r.account, r.kind);
         println!("    source:   {}", r.source);
-        println!("    created:  {}", status::date(r.created_at));
+        let Some(created) = r.created_at else {
+            continue;
+        };
+        println!("    created:  {}", status::date(created));
         match r.expires_at {
             Some(t) => println!(
                 "    expires:  {} ({})",

@@ -135,6 +135,22 @@ pub fn scan(s: &Scan<'_>) -> Result<Found> {
             ),
         }
     }
+    for item in &mut found.items {
+        let meta = &mut item.prepared.record.meta;
+        // As for a configured secret file: a setup-token's year is counted
+        // from when the file was written (by `cloister setup`), not from now.
+        if item.prepared.record.method == Method::SetupToken
+            && let Some(m) = input.modified
+        {
+            meta.created_at = m;
+            meta.expires_at = m
+                .checked_add(crate::agents::claude::capture::SETUP_TOKEN_LIFETIME)
+                .ok();
+        }
+    }
+    if let Some(first) = found.items.first_mut() {
+        first.prepared.warnings.extend(input.warnings);
+    }
     Ok(found)
 }
 

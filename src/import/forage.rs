@@ -6,8 +6,9 @@
 //!
 //! The token becomes a Claude setup-token record whose metadata keeps
 //! forage's dates (`created_at` = `createdAt`, `expires_at` =
-//! `expiresAt`). Secret files are references, never copies: they are listed
-//! with the `secret_file` line that points airlock at the same path.
+//! `expiresAt`). Secret files are references, never copies: each becomes a
+//! `file:` secret reference in airlock's config file (docs/secret-refs.md),
+//! under an account named after the secret.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -139,22 +140,49 @@ fn secrets(s: &Scan<'_>, map: &std::path::Path, found: &mut Found) -> Result<()>
     let what = format!("the forage secrets map {shown}");
     let names: BTreeMap<String, String> = parse_json(input.text.expose(), &what, fix)?;
     for (name, path) in names {
+        let label = format!("secret {}", crate::secret::shown(&name));
         if path.is_empty() || !path.starts_with('/') {
             return Err(crate::agents::validate::invalid(
-                &format!("the secret {} in {what}", crate::secret::shown(&name)),
+                &format!("the {label} in {what}"),
                 "is not an absolute path",
                 fix,
             ));
         }
-        let reason = match agent_of(&name) {
-            Some(agent) => format!(
-                "would reference {path} (read at each use, never copied); airlock has no secret-reference records yet: to use it, add `[agents.{agent}] secret_file = \"{path}\"` to airlock's config.toml"
-            ),
-            None => format!(
-                "would reference {path}, but its name says no agent (claude, codex or gemini): add `[agents.<agent>] secret_file = \"{path}\"` to airlock's config.toml for the agent it belongs to"
-            ),
+        let Some(agent) = agent_of(&name) else {
+            found.skip(
+                label,
+                &shown,
+                format!(
+                    "its name says no agent (claude, codex or gemini): reference it yourself with `airlock auth <agent> --account {} --ref file:{path}`",
+                    if crate::vault::validate_name("account", &name).is_ok() { name.as_str() } else { "NAME" }
+                ),
+            );
+            continue;
         };
-        found.skip(format!("secret \"{name}\""), &shown, reason);
+        // Its own account, named after the secret: a reference comes before
+        // a stored credential of the same account (docs/secret-refs.md), so
+        // it must not shadow forage's token under `default`.
+        let Ok(id) = crate::vault::CredentialId::new(agent, &name) else {
+            found.skip(
+                label,
+                &shown,
+                format!(
+                    "its name is not an airlock account name: reference it with `airlock auth {agent} --account NAME --ref file:{path}`"
+                ),
+            );
+            continue;
+        };
+        let reference = crate::secretref::Reference::parse(&format!("file:{path}"), &s.env.home)?;
+        found.references.push(super::RefItem {
+            spec: crate::secretref::Spec {
+                id,
+                reference,
+                method: None,
+                timeout: crate::secretref::DEFAULT_TIMEOUT,
+                cache: crate::secretref::DEFAULT_CACHE,
+            },
+            source: shown.clone(),
+        });
     }
     Ok(())
 }

@@ -116,6 +116,17 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A secret reference to write to the config file (`[accounts.<agent>.
+/// <account>] secret_ref`, docs/secret-refs.md): where a secret is, never
+/// the secret.
+#[derive(Debug)]
+pub struct RefItem {
+    /// The reference and the account it is for.
+    pub spec: crate::secretref::Spec,
+    /// Where it was found.
+    pub source: String,
+}
+
 /// The result of a scan.
 #[derive(Debug)]
 pub struct Found {
@@ -125,6 +136,8 @@ pub struct Found {
     pub from: String,
     /// The credentials to store.
     pub items: Vec<Item>,
+    /// The secret references to write (not read during a scan).
+    pub references: Vec<RefItem>,
     /// What is not imported, with the reason.
     pub skipped: Vec<Skipped>,
 }
@@ -135,6 +148,7 @@ impl Found {
             tool,
             from,
             items: Vec::new(),
+            references: Vec::new(),
             skipped: Vec::new(),
         }
     }
@@ -168,13 +182,16 @@ pub fn scan(tool: Tool, s: &Scan<'_>) -> Result<Found> {
         Tool::ClaudeHub => claude_hub::scan(s)?,
     };
     let mut seen = BTreeMap::new();
-    for i in &found.items {
-        if let Some(prev) = seen.insert(i.prepared.record.id.clone(), i.source.clone()) {
+    let ids = found
+        .items
+        .iter()
+        .map(|i| (&i.prepared.record.id, &i.source))
+        .chain(found.references.iter().map(|r| (&r.spec.id, &r.source)));
+    for (id, source) in ids {
+        if let Some(prev) = seen.insert(id.clone(), source.clone()) {
             return Err(Error::Usage(format!(
-                "{} found two credentials for {} ({prev} and {}): import them one at a time with --from, or give the second another --account",
+                "{} found two credentials for {id} ({prev} and {source}): import them one at a time with --from, or give the second another --account",
                 tool.name(),
-                i.prepared.record.id,
-                i.source
             )));
         }
     }
