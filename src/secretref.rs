@@ -129,6 +129,9 @@ impl Reference {
             if !path.is_absolute() {
                 return Err(bad("names a relative path: use an absolute one"));
             }
+            if known_token(p) {
+                return Err(holds_secret());
+            }
             return Ok(Reference::File(path));
         }
         if let Some(n) = text.strip_prefix("env:") {
@@ -136,6 +139,9 @@ impl Reference {
                 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 return Err(bad("does not name an environment variable"));
+            }
+            if known_token(n) {
+                return Err(holds_secret());
             }
             return Ok(Reference::Env(n.to_owned()));
         }
@@ -146,10 +152,8 @@ impl Reference {
             if argv.is_empty() {
                 return Err(bad("names no command"));
             }
-            if argv.iter().any(|w| word_is_secret(w)) {
-                return Err(Error::Usage(
-                    "the secret reference holds something that looks like a credential itself; it was not stored or printed. A reference names where the secret is (`cmd:pass show anthropic`), never the secret: a command line is visible to every user of the machine".into(),
-                ));
+            if known_token(c) || argv.iter().any(|w| word_is_secret(w)) {
+                return Err(holds_secret());
             }
             return Ok(Reference::Cmd {
                 text: c.trim().to_owned(),
@@ -179,6 +183,13 @@ impl fmt::Display for Reference {
     }
 }
 
+/// The refusal of a reference that holds a credential itself.
+fn holds_secret() -> Error {
+    Error::Usage(
+        "the secret reference holds something that looks like a credential itself; it was not stored or printed. A reference names where the secret is (`cmd:pass show anthropic`, `file:/run/secrets/anthropic`), never the secret: a command line is visible to every user of the machine, and a reference is shown by `airlock status`".into(),
+    )
+}
+
 /// A reference's text for a message: quoted, or a placeholder when it
 /// holds something that looks like a credential.
 pub fn shown(text: &str) -> String {
@@ -194,10 +205,23 @@ pub fn shown(text: &str) -> String {
 /// known token prefix, or a long piece without a path separator.
 fn word_is_secret(w: &str) -> bool {
     w.split(|c: char| c.is_whitespace() || "'\"=;:,()`$|&<>{}[]".contains(c))
-        .any(|p| {
-            validate::foreign_token(p).is_some()
-                || (crate::secret::looks_like_secret(p) && !p.contains('/'))
+        .any(|p| known_token(p) || (crate::secret::looks_like_secret(p) && !p.contains('/')))
+}
+
+/// Text holding a known credential's prefix (`sk-`, `AIza`) anywhere —
+/// after a slash, a quote, an `=` — followed by at least 20 more token
+/// characters (a credential is longer than `op://vault/sk-item`). Long
+/// random words alone (a Nix store hash, a sops file name) are not taken
+/// for secrets here.
+fn known_token(text: &str) -> bool {
+    let b = text.as_bytes();
+    let token_char = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    ["sk-", "AIza"].iter().any(|prefix| {
+        text.match_indices(prefix).any(|(i, _)| {
+            let run = b[i..].iter().take_while(|&&c| token_char(c)).count();
+            run >= prefix.len() + 20
         })
+    })
 }
 
 /// One account's reference and its settings.
@@ -967,5 +991,29 @@ mod tests {
         assert!(cache_get(k, Duration::from_secs(60)).is_none());
         cache_put(k, &Secret::from("v"), Duration::ZERO);
         assert!(cache_get(k, Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn a_reference_holding_a_credential_anywhere_is_refused() {
+        let home = Path::new("/home/u");
+        let tok = "sk-ant-oat01-abcdefghijklmnopqrstuvwxyz012345";
+        for bad in [
+            format!("file:/run/{tok}/x"),
+            format!("env:X{}", "AIzaSyA0123456789abcdefghijklmnopq"),
+            format!("cmd:printf %s ''{tok}"),
+            format!("cmd:sh -c 'KEY={tok} true'"),
+        ] {
+            let e = Reference::parse(&bad, home).unwrap_err().to_string();
+            assert!(e.contains("looks like a credential itself"), "{bad}: {e}");
+            assert!(!e.contains(tok), "{e}");
+        }
+        for good in [
+            "cmd:op read op://vault/sk-item/key",
+            "file:/nix/store/0n8v7m1x2k9q3a4s5d6f7g8h9j0k1l2m-sk-config/secret",
+            "env:ANTHROPIC_API_KEY",
+            "cmd:pass show anthropic",
+        ] {
+            assert!(Reference::parse(good, home).is_ok(), "{good}");
+        }
     }
 }

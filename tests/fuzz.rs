@@ -2,8 +2,9 @@
 //! 14, "Hostile input to every parser"): the agents' credential documents,
 //! JWTs, the sync engine's session parser, the shared-directory reader, the
 //! vault file and record codec, `.airlock.toml`, `config.toml`, the sync
-//! status and registry files, and the other tools' files `airlock import`
-//! reads.
+//! status and registry files, the other tools' files `airlock import`
+//! reads, secret references, the proxy's grants file and the user's
+//! `devcontainer.json`.
 //!
 //! Inputs are structured: mutations of valid fixtures (`tests/fixtures/`)
 //! at the JSON/TOML level (a field removed, retyped, replaced by a canary
@@ -704,6 +705,121 @@ fn import_cloister_yaml() {
     ];
     fuzz("import cloister", strat, |bytes| {
         import_case(airlock::import::Tool::Cloister, dir.path(), &file, &bytes)
+    });
+}
+
+// ---- secret references, the proxy's grants, devcontainer.json ----
+
+/// A secret reference (`file:`, `env:`, `cmd:`) as written in config.toml
+/// or given to `airlock auth --ref`: arbitrary text, and text with a
+/// credential pasted in by mistake. No panic; a refusal never quotes the
+/// credential.
+#[test]
+fn secret_references() {
+    let home = Path::new("/home/u");
+    let word = prop_oneof![
+        Just(format!("sk-ant-oat01-{CANARY}abcdefghijklmnop")),
+        Just(format!("AIza{CANARY}abcdefghijklmnopqrstuvwxyz12")),
+        Just(format!("sk-proj-{CANARY}ABCDEFGHIJKLMNOPQRSTU")),
+        "[ -~]{0,12}",
+    ];
+    let strat = prop_oneof![
+        3 => (
+            prop_oneof![Just("file:"), Just("env:"), Just("cmd:"), Just(""), Just("FILE:")],
+            prop::collection::vec(word, 0..4),
+            prop_oneof![Just(" "), Just("'"), Just("\""), Just("/"), Just("~/")],
+        )
+            .prop_map(|(p, words, sep)| format!("{p}{}", words.join(sep))),
+        1 => "\\PC{0,40}",
+    ];
+    fuzz("secret reference", strat, |text| {
+        match airlock::secretref::Reference::parse(&text, home) {
+            Ok(r) => {
+                // a reference that parses is shown in status: never a credential
+                let shown = r.to_string();
+                let leaked = shown
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || "._+=-".contains(c)))
+                    .any(|w| w.contains(CANARY) && airlock::secret::looks_like_secret(w));
+                prop_assert!(
+                    !leaked,
+                    "accepted a reference holding a credential: {shown}"
+                );
+            }
+            Err(e) => no_canary("secret reference", &e.to_string())?,
+        }
+        Ok(())
+    });
+}
+
+/// The proxy's grants file (`<state>/proxy/grants.json`): JSON mutations of
+/// a valid one and byte damage. No panic; a bad file is an error naming the
+/// file, never a crash of the proxy.
+#[test]
+fn proxy_grants_file() {
+    use airlock::proxy::registry::{self, Layout};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        dir: dir.path().join("proxy"),
+    };
+    layout.ensure().unwrap();
+    let base = json!({"version": 1, "grants": [{
+        "sandbox": "0123456789abcdef", "agent": "claude", "account": "default",
+        "method": "setup-token", "placeholder_sha256": "ab".repeat(32),
+        "truth": {"kind": "vault", "id": {"agent": "claude", "account": "default"}},
+        "container": "c0ffee", "engine": "docker", "created": "2026-12-04T00:00:00Z"
+    }]});
+    fuzz("proxy grants", mutated_json(base), |bytes| {
+        std::fs::write(layout.grants(), &bytes).unwrap();
+        match registry::load(&layout) {
+            Ok(grants) => {
+                for g in &grants {
+                    // a lookup by any placeholder is safe
+                    let _ = registry::lookup(std::slice::from_ref(g), "sk-ant-oat01-x");
+                }
+            }
+            Err(e) => no_canary("proxy grants", &e.to_string())?,
+        }
+        Ok(())
+    });
+}
+
+/// A project's `devcontainer.json` (JSONC, the user's file that `airlock
+/// devcontainer --write` merges into): mutations and byte damage. No panic;
+/// a merge either succeeds with valid JSONC that keeps airlock's keys, or
+/// stops with a usage error.
+#[test]
+fn devcontainer_json() {
+    use airlock::cluster::devcontainer::{Fragment, merge};
+    let base = json!({
+        "name": "dev", "image": "img",
+        "runArgs": ["--rm", "--network=none"],
+        "containerEnv": {"A": "1"},
+        "remoteEnv": {"B": "2"},
+        "customizations": {"vscode": {"extensions": ["x"]}}
+    });
+    let frag = Fragment::new(
+        &airlock::plan::SandboxPlan::default(),
+        &["--mount".into(), "type=bind,src=/a,dst=/b".into()],
+        vec!["true".into()],
+    );
+    let strat = prop_oneof![
+        4 => mutated_json(base),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+        1 => Just(b"// a comment\n{ \"image\": \"img\", /* here */ }\n".to_vec()),
+    ];
+    fuzz("devcontainer.json", strat, |bytes| {
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Ok(());
+        };
+        match merge(&text, &frag) {
+            Ok(out) => {
+                let again = merge(&out, &frag);
+                prop_assert!(again.is_ok(), "the merged file merges again: {again:?}");
+                prop_assert_eq!(again.unwrap(), out, "merging is idempotent");
+            }
+            Err(e) => no_canary("devcontainer.json", &e.to_string())?,
+        }
+        Ok(())
     });
 }
 

@@ -101,10 +101,13 @@ pub fn load(layout: &Layout) -> Result<Vec<Grant>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("read", &path, e)),
     };
+    // serde's message may quote the file's content: only where it failed
     let f: File = serde_json::from_slice(&bytes).map_err(|e| {
         Error::Other(format!(
-            "{} is not a grants file airlock can read ({e}); stop the proxy and remove it",
-            path.display()
+            "{} is not a grants file airlock can read (line {}, column {}); stop the proxy and remove it",
+            path.display(),
+            e.line(),
+            e.column()
         ))
     })?;
     if f.version != VERSION {
