@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -502,21 +502,9 @@ fn nothing_is_half_stored() {
     assert!(stored(&ctx).is_empty());
 }
 
+/// Runs `cmd` with `input` on stdin; asserts success; returns its stdout.
 fn run_stdin(cmd: &mut Command, input: &str) -> String {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_with_stdin(cmd, input);
     assert!(
         out.status.success(),
         "{:?}: {}",
