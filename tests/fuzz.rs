@@ -825,7 +825,9 @@ fn devcontainer_json() {
 
 /// The inputs fuzzing found that made an error message quote a secret
 /// (fixed: TOML errors no longer quote values, and a name or work dir that
-/// looks like a credential is not shown).
+/// looks like a credential is not shown; a secret reference holding a
+/// credential is refused without quoting it; the grants file's errors give
+/// a line and column only).
 #[test]
 fn found_by_fuzzing() {
     let project = [
@@ -847,4 +849,30 @@ fn found_by_fuzzing() {
         let e = Config::parse(text).unwrap_err();
         assert!(!e.contains(CANARY), "{text}: {e}");
     }
+    // secret references holding a credential were accepted (and shown by
+    // `status`), or quoted in the refusal
+    let home = Path::new("/home/u");
+    for text in [
+        "file:/sk-ant-oat01-x7Q2zV9abcdefghijklmnop/sk-ant-oat01-x7Q2zV9abcdefghijklmnop",
+        "file:A/sk-ant-oat01-x7Q2zV9abcdefghijklmnop/sk-ant-oat01-x7Q2zV9abcdefghijklmnop",
+        "cmd:/sk-ant-oat01-x7Q2zV9abcdefghijklmnop",
+        "env:AIzax7Q2zV9abcdefghijklmnopqrstuvwxyz12",
+        "cmd:%''sk-ant-oat01-x7Q2zV9abcdefghijklmnop",
+    ] {
+        let e = airlock::secretref::Reference::parse(text, home)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(CANARY), "{text}: {e}");
+    }
+    // a damaged grants file's error quoted a value from it
+    let dir = tempfile::tempdir().unwrap();
+    let layout = airlock::proxy::registry::Layout {
+        dir: dir.path().join("proxy"),
+    };
+    layout.ensure().unwrap();
+    std::fs::write(layout.grants(), b"{\"version\":\"sk-x7Q2zV9-\"}").unwrap();
+    let e = airlock::proxy::registry::load(&layout)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(CANARY), "{e}");
 }
