@@ -18,8 +18,10 @@
 # and `cargo -Zbuild-std=std,panic_abort`, a nightly-only cargo feature enabled on this stable
 # compiler with RUSTC_BOOTSTRAP=1. std's own dependencies come from crates.io (library/Cargo.lock).
 # The rustup toolchains are not touched: Debian's rustc and cargo are called by full path.
-# Installs the packages with apt when missing (root, or sudo). A cold build takes about
-# 10 minutes on 2 cores: too slow for CI, which is why the test only runs from here.
+# Installs the packages with apt when missing (root, or sudo); note that rustc-web/cargo-web
+# put rustc and cargo in /usr/bin (rustup's ~/.cargo/bin stays first on PATH where it is).
+# A cold build takes about 11 minutes of CPU (21-37 min wall clock on a shared 2-core machine):
+# too slow for CI, which is why tests/static_build.rs only runs from here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_test=1
