@@ -107,10 +107,11 @@ pub fn looks_like_secret(s: &str) -> bool {
     PREFIXES.iter().any(|p| t.starts_with(p)) || (t.len() > 64 && !t.contains(' '))
 }
 
-/// `s` quoted for an error message, or a placeholder when it
-/// [looks like a credential](looks_like_secret).
+/// `s` quoted for an error message, or a placeholder when it, or a word of
+/// it (`{sk-ant-…`, `x=AIza…`), [looks like a credential](looks_like_secret).
 pub fn shown(s: &str) -> String {
-    if looks_like_secret(s) {
+    let word = |c: char| c.is_ascii_alphanumeric() || "._/-+=".contains(c);
+    if looks_like_secret(s) || s.split(|c: char| !word(c)).any(looks_like_secret) {
         "(not shown: it looks like a credential)".to_owned()
     } else {
         format!("{s:?}")

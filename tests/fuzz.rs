@@ -836,6 +836,7 @@ fn found_by_fuzzing() {
         "[accounts]\nclaude = \"sk-ant-x7Q2zV9\"\n",
         "agents = [\"claude:sk-ant-x7Q2zV9\"]\n",
         "aliases = \"sk-ant-x7Q2zV9\"\n",
+        "[accounts]\nclaude = \"{sk-ant-x7Q2zV9\"\n",
     ];
     for text in project {
         let e = ProjectFile::parse(text).unwrap_err();
