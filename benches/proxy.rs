@@ -315,6 +315,7 @@ fn grant(layout: &Layout, placeholders: &[String]) {
                 engine: None,
                 created: jiff::Timestamp::now(),
                 revoked_at: None,
+                reference: None,
             },
         )
         .expect("grant");

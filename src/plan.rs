@@ -139,8 +139,25 @@ pub struct ProxyGrant {
     /// The placeholder the sandbox holds ([`Value::Secret`]).
     pub placeholder: Value,
     /// Where the proxy reads the real credential; `None` until resolution
-    /// fills it in.
+    /// fills it in. For a [`ProxyGrant::reference`], names the account only.
     pub truth: Option<crate::sync::Truth>,
+    /// The account's secret reference (`file:`, `cmd:`), which the proxy
+    /// resolves itself instead of reading `truth` (docs/secret-refs.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ProxyReference>,
+}
+
+/// A secret reference as the proxy resolves it: the reference's text (never
+/// a secret: [`crate::secretref::Reference::parse`] refuses one that holds
+/// a credential) and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProxyReference {
+    /// `file:PATH` or `cmd:COMMAND`.
+    pub text: String,
+    /// How long a command may run, in milliseconds.
+    pub timeout_ms: u64,
+    /// How long the value is kept in the proxy's memory, in milliseconds.
+    pub cache_ms: u64,
 }
 
 /// What was resolved for one agent, for logs, `status` and `verify`.

@@ -408,6 +408,8 @@ struct Candidate {
     stored: bool,
     /// The host file a linked vault record follows ([`crate::sync::link`]).
     link: Option<std::path::PathBuf>,
+    /// The secret reference it was read from, for the proxy to resolve.
+    reference: Option<crate::plan::ProxyReference>,
 }
 
 /// What every agent's resolution reads ([`resolve_with`]'s arguments).
@@ -527,7 +529,21 @@ fn resolve_agent(
         for m in &mut agent_plan.sync {
             m.truth = truth.clone();
         }
-        if !agent_plan.proxy.is_empty() {
+        if !agent_plan.proxy.is_empty()
+            && let Some(r) = cand
+                .reference
+                .as_ref()
+                .filter(|r| !r.text.starts_with("env:"))
+        {
+            // the proxy resolves the reference itself (`env:` is the
+            // environment of this command, which the proxy does not share)
+            for g in &mut agent_plan.proxy {
+                g.truth = Some(crate::sync::Truth::Vault {
+                    id: cand.record.id.clone(),
+                });
+                g.reference = Some(r.clone());
+            }
+        } else if !agent_plan.proxy.is_empty() {
             // the proxy reads the real credential where it is kept
             let kept = match &cand.link {
                 Some(path) => Some(crate::sync::Truth::HostFile { path: path.clone() }),
@@ -625,6 +641,11 @@ fn resolve_agent(
                     source,
                     stored: false,
                     link: None,
+                    reference: Some(crate::plan::ProxyReference {
+                        text: spec.reference.to_string(),
+                        timeout_ms: spec.timeout.as_millis() as u64,
+                        cache_ms: spec.cache.as_millis() as u64,
+                    }),
                 };
                 if try_candidate(Step::Reference, cand, &mut res, plan) {
                     return Ok(res);
@@ -654,6 +675,7 @@ fn resolve_agent(
                 source: vault_source,
                 stored: true,
                 link,
+                reference: None,
             };
             if try_candidate(Step::Vault, cand, &mut res, plan) {
                 return Ok(res);
@@ -688,6 +710,7 @@ fn resolve_agent(
                         source,
                         stored: false,
                         link: None,
+                        reference: None,
                     };
                     if try_candidate(Step::Host, cand, &mut res, plan) {
                         return Ok(res);
@@ -714,6 +737,7 @@ fn resolve_agent(
                     source,
                     stored: false,
                     link: None,
+                    reference: None,
                 };
                 if try_candidate(Step::SecretFile, cand, &mut res, plan) {
                     return Ok(res);

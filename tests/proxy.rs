@@ -70,6 +70,7 @@ fn grant(ctx: &TestContext, sandbox: &str, ph: &str) {
             engine: None,
             created: jiff::Timestamp::now(),
             revoked_at: None,
+            reference: None,
         },
     )
     .unwrap();
@@ -295,6 +296,92 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
 /// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
 /// sandbox answers from the mock through the proxy, holding only a
 /// placeholder; the real token is nowhere in the container.
+/// A secret reference served by the proxy itself: `file:` is re-read as
+/// soon as the file changes (a sops or agenix rotation reaches the next
+/// request), `cmd:` runs the command (here `cat`) and keeps its value for
+/// the reference's cache time. The vault's own token is not used.
+#[test]
+fn the_proxy_resolves_secret_references() {
+    let mock = MockUpstream::start();
+    let ctx = context(&mock);
+    let dir = ctx.root.path().join("secrets");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("anthropic");
+    let from_file = |n: u32| format!("sk-ant-oat01-{CANARY}-file{n}-{}", "0123456789".repeat(5));
+    std::fs::write(&file, format!("{}\n", from_file(1))).unwrap();
+    let add = |sandbox: &str, ph: &str, text: String| {
+        registry::add(
+            &layout(&ctx),
+            &Grant {
+                sandbox: sandbox.into(),
+                agent: "claude".into(),
+                account: "default".into(),
+                method: Method::SetupToken,
+                placeholder_sha256: placeholder::hash(ph),
+                truth: Truth::Vault {
+                    id: CredentialId::parse("claude").unwrap(),
+                },
+                container: None,
+                engine: None,
+                created: jiff::Timestamp::now(),
+                revoked_at: None,
+                reference: Some(airlock::plan::ProxyReference {
+                    text,
+                    timeout_ms: 5_000,
+                    cache_ms: 300_000,
+                }),
+            },
+        )
+        .unwrap();
+    };
+    let (ph_file, ph_cmd) = (
+        format!("sk-ant-oat01-airlock-{}", "f".repeat(32)),
+        format!("sk-ant-oat01-airlock-{}", "c".repeat(32)),
+    );
+    add("sb-file", &ph_file, format!("file:{}", file.display()));
+    add("sb-cmd", &ph_cmd, format!("cmd:cat {}", file.display()));
+    let proxy = start_proxy(&ctx);
+    let last_auth = || {
+        mock.seen()
+            .last()
+            .and_then(|s| s.header("authorization").map(str::to_owned))
+            .unwrap()
+    };
+
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph_file));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(last_auth(), format!("Bearer {}", from_file(1)));
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph_cmd));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(last_auth(), format!("Bearer {}", from_file(1)));
+
+    // rotated as sops-nix or agenix do it: a new file renamed into place
+    let tmp = dir.join(".anthropic.tmp");
+    std::fs::write(&tmp, format!("{}\n", from_file(2))).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph_file));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        last_auth(),
+        format!("Bearer {}", from_file(2)),
+        "the next request"
+    );
+    // the command's value is kept for its cache time
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph_cmd));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(last_auth(), format!("Bearer {}", from_file(1)));
+    assert!(
+        !mock
+            .seen()
+            .iter()
+            .any(|s| s.header("authorization") == Some(format!("Bearer {}", token()).as_str())),
+        "the vault's token was never used"
+    );
+    let log = std::fs::read_to_string(ctx.root.path().join("proxy.log")).unwrap();
+    assert!(!log.contains(CANARY), "{log}");
+    drop(proxy);
+}
+
 /// Fail closed: a response that carries the real credential (an API that
 /// echoes it, in a header or in the body, even split across frames) never
 /// reaches the sandbox; the audit log says so.
@@ -532,6 +619,7 @@ fn session_of(agent: &str, mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -
             engine: None,
             created: jiff::Timestamp::now(),
             revoked_at: None,
+            reference: None,
         },
     )
     .unwrap();

@@ -225,3 +225,46 @@ fn every_sandbox_gets_its_own_placeholder() {
     let b = placeholder(&plan_for("codex", Method::ApiKey, &key));
     assert_ne!(a, b);
 }
+
+/// A credential from a secret reference (`file:`, `cmd:`): the proxy
+/// resolves the reference itself, so the grant carries the reference (its
+/// text, never the value); `env:` is this command's environment, which the
+/// proxy does not share, so it is not offered.
+#[test]
+fn a_secret_reference_is_resolved_by_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("anthropic");
+    let token = format!("sk-ant-oat01-{CANARY}ref0123456789abcdefghijklmnopqrstuvwxyzAB");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let config = Config::parse(&format!(
+        "[accounts.claude.default]\nsecret_ref = \"file:{}\"\nmethod = \"token\"\n",
+        file.display()
+    ))
+    .unwrap();
+    let host = HostEnv {
+        home: dir.path().to_path_buf(),
+        vars: Default::default(),
+    };
+    let req = Request {
+        agents: vec![AgentRequest::parse("claude").unwrap()],
+        rotation: Rotation::Proxy,
+        proxy_url: Some(URL.into()),
+        require_auth: true,
+        host_configs: false,
+        ..Request::default()
+    };
+    let plan = resolve(&req, &Vault::in_memory(), &host, &config, Timestamp::now())
+        .unwrap()
+        .plan;
+    assert!(
+        !everything(&plan).contains(CANARY),
+        "no byte of the real token"
+    );
+    assert_eq!(plan.proxy.len(), 1);
+    let r = plan.proxy[0]
+        .reference
+        .as_ref()
+        .expect("the grant carries the reference");
+    assert_eq!(r.text, format!("file:{}", file.display()));
+    assert!(!serde_json::to_string(&plan.proxy).unwrap().contains(CANARY));
+}

@@ -52,7 +52,12 @@ pub fn serve_sessions(ctx: &Ctx, vault: &Vault, plan: &SandboxPlan, id: &str) ->
     let names: Vec<String> = plan
         .proxy
         .iter()
-        .filter(|g| g.method == Method::Session && g.agent != "gemini" && g.truth.is_some())
+        .filter(|g| {
+            g.method == Method::Session
+                && g.agent != "gemini"
+                && g.truth.is_some()
+                && g.reference.is_none()
+        })
         .map(|g| format!("{id}-{}", g.agent))
         .collect();
     if names.is_empty() {

@@ -77,6 +77,7 @@ pub fn register_as(
                 engine: Some(engine.to_owned()),
                 created: now,
                 revoked_at: None,
+                reference: g.reference.clone(),
             },
         )?;
     }

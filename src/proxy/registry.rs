@@ -85,6 +85,10 @@ pub struct Grant {
     /// When it was revoked (`airlock revoke`): refused from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
+    /// The account's secret reference, resolved by the proxy itself; then
+    /// `truth` only names the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<crate::plan::ProxyReference>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -219,6 +223,7 @@ mod tests {
             engine: None,
             created: Timestamp::now(),
             revoked_at: None,
+            reference: None,
         }
     }
 

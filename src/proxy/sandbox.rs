@@ -115,6 +115,7 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
         method: record.method,
         placeholder: Value::Secret(minted.token),
         truth: None,
+        reference: None,
     });
     Ok(plan)
 }

@@ -87,8 +87,9 @@ pub struct State {
     refresh: super::refresh::Coordinator,
 }
 
-/// Agent, method and where a credential is kept.
-type CacheKey = (String, String, Truth);
+/// Agent, method, where a credential is kept, and the secret reference
+/// it is resolved from, if any.
+type CacheKey = (String, String, Truth, Option<String>);
 
 /// How long a credential is reused when no file says it changed: the OS
 /// keyrings (a refresh reaches requests within that time).
@@ -103,11 +104,13 @@ const STAMPED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// the inode even within one timestamp tick.
 type SourceStamp = (SystemTime, u64, u64);
 
-/// A credential read, when, and the stamp its source file had just before.
+/// A credential read, when, the stamp its source file had just before,
+/// and how long it is reused without a stamp.
 struct Cached {
     at: Instant,
     stamp: Option<SourceStamp>,
     secret: Arc<Secret>,
+    ttl: std::time::Duration,
 }
 
 impl Cached {
@@ -115,10 +118,18 @@ impl Cached {
     fn fresh(&self, stamp: &Option<SourceStamp>) -> bool {
         match (&self.stamp, stamp) {
             (Some(then), Some(now)) => then == now && self.at.elapsed() < STAMPED_TTL,
-            (None, None) => self.at.elapsed() < CREDENTIAL_TTL,
+            (None, None) => self.at.elapsed() < self.ttl,
             _ => false,
         }
     }
+}
+
+/// How long a credential without a source file is reused: a `cmd:`
+/// reference's own cache time (docs/secret-refs.md), else a second.
+fn unstamped_ttl(g: &Grant) -> std::time::Duration {
+    g.reference.as_ref().map_or(CREDENTIAL_TTL, |r| {
+        std::time::Duration::from_millis(r.cache_ms)
+    })
 }
 
 impl State {
@@ -163,9 +174,15 @@ impl State {
     /// The stamp of the file `truth` is read from (the host login, or the
     /// vault file of the encrypted-file backend once the vault is open);
     /// `None` where there is no such file (the OS keyrings).
-    fn source_stamp(&self, truth: &Truth) -> Option<SourceStamp> {
+    fn source_stamp(&self, grant: &Grant) -> Option<SourceStamp> {
         use std::os::unix::fs::MetadataExt;
-        let path = match truth {
+        if let Some(r) = &grant.reference {
+            // a `file:` reference is a file like any other; a command has none
+            let path = r.text.strip_prefix("file:")?;
+            let m = std::fs::metadata(path).ok()?;
+            return Some((m.modified().ok()?, m.len(), m.ino()));
+        }
+        let path = match &grant.truth {
             Truth::HostFile { path } => path.clone(),
             Truth::Vault { .. } => {
                 let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
@@ -406,8 +423,9 @@ async fn handle(
         grant.agent.clone(),
         grant.method.as_str().to_owned(),
         grant.truth.clone(),
+        grant.reference.as_ref().map(|r| r.text.clone()),
     );
-    let stamp = st.source_stamp(&grant.truth);
+    let stamp = st.source_stamp(&grant);
     let cached = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&key)
@@ -425,13 +443,14 @@ async fn handle(
                 .map(Arc::new);
             if let Ok(s) = &r {
                 let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
-                c.retain(|_, c| c.at.elapsed() < STAMPED_TTL);
+                c.retain(|_, c| c.at.elapsed() < STAMPED_TTL.max(c.ttl));
                 c.insert(
                     key.clone(),
                     Cached {
                         at: Instant::now(),
                         stamp,
                         secret: s.clone(),
+                        ttl: unstamped_ttl(&grant),
                     },
                 );
             }
@@ -584,6 +603,7 @@ async fn handle(
                     // the file's stamp with a fresh read.
                     stamp: None,
                     secret: new.clone(),
+                    ttl: unstamped_ttl(&grant),
                 },
             );
             if let Some(bytes) = replay {
@@ -729,36 +749,43 @@ fn replace_query_key(pq: &str, real: &str) -> String {
 
 /// The grant account's current credential, as the agent sends it.
 fn credential(st: &State, g: &Grant) -> Result<Secret> {
-    let doc = match &g.truth {
-        Truth::Vault { id } => {
-            let mut v = st.vault.lock().unwrap_or_else(|e| e.into_inner());
-            if v.is_none() {
-                *v =
-                    Some((st.open_vault)().map_err(|e| {
+    let doc = match (&g.reference, &g.truth) {
+        (Some(r), _) => {
+            // resolved here, as `airlock run` resolved it (its paths are
+            // absolute: `~` was expanded when the reference was read)
+            let reference = crate::secretref::Reference::parse(&r.text, std::path::Path::new("/"))?;
+            crate::secretref::fetch(&reference, std::time::Duration::from_millis(r.timeout_ms))?
+        }
+        (None, truth) => match truth {
+            Truth::Vault { id } => {
+                let mut v = st.vault.lock().unwrap_or_else(|e| e.into_inner());
+                if v.is_none() {
+                    *v = Some((st.open_vault)().map_err(|e| {
                         Error::Other(format!("the proxy cannot open the vault ({e})"))
                     })?);
+                }
+                let vault = v.as_ref().ok_or_else(|| Error::Other("no vault".into()))?;
+                vault
+                    .backend()
+                    .get(id)?
+                    .ok_or_else(|| Error::Other(format!("{id} is no longer stored")))?
+                    .secret
             }
-            let vault = v.as_ref().ok_or_else(|| Error::Other("no vault".into()))?;
-            vault
-                .backend()
-                .get(id)?
-                .ok_or_else(|| Error::Other(format!("{id} is no longer stored")))?
-                .secret
-        }
-        Truth::HostFile { path } => {
-            let meta = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
-            if !meta.is_file() || meta.len() > 1 << 20 {
-                return Err(Error::Other(format!(
-                    "{} is not a credential file (not a regular file of at most 1 MiB)",
-                    path.display()
-                )));
+            Truth::HostFile { path } => {
+                let meta = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
+                if !meta.is_file() || meta.len() > 1 << 20 {
+                    return Err(Error::Other(format!(
+                        "{} is not a credential file (not a regular file of at most 1 MiB)",
+                        path.display()
+                    )));
+                }
+                let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+                Secret::new(
+                    String::from_utf8(bytes)
+                        .map_err(|_| Error::Other(format!("{} is not UTF-8", path.display())))?,
+                )
             }
-            let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-            Secret::new(
-                String::from_utf8(bytes)
-                    .map_err(|_| Error::Other(format!("{} is not UTF-8", path.display())))?,
-            )
-        }
+        },
     };
     let text = doc.trimmed();
     let pick = |v: &serde_json::Value, ptr: &str| -> Result<Secret> {
@@ -1003,6 +1030,7 @@ mod tests {
             at: Instant::now(),
             stamp: stamp_of(&f),
             secret: Arc::new(Secret::new("old".to_owned())),
+            ttl: CREDENTIAL_TTL,
         };
         assert!(cached.fresh(&stamp_of(&f)));
         // Replaced as airlock and the agents write it: temp + rename, same
@@ -1021,6 +1049,7 @@ mod tests {
             at: Instant::now(),
             stamp: None,
             secret: Arc::new(Secret::new("k".to_owned())),
+            ttl: CREDENTIAL_TTL,
         };
         assert!(cached.fresh(&None));
         cached.at = Instant::now() - CREDENTIAL_TTL;

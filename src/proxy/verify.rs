@@ -80,9 +80,26 @@ pub fn real_values(plan: &SandboxPlan, vault: &Vault) -> Vec<String> {
     plan.proxy.iter().for_each(|g| add_ph(&g.placeholder));
     let mut out = Vec::new();
     for g in &plan.proxy {
-        let Some(truth) = &g.truth else { continue };
-        let Ok(Some(bytes)) = truth.read(Some(vault.backend())) else {
-            continue;
+        let bytes = if let Some(r) = &g.reference {
+            // the value the proxy resolves: the scan must look for it too
+            let Ok(reference) =
+                crate::secretref::Reference::parse(&r.text, std::path::Path::new("/"))
+            else {
+                continue;
+            };
+            match crate::secretref::fetch(
+                &reference,
+                std::time::Duration::from_millis(r.timeout_ms),
+            ) {
+                Ok(s) => zeroize::Zeroizing::new(s.expose().as_bytes().to_vec()),
+                Err(_) => continue,
+            }
+        } else {
+            let Some(truth) = &g.truth else { continue };
+            let Ok(Some(bytes)) = truth.read(Some(vault.backend())) else {
+                continue;
+            };
+            bytes
         };
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
