@@ -55,6 +55,16 @@ fn layout(ctx: &TestContext) -> Layout {
 }
 
 fn grant(ctx: &TestContext, sandbox: &str, ph: &str) {
+    grant_with(ctx, sandbox, ph, None);
+}
+
+/// [`grant`], for a credential the proxy resolves from a secret reference.
+fn grant_with(
+    ctx: &TestContext,
+    sandbox: &str,
+    ph: &str,
+    reference: Option<airlock::plan::ProxyReference>,
+) {
     registry::add(
         &layout(ctx),
         &Grant {
@@ -70,7 +80,7 @@ fn grant(ctx: &TestContext, sandbox: &str, ph: &str) {
             engine: None,
             created: jiff::Timestamp::now(),
             revoked_at: None,
-            reference: None,
+            reference,
         },
     )
     .unwrap();
@@ -310,29 +320,12 @@ fn the_proxy_resolves_secret_references() {
     let from_file = |n: u32| format!("sk-ant-oat01-{CANARY}-file{n}-{}", "0123456789".repeat(5));
     std::fs::write(&file, format!("{}\n", from_file(1))).unwrap();
     let add = |sandbox: &str, ph: &str, text: String| {
-        registry::add(
-            &layout(&ctx),
-            &Grant {
-                sandbox: sandbox.into(),
-                agent: "claude".into(),
-                account: "default".into(),
-                method: Method::SetupToken,
-                placeholder_sha256: placeholder::hash(ph),
-                truth: Truth::Vault {
-                    id: CredentialId::parse("claude").unwrap(),
-                },
-                container: None,
-                engine: None,
-                created: jiff::Timestamp::now(),
-                revoked_at: None,
-                reference: Some(airlock::plan::ProxyReference {
-                    text,
-                    timeout_ms: 5_000,
-                    cache_ms: 300_000,
-                }),
-            },
-        )
-        .unwrap();
+        let r = airlock::plan::ProxyReference {
+            text,
+            timeout_ms: 5_000,
+            cache_ms: 300_000,
+        };
+        grant_with(&ctx, sandbox, ph, Some(r));
     };
     let (ph_file, ph_cmd) = (
         format!("sk-ant-oat01-airlock-{}", "f".repeat(32)),
