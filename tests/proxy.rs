@@ -303,9 +303,6 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
     );
 }
 
-/// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
-/// sandbox answers from the mock through the proxy, holding only a
-/// placeholder; the real token is nowhere in the container.
 /// A secret reference served by the proxy itself: `file:` is re-read as
 /// soon as the file changes (a sops or agenix rotation reaches the next
 /// request), `cmd:` runs the command (here `cat`) and keeps its value for
@@ -412,6 +409,9 @@ fn a_response_carrying_the_real_token_is_not_forwarded() {
     drop(proxy);
 }
 
+/// `airlock run --rotation proxy`: the genuine Claude Code in a Docker
+/// sandbox answers from the mock through the proxy, holding only a
+/// placeholder; the real token is nowhere in the container.
 #[test]
 fn docker_claude_answers_through_the_proxy_holding_only_a_placeholder() {
     if require_real("AIRLOCK_TEST_DOCKER") {
