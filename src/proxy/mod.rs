@@ -11,12 +11,14 @@
 
 pub mod attach;
 pub mod audit;
+pub mod ca;
 pub mod daemon;
 pub mod placeholder;
 pub mod refresh;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod tls;
 pub mod verify;
 
 /// One proxy-mode sandbox, for `airlock status`.

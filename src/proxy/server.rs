@@ -26,7 +26,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use super::audit::{Audit, Entry};
@@ -269,7 +269,9 @@ fn client() -> Result<HttpsClient> {
 }
 
 /// Serves `listener` until the process ends.
-pub async fn serve(listener: TcpListener, state: Arc<State>) {
+/// Connections that open with a TLS handshake are served over TLS with
+/// `tls` ([`super::tls`]).
+pub async fn serve(listener: TcpListener, state: Arc<State>, tls: Option<Arc<super::tls::Tls>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -283,11 +285,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
         // delayed ACK (Nagle would hold a small write for up to 40 ms).
         let _ = stream.set_nodelay(true);
         let st = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            super::tls::serve_connection(stream, tls, svc).await;
         });
     }
 }
