@@ -7,7 +7,10 @@
 //! Gemini SSE stream and `:generateContent` a Gemini JSON answer; `/slow`
 //! streams one chunk, then waits for `release`; `/echo-body` and
 //! `/echo-header` send the request's `Authorization` back (a misbehaving
-//! API); everything else gets 404 JSON. Tokens given to [`MockUpstream::reject`] get 401.
+//! API); `GET /backend-api/wham/accounts/check` answers Codex's workspace
+//! routing discovery with the asked-for account and no constraint;
+//! everything else gets 404 JSON. Tokens given to [`MockUpstream::reject`]
+//! get 401.
 
 #![allow(dead_code)]
 
@@ -234,6 +237,11 @@ async fn handle(
         .find(|(k, _)| k == "authorization")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    let account = headers
+        .iter()
+        .find(|(k, _)| k == "chatgpt-account-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
@@ -312,6 +320,21 @@ async fn handle(
             ),
         ];
         tokio::spawn(sse(tx, parts));
+    } else if method == "GET" && path.starts_with("/backend-api/wham/accounts/check") {
+        // Codex's "workspace routing discovery" (ChatGPT sessions): the
+        // account it asked for, with no routing constraint, so Codex keeps
+        // its configured backend (docs/proxy-agents.md)
+        let id = account;
+        let body = http_body_util::Full::new(Bytes::from(
+            serde_json::json!({"accounts": [{"id": id, "workspace_backend_origin": "NO_CONSTRAINT",
+                "account_routing_override": "NO_CONSTRAINT"}], "account_ordering": [id]})
+            .to_string(),
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
     } else if method == "POST" && path.contains(":streamGenerateContent") {
         // Gemini's streaming answer (`?alt=sse`)
         let chunk = |text: &str, done: bool| {
