@@ -409,6 +409,71 @@ mod tests {
         assert_eq!(read(&l).unwrap().unwrap().cas.len(), 2);
     }
 
+    use rustls::client::danger::ServerCertVerifier;
+
+    /// Verifies `chain` for `name` with rustls' WebPKI verifier, trusting
+    /// the CA bundle only.
+    fn verify(
+        bundle: &str,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+        name: &str,
+    ) -> std::result::Result<(), rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut bundle.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        v.verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map(|_| ())
+    }
+
+    #[test]
+    fn the_proxy_certificate_verifies_and_a_stolen_key_cannot_sign_other_hosts() {
+        let (_d, l) = layout();
+        let bundle = bundle_pem(&l).unwrap();
+        let (chain, _) = server_identity(&l, &["172.17.0.1".parse().unwrap()]).unwrap();
+        for name in [
+            "host.docker.internal",
+            "host.containers.internal",
+            "localhost",
+            "127.0.0.1",
+            "10.0.2.2",
+            "172.17.0.1",
+        ] {
+            verify(&bundle, &chain, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(verify(&bundle, &chain, "chatgpt.com").is_err());
+        // whoever holds the CA key signs a certificate for chatgpt.com (and
+        // a public address): the name constraints make verifiers refuse it
+        let f = read(&l).unwrap().unwrap();
+        let issuer = Issuer::new(
+            ca_params(),
+            KeyPair::from_pem(f.cas[0].key.expose()).unwrap(),
+        );
+        for evil in ["chatgpt.com", "104.18.32.47"] {
+            let mut p = CertificateParams::new(vec![evil.to_owned()]).unwrap();
+            p.distinguished_name = DistinguishedName::new();
+            p.use_authority_key_identifier_extension = true;
+            validity(&mut p, today().yesterday().unwrap(), f.cas[0].not_after);
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            let e = verify(&bundle, &[cert.der().clone()], evil).unwrap_err();
+            assert!(format!("{e:?}").contains("NameConstraint"), "{evil}: {e:?}");
+        }
+    }
+
     #[test]
     fn only_the_sandbox_side_ranges_are_permitted() {
         for ok in [
