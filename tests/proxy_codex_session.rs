@@ -268,7 +268,11 @@ fn b64(v: &serde_json::Value) -> String {
 /// and the Responses API go to the mock with the real access token and
 /// account id; the container holds neither the access nor the refresh
 /// token nor the CA's key (env, files, `/proc`, `inspect`).
-fn codex_session_through_the_proxy(engine: &str) {
+///
+/// With `renewed`, the proxy's CA is due for renewal when the proxy starts:
+/// the sandbox gets both CA certificates and the proxy's certificate is
+/// signed by the second (Codex reads the whole bundle).
+fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
     let mock = MockUpstream::start();
     let mut ctx = common::tmpfs_context(engine, "codex-tls");
     let ca = ctx.root.path().join("upstream-ca.pem");
@@ -308,6 +312,19 @@ fn codex_session_through_the_proxy(engine: &str) {
         .unwrap());
     std::fs::remove_file(&f).unwrap();
 
+    if renewed {
+        let l = layout(&ctx);
+        airlock::proxy::ca::bundle_pem(&l).unwrap();
+        let f = airlock::proxy::ca::file(&l);
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let soon = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date()
+            .checked_add(jiff::Span::new().days(10))
+            .unwrap();
+        v["cas"][0]["not_after"] = soon.to_string().into();
+        airlock::fsutil::write_atomic(&f, v.to_string().as_bytes(), 0o600).unwrap();
+    }
     let name = format!("airlock-codex-tls-{engine}-{}", std::process::id());
     let out = ctx
         .cmd()
@@ -335,7 +352,7 @@ fn codex_session_through_the_proxy(engine: &str) {
     // signatures (never in a placeholder), the refresh token, the CA key
     let script = format!(
         "cd /tmp; if grep -rs -e '{CANARY}' -e 'PRIVATE KEY' /proc/self/environ /proc/1/environ \"$HOME\" /run/airlock-in /run/airlock /tmp /etc 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi; \
-         grep -q 'BEGIN CERTIFICATE' \"$CODEX_CA_CERTIFICATE\" && echo CA-TRUSTED; \
+         echo CA-CERTS=$(grep -c 'BEGIN CERTIFICATE' \"$CODEX_CA_CERTIFICATE\"); \
          grep -h chatgpt_base_url \"$CODEX_HOME/config.toml\"; \
          codex exec --skip-git-repo-check hi </dev/null"
     );
@@ -364,7 +381,8 @@ fn codex_session_through_the_proxy(engine: &str) {
         );
     }
     assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
-    assert!(stdout.contains("CA-TRUSTED"), "{stdout}\n{stderr}");
+    let certs = if renewed { "CA-CERTS=2" } else { "CA-CERTS=1" };
+    assert!(stdout.contains(certs), "{stdout}\n{stderr}");
     assert!(stdout.contains("chatgpt_base_url = \"https://"), "{stdout}");
     assert!(
         o.status.success() && stdout.contains(REPLY),
@@ -396,13 +414,13 @@ fn codex_session_through_the_proxy(engine: &str) {
 #[test]
 fn docker_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_DOCKER") {
-        codex_session_through_the_proxy("docker");
+        codex_session_through_the_proxy("docker", true);
     }
 }
 
 #[test]
 fn podman_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_PODMAN") {
-        codex_session_through_the_proxy("podman");
+        codex_session_through_the_proxy("podman", false);
     }
 }
