@@ -259,6 +259,66 @@ fn plain_http_and_tls_share_the_port() {
     drop(proxy);
 }
 
+/// A Codex ChatGPT session behind a grant: the upstream gets the session's
+/// access token and the account that token is for, whatever account the
+/// sandbox names (over TLS, as Codex sends it).
+#[test]
+fn a_codex_session_request_carries_the_tokens_own_account() {
+    let mock = MockUpstream::start();
+    let mut ctx = TestContext::new();
+    let ca = ctx.root.path().join("upstream-ca.pem");
+    std::fs::write(&ca, &mock.ca_pem).unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
+    let header = b64(&serde_json::json!({"alg": "RS256"}));
+    let access = format!(
+        "{header}.{}.{CANARY}sig",
+        b64(&serde_json::json!({"exp": 4_102_444_800i64,
+            "https://api.openai.com/auth": {"chatgpt_account_id": "acc-real"}}))
+    );
+    let host_file = ctx.root.path().join("auth.json");
+    std::fs::write(
+        &host_file,
+        serde_json::json!({"auth_mode": "chatgpt", "tokens": {"access_token": access,
+            "refresh_token": format!("rt_{CANARY}"), "account_id": "acc-real"}})
+        .to_string(),
+    )
+    .unwrap();
+    let ph = format!("{header}.e30.airlock{}", "p".repeat(32));
+    registry::add(
+        &layout(&ctx),
+        &Grant {
+            sandbox: "sb-codex".into(),
+            agent: "codex".into(),
+            account: "default".into(),
+            method: Method::Session,
+            placeholder_sha256: placeholder::hash(&ph),
+            truth: Truth::HostFile { path: host_file },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+            reference: None,
+        },
+    )
+    .unwrap();
+    let proxy = start_proxy(&ctx);
+    let cfg = trusting(&std::fs::read_to_string(layout(&ctx).dir.join("ca/ca.pem")).unwrap());
+    let req = format!(
+        "GET /backend-api/wham/accounts/check HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {ph}\r\nchatgpt-account-id: acc-other\r\nconnection: close\r\n\r\n"
+    );
+    let r = over_tls(proxy.port, cfg, "host.docker.internal", &req).unwrap();
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("NO_CONSTRAINT"),
+        "{r}"
+    );
+    let path = "/backend-api/wham/accounts/check";
+    mock.assert_carried(path, "authorization", &format!("Bearer {access}"));
+    mock.assert_carried(path, "chatgpt-account-id", "acc-real");
+    assert!(!r.contains(CANARY), "{r}");
+    drop(proxy);
+}
+
 fn b64(v: &serde_json::Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }

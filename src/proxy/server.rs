@@ -538,15 +538,23 @@ async fn handle(
         }
         _ => (Counted::new(body, up.clone(), None).boxed(), None),
     };
+    let codex_session = grant.agent == "codex" && grant.method == Method::Session;
     let build =
         |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
             let mut out = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri.clone());
+            // a ChatGPT session: the account its access token is for, never
+            // the one the sandbox names (docs/proxy.md)
+            let account = codex_session.then(|| chatgpt_account(real)).flatten();
             for (k, v) in &parts.headers {
-                if !DROP.contains(&k.as_str()) {
+                let replaced = account.is_some() && k.as_str() == CHATGPT_ACCOUNT;
+                if !DROP.contains(&k.as_str()) && !replaced {
                     out = out.header(k, v);
                 }
+            }
+            if let Some(a) = account {
+                out = out.header(CHATGPT_ACCOUNT, a);
             }
             let (name, value) = match slot {
                 Slot::Bearer => (
@@ -679,6 +687,16 @@ async fn handle(
             ))
         }
     }
+}
+
+/// The header Codex names its ChatGPT account (workspace) in.
+const CHATGPT_ACCOUNT: &str = "chatgpt-account-id";
+
+/// The ChatGPT account a session's access token is for (its claims), if it
+/// says.
+fn chatgpt_account(access_token: &Secret) -> Option<HeaderValue> {
+    let claims = crate::agents::jwt::claims(access_token.expose()).ok()?;
+    HeaderValue::from_str(&crate::agents::jwt::chatgpt_account(&claims)?).ok()
 }
 
 /// A request the proxy could not build: audited, with a clear answer.
