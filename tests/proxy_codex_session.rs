@@ -323,16 +323,17 @@ fn b64(v: &serde_json::Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-/// The genuine `codex exec` with a ChatGPT session, through `airlock run
-/// --rotation proxy` in an `engine` sandbox: workspace routing discovery
-/// and the Responses API go to the mock with the real access token and
-/// account id; the container holds neither the access nor the refresh
-/// token nor the CA's key (env, files, `/proc`, `inspect`).
-///
-/// With `renewed`, the proxy's CA is due for renewal when the proxy starts:
-/// the sandbox gets both CA certificates and the proxy's certificate is
-/// signed by the second (Codex reads the whole bundle).
-fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
+/// A Codex ChatGPT session stored in a fresh context whose Codex upstream is
+/// `mock`; every token carries [`CANARY`] (the placeholders never do).
+struct Session {
+    ctx: TestContext,
+    mock: MockUpstream,
+    access: String,
+    refresh: String,
+    account: &'static str,
+}
+
+fn codex_session(engine: &str) -> Session {
     let mock = MockUpstream::start();
     let mut ctx = common::tmpfs_context(engine, "codex-tls");
     let ca = ctx.root.path().join("upstream-ca.pem");
@@ -371,7 +372,32 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
         .output()
         .unwrap());
     std::fs::remove_file(&f).unwrap();
+    Session {
+        ctx,
+        mock,
+        access,
+        refresh,
+        account,
+    }
+}
 
+/// The genuine `codex exec` with a ChatGPT session, through `airlock run
+/// --rotation proxy` in an `engine` sandbox: workspace routing discovery
+/// and the Responses API go to the mock with the real access token and
+/// account id; the container holds neither the access nor the refresh
+/// token nor the CA's key (env, files, `/proc`, `inspect`).
+///
+/// With `renewed`, the proxy's CA is due for renewal when the proxy starts:
+/// the sandbox gets both CA certificates and the proxy's certificate is
+/// signed by the second (Codex reads the whole bundle).
+fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
+    let Session {
+        ctx,
+        mock,
+        access,
+        refresh,
+        account,
+    } = codex_session(engine);
     if renewed {
         let l = layout(&ctx);
         airlock::proxy::ca::bundle_pem(&l).unwrap();
@@ -483,4 +509,60 @@ fn podman_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_PODMAN") {
         codex_session_through_the_proxy("podman", false);
     }
+}
+
+/// `airlock verify --rotation proxy --online` with a Codex ChatGPT session:
+/// the genuine `codex exec` in the check container answers through the
+/// proxy over TLS, and the scan finds no real token in the container.
+#[test]
+fn docker_verify_online_passes_a_codex_session_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let Session {
+        ctx,
+        mock,
+        access,
+        account,
+        ..
+    } = codex_session("docker");
+    let out = ctx
+        .cmd()
+        .args(["verify", "--json", "--engine", "docker", "--image"])
+        .arg(common::root_image())
+        .args(["--rotation", "proxy", "--online", "--agent", "codex"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let codex = v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agent"] == "codex"))
+        .unwrap_or_else(|| panic!("{v}"));
+    let p = codex["proxy"].as_str().unwrap_or_default();
+    assert!(
+        p.starts_with("answered through the proxy") && p.contains("HTTP 200"),
+        "{codex}"
+    );
+    assert!(
+        v["proxy_scan"]
+            .as_str()
+            .unwrap()
+            .contains("placeholders only"),
+        "{v}"
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "authorization",
+        &format!("Bearer {access}"),
+    );
+    mock.assert_carried(
+        "/backend-api/wham/accounts/check",
+        "chatgpt-account-id",
+        account,
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
