@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod audit;
 pub mod daemon;
+mod hostile;
 pub mod placeholder;
 pub mod refresh;
 pub mod registry;

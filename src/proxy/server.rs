@@ -626,12 +626,9 @@ async fn handle(
     drop(real);
     match result {
         Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            if parts
-                .headers
-                .values()
-                .any(|v| carries(v.as_bytes(), real_bytes.as_slice()))
-            {
+            let (mut parts, body) = resp.into_parts();
+            super::hostile::clean_response_head(&mut parts);
+            if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
                     entry,
@@ -988,6 +985,15 @@ where
                         Poll::Ready(Some(Err(Box::new(CarriedCredential))))
                     }
                 },
+                Err(other) if super::hostile::frame_carries(&other, &self.secret) => {
+                    self.ended = true;
+                    self.held.clear();
+                    self.cut.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        "the upstream's response trailers carried the real credential: the response was cut"
+                    );
+                    Poll::Ready(Some(Err(Box::new(CarriedCredential))))
+                }
                 Err(other) => Poll::Ready(Some(Ok(other))),
             },
             Poll::Ready(None) => {
