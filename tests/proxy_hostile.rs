@@ -522,3 +522,31 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
     s.still_serves();
     s.logs_clean();
 }
+
+/// Fail closed on an encoded body: the guard scans the bytes as sent, so the
+/// proxy asks the upstream for `identity` whatever the sandbox accepts, and
+/// refuses a response compressed anyway (its decoded body could hold the
+/// credential).
+#[test]
+fn a_compressed_response_is_refused_and_identity_is_asked_for() {
+    let s = setup();
+    let r = s.exchange_bytes(
+        format!(
+            "GET /gzip HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\naccept-encoding: gzip, br, deflate\r\nconnection: close\r\n\r\n",
+            ph('a')
+        )
+        .as_bytes(),
+    );
+    let head_end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&r[..head_end]);
+    let decoded = gunzip(&r[head_end..]);
+    assert!(!decoded.contains(CANARY), "{decoded}");
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let seen = s.up.reqs();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("accept-encoding"), Some("identity"));
+    let audit = s.audit();
+    assert_eq!(audit[0]["refused"], "response encoded", "{}", audit[0]);
+    s.still_serves();
+    s.logs_clean();
+}

@@ -34,6 +34,20 @@ pub(super) fn frame_carries<B>(frame: &Frame<B>, secret: &[u8]) -> bool {
         .is_some_and(|t| headers_carry(t, secret))
 }
 
+/// Asked of the upstream in place of what the sandbox accepts: the guard
+/// scans the bytes as they are sent, so a compressed body would hide the
+/// credential from it.
+pub(super) const ACCEPT_ENCODING: &str = "identity";
+
+/// True when the upstream encoded its response body anyway (gzip, br,
+/// deflate...): it is refused, since the guard cannot scan it.
+pub(super) fn encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -360,6 +360,7 @@ const DROP: &[&str] = &[
     "authorization",
     "x-api-key",
     "x-goog-api-key",
+    "accept-encoding",
 ];
 
 async fn handle(
@@ -547,6 +548,10 @@ async fn handle(
                     out = out.header(k, v);
                 }
             }
+            out = out.header(
+                hyper::header::ACCEPT_ENCODING,
+                super::hostile::ACCEPT_ENCODING,
+            );
             let (name, value) = match slot {
                 Slot::Bearer => (
                     hyper::header::AUTHORIZATION,
@@ -628,6 +633,19 @@ async fn handle(
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             super::hostile::clean_response_head(&mut parts);
+            if super::hostile::encoded(&parts.headers) {
+                tracing::warn!(upstream = %origin, "the upstream encoded its response though asked not to: not forwarded");
+                return Ok(st.audit.refuse(
+                    entry,
+                    start,
+                    StatusCode::BAD_GATEWAY,
+                    "response encoded",
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "airlock proxy: the API answered with a compressed body, which the proxy cannot check for the credential; it was not forwarded",
+                    ),
+                ));
+            }
             if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
