@@ -550,3 +550,87 @@ fn a_compressed_response_is_refused_and_identity_is_asked_for() {
     s.still_serves();
     s.logs_clean();
 }
+
+/// A listener standing for another host: counts the connections it gets.
+fn evil_host() -> (u16, Arc<AtomicU64>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            h.fetch_add(1, Ordering::SeqCst);
+            drop(c);
+        }
+    });
+    (port, hits)
+}
+
+/// The upstream is fixed per agent: no request-target form, `Host`,
+/// userinfo, double slash or dot segment sends the request (and the real
+/// credential) anywhere else; `CONNECT` and `TRACE` are refused.
+#[test]
+fn no_request_target_reaches_another_host() {
+    let s = setup();
+    let (evil, hits) = evil_host();
+    let e = format!("127.0.0.1:{evil}");
+    let forwarded = [
+        (format!("GET http://{e}/v1/abs HTTP/1.1"), "/v1/abs"),
+        (
+            format!("GET https://user:pw@{e}/v1/userinfo HTTP/1.1"),
+            "/v1/userinfo",
+        ),
+        (format!("GET {e} HTTP/1.1"), "/"),
+        (format!("GET //{e}/v1/dbl HTTP/1.1"), "//127.0.0.1"),
+        (format!("GET /@{e}/v1/at HTTP/1.1"), "/@127.0.0.1"),
+        (
+            "GET /v1/%2e%2e/%2e%2e/dot HTTP/1.1".to_owned(),
+            "/v1/%2e%2e/%2e%2e/dot",
+        ),
+        ("GET /v1/../../dot HTTP/1.1".to_owned(), "/v1/../../dot"),
+    ];
+    let refused = [
+        format!("CONNECT {e} HTTP/1.1"),
+        // no path: nothing to append to the origin
+        format!("GET http://{e}?q=1 HTTP/1.1"),
+        "TRACE /v1/trace HTTP/1.1".to_owned(),
+        "OPTIONS * HTTP/1.1".to_owned(),
+    ];
+    for (line, _) in &forwarded {
+        let r = s.exchange(
+            format!(
+                "{line}\r\nhost: {e}\r\nx-forwarded-host: {e}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+                ph('a')
+            )
+            .as_bytes(),
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{line}: {r}");
+        assert!(!r.contains(CANARY), "{line}: {r}");
+    }
+    for line in &refused {
+        let r = s.exchange(
+            format!(
+                "{line}\r\nhost: {e}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+                ph('a')
+            )
+            .as_bytes(),
+        );
+        assert!(
+            r.starts_with("HTTP/1.1 405") || r.starts_with("HTTP/1.1 400"),
+            "{line}: {r}"
+        );
+        assert!(!r.contains(CANARY), "{line}: {r}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "another host was contacted");
+    let seen = s.up.reqs();
+    let host = format!("localhost:{}", s.up.port);
+    assert_eq!(seen.len(), forwarded.len(), "{seen:?}");
+    for (req, (line, path)) in seen.iter().zip(&forwarded) {
+        assert!(req.path.starts_with(path), "{line}: {}", req.path);
+        assert_eq!(req.header("host"), Some(host.as_str()), "{line}");
+        assert_eq!(req.method, "GET");
+    }
+    assert_eq!(s.audit().len(), forwarded.len() + refused.len());
+    s.still_serves();
+    s.logs_clean();
+}

@@ -48,6 +48,26 @@ pub(super) fn encoded(headers: &HeaderMap) -> bool {
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
 }
 
+/// Methods never forwarded: `CONNECT` would open a tunnel (and send the
+/// credential with it), `TRACE` asks the upstream to echo the request,
+/// credential included; no agent uses either.
+pub(super) fn refused_method(m: &hyper::Method) -> bool {
+    *m == hyper::Method::CONNECT || *m == hyper::Method::TRACE
+}
+
+/// The upstream URL for the request's path and query: `origin` (scheme and
+/// authority, no path) followed by `pq`, which must begin with `/` (not
+/// `*`, nor anything that could run on into the authority); the result's
+/// authority is checked to be the origin's.
+pub(super) fn target(origin: &str, pq: &str) -> Option<hyper::Uri> {
+    if !pq.starts_with('/') {
+        return None;
+    }
+    let uri: hyper::Uri = format!("{origin}{pq}").parse().ok()?;
+    let authority = origin.split_once("://").map(|(_, a)| a)?;
+    (uri.authority().map(|a| a.as_str()) == Some(authority)).then_some(uri)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +89,23 @@ mod tests {
             !headers_carry(&h, b""),
             "an empty secret is never looked for"
         );
+    }
+
+    #[test]
+    fn the_target_keeps_the_origin_whatever_the_path() {
+        let o = "https://api.example:8443";
+        for pq in [
+            "/v1/x",
+            "//evil.example/x",
+            "/@evil.example/x",
+            "/v1/../../x?a=b",
+        ] {
+            let u = target(o, pq).unwrap();
+            assert_eq!(u.authority().unwrap().as_str(), "api.example:8443", "{pq}");
+        }
+        for pq in ["*", "", ".evil.example/", "@evil.example/", ":1/"] {
+            assert!(target(o, pq).is_none(), "{pq}");
+            assert!(target("https://api.example", pq).is_none(), "{pq}");
+        }
     }
 }

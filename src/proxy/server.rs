@@ -407,6 +407,18 @@ async fn handle(
             ),
         ));
     }
+    if super::hostile::refused_method(req.method()) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method refused",
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "airlock proxy: CONNECT and TRACE are not proxied",
+            ),
+        ));
+    }
     let Some(origin) = st.upstream(&grant) else {
         return Ok(st.audit.refuse(
             entry,
@@ -489,9 +501,9 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match format!("{origin}{pq}").parse() {
-        Ok(u) => u,
-        Err(_) => {
+    let uri: Uri = match super::hostile::target(&origin, &pq) {
+        Some(u) => u,
+        None => {
             return Ok(st.audit.refuse(
                 entry,
                 start,
