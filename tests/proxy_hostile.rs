@@ -634,3 +634,86 @@ fn no_request_target_reaches_another_host() {
     s.still_serves();
     s.logs_clean();
 }
+
+/// Request smuggling and desync: `Content-Length` with `Transfer-Encoding`
+/// (either order), two lengths, an unknown or folded transfer coding,
+/// pipelined requests and chunked trailers. Every request the upstream
+/// parses is one the proxy meant to send, on connections it reuses for
+/// other sandboxes; a smuggled request never rides along, and a pipelined
+/// request never inherits the previous one's placeholder.
+#[test]
+fn no_smuggled_request_reaches_the_upstream() {
+    let s = setup();
+    let a = ph('a');
+    let smuggled =
+        format!("GET /smuggled HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {a}\r\n\r\n");
+    // TE wins over CL, the connection closes after it: the rest is never read
+    for (first, second) in [
+        ("content-length: 4", "transfer-encoding: chunked"),
+        ("transfer-encoding: chunked", "content-length: 40"),
+    ] {
+        let r = s.exchange(
+            format!(
+                "POST /v1/clte HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\n{first}\r\n{second}\r\n\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}"
+            )
+            .as_bytes(),
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+    }
+    // malformed framing: 400 from the proxy, nothing sent upstream
+    for framing in [
+        "content-length: 5\r\ncontent-length: 6",
+        "content-length: 5, 6",
+        "content-length: +5",
+        "transfer-encoding: xchunked",
+        "transfer-encoding: chunked\r\ntransfer-encoding: identity",
+        "transfer-encoding: chunked, identity",
+        "transfer-encoding:\r\n chunked",
+        "x-pad: 1\r\n transfer-encoding: chunked",
+    ] {
+        let r = s.exchange(
+            format!(
+                "POST /v1/bad HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\n{framing}\r\n\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}"
+            )
+            .as_bytes(),
+        );
+        assert!(r.starts_with("HTTP/1.1 400"), "{framing:?}: {r}");
+        assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+    }
+    // pipelined on one connection: a, then no placeholder, then b; a
+    // chunked body with a trailer naming a credential header
+    let r = s.exchange(
+        format!(
+            "POST /v1/p1 HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\ncontent-length: 3\r\n\r\nabc\
+             GET /v1/p2 HTTP/1.1\r\nhost: proxy\r\n\r\n\
+             POST /v1/p3 HTTP/1.1\r\nhost: proxy\r\nx-api-key: {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nxyz\r\n0\r\nauthorization: Bearer {a}\r\n\r\n",
+            ph('b')
+        )
+        .as_bytes(),
+    );
+    let statuses: Vec<&str> = r.split("HTTP/1.1 ").skip(1).map(|x| &x[..3]).collect();
+    assert_eq!(statuses, ["200", "401", "200"], "{r}");
+    assert!(!r.contains(CANARY));
+
+    let seen = s.up.reqs();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/clte", "/v1/clte", "/v1/p1", "/v1/p3"]);
+    let bodies: Vec<&[u8]> = seen.iter().map(|r| r.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"hello"[..], b"hello", b"abc", b"xyz"]);
+    for r in &seen {
+        assert_eq!(r.credential(), token(), "{}", r.path);
+    }
+    // what the upstream parsed is all it was sent: no request line hidden
+    // in a body, the credential once per request, no trailer forwarded
+    let raw = s.up.raw();
+    assert!(
+        !raw.contains("/smuggled") && !raw.contains("/v1/bad"),
+        "{raw}"
+    );
+    assert_eq!(raw.matches(" HTTP/1.1\r\n").count(), seen.len(), "{raw}");
+    assert_eq!(raw.matches(CANARY).count(), seen.len(), "{raw}");
+    assert!(!raw.contains(&a), "a placeholder went upstream: {raw}");
+    s.still_serves();
+    s.logs_clean();
+}
