@@ -717,3 +717,206 @@ fn no_smuggled_request_reaches_the_upstream() {
     s.still_serves();
     s.logs_clean();
 }
+
+/// Sends a request from the sandbox with `headers` (each `name: value`,
+/// `connection: close` added) and `body`.
+fn request(s: &Setup, line: &str, headers: &[String], body: &str) -> String {
+    let mut req = format!("{line}\r\nhost: proxy\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.exchange(req.as_bytes())
+}
+
+/// Where the placeholder is, and what else rides with it: the credential
+/// goes only where the agent's own placeholder was, a placeholder in a body,
+/// cookie or lowercase scheme is not one, two sandboxes' placeholders in
+/// one request are refused, a revoked one is refused at once.
+#[test]
+fn the_credential_goes_only_where_one_placeholder_was() {
+    let s = setup();
+    let (a, b) = (ph('a'), ph('b'));
+    let unknown = format!("sk-ant-oat01-airlock-{}", "z".repeat(32));
+    let cases: Vec<(&str, Vec<String>, String, &str)> = vec![
+        // accepted: the swap happens; Connection naming the credential
+        // header does not strip the real one nor pass the placeholder
+        (
+            "GET /v1/conn-auth HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                "connection: authorization".into(),
+            ],
+            String::new(),
+            "200",
+        ),
+        (
+            "GET /v1/conn-key HTTP/1.1",
+            vec![
+                format!("x-api-key: {b}"),
+                "connection: x-api-key, keep-alive".into(),
+            ],
+            String::new(),
+            "200",
+        ),
+        (
+            "GET /v1/spaces HTTP/1.1",
+            vec![format!("authorization: Bearer    {a}   ")],
+            String::new(),
+            "200",
+        ),
+        (
+            "POST /v1/in-body HTTP/1.1",
+            vec![format!("x-api-key: {a}")],
+            format!("{{\"key\":\"{b}\"}}"),
+            "200",
+        ),
+        (
+            "GET /v1/same-twice?key=x HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                format!("x-api-key: {a}"),
+            ],
+            String::new(),
+            "200",
+        ),
+        // refused before anything goes upstream
+        (
+            "GET /v1/two HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                format!("x-api-key: {b}"),
+            ],
+            String::new(),
+            "400",
+        ),
+        (
+            &*Box::leak(format!("GET /v1/two-query?key={b} HTTP/1.1").into_boxed_str()),
+            vec![format!("authorization: Bearer {a}")],
+            String::new(),
+            "400",
+        ),
+        (
+            "POST /v1/body-only HTTP/1.1",
+            vec![],
+            format!("{{\"key\":\"{a}\"}}"),
+            "401",
+        ),
+        (
+            "GET /v1/cookie HTTP/1.1",
+            vec![format!("cookie: key={a}")],
+            String::new(),
+            "401",
+        ),
+        (
+            "GET /v1/proxy-auth HTTP/1.1",
+            vec![format!("proxy-authorization: Bearer {a}")],
+            String::new(),
+            "401",
+        ),
+        (
+            "GET /v1/lower HTTP/1.1",
+            vec![format!("authorization: bearer {a}")],
+            String::new(),
+            "401",
+        ),
+        (
+            "GET /v1/unknown HTTP/1.1",
+            vec![format!("authorization: Bearer {unknown}")],
+            String::new(),
+            "401",
+        ),
+        (
+            "GET /v1/ws HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                "connection: upgrade".into(),
+                "upgrade: websocket".into(),
+                "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==".into(),
+                "sec-websocket-version: 13".into(),
+            ],
+            String::new(),
+            "501",
+        ),
+        (
+            "GET /v1/h2c HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                "connection: upgrade, http2-settings".into(),
+                "upgrade: h2c".into(),
+                "http2-settings: AAMAAABkAARAAAAAAAIAAAAA".into(),
+            ],
+            String::new(),
+            "501",
+        ),
+    ];
+    for (line, headers, body, want) in &cases {
+        let r = request(&s, line, headers, body);
+        assert!(r.starts_with(&format!("HTTP/1.1 {want}")), "{line}: {r}");
+        assert!(!r.contains(CANARY), "{line}: {r}");
+    }
+    // HTTP/2 with prior knowledge is not spoken: refused, nothing forwarded
+    let r = s.exchange(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0");
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 4"), "{r:?}");
+
+    let seen = s.up.reqs();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/conn-auth",
+            "/v1/conn-key",
+            "/v1/spaces",
+            "/v1/in-body",
+            "/v1/same-twice?key=x"
+        ]
+    );
+    for r in &seen {
+        assert_eq!(r.credential(), token(), "{}", r.path);
+        let creds = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "authorization" || k == "x-api-key")
+            .count();
+        assert_eq!(creds, 1, "one credential header: {r:?}");
+    }
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(&*format!("Bearer {}", token()))
+    );
+    assert_eq!(seen[1].header("x-api-key"), Some(&*token()));
+    // a body is the agent's own business: forwarded as sent, never swapped
+    assert_eq!(seen[3].body, format!("{{\"key\":\"{b}\"}}").as_bytes());
+
+    // the audit names the sandbox, and why each refusal happened
+    let audit = s.audit();
+    assert_eq!(audit.len(), cases.len());
+    let two: Vec<_> = audit
+        .iter()
+        .filter(|e| e["refused"] == "two placeholders")
+        .collect();
+    assert_eq!(two.len(), 2, "{audit:?}");
+
+    // revoked: refused at once, the other sandbox keeps working
+    registry::revoke(&layout(&s.ctx), "sb-b", jiff::Timestamp::now()).unwrap();
+    let r = request(
+        &s,
+        "GET /v1/revoked HTTP/1.1",
+        &[format!("x-api-key: {b}")],
+        "",
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let r = request(
+        &s,
+        "GET /v1/after HTTP/1.1",
+        &[format!("x-api-key: {a}")],
+        "",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(s.audit().last().unwrap()["sandbox"], "sb-a");
+    s.logs_clean();
+}

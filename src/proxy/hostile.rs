@@ -6,6 +6,8 @@
 use hyper::HeaderMap;
 use hyper::body::Frame;
 
+use super::registry::Grant;
+
 /// True when `secret` appears in `headers`: in a value, or in a name (names
 /// arrive lowercased, so a name is compared without regard to case).
 pub(super) fn headers_carry(headers: &HeaderMap, secret: &[u8]) -> bool {
@@ -66,6 +68,20 @@ pub(super) fn target(origin: &str, pq: &str) -> Option<hyper::Uri> {
     let uri: hyper::Uri = format!("{origin}{pq}").parse().ok()?;
     let authority = origin.split_once("://").map(|(_, a)| a)?;
     (uri.authority().map(|a| a.as_str()) == Some(authority)).then_some(uri)
+}
+
+/// True when one of the request's candidate placeholders belongs to a
+/// grant other than `found`: two sandboxes' (or accounts') placeholders in
+/// one request are refused rather than one picked silently.
+pub(super) fn another_grant<S>(
+    grants: &[Grant],
+    candidates: &[(S, String)],
+    found: &Grant,
+) -> bool {
+    candidates.iter().any(|(_, ph)| {
+        super::registry::lookup(grants, ph)
+            .is_some_and(|g| g.placeholder_sha256 != found.placeholder_sha256)
+    })
 }
 
 #[cfg(test)]

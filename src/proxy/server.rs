@@ -372,9 +372,10 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let mut entry = Entry::new(peer, req.method().as_str(), &path);
     let grants = st.grants();
-    let found = candidates(&req)
-        .into_iter()
-        .find_map(|(slot, ph)| registry::lookup(&grants, &ph).map(|g| (slot, g.clone())));
+    let cands = candidates(&req);
+    let found = cands
+        .iter()
+        .find_map(|(slot, ph)| registry::lookup(&grants, ph).map(|g| (*slot, g.clone())));
     let Some((slot, grant)) = found else {
         return Ok(st.audit.refuse(entry, start, StatusCode::UNAUTHORIZED, "unknown placeholder", error_response(
             StatusCode::UNAUTHORIZED,
@@ -382,6 +383,18 @@ async fn handle(
         )));
     };
     entry.grant(&grant);
+    if cands.len() > 1 && super::hostile::another_grant(&grants, &cands, &grant) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::BAD_REQUEST,
+            "two placeholders",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "airlock proxy: the request carries the placeholders of two grants; send one",
+            ),
+        ));
+    }
     if grant.revoked_at.is_some() {
         return Ok(st.audit.refuse(
             entry,
