@@ -13,6 +13,7 @@ pub mod attach;
 pub mod audit;
 pub mod ca;
 pub mod daemon;
+mod hostile;
 pub mod placeholder;
 pub mod refresh;
 pub mod registry;

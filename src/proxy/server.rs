@@ -361,6 +361,7 @@ const DROP: &[&str] = &[
     "authorization",
     "x-api-key",
     "x-goog-api-key",
+    "accept-encoding",
 ];
 
 async fn handle(
@@ -372,9 +373,10 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let mut entry = Entry::new(peer, req.method().as_str(), &path);
     let grants = st.grants();
-    let found = candidates(&req)
-        .into_iter()
-        .find_map(|(slot, ph)| registry::lookup(&grants, &ph).map(|g| (slot, g.clone())));
+    let cands = candidates(&req);
+    let found = cands
+        .iter()
+        .find_map(|(slot, ph)| registry::lookup(&grants, ph).map(|g| (*slot, g.clone())));
     let Some((slot, grant)) = found else {
         return Ok(st.audit.refuse(entry, start, StatusCode::UNAUTHORIZED, "unknown placeholder", error_response(
             StatusCode::UNAUTHORIZED,
@@ -382,6 +384,18 @@ async fn handle(
         )));
     };
     entry.grant(&grant);
+    if cands.len() > 1 && super::hostile::another_grant(&grants, &cands, &grant) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::BAD_REQUEST,
+            "two placeholders",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "airlock proxy: the request carries the placeholders of two grants; send one",
+            ),
+        ));
+    }
     if grant.revoked_at.is_some() {
         return Ok(st.audit.refuse(
             entry,
@@ -404,6 +418,18 @@ async fn handle(
             error_response(
                 StatusCode::NOT_IMPLEMENTED,
                 "airlock proxy: protocol upgrades (WebSocket) are not proxied; use HTTP",
+            ),
+        ));
+    }
+    if super::hostile::refused_method(req.method()) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method refused",
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "airlock proxy: CONNECT and TRACE are not proxied",
             ),
         ));
     }
@@ -489,9 +515,9 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match format!("{origin}{pq}").parse() {
-        Ok(u) => u,
-        Err(_) => {
+    let uri: Uri = match super::hostile::target(&origin, &pq) {
+        Some(u) => u,
+        None => {
             return Ok(st.audit.refuse(
                 entry,
                 start,
@@ -556,6 +582,10 @@ async fn handle(
             if let Some(a) = account {
                 out = out.header(CHATGPT_ACCOUNT, a);
             }
+            out = out.header(
+                hyper::header::ACCEPT_ENCODING,
+                super::hostile::ACCEPT_ENCODING,
+            );
             let (name, value) = match slot {
                 Slot::Bearer => (
                     hyper::header::AUTHORIZATION,
@@ -635,12 +665,22 @@ async fn handle(
     drop(real);
     match result {
         Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            if parts
-                .headers
-                .values()
-                .any(|v| carries(v.as_bytes(), real_bytes.as_slice()))
-            {
+            let (mut parts, body) = resp.into_parts();
+            super::hostile::clean_response_head(&mut parts);
+            if super::hostile::encoded(&parts.headers) {
+                tracing::warn!(upstream = %origin, "the upstream encoded its response though asked not to: not forwarded");
+                return Ok(st.audit.refuse(
+                    entry,
+                    start,
+                    StatusCode::BAD_GATEWAY,
+                    "response encoded",
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "airlock proxy: the API answered with a compressed body, which the proxy cannot check for the credential; it was not forwarded",
+                    ),
+                ));
+            }
+            if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
                     entry,
@@ -1007,6 +1047,15 @@ where
                         Poll::Ready(Some(Err(Box::new(CarriedCredential))))
                     }
                 },
+                Err(other) if super::hostile::frame_carries(&other, &self.secret) => {
+                    self.ended = true;
+                    self.held.clear();
+                    self.cut.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        "the upstream's response trailers carried the real credential: the response was cut"
+                    );
+                    Poll::Ready(Some(Err(Box::new(CarriedCredential))))
+                }
                 Err(other) => Poll::Ready(Some(Ok(other))),
             },
             Poll::Ready(None) => {
