@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let layout = Layout::new(&ctx.paths);
     if let Some(Action::Metrics) = a.action {
         let text = metrics::scrape(&layout)?;
-        print!("{text}");
+        super::status::emit(text.trim_end_matches('\n'));
         return Ok(());
     }
     if let Some(addr) = a.metrics_listen {

@@ -399,14 +399,15 @@ fn upstream_error_index(e: &(dyn std::error::Error + 'static)) -> usize {
             kind = "tls";
             break;
         }
+        let mut next = err.source();
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
-                kind = "tls";
-                break;
-            }
             if io.kind() == std::io::ErrorKind::TimedOut {
                 kind = "timeout";
                 break;
+            }
+            // an io::Error's source skips the error it wraps: look inside
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner as &(dyn std::error::Error + 'static));
             }
         }
         if err.is::<tokio::time::error::Elapsed>() {
@@ -419,7 +420,7 @@ fn upstream_error_index(e: &(dyn std::error::Error + 'static)) -> usize {
         {
             kind = "connect";
         }
-        cur = err.source();
+        cur = next;
     }
     UPSTREAM_ERRORS
         .iter()
@@ -682,6 +683,9 @@ mod tests {
             rustls::Error::General("bad certificate".into()),
         );
         assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&tls)], "tls");
+        // as hyper-rustls hands it on: wrapped once more
+        let nested = std::io::Error::other(tls);
+        assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&nested)], "tls");
         let t = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
         assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&t)], "timeout");
         let o = std::io::Error::other("x");
