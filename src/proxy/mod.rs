@@ -5,7 +5,7 @@
 //! * [`placeholder`]: minting placeholders shaped like the real credential.
 //! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
 //! * [`registry`]: the grants (placeholder hashes → account, sandbox).
-//! * [`server`]: the proxy; [`audit`]: its log.
+//! * [`server`]: the proxy; [`audit`]: its log; [`metrics`]: its counters.
 //! * [`refresh`]: a session refreshed after an upstream 401.
 //! * [`verify`](mod@verify): `airlock verify --rotation proxy`.
 
@@ -14,6 +14,7 @@ pub mod audit;
 pub mod ca;
 pub mod daemon;
 mod hostile;
+pub mod metrics;
 pub mod placeholder;
 pub mod refresh;
 pub mod registry;

@@ -702,6 +702,7 @@ async fn handle(
                 )
             });
             let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            super::metrics::GLOBAL.stream_opened();
             let done = Done {
                 audit: st.audit.clone(),
                 entry: Some(entry),
@@ -715,6 +716,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %origin, "upstream request failed");
+            super::metrics::GLOBAL.upstream_error(&e);
             Ok(st.audit.refuse(
                 entry,
                 start,
@@ -897,6 +899,7 @@ impl<B> Drop for Counted<B> {
         if let Some(mut d) = self.done.take()
             && let Some(mut e) = d.entry.take()
         {
+            super::metrics::GLOBAL.stream_closed();
             e.bytes_up = d.up.load(Ordering::Relaxed);
             e.bytes_down = self.bytes.load(Ordering::Relaxed);
             e.latency_ms = d.start.elapsed().as_millis() as u64;
