@@ -169,6 +169,22 @@ fn rotating_sessions_and_bad_input_are_refused() {
         &["--user", "agent"],
         &["--patch", "deployment/web", "--", "sh"],
         &["--rotation", "proxy"],
+        &[
+            "--rotation",
+            "proxy",
+            "--proxy-url",
+            "http://10.0.0.5:8787",
+            "--grant-ttl",
+            "0s",
+        ],
+        &[
+            "--rotation",
+            "proxy",
+            "--proxy-url",
+            "http://10.0.0.5:8787",
+            "--grant-ttl",
+            "31d",
+        ],
     ] {
         let out = ctx
             .cmd()
@@ -831,22 +847,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
 
     // the proxy the user runs (here on the bridges, reached through
     // Docker's host-gateway as the cluster would reach it through theirs)
-    let mut proxy = ctx
-        .cmd()
-        .arg("proxy")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let port_file = layout.dir.join("port");
-    let start = std::time::Instant::now();
-    let port = loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            break p.trim().to_owned();
-        }
-        assert!(start.elapsed().as_secs() < 20, "the proxy did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
     let url = format!("http://host.docker.internal:{port}");
     let args = [
         "--rotation",
@@ -900,4 +901,91 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].sandbox, "k8s-default-dev");
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// The placeholder in the Secret of a printed `airlock k8s --rotation proxy`.
+fn placeholder_in(printed: &str, prefix: &str) -> String {
+    let secret: Secret = serde_saphyr::from_str(&docs(printed)[0]).unwrap();
+    secret
+        .data
+        .unwrap()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .find(|v| v.starts_with(prefix))
+        .expect("a placeholder in the Secret")
+}
+
+/// A pods' grant has a lifetime (`--grant-ttl`): the user's proxy answers
+/// until then, refuses the placeholder afterwards (401, audited as expired)
+/// also after a restart (the expiry is in the grants file), and `airlock k8s
+/// renew` brings it back; `airlock status` shows the expiry.
+#[test]
+fn a_pods_grant_expires_and_renewal_brings_it_back() {
+    let mock = mock_upstream::MockUpstream::start();
+    let token = format!("sk-ant-oat01-{CANARY}-k8sttl-{}", "0123456789".repeat(6));
+    let mut ctx = TestContext::new();
+    common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ctx
+        .cmd()
+        .args(["k8s", "--rotation", "proxy", "--proxy-url", &url])
+        .args(["--grant-ttl", "2s", "--agent", "claude", "--image", "img:1"])
+        .args(["--name", "ttl"])
+        .output()
+        .unwrap();
+    let printed = common::ok(&out);
+    let rendered = std::time::Instant::now();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("until") && err.contains("airlock k8s renew k8s-default-ttl"),
+        "{err}"
+    );
+    let ph = placeholder_in(&printed, "sk-ant-oat01-airlock-");
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(mock_upstream::REPLY), "{r}");
+    let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
+    assert!(
+        status.contains("k8s-default-ttl") && status.contains("(expires "),
+        "{status}"
+    );
+
+    std::thread::sleep(std::time::Duration::from_secs(2).saturating_sub(rendered.elapsed()));
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert!(r.contains("airlock k8s renew k8s-default-ttl"), "{r}");
+    // the expiry survives a restart of the proxy
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let audit = ctx.state_dir.join("proxy").join("audit.jsonl");
+    let audit = std::fs::read_to_string(audit).unwrap();
+    assert_eq!(audit.matches("\"expired\"").count(), 2, "{audit}");
+    assert!(!audit.contains(&ph) && !audit.contains(CANARY));
+    let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
+    assert!(status.contains("(expired "), "{status}");
+
+    // renewed: answered again, with the same placeholder
+    let out = ctx
+        .cmd()
+        .args(["k8s", "renew", "k8s-default-ttl", "--grant-ttl", "1h"])
+        .output()
+        .unwrap();
+    common::ok(&out);
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 2, "refused requests never went upstream");
+    mock.assert_messages_carried(&token);
+    let out = ctx
+        .cmd()
+        .args(["k8s", "renew", "k8s-default-nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
 }

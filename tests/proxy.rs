@@ -81,6 +81,7 @@ fn grant_with(
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference,
+            expires_at: None,
         },
     )
     .unwrap();
@@ -613,6 +614,7 @@ fn session_of(agent: &str, mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         },
     )
     .unwrap();

@@ -37,7 +37,14 @@ pub fn hold(ctx: &Ctx, a: HoldArgs) -> Result<()> {
         loop {
             std::thread::sleep(EVERY);
             match registry::load(&layout) {
-                Ok(g) if !g.iter().any(|g| g.sandbox == a.sandbox) => return Ok(()),
+                // gone, or (a pod's) expired for longer than the proxy keeps it
+                Ok(g)
+                    if !g
+                        .iter()
+                        .any(|g| g.sandbox == a.sandbox && !g.stale(jiff::Timestamp::now())) =>
+                {
+                    return Ok(());
+                }
                 _ => {}
             }
         }
