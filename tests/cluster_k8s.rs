@@ -330,6 +330,8 @@ fn run_like_a_kubelet_with(
     let vol = spec.volumes.as_ref().unwrap()[0].projected.clone().unwrap();
     let proj = vol.sources.unwrap()[0].secret.clone().unwrap();
     let dir = ctx.root.path().join("projected");
+    // the items of this render only (a test may run several)
+    let _ = std::fs::remove_dir_all(&dir);
     let data = secret.data.unwrap();
     for item in proj.items.unwrap() {
         let p = dir.join(&item.path);
@@ -888,8 +890,6 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         &["--add-host", "host.docker.internal:host-gateway"],
     );
     let grants = airlock::proxy::registry::load(&layout).unwrap();
-    let _ = proxy.kill();
-    let _ = proxy.wait();
     let stdout = String::from_utf8_lossy(&started.stdout);
     let stderr = String::from_utf8_lossy(&started.stderr);
     assert!(started.status.success(), "{stdout}\n{stderr}");
@@ -900,6 +900,83 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     // one grant for the Pod, replaced (not added to) by the second render
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].sandbox, "k8s-default-dev");
+
+    // a login session stays on this host: the Pod holds a placeholder
+    // session, the proxy sends the session's access token, and the watcher
+    // keeps it fresh until the grant is gone (expired and dropped)
+    let access = format!("sk-ant-oat01-{CANARY}-k8saccess");
+    let refresh = format!("sk-ant-ort01-{CANARY}-k8srefresh");
+    let session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": access,
+        "refreshToken": refresh,
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    common::store_session(&ctx, "claude", &session.to_string());
+    let mut args = args.to_vec();
+    args[9] = "sess";
+    // (the command names the tokens' tags, never the canary: it is in
+    // `docker inspect`)
+    let check = "grep -rls -e k8saccess -e k8srefresh /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi".to_owned();
+    let last = args.len() - 1;
+    args[last] = &check;
+    let before = mock.seen().len();
+    let (started, inspect) = run_like_a_kubelet_with(
+        &ctx,
+        &args,
+        "proxysess",
+        &["--add-host", "host.docker.internal:host-gateway"],
+    );
+    let stdout = String::from_utf8_lossy(&started.stdout);
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("CREDENTIAL-IN-POD"), "{stdout}");
+    assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    assert!(!inspect.contains(CANARY));
+    let sent: Vec<_> = mock.seen()[before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str())),
+        "{sent:?}"
+    );
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+    assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
+    assert_eq!(regs[0].sandbox, "k8s-default-sess-claude");
+    // expired over an hour ago: the hold hands the session back, the proxy
+    // drops the grant
+    let now = jiff::Timestamp::now();
+    let past = now - airlock::proxy::registry::EXPIRED_KEPT - jiff::SignedDuration::from_mins(1);
+    assert_eq!(
+        airlock::proxy::registry::renew(&layout, "k8s-default-sess", now, past).unwrap(),
+        1
+    );
+    common::wait_until(
+        "the session handed back once the grant is gone",
+        std::time::Duration::from_secs(20),
+        || airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
+    );
+    common::wait_until(
+        "the proxy dropped the stale grant",
+        std::time::Duration::from_secs(20),
+        || {
+            !airlock::proxy::registry::load(&layout)
+                .unwrap()
+                .iter()
+                .any(|g| g.sandbox == "k8s-default-sess")
+        },
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 
