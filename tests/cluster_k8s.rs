@@ -1066,3 +1066,54 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     let _ = proxy.kill();
     let _ = proxy.wait();
 }
+
+/// Proxy mode for Codex and Gemini (API keys): one Pod, run the way a
+/// kubelet would and reaching a user-run proxy at `--proxy-url`, where the
+/// genuine `codex exec` and `gemini -p` answer from the TLS mock; the mock
+/// saw the real keys, the Secret and the container held placeholders only.
+#[test]
+fn proxy_mode_serves_codex_and_gemini_to_a_pod() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let mock = mock_upstream::MockUpstream::start();
+    let mut ctx = common::tmpfs_context("docker", "k8scg");
+    let (codex, gemini) =
+        common::codex_and_gemini_keys_behind_proxy(&mut ctx, "k8s", (&mock.origin(), &mock.ca_pem));
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let url = format!("http://host.docker.internal:{port}");
+    let image = common::user_image();
+    let script = common::codex_and_gemini_script();
+    let args = [
+        "--rotation",
+        "proxy",
+        "--proxy-url",
+        &url,
+        "--agent",
+        "codex",
+        "--agent",
+        "gemini",
+        "--image",
+        &image,
+        "--name",
+        "cg",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let printed = k8s(&ctx, &args);
+    assert!(!printed.contains(CANARY));
+    let (started, inspect) = run_like_a_kubelet_with(
+        &ctx,
+        &args,
+        "proxycg",
+        &["--add-host", "host.docker.internal:host-gateway"],
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    common::assert_codex_and_gemini_answered(&started, mock_upstream::REPLY);
+    assert!(!inspect.contains(CANARY));
+    mock.assert_codex_and_gemini_carried(&codex, &gemini);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
