@@ -169,6 +169,7 @@ fn rotating_sessions_and_bad_input_are_refused() {
         &["--user", "agent"],
         &["--patch", "deployment/web", "--", "sh"],
         &["--rotation", "proxy"],
+        &["--grant-ttl", "1h"],
         &[
             "--rotation",
             "proxy",
@@ -951,7 +952,23 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     };
     let regs = airlock::sync::list_sandboxes(&sync).unwrap();
     assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
-    assert_eq!(regs[0].sandbox, "k8s-default-sess-claude");
+    let first = regs[0].sandbox.clone();
+    assert!(
+        first.starts_with("k8s-default-sess-") && first.ends_with("-claude"),
+        "{first}"
+    );
+    // rendered again: the new grant's hold takes over, the old one hands
+    // its registration back (one registration, never none)
+    k8s(&ctx, &args);
+    common::wait_until(
+        "the replaced grant's hold hands back",
+        std::time::Duration::from_secs(20),
+        || {
+            let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+            assert!(!regs.is_empty(), "the session was let go");
+            regs.len() == 1 && regs[0].sandbox != first
+        },
+    );
     // expired over an hour ago: the hold hands the session back, the proxy
     // drops the grant
     let now = jiff::Timestamp::now();

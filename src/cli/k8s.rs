@@ -106,11 +106,11 @@ pub struct Args {
     proxy_url: Option<String>,
 
     /// Proxy mode: how long the pods' grant lives (30m, 24h, 7d; at most
-    /// 30d). The proxy cannot see pods: after this it refuses their
-    /// placeholders (401) until `airlock k8s renew ID` (or rendering again)
-    /// extends it, and drops the grant an hour later.
-    #[arg(long, value_name = "DURATION", default_value = k8s::DEFAULT_GRANT_TTL)]
-    grant_ttl: String,
+    /// 30d; default 24h). The proxy cannot see pods: after this it refuses
+    /// their placeholders (401) until `airlock k8s renew ID` (or rendering
+    /// again) extends it, and drops the grant an hour later.
+    #[arg(long, value_name = "DURATION")]
+    grant_ttl: Option<String>,
 
     /// The command the shim runs in the Pod (after `--`).
     #[arg(value_name = "COMMAND", last = true)]
@@ -231,7 +231,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
     let mut sargs = a.sandbox.clone();
     sargs.proxy_url = proxy_url(ctx, &sargs, a.proxy_url.as_deref())?;
-    let ttl = k8s::parse_grant_ttl(&a.grant_ttl)?;
+    if a.grant_ttl.is_some() && sargs.proxy_url.is_none() {
+        return Err(Error::Usage(
+            "--grant-ttl is for proxy mode: add --rotation proxy --proxy-url URL".into(),
+        ));
+    }
+    let ttl_text = a.grant_ttl.as_deref().unwrap_or(k8s::DEFAULT_GRANT_TTL);
+    let ttl = k8s::parse_grant_ttl(ttl_text)?;
     let (plan, vault) = sargs.resolve(ctx, SyncUse::Refused)?;
     if sargs.proxy_url.is_none() {
         // behind the proxy a session stays on this host: the pods share a
@@ -248,11 +254,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
         let until = jiff::Timestamp::now()
             .checked_add(ttl)
-            .map_err(|e| Error::Usage(format!("--grant-ttl {}: {e}", a.grant_ttl)))?;
-        airlock::proxy::registry::remove(&layout, &id)?;
+            .map_err(|e| Error::Usage(format!("--grant-ttl {ttl_text}: {e}")))?;
+        // the new grants first, then the old ones go: a hold of the old
+        // ones hands its session back, the new one's is registered anew
+        let old: Vec<String> = airlock::proxy::registry::load(&layout)?
+            .into_iter()
+            .filter(|g| g.sandbox == id)
+            .map(|g| g.placeholder_sha256)
+            .collect();
         airlock::proxy::attach::register_until(&layout, &plan, &id, "k8s", Some(until))?;
+        airlock::proxy::registry::remove_hashes(&layout, &old)?;
         // a login session: refreshed by the watcher until the grant is gone
-        if let Err(e) = super::proxy_hold::serve_sessions(ctx, &vault, &plan, &id) {
+        if let Err(e) = super::proxy_hold::serve_sessions_of_grants(ctx, &vault, &plan, &id) {
             airlock::proxy::attach::forget(&layout, &id);
             return Err(e);
         }

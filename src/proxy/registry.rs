@@ -221,6 +221,18 @@ pub fn remove(layout: &Layout, sandbox: &str) -> Result<usize> {
     })
 }
 
+/// Removes the grants with these placeholder hashes; returns how many.
+pub fn remove_hashes(layout: &Layout, hashes: &[String]) -> Result<usize> {
+    if hashes.is_empty() {
+        return Ok(0);
+    }
+    update(layout, |g| {
+        let before = g.len();
+        g.retain(|x| !hashes.contains(&x.placeholder_sha256));
+        before - g.len()
+    })
+}
+
 fn matches_sandbox(g: &Grant, name: &str) -> bool {
     g.sandbox == name
         || g.container
@@ -338,6 +350,10 @@ mod tests {
         assert!(lookup(&g, "ph-two").unwrap().revoked_at.is_none());
         assert_eq!(remove(&l, "sb1").unwrap(), 1);
         assert_eq!(load(&l).unwrap().len(), 1);
+        let h = super::super::placeholder::hash("ph-two");
+        assert_eq!(remove_hashes(&l, &["f00".into()]).unwrap(), 0);
+        assert_eq!(remove_hashes(&l, &[h]).unwrap(), 1);
+        assert!(load(&l).unwrap().is_empty());
     }
 
     #[test]
