@@ -344,6 +344,11 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let mut gone = BTreeSet::new();
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
+        if g.stale(now) {
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`)
+            gone.insert(g.sandbox.clone());
+            continue;
+        }
         let alive = match g.engine.as_deref() {
             Some(engine) if container_alive(engine, g) => {
                 seen.insert(g.sandbox.clone());
@@ -351,9 +356,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             }
             _ => young,
         };
-        if alive {
+        if alive && !g.expired(now) {
             left += 1;
-        } else {
+        } else if !alive {
             gone.insert(g.sandbox.clone());
         }
     }

@@ -408,6 +408,19 @@ async fn handle(
             ),
         ));
     }
+    if grant.expired(jiff::Timestamp::now()) {
+        let message = format!(
+            "airlock proxy: this grant expired (`airlock k8s renew {}` extends it)",
+            grant.sandbox
+        );
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            error_response(StatusCode::UNAUTHORIZED, &message),
+        ));
+    }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         // WebSockets are not proxied; the agents fall back to HTTP
         return Ok(st.audit.refuse(

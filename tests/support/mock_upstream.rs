@@ -170,6 +170,13 @@ impl MockUpstream {
         }
     }
 
+    /// Codex's Responses API requests carried `Bearer <codex>` and
+    /// Gemini's `x-goog-api-key: <gemini>` (the real API keys).
+    pub fn assert_codex_and_gemini_carried(&self, codex: &str, gemini: &str) {
+        self.assert_carried("/v1/responses", "authorization", &format!("Bearer {codex}"));
+        self.assert_carried("/v1beta/models/", "x-goog-api-key", gemini);
+    }
+
     /// At least one messages request arrived, and every one carried
     /// `Authorization: Bearer <token>` (the real credential the proxy adds).
     pub fn assert_messages_carried(&self, token: &str) {
