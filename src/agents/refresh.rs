@@ -53,11 +53,15 @@ impl std::fmt::Display for BadResponse {
     }
 }
 
-/// The endpoint of `agent`, if airlock can refresh its sessions.
+/// The endpoint of `agent`, if airlock can refresh its sessions. Gemini's
+/// sessions do not rotate; airlock refreshes them only for accounts the
+/// watcher holds, which for Gemini is proxy mode only (the sandbox has no
+/// refresh token there; in every other mode it gets the session whole).
 pub fn endpoint(agent: &str) -> Option<&'static TokenEndpoint> {
     match agent {
         "claude" => Some(&super::claude::refresh::ENDPOINT),
         "codex" => Some(&super::codex::refresh::ENDPOINT),
+        "gemini" => Some(&super::gemini::refresh::ENDPOINT),
         _ => None,
     }
 }
