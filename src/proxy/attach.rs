@@ -67,6 +67,18 @@ pub fn register_as(
     sandbox: &str,
     engine: &str,
 ) -> Result<usize> {
+    register_until(layout, plan, sandbox, engine, None)
+}
+
+/// [`register_as`] for grants that expire at `expires_at` (pods: the proxy
+/// cannot see them, so their grants carry an expiry instead).
+pub fn register_until(
+    layout: &Layout,
+    plan: &SandboxPlan,
+    sandbox: &str,
+    engine: &str,
+    expires_at: Option<jiff::Timestamp>,
+) -> Result<usize> {
     let now = jiff::Timestamp::now();
     for g in &plan.proxy {
         let Value::Secret(ph) = &g.placeholder else {
@@ -89,6 +101,7 @@ pub fn register_as(
                 created: now,
                 revoked_at: None,
                 reference: g.reference.clone(),
+                expires_at,
             },
         )?;
     }

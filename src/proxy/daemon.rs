@@ -30,6 +30,9 @@ pub struct Options {
     /// The sync watcher's layout: where to ask for a refresh after an
     /// upstream 401 ([`crate::sync::demand`]); `None`: never.
     pub sync: Option<crate::sync::Layout>,
+    /// Also serve the metrics over HTTP here (loopback only); the unix
+    /// socket `<state>/proxy/metrics.sock` serves them always.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The grants' engine for a Swarm service (`airlock swarm --rotation
@@ -263,6 +266,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                 }
             }
         }
+        super::metrics::serve_admin(&layout, opts.sync.clone(), opts.metrics_listen)?;
         crate::fsutil::write_atomic(&layout.port_file(), port.to_string().as_bytes(), 0o600)?;
         crate::fsutil::write_atomic(&last_port, port.to_string().as_bytes(), 0o600)?;
         let mut idle_since: Option<Instant> = None;
@@ -307,6 +311,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                     if since.elapsed() >= linger {
                         tracing::info!("no grant left: the proxy exits");
                         let _ = std::fs::remove_file(layout.port_file());
+                        let _ = std::fs::remove_file(super::metrics::socket(&layout));
                         return Ok(());
                     }
                 }
@@ -339,6 +344,11 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let mut gone = BTreeSet::new();
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
+        if g.stale(now) {
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`)
+            gone.insert(g.sandbox.clone());
+            continue;
+        }
         let alive = match g.engine.as_deref() {
             Some(engine) if container_alive(engine, g) => {
                 seen.insert(g.sandbox.clone());
@@ -346,9 +356,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             }
             _ => young,
         };
-        if alive {
+        if alive && !g.expired(now) {
             left += 1;
-        } else {
+        } else if !alive {
             gone.insert(g.sandbox.clone());
         }
     }

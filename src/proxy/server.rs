@@ -48,7 +48,11 @@ type HttpsClient = Client<
 /// The environment variable that replaces an agent's upstream
 /// (`AIRLOCK_PROXY_UPSTREAM_CLAUDE=https://gateway.internal:8443`): still
 /// one fixed origin per agent, still TLS. For tests and enterprise gateways.
+/// A Gemini Google login (Code Assist, another API than Gemini's keys) has
+/// its own: `AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION`.
 pub const UPSTREAM_ENV_PREFIX: &str = "AIRLOCK_PROXY_UPSTREAM_";
+/// The upstream override key of a Gemini Google login.
+const GEMINI_SESSION: &str = "gemini_session";
 /// A PEM file of extra CA certificates for the upstreams.
 pub const CA_FILE_ENV: &str = "AIRLOCK_PROXY_CA_FILE";
 
@@ -59,6 +63,7 @@ pub fn default_upstream(agent: &str, method: Method) -> Option<&'static str> {
         ("codex", Method::ApiKey) => Some("https://api.openai.com"),
         ("codex", Method::Session) => Some("https://chatgpt.com"),
         ("gemini", Method::ApiKey) => Some("https://generativelanguage.googleapis.com"),
+        ("gemini", Method::Session) => Some("https://cloudcode-pa.googleapis.com"),
         _ => None,
     }
 }
@@ -138,7 +143,7 @@ impl State {
     /// the key may reach the key cache later).
     pub fn new(layout: Layout, open_vault: VaultOpener) -> Result<State> {
         let mut upstreams = HashMap::new();
-        for agent in ["claude", "codex", "gemini"] {
+        for agent in ["claude", "codex", "gemini", GEMINI_SESSION] {
             let var = format!("{UPSTREAM_ENV_PREFIX}{}", agent.to_uppercase());
             if let Ok(v) = std::env::var(&var)
                 && !v.trim().is_empty()
@@ -218,7 +223,11 @@ impl State {
     }
 
     fn upstream(&self, g: &Grant) -> Option<String> {
-        if let Some(o) = self.upstreams.get(&g.agent) {
+        let key = match (g.agent.as_str(), g.method) {
+            ("gemini", Method::Session) => GEMINI_SESSION,
+            (agent, _) => agent,
+        };
+        if let Some(o) = self.upstreams.get(key) {
             return Some(o.clone());
         }
         default_upstream(&g.agent, g.method).map(str::to_owned)
@@ -361,6 +370,7 @@ const DROP: &[&str] = &[
     "authorization",
     "x-api-key",
     "x-goog-api-key",
+    "accept-encoding",
 ];
 
 async fn handle(
@@ -372,9 +382,10 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let mut entry = Entry::new(peer, req.method().as_str(), &path);
     let grants = st.grants();
-    let found = candidates(&req)
-        .into_iter()
-        .find_map(|(slot, ph)| registry::lookup(&grants, &ph).map(|g| (slot, g.clone())));
+    let cands = candidates(&req);
+    let found = cands
+        .iter()
+        .find_map(|(slot, ph)| registry::lookup(&grants, ph).map(|g| (*slot, g.clone())));
     let Some((slot, grant)) = found else {
         return Ok(st.audit.refuse(entry, start, StatusCode::UNAUTHORIZED, "unknown placeholder", error_response(
             StatusCode::UNAUTHORIZED,
@@ -382,6 +393,18 @@ async fn handle(
         )));
     };
     entry.grant(&grant);
+    if cands.len() > 1 && super::hostile::another_grant(&grants, &cands, &grant) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::BAD_REQUEST,
+            "two placeholders",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "airlock proxy: the request carries the placeholders of two grants; send one",
+            ),
+        ));
+    }
     if grant.revoked_at.is_some() {
         return Ok(st.audit.refuse(
             entry,
@@ -394,6 +417,19 @@ async fn handle(
             ),
         ));
     }
+    if grant.expired(jiff::Timestamp::now()) {
+        let message = format!(
+            "airlock proxy: this grant expired (`airlock k8s renew {}` extends it)",
+            grant.sandbox
+        );
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            error_response(StatusCode::UNAUTHORIZED, &message),
+        ));
+    }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         // WebSockets are not proxied; the agents fall back to HTTP
         return Ok(st.audit.refuse(
@@ -404,6 +440,18 @@ async fn handle(
             error_response(
                 StatusCode::NOT_IMPLEMENTED,
                 "airlock proxy: protocol upgrades (WebSocket) are not proxied; use HTTP",
+            ),
+        ));
+    }
+    if super::hostile::refused_method(req.method()) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method refused",
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "airlock proxy: CONNECT and TRACE are not proxied",
             ),
         ));
     }
@@ -489,9 +537,9 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match format!("{origin}{pq}").parse() {
-        Ok(u) => u,
-        Err(_) => {
+    let uri: Uri = match super::hostile::target(&origin, &pq) {
+        Some(u) => u,
+        None => {
             return Ok(st.audit.refuse(
                 entry,
                 start,
@@ -508,7 +556,7 @@ async fn handle(
     // the proxy then has it refreshed and sends the request again, for
     // which it keeps a small body (docs/proxy.md).
     let refreshable = grant.method == Method::Session
-        && matches!(grant.agent.as_str(), "claude" | "codex")
+        && matches!(grant.agent.as_str(), "claude" | "codex" | "gemini")
         && st.sync.is_some();
     let mut up = Arc::new(AtomicU64::new(0));
     let (first, replay) = match replayable(&parts.headers) {
@@ -556,6 +604,10 @@ async fn handle(
             if let Some(a) = account {
                 out = out.header(CHATGPT_ACCOUNT, a);
             }
+            out = out.header(
+                hyper::header::ACCEPT_ENCODING,
+                super::hostile::ACCEPT_ENCODING,
+            );
             let (name, value) = match slot {
                 Slot::Bearer => (
                     hyper::header::AUTHORIZATION,
@@ -635,12 +687,22 @@ async fn handle(
     drop(real);
     match result {
         Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            if parts
-                .headers
-                .values()
-                .any(|v| carries(v.as_bytes(), real_bytes.as_slice()))
-            {
+            let (mut parts, body) = resp.into_parts();
+            super::hostile::clean_response_head(&mut parts);
+            if super::hostile::encoded(&parts.headers) {
+                tracing::warn!(upstream = %origin, "the upstream encoded its response though asked not to: not forwarded");
+                return Ok(st.audit.refuse(
+                    entry,
+                    start,
+                    StatusCode::BAD_GATEWAY,
+                    "response encoded",
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "airlock proxy: the API answered with a compressed body, which the proxy cannot check for the credential; it was not forwarded",
+                    ),
+                ));
+            }
+            if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
                     entry,
@@ -662,6 +724,7 @@ async fn handle(
                 )
             });
             let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            super::metrics::GLOBAL.stream_opened();
             let done = Done {
                 audit: st.audit.clone(),
                 entry: Some(entry),
@@ -675,6 +738,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %origin, "upstream request failed");
+            super::metrics::GLOBAL.upstream_error(&e);
             Ok(st.audit.refuse(
                 entry,
                 start,
@@ -825,6 +889,12 @@ fn credential(st: &State, g: &Grant) -> Result<Secret> {
                 .map_err(|_| Error::Other("the stored Codex session is not JSON".into()))?;
             pick(&v, "/tokens/access_token")
         }
+        ("gemini", Method::Session) => {
+            // the vault's wrapper, or the host's own oauth_creds.json
+            let v: serde_json::Value = serde_json::from_str(text.expose())
+                .map_err(|_| Error::Other("the stored Gemini session is not JSON".into()))?;
+            pick(&v, "/oauth_creds/access_token").or_else(|_| pick(&v, "/access_token"))
+        }
         _ => Ok(text),
     }
 }
@@ -857,6 +927,7 @@ impl<B> Drop for Counted<B> {
         if let Some(mut d) = self.done.take()
             && let Some(mut e) = d.entry.take()
         {
+            super::metrics::GLOBAL.stream_closed();
             e.bytes_up = d.up.load(Ordering::Relaxed);
             e.bytes_down = self.bytes.load(Ordering::Relaxed);
             e.latency_ms = d.start.elapsed().as_millis() as u64;
@@ -1007,6 +1078,15 @@ where
                         Poll::Ready(Some(Err(Box::new(CarriedCredential))))
                     }
                 },
+                Err(other) if super::hostile::frame_carries(&other, &self.secret) => {
+                    self.ended = true;
+                    self.held.clear();
+                    self.cut.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        "the upstream's response trailers carried the real credential: the response was cut"
+                    );
+                    Poll::Ready(Some(Err(Box::new(CarriedCredential))))
+                }
                 Err(other) => Poll::Ready(Some(Ok(other))),
             },
             Poll::Ready(None) => {
