@@ -920,3 +920,83 @@ fn the_credential_goes_only_where_one_placeholder_was() {
     assert_eq!(s.audit().last().unwrap()["sandbox"], "sb-a");
     s.logs_clean();
 }
+
+/// The proxy's peak resident memory (kB).
+fn peak_rss_kb(s: &Setup) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Slow, silent and greedy clients: idle connections and a slowloris are
+/// closed after the header timeout, too many or too large headers are
+/// refused (431), a large body streams through without being held in
+/// memory; all the while the proxy serves the other sandbox.
+#[test]
+fn slow_and_greedy_clients_do_not_stop_the_proxy() {
+    let s = setup_with(&[("AIRLOCK_PROXY_HEADER_TIMEOUT_MS", "300")]);
+    let connect = || {
+        let c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        c
+    };
+    let mut idle: Vec<TcpStream> = (0..200).map(|_| connect()).collect();
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = connect();
+            c.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: proxy\r\nx-slow: ")
+                .unwrap();
+            c
+        })
+        .collect();
+    s.still_serves();
+    // every one of them is closed by the proxy (EOF or a 408), not left open
+    for c in idle.iter_mut().chain(slow.iter_mut()) {
+        let mut buf = Vec::new();
+        let r = c.read_to_end(&mut buf);
+        assert!(r.is_ok(), "a silent connection was left open: {r:?}");
+    }
+
+    let a = ph('a');
+    let many: String = (0..150).map(|i| format!("x-h{i}: {i}\r\n")).collect();
+    let r = s.exchange(
+        format!("GET /v1/many HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\n{many}\r\n")
+            .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    let big = "v".repeat(1 << 20);
+    let r = s.exchange(
+        format!("GET /v1/big-header HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\nx-big: {big}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 431"), "{}", &r[..r.len().min(200)]);
+    s.still_serves();
+
+    // 48 MiB up: streamed, the proxy's peak memory stays far below it
+    let len = 48usize << 20;
+    let mut c = connect();
+    write!(
+        c,
+        "POST /v1/huge HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..48 {
+        c.write_all(&chunk).unwrap();
+    }
+    let mut r = String::new();
+    let _ = c.read_to_string(&mut r);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let seen = s.up.reqs();
+    assert_eq!(seen.last().unwrap().body.len(), len);
+    let peak = peak_rss_kb(&s);
+    assert!(
+        peak < 40 << 10,
+        "the proxy held the body: peak RSS {peak} kB"
+    );
+    s.still_serves();
+    s.logs_clean();
+}

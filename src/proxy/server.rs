@@ -286,6 +286,8 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(super::hostile::header_timeout())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
