@@ -235,6 +235,19 @@ fn answer(req: &Req, port: u16, w: &mut Tls, ended: &AtomicU64) -> std::io::Resu
             &format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error=\"{cred}\"\r\n"),
             b"{}",
         )
+    } else if p.starts_with("/switch") {
+        // switches protocols unasked, then sends the credential raw
+        write!(
+            w,
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n{cred}\r\n"
+        )?;
+        w.flush()?;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(false)
+    } else if p.starts_with("/early-hints") {
+        // an informational response echoing it, then the real one
+        write!(w, "HTTP/1.1 103 Early Hints\r\nlink: <{cred}>\r\n\r\n")?;
+        simple(w, "HTTP/1.1 200 OK\r\n", b"ok")
     } else if p.starts_with("/trailer") {
         // the credential in a chunked response's trailer fields
         write!(
@@ -1037,10 +1050,22 @@ fn a_misbehaving_upstream_is_contained() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // a 101 nobody asked for, a 103 echoing the credential: neither passes it
+    for path in ["/switch", "/early-hints"] {
+        let r = s.get(path);
+        assert!(!r.contains(CANARY), "{path}: {r}");
+    }
     let paths: Vec<String> = s.up.reqs().iter().map(|r| r.path.clone()).collect();
     assert_eq!(
         paths,
-        ["/redirect", "/huge-headers", "/v1/models", "/forever"]
+        [
+            "/redirect",
+            "/huge-headers",
+            "/v1/models",
+            "/forever",
+            "/switch",
+            "/early-hints"
+        ]
     );
     let audit = s.audit();
     let forever = audit.iter().find(|e| e["path"] == "/forever");
@@ -1099,5 +1124,40 @@ fn the_audit_log_stays_one_json_line_per_request() {
         );
         assert!(e.get("forged").is_none());
     }
+    s.logs_clean();
+}
+
+/// `Expect: 100-continue`: the proxy answers 100 itself and forwards the
+/// body once sent; nothing reaches the upstream without the placeholder.
+#[test]
+fn expect_continue_is_answered_and_the_body_forwarded() {
+    let s = setup();
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "POST /v1/expect HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\nexpect: 100-continue\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+        ph('a')
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 100 Continue"), "{first}");
+    c.write_all(b"hello").unwrap();
+    let mut rest = String::new();
+    let _ = c.read_to_string(&mut rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{first}{rest}");
+    let seen = s.up.reqs();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"hello");
+    assert_eq!(seen[0].credential(), token());
+
+    // without a placeholder: 401 at once, the body never asked for
+    let r = s.exchange(
+        b"POST /v1/expect HTTP/1.1\r\nhost: proxy\r\nexpect: 100-continue\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert_eq!(s.up.reqs().len(), 1);
     s.logs_clean();
 }
