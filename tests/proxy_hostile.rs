@@ -66,6 +66,8 @@ struct Upstream {
     raw: Arc<Mutex<Vec<u8>>>,
     /// `/forever` streams that ended because the reader went away.
     ended: Arc<AtomicU64>,
+    /// Connections accepted.
+    conns: Arc<AtomicU64>,
 }
 
 impl Upstream {
@@ -100,10 +102,13 @@ impl Upstream {
             reqs: Arc::default(),
             raw: Arc::default(),
             ended: Arc::default(),
+            conns: Arc::default(),
         };
         let (reqs, raw, ended) = (up.reqs.clone(), up.raw.clone(), up.ended.clone());
+        let conns = up.conns.clone();
         std::thread::spawn(move || {
             for tcp in listener.incoming().flatten() {
+                conns.fetch_add(1, Ordering::SeqCst);
                 let (cfg, reqs, raw, ended) =
                     (cfg.clone(), reqs.clone(), raw.clone(), ended.clone());
                 std::thread::spawn(move || {
@@ -248,6 +253,15 @@ fn answer(req: &Req, port: u16, w: &mut Tls, ended: &AtomicU64) -> std::io::Resu
         // an informational response echoing it, then the real one
         write!(w, "HTTP/1.1 103 Early Hints\r\nlink: <{cred}>\r\n\r\n")?;
         simple(w, "HTTP/1.1 200 OK\r\n", b"ok")
+    } else if p.starts_with("/extra") {
+        // more than announced: a second response queued for whoever uses
+        // this connection next
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nINJECTED"
+        )?;
+        w.flush()?;
+        Ok(true)
     } else if p.starts_with("/trailer") {
         // the credential in a chunked response's trailer fields
         write!(
@@ -464,6 +478,7 @@ impl Setup {
             .as_bytes(),
         );
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.ends_with(r#"{"ok":true}"#), "another answer: {r}");
     }
 
     /// Every audit line (each must be one valid JSON object).
@@ -1159,5 +1174,61 @@ fn expect_continue_is_answered_and_the_body_forwarded() {
     );
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     assert_eq!(s.up.reqs().len(), 1);
+    s.logs_clean();
+}
+
+/// The proxy reuses its upstream connections for every sandbox: a request
+/// body cut short by its sandbox never has the next request (carrying the
+/// credential for another sandbox) appended to it, and a response longer
+/// than announced is never delivered to the next request.
+#[test]
+fn a_reused_upstream_connection_carries_nothing_from_the_previous_request() {
+    let s = setup();
+    let a = ph('a');
+    for (framing, body) in [
+        ("content-length: 100", "{\"say\": \"".to_owned()),
+        (
+            "transfer-encoding: chunked",
+            "40\r\n{\"say\": \"".to_owned(),
+        ),
+    ] {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        write!(
+            c,
+            "POST /v1/cut HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {a}\r\n{framing}\r\n\r\n{body}"
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(c);
+        s.still_serves();
+    }
+    let r = s.get("/extra");
+    assert!(r.ends_with("ok"), "{r}");
+    for _ in 0..3 {
+        s.still_serves();
+    }
+    let r = s.exchange(
+        format!(
+            "GET /v1/next HTTP/1.1\r\nhost: proxy\r\nx-api-key: {}\r\nconnection: close\r\n\r\n",
+            ph('b')
+        )
+        .as_bytes(),
+    );
+    assert!(!r.contains("INJECTED"), "{r}");
+    let seen = s.up.reqs();
+    assert!(
+        s.up.conns.load(Ordering::SeqCst) < seen.len() as u64,
+        "the upstream connections were not reused: the test proves nothing"
+    );
+    for req in seen {
+        assert!(
+            req.path.starts_with("/v1/") || req.path == "/extra",
+            "{req:?}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&req.body).contains("HTTP/1.1"),
+            "a request rode in another's body: {req:?}"
+        );
+    }
     s.logs_clean();
 }
