@@ -400,6 +400,7 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
                 created: jiff::Timestamp::now(),
                 revoked_at: None,
                 reference: None,
+                expires_at: None,
             },
         )
         .unwrap();
@@ -978,6 +979,12 @@ fn slow_and_greedy_clients_do_not_stop_the_proxy() {
             c
         })
         .collect();
+    // TLS on the same port: a handshake that never ends
+    slow.extend((0..20).map(|_| {
+        let mut c = connect();
+        c.write_all(&[0x16, 0x03, 0x01]).unwrap();
+        c
+    }));
     s.still_serves();
     // every one of them is closed by the proxy (EOF or a 408), not left open
     for c in idle.iter_mut().chain(slow.iter_mut()) {

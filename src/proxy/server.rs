@@ -26,7 +26,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use super::audit::{Audit, Entry};
@@ -48,7 +48,11 @@ type HttpsClient = Client<
 /// The environment variable that replaces an agent's upstream
 /// (`AIRLOCK_PROXY_UPSTREAM_CLAUDE=https://gateway.internal:8443`): still
 /// one fixed origin per agent, still TLS. For tests and enterprise gateways.
+/// A Gemini Google login (Code Assist, another API than Gemini's keys) has
+/// its own: `AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION`.
 pub const UPSTREAM_ENV_PREFIX: &str = "AIRLOCK_PROXY_UPSTREAM_";
+/// The upstream override key of a Gemini Google login.
+const GEMINI_SESSION: &str = "gemini_session";
 /// A PEM file of extra CA certificates for the upstreams.
 pub const CA_FILE_ENV: &str = "AIRLOCK_PROXY_CA_FILE";
 
@@ -59,6 +63,7 @@ pub fn default_upstream(agent: &str, method: Method) -> Option<&'static str> {
         ("codex", Method::ApiKey) => Some("https://api.openai.com"),
         ("codex", Method::Session) => Some("https://chatgpt.com"),
         ("gemini", Method::ApiKey) => Some("https://generativelanguage.googleapis.com"),
+        ("gemini", Method::Session) => Some("https://cloudcode-pa.googleapis.com"),
         _ => None,
     }
 }
@@ -138,7 +143,7 @@ impl State {
     /// the key may reach the key cache later).
     pub fn new(layout: Layout, open_vault: VaultOpener) -> Result<State> {
         let mut upstreams = HashMap::new();
-        for agent in ["claude", "codex", "gemini"] {
+        for agent in ["claude", "codex", "gemini", GEMINI_SESSION] {
             let var = format!("{UPSTREAM_ENV_PREFIX}{}", agent.to_uppercase());
             if let Ok(v) = std::env::var(&var)
                 && !v.trim().is_empty()
@@ -218,7 +223,11 @@ impl State {
     }
 
     fn upstream(&self, g: &Grant) -> Option<String> {
-        if let Some(o) = self.upstreams.get(&g.agent) {
+        let key = match (g.agent.as_str(), g.method) {
+            ("gemini", Method::Session) => GEMINI_SESSION,
+            (agent, _) => agent,
+        };
+        if let Some(o) = self.upstreams.get(key) {
             return Some(o.clone());
         }
         default_upstream(&g.agent, g.method).map(str::to_owned)
@@ -269,7 +278,9 @@ fn client() -> Result<HttpsClient> {
 }
 
 /// Serves `listener` until the process ends.
-pub async fn serve(listener: TcpListener, state: Arc<State>) {
+/// Connections that open with a TLS handshake are served over TLS with
+/// `tls` ([`super::tls`]).
+pub async fn serve(listener: TcpListener, state: Arc<State>, tls: Option<Arc<super::tls::Tls>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -283,13 +294,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
         // delayed ACK (Nagle would hold a small write for up to 40 ms).
         let _ = stream.set_nodelay(true);
         let st = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(super::hostile::header_timeout())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            super::tls::serve_connection(stream, tls, svc).await;
         });
     }
 }
@@ -407,6 +415,19 @@ async fn handle(
                 StatusCode::UNAUTHORIZED,
                 "airlock proxy: this sandbox's access was revoked (`airlock revoke`)",
             ),
+        ));
+    }
+    if grant.expired(jiff::Timestamp::now()) {
+        let message = format!(
+            "airlock proxy: this grant expired (`airlock k8s renew {}` extends it)",
+            grant.sandbox
+        );
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            error_response(StatusCode::UNAUTHORIZED, &message),
         ));
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
@@ -535,7 +556,7 @@ async fn handle(
     // the proxy then has it refreshed and sends the request again, for
     // which it keeps a small body (docs/proxy.md).
     let refreshable = grant.method == Method::Session
-        && matches!(grant.agent.as_str(), "claude" | "codex")
+        && matches!(grant.agent.as_str(), "claude" | "codex" | "gemini")
         && st.sync.is_some();
     let mut up = Arc::new(AtomicU64::new(0));
     let (first, replay) = match replayable(&parts.headers) {
@@ -565,15 +586,23 @@ async fn handle(
         }
         _ => (Counted::new(body, up.clone(), None).boxed(), None),
     };
+    let codex_session = grant.agent == "codex" && grant.method == Method::Session;
     let build =
         |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
             let mut out = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri.clone());
+            // a ChatGPT session: the account its access token is for, never
+            // the one the sandbox names (docs/proxy.md)
+            let account = codex_session.then(|| chatgpt_account(real)).flatten();
             for (k, v) in &parts.headers {
-                if !DROP.contains(&k.as_str()) {
+                let replaced = account.is_some() && k.as_str() == CHATGPT_ACCOUNT;
+                if !DROP.contains(&k.as_str()) && !replaced {
                     out = out.header(k, v);
                 }
+            }
+            if let Some(a) = account {
+                out = out.header(CHATGPT_ACCOUNT, a);
             }
             out = out.header(
                 hyper::header::ACCEPT_ENCODING,
@@ -695,6 +724,7 @@ async fn handle(
                 )
             });
             let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            super::metrics::GLOBAL.stream_opened();
             let done = Done {
                 audit: st.audit.clone(),
                 entry: Some(entry),
@@ -708,6 +738,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %origin, "upstream request failed");
+            super::metrics::GLOBAL.upstream_error(&e);
             Ok(st.audit.refuse(
                 entry,
                 start,
@@ -720,6 +751,16 @@ async fn handle(
             ))
         }
     }
+}
+
+/// The header Codex names its ChatGPT account (workspace) in.
+const CHATGPT_ACCOUNT: &str = "chatgpt-account-id";
+
+/// The ChatGPT account a session's access token is for (its claims), if it
+/// says.
+fn chatgpt_account(access_token: &Secret) -> Option<HeaderValue> {
+    let claims = crate::agents::jwt::claims(access_token.expose()).ok()?;
+    HeaderValue::from_str(&crate::agents::jwt::chatgpt_account(&claims)?).ok()
 }
 
 /// A request the proxy could not build: audited, with a clear answer.
@@ -848,6 +889,12 @@ fn credential(st: &State, g: &Grant) -> Result<Secret> {
                 .map_err(|_| Error::Other("the stored Codex session is not JSON".into()))?;
             pick(&v, "/tokens/access_token")
         }
+        ("gemini", Method::Session) => {
+            // the vault's wrapper, or the host's own oauth_creds.json
+            let v: serde_json::Value = serde_json::from_str(text.expose())
+                .map_err(|_| Error::Other("the stored Gemini session is not JSON".into()))?;
+            pick(&v, "/oauth_creds/access_token").or_else(|_| pick(&v, "/access_token"))
+        }
         _ => Ok(text),
     }
 }
@@ -880,6 +927,7 @@ impl<B> Drop for Counted<B> {
         if let Some(mut d) = self.done.take()
             && let Some(mut e) = d.entry.take()
         {
+            super::metrics::GLOBAL.stream_closed();
             e.bytes_up = d.up.load(Ordering::Relaxed);
             e.bytes_down = self.bytes.load(Ordering::Relaxed);
             e.latency_ms = d.start.elapsed().as_millis() as u64;
