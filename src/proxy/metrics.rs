@@ -111,17 +111,21 @@ impl Metrics {
     /// Counts one request as the audit log records it.
     pub fn record(&self, e: &Entry) {
         let a = agent_index(e.agent.as_deref());
-        match &e.refused {
+        let answered = match &e.refused {
             Some(why) => {
-                self.refused[a][reason_index(why)].fetch_add(1, Ordering::Relaxed);
+                let r = reason_index(why);
+                self.refused[a][r].fetch_add(1, Ordering::Relaxed);
+                // the API answered, but the guard kept the answer back
+                REASONS[r] == "response_guard"
             }
             None => {
                 let class = usize::from(e.status / 100).clamp(1, 5) - 1;
                 self.forwarded[a][class].fetch_add(1, Ordering::Relaxed);
+                true
             }
-        }
-        if e.upstream.is_some() && e.refused.as_deref() != Some("upstream unreachable") {
-            // it reached the upstream: its time counts
+        };
+        if answered {
+            // it reached the API: its time counts
             let b = BUCKETS_MS
                 .iter()
                 .position(|&b| e.latency_ms <= b)
