@@ -48,7 +48,11 @@ type HttpsClient = Client<
 /// The environment variable that replaces an agent's upstream
 /// (`AIRLOCK_PROXY_UPSTREAM_CLAUDE=https://gateway.internal:8443`): still
 /// one fixed origin per agent, still TLS. For tests and enterprise gateways.
+/// A Gemini Google login (Code Assist, another API than Gemini's keys) has
+/// its own: `AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION`.
 pub const UPSTREAM_ENV_PREFIX: &str = "AIRLOCK_PROXY_UPSTREAM_";
+/// The upstream override key of a Gemini Google login.
+const GEMINI_SESSION: &str = "gemini_session";
 /// A PEM file of extra CA certificates for the upstreams.
 pub const CA_FILE_ENV: &str = "AIRLOCK_PROXY_CA_FILE";
 
@@ -59,6 +63,7 @@ pub fn default_upstream(agent: &str, method: Method) -> Option<&'static str> {
         ("codex", Method::ApiKey) => Some("https://api.openai.com"),
         ("codex", Method::Session) => Some("https://chatgpt.com"),
         ("gemini", Method::ApiKey) => Some("https://generativelanguage.googleapis.com"),
+        ("gemini", Method::Session) => Some("https://cloudcode-pa.googleapis.com"),
         _ => None,
     }
 }
@@ -138,7 +143,7 @@ impl State {
     /// the key may reach the key cache later).
     pub fn new(layout: Layout, open_vault: VaultOpener) -> Result<State> {
         let mut upstreams = HashMap::new();
-        for agent in ["claude", "codex", "gemini"] {
+        for agent in ["claude", "codex", "gemini", GEMINI_SESSION] {
             let var = format!("{UPSTREAM_ENV_PREFIX}{}", agent.to_uppercase());
             if let Ok(v) = std::env::var(&var)
                 && !v.trim().is_empty()
@@ -218,7 +223,11 @@ impl State {
     }
 
     fn upstream(&self, g: &Grant) -> Option<String> {
-        if let Some(o) = self.upstreams.get(&g.agent) {
+        let key = match (g.agent.as_str(), g.method) {
+            ("gemini", Method::Session) => GEMINI_SESSION,
+            (agent, _) => agent,
+        };
+        if let Some(o) = self.upstreams.get(key) {
             return Some(o.clone());
         }
         default_upstream(&g.agent, g.method).map(str::to_owned)
@@ -547,7 +556,7 @@ async fn handle(
     // the proxy then has it refreshed and sends the request again, for
     // which it keeps a small body (docs/proxy.md).
     let refreshable = grant.method == Method::Session
-        && matches!(grant.agent.as_str(), "claude" | "codex")
+        && matches!(grant.agent.as_str(), "claude" | "codex" | "gemini")
         && st.sync.is_some();
     let mut up = Arc::new(AtomicU64::new(0));
     let (first, replay) = match replayable(&parts.headers) {
@@ -879,6 +888,12 @@ fn credential(st: &State, g: &Grant) -> Result<Secret> {
             let v: serde_json::Value = serde_json::from_str(text.expose())
                 .map_err(|_| Error::Other("the stored Codex session is not JSON".into()))?;
             pick(&v, "/tokens/access_token")
+        }
+        ("gemini", Method::Session) => {
+            // the vault's wrapper, or the host's own oauth_creds.json
+            let v: serde_json::Value = serde_json::from_str(text.expose())
+                .map_err(|_| Error::Other("the stored Gemini session is not JSON".into()))?;
+            pick(&v, "/oauth_creds/access_token").or_else(|_| pick(&v, "/access_token"))
         }
         _ => Ok(text),
     }
