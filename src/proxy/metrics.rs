@@ -31,12 +31,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const AGENTS: [&str; 5] = ["claude", "codex", "gemini", "other", "none"];
 
 /// Why the proxy refused a request (the `reason` label).
-const REASONS: [&str; 9] = [
+const REASONS: [&str; 10] = [
     "unknown_placeholder",
     "revoked",
     "expired",
     "forbidden_host",
     "response_guard",
+    "hostile",
     "upstream_error",
     "credential_unavailable",
     "upgrade",
@@ -364,7 +365,10 @@ fn reason_index(why: &str) -> usize {
     let r = match why {
         "unknown placeholder" => "unknown_placeholder",
         "revoked" => "revoked",
+        "expired" => "expired",
         "no upstream" => "forbidden_host",
+        "two placeholders" | "method refused" => "hostile",
+        "response encoded" => "response_guard",
         "upstream unreachable" => "upstream_error",
         "upgrade refused" => "upgrade",
         "credential unavailable" | "credential unusable" => "credential_unavailable",
@@ -660,9 +664,10 @@ mod tests {
             "airlock_proxy_grants{state=\"live\"} 2",
             "airlock_proxy_bytes_up_total{agent=\"claude\"} 10",
             "airlock_proxy_bytes_down_total{agent=\"claude\"} 20",
-            "airlock_proxy_request_duration_seconds_bucket{le=\"0.002\"} 0",
-            "airlock_proxy_request_duration_seconds_bucket{le=\"0.005\"} 1",
-            "airlock_proxy_request_duration_seconds_bucket{le=\"+Inf\"} 1",
+            // the forwarded ones and the one the guard cut; not the refused
+            "airlock_proxy_request_duration_seconds_bucket{le=\"0.002\"} 2",
+            "airlock_proxy_request_duration_seconds_bucket{le=\"0.005\"} 3",
+            "airlock_proxy_request_duration_seconds_bucket{le=\"+Inf\"} 3",
             "airlock_proxy_request_duration_seconds_sum 0.003",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
