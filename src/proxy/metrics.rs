@@ -675,6 +675,40 @@ mod tests {
         assert!(!text.contains("looks-secret"));
     }
 
+    /// Every refusal server.rs audits has a reason of its own (a new
+    /// refusal there shows up here, not silently as `other`).
+    #[test]
+    fn every_refusal_of_the_server_has_a_reason() {
+        let src = include_str!("server.rs");
+        let mut found = Vec::new();
+        for (i, _) in src.match_indices(".refuse(") {
+            // the why is the first string literal after the call
+            let rest = &src[i..];
+            // up to its response: a call passing a variable has none
+            let rest = &rest[..rest.find("error_response").unwrap_or(0)];
+            let Some(q) = rest.find('"') else { continue };
+            let lit = &rest[q + 1..];
+            let why = &lit[..lit.find('"').unwrap_or(0)];
+            found.push(why.to_owned());
+        }
+        for w in [
+            "unknown placeholder",
+            "revoked",
+            "expired",
+            "upstream unreachable",
+        ] {
+            assert!(found.iter().any(|f| f == w), "{w} not found in {found:?}");
+        }
+        let generic = ["bad path", "body unreadable"];
+        for why in &found {
+            let r = REASONS[reason_index(why)];
+            assert!(
+                r != "other" || generic.contains(&why.as_str()),
+                "the refusal {why:?} has no reason label: add it to reason_index"
+            );
+        }
+    }
+
     #[test]
     fn streams_are_a_gauge() {
         let m = Metrics::new();
