@@ -643,20 +643,12 @@ pub fn store_in_config(
             path.display()
         )));
     }
-    let _lock = crate::fsutil::FileLock::exclusive(&config_lock(dir))?;
-    let (text, mode) = read_config(path)?;
-    let unusable = |why: String| {
-        Error::Usage(format!(
-            "the configuration file {} {why}; fix it first, or add the reference by hand under [accounts.{}.{}] (docs/secret-refs.md)",
-            path.display(),
-            id.agent,
-            id.account
-        ))
-    };
-    Config::parse(&text).map_err(|e| unusable(format!("is invalid ({e})")))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|_| unusable("could not be read as TOML".into()))?;
+    let by_hand = format!(
+        "add the reference by hand under [accounts.{}.{}]",
+        id.agent, id.account
+    );
+    let (edit, mut doc) = ConfigEdit::open(path, dir, by_hand)?;
+    let unusable = |why: String| edit.unusable(&why);
     let accounts = doc
         .entry("accounts")
         .or_insert_with(|| {
@@ -695,16 +687,59 @@ pub fn store_in_config(
     if let Some(m) = method {
         account["method"] = toml_edit::value(m.as_str());
     }
-    let out = doc.to_string();
-    Config::parse(&out)
-        .map_err(|e| Error::Other(format!("internal: the edited config does not parse: {e}")))?;
-    crate::fsutil::write_atomic(path, out.as_bytes(), mode)?;
+    edit.save(&doc)?;
     Ok(replaced)
 }
 
-/// The lock every edit of the config file by airlock is made under.
-fn config_lock(dir: &Path) -> PathBuf {
-    dir.join(".config.toml.lock")
+/// An edit of the config file: made under its lock, refused (a usage error
+/// saying to do it by hand) when the file is not valid, written atomically
+/// keeping the file's mode.
+struct ConfigEdit<'a> {
+    path: &'a Path,
+    by_hand: String,
+    mode: u32,
+    _lock: crate::fsutil::FileLock,
+}
+
+impl<'a> ConfigEdit<'a> {
+    /// Locks the config file at `path` (in `dir`) and reads it.
+    fn open(
+        path: &'a Path,
+        dir: &Path,
+        by_hand: String,
+    ) -> Result<(ConfigEdit<'a>, toml_edit::DocumentMut)> {
+        let lock = crate::fsutil::FileLock::exclusive(&dir.join(".config.toml.lock"))?;
+        let (text, mode) = read_config(path)?;
+        let edit = ConfigEdit {
+            path,
+            by_hand,
+            mode,
+            _lock: lock,
+        };
+        Config::parse(&text).map_err(|e| edit.unusable(&format!("is invalid ({e})")))?;
+        let doc = text
+            .parse()
+            .map_err(|_| edit.unusable("could not be read as TOML"))?;
+        Ok((edit, doc))
+    }
+
+    /// The file cannot be edited: `why`.
+    fn unusable(&self, why: &str) -> Error {
+        Error::Usage(format!(
+            "the configuration file {} {why}; fix it first, or {} (docs/secret-refs.md)",
+            self.path.display(),
+            self.by_hand
+        ))
+    }
+
+    /// Writes `doc` (checked to still be a valid config).
+    fn save(self, doc: &toml_edit::DocumentMut) -> Result<()> {
+        let out = doc.to_string();
+        Config::parse(&out).map_err(|e| {
+            Error::Other(format!("internal: the edited config does not parse: {e}"))
+        })?;
+        crate::fsutil::write_atomic(self.path, out.as_bytes(), self.mode)
+    }
 }
 
 /// The config file's text and mode (empty and 0600 when it does not exist).
@@ -746,20 +781,12 @@ pub fn remove_from_config(path: &Path, id: &CredentialId) -> Result<bool> {
     if std::fs::symlink_metadata(dir).is_err() || std::fs::symlink_metadata(path).is_err() {
         return Ok(false);
     }
-    let _lock = crate::fsutil::FileLock::exclusive(&config_lock(dir))?;
-    let (text, mode) = read_config(path)?;
-    let unusable = |why: String| {
-        Error::Usage(format!(
-            "the configuration file {} {why}; fix it first, or delete secret_ref under [accounts.{}.{}] by hand (docs/secret-refs.md)",
-            path.display(),
-            id.agent,
-            id.account
-        ))
-    };
-    Config::parse(&text).map_err(|e| unusable(format!("is invalid ({e})")))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|_| unusable("could not be read as TOML".into()))?;
+    let by_hand = format!(
+        "delete secret_ref under [accounts.{}.{}] by hand",
+        id.agent, id.account
+    );
+    let (edit, mut doc) = ConfigEdit::open(path, dir, by_hand)?;
+    let unusable = |why: String| edit.unusable(&why);
     let has_ref = doc
         .get("accounts")
         .and_then(|a| a.get(&id.agent))
@@ -822,10 +849,7 @@ pub fn remove_from_config(path: &Path, id: &CredentialId) -> Result<bool> {
     if let Some((Some(pos), prefix)) = carried {
         carry_comments(&mut doc, pos, &prefix);
     }
-    let out = doc.to_string();
-    Config::parse(&out)
-        .map_err(|e| Error::Other(format!("internal: the edited config does not parse: {e}")))?;
-    crate::fsutil::write_atomic(path, out.as_bytes(), mode)?;
+    edit.save(&doc)?;
     Ok(true)
 }
 

@@ -649,17 +649,15 @@ secret_ref = "env:GEMINI_KEY"
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     no_canary("accounts --json", &text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = common::account_ids(&out.stdout);
     let rows: Vec<(String, String, String)> = v
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
+        .zip(ids)
+        .map(|(r, id)| {
             (
-                format!(
-                    "{}:{}",
-                    r["agent"].as_str().unwrap(),
-                    r["account"].as_str().unwrap()
-                ),
+                id,
                 r["kind"].as_str().unwrap().to_owned(),
                 r["reference"].as_str().unwrap_or("").to_owned(),
             )
@@ -736,20 +734,10 @@ secret_ref = "env:GEMINI_KEY"
         "{after}"
     );
     let out = ctx.cmd().args(["accounts", "--json"]).output().unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<String> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{}:{}",
-                r["agent"].as_str().unwrap(),
-                r["account"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(ids, ["claude:bad", "claude:default", "gemini:ci"]);
+    assert_eq!(
+        common::account_ids(&out.stdout),
+        ["claude:bad", "claude:default", "gemini:ci"]
+    );
 
     // nothing there: exit 6, the file untouched
     let out = ctx
