@@ -167,12 +167,17 @@ fn status_json(ctx: &TestContext) -> Value {
 }
 
 fn reference_entry<'a>(status: &'a Value, agent: &str) -> &'a Value {
+    entry(status, agent, "reference")
+}
+
+/// `agent`'s credential entry in `status --json` that is `stored_in` there.
+fn entry<'a>(status: &'a Value, agent: &str, stored_in: &str) -> &'a Value {
     status["credentials"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["agent"] == agent && c["stored_in"] == "reference")
-        .unwrap_or_else(|| panic!("no reference entry for {agent}: {status}"))
+        .find(|c| c["agent"] == agent && c["stored_in"] == stored_in)
+        .unwrap_or_else(|| panic!("no {stored_in} entry for {agent}: {status}"))
 }
 
 fn state_file(ctx: &TestContext) -> String {
@@ -534,12 +539,7 @@ fn auth_ref_and_from_command_with_pass() {
     no_canary("auth --from-command", &all);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let st = status_json(&ctx);
-    let stored = st["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["agent"] == "codex" && c["stored_in"] == "vault")
-        .unwrap_or_else(|| panic!("{st}"));
+    let stored = entry(&st, "codex", "vault");
     assert_eq!(stored["method"], "api-key");
     assert_eq!(stored["source"], "cmd:pass show openai");
 
@@ -562,12 +562,7 @@ fn auth_ref_and_from_command_with_pass() {
         "{all}"
     );
     let st = status_json(&ctx);
-    let shadowed = st["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["agent"] == "claude" && c["stored_in"] == "vault")
-        .unwrap_or_else(|| panic!("{st}"));
+    let shadowed = entry(&st, "claude", "vault");
     assert_eq!(
         shadowed["delivery"],
         "nothing: the secret reference cmd:pass show anthropic of claude:work comes first",
