@@ -99,6 +99,7 @@ fn granted(mock: &MockUpstream, token: &str, ph: &str) -> TestContext {
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         },
     )
     .unwrap();
@@ -299,6 +300,7 @@ fn a_codex_session_request_carries_the_tokens_own_account() {
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         },
     )
     .unwrap();

@@ -375,6 +375,7 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
                 created: jiff::Timestamp::now(),
                 revoked_at: None,
                 reference: None,
+                expires_at: None,
             },
         )
         .unwrap();

@@ -43,6 +43,7 @@ pub fn grant_claude(ctx: &TestContext, sandbox: &str, ph: &str) {
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         },
     )
     .unwrap();
