@@ -164,7 +164,7 @@ fn rotating_sessions_and_bad_input_are_refused() {
     assert!(!err.contains(CANARY));
     // a Codex ChatGPT session through the proxy needs TLS, which the proxy's
     // certificate cannot give a cluster DNS name
-    common::store_session(&ctx, "codex", &codex_session("k8s-access", "acc-1"));
+    common::store_session(&ctx, "codex", &common::codex_session("k8s-access", "acc-1"));
     let out = ctx
         .cmd()
         .args([
@@ -944,7 +944,11 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     }});
     common::store_session(&ctx, "claude", &session.to_string());
     let codex_access = format!("{CANARY}-k8scodexaccess");
-    common::store_session(&ctx, "codex", &codex_session(&codex_access, "acc-k8s"));
+    common::store_session(
+        &ctx,
+        "codex",
+        &common::codex_session(&codex_access, "acc-k8s"),
+    );
     let mut args = args.to_vec();
     args[9] = "sess";
     args.splice(6..6, ["--agent", "codex"]);
@@ -1059,22 +1063,6 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     let _ = proxy.kill();
     let _ = proxy.wait();
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
-}
-
-/// A Codex ChatGPT session (`auth.json`) with `access` as its access token,
-/// for `account`, refreshed just now (so nothing refreshes it in the test).
-fn codex_session(access: &str, account: &str) -> String {
-    use base64::Engine as _;
-    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-        serde_json::json!({"email": "dev@example.com", "https://api.openai.com/auth":
-            {"chatgpt_plan_type": "pro", "chatgpt_account_id": account}})
-        .to_string(),
-    );
-    serde_json::json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "tokens": {
-        "id_token": format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig"),
-        "access_token": access, "refresh_token": format!("{CANARY}-k8scodexrefresh"),
-        "account_id": account}, "last_refresh": jiff::Timestamp::now().to_string()})
-    .to_string()
 }
 
 /// The placeholder in the Secret of a printed `airlock k8s --rotation proxy`.
