@@ -435,3 +435,70 @@ fn docker_gemini_google_login_answers_through_the_proxy() {
     }
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// `airlock verify --rotation proxy` with a Gemini login: offline, Gemini
+/// reports its Google login (placeholder only, nothing upstream); with
+/// `--online`, `gemini -p` is answered through the proxy with the real
+/// access token.
+#[test]
+fn docker_verify_proves_a_gemini_google_login_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let mock = MockUpstream::start();
+    let oauth = MockOAuth::start(Style::Google, 3599);
+    let mut ctx = common::tmpfs_context("docker", "verify-gemini-session");
+    behind_mocks(&mut ctx, &mock, &oauth);
+    let login = oauth.login();
+    let doc = json!({"access_token": login.access_token, "refresh_token": login.refresh_token,
+        "token_type": "Bearer", "expiry_date": login.expires_at_ms});
+    common::store_session(&ctx, "gemini", &doc.to_string());
+    let verify = |extra: &[&str]| {
+        let out = ctx
+            .cmd()
+            .args([
+                "verify", "--json", "--engine", "docker", "--agent", "gemini",
+            ])
+            .args(["--image", &common::root_image(), "--rotation", "proxy"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for t in oauth.issued_secrets() {
+            assert!(!stdout.contains(&t) && !stderr.contains(&t));
+        }
+        let v: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        (out.status.code(), v, stderr)
+    };
+    let (code, v, stderr) = verify(&[]);
+    assert_eq!(code, Some(0), "{v}\n{stderr}");
+    let g = &v["agents"][0];
+    assert_eq!(
+        (&g["state"], &g["cli_method"]),
+        (&json!("configured"), &json!("oauth-personal")),
+        "{v}"
+    );
+    assert!(
+        v["proxy_scan"]
+            .as_str()
+            .unwrap()
+            .contains("placeholders only"),
+        "{v}"
+    );
+    assert!(mock.seen().is_empty(), "offline: nothing upstream");
+    let (code, v, stderr) = verify(&["--online"]);
+    assert_eq!(code, Some(0), "{v}\n{stderr}");
+    let p = v["agents"][0]["proxy"].as_str().unwrap();
+    assert!(
+        p.starts_with("answered through the proxy") && p.contains("HTTP 200"),
+        "{v}"
+    );
+    mock.assert_carried(
+        "/v1internal:",
+        "authorization",
+        &format!("Bearer {}", login.access_token),
+    );
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
