@@ -316,6 +316,7 @@ fn grant(layout: &Layout, placeholders: &[String]) {
                 created: jiff::Timestamp::now(),
                 revoked_at: None,
                 reference: None,
+                expires_at: None,
             },
         )
         .expect("grant");

@@ -37,6 +37,9 @@ pub enum ExitCode {
     Backend = 10,
     /// A check (`doctor`, `verify`) found problems.
     CheckFailed = 11,
+    /// Sync mode cannot work with this sandbox: the container could not
+    /// hand a refreshed session back (`airlock run --rotation sync`).
+    SyncRefused = 12,
 }
 
 impl ExitCode {
@@ -160,6 +163,16 @@ pub enum Error {
     #[error("{0}")]
     CheckFailed(String),
 
+    /// Sync mode refused for a sandbox whose write-back cannot work
+    /// (docs/sandbox.md): nothing was started.
+    #[error("{problem}; {fix}")]
+    SyncRefused {
+        /// Why the write-back cannot work.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
     /// An I/O operation failed on a path.
     #[error("could not {op} {path}: {source}")]
     Io {
@@ -191,6 +204,7 @@ impl Error {
             Error::NoAuth(_) => ExitCode::NoAuth,
             Error::Backend { .. } | Error::SecretRef { .. } => ExitCode::Backend,
             Error::CheckFailed(_) => ExitCode::CheckFailed,
+            Error::SyncRefused { .. } => ExitCode::SyncRefused,
             Error::Io { .. } | Error::Other(_) => ExitCode::Failure,
         }
     }
@@ -242,6 +256,7 @@ mod tests {
             (ExitCode::NoAuth, 9),
             (ExitCode::Backend, 10),
             (ExitCode::CheckFailed, 11),
+            (ExitCode::SyncRefused, 12),
         ];
         for (c, n) in table {
             assert_eq!(c.code(), n, "{c:?}");

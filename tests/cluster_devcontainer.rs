@@ -503,3 +503,79 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// `--rotation proxy` for Codex and Gemini (API keys): one Dev Container,
+/// in which the genuine `codex exec` and `gemini -p`, run with `devcontainer
+/// exec` (through airlock's exec wrappers), answer from the TLS mock through
+/// the host's proxy; the mock saw the real keys, devcontainer.json and
+/// `docker inspect` hold neither.
+#[test]
+fn devcontainer_in_proxy_mode_serves_codex_and_gemini() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let Some(cli) = devcontainer_cli() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
+        );
+        eprintln!("skipping: @devcontainers/cli is not installed");
+        return;
+    };
+    let mock = mock_upstream::MockUpstream::start();
+    let mut ctx = common::tmpfs_context("docker", "dccg");
+    let (codex, gemini) =
+        common::codex_and_gemini_keys_behind_proxy(&mut ctx, "dc", (&mock.origin(), &mock.ca_pem));
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    let config = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(
+        &config,
+        format!(
+            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
+            common::user_image()
+        ),
+    )
+    .unwrap();
+    common::ok(
+        &ctx.cmd()
+            .args(["devcontainer", "--rotation", "proxy"])
+            .args([
+                "--agent",
+                "codex",
+                "--agent",
+                "gemini",
+                "--write",
+                "--workspace",
+            ])
+            .arg(&ws)
+            .output()
+            .unwrap(),
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(!written.contains(CANARY), "{written}");
+    let up = dc_cli(&cli, &ctx, &ws, &["up"]);
+    let id = container_id(&up);
+    let script = common::codex_and_gemini_script();
+    let answered = dc_cli(&cli, &ctx, &ws, &["exec", "sh", "-c", &script]);
+    let inspect = id.as_ref().map(|id| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .unwrap()
+    });
+    if let Some(id) = &id {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    assert!(
+        up.status.success() && id.is_some(),
+        "{}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    common::assert_codex_and_gemini_answered(&answered, mock_upstream::REPLY);
+    let inspect = String::from_utf8_lossy(&inspect.unwrap().stdout).to_string();
+    assert!(!inspect.contains(CANARY), "a key in docker inspect");
+    mock.assert_codex_and_gemini_carried(&codex, &gemini);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}

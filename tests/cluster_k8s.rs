@@ -169,6 +169,23 @@ fn rotating_sessions_and_bad_input_are_refused() {
         &["--user", "agent"],
         &["--patch", "deployment/web", "--", "sh"],
         &["--rotation", "proxy"],
+        &["--grant-ttl", "1h"],
+        &[
+            "--rotation",
+            "proxy",
+            "--proxy-url",
+            "http://10.0.0.5:8787",
+            "--grant-ttl",
+            "0s",
+        ],
+        &[
+            "--rotation",
+            "proxy",
+            "--proxy-url",
+            "http://10.0.0.5:8787",
+            "--grant-ttl",
+            "31d",
+        ],
     ] {
         let out = ctx
             .cmd()
@@ -314,6 +331,8 @@ fn run_like_a_kubelet_with(
     let vol = spec.volumes.as_ref().unwrap()[0].projected.clone().unwrap();
     let proj = vol.sources.unwrap()[0].secret.clone().unwrap();
     let dir = ctx.root.path().join("projected");
+    // the items of this render only (a test may run several)
+    let _ = std::fs::remove_dir_all(&dir);
     let data = secret.data.unwrap();
     for item in proj.items.unwrap() {
         let p = dir.join(&item.path);
@@ -831,22 +850,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
 
     // the proxy the user runs (here on the bridges, reached through
     // Docker's host-gateway as the cluster would reach it through theirs)
-    let mut proxy = ctx
-        .cmd()
-        .arg("proxy")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let port_file = layout.dir.join("port");
-    let start = std::time::Instant::now();
-    let port = loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            break p.trim().to_owned();
-        }
-        assert!(start.elapsed().as_secs() < 20, "the proxy did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
     let url = format!("http://host.docker.internal:{port}");
     let args = [
         "--rotation",
@@ -887,8 +891,6 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         &["--add-host", "host.docker.internal:host-gateway"],
     );
     let grants = airlock::proxy::registry::load(&layout).unwrap();
-    let _ = proxy.kill();
-    let _ = proxy.wait();
     let stdout = String::from_utf8_lossy(&started.stdout);
     let stderr = String::from_utf8_lossy(&started.stderr);
     assert!(started.status.success(), "{stdout}\n{stderr}");
@@ -899,5 +901,236 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     // one grant for the Pod, replaced (not added to) by the second render
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].sandbox, "k8s-default-dev");
+
+    // a login session stays on this host: the Pod holds a placeholder
+    // session, the proxy sends the session's access token, and the watcher
+    // keeps it fresh until the grant is gone (expired and dropped)
+    let access = format!("sk-ant-oat01-{CANARY}-k8saccess");
+    let refresh = format!("sk-ant-ort01-{CANARY}-k8srefresh");
+    let session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": access,
+        "refreshToken": refresh,
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    common::store_session(&ctx, "claude", &session.to_string());
+    let mut args = args.to_vec();
+    args[9] = "sess";
+    // (the command names the tokens' tags, never the canary: it is in
+    // `docker inspect`)
+    let check = "grep -rls -e k8saccess -e k8srefresh /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi".to_owned();
+    let last = args.len() - 1;
+    args[last] = &check;
+    let before = mock.seen().len();
+    let (started, inspect) = run_like_a_kubelet_with(
+        &ctx,
+        &args,
+        "proxysess",
+        &["--add-host", "host.docker.internal:host-gateway"],
+    );
+    let stdout = String::from_utf8_lossy(&started.stdout);
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("CREDENTIAL-IN-POD"), "{stdout}");
+    assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    assert!(!inspect.contains(CANARY));
+    let sent: Vec<_> = mock.seen()[before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str())),
+        "{sent:?}"
+    );
+    let sync = airlock::sync::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+    assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
+    let first = regs[0].sandbox.clone();
+    assert!(
+        first.starts_with("k8s-default-sess-") && first.ends_with("-claude"),
+        "{first}"
+    );
+    // rendered again: the new grant's hold takes over, the old one hands
+    // its registration back (one registration, never none)
+    k8s(&ctx, &args);
+    common::wait_until(
+        "the replaced grant's hold hands back",
+        std::time::Duration::from_secs(20),
+        || {
+            let regs = airlock::sync::list_sandboxes(&sync).unwrap();
+            assert!(!regs.is_empty(), "the session was let go");
+            regs.len() == 1 && regs[0].sandbox != first
+        },
+    );
+    // expired over an hour ago: the hold hands the session back, the proxy
+    // drops the grant
+    let now = jiff::Timestamp::now();
+    let past = now - airlock::proxy::registry::EXPIRED_KEPT - jiff::SignedDuration::from_mins(1);
+    assert_eq!(
+        airlock::proxy::registry::renew(&layout, "k8s-default-sess", now, past).unwrap(),
+        1
+    );
+    common::wait_until(
+        "the session handed back once the grant is gone",
+        std::time::Duration::from_secs(20),
+        || airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
+    );
+    common::wait_until(
+        "the proxy dropped the stale grant",
+        std::time::Duration::from_secs(20),
+        || {
+            !airlock::proxy::registry::load(&layout)
+                .unwrap()
+                .iter()
+                .any(|g| g.sandbox == "k8s-default-sess")
+        },
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// The placeholder in the Secret of a printed `airlock k8s --rotation proxy`.
+fn placeholder_in(printed: &str, prefix: &str) -> String {
+    let secret: Secret = serde_saphyr::from_str(&docs(printed)[0]).unwrap();
+    secret
+        .data
+        .unwrap()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .find(|v| v.starts_with(prefix))
+        .expect("a placeholder in the Secret")
+}
+
+/// A pods' grant has a lifetime (`--grant-ttl`): the user's proxy answers
+/// until then, refuses the placeholder afterwards (401, audited as expired)
+/// also after a restart (the expiry is in the grants file), and `airlock k8s
+/// renew` brings it back; `airlock status` shows the expiry.
+#[test]
+fn a_pods_grant_expires_and_renewal_brings_it_back() {
+    let mock = mock_upstream::MockUpstream::start();
+    let token = format!("sk-ant-oat01-{CANARY}-k8sttl-{}", "0123456789".repeat(6));
+    let mut ctx = TestContext::new();
+    common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ctx
+        .cmd()
+        .args(["k8s", "--rotation", "proxy", "--proxy-url", &url])
+        .args(["--grant-ttl", "2s", "--agent", "claude", "--image", "img:1"])
+        .args(["--name", "ttl"])
+        .output()
+        .unwrap();
+    let printed = common::ok(&out);
+    let rendered = std::time::Instant::now();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("until") && err.contains("airlock k8s renew k8s-default-ttl"),
+        "{err}"
+    );
+    let ph = placeholder_in(&printed, "sk-ant-oat01-airlock-");
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(mock_upstream::REPLY), "{r}");
+    let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
+    assert!(
+        status.contains("k8s-default-ttl") && status.contains("(expires "),
+        "{status}"
+    );
+
+    std::thread::sleep(std::time::Duration::from_secs(2).saturating_sub(rendered.elapsed()));
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert!(r.contains("airlock k8s renew k8s-default-ttl"), "{r}");
+    // the expiry survives a restart of the proxy
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let audit = ctx.state_dir.join("proxy").join("audit.jsonl");
+    let audit = std::fs::read_to_string(audit).unwrap();
+    assert_eq!(audit.matches("\"expired\"").count(), 2, "{audit}");
+    assert!(!audit.contains(&ph) && !audit.contains(CANARY));
+    let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
+    assert!(status.contains("(expired "), "{status}");
+
+    // renewed: answered again, with the same placeholder
+    let out = ctx
+        .cmd()
+        .args(["k8s", "renew", "k8s-default-ttl", "--grant-ttl", "1h"])
+        .output()
+        .unwrap();
+    common::ok(&out);
+    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 2, "refused requests never went upstream");
+    mock.assert_messages_carried(&token);
+    let out = ctx
+        .cmd()
+        .args(["k8s", "renew", "k8s-default-nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
+
+/// Proxy mode for Codex and Gemini (API keys): one Pod, run the way a
+/// kubelet would and reaching a user-run proxy at `--proxy-url`, where the
+/// genuine `codex exec` and `gemini -p` answer from the TLS mock; the mock
+/// saw the real keys, the Secret and the container held placeholders only.
+#[test]
+fn proxy_mode_serves_codex_and_gemini_to_a_pod() {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let mock = mock_upstream::MockUpstream::start();
+    let mut ctx = common::tmpfs_context("docker", "k8scg");
+    let (codex, gemini) =
+        common::codex_and_gemini_keys_behind_proxy(&mut ctx, "k8s", (&mock.origin(), &mock.ca_pem));
+    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let url = format!("http://host.docker.internal:{port}");
+    let image = common::user_image();
+    let script = common::codex_and_gemini_script();
+    let args = [
+        "--rotation",
+        "proxy",
+        "--proxy-url",
+        &url,
+        "--agent",
+        "codex",
+        "--agent",
+        "gemini",
+        "--image",
+        &image,
+        "--name",
+        "cg",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let printed = k8s(&ctx, &args);
+    assert!(!printed.contains(CANARY));
+    let (started, inspect) = run_like_a_kubelet_with(
+        &ctx,
+        &args,
+        "proxycg",
+        &["--add-host", "host.docker.internal:host-gateway"],
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    common::assert_codex_and_gemini_answered(&started, mock_upstream::REPLY);
+    assert!(!inspect.contains(CANARY));
+    mock.assert_codex_and_gemini_carried(&codex, &gemini);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

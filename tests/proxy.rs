@@ -81,6 +81,7 @@ fn grant_with(
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference,
+            expires_at: None,
         },
     )
     .unwrap();
@@ -613,6 +614,7 @@ fn session_of(agent: &str, mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         },
     )
     .unwrap();
@@ -900,22 +902,7 @@ fn agent_through_the_proxy(
     let engine = "docker";
     let mock = MockUpstream::start();
     let mut ctx = common::tmpfs_context(engine, &format!("proxy-{agent}"));
-    let ca = ctx.root.path().join("ca.pem");
-    std::fs::write(&ca, &mock.ca_pem).unwrap();
-    ctx.set_env(
-        &format!("AIRLOCK_PROXY_UPSTREAM_{}", agent.to_uppercase()),
-        &mock.origin(),
-    );
-    ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
-    let f = ctx.root.path().join("credential");
-    std::fs::write(&f, doc).unwrap();
-    ok(&ctx
-        .cmd()
-        .args(["auth", agent, "--method", method, "--from-file"])
-        .arg(&f)
-        .output()
-        .unwrap());
-    std::fs::remove_file(&f).unwrap();
+    common::credential_behind_proxy(&mut ctx, agent, method, (&mock.origin(), &mock.ca_pem), doc);
     let name = format!("airlock-proxy-{agent}-{method}-{}", std::process::id());
     // the canary scan runs before the agent, in the same container
     let pattern = secrets.join("\\|");
@@ -995,7 +982,7 @@ fn docker_codex_api_key_answers_through_the_proxy() {
         "codex",
         "api-key",
         &key,
-        "codex exec --skip-git-repo-check hi </dev/null",
+        common::CODEX_EXEC,
         ("/v1/responses", "authorization", &format!("Bearer {key}")),
         &[&key, CANARY],
     );
@@ -1013,7 +1000,7 @@ fn docker_gemini_api_key_answers_through_the_proxy() {
         "gemini",
         "api-key",
         &key,
-        "GEMINI_CLI_TRUST_WORKSPACE=true gemini -p hi",
+        common::GEMINI_P,
         ("/v1beta/models/", "x-goog-api-key", &key),
         &[&key, CANARY],
     );

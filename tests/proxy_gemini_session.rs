@@ -139,6 +139,7 @@ fn gemini_login_behind_the_proxy(
             created: jiff::Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         },
     )
     .unwrap();

@@ -744,6 +744,68 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 
+/// `--rotation proxy` for Codex and Gemini (API keys): one task of one
+/// service, where the genuine `codex exec` and `gemini -p` answer from the
+/// TLS mock through the host's proxy; the mock saw the real keys, the
+/// service and the task hold placeholders only.
+#[test]
+fn swarm_service_in_proxy_mode_serves_codex_and_gemini() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_swarm();
+    let tag = format!("{}{}", std::process::id(), rand_suffix());
+    let service = format!("airlock-test-swarm-cg-{tag}");
+    let cleanup = Cleanup {
+        service: service.clone(),
+        secrets: Default::default(),
+    };
+    let mock = mock_upstream::MockUpstream::start();
+    let mut ctx = common::tmpfs_context("docker", "swarmcg");
+    let (codex, gemini) = common::codex_and_gemini_keys_behind_proxy(
+        &mut ctx,
+        "swarm",
+        (&mock.origin(), &mock.ca_pem),
+    );
+    let out = ctx
+        .cmd()
+        .args([
+            "swarm",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "codex",
+            "--agent",
+            "gemini",
+        ])
+        .args(["--", "-d", "--no-resolve-image", "--name", &service])
+        .args(["--init", "--stop-grace-period", "2s"])
+        .args([&user_image(), "sleep", "600"])
+        .output()
+        .unwrap();
+    *cleanup.secrets.borrow_mut() = secret_names(&service);
+    ok(&out);
+    let mut ids = Vec::new();
+    wait_until("a running task", Duration::from_secs(60), || {
+        ids = tasks(&service);
+        ids.len() == 1
+    });
+    let script = format!(". /run/airlock/env; {}", common::codex_and_gemini_script());
+    let answered = docker(&["exec", &ids[0], "sh", "-c", &script]);
+    let inspect = format!(
+        "{}{}",
+        text(&["service", "inspect", &service]),
+        text(&["inspect", &ids[0]])
+    );
+    ok(&ctx.cmd().args(["swarm", "rm", &service]).output().unwrap());
+    drop(cleanup);
+    common::assert_codex_and_gemini_answered(&answered, mock_upstream::REPLY);
+    assert!(!inspect.contains(CANARY), "a key in docker inspect");
+    mock.assert_codex_and_gemini_carried(&codex, &gemini);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
 /// stderr of a command that must succeed.
 fn ok_err(out: &std::process::Output) -> Vec<u8> {
     assert!(

@@ -715,7 +715,7 @@ fn sync_write_back(engine: &'static str) {
         );
         assert_eq!(doc["mcpOAuth"]["kept"], true, "unknown keys kept: {doc}");
         if expect == Expect::Refused {
-            assert_eq!(out.status.code(), Some(7), "{image} {flags:?}: {ctx}");
+            assert_eq!(out.status.code(), Some(12), "{image} {flags:?}: {ctx}");
             assert!(ctx.contains("--rotation access-only"), "{ctx}");
         } else {
             let compact: String = ctx.chars().filter(|c| !c.is_whitespace()).collect();

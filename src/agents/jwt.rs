@@ -59,6 +59,18 @@ pub fn email(claims: &Map<String, Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The ChatGPT account (workspace) id in OpenAI's auth namespace
+/// (`https://api.openai.com/auth` → `chatgpt_account_id`), which Codex
+/// sends as `chatgpt-account-id`.
+pub fn chatgpt_account(claims: &Map<String, Value>) -> Option<String> {
+    claims
+        .get("https://api.openai.com/auth")?
+        .get("chatgpt_account_id")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// Builds an unsigned JWT-shaped string from claims (tests and fixtures).
 pub fn fake(claims: &Value) -> String {
     let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;

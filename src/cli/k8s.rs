@@ -37,22 +37,29 @@ use super::run::{SandboxArgs, SyncUse};
 /// server what it would store.
 ///
 /// Pods cannot share a rotating login session (single-use refresh tokens):
-/// give them a setup-token (`airlock login claude --method token`) or an
-/// API key. The Secret data is in the output: airlock refuses to print it
+/// give them a setup-token (`airlock login claude --method token`), an
+/// API key, or --rotation proxy. The Secret data is in the output: airlock refuses to print it
 /// to a terminal.
 ///
 /// --rotation proxy needs --proxy-url: the pods then hold placeholders and
 /// talk to an `airlock proxy` on this host that you make reachable from the
 /// cluster (`airlock proxy --listen ADDR --port PORT` behind a tunnel or a
-/// Service; docs/cluster.md); the grants are registered on this host.
+/// Service; docs/cluster.md); the grants are registered on this host. They
+/// expire after --grant-ttl (default 24h): `airlock k8s renew ID` extends
+/// them. A login session stays on this host, refreshed by the sync watcher
+/// while the grant lives.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
+
     #[command(flatten)]
     sandbox: SandboxArgs,
 
     /// The container image (it needs /bin/sh, like `airlock run`'s).
-    #[arg(long, value_name = "IMAGE")]
-    image: String,
+    #[arg(long, value_name = "IMAGE", required = true)]
+    image: Option<String>,
 
     /// The namespace of the Secret and Pod (default: kubectl's current one).
     #[arg(long, short = 'n', value_name = "NS")]
@@ -98,9 +105,60 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     proxy_url: Option<String>,
 
+    /// Proxy mode: how long the pods' grant lives (30m, 24h, 7d; at most
+    /// 30d; default 24h). The proxy cannot see pods: after this it refuses
+    /// their placeholders (401) until `airlock k8s renew ID` (or rendering
+    /// again) extends it, and drops the grant an hour later.
+    #[arg(long, value_name = "DURATION")]
+    grant_ttl: Option<String>,
+
     /// The command the shim runs in the Pod (after `--`).
     #[arg(value_name = "COMMAND", last = true)]
     command: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    Renew(RenewArgs),
+}
+
+/// Extend the proxy grant of pods made with `airlock k8s --rotation proxy`.
+///
+/// The grant's new expiry is now plus --grant-ttl. An expired grant can be
+/// renewed for an hour after it expired (the proxy drops it then: render
+/// the manifests again). A revoked grant stays revoked.
+#[derive(Debug, clap::Args)]
+pub struct RenewArgs {
+    /// The grant: `k8s-<namespace>-<name>` (`k8s-<namespace>-<kind>-<name>`
+    /// for --patch), as `airlock k8s` printed it and `airlock status` shows.
+    #[arg(value_name = "GRANT")]
+    grant: String,
+
+    /// How long from now (30m, 24h, 7d; at most 30d).
+    #[arg(long, value_name = "DURATION", default_value = k8s::DEFAULT_GRANT_TTL)]
+    grant_ttl: String,
+}
+
+fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
+    let ttl = k8s::parse_grant_ttl(&a.grant_ttl)?;
+    let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+    let now = jiff::Timestamp::now();
+    let until = now
+        .checked_add(ttl)
+        .map_err(|e| Error::Usage(format!("--grant-ttl {}: {e}", a.grant_ttl)))?;
+    let n = airlock::proxy::registry::renew(&layout, &a.grant, now, until)?;
+    if n == 0 {
+        return Err(Error::NotFound {
+            what: format!("a pods' proxy grant {} to renew", a.grant),
+            fix: "`airlock status` lists the grants; one that expired over an hour ago is gone: render the manifests again (`airlock k8s --rotation proxy …`)".into(),
+        });
+    }
+    anstream::eprintln!(
+        "airlock: grant {} renewed until {}",
+        a.grant,
+        until.round(jiff::Unit::Second).unwrap_or(until)
+    );
+    Ok(())
 }
 
 /// Proxy mode for pods: they run on a cluster that is generally not this
@@ -125,7 +183,7 @@ pub(crate) fn refuse_rotating(plan: &SandboxPlan, target: &str) -> Result<()> {
     for a in &plan.agents {
         if a.method == Some(Method::Session) && matches!(a.agent.as_str(), "claude" | "codex") {
             return Err(Error::Usage(format!(
-                "{}: a login session cannot be shared by {target} (its refresh token is single-use: copies break each other and the host login). Use a setup-token (`airlock login claude --method token`) or an API key (`airlock auth {} --method api-key --stdin`); a session can stay on this machine behind airlock's proxy only for local sandboxes (proxy mode, docs/proxy.md)",
+                "{}: a login session cannot be shared by {target} (its refresh token is single-use: copies break each other and the host login). Use a setup-token (`airlock login claude --method token`) or an API key (`airlock auth {} --method api-key --stdin`), or keep the session on this machine behind airlock's proxy (--rotation proxy, docs/proxy.md)",
                 a.agent, a.agent
             )));
         }
@@ -134,6 +192,12 @@ pub(crate) fn refuse_rotating(plan: &SandboxPlan, target: &str) -> Result<()> {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    if let Some(Action::Renew(r)) = a.action {
+        return renew(ctx, r);
+    }
+    let image = a
+        .image
+        .ok_or_else(|| Error::Usage("--image IMAGE is required".into()))?;
     let user = ContainerUser::parse_numeric(&a.user).ok_or_else(|| {
         Error::Usage(format!(
             "--user '{}': give a numeric UID or UID:GID (Kubernetes runs pods by number)",
@@ -167,11 +231,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
     let mut sargs = a.sandbox.clone();
     sargs.proxy_url = proxy_url(ctx, &sargs, a.proxy_url.as_deref())?;
-    let (plan, _vault) = sargs.resolve(ctx, SyncUse::Refused)?;
-    if sargs.proxy_url.is_some() {
-        airlock::cluster::refuse_proxied_sessions(&plan, "pods")?;
+    if a.grant_ttl.is_some() && sargs.proxy_url.is_none() {
+        return Err(Error::Usage(
+            "--grant-ttl is for proxy mode: add --rotation proxy --proxy-url URL".into(),
+        ));
     }
-    refuse_rotating(&plan, "pods")?;
+    let ttl_text = a.grant_ttl.as_deref().unwrap_or(k8s::DEFAULT_GRANT_TTL);
+    let ttl = k8s::parse_grant_ttl(ttl_text)?;
+    let (plan, vault) = sargs.resolve(ctx, SyncUse::Refused)?;
+    if sargs.proxy_url.is_none() {
+        // behind the proxy a session stays on this host: the pods share a
+        // placeholder, and the watcher alone refreshes
+        refuse_rotating(&plan, "pods")?;
+    }
     let namespace = a
         .namespace
         .or_else(|| client.as_ref().map(|c| c.namespace.clone()));
@@ -180,8 +252,23 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         // Secret then holds the new placeholder)
         let id = k8s::sandbox_id(namespace.as_deref(), &a.name, a.patch.as_deref());
         let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
-        airlock::proxy::registry::remove(&layout, &id)?;
-        airlock::proxy::attach::register_as(&layout, &plan, &id, "k8s")?;
+        let until = jiff::Timestamp::now()
+            .checked_add(ttl)
+            .map_err(|e| Error::Usage(format!("--grant-ttl {ttl_text}: {e}")))?;
+        // the new grants first, then the old ones go: a hold of the old
+        // ones hands its session back, the new one's is registered anew
+        let old: Vec<String> = airlock::proxy::registry::load(&layout)?
+            .into_iter()
+            .filter(|g| g.sandbox == id)
+            .map(|g| g.placeholder_sha256)
+            .collect();
+        airlock::proxy::attach::register_until(&layout, &plan, &id, "k8s", Some(until))?;
+        airlock::proxy::registry::remove_hashes(&layout, &old)?;
+        // a login session: refreshed by the watcher until the grant is gone
+        if let Err(e) = super::proxy_hold::serve_sessions_of_grants(ctx, &vault, &plan, &id) {
+            airlock::proxy::attach::forget(&layout, &id);
+            return Err(e);
+        }
         if airlock::proxy::daemon::port(&layout).is_none() {
             anstream::eprintln!(
                 "airlock: warning: no airlock proxy runs on this host: start one the cluster reaches at {} (`airlock proxy --listen ADDR --port PORT`, docs/cluster.md)",
@@ -189,13 +276,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             );
         }
         anstream::eprintln!(
-            "airlock: proxy mode: grant {id} registered on this host (`airlock revoke {id}` cuts the pods off)"
+            "airlock: proxy mode: grant {id} registered on this host until {} (`airlock k8s renew {id}` extends it, `airlock revoke {id}` cuts the pods off)",
+            until.round(jiff::Unit::Second).unwrap_or(until)
         );
     }
     let spec = Spec {
         name: a.name,
         namespace: namespace.clone(),
-        image: a.image,
+        image,
         container: a.container,
         command: a.command,
         uid: user.uid,

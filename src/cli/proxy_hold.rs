@@ -26,6 +26,11 @@ pub struct HoldArgs {
     /// A sync registration to hand back and remove then.
     #[arg(long)]
     synced: Vec<String>,
+    /// Hold while these grants (placeholder hashes) live rather than any
+    /// grant of the sandbox (pods: rendering again replaces the grants,
+    /// and with them the hold).
+    #[arg(long)]
+    grant: Vec<String>,
 }
 
 /// How often the hold looks at the grants.
@@ -36,8 +41,18 @@ pub fn hold(ctx: &Ctx, a: HoldArgs) -> Result<()> {
     super::run::hand_back_after(ctx, &a.synced, || {
         loop {
             std::thread::sleep(EVERY);
+            let now = jiff::Timestamp::now();
+            let held = |g: &registry::Grant| {
+                // gone, or (a pod's) expired for longer than the proxy keeps it
+                !g.stale(now)
+                    && if a.grant.is_empty() {
+                        g.sandbox == a.sandbox
+                    } else {
+                        a.grant.contains(&g.placeholder_sha256)
+                    }
+            };
             match registry::load(&layout) {
-                Ok(g) if !g.iter().any(|g| g.sandbox == a.sandbox) => return Ok(()),
+                Ok(g) if !g.iter().any(held) => return Ok(()),
                 _ => {}
             }
         }
@@ -49,11 +64,51 @@ pub fn hold(ctx: &Ctx, a: HoldArgs) -> Result<()> {
 /// `__proxy-hold` process that lives as long as the grants. Does nothing
 /// when the plan has no session.
 pub fn serve_sessions(ctx: &Ctx, vault: &Vault, plan: &SandboxPlan, id: &str) -> Result<()> {
+    serve(ctx, vault, plan, id, id, &[])
+}
+
+/// [`serve_sessions`] for grants that are replaced under the same sandbox
+/// id (pods: `airlock k8s` rendered again): the hold lives as long as
+/// these grants of `plan` (by placeholder hash), and its registrations are
+/// named after them, so that the hold of the grants replaced hands back
+/// only its own.
+pub fn serve_sessions_of_grants(
+    ctx: &Ctx,
+    vault: &Vault,
+    plan: &SandboxPlan,
+    id: &str,
+) -> Result<()> {
+    let hashes: Vec<String> = plan
+        .proxy
+        .iter()
+        .filter_map(|g| match &g.placeholder {
+            airlock::plan::Value::Secret(p) => Some(airlock::proxy::placeholder::hash(p.expose())),
+            _ => None,
+        })
+        .collect();
+    let tag = hashes.first().map_or("0", |h| &h[..h.len().min(8)]);
+    // registration names: 64 characters at most, with room for `-codex`
+    let named = if id.len() + tag.len() + 7 <= 64 {
+        format!("{id}-{tag}")
+    } else {
+        format!("k8s-{tag}")
+    };
+    serve(ctx, vault, plan, id, &named, &hashes)
+}
+
+fn serve(
+    ctx: &Ctx,
+    vault: &Vault,
+    plan: &SandboxPlan,
+    id: &str,
+    named: &str,
+    hashes: &[String],
+) -> Result<()> {
     let names: Vec<String> = plan
         .proxy
         .iter()
         .filter(|g| g.method == Method::Session && g.truth.is_some() && g.reference.is_none())
-        .map(|g| format!("{id}-{}", g.agent))
+        .map(|g| format!("{named}-{}", g.agent))
         .collect();
     if names.is_empty() {
         return Ok(());
@@ -65,10 +120,13 @@ pub fn serve_sessions(ctx: &Ctx, vault: &Vault, plan: &SandboxPlan, id: &str) ->
     for n in &names {
         args.extend(["--synced".to_owned(), n.clone()]);
     }
+    for h in hashes {
+        args.extend(["--grant".to_owned(), h.clone()]);
+    }
     let pid = launch::spawn_detached(&exe, &args, handover.passes_passphrase())?;
     let layout = sync::Layout::new(&ctx.paths);
     let mut synced = Vec::new();
-    super::run::register_proxy_refresh_as(&layout, vault, plan, id, pid, &mut synced)?;
+    super::run::register_proxy_refresh_as(&layout, vault, plan, named, pid, &mut synced)?;
     // the proxy opens the vault from the key cache, without a prompt
     let _ = vault.hand_over();
     sync::ensure_daemon(&layout, &exe, &handover)?;

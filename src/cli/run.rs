@@ -464,7 +464,10 @@ fn sync_owner(
         return Ok(Some((user.uid, user.gid.unwrap_or(user.uid))));
     }
     if let Some(r) = sb.sync_refusal() {
-        let err = Error::invalid(format!("{agent}: {}", r.problem), r.fix);
+        let err = Error::SyncRefused {
+            problem: format!("{agent}: {}", r.problem),
+            fix: r.fix,
+        };
         if r.root_under_docker {
             // broker mode writes nothing back: the container's root reads
             // the directory as it is

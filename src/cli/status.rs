@@ -190,6 +190,15 @@ fn proxy_table(port: Option<u16>, sandboxes: &[airlock::proxy::SandboxStatus]) -
             e.refused,
             if e.revoked { "  (revoked)" } else { "" }
         ));
+        if let Some(t) = e.expires {
+            s.pop();
+            let past = t <= jiff::Timestamp::now();
+            s.push_str(&format!(
+                "  ({} {})\n",
+                if past { "expired" } else { "expires" },
+                t.round(jiff::Unit::Second).unwrap_or(t)
+            ));
+        }
     }
     s.pop();
     s

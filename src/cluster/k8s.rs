@@ -146,6 +146,38 @@ pub fn check_proxy_url(url: &str) -> Result<String> {
     Ok(u.to_owned())
 }
 
+/// Proxy mode: how long a pods' grant lives unless `--grant-ttl` says
+/// otherwise. The proxy cannot see pods, so a grant ends by its expiry
+/// (`airlock k8s renew` or rendering again extends it).
+pub const DEFAULT_GRANT_TTL: &str = "24h";
+/// The longest `--grant-ttl`.
+pub const MAX_GRANT_TTL_DAYS: i64 = 30;
+
+/// Parses a `--grant-ttl`: a whole number and a unit, `s`, `m`, `h` or `d`
+/// (`90m`, `24h`, `7d`), more than nothing and at most
+/// [`MAX_GRANT_TTL_DAYS`] days.
+pub fn parse_grant_ttl(s: &str) -> Result<jiff::SignedDuration> {
+    let bad = || {
+        Error::Usage(format!(
+            "--grant-ttl {s:?}: give a whole number and a unit (30m, 24h, 7d), at most {MAX_GRANT_TTL_DAYS}d"
+        ))
+    };
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if secs <= 0 || secs > MAX_GRANT_TTL_DAYS * 86_400 {
+        return Err(bad());
+    }
+    Ok(jiff::SignedDuration::from_secs(secs))
+}
+
 /// The proxy sandbox id of a Pod (`--name`) or a patched workload in
 /// `namespace`: `k8s-<namespace>-<name>` (`k8s-<ns>-<kind>-<name>` for a
 /// workload); the grants are registered under it.
@@ -564,6 +596,27 @@ impl Manifests {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn grant_ttls_are_checked() {
+        assert_eq!(parse_grant_ttl("90m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_grant_ttl("24h").unwrap().as_secs(), 86_400);
+        assert_eq!(parse_grant_ttl("30d").unwrap().as_secs(), 30 * 86_400);
+        assert!(parse_grant_ttl(DEFAULT_GRANT_TTL).is_ok());
+        for bad in [
+            "",
+            "0s",
+            "31d",
+            "h",
+            "1w",
+            "-1h",
+            "1.5h",
+            "99999999999999999d",
+        ] {
+            let e = parse_grant_ttl(bad).unwrap_err().to_string();
+            assert!(e.contains("24h"), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn proxy_urls_are_checked() {
         assert_eq!(

@@ -17,6 +17,7 @@ pub fn url(layout: &Layout, engine: EngineKind, exe: &Path) -> Result<String> {
     super::sandbox::proxy_host(engine, &[])?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
+    offer_ca(layout);
     Ok(super::sandbox::url(engine, port))
 }
 
@@ -33,7 +34,17 @@ pub fn url_for(
     let host = super::sandbox::proxy_host(engine, flags)?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
+    offer_ca(layout);
     Ok(format!("http://{host}:{port}"))
+}
+
+/// Offers the proxy's CA to the sandboxes planned next
+/// ([`super::ca::offer_to_sandboxes`]); without it, agents that need TLS
+/// to the proxy (Codex with a ChatGPT session) cannot use it.
+fn offer_ca(layout: &Layout) {
+    if let Err(e) = super::ca::offer_to_sandboxes(layout) {
+        tracing::warn!(error = %e, "the proxy's CA is not available: Codex ChatGPT sessions cannot use the proxy");
+    }
 }
 
 /// Registers `plan`'s grants for `sandbox`; returns how many. The
@@ -55,6 +66,18 @@ pub fn register_as(
     plan: &SandboxPlan,
     sandbox: &str,
     engine: &str,
+) -> Result<usize> {
+    register_until(layout, plan, sandbox, engine, None)
+}
+
+/// [`register_as`] for grants that expire at `expires_at` (pods: the proxy
+/// cannot see them, so their grants carry an expiry instead).
+pub fn register_until(
+    layout: &Layout,
+    plan: &SandboxPlan,
+    sandbox: &str,
+    engine: &str,
+    expires_at: Option<jiff::Timestamp>,
 ) -> Result<usize> {
     let now = jiff::Timestamp::now();
     for g in &plan.proxy {
@@ -78,6 +101,7 @@ pub fn register_as(
                 created: now,
                 revoked_at: None,
                 reference: g.reference.clone(),
+                expires_at,
             },
         )?;
     }

@@ -127,6 +127,7 @@ impl Audit {
 
     /// Appends `e` (0600), rotating first when the file is too big.
     pub fn write(&self, e: &Entry) {
+        super::metrics::GLOBAL.record(e);
         let Ok(mut line) = serde_json::to_vec(e) else {
             return;
         };

@@ -30,6 +30,9 @@ pub struct Options {
     /// The sync watcher's layout: where to ask for a refresh after an
     /// upstream 401 ([`crate::sync::demand`]); `None`: never.
     pub sync: Option<crate::sync::Layout>,
+    /// Also serve the metrics over HTTP here (loopback only); the unix
+    /// socket `<state>/proxy/metrics.sock` serves them always.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The grants' engine for a Swarm service (`airlock swarm --rotation
@@ -222,6 +225,18 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         {
             port = p;
         }
+        if auto {
+            wanted.extend(bridge_addresses());
+        }
+        // TLS on the same port, for agents that need an https:// base URL
+        // (Codex with a ChatGPT session): a certificate from the per-user CA
+        let tls = match super::tls::Tls::new(&layout, &wanted) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "the proxy serves plain HTTP only (no TLS for sandboxes)");
+                None
+            }
+        };
         let mut bound = BTreeSet::new();
         let bind = |ip: IpAddr, port: &mut u16, bound: &mut BTreeSet<IpAddr>| -> Result<()> {
             let std = std::net::TcpListener::bind(SocketAddr::new(ip, *port))
@@ -235,13 +250,10 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
             let l = tokio::net::TcpListener::from_std(std)
                 .map_err(|e| Error::Other(format!("cannot listen on {ip}: {e}")))?;
             tracing::info!(address = %ip, port = *port, "proxy listening");
-            tokio::spawn(serve(l, state.clone()));
+            tokio::spawn(serve(l, state.clone(), tls.clone()));
             bound.insert(ip);
             Ok(())
         };
-        if auto {
-            wanted.extend(bridge_addresses());
-        }
         for ip in wanted {
             if !bound.contains(&ip) {
                 let r = bind(ip, &mut port, &mut bound);
@@ -254,20 +266,37 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                 }
             }
         }
+        super::metrics::serve_admin(&layout, opts.sync.clone(), opts.metrics_listen)?;
         crate::fsutil::write_atomic(&layout.port_file(), port.to_string().as_bytes(), 0o600)?;
         crate::fsutil::write_atomic(&last_port, port.to_string().as_bytes(), 0o600)?;
         let mut idle_since: Option<Instant> = None;
         let mut seen = BTreeSet::new();
+        let mut certified = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut new_bridges = Vec::new();
             if auto {
                 for ip in bridge_addresses() {
-                    if !bound.contains(&ip)
-                        && let Err(e) = bind(ip, &mut port, &mut bound)
-                    {
-                        tracing::warn!(error = %e, "a new bridge address could not be used");
-                        bound.insert(ip);
+                    if !bound.contains(&ip) {
+                        if let Err(e) = bind(ip, &mut port, &mut bound) {
+                            tracing::warn!(error = %e, "a new bridge address could not be used");
+                            bound.insert(ip);
+                        } else {
+                            new_bridges.push(ip);
+                        }
                     }
+                }
+            }
+            // a new bridge's address in the certificate; the CA renewed
+            // (and the certificate made again) when it is due
+            if let Some(t) = &tls
+                && (!new_bridges.is_empty() || certified.elapsed() >= RECERTIFY)
+            {
+                certified = Instant::now();
+                let t = t.clone();
+                let r = tokio::task::spawn_blocking(move || t.renew(&new_bridges)).await;
+                if let Ok(Err(e)) = r {
+                    tracing::warn!(error = %e, "the proxy's TLS certificate could not be made again");
                 }
             }
             let l2 = layout.clone();
@@ -282,6 +311,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                     if since.elapsed() >= linger {
                         tracing::info!("no grant left: the proxy exits");
                         let _ = std::fs::remove_file(layout.port_file());
+                        let _ = std::fs::remove_file(super::metrics::socket(&layout));
                         return Ok(());
                     }
                 }
@@ -290,6 +320,10 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         }
     })
 }
+
+/// How often the proxy makes its TLS certificate again (renewing its CA
+/// when due, [`super::ca::RENEW_DAYS`]).
+const RECERTIFY: Duration = Duration::from_secs(3600);
 
 /// The port the proxy listened on last (kept after it exits; the next
 /// on-demand start takes it again when it is free).
@@ -310,6 +344,11 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let mut gone = BTreeSet::new();
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
+        if g.stale(now) {
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`)
+            gone.insert(g.sandbox.clone());
+            continue;
+        }
         let alive = match g.engine.as_deref() {
             Some(engine) if container_alive(engine, g) => {
                 seen.insert(g.sandbox.clone());
@@ -317,9 +356,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             }
             _ => young,
         };
-        if alive {
+        if alive && !g.expired(now) {
             left += 1;
-        } else {
+        } else if !alive {
             gone.insert(g.sandbox.clone());
         }
     }

@@ -5,18 +5,22 @@
 //! * [`placeholder`]: minting placeholders shaped like the real credential.
 //! * [`sandbox`]: what a proxy-mode sandbox gets (the plan side).
 //! * [`registry`]: the grants (placeholder hashes → account, sandbox).
-//! * [`server`]: the proxy; [`audit`]: its log.
+//! * [`server`]: the proxy; [`audit`]: its log; [`metrics`]: its counters.
 //! * [`refresh`]: a session refreshed after an upstream 401.
 //! * [`verify`](mod@verify): `airlock verify --rotation proxy`.
 
 pub mod attach;
 pub mod audit;
+pub mod ca;
 pub mod daemon;
+mod hostile;
+pub mod metrics;
 pub mod placeholder;
 pub mod refresh;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod tls;
 pub mod verify;
 
 /// One proxy-mode sandbox, for `airlock status`.
@@ -32,6 +36,9 @@ pub struct SandboxStatus {
     pub requests: usize,
     /// Of those, refused by the proxy.
     pub refused: usize,
+    /// When its grants expire (pods: `airlock k8s --grant-ttl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::Timestamp>,
 }
 
 /// The proxy's state for `airlock status`: whether it runs (and its port),
@@ -53,6 +60,7 @@ pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>) {
         out.push(SandboxStatus {
             credential: format!("{}:{}", g.agent, g.account),
             revoked: g.revoked_at.is_some(),
+            expires: g.expires_at,
             sandbox: g.sandbox,
             requests,
             refused,

@@ -89,6 +89,29 @@ pub struct Grant {
     /// `truth` only names the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<crate::plan::ProxyReference>,
+    /// When it expires (`airlock k8s --grant-ttl`): refused from then on,
+    /// dropped [`EXPIRED_KEPT`] later. None: it lives as long as its
+    /// sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// How long an expired grant stays in the file (refused, audited as
+/// expired, still renewable) before it is dropped.
+pub const EXPIRED_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+impl Grant {
+    /// Whether it has expired at `now` (refused).
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// Whether it expired more than [`EXPIRED_KEPT`] before `now`: dropped,
+    /// as if its sandbox were gone.
+    pub fn stale(&self, now: Timestamp) -> bool {
+        self.expires_at
+            .is_some_and(|t| t.checked_add(EXPIRED_KEPT).is_ok_and(|k| k <= now))
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -162,6 +185,23 @@ pub fn revoke(layout: &Layout, sandbox: &str, now: Timestamp) -> Result<usize> {
     })
 }
 
+/// Gives every grant of `sandbox` that has an expiry (expired ones
+/// included, unless [`Grant::stale`] at `now`) the new expiry `until`;
+/// returns how many. Revoked grants stay revoked.
+pub fn renew(layout: &Layout, sandbox: &str, now: Timestamp, until: Timestamp) -> Result<usize> {
+    update(layout, |g| {
+        let mut n = 0;
+        for x in g
+            .iter_mut()
+            .filter(|x| x.sandbox == sandbox && x.expires_at.is_some() && !x.stale(now))
+        {
+            x.expires_at = Some(until);
+            n += 1;
+        }
+        n
+    })
+}
+
 /// Records the container a sandbox's grants belong to.
 pub fn set_container(layout: &Layout, sandbox: &str, container: &str, engine: &str) -> Result<()> {
     update(layout, |g| {
@@ -177,6 +217,18 @@ pub fn remove(layout: &Layout, sandbox: &str) -> Result<usize> {
     update(layout, |g| {
         let before = g.len();
         g.retain(|x| x.sandbox != sandbox);
+        before - g.len()
+    })
+}
+
+/// Removes the grants with these placeholder hashes; returns how many.
+pub fn remove_hashes(layout: &Layout, hashes: &[String]) -> Result<usize> {
+    if hashes.is_empty() {
+        return Ok(0);
+    }
+    update(layout, |g| {
+        let before = g.len();
+        g.retain(|x| !hashes.contains(&x.placeholder_sha256));
         before - g.len()
     })
 }
@@ -224,7 +276,50 @@ mod tests {
             created: Timestamp::now(),
             revoked_at: None,
             reference: None,
+            expires_at: None,
         }
+    }
+
+    #[test]
+    fn an_expiring_grant_is_refused_then_dropped_and_renewal_extends_it() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = Timestamp::now();
+        let hour = jiff::SignedDuration::from_hours(1);
+        let mut g = grant("k8s-team-dev", "ph-k8s");
+        g.expires_at = Some(now + hour);
+        add(&l, &g).unwrap();
+        add(&l, &grant("sb-plain", "ph-plain")).unwrap();
+        let loaded = load(&l).unwrap();
+        let k = lookup(&loaded, "ph-k8s").unwrap();
+        assert_eq!(k.expires_at, Some(now + hour), "kept in the file");
+        assert!(!k.expired(now) && !k.stale(now));
+        assert!(k.expired(now + hour) && !k.stale(now + hour));
+        assert!(k.stale(now + hour + EXPIRED_KEPT));
+        let plain = lookup(&loaded, "ph-plain").unwrap();
+        assert!(!plain.expired(now + hour * 10_000) && !plain.stale(now + hour * 10_000));
+        // renewal moves the expiry of that sandbox's grants only
+        let later = now + hour * 2 + EXPIRED_KEPT;
+        assert_eq!(
+            renew(&l, "k8s-team-dev", later, later + hour).unwrap(),
+            0,
+            "a stale grant is not revived"
+        );
+        assert_eq!(renew(&l, "k8s-team-dev", now, now + hour * 48).unwrap(), 1);
+        assert_eq!(
+            renew(&l, "sb-plain", now, now + hour).unwrap(),
+            0,
+            "no expiry to renew"
+        );
+        assert_eq!(renew(&l, "nobody", now, now + hour).unwrap(), 0);
+        let loaded = load(&l).unwrap();
+        assert!(!lookup(&loaded, "ph-k8s").unwrap().expired(now + hour * 47));
+        assert_eq!(lookup(&loaded, "ph-plain").unwrap().expires_at, None);
+        // a grants file written before expiries existed is read as before
+        let text = std::fs::read_to_string(l.grants()).unwrap();
+        assert_eq!(text.matches("expires_at").count(), 1, "{text}");
     }
 
     #[test]
@@ -255,6 +350,10 @@ mod tests {
         assert!(lookup(&g, "ph-two").unwrap().revoked_at.is_none());
         assert_eq!(remove(&l, "sb1").unwrap(), 1);
         assert_eq!(load(&l).unwrap().len(), 1);
+        let h = super::super::placeholder::hash("ph-two");
+        assert_eq!(remove_hashes(&l, &["f00".into()]).unwrap(), 0);
+        assert_eq!(remove_hashes(&l, &[h]).unwrap(), 1);
+        assert!(load(&l).unwrap().is_empty());
     }
 
     #[test]

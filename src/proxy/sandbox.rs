@@ -10,7 +10,7 @@ use crate::agents::inject::{self, InjectOptions, Rotation};
 use crate::engine::EngineKind;
 use crate::error::{Error, Result};
 use crate::plan::{ProxyGrant, SandboxPlan, Value};
-use crate::vault::Record;
+use crate::vault::{Method, Record};
 
 use super::placeholder;
 
@@ -23,6 +23,12 @@ pub const PODMAN_HOST: &str = "host.containers.internal";
 /// Where slirp4netns (rootless Podman's network) puts the host's loopback
 /// when asked to (`allow_host_loopback=true`).
 pub const SLIRP_HOST_LOOPBACK: &str = "10.0.2.2";
+
+/// Where a Codex sandbox finds the proxy's CA certificates, and the
+/// variable that tells Codex (0.169) to trust them.
+pub const CODEX_CA_FILE: &str = "/run/airlock/codex/airlock-proxy-ca.pem";
+/// Codex's own variable for extra trusted CA certificates (PEM).
+pub const CODEX_CA_ENV: &str = "CODEX_CA_CERTIFICATE";
 
 /// The network the user's engine flags choose (`--network X`,
 /// `--network=X`, `--net X`, `--net=X`; the last one wins).
@@ -102,6 +108,18 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
         )
     })?;
     let minted = placeholder::mint(record)?;
+    // Codex refuses a ChatGPT backend that is not https://: it talks TLS
+    // to the proxy (same port), trusting the proxy's CA (certificates only)
+    let tls = match (agent, record.method, base.strip_prefix("http://")) {
+        (Agent::Codex, Method::Session, Some(rest)) => {
+            super::ca::offered().map(|pem| (pem, rest.to_owned()))
+        }
+        _ => None,
+    };
+    let base = match &tls {
+        Some((_, rest)) => format!("https://{rest}"),
+        None => base,
+    };
     let stand_in = InjectOptions {
         // the placeholder document is whole: nothing to withhold
         rotation: Rotation::Copy,
@@ -109,6 +127,10 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
         ..opts.clone()
     };
     let mut plan = inject::plan_for_agent(agent, &minted.record, &stand_in)?;
+    if let Some((pem, _)) = tls {
+        plan.add_file(CODEX_CA_FILE, Value::Plain(pem), 0o644);
+        plan.set_env(CODEX_CA_ENV, Value::Plain(CODEX_CA_FILE.into()));
+    }
     plan.proxy.push(ProxyGrant {
         agent: record.id.agent.clone(),
         account: record.id.account.clone(),

@@ -26,7 +26,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use super::audit::{Audit, Entry};
@@ -278,7 +278,9 @@ fn client() -> Result<HttpsClient> {
 }
 
 /// Serves `listener` until the process ends.
-pub async fn serve(listener: TcpListener, state: Arc<State>) {
+/// Connections that open with a TLS handshake are served over TLS with
+/// `tls` ([`super::tls`]).
+pub async fn serve(listener: TcpListener, state: Arc<State>, tls: Option<Arc<super::tls::Tls>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -292,11 +294,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
         // delayed ACK (Nagle would hold a small write for up to 40 ms).
         let _ = stream.set_nodelay(true);
         let st = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), peer, req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            super::tls::serve_connection(stream, tls, svc).await;
         });
     }
 }
@@ -369,6 +370,7 @@ const DROP: &[&str] = &[
     "authorization",
     "x-api-key",
     "x-goog-api-key",
+    "accept-encoding",
 ];
 
 async fn handle(
@@ -380,9 +382,10 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let mut entry = Entry::new(peer, req.method().as_str(), &path);
     let grants = st.grants();
-    let found = candidates(&req)
-        .into_iter()
-        .find_map(|(slot, ph)| registry::lookup(&grants, &ph).map(|g| (slot, g.clone())));
+    let cands = candidates(&req);
+    let found = cands
+        .iter()
+        .find_map(|(slot, ph)| registry::lookup(&grants, ph).map(|g| (*slot, g.clone())));
     let Some((slot, grant)) = found else {
         return Ok(st.audit.refuse(entry, start, StatusCode::UNAUTHORIZED, "unknown placeholder", error_response(
             StatusCode::UNAUTHORIZED,
@@ -390,6 +393,18 @@ async fn handle(
         )));
     };
     entry.grant(&grant);
+    if cands.len() > 1 && super::hostile::another_grant(&grants, &cands, &grant) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::BAD_REQUEST,
+            "two placeholders",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "airlock proxy: the request carries the placeholders of two grants; send one",
+            ),
+        ));
+    }
     if grant.revoked_at.is_some() {
         return Ok(st.audit.refuse(
             entry,
@@ -402,6 +417,19 @@ async fn handle(
             ),
         ));
     }
+    if grant.expired(jiff::Timestamp::now()) {
+        let message = format!(
+            "airlock proxy: this grant expired (`airlock k8s renew {}` extends it)",
+            grant.sandbox
+        );
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            error_response(StatusCode::UNAUTHORIZED, &message),
+        ));
+    }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         // WebSockets are not proxied; the agents fall back to HTTP
         return Ok(st.audit.refuse(
@@ -412,6 +440,18 @@ async fn handle(
             error_response(
                 StatusCode::NOT_IMPLEMENTED,
                 "airlock proxy: protocol upgrades (WebSocket) are not proxied; use HTTP",
+            ),
+        ));
+    }
+    if super::hostile::refused_method(req.method()) {
+        return Ok(st.audit.refuse(
+            entry,
+            start,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method refused",
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "airlock proxy: CONNECT and TRACE are not proxied",
             ),
         ));
     }
@@ -497,9 +537,9 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match format!("{origin}{pq}").parse() {
-        Ok(u) => u,
-        Err(_) => {
+    let uri: Uri = match super::hostile::target(&origin, &pq) {
+        Some(u) => u,
+        None => {
             return Ok(st.audit.refuse(
                 entry,
                 start,
@@ -546,16 +586,28 @@ async fn handle(
         }
         _ => (Counted::new(body, up.clone(), None).boxed(), None),
     };
+    let codex_session = grant.agent == "codex" && grant.method == Method::Session;
     let build =
         |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
             let mut out = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri.clone());
+            // a ChatGPT session: the account its access token is for, never
+            // the one the sandbox names (docs/proxy.md)
+            let account = codex_session.then(|| chatgpt_account(real)).flatten();
             for (k, v) in &parts.headers {
-                if !DROP.contains(&k.as_str()) {
+                let replaced = account.is_some() && k.as_str() == CHATGPT_ACCOUNT;
+                if !DROP.contains(&k.as_str()) && !replaced {
                     out = out.header(k, v);
                 }
             }
+            if let Some(a) = account {
+                out = out.header(CHATGPT_ACCOUNT, a);
+            }
+            out = out.header(
+                hyper::header::ACCEPT_ENCODING,
+                super::hostile::ACCEPT_ENCODING,
+            );
             let (name, value) = match slot {
                 Slot::Bearer => (
                     hyper::header::AUTHORIZATION,
@@ -635,12 +687,22 @@ async fn handle(
     drop(real);
     match result {
         Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            if parts
-                .headers
-                .values()
-                .any(|v| carries(v.as_bytes(), real_bytes.as_slice()))
-            {
+            let (mut parts, body) = resp.into_parts();
+            super::hostile::clean_response_head(&mut parts);
+            if super::hostile::encoded(&parts.headers) {
+                tracing::warn!(upstream = %origin, "the upstream encoded its response though asked not to: not forwarded");
+                return Ok(st.audit.refuse(
+                    entry,
+                    start,
+                    StatusCode::BAD_GATEWAY,
+                    "response encoded",
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "airlock proxy: the API answered with a compressed body, which the proxy cannot check for the credential; it was not forwarded",
+                    ),
+                ));
+            }
+            if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
                     entry,
@@ -662,6 +724,7 @@ async fn handle(
                 )
             });
             let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            super::metrics::GLOBAL.stream_opened();
             let done = Done {
                 audit: st.audit.clone(),
                 entry: Some(entry),
@@ -675,6 +738,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %origin, "upstream request failed");
+            super::metrics::GLOBAL.upstream_error(&e);
             Ok(st.audit.refuse(
                 entry,
                 start,
@@ -687,6 +751,16 @@ async fn handle(
             ))
         }
     }
+}
+
+/// The header Codex names its ChatGPT account (workspace) in.
+const CHATGPT_ACCOUNT: &str = "chatgpt-account-id";
+
+/// The ChatGPT account a session's access token is for (its claims), if it
+/// says.
+fn chatgpt_account(access_token: &Secret) -> Option<HeaderValue> {
+    let claims = crate::agents::jwt::claims(access_token.expose()).ok()?;
+    HeaderValue::from_str(&crate::agents::jwt::chatgpt_account(&claims)?).ok()
 }
 
 /// A request the proxy could not build: audited, with a clear answer.
@@ -853,6 +927,7 @@ impl<B> Drop for Counted<B> {
         if let Some(mut d) = self.done.take()
             && let Some(mut e) = d.entry.take()
         {
+            super::metrics::GLOBAL.stream_closed();
             e.bytes_up = d.up.load(Ordering::Relaxed);
             e.bytes_down = self.bytes.load(Ordering::Relaxed);
             e.latency_ms = d.start.elapsed().as_millis() as u64;
@@ -1003,6 +1078,15 @@ where
                         Poll::Ready(Some(Err(Box::new(CarriedCredential))))
                     }
                 },
+                Err(other) if super::hostile::frame_carries(&other, &self.secret) => {
+                    self.ended = true;
+                    self.held.clear();
+                    self.cut.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        "the upstream's response trailers carried the real credential: the response was cut"
+                    );
+                    Poll::Ready(Some(Err(Box::new(CarriedCredential))))
+                }
                 Err(other) => Poll::Ready(Some(Ok(other))),
             },
             Poll::Ready(None) => {

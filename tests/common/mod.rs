@@ -93,19 +93,89 @@ pub fn claude_secret_file(ctx: &TestContext, tag: &str) {
 /// Claude's API traffic to `origin`, trusting `ca_pem`, and the vault holds
 /// the Claude setup-token `token` (stored with `airlock auth … --from-file`).
 pub fn claude_token_behind_proxy(ctx: &mut TestContext, origin: &str, ca_pem: &str, token: &str) {
+    credential_behind_proxy(ctx, "claude", "token", (origin, ca_pem), token);
+}
+
+/// Proxy mode against a mock upstream for `agent`: the proxy `ctx` starts
+/// sends the agent's API traffic to `origin` (`AIRLOCK_PROXY_UPSTREAM_*`),
+/// trusting `ca_pem` (`AIRLOCK_PROXY_CA_FILE`), and the vault holds
+/// `credential` as `method` (stored with `airlock auth … --from-file`).
+pub fn credential_behind_proxy(
+    ctx: &mut TestContext,
+    agent: &str,
+    method: &str,
+    (origin, ca_pem): (&str, &str),
+    credential: &str,
+) {
     let ca = ctx.root.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
-    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CLAUDE", origin);
+    ctx.set_env(
+        &format!("AIRLOCK_PROXY_UPSTREAM_{}", agent.to_uppercase()),
+        origin,
+    );
     ctx.set_env("AIRLOCK_PROXY_CA_FILE", ca.to_str().unwrap());
-    let f = ctx.root.path().join("token");
-    std::fs::write(&f, token).unwrap();
+    let f = ctx.root.path().join("credential");
+    std::fs::write(&f, credential).unwrap();
     ok(&ctx
         .cmd()
-        .args(["auth", "claude", "--method", "token", "--from-file"])
+        .args(["auth", agent, "--method", method, "--from-file"])
         .arg(&f)
         .output()
         .unwrap());
     std::fs::remove_file(&f).unwrap();
+}
+
+/// An OpenAI API key for Codex and a Gemini API key (both with [`CANARY`]
+/// and `tag`), stored for proxy mode against the mock at `origin`
+/// ([`credential_behind_proxy`]). Returns (Codex's key, Gemini's key).
+pub fn codex_and_gemini_keys_behind_proxy(
+    ctx: &mut TestContext,
+    tag: &str,
+    mock: (&str, &str),
+) -> (String, String) {
+    let codex = format!("sk-proj-{CANARY}-{tag}-{}", "k".repeat(40));
+    let gemini = format!("AIza{CANARY}{tag}{}", "g".repeat(30));
+    credential_behind_proxy(ctx, "codex", "api-key", mock, &codex);
+    credential_behind_proxy(ctx, "gemini", "api-key", mock, &gemini);
+    (codex, gemini)
+}
+
+/// The genuine `codex exec` (an API key) and `gemini -p` run once each:
+/// the command-line forms the proxy tests drive them with.
+pub const CODEX_EXEC: &str = "codex exec --skip-git-repo-check hi </dev/null";
+/// See [`CODEX_EXEC`].
+pub const GEMINI_P: &str = "GEMINI_CLI_TRUST_WORKSPACE=true gemini -p hi </dev/null";
+
+/// A shell script that first looks for the real keys of
+/// [`codex_and_gemini_keys_behind_proxy`] in the container (its
+/// environment, airlock's directories, `$HOME`, `/tmp`: by their tails,
+/// never the canary, which would land in `docker inspect` with the
+/// command), then runs [`CODEX_EXEC`] and [`GEMINI_P`] in /tmp, each answer
+/// on a line of its own (`codex: …`, `gemini: …`); see
+/// [`assert_codex_and_gemini_answered`].
+pub fn codex_and_gemini_script() -> String {
+    let (k, g) = ("k".repeat(40), "g".repeat(30));
+    format!(
+        "if grep -rs -e {k} -e {g} /proc/self/environ /proc/1/environ /run/airlock /run/airlock-in \"$HOME\" /tmp 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi; cd /tmp; echo \"codex: $({CODEX_EXEC})\"; echo \"gemini: $({GEMINI_P})\""
+    )
+}
+
+/// Both CLIs of [`codex_and_gemini_script`] printed `reply` (the mock's
+/// answer), and neither printed the canary.
+pub fn assert_codex_and_gemini_answered(out: &std::process::Output, reply: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for agent in ["codex", "gemini"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{agent}: ")) && l.contains(reply)),
+            "{agent} did not answer: {stdout}\n{stderr}"
+        );
+    }
+    assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
 }
 
 /// Stores a session document for `agent` with `airlock auth … --from-file`.
@@ -378,4 +448,50 @@ pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Starts `airlock proxy` for `ctx` in the foreground (loopback and the
+/// container bridges, as a user runs it) and waits for its port.
+pub fn start_user_proxy(ctx: &TestContext) -> (std::process::Child, u16) {
+    let port_file = ctx.state_dir.join("proxy").join("port");
+    // one left behind by a proxy killed before
+    let _ = std::fs::remove_file(&port_file);
+    let child = ctx
+        .cmd()
+        .arg("proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(start.elapsed().as_secs() < 20, "the proxy did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (child, port)
+}
+
+/// A Messages API request to the proxy on loopback `port` with `bearer` as
+/// its credential; returns the whole response (status line, headers, body).
+pub fn post_to_proxy(port: u16, path: &str, bearer: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {bearer}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

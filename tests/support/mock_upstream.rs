@@ -9,7 +9,10 @@
 //! `loadCodeAssist` and `onboardUser`); `/slow`
 //! streams one chunk, then waits for `release`; `/echo-body` and
 //! `/echo-header` send the request's `Authorization` back (a misbehaving
-//! API); everything else gets 404 JSON. Tokens given to [`MockUpstream::reject`] get 401.
+//! API); `GET /backend-api/wham/accounts/check` answers Codex's workspace
+//! routing discovery with the asked-for account and no constraint;
+//! everything else gets 404 JSON. Tokens given to [`MockUpstream::reject`]
+//! get 401.
 
 #![allow(dead_code)]
 
@@ -169,6 +172,13 @@ impl MockUpstream {
         }
     }
 
+    /// Codex's Responses API requests carried `Bearer <codex>` and
+    /// Gemini's `x-goog-api-key: <gemini>` (the real API keys).
+    pub fn assert_codex_and_gemini_carried(&self, codex: &str, gemini: &str) {
+        self.assert_carried("/v1/responses", "authorization", &format!("Bearer {codex}"));
+        self.assert_carried("/v1beta/models/", "x-goog-api-key", gemini);
+    }
+
     /// At least one messages request arrived, and every one carried
     /// `Authorization: Bearer <token>` (the real credential the proxy adds).
     pub fn assert_messages_carried(&self, token: &str) {
@@ -234,6 +244,11 @@ async fn handle(
     let auth = headers
         .iter()
         .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let account = headers
+        .iter()
+        .find(|(k, _)| k == "chatgpt-account-id")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
@@ -314,6 +329,21 @@ async fn handle(
             ),
         ];
         tokio::spawn(sse(tx, parts));
+    } else if method == "GET" && path.starts_with("/backend-api/wham/accounts/check") {
+        // Codex's "workspace routing discovery" (ChatGPT sessions): the
+        // account it asked for, with no routing constraint, so Codex keeps
+        // its configured backend (docs/proxy-agents.md)
+        let id = account;
+        let body = http_body_util::Full::new(Bytes::from(
+            serde_json::json!({"accounts": [{"id": id, "workspace_backend_origin": "NO_CONSTRAINT",
+                "account_routing_override": "NO_CONSTRAINT"}], "account_ordering": [id]})
+            .to_string(),
+        ))
+        .boxed();
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap());
     } else if method == "POST" && path.starts_with("/v1internal:") {
         // Gemini's Code Assist API (a Google login): the Gemini answers
         // wrapped in `{"response": …}`, and the calls the CLI makes first

@@ -1,0 +1,149 @@
+//! Running the real `airlock proxy` binary in a test: grants in its
+//! registry, the proxy started with extra flags, plain HTTP/1.1 requests
+//! to it. Include with `#[path = "support/proxy_harness.rs"] mod
+//! proxy_harness;` next to `mod common;`.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::proxy::placeholder;
+use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::sync::Truth;
+use airlock::vault::{CredentialId, Method};
+
+use crate::common::TestContext;
+
+/// The proxy's state directory in `ctx`.
+pub fn layout(ctx: &TestContext) -> Layout {
+    Layout {
+        dir: ctx.state_dir.join("proxy"),
+    }
+}
+
+/// Grants sandbox `sandbox` the stored Claude setup-token through
+/// placeholder `ph`.
+pub fn grant_claude(ctx: &TestContext, sandbox: &str, ph: &str) {
+    registry::add(
+        &layout(ctx),
+        &Grant {
+            sandbox: sandbox.into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::SetupToken,
+            placeholder_sha256: placeholder::hash(ph),
+            truth: Truth::Vault {
+                id: CredentialId::parse("claude").unwrap(),
+            },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+            reference: None,
+            expires_at: None,
+        },
+    )
+    .unwrap();
+}
+
+/// A running `airlock proxy`, killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `airlock proxy --listen 127.0.0.1 -vv <extra>` (log in
+/// `<root>/proxy.log`) and waits until it listens.
+pub fn start_proxy(ctx: &TestContext, extra: &[&str]) -> Proxy {
+    let port_file = layout(ctx).port_file();
+    let _ = std::fs::remove_file(&port_file);
+    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
+    let child = ctx
+        .cmd()
+        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut proxy = Proxy { child, port: 0 };
+    let t = Instant::now();
+    proxy.port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break p;
+        }
+        if let Ok(Some(st)) = proxy.child.try_wait() {
+            panic!(
+                "the proxy exited ({st}): {}",
+                std::fs::read_to_string(ctx.root.path().join("proxy.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the proxy did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    proxy
+}
+
+/// A request to the proxy with `auth` as its bearer token and a small
+/// Messages API body; returns the open connection after sending.
+pub fn send(port: u16, method: &str, path: &str, auth: &str) -> TcpStream {
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+/// Everything until the proxy closes the connection.
+pub fn response(mut s: TcpStream) -> String {
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Reads until `needle` has arrived (or panics after the read timeout).
+pub fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = s.read(&mut buf).expect("the proxy held the stream back");
+        assert!(
+            n > 0,
+            "closed before {needle:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
