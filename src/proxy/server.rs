@@ -627,10 +627,14 @@ async fn handle(
     match result {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            if parts
-                .headers
-                .values()
-                .any(|v| carries(v.as_bytes(), real_bytes.as_slice()))
+            // one searcher for every header value (building one costs more
+            // than searching a short value)
+            let finder = memchr::memmem::Finder::new(real_bytes.as_slice());
+            if !real_bytes.is_empty()
+                && parts
+                    .headers
+                    .values()
+                    .any(|v| v.len() >= real_bytes.len() && finder.find(v.as_bytes()).is_some())
             {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
@@ -881,7 +885,7 @@ where
 
 /// True when `hay` holds `secret` (an empty secret is never looked for).
 fn carries(hay: &[u8], secret: &[u8]) -> bool {
-    !secret.is_empty() && memchr::memmem::find(hay, secret).is_some()
+    !secret.is_empty() && hay.len() >= secret.len() && memchr::memmem::find(hay, secret).is_some()
 }
 
 /// A response body that never delivers the real credential to the sandbox
