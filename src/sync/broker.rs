@@ -43,6 +43,10 @@ pub const CLAUDE_WINDOW: Duration = Duration::from_secs(300);
 /// newer versions 5 minutes before it. The larger of the two.
 pub const CODEX_WINDOW: Duration = Duration::from_secs(300);
 
+/// Gemini CLI (google-auth-library) refreshes when `now + 5 min >=
+/// expiry_date`; without a refresh token it then fails instead.
+pub const GEMINI_WINDOW: Duration = Duration::from_secs(300);
+
 /// How much earlier than the agent's window airlock refreshes at the least.
 pub const MARGIN: Duration = Duration::from_secs(60);
 
@@ -51,9 +55,7 @@ pub fn agent_window(kind: AgentKind) -> Duration {
     match kind {
         AgentKind::Claude => CLAUDE_WINDOW,
         AgentKind::Codex => CODEX_WINDOW,
-        // Gemini sessions reach the watcher in proxy mode only, where the
-        // sandbox holds no session at all.
-        AgentKind::Gemini => Duration::ZERO,
+        AgentKind::Gemini => GEMINI_WINDOW,
     }
 }
 
