@@ -935,14 +935,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     // gone (expired and dropped)
     let access = format!("sk-ant-oat01-{CANARY}-k8saccess");
     let refresh = format!("sk-ant-ort01-{CANARY}-k8srefresh");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": refresh,
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(&ctx, "claude", &common::claude_session(&access, &refresh));
     let codex_access = format!("{CANARY}-k8scodexaccess");
     common::store_session(
         &ctx,
@@ -973,34 +966,9 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert!(!stdout.contains("CREDENTIAL-IN-POD"), "{stdout}");
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
     assert!(!inspect.contains(CANARY));
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str())),
-        "{sent:?}"
-    );
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{stderr}\naudit: {}",
-        std::fs::read_to_string(layout.audit()).unwrap_or_default(),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-k8s",
-    );
+    mock.assert_messages_since(before, &access);
+    common::assert_line_answered(&started, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-k8s");
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
