@@ -1097,6 +1097,17 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     assert!(!audit.contains(&ph) && !audit.contains(CANARY));
     let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
     assert!(status.contains("(expired "), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&common::ok(
+        &ctx.cmd().args(["status", "--json"]).output().unwrap(),
+    ))
+    .unwrap();
+    let sandboxes = json["proxy"]["sandboxes"].as_array().unwrap();
+    assert!(
+        sandboxes
+            .iter()
+            .any(|s| s["sandbox"] == "k8s-default-ttl" && s["expires"].is_string()),
+        "{json}"
+    );
 
     // renewed: answered again, with the same placeholder
     let out = ctx
