@@ -38,8 +38,8 @@ use super::run::{SandboxArgs, SyncUse};
 ///
 /// Pods cannot share a rotating login session (single-use refresh tokens):
 /// give them a setup-token (`airlock login claude --method token`), an
-/// API key, or --rotation proxy. The Secret data is in the output: airlock refuses to print it
-/// to a terminal.
+/// API key, or --rotation proxy. The Secret data is in the output: airlock
+/// refuses to print it to a terminal.
 ///
 /// --rotation proxy needs --proxy-url: the pods then hold placeholders and
 /// talk to an `airlock proxy` on this host that you make reachable from the
