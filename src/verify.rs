@@ -292,7 +292,7 @@ pub fn verify(
                 // `--online`'s own prompt is sent.
                 script = script.replace(
                     " gemini -p hi ",
-                    " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 gemini -p hi ",
+                    " env GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9 CODE_ASSIST_ENDPOINT=http://127.0.0.1:9 gemini -p hi ",
                 );
                 crate::proxy::verify::real_values(&resolved.plan, vault)
             }

@@ -219,6 +219,40 @@ fn gemini_api_key_becomes_an_aiza_placeholder() {
 }
 
 #[test]
+fn gemini_google_login_becomes_a_ya29_placeholder_for_code_assist() {
+    let session = json!({"oauth_creds": {"access_token": format!("ya29.{CANARY}-access"),
+        "refresh_token": format!("1//{CANARY}-refresh"), "scope": "openid", "token_type": "Bearer",
+        "id_token": format!("h.{CANARY}.s"), "expiry_date": 4_102_444_800_000i64},
+        "google_accounts": {"active": "a@example.com", "old": []}})
+    .to_string();
+    let plan = plan_for("gemini", Method::Session, &session);
+    check_grant(&plan, "gemini", Method::Session);
+    let ph = placeholder(&plan);
+    assert!(ph.starts_with("ya29.airlock-"), "{}", ph.len());
+    assert!(
+        matches!(env(&plan, "GOOGLE_CLOUD_ACCESS_TOKEN"), Some(Value::Secret(s)) if s.expose() == ph)
+    );
+    assert_eq!(
+        env(&plan, "GOOGLE_GENAI_USE_GCA"),
+        Some(&Value::Plain("true".into()))
+    );
+    assert_eq!(
+        env(&plan, "CODE_ASSIST_ENDPOINT"),
+        Some(&Value::Plain(URL.into()))
+    );
+    // no session document at all: the CLI uses the token as is
+    assert!(
+        !plan
+            .files
+            .iter()
+            .any(|f| f.path.ends_with("oauth_creds.json")),
+        "{:?}",
+        plan.files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
+    assert!(everything(&plan).contains("\"oauth-personal\""));
+}
+
+#[test]
 fn every_sandbox_gets_its_own_placeholder() {
     let key = format!("sk-proj-{CANARY}-{}", "k".repeat(40));
     let a = placeholder(&plan_for("codex", Method::ApiKey, &key));

@@ -21,13 +21,20 @@ pub struct TokenEndpoint {
     /// Environment variables that override [`TokenEndpoint::url`], first
     /// wins (for tests against a mock server, and for proxies).
     pub url_env: &'static [&'static str],
-    /// The JSON request body for the session document `doc`; `None` when it
-    /// has no refresh token.
+    /// The request body's media type ([`JSON`] or [`FORM`]).
+    pub content_type: &'static str,
+    /// The request body for the session document `doc`, in
+    /// [`TokenEndpoint::content_type`]; `None` when it has no refresh token.
     pub body: fn(doc: &Map<String, Value>) -> Option<Zeroizing<String>>,
     /// The session document after a successful response `resp` received at
     /// `now`. Keys of `doc` the response does not mention are kept.
     pub apply: ApplyFn,
 }
+
+/// A JSON request body (Claude, Codex).
+pub const JSON: &str = "application/json";
+/// A form-encoded request body (Google's token endpoint, Gemini).
+pub const FORM: &str = "application/x-www-form-urlencoded";
 
 /// `(document, response, now) → updated document`.
 pub type ApplyFn = fn(
@@ -46,12 +53,15 @@ impl std::fmt::Display for BadResponse {
     }
 }
 
-/// The endpoint of `agent`, if airlock can refresh its sessions (Gemini's
-/// sessions do not rotate: nothing to coordinate, so none).
+/// The endpoint of `agent`, if airlock can refresh its sessions. Gemini's
+/// sessions do not rotate; airlock refreshes them only for accounts the
+/// watcher holds, which for Gemini is proxy mode only (the sandbox has no
+/// refresh token there; in every other mode it gets the session whole).
 pub fn endpoint(agent: &str) -> Option<&'static TokenEndpoint> {
     match agent {
         "claude" => Some(&super::claude::refresh::ENDPOINT),
         "codex" => Some(&super::codex::refresh::ENDPOINT),
+        "gemini" => Some(&super::gemini::refresh::ENDPOINT),
         _ => None,
     }
 }
@@ -59,6 +69,30 @@ pub fn endpoint(agent: &str) -> Option<&'static TokenEndpoint> {
 /// A non-empty string field.
 pub(crate) fn str_field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// `k=v&…` (`application/x-www-form-urlencoded`) in a zeroizing buffer:
+/// every byte but the unreserved ones percent-encoded.
+pub(crate) fn form_body(fields: &[(&str, &str)]) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::new());
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        for (j, part) in [k, v].into_iter().enumerate() {
+            if j == 1 {
+                out.push('=');
+            }
+            for b in part.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `{"k": v, …}` as JSON text in a zeroizing buffer.

@@ -59,8 +59,8 @@ pub fn hold(ctx: &Ctx, a: HoldArgs) -> Result<()> {
     })
 }
 
-/// Proxy mode for sandbox `id` (its grants registered): the plan's Claude
-/// and Codex login sessions are registered with the watcher, held by a
+/// Proxy mode for sandbox `id` (its grants registered): the plan's login
+/// sessions are registered with the watcher, held by a
 /// `__proxy-hold` process that lives as long as the grants. Does nothing
 /// when the plan has no session.
 pub fn serve_sessions(ctx: &Ctx, vault: &Vault, plan: &SandboxPlan, id: &str) -> Result<()> {
@@ -102,12 +102,7 @@ fn serve(
     let names: Vec<String> = plan
         .proxy
         .iter()
-        .filter(|g| {
-            g.method == Method::Session
-                && g.agent != "gemini"
-                && g.truth.is_some()
-                && g.reference.is_none()
-        })
+        .filter(|g| g.method == Method::Session && g.truth.is_some() && g.reference.is_none())
         .map(|g| format!("{named}-{}", g.agent))
         .collect();
     if names.is_empty() {

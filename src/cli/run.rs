@@ -417,10 +417,7 @@ pub fn register_proxy_refresh_as(
         let Some(truth) = g.truth.clone() else {
             continue;
         };
-        if g.method != airlock::vault::Method::Session
-            || g.agent == "gemini"
-            || g.reference.is_some()
-        {
+        if g.method != airlock::vault::Method::Session || g.reference.is_some() {
             continue;
         }
         let name = format!("{id}-{}", g.agent);

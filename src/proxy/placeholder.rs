@@ -4,8 +4,8 @@
 //! A placeholder is random (192 bits from the OS), shaped like the real
 //! credential so the genuine CLI accepts it (`sk-ant-oat01-…` for a Claude
 //! OAuth token, `sk-ant-api03-…` for an Anthropic key, `sk-proj-…` for an
-//! OpenAI key, `AIza…` for a Gemini key, JWT-shaped tokens in a Codex
-//! ChatGPT `auth.json`), and worthless anywhere but at airlock's proxy,
+//! OpenAI key, `AIza…` for a Gemini key, `ya29.…` for the access token of
+//! a Gemini Google login, JWT-shaped tokens in a Codex ChatGPT `auth.json`), and worthless anywhere but at airlock's proxy,
 //! which keeps only its SHA-256 ([`hash`]) and refuses it once the sandbox
 //! is gone or revoked.
 
@@ -33,8 +33,15 @@ pub struct Minted {
 
 /// The proxy's key for a placeholder: lowercase hex SHA-256.
 pub fn hash(placeholder: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(placeholder.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    // per request: a table, not 32 `format!` calls
+    let mut s = String::with_capacity(2 * d.len());
+    for b in d.iter() {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// `n` random bytes as unpadded base64url.
@@ -49,7 +56,7 @@ pub fn mint(real: &Record) -> Result<Minted> {
     let agent = real.id.agent.as_str();
     let unsupported = || {
         Error::Usage(format!(
-            "--rotation proxy cannot stand in for {} ({} {}): it serves Claude (OAuth token, session or API key), Codex (API key or ChatGPT session) and Gemini API keys; use another --rotation for this one",
+            "--rotation proxy cannot stand in for {} ({} {}): it serves Claude (OAuth token, session or API key), Codex (API key or ChatGPT session) and Gemini (API key or Google login); use another --rotation for this one",
             real.id,
             agent,
             real.method.as_str()
@@ -79,6 +86,12 @@ pub fn mint(real: &Record) -> Result<Minted> {
             r.truncate(35);
             let t = format!("AIza{r}");
             (t.clone(), Method::ApiKey, t)
+        }
+        ("gemini", Method::Session) => {
+            // a Google OAuth access token: `ya29.` and URL-safe characters;
+            // the CLI sends it as is (GOOGLE_CLOUD_ACCESS_TOKEN)
+            let t = format!("ya29.{MARK}-{}", random(24)?);
+            (t.clone(), Method::Session, t)
         }
         _ => return Err(unsupported()),
     };
@@ -170,6 +183,12 @@ mod tests {
             ),
             ("codex", Method::ApiKey, "sk-proj-REAL", "sk-proj-airlock-"),
             ("gemini", Method::ApiKey, "AIzaREAL", "AIza"),
+            (
+                "gemini",
+                Method::Session,
+                r#"{"oauth_creds":{"access_token":"ya29.REAL","refresh_token":"1//REAL"}}"#,
+                "ya29.airlock-",
+            ),
         ];
         for (agent, method, real, prefix) in cases {
             let a = mint(&rec(agent, method, real)).unwrap();
@@ -218,7 +237,9 @@ mod tests {
 
     #[test]
     fn unsupported_credentials_are_refused() {
-        let e = mint(&rec("gemini", Method::Session, "{}")).unwrap_err();
+        let mut vertex = rec("gemini", Method::ApiKey, "AIzaREAL");
+        vertex.meta.settings.insert("vertex".into(), "true".into());
+        let e = mint(&vertex).unwrap_err();
         assert!(e.to_string().contains("--rotation proxy cannot stand in"));
         let e = mint(&rec("codex", Method::SetupToken, "x")).unwrap_err();
         assert!(e.to_string().contains("codex setup-token"), "{e}");

@@ -51,7 +51,8 @@ pub fn agent_window(kind: AgentKind) -> Duration {
     match kind {
         AgentKind::Claude => CLAUDE_WINDOW,
         AgentKind::Codex => CODEX_WINDOW,
-        // Gemini's sessions do not rotate and are copied whole.
+        // Gemini sessions reach the watcher in proxy mode only, where the
+        // sandbox holds no session at all.
         AgentKind::Gemini => Duration::ZERO,
     }
 }
@@ -88,9 +89,13 @@ pub fn parse_shared(kind: AgentKind, bytes: &[u8]) -> Option<Parsed> {
     let (part, access, field) = match kind {
         AgentKind::Claude => ("claudeAiOauth", "accessToken", "refreshToken"),
         AgentKind::Codex => ("tokens", "access_token", "refresh_token"),
-        AgentKind::Gemini => return None,
+        AgentKind::Gemini => ("", "access_token", "refresh_token"),
     };
-    let p = doc.get_mut(part)?.as_object_mut()?;
+    let p = if part.is_empty() {
+        &mut doc
+    } else {
+        doc.get_mut(part)?.as_object_mut()?
+    };
     let stand_in = p.get(access)?.clone();
     p.insert(field.into(), stand_in);
     let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&doc).ok()?);

@@ -135,13 +135,16 @@ impl Parsed {
         &self.doc
     }
 
-    /// The hex SHA-256 of the session's access token (Claude, Codex), for
-    /// a refresh on demand ([`crate::sync::demand`]).
+    /// The hex SHA-256 of the session's access token, for a refresh on
+    /// demand ([`crate::sync::demand`]).
     pub fn access_token_hash(&self) -> Option<String> {
         let (outer, inner) = match self.kind {
             AgentKind::Claude => ("claudeAiOauth", "accessToken"),
             AgentKind::Codex => ("tokens", "access_token"),
-            AgentKind::Gemini => return None,
+            AgentKind::Gemini => {
+                let t = self.doc.get("access_token")?.as_str()?;
+                return Some(crate::sync::demand::token_hash(t));
+            }
         };
         let t = self.doc.get(outer)?.get(inner)?.as_str()?;
         Some(crate::sync::demand::token_hash(t))

@@ -195,7 +195,7 @@ pub fn post_refresh(
     let started = std::time::Instant::now();
     let mut resp = agent
         .post(url)
-        .header("Content-Type", "application/json")
+        .header("Content-Type", ep.content_type)
         .header("Accept", "application/json")
         .send(body.as_bytes())
         .map_err(|e| Failure::Transient(format!("the token request failed: {}", describe(&e))))?;

@@ -62,8 +62,7 @@ impl Truth {
             Truth::HostFile { path } => read_file(path),
             Truth::Vault { id } => {
                 let v = need_vault(vault, id)?;
-                Ok(v.get(id)?
-                    .map(|r| Zeroizing::new(r.secret.expose().as_bytes().to_vec())))
+                Ok(v.get(id)?.map(|r| vault_view(id, r.secret.expose())))
             }
         }
     }
@@ -251,7 +250,7 @@ fn offer_vault(
     match v.get(id)? {
         None => return Ok(Offer::Missing),
         Some(r) => {
-            if let Ok(p) = credential::parse(cand.kind, r.secret.expose().as_bytes())
+            if let Ok(p) = credential::parse(cand.kind, &vault_view(id, r.secret.expose()))
                 && !wins(&p)
             {
                 return Ok(Offer::NotNewer);
@@ -264,8 +263,8 @@ fn offer_vault(
             outcome = Offer::Missing;
             return Ok(None);
         };
-        let cur_bytes = rec.secret.expose().as_bytes();
-        let still_newer = match credential::parse(cand.kind, cur_bytes) {
+        let cur_bytes = vault_view(id, rec.secret.expose());
+        let still_newer = match credential::parse(cand.kind, &cur_bytes) {
             Ok(p) => wins(&p),
             Err(_) => true,
         };
@@ -273,10 +272,9 @@ fn offer_vault(
             outcome = Offer::NotNewer;
             return Ok(Some(rec));
         }
-        let bytes = cand.merge_into(Some(cur_bytes));
-        let text = String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::Other("merged credential is not UTF-8".into()))?;
-        outcome = Offer::Written(content_hash(&bytes));
+        let bytes = cand.merge_into(Some(&cur_bytes));
+        let text = vault_store(id, rec.secret.expose(), &bytes)?;
+        outcome = Offer::Written(content_hash(&vault_view(id, &text)));
         rec.secret = Secret::new(text);
         rec.method = Method::Session;
         rec.meta.expires_at = Some(cand.expiry);
@@ -286,10 +284,93 @@ fn offer_vault(
     Ok(outcome)
 }
 
+/// What sync sees of a vault record's secret `text`: the session document
+/// itself, except for a Gemini record, which holds the wrapper
+/// `{"oauth_creds": …, "google_accounts": …}` (docs/agents.md): then its
+/// `oauth_creds` part, as Gemini's own file holds it (pretty-printed).
+fn vault_view(id: &CredentialId, text: &str) -> Zeroizing<Vec<u8>> {
+    if id.agent == "gemini"
+        && let Ok(serde_json::Value::Object(m)) = serde_json::from_str(text)
+        && let Some(creds @ serde_json::Value::Object(_)) =
+            m.get(crate::agents::gemini::capture::WRAP_OAUTH)
+    {
+        let mut b = serde_json::to_vec_pretty(creds).unwrap_or_default();
+        b.push(b'\n');
+        return Zeroizing::new(b);
+    }
+    Zeroizing::new(text.as_bytes().to_vec())
+}
+
+/// The record text holding `merged` (what [`vault_view`] showed, updated):
+/// `merged` itself, or for a Gemini wrapper, the wrapper with `merged` as
+/// its `oauth_creds` and everything else kept.
+fn vault_store(id: &CredentialId, cur: &str, merged: &[u8]) -> Result<String> {
+    if id.agent == "gemini"
+        && let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(cur)
+        && m.contains_key(crate::agents::gemini::capture::WRAP_OAUTH)
+    {
+        let creds: serde_json::Value = serde_json::from_slice(merged)
+            .map_err(|_| Error::Other("merged credential is not JSON".into()))?;
+        m.insert(crate::agents::gemini::capture::WRAP_OAUTH.into(), creds);
+        return Ok(serde_json::Value::Object(m).to_string());
+    }
+    String::from_utf8(merged.to_vec())
+        .map_err(|_| Error::Other("merged credential is not UTF-8".into()))
+}
+
 /// The agent of a vault truth, for checks (`claude:work` → Claude).
 pub fn agent_of(truth: &Truth) -> Option<AgentKind> {
     match truth {
         Truth::Vault { id } => AgentKind::from_name(&id.agent).ok(),
         Truth::HostFile { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::memory::MemoryBackend;
+    use crate::vault::{Metadata, Record};
+
+    #[test]
+    fn a_gemini_vault_record_is_synced_through_its_wrapper() {
+        let v = MemoryBackend::default();
+        let id = CredentialId::parse("gemini").unwrap();
+        let wrapper = r#"{"oauth_creds":{"access_token":"ya29.old","refresh_token":"1//rt","scope":"s","expiry_date":1000,"zz":1},"google_accounts":{"active":"a@example.com","old":[]}}"#;
+        v.put(Record {
+            id: id.clone(),
+            method: Method::Session,
+            secret: Secret::new(wrapper.to_owned()),
+            meta: Metadata::new("stdin"),
+        })
+        .unwrap();
+        let truth = Truth::Vault { id: id.clone() };
+        // sync sees the oauth_creds part, as Gemini's own file holds it
+        let seen = truth.read(Some(&v)).unwrap().unwrap();
+        let cur = credential::parse(AgentKind::Gemini, &seen).unwrap();
+        assert_eq!(cur.expiry.as_millisecond(), 1000);
+        let newer = credential::parse(
+            AgentKind::Gemini,
+            br#"{"access_token":"ya29.new","refresh_token":"1//rt","expiry_date":5000}"#,
+        )
+        .unwrap();
+        let Offer::Written(h) = truth.offer(&newer, Some(&v)).unwrap() else {
+            panic!("not written")
+        };
+        // the hash is of what the next read sees ("did we write this?")
+        assert_eq!(h, content_hash(&truth.read(Some(&v)).unwrap().unwrap()));
+        let rec = v.get(&id).unwrap().unwrap();
+        let w: serde_json::Value = serde_json::from_str(rec.secret.expose()).unwrap();
+        assert_eq!(w["oauth_creds"]["access_token"], "ya29.new");
+        assert_eq!(w["oauth_creds"]["expiry_date"], 5000);
+        assert_eq!(
+            w["oauth_creds"]["scope"], "s",
+            "keys the new one lacks are kept"
+        );
+        assert_eq!(w["oauth_creds"]["zz"], 1);
+        assert_eq!(w["google_accounts"]["active"], "a@example.com");
+        assert_eq!(rec.meta.expires_at.unwrap().as_millisecond(), 5000);
+        // an older one is not written
+        assert_eq!(truth.offer(&cur, Some(&v)).unwrap(), Offer::NotNewer);
     }
 }

@@ -517,6 +517,23 @@ pub fn post_to_proxy(port: u16, path: &str, bearer: &str) -> String {
     out
 }
 
+/// The `agent:account` of each object in an `airlock accounts --json`
+/// output (or any JSON array of objects with `agent` and `account`).
+pub fn account_ids(json: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["agent"].as_str().unwrap(),
+                r["account"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// A Codex ChatGPT session (`auth.json`) with `access` as its access token,
 /// for `account`, refreshed just now (so nothing refreshes it in the test);
 /// its refresh token is the canary and `access`, then `-refresh`.

@@ -31,6 +31,9 @@ pub enum Style {
     Claude,
     /// 401 `{"error":{"code":"refresh_token_reused"}}`, JWT access tokens.
     Codex,
+    /// Google's: refresh tokens are **not** rotated (the answer has none and
+    /// the token stays valid), `ya29.` access tokens, 400 `invalid_grant`.
+    Google,
 }
 
 #[derive(Debug, Default)]
@@ -234,6 +237,7 @@ fn issue(g: &mut Inner, fam: u64, style: Style, expires_in: u64) -> Issued {
     let access_token = match style {
         Style::Claude => format!("sk-ant-oat01-mock-{fam}-{n}"),
         Style::Codex => jwt(&json!({"exp": exp_ms / 1000, "fam": fam, "gen": n})),
+        Style::Google => format!("ya29.mock-{fam}-{n}"),
     };
     let i = Issued {
         access_token,
@@ -347,7 +351,7 @@ fn answer(inner: &Mutex<Inner>, req: &Value, style: Style, expires_in: u64) -> (
         Some((_, true)) => {
             g.reuse_errors += 1;
             match style {
-                Style::Claude => (
+                Style::Claude | Style::Google => (
                     400,
                     json!({"error": "invalid_grant", "error_description": "Refresh token already used"}),
                 ),
@@ -358,15 +362,20 @@ fn answer(inner: &Mutex<Inner>, req: &Value, style: Style, expires_in: u64) -> (
             }
         }
         Some((fam, false)) => {
-            g.tokens.insert(rt.to_owned(), (fam, true));
+            if style != Style::Google {
+                g.tokens.insert(rt.to_owned(), (fam, true));
+            }
             g.refreshes += 1;
             let i = issue(&mut g, fam, style, expires_in);
-            (
-                200,
-                json!({"access_token": i.access_token, "refresh_token": i.refresh_token,
-                       "id_token": i.id_token, "expires_in": expires_in, "token_type": "Bearer",
-                       "scope": "user:inference user:profile"}),
-            )
+            let mut resp = json!({"access_token": i.access_token, "refresh_token": i.refresh_token,
+                   "id_token": i.id_token, "expires_in": expires_in, "token_type": "Bearer",
+                   "scope": "user:inference user:profile"});
+            if style == Style::Google {
+                // Google keeps the refresh token: the answer carries none
+                resp.as_object_mut().map(|m| m.remove("refresh_token"));
+                resp["scope"] = "https://www.googleapis.com/auth/cloud-platform openid".into();
+            }
+            (200, resp)
         }
     }
 }

@@ -4,7 +4,9 @@
 //! headers). `POST /v1/messages` answers a short Anthropic-style SSE stream
 //! in several chunks; `POST /v1/responses` and `/backend-api/codex/responses`
 //! an OpenAI Responses API SSE stream (Codex); `:streamGenerateContent` a
-//! Gemini SSE stream and `:generateContent` a Gemini JSON answer; `/slow`
+//! Gemini SSE stream and `:generateContent` a Gemini JSON answer (under
+//! `/v1internal:` wrapped as Code Assist does, which also answers
+//! `loadCodeAssist` and `onboardUser`); `/slow`
 //! streams one chunk, then waits for `release`; `/echo-body` and
 //! `/echo-header` send the request's `Authorization` back (a misbehaving
 //! API); `GET /backend-api/wham/accounts/check` answers Codex's workspace
@@ -370,31 +372,45 @@ async fn handle(
             .header("content-type", "application/json")
             .body(body)
             .unwrap());
+    } else if method == "POST" && path.starts_with("/v1internal:") {
+        // Gemini's Code Assist API (a Google login): the Gemini answers
+        // wrapped in `{"response": …}`, and the calls the CLI makes first
+        let call = path["/v1internal:".len()..].split('?').next().unwrap_or("");
+        let wrap =
+            |r: serde_json::Value| serde_json::json!({"response": r, "traceId": "airlock-mock"});
+        let answer = match call {
+            "streamGenerateContent" => {
+                let parts = [gemini_chunk(REPLY, false), gemini_chunk("", true)]
+                    .into_iter()
+                    .map(|c| format!("data: {}\r\n\r\n", wrap(c)))
+                    .collect();
+                tokio::spawn(sse(tx, parts));
+                return Ok(builder.body(ChannelBody(rx).boxed()).unwrap());
+            }
+            "generateContent" => wrap(gemini_router_answer()),
+            "loadCodeAssist" => serde_json::json!({
+                "currentTier": {"id": "free-tier", "name": "Gemini Code Assist for individuals"},
+                "cloudaicompanionProject": "airlock-mock-project"}),
+            "onboardUser" => serde_json::json!({"done": true,
+                "response": {"cloudaicompanionProject": {"id": "airlock-mock-project"}}}),
+            // quota, experiments, metrics, admin controls: nothing to say
+            _ => serde_json::json!({}),
+        };
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(answer.to_string())).boxed())
+            .unwrap());
     } else if method == "POST" && path.contains(":streamGenerateContent") {
         // Gemini's streaming answer (`?alt=sse`)
-        let chunk = |text: &str, done: bool| {
-            let mut c = serde_json::json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
-            if done {
-                c["finishReason"] = "STOP".into();
-            }
-            format!(
-                "data: {}\r\n\r\n",
-                serde_json::json!({"candidates": [c], "usageMetadata": {"promptTokenCount": 1,
-                    "candidatesTokenCount": 1, "totalTokenCount": 2}, "modelVersion": "gemini-mock"})
-            )
-        };
-        tokio::spawn(sse(tx, vec![chunk(REPLY, false), chunk("", true)]));
+        let parts = [gemini_chunk(REPLY, false), gemini_chunk("", true)]
+            .into_iter()
+            .map(|c| format!("data: {c}\r\n\r\n"))
+            .collect();
+        tokio::spawn(sse(tx, parts));
     } else if method == "POST" && path.contains(":generateContent") {
         // Gemini's one-shot answer (its model router asks this first)
-        let text = serde_json::json!({"reasoning": "a short question", "model_choice": "flash"})
-            .to_string();
-        let body = http_body_util::Full::new(Bytes::from(
-            serde_json::json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
-                "finishReason": "STOP", "index": 0}],
-                "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
-            .to_string(),
-        ))
-        .boxed();
+        let body =
+            http_body_util::Full::new(Bytes::from(gemini_router_answer().to_string())).boxed();
         return Ok(Response::builder()
             .header("content-type", "application/json")
             .body(body)
@@ -446,6 +462,26 @@ async fn handle(
             .unwrap());
     }
     Ok(builder.body(ChannelBody(rx).boxed()).unwrap())
+}
+
+/// One event of Gemini's streamed answer (`GenerateContentResponse`).
+fn gemini_chunk(text: &str, done: bool) -> serde_json::Value {
+    let mut c =
+        serde_json::json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+    if done {
+        c["finishReason"] = "STOP".into();
+    }
+    serde_json::json!({"candidates": [c], "usageMetadata": {"promptTokenCount": 1,
+        "candidatesTokenCount": 1, "totalTokenCount": 2}, "modelVersion": "gemini-mock"})
+}
+
+/// Gemini's model router's one-shot answer: use the flash model.
+fn gemini_router_answer() -> serde_json::Value {
+    let text =
+        serde_json::json!({"reasoning": "a short question", "model_choice": "flash"}).to_string();
+    serde_json::json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
 }
 
 /// A response body fed by a channel, frame by frame.

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::agents::refresh::{BadResponse, TokenEndpoint, json_body, str_field};
+use crate::agents::refresh::{BadResponse, JSON, TokenEndpoint, json_body, str_field};
 
 /// Claude Code's public OAuth client id.
 pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
@@ -21,6 +21,7 @@ pub static ENDPOINT: TokenEndpoint = TokenEndpoint {
     agent: "claude",
     url: "https://platform.claude.com/v1/oauth/token",
     url_env: &["AIRLOCK_CLAUDE_TOKEN_URL"],
+    content_type: JSON,
     body,
     apply,
 };

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::agents::refresh::{BadResponse, TokenEndpoint, json_body, str_field};
+use crate::agents::refresh::{BadResponse, JSON, TokenEndpoint, json_body, str_field};
 
 /// Codex CLI's public OAuth client id.
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
@@ -24,6 +24,7 @@ pub static ENDPOINT: TokenEndpoint = TokenEndpoint {
         "AIRLOCK_CODEX_TOKEN_URL",
         "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
     ],
+    content_type: JSON,
     body,
     apply,
 };

@@ -9,6 +9,7 @@
 //! | api-key | `GEMINI_API_KEY` (secret env); `settings.json` `selectedType = "gemini-api-key"` |
 //! | api-key, Vertex AI | `GOOGLE_API_KEY` (secret env), `GOOGLE_GENAI_USE_VERTEXAI=true`, `GOOGLE_CLOUD_PROJECT`/`GOOGLE_CLOUD_LOCATION` from the credential's settings; `selectedType = "vertex-ai"` |
 //! | session | `oauth_creds.json` (0600) + `google_accounts.json`; `selectedType = "oauth-personal"` |
+//! | session, proxy mode | `GOOGLE_CLOUD_ACCESS_TOKEN` (a placeholder, secret env), `GOOGLE_GENAI_USE_GCA=true`, `CODE_ASSIST_ENDPOINT` (the proxy); `selectedType = "oauth-personal"` |
 //!
 //! Google refresh tokens do not rotate, so sessions are copied whole.
 //!
@@ -86,6 +87,24 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
                 plan.set_env("GOOGLE_GEMINI_BASE_URL", Value::Plain(url.clone()));
             }
             "gemini-api-key"
+        }
+        Method::Session if opts.proxy_url.is_some() => {
+            // proxy mode: the record holds a placeholder access token, which
+            // Gemini uses as is (no refresh token, no oauth_creds.json), and
+            // sends to the Code Assist endpoint, the proxy
+            if record.secret.expose().trim_start().starts_with('{') {
+                // a whole session here would put its refresh token in the env
+                return Err(Error::Other(
+                    "proxy mode plans a Gemini login from its placeholder only".into(),
+                ));
+            }
+            let token = single_line(record, "access token")?;
+            plan.set_env("GOOGLE_GENAI_USE_GCA", Value::Plain("true".into()));
+            plan.set_env("GOOGLE_CLOUD_ACCESS_TOKEN", Value::Secret(token));
+            if let Some(url) = &opts.proxy_url {
+                plan.set_env("CODE_ASSIST_ENDPOINT", Value::Plain(url.clone()));
+            }
+            "oauth-personal"
         }
         Method::Session => {
             let (creds, accounts) = split_session(&record.secret)?;
