@@ -471,52 +471,6 @@ pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output
     child.wait_with_output().unwrap()
 }
 
-/// Starts `airlock proxy` for `ctx` in the foreground (loopback and the
-/// container bridges, as a user runs it) and waits for its port.
-pub fn start_user_proxy(ctx: &TestContext) -> (std::process::Child, u16) {
-    let port_file = ctx.state_dir.join("proxy").join("port");
-    // one left behind by a proxy killed before
-    let _ = std::fs::remove_file(&port_file);
-    let child = ctx
-        .cmd()
-        .arg("proxy")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(start.elapsed().as_secs() < 20, "the proxy did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    (child, port)
-}
-
-/// A Messages API request to the proxy on loopback `port` with `bearer` as
-/// its credential; returns the whole response (status line, headers, body).
-pub fn post_to_proxy(port: u16, path: &str, bearer: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {bearer}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 /// The `agent:account` of each object in an `airlock accounts --json`
 /// output (or any JSON array of objects with `agent` and `account`).
 pub fn account_ids(json: &[u8]) -> Vec<String> {
