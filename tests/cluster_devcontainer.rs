@@ -78,13 +78,19 @@ fn real_cli() -> Option<PathBuf> {
 /// A project folder `ws` under `ctx` whose devcontainer.json (returned)
 /// names the user test image, without a UID update (no derived image).
 fn workspace(ctx: &common::TestContext) -> (PathBuf, PathBuf) {
+    workspace_with(ctx, "")
+}
+
+/// [`workspace`] with `more` (JSONC members, each line ending in a comma)
+/// first in devcontainer.json.
+fn workspace_with(ctx: &common::TestContext, more: &str) -> (PathBuf, PathBuf) {
     let ws = ctx.root.path().join("ws");
     std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
     let config = ws.join(".devcontainer/devcontainer.json");
     std::fs::write(
         &config,
         format!(
-            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
+            "{{\n{more}  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
             common::user_image()
         ),
     )
@@ -107,17 +113,10 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
     };
     let ctx = common::tmpfs_context("docker", "dc");
     common::claude_secret_file(&ctx, "dc");
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false,\n  \"runArgs\": [\"--network=none\"]\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    let (ws, config) = workspace_with(
+        &ctx,
+        "  // the project's own comment\n  \"runArgs\": [\"--network=none\"],\n",
+    );
     common::ok(
         &ctx.cmd()
             .args([
