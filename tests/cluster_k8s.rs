@@ -948,21 +948,15 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         &common::codex_session(&codex_access, "acc-k8s"),
     );
     let gemini_access = format!("ya29.{CANARY}-k8sgeminiaccess");
-    let expiry = jiff::Timestamp::now().as_millisecond() + 3_600_000;
-    let gemini = serde_json::json!({"oauth_creds": {"access_token": gemini_access,
-        "refresh_token": format!("1//{CANARY}-k8sgeminirefresh"), "scope": "openid",
-        "token_type": "Bearer", "id_token": "h.p.s", "expiry_date": expiry},
-        "google_accounts": {"active": "dev@example.com", "old": []}});
-    common::store_session(&ctx, "gemini", &gemini.to_string());
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
     let mut args = args.to_vec();
     args[9] = "sess";
     args.splice(6..6, ["--agent", "codex", "--agent", "gemini"]);
     // (the command names the tokens' tags, never the canary: it is in
     // `docker inspect`)
     let check = format!(
-        "grep -rls -e k8saccess -e k8srefresh -e k8scodex -e k8sgemini /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi; cd /tmp; echo \"codex: $({})\"; echo \"gemini: $({})\"",
-        common::CODEX_EXEC,
-        common::GEMINI_P
+        "grep -rls -e k8saccess -e k8srefresh -e k8scodex -e k8sgemini /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; {}",
+        common::three_agents_script()
     );
     let last = args.len() - 1;
     args[last] = &check;
@@ -983,11 +977,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     common::assert_line_answered(&started, "codex", mock_upstream::REPLY);
     mock.assert_codex_session_carried(&codex_access, "acc-k8s");
     common::assert_line_answered(&started, "gemini", mock_upstream::REPLY);
-    mock.assert_carried(
-        "/v1internal:",
-        "authorization",
-        &format!("Bearer {gemini_access}"),
-    );
+    mock.assert_gemini_session_carried(&gemini_access);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),

@@ -160,6 +160,15 @@ pub fn codex_and_gemini_script() -> String {
     )
 }
 
+/// A shell script running the genuine `claude -p`, then [`CODEX_EXEC`] and
+/// [`GEMINI_P`] in /tmp, their answers on lines of their own (`codex: …`,
+/// `gemini: …`; see [`assert_line_answered`]).
+pub fn three_agents_script() -> String {
+    format!(
+        "claude -p hi; cd /tmp; echo \"codex: $({CODEX_EXEC})\"; echo \"gemini: $({GEMINI_P})\""
+    )
+}
+
 /// The line `AGENT: …` of a script's output (as [`codex_and_gemini_script`]
 /// prints) holds `reply`.
 pub fn assert_line_answered(out: &std::process::Output, agent: &str, reply: &str) {
@@ -183,6 +192,19 @@ pub fn claude_session(access: &str, refresh: &str) -> String {
         "scopes": ["user:inference", "user:profile"],
         "subscriptionType": "max",
     }})
+    .to_string()
+}
+
+/// A Gemini Google login (the vault's `{"oauth_creds", "google_accounts"}`)
+/// with `access` as its access token, valid for an hour (nothing refreshes
+/// it in a test); its refresh token is the canary and `access`, then
+/// `-refresh`.
+pub fn gemini_session(access: &str) -> String {
+    let expiry = jiff::Timestamp::now().as_millisecond() + 3_600_000;
+    serde_json::json!({"oauth_creds": {"access_token": access,
+        "refresh_token": format!("1//{CANARY}-{access}-refresh"), "scope": "openid",
+        "token_type": "Bearer", "id_token": "h.p.s", "expiry_date": expiry},
+        "google_accounts": {"active": "dev@example.com", "old": []}})
     .to_string()
 }
 
