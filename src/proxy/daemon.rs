@@ -342,11 +342,13 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let now = jiff::Timestamp::now();
     let mut left = 0;
     let mut gone = BTreeSet::new();
+    let mut stale = Vec::new();
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
         if g.stale(now) {
-            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`)
-            gone.insert(g.sandbox.clone());
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`);
+            // by hash: the pods' id may have a new grant meanwhile
+            stale.push(g.placeholder_sha256.clone());
             continue;
         }
         let alive = match g.engine.as_deref() {
@@ -361,6 +363,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         } else if !alive {
             gone.insert(g.sandbox.clone());
         }
+    }
+    if !stale.is_empty() && registry::remove_hashes(layout, &stale).is_ok() {
+        tracing::info!(grants = stale.len(), "expired grants dropped");
     }
     for s in gone {
         // a sandbox id may come back (a Dev Container's project slug at its
