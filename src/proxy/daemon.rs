@@ -407,3 +407,36 @@ fn container_alive(engine: &str, g: &registry::Grant) -> bool {
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pods' grant expired over an hour ago is dropped by its hash; a
+    /// newer grant of the same pods, and one that only just expired (still
+    /// renewable, not counted as live), stay.
+    #[test]
+    fn stale_grants_go_by_hash() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = jiff::Timestamp::now();
+        let hour = jiff::SignedDuration::from_hours(1);
+        let with = |ph: &str, sandbox: &str, expires: jiff::Timestamp| {
+            let mut g = registry::tests::grant(sandbox, ph);
+            g.engine = Some("k8s".into());
+            g.expires_at = Some(expires);
+            registry::add(&l, &g).unwrap();
+        };
+        with("ph-stale", "k8s-team-dev", now - hour * 2);
+        with("ph-new", "k8s-team-dev", now + hour);
+        with("ph-expired", "k8s-team-old", now - hour / 2);
+        let mut seen = BTreeSet::new();
+        assert_eq!(forget_gone(&l, &mut seen), 1, "only the new grant is live");
+        let left = registry::load(&l).unwrap();
+        assert!(registry::lookup(&left, "ph-stale").is_none());
+        assert!(registry::lookup(&left, "ph-new").is_some());
+        assert!(registry::lookup(&left, "ph-expired").is_some());
+    }
+}

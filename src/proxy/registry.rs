@@ -259,11 +259,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::vault::CredentialId;
 
-    fn grant(sandbox: &str, ph: &str) -> Grant {
+    pub(crate) fn grant(sandbox: &str, ph: &str) -> Grant {
         Grant {
             sandbox: sandbox.into(),
             agent: "claude".into(),
