@@ -389,9 +389,9 @@ fn codex_session(engine: &str) -> Session {
 /// account id; the container holds neither the access nor the refresh
 /// token nor the CA's key (env, files, `/proc`, `inspect`).
 ///
-/// With `renewed`, the proxy's CA is due for renewal when the proxy starts:
-/// the sandbox gets both CA certificates and the proxy's certificate is
-/// signed by the second (Codex reads the whole bundle).
+/// With `renewed`, the proxy's CA ends tomorrow when the proxy starts: a
+/// new one is made, the sandbox gets both CA certificates and the proxy's
+/// certificate is signed by the second (Codex reads the whole bundle).
 fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
     let Session {
         ctx,
@@ -408,7 +408,7 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
         let soon = jiff::Timestamp::now()
             .to_zoned(jiff::tz::TimeZone::UTC)
             .date()
-            .checked_add(jiff::Span::new().days(10))
+            .checked_add(jiff::Span::new().days(1))
             .unwrap();
         v["cas"][0]["not_after"] = soon.to_string().into();
         airlock::fsutil::write_atomic(&f, v.to_string().as_bytes(), 0o600).unwrap();

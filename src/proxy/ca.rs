@@ -14,8 +14,8 @@
 //!   OpenSSL, browsers).
 //! * Valid [`VALIDITY_DAYS`] days and renewed [`RENEW_DAYS`] days before
 //!   its end: the new CA joins the file, sandboxes started from then on
-//!   trust both, and the proxy keeps signing with the older one until it
-//!   is about to expire, so running sandboxes keep working.
+//!   trust both, and the proxy keeps signing with the older one until
+//!   [`SIGN_DAYS`] before its end, so running sandboxes keep working.
 //! * Its key never leaves this file and the proxy's memory: a sandbox gets
 //!   [`bundle_pem`] (certificates only). The proxy's leaf key is made at
 //!   each start and is never written anywhere.
@@ -38,10 +38,12 @@ use crate::secret::Secret;
 
 /// How long a CA is valid.
 pub const VALIDITY_DAYS: i32 = 90;
-/// A new CA is made when the newest one has fewer days left than this; the
-/// proxy stops signing with a CA this close to its end, too (if a newer one
-/// exists).
+/// A new CA is made when the newest one has fewer days left than this.
 pub const RENEW_DAYS: i32 = 30;
+/// The proxy signs with the oldest CA that has at least this many days
+/// left: after a renewal it keeps the older one (which running sandboxes
+/// trust) until just before its end; sandboxes started since trust both.
+pub const SIGN_DAYS: i32 = 2;
 
 /// DNS names the CA may sign for: what sandboxes reach the proxy by.
 pub const PERMITTED_DNS: &[&str] = &[
@@ -303,7 +305,7 @@ pub fn offered_key_lines() -> Vec<String> {
 /// The proxy's TLS server identity: a fresh key and a certificate for
 /// every name and address in `addresses` (plus [`LEAF_DNS`] and the fixed
 /// loopback and slirp addresses) the CA may sign for, signed by the oldest
-/// CA with more than [`RENEW_DAYS`] days left (else the newest). Makes or
+/// CA with at least [`SIGN_DAYS`] days left (else the newest). Makes or
 /// renews the CA first.
 pub fn server_identity(
     layout: &Layout,
@@ -317,7 +319,7 @@ pub fn server_identity(
     let ca = f
         .cas
         .iter()
-        .find(|c| days_left(c, today) >= RENEW_DAYS)
+        .find(|c| days_left(c, today) >= SIGN_DAYS)
         .or(f.cas.last())
         .ok_or_else(|| Error::Other("the proxy has no CA".into()))?;
     let ca_key =
@@ -422,13 +424,23 @@ mod tests {
         assert_eq!(read(&l).unwrap().unwrap().cas.len(), 1);
         bundle_pem(&l).unwrap();
         assert_eq!(read(&l).unwrap().unwrap().cas.len(), 1);
-        server_identity(&l, &[]).unwrap();
+        let (chain, _) = server_identity(&l, &[]).unwrap();
         let f = read(&l).unwrap().unwrap();
         assert_eq!(f.cas.len(), 2);
         assert_eq!(
             bundle_pem(&l).unwrap().matches("BEGIN CERTIFICATE").count(),
             2
         );
+        // the older CA (which running sandboxes trust) still signs
+        verify(&f.cas[0].cert, &chain, "localhost").unwrap();
+        assert!(verify(&f.cas[1].cert, &chain, "localhost").is_err());
+        // until it is about to end: then the newer one
+        let mut f = f;
+        f.cas[0].not_after = t;
+        write(&l, &f).unwrap();
+        let (chain, _) = server_identity(&l, &[]).unwrap();
+        verify(&f.cas[1].cert, &chain, "localhost").unwrap();
+        assert_eq!(read(&l).unwrap().unwrap().cas.len(), 2);
         // an expired one is dropped at the next renewal
         let mut f = f;
         f.cas[0].not_after = t.yesterday().unwrap();
