@@ -188,11 +188,18 @@ fn read(layout: &Layout) -> Result<Option<File>> {
             fsutil::check_private_file(&path)?;
             let bytes = zeroize::Zeroizing::new(bytes);
             let f: File = serde_json::from_slice(&bytes).map_err(|_| {
-                Error::invalid(
-                    format!("{} is not a proxy CA file airlock wrote", path.display()),
-                    "remove it (the proxy makes a new CA at its next start; sandboxes started before then need restarting)",
-                )
+                Error::Other(format!(
+                    "{} is not a proxy CA file airlock wrote: remove it (the proxy makes a new CA at its next start; sandboxes started before then need restarting)",
+                    path.display()
+                ))
             })?;
+            if f.version != VERSION {
+                return Err(Error::Other(format!(
+                    "{} has format version {}, which this airlock does not know: use the airlock that wrote it, or remove the file (a new CA is made; sandboxes started before need restarting)",
+                    path.display(),
+                    f.version
+                )));
+            }
             Ok(Some(f))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -527,6 +534,18 @@ mod tests {
         for line in &lines {
             assert!(stored.contains(line.as_str()));
             assert!(!pem.contains(line.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_foreign_or_newer_file_is_refused_and_kept() {
+        let (_d, l) = layout();
+        fsutil::ensure_private_dir(&dir(&l)).unwrap();
+        for text in [r#"{"version":2,"cas":[]}"#, "not json"] {
+            fsutil::write_atomic(&file(&l), text.as_bytes(), 0o600).unwrap();
+            let e = server_identity(&l, &[]).unwrap_err().to_string();
+            assert!(e.contains("remove") && !e.contains("PRIVATE"), "{e}");
+            assert_eq!(std::fs::read_to_string(file(&l)).unwrap(), text);
         }
     }
 
