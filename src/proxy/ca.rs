@@ -259,41 +259,68 @@ pub fn bundle_pem(layout: &Layout) -> Result<String> {
     Ok(bundle_of(&load_or_renew(layout, false)?))
 }
 
-/// The CA bundle this process's sandboxes get (set once the proxy runs:
-/// [`super::attach::url`]); `None` until then, and then a proxy-mode plan
-/// keeps plain HTTP for every agent.
-static FOR_SANDBOXES: std::sync::RwLock<Option<(String, Layout)>> = std::sync::RwLock::new(None);
-
-/// Offers `layout`'s CA certificates to the sandboxes this process plans
-/// from now on (Codex with a ChatGPT session then talks TLS to the proxy).
-pub fn offer_to_sandboxes(layout: &Layout) -> Result<()> {
-    let pem = bundle_pem(layout)?;
-    *FOR_SANDBOXES.write().unwrap_or_else(|e| e.into_inner()) = Some((pem, layout.clone()));
-    Ok(())
+/// What this process offers the sandboxes it plans (set once the proxy
+/// runs: [`super::attach::url`]): the proxy's port, its layout, and the CA
+/// bundle or why there is none.
+struct Offer {
+    layout: Layout,
+    port: u16,
+    bundle: std::result::Result<String, String>,
 }
 
-/// The CA certificates offered to sandboxes ([`offer_to_sandboxes`]).
-pub fn offered() -> Option<String> {
-    FOR_SANDBOXES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|(pem, _)| pem.clone())
+static OFFER: std::sync::RwLock<Option<Offer>> = std::sync::RwLock::new(None);
+
+/// Offers `layout`'s CA certificates to the sandboxes this process plans
+/// from now on, for the proxy listening on `port` (Codex with a ChatGPT
+/// session then talks TLS to it). A CA that cannot be read is remembered
+/// and reported by [`for_codex`].
+pub fn offer_to_sandboxes(layout: &Layout, port: u16) {
+    let bundle = bundle_pem(layout).map_err(|e| e.to_string());
+    *OFFER.write().unwrap_or_else(|e| e.into_inner()) = Some(Offer {
+        layout: layout.clone(),
+        port,
+        bundle,
+    });
+}
+
+/// The CA certificates a Codex ChatGPT sandbox trusts: `None` when no
+/// proxy was started by this process (a plan alone: plain HTTP as for
+/// every agent), the bundle once the running proxy answered TLS with it on
+/// 127.0.0.1 (not checked when it does not listen there), and a clear
+/// refusal when there is no CA or the proxy does not speak TLS with it (a
+/// proxy started by an older airlock).
+pub fn for_codex() -> Result<Option<String>> {
+    let (bundle, port) = match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        None => return Ok(None),
+        Some(o) => (o.bundle.clone(), o.port),
+    };
+    let refuse = |why: String| {
+        Error::Other(format!(
+            "--rotation proxy with a Codex ChatGPT session needs TLS from the proxy (Codex requires an https:// ChatGPT backend), and {why}"
+        ))
+    };
+    let pem = bundle.map_err(|e| refuse(format!("the proxy's CA is not available: {e}")))?;
+    super::tls::answers(port, &pem).map_err(|e| {
+        refuse(format!(
+            "the proxy running on port {port} does not answer TLS with airlock's CA ({e}); it was probably started by an older airlock: stop it (`airlock proxy --on-demand`; it also exits by itself once its last sandbox is gone) and run again"
+        ))
+    })?;
+    Ok(Some(pem))
 }
 
 /// The private keys of the CA offered to sandboxes, as the lines of their
 /// PEM bodies: what a leak scan looks for (`airlock verify --rotation
 /// proxy`). Empty when none is offered.
 pub fn offered_key_lines() -> Vec<String> {
-    let layout = match FOR_SANDBOXES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-    {
-        Some((_, l)) => l.clone(),
-        None => return Vec::new(),
-    };
-    let Ok(Some(f)) = read(&layout) else {
+    match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(o) => key_lines(&o.layout),
+        None => Vec::new(),
+    }
+}
+
+/// The lines of the PEM bodies of `layout`'s CA keys.
+fn key_lines(layout: &Layout) -> Vec<String> {
+    let Ok(Some(f)) = read(layout) else {
         return Vec::new();
     };
     f.cas
@@ -523,12 +550,11 @@ mod tests {
     }
 
     #[test]
-    fn the_offered_ca_gives_certificates_and_names_its_key_for_scans() {
+    fn the_bundle_has_no_key_and_the_scan_lines_are_the_key() {
         let (_d, l) = layout();
-        offer_to_sandboxes(&l).unwrap();
-        let pem = offered().unwrap();
+        let pem = bundle_pem(&l).unwrap();
         assert!(!pem.contains("PRIVATE KEY"));
-        let lines = offered_key_lines();
+        let lines = key_lines(&l);
         assert!(!lines.is_empty());
         let stored = std::fs::read_to_string(file(&l)).unwrap();
         for line in &lines {
