@@ -58,6 +58,40 @@ fn dc_cli(cli: &Path, ctx: &common::TestContext, ws: &Path, args: &[&str]) -> st
     c.output().unwrap()
 }
 
+/// The Dev Containers CLI when real engines are required and it is
+/// installed (in CI it must be); `None`: skip the test.
+fn real_cli() -> Option<PathBuf> {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return None;
+    }
+    let cli = devcontainer_cli();
+    if cli.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
+        );
+        eprintln!("skipping: @devcontainers/cli is not installed");
+    }
+    cli
+}
+
+/// A project folder `ws` under `ctx` whose devcontainer.json (returned)
+/// names the user test image, without a UID update (no derived image).
+fn workspace(ctx: &common::TestContext) -> (PathBuf, PathBuf) {
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    let config = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(
+        &config,
+        format!(
+            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
+            common::user_image()
+        ),
+    )
+    .unwrap();
+    (ws, config)
+}
+
 /// The container id `devcontainer up` reports.
 fn container_id(up: &std::process::Output) -> Option<String> {
     String::from_utf8_lossy(&up.stdout)
@@ -68,15 +102,7 @@ fn container_id(up: &std::process::Output) -> Option<String> {
 
 #[test]
 fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = real_cli() else {
         return;
     };
     let ctx = common::tmpfs_context("docker", "dc");
@@ -329,15 +355,7 @@ fn exec_helper_wraps_the_real_command() {
 /// registered before the container exists and forgotten once it is gone.
 #[test]
 fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = real_cli() else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
@@ -346,17 +364,7 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    let (ws, config) = workspace(&ctx);
     let write = || {
         ctx.cmd()
             .args([
@@ -458,14 +466,11 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     // registers them with the watcher, the proxy sends their access
     // tokens, and they are handed back once the container is gone.
     let access = format!("sk-ant-oat01-{CANARY}-dcproxy-access");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": format!("sk-ant-ort01-{CANARY}-dcproxy-refresh"),
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(
+        &ctx,
+        "claude",
+        &common::claude_session(&access, &format!("sk-ant-ort01-{CANARY}-dcproxy-refresh")),
+    );
     let codex_access = format!("{CANARY}-dcproxy-codexaccess");
     common::store_session(
         &ctx,
@@ -508,33 +513,9 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         String::from_utf8_lossy(&answer.stderr)
     );
     assert_eq!(regs.len(), 2, "{regs:?}");
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&answer.stderr)
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-dc",
-    );
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
-    );
+    common::assert_line_answered(&answer, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-dc");
+    mock.assert_messages_since(before, &access);
     wait(
         "the session handed back once the container is gone",
         &|| airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
@@ -549,32 +530,14 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
 /// `docker inspect` hold neither.
 #[test]
 fn devcontainer_in_proxy_mode_serves_codex_and_gemini() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = real_cli() else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
     let mut ctx = common::tmpfs_context("docker", "dccg");
     let (codex, gemini) =
         common::codex_and_gemini_keys_behind_proxy(&mut ctx, "dc", (&mock.origin(), &mock.ca_pem));
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    let (ws, config) = workspace(&ctx);
     common::ok(
         &ctx.cmd()
             .args(["devcontainer", "--rotation", "proxy"])

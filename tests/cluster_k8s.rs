@@ -837,6 +837,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION", &mock.origin());
     let image = common::user_image();
     for (extra, says) in [
         (&["--rotation", "proxy"][..], "needs --proxy-url"),
@@ -929,34 +930,35 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].sandbox, "k8s-default-dev");
 
-    // login sessions (Claude's, Codex's ChatGPT one) stay on this host:
-    // the Pod holds placeholder sessions, the proxy sends the sessions'
-    // access tokens, and the watcher keeps them fresh until the grant is
-    // gone (expired and dropped)
+    // login sessions (Claude's, Codex's ChatGPT one, Gemini's Google one)
+    // stay on this host: the Pod holds placeholder sessions, the proxy
+    // sends the sessions' access tokens, and the watcher keeps them fresh
+    // until the grant is gone (expired and dropped)
     let access = format!("sk-ant-oat01-{CANARY}-k8saccess");
     let refresh = format!("sk-ant-ort01-{CANARY}-k8srefresh");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": refresh,
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(&ctx, "claude", &common::claude_session(&access, &refresh));
     let codex_access = format!("{CANARY}-k8scodexaccess");
     common::store_session(
         &ctx,
         "codex",
         &common::codex_session(&codex_access, "acc-k8s"),
     );
+    let gemini_access = format!("ya29.{CANARY}-k8sgeminiaccess");
+    let expiry = jiff::Timestamp::now().as_millisecond() + 3_600_000;
+    let gemini = serde_json::json!({"oauth_creds": {"access_token": gemini_access,
+        "refresh_token": format!("1//{CANARY}-k8sgeminirefresh"), "scope": "openid",
+        "token_type": "Bearer", "id_token": "h.p.s", "expiry_date": expiry},
+        "google_accounts": {"active": "dev@example.com", "old": []}});
+    common::store_session(&ctx, "gemini", &gemini.to_string());
     let mut args = args.to_vec();
     args[9] = "sess";
-    args.splice(6..6, ["--agent", "codex"]);
+    args.splice(6..6, ["--agent", "codex", "--agent", "gemini"]);
     // (the command names the tokens' tags, never the canary: it is in
     // `docker inspect`)
     let check = format!(
-        "grep -rls -e k8saccess -e k8srefresh -e k8scodex /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi; cd /tmp; echo \"codex: $({})\"",
-        common::CODEX_EXEC
+        "grep -rls -e k8saccess -e k8srefresh -e k8scodex -e k8sgemini /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi; cd /tmp; echo \"codex: $({})\"; echo \"gemini: $({})\"",
+        common::CODEX_EXEC,
+        common::GEMINI_P
     );
     let last = args.len() - 1;
     args[last] = &check;
@@ -973,33 +975,14 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert!(!stdout.contains("CREDENTIAL-IN-POD"), "{stdout}");
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
     assert!(!inspect.contains(CANARY));
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str())),
-        "{sent:?}"
-    );
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{stderr}\naudit: {}",
-        std::fs::read_to_string(layout.audit()).unwrap_or_default(),
-    );
+    mock.assert_messages_since(before, &access);
+    common::assert_line_answered(&started, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-k8s");
+    common::assert_line_answered(&started, "gemini", mock_upstream::REPLY);
     mock.assert_carried(
-        "/backend-api/codex/responses",
+        "/v1internal:",
         "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-k8s",
+        &format!("Bearer {gemini_access}"),
     );
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
@@ -1015,10 +998,10 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     let first = names();
     assert_eq!(
         first.len(),
-        2,
-        "the watcher refreshes both sessions: {first:?}"
+        3,
+        "the watcher refreshes the three sessions: {first:?}"
     );
-    for (n, agent) in first.iter().zip(["claude", "codex"]) {
+    for (n, agent) in first.iter().zip(["claude", "codex", "gemini"]) {
         assert!(
             n.starts_with("k8s-default-sess-") && n.ends_with(&format!("-{agent}")),
             "{first:?}"
@@ -1032,8 +1015,8 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         std::time::Duration::from_secs(20),
         || {
             let now = names();
-            assert!(now.len() >= 2, "a session was let go: {now:?}");
-            now.len() == 2 && now.iter().all(|n| !first.contains(n))
+            assert!(now.len() >= 3, "a session was let go: {now:?}");
+            now.len() == 3 && now.iter().all(|n| !first.contains(n))
         },
     );
     // expired over an hour ago: the hold hands the sessions back, the proxy
@@ -1042,8 +1025,8 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     let past = now - airlock::proxy::registry::EXPIRED_KEPT - jiff::SignedDuration::from_mins(1);
     assert_eq!(
         airlock::proxy::registry::renew(&layout, "k8s-default-sess", now, past).unwrap(),
-        2,
-        "Claude's and Codex's grants"
+        3,
+        "Claude's, Codex's and Gemini's grants"
     );
     common::wait_until(
         "the session handed back once the grant is gone",
@@ -1129,6 +1112,17 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     assert!(!audit.contains(&ph) && !audit.contains(CANARY));
     let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
     assert!(status.contains("(expired "), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&common::ok(
+        &ctx.cmd().args(["status", "--json"]).output().unwrap(),
+    ))
+    .unwrap();
+    let sandboxes = json["proxy"]["sandboxes"].as_array().unwrap();
+    assert!(
+        sandboxes
+            .iter()
+            .any(|s| s["sandbox"] == "k8s-default-ttl" && s["expires"].is_string()),
+        "{json}"
+    );
 
     // renewed: answered again, with the same placeholder
     let out = ctx

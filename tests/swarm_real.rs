@@ -678,14 +678,11 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     // proxy sends the sessions' access tokens, the watcher keeps them fresh
     // while the service exists, and hands them back after
     let access = format!("sk-ant-oat01-{CANARY}{tag}-access");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": format!("sk-ant-ort01-{CANARY}{tag}-refresh"),
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(
+        &ctx,
+        "claude",
+        &common::claude_session(&access, &format!("sk-ant-ort01-{CANARY}{tag}-refresh")),
+    );
     let codex_access = format!("{CANARY}{tag}-codexaccess");
     common::store_session(
         &ctx,
@@ -698,24 +695,7 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         service: service2.clone(),
         secrets: Default::default(),
     };
-    let out = ctx
-        .cmd()
-        .args([
-            "swarm",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "claude",
-            "--agent",
-            "codex",
-        ])
-        .args(["--", "-d", "--no-resolve-image", "--name", &service2])
-        .args(["--init", "--stop-grace-period", "2s"])
-        .args([&user_image(), "sleep", "600"])
-        .output()
-        .unwrap();
-    *cleanup.secrets.borrow_mut() = secret_names(&service2);
-    ok(&out);
+    ok(&proxy_service(&ctx, &["claude", "codex"], &cleanup));
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
@@ -742,32 +722,9 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{stderr}"
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-swarm",
-    );
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
-    );
+    common::assert_line_answered(&out, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-swarm");
+    mock.assert_messages_since(before, &access);
     let inspect = text(&["service", "inspect", &service2]);
     assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
     ok(&ctx.cmd().args(["swarm", "rm", &service2]).output().unwrap());
@@ -804,24 +761,7 @@ fn swarm_service_in_proxy_mode_serves_codex_and_gemini() {
         "swarm",
         (&mock.origin(), &mock.ca_pem),
     );
-    let out = ctx
-        .cmd()
-        .args([
-            "swarm",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "codex",
-            "--agent",
-            "gemini",
-        ])
-        .args(["--", "-d", "--no-resolve-image", "--name", &service])
-        .args(["--init", "--stop-grace-period", "2s"])
-        .args([&user_image(), "sleep", "600"])
-        .output()
-        .unwrap();
-    *cleanup.secrets.borrow_mut() = secret_names(&service);
-    ok(&out);
+    ok(&proxy_service(&ctx, &["codex", "gemini"], &cleanup));
     let mut ids = Vec::new();
     wait_until("a running task", Duration::from_secs(60), || {
         ids = tasks(&service);
@@ -840,6 +780,25 @@ fn swarm_service_in_proxy_mode_serves_codex_and_gemini() {
     assert!(!inspect.contains(CANARY), "a key in docker inspect");
     mock.assert_codex_and_gemini_carried(&codex, &gemini);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// `airlock swarm --rotation proxy` of a one-task service (the user test
+/// image, sleeping) named after `cleanup`, for `agents`; the secrets it
+/// made are left to `cleanup`.
+fn proxy_service(ctx: &TestContext, agents: &[&str], cleanup: &Cleanup) -> std::process::Output {
+    let mut cmd = ctx.cmd();
+    cmd.args(["swarm", "--rotation", "proxy"]);
+    for a in agents {
+        cmd.args(["--agent", a]);
+    }
+    let out = cmd
+        .args(["--", "-d", "--no-resolve-image", "--name", &cleanup.service])
+        .args(["--init", "--stop-grace-period", "2s"])
+        .args([&user_image(), "sleep", "600"])
+        .output()
+        .unwrap();
+    *cleanup.secrets.borrow_mut() = secret_names(&cleanup.service);
+    out
 }
 
 /// stderr of a command that must succeed.

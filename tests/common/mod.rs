@@ -160,6 +160,32 @@ pub fn codex_and_gemini_script() -> String {
     )
 }
 
+/// The line `AGENT: …` of a script's output (as [`codex_and_gemini_script`]
+/// prints) holds `reply`.
+pub fn assert_line_answered(out: &std::process::Output, agent: &str, reply: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{agent}: ")) && l.contains(reply)),
+        "{agent} did not answer: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Claude subscription session (`.credentials.json`) with these tokens,
+/// its expiry far ahead.
+pub fn claude_session(access: &str, refresh: &str) -> String {
+    serde_json::json!({"claudeAiOauth": {
+        "accessToken": access,
+        "refreshToken": refresh,
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }})
+    .to_string()
+}
+
 /// Both CLIs of [`codex_and_gemini_script`] printed `reply` (the mock's
 /// answer), and neither printed the canary.
 pub fn assert_codex_and_gemini_answered(out: &std::process::Output, reply: &str) {
@@ -167,12 +193,7 @@ pub fn assert_codex_and_gemini_answered(out: &std::process::Output, reply: &str)
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for agent in ["codex", "gemini"] {
-        assert!(
-            stdout
-                .lines()
-                .any(|l| l.starts_with(&format!("{agent}: ")) && l.contains(reply)),
-            "{agent} did not answer: {stdout}\n{stderr}"
-        );
+        assert_line_answered(out, agent, reply);
     }
     assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
     assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
