@@ -66,32 +66,62 @@ fn container_id(up: &std::process::Output) -> Option<String> {
         .find_map(|v| v["containerId"].as_str().map(str::to_owned))
 }
 
-#[test]
-fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
+/// The Dev Containers CLI for a test that needs it and Docker; `None`
+/// (after saying why) when the test is skipped. Missing in CI: a failure.
+fn cli_or_skip() -> Option<PathBuf> {
     if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+        return None;
     }
-    let Some(cli) = devcontainer_cli() else {
+    let cli = devcontainer_cli();
+    if cli.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
         );
         eprintln!("skipping: @devcontainers/cli is not installed");
+    }
+    cli
+}
+
+/// A workspace `<root>/ws` whose `.devcontainer/devcontainer.json` holds
+/// `json`: the workspace and that file.
+fn workspace(ctx: &common::TestContext, json: &str) -> (PathBuf, PathBuf) {
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    let config = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(&config, json).unwrap();
+    (ws, config)
+}
+
+/// `docker inspect` of the container `devcontainer up` started, if it did;
+/// then the container is removed.
+fn inspect_and_remove(id: &Option<String>) -> Option<std::process::Output> {
+    let inspect = id.as_ref().map(|id| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .unwrap()
+    });
+    if let Some(id) = id {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    inspect
+}
+
+#[test]
+fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
+    let Some(cli) = cli_or_skip() else {
         return;
     };
     let ctx = common::tmpfs_context("docker", "dc");
     common::claude_secret_file(&ctx, "dc");
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
+    let (ws, config) = workspace(
+        &ctx,
+        &format!(
             "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false,\n  \"runArgs\": [\"--network=none\"]\n}}\n",
             common::user_image()
         ),
-    )
-    .unwrap();
+    );
     common::ok(
         &ctx.cmd()
             .args([
@@ -145,15 +175,7 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
         "-c",
         ". /run/airlock/env && printf %s \"$CLAUDE_CODE_OAUTH_TOKEN\" | sha256sum",
     ]);
-    let inspect = id.as_ref().map(|id| {
-        Command::new("docker")
-            .args(["inspect", id])
-            .output()
-            .unwrap()
-    });
-    if let Some(id) = &id {
-        let _ = Command::new("docker").args(["rm", "-f", id]).output();
-    }
+    let inspect = inspect_and_remove(&id);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
     assert!(
         up.status.success() && id.is_some(),
@@ -329,32 +351,20 @@ fn exec_helper_wraps_the_real_command() {
 /// registered before the container exists and forgotten once it is gone.
 #[test]
 fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = cli_or_skip() else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
     let token = format!("sk-ant-oat01-{CANARY}-dcproxy-{}", "0123456789".repeat(6));
     let mut ctx = common::tmpfs_context("docker", "dcproxy");
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
+    let (ws, config) = workspace(
+        &ctx,
+        &format!(
             "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
             common::user_image()
         ),
-    )
-    .unwrap();
+    );
     let write = || {
         ctx.cmd()
             .args([
@@ -406,15 +416,7 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
             "(. /run/airlock/env; env | grep -c sk-ant-oat01-airlock-); claude -p hi",
         ],
     );
-    let inspect = id.as_ref().map(|id| {
-        Command::new("docker")
-            .args(["inspect", id])
-            .output()
-            .unwrap()
-    });
-    if let Some(id) = &id {
-        let _ = Command::new("docker").args(["rm", "-f", id]).output();
-    }
+    let inspect = inspect_and_remove(&id);
     let stdout = String::from_utf8_lossy(&answer.stdout).to_string();
     let stderr = String::from_utf8_lossy(&answer.stderr).to_string();
     assert!(
@@ -511,32 +513,20 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
 /// `docker inspect` hold neither.
 #[test]
 fn devcontainer_in_proxy_mode_serves_codex_and_gemini() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = cli_or_skip() else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
     let mut ctx = common::tmpfs_context("docker", "dccg");
     let (codex, gemini) =
         common::codex_and_gemini_keys_behind_proxy(&mut ctx, "dc", (&mock.origin(), &mock.ca_pem));
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
+    let (ws, config) = workspace(
+        &ctx,
+        &format!(
             "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
             common::user_image()
         ),
-    )
-    .unwrap();
+    );
     common::ok(
         &ctx.cmd()
             .args(["devcontainer", "--rotation", "proxy"])
@@ -558,15 +548,7 @@ fn devcontainer_in_proxy_mode_serves_codex_and_gemini() {
     let id = container_id(&up);
     let script = common::codex_and_gemini_script();
     let answered = dc_cli(&cli, &ctx, &ws, &["exec", "sh", "-c", &script]);
-    let inspect = id.as_ref().map(|id| {
-        Command::new("docker")
-            .args(["inspect", id])
-            .output()
-            .unwrap()
-    });
-    if let Some(id) = &id {
-        let _ = Command::new("docker").args(["rm", "-f", id]).output();
-    }
+    let inspect = inspect_and_remove(&id);
     assert!(
         up.status.success() && id.is_some(),
         "{}\n{}",
