@@ -93,6 +93,19 @@ fn workspace(ctx: &common::TestContext, json: &str) -> (PathBuf, PathBuf) {
     (ws, config)
 }
 
+/// `airlock devcontainer <args> --write --workspace ws`, which must succeed.
+fn write_keys(ctx: &common::TestContext, ws: &Path, args: &[&str]) -> String {
+    common::ok(
+        &ctx.cmd()
+            .arg("devcontainer")
+            .args(args)
+            .args(["--write", "--workspace"])
+            .arg(ws)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// `docker inspect` of the container `devcontainer up` started, if it did;
 /// then the container is removed.
 fn inspect_and_remove(id: &Option<String>) -> Option<std::process::Output> {
@@ -122,19 +135,7 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
             common::user_image()
         ),
     );
-    common::ok(
-        &ctx.cmd()
-            .args([
-                "devcontainer",
-                "--agent",
-                "claude",
-                "--write",
-                "--workspace",
-            ])
-            .arg(&ws)
-            .output()
-            .unwrap(),
-    );
+    write_keys(&ctx, &ws, &["--agent", "claude"]);
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(
         written.contains("// the project's own comment"),
@@ -211,19 +212,7 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
         "the refreshed token did not reach the container: {seen}"
     );
     // Writing again changes nothing.
-    common::ok(
-        &ctx.cmd()
-            .args([
-                "devcontainer",
-                "--agent",
-                "claude",
-                "--write",
-                "--workspace",
-            ])
-            .arg(&ws)
-            .output()
-            .unwrap(),
-    );
+    write_keys(&ctx, &ws, &["--agent", "claude"]);
     assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
@@ -365,22 +354,8 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
             common::user_image()
         ),
     );
-    let write = || {
-        ctx.cmd()
-            .args([
-                "devcontainer",
-                "--rotation",
-                "proxy",
-                "--agent",
-                "claude",
-                "--write",
-                "--workspace",
-            ])
-            .arg(&ws)
-            .output()
-            .unwrap()
-    };
-    common::ok(&write());
+    let write = || write_keys(&ctx, &ws, &["--rotation", "proxy", "--agent", "claude"]);
+    write();
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(
         written.contains("\"--add-host=host.docker.internal:host-gateway\"")
@@ -400,7 +375,7 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     assert_eq!(grants.len(), 1, "registered before the container exists");
     assert!(grants[0].sandbox.starts_with("dc-ws-"));
     // Writing again changes nothing in devcontainer.json.
-    common::ok(&write());
+    write();
     assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
 
     let up = dc_cli(&cli, &ctx, &ws, &["up"]);
@@ -527,20 +502,17 @@ fn devcontainer_in_proxy_mode_serves_codex_and_gemini() {
             common::user_image()
         ),
     );
-    common::ok(
-        &ctx.cmd()
-            .args(["devcontainer", "--rotation", "proxy"])
-            .args([
-                "--agent",
-                "codex",
-                "--agent",
-                "gemini",
-                "--write",
-                "--workspace",
-            ])
-            .arg(&ws)
-            .output()
-            .unwrap(),
+    write_keys(
+        &ctx,
+        &ws,
+        &[
+            "--rotation",
+            "proxy",
+            "--agent",
+            "codex",
+            "--agent",
+            "gemini",
+        ],
     );
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(!written.contains(CANARY), "{written}");
