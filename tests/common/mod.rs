@@ -512,3 +512,20 @@ pub fn account_ids(json: &[u8]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A Codex ChatGPT session (`auth.json`) with `access` as its access token,
+/// for `account`, refreshed just now (so nothing refreshes it in the test);
+/// its refresh token is the canary and `access`, then `-refresh`.
+pub fn codex_session(access: &str, account: &str) -> String {
+    use base64::Engine as _;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        serde_json::json!({"email": "dev@example.com", "https://api.openai.com/auth":
+            {"chatgpt_plan_type": "pro", "chatgpt_account_id": account}})
+        .to_string(),
+    );
+    serde_json::json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "tokens": {
+        "id_token": format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig"),
+        "access_token": access, "refresh_token": format!("{CANARY}-{access}-refresh"),
+        "account_id": account}, "last_refresh": jiff::Timestamp::now().to_string()})
+    .to_string()
+}
