@@ -291,6 +291,15 @@ fn the_metrics_move_with_each_request_and_never_show_a_secret() {
     mock.release.notify_one();
     read_until(&mut s, "data: last");
     drop(s);
+    // a client that goes away mid-stream closes its stream too
+    let mut s = send(proxy.port, "GET", "/slow", &ph1);
+    read_until(&mut s, "data: first");
+    drop(s);
+    wait_until(
+        "the dropped stream is closed",
+        Duration::from_secs(10),
+        || get(&parse(&scrape(&ctx)), "airlock_proxy_open_streams") == 0.0,
+    );
 
     // the sync watcher records that the account's refresh token was refused
     let accounts = ctx.state_dir.join("sync").join("accounts");
@@ -324,11 +333,11 @@ fn the_metrics_move_with_each_request_and_never_show_a_secret() {
             &m2,
             r#"airlock_proxy_requests_total{agent="claude",class="2xx"}"#
         ),
-        2.0
+        3.0
     );
     assert_eq!(
         get(&m2, "airlock_proxy_request_duration_seconds_count"),
-        2.0
+        3.0
     );
     assert_eq!(
         get(
