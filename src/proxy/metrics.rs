@@ -494,8 +494,12 @@ pub fn scrape(layout: &Layout) -> Result<String> {
             fix: "start one with `airlock proxy` (or `airlock run --rotation proxy`)".into(),
         });
     }
-    let mut s = std::os::unix::net::UnixStream::connect(&path)
-        .map_err(|e| Error::io("connect to", &path, e))?;
+    let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+        Error::Other(format!(
+            "the running proxy does not answer on its metrics socket {} ({e}); its log says why (a proxy started by an older airlock has none: restart it)",
+            path.display()
+        ))
+    })?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(|e| Error::io("read", &path, e))?;
     let mut text = String::new();
