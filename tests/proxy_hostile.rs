@@ -384,26 +384,7 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
         .unwrap());
     std::fs::remove_file(&f).unwrap();
     for (sandbox, c) in [("sb-a", 'a'), ("sb-b", 'b')] {
-        registry::add(
-            &layout(&ctx),
-            &Grant {
-                sandbox: sandbox.into(),
-                agent: "claude".into(),
-                account: "default".into(),
-                method: Method::SetupToken,
-                placeholder_sha256: placeholder::hash(&ph(c)),
-                truth: Truth::Vault {
-                    id: CredentialId::parse("claude").unwrap(),
-                },
-                container: None,
-                engine: None,
-                created: jiff::Timestamp::now(),
-                revoked_at: None,
-                reference: None,
-                expires_at: None,
-            },
-        )
-        .unwrap();
+        add_grant(&ctx, sandbox, &ph(c), None);
     }
     let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
     let child = ctx
@@ -434,6 +415,36 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
         child,
         port,
     }
+}
+
+/// Grants `placeholder` to `sandbox` for the Claude token in the vault
+/// (or resolved from `reference`).
+fn add_grant(
+    ctx: &TestContext,
+    sandbox: &str,
+    placeholder: &str,
+    reference: Option<airlock::plan::ProxyReference>,
+) {
+    registry::add(
+        &layout(ctx),
+        &Grant {
+            sandbox: sandbox.into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::SetupToken,
+            placeholder_sha256: placeholder::hash(placeholder),
+            truth: Truth::Vault {
+                id: CredentialId::parse("claude").unwrap(),
+            },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+            reference,
+            expires_at: None,
+        },
+    )
+    .unwrap();
 }
 
 fn layout(ctx: &TestContext) -> Layout {
@@ -1237,5 +1248,56 @@ fn a_reused_upstream_connection_carries_nothing_from_the_previous_request() {
             "a request rode in another's body: {req:?}"
         );
     }
+    s.logs_clean();
+}
+
+/// A credential the proxy cannot read: the sandbox learns that, not why
+/// (the host's paths, its secret reference, its vault); the details go to
+/// the proxy's log for the user.
+#[test]
+fn an_unavailable_credential_tells_the_sandbox_nothing_about_the_host() {
+    let s = setup();
+    let host_only = s.ctx.root.path().join("host-only-secrets-dir/anthropic");
+    let reference = format!("file:{}", host_only.display());
+    add_grant(
+        &s.ctx,
+        "sb-c",
+        &ph('c'),
+        Some(airlock::plan::ProxyReference {
+            text: reference.clone(),
+            timeout_ms: 10_000,
+            cache_ms: 0,
+        }),
+    );
+    let r = s.exchange(
+        format!(
+            "GET /v1/models HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            ph('c')
+        )
+        .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(
+        r.contains("claude:default"),
+        "it says which credential: {r}"
+    );
+    for host_detail in [
+        "host-only-secrets-dir",
+        "file:",
+        &*s.ctx.root.path().display().to_string(),
+    ] {
+        assert!(
+            !r.contains(host_detail),
+            "the sandbox learnt {host_detail:?}: {r}"
+        );
+    }
+    assert!(s.up.reqs().is_empty());
+    let log = std::fs::read_to_string(s.ctx.root.path().join("proxy.log")).unwrap();
+    assert!(
+        log.contains("host-only-secrets-dir"),
+        "the user is told why: {log}"
+    );
+    assert_eq!(s.audit()[0]["refused"], "credential unavailable");
+    s.still_serves();
     s.logs_clean();
 }

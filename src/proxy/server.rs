@@ -517,8 +517,10 @@ async fn handle(
                 "credential unavailable",
                 error_response(
                     StatusCode::BAD_GATEWAY,
+                    // why (host paths, the secret reference, the vault)
+                    // is for the user's log, not for the sandbox
                     &format!(
-                        "airlock proxy: the credential of {}:{} is not available: {e}",
+                        "airlock proxy: the credential of {}:{} is not available on the host; the proxy's log there says why",
                         grant.agent, grant.account
                     ),
                 ),
