@@ -262,6 +262,21 @@ fn answer(req: &Req, port: u16, w: &mut Tls, ended: &AtomicU64) -> std::io::Resu
         )?;
         w.flush()?;
         Ok(true)
+    } else if p.starts_with("/drip") {
+        // the credential in the body a byte per chunk
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )?;
+        for b in format!("data: {cred}\n\ndata: end\n\n").bytes() {
+            w.write_all(b"1\r\n")?;
+            w.write_all(&[b, b'\r', b'\n'])?;
+            w.flush()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.write_all(b"0\r\n\r\n")?;
+        w.flush()?;
+        Ok(true)
     } else if p.starts_with("/trailer") {
         // the credential in a chunked response's trailer fields
         write!(
@@ -522,6 +537,7 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
         "/set-cookie",
         "/www-authenticate",
         "/trailer",
+        "/drip",
     ] {
         // `te: trailers` asks for trailer fields to be forwarded
         let r = s.exchange(
@@ -532,6 +548,11 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
             .as_bytes(),
         );
         assert!(!r.contains(CANARY), "{path}: {r}");
+        if path == "/drip" {
+            // not one byte of it: each is held back until it is told apart
+            assert!(!r.contains("data: s"), "{r}");
+            assert!(!r.contains("data: end"), "the response was cut: {r}");
+        }
         if path == "/reason" {
             assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         }
@@ -545,7 +566,7 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
         assert_eq!(last.credential(), token(), "the upstream got the real one");
     }
     let audit = s.audit();
-    assert_eq!(audit.len(), 5);
+    assert_eq!(audit.len(), 6);
     // the reason phrase is replaced by the canonical one: nothing to refuse
     assert_eq!(audit[0]["status"], 200, "{}", audit[0]);
     assert!(audit[0].get("refused").is_none(), "{}", audit[0]);
