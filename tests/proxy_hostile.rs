@@ -1322,3 +1322,82 @@ fn an_unavailable_credential_tells_the_sandbox_nothing_about_the_host() {
     s.still_serves();
     s.logs_clean();
 }
+
+/// The proxy's resident memory now (kB).
+fn rss_kb(s: &Setup) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A session's request body is kept for a retry after a 401 (up to 1 MiB):
+/// a sandbox that opens many such requests and never finishes their bodies
+/// cannot make the proxy hold them all; past a shared budget (32 MiB) they
+/// stream, with a small read buffer each. 96 of them used to grow the
+/// proxy by 100 MB; now by about 45 MB.
+#[test]
+fn unfinished_session_bodies_do_not_pile_up_in_memory() {
+    let s = setup();
+    let creds = s.ctx.root.path().join("session.json");
+    std::fs::write(
+        &creds,
+        serde_json::json!({"claudeAiOauth": {"accessToken": token(), "refreshToken": "r",
+            "expiresAt": 4_102_444_800_000u64}})
+        .to_string(),
+    )
+    .unwrap();
+    registry::add(
+        &layout(&s.ctx),
+        &Grant {
+            sandbox: "sb-session".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::Session,
+            placeholder_sha256: placeholder::hash(&ph('s')),
+            truth: Truth::HostFile { path: creds },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+            reference: None,
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    // a session request goes through, its body kept and forwarded
+    let r = request(
+        &s,
+        "POST /v1/session HTTP/1.1",
+        &[format!("authorization: Bearer {}", ph('s'))],
+        "{}",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let before = rss_kb(&s);
+    let len = 1 << 20;
+    let chunk = vec![b'x'; len - 1];
+    let held: Vec<TcpStream> = (0..96)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            write!(
+                c,
+                "POST /v1/held HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\ncontent-length: {len}\r\n\r\n",
+                ph('s')
+            )
+            .unwrap();
+            c.write_all(&chunk).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = rss_kb(&s).saturating_sub(before);
+    assert!(
+        grown < 64 << 10,
+        "96 unfinished 1 MiB bodies grew the proxy by {grown} kB"
+    );
+    s.still_serves();
+    drop(held);
+    s.logs_clean();
+}

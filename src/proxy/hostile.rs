@@ -101,6 +101,40 @@ pub(super) fn header_timeout() -> std::time::Duration {
         .map_or(HEADER_TIMEOUT, std::time::Duration::from_millis)
 }
 
+/// The most request-body bytes kept for retries after a 401 at once, all
+/// sandboxes together: past it a session's request streams (its 401, if
+/// any, goes back as it came), so unfinished bodies cannot pile up.
+pub(super) const REPLAY_BUDGET: u64 = 32 << 20;
+
+static REPLAY_IN_USE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A share of [`REPLAY_BUDGET`], given back when dropped.
+pub(super) struct ReplayPermit(u64);
+
+impl ReplayPermit {
+    /// `len` bytes of the budget, if they are free.
+    pub(super) fn take(len: u64) -> Option<ReplayPermit> {
+        use std::sync::atomic::Ordering;
+        REPLAY_IN_USE
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(len).filter(|n| *n <= REPLAY_BUDGET)
+            })
+            .ok()
+            .map(|_| ReplayPermit(len))
+    }
+
+    /// The bytes it holds.
+    pub(super) fn len(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Drop for ReplayPermit {
+    fn drop(&mut self) {
+        REPLAY_IN_USE.fetch_sub(self.0, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +174,16 @@ mod tests {
             assert!(target(o, pq).is_none(), "{pq}");
             assert!(target("https://api.example", pq).is_none(), "{pq}");
         }
+    }
+
+    #[test]
+    fn the_replay_budget_is_shared_and_given_back() {
+        let a = ReplayPermit::take(REPLAY_BUDGET - 10).unwrap();
+        assert!(ReplayPermit::take(11).is_none(), "over the budget");
+        let b = ReplayPermit::take(10).unwrap();
+        assert!(ReplayPermit::take(1).is_none());
+        drop(a);
+        assert_eq!(ReplayPermit::take(5).unwrap().len(), 5);
+        drop(b);
     }
 }

@@ -561,8 +561,12 @@ async fn handle(
         && matches!(grant.agent.as_str(), "claude" | "codex" | "gemini")
         && st.sync.is_some();
     let mut up = Arc::new(AtomicU64::new(0));
-    let (first, replay) = match replayable(&parts.headers) {
-        Some(len) if refreshable => {
+    // kept within a budget shared by every request (docs/proxy.md)
+    let permit = replayable(&parts.headers)
+        .filter(|_| refreshable)
+        .and_then(super::hostile::ReplayPermit::take);
+    let (first, replay) = match permit.as_ref().map(|p| p.len()) {
+        Some(len) => {
             match http_body_util::Limited::new(body, len as usize)
                 .collect()
                 .await
