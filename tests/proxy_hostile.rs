@@ -845,6 +845,15 @@ fn the_credential_goes_only_where_one_placeholder_was() {
         ),
         // refused before anything goes upstream
         (
+            "GET /v1/two-lines HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                format!("authorization: Bearer {b}"),
+            ],
+            String::new(),
+            "400",
+        ),
+        (
             "GET /v1/two HTTP/1.1",
             vec![
                 format!("authorization: Bearer {a}"),
@@ -958,7 +967,7 @@ fn the_credential_goes_only_where_one_placeholder_was() {
         .iter()
         .filter(|e| e["refused"] == "two placeholders")
         .collect();
-    assert_eq!(two.len(), 2, "{audit:?}");
+    assert_eq!(two.len(), 3, "{audit:?}");
 
     // revoked: refused at once, the other sandbox keeps working
     registry::revoke(&layout(&s.ctx), "sb-b", jiff::Timestamp::now()).unwrap();

@@ -70,18 +70,36 @@ pub(super) fn target(origin: &str, pq: &str) -> Option<hyper::Uri> {
     (uri.authority().map(|a| a.as_str()) == Some(authority)).then_some(uri)
 }
 
-/// True when one of the request's candidate placeholders belongs to a
-/// grant other than `found`: two sandboxes' (or accounts') placeholders in
-/// one request are refused rather than one picked silently.
+/// The headers a placeholder travels in.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-goog-api-key"];
+
+/// True when the request carries a placeholder of a grant other than
+/// `found`, among its candidates (one per slot) or in a second line of a
+/// credential header: two sandboxes' (or accounts') placeholders in one
+/// request are refused rather than one picked silently.
 pub(super) fn another_grant<S>(
     grants: &[Grant],
+    headers: &HeaderMap,
     candidates: &[(S, String)],
     found: &Grant,
 ) -> bool {
-    candidates.iter().any(|(_, ph)| {
-        super::registry::lookup(grants, ph)
-            .is_some_and(|g| g.placeholder_sha256 != found.placeholder_sha256)
-    })
+    let lines = |n: &str| headers.get_all(n).iter().count();
+    if candidates.len() <= 1 && CREDENTIAL_HEADERS.iter().all(|n| lines(n) <= 1) {
+        return false;
+    }
+    let values = CREDENTIAL_HEADERS
+        .iter()
+        .flat_map(|n| headers.get_all(*n))
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    candidates
+        .iter()
+        .map(|(_, ph)| ph.as_str())
+        .chain(values)
+        .any(|ph| {
+            super::registry::lookup(grants, ph)
+                .is_some_and(|g| g.placeholder_sha256 != found.placeholder_sha256)
+        })
 }
 
 /// Overrides [`HEADER_TIMEOUT`] (milliseconds; for tests).

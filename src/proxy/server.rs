@@ -393,7 +393,7 @@ async fn handle(
         )));
     };
     entry.grant(&grant);
-    if cands.len() > 1 && super::hostile::another_grant(&grants, &cands, &grant) {
+    if super::hostile::another_grant(&grants, req.headers(), &cands, &grant) {
         return Ok(st.audit.refuse(
             entry,
             start,
