@@ -41,7 +41,7 @@ pub fn url_for(
 /// Offers the proxy's CA to the sandboxes planned next
 /// ([`super::ca::offer_to_sandboxes`]); without it, agents that need TLS
 /// to the proxy (Codex with a ChatGPT session) cannot use it.
-fn offer_ca(layout: &Layout) {
+pub fn offer_ca(layout: &Layout) {
     if let Err(e) = super::ca::offer_to_sandboxes(layout) {
         tracing::warn!(error = %e, "the proxy's CA is not available: Codex ChatGPT sessions cannot use the proxy");
     }

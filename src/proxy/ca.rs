@@ -253,13 +253,13 @@ pub fn bundle_pem(layout: &Layout) -> Result<String> {
 /// The CA bundle this process's sandboxes get (set once the proxy runs:
 /// [`super::attach::url`]); `None` until then, and then a proxy-mode plan
 /// keeps plain HTTP for every agent.
-static FOR_SANDBOXES: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+static FOR_SANDBOXES: std::sync::RwLock<Option<(String, Layout)>> = std::sync::RwLock::new(None);
 
 /// Offers `layout`'s CA certificates to the sandboxes this process plans
 /// from now on (Codex with a ChatGPT session then talks TLS to the proxy).
 pub fn offer_to_sandboxes(layout: &Layout) -> Result<()> {
     let pem = bundle_pem(layout)?;
-    *FOR_SANDBOXES.write().unwrap_or_else(|e| e.into_inner()) = Some(pem);
+    *FOR_SANDBOXES.write().unwrap_or_else(|e| e.into_inner()) = Some((pem, layout.clone()));
     Ok(())
 }
 
@@ -268,7 +268,36 @@ pub fn offered() -> Option<String> {
     FOR_SANDBOXES
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .clone()
+        .as_ref()
+        .map(|(pem, _)| pem.clone())
+}
+
+/// The private keys of the CA offered to sandboxes, as the lines of their
+/// PEM bodies: what a leak scan looks for (`airlock verify --rotation
+/// proxy`). Empty when none is offered.
+pub fn offered_key_lines() -> Vec<String> {
+    let layout = match FOR_SANDBOXES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        Some((_, l)) => l.clone(),
+        None => return Vec::new(),
+    };
+    let Ok(Some(f)) = read(&layout) else {
+        return Vec::new();
+    };
+    f.cas
+        .iter()
+        .flat_map(|c| {
+            c.key
+                .expose()
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 20)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The proxy's TLS server identity: a fresh key and a certificate for
@@ -471,6 +500,21 @@ mod tests {
             let cert = p.signed_by(&key, &issuer).unwrap();
             let e = verify(&bundle, &[cert.der().clone()], evil).unwrap_err();
             assert!(format!("{e:?}").contains("NameConstraint"), "{evil}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_offered_ca_gives_certificates_and_names_its_key_for_scans() {
+        let (_d, l) = layout();
+        offer_to_sandboxes(&l).unwrap();
+        let pem = offered().unwrap();
+        assert!(!pem.contains("PRIVATE KEY"));
+        let lines = offered_key_lines();
+        assert!(!lines.is_empty());
+        let stored = std::fs::read_to_string(file(&l)).unwrap();
+        for line in &lines {
+            assert!(stored.contains(line.as_str()));
+            assert!(!pem.contains(line.as_str()));
         }
     }
 

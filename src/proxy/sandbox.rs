@@ -151,6 +151,57 @@ mod tests {
     }
 
     #[test]
+    fn a_codex_session_talks_tls_to_the_proxy_trusting_its_ca() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = super::super::registry::Layout {
+            dir: d.path().join("proxy"),
+        };
+        super::super::ca::offer_to_sandboxes(&layout).unwrap();
+        let session = r#"{"auth_mode":"chatgpt","tokens":{"id_token":"e30.e30.REALSIG","access_token":"REAL-AT","refresh_token":"REAL-RT","account_id":"acc"}}"#;
+        let record = |method, secret: &str| Record {
+            id: crate::vault::CredentialId::parse("codex").unwrap(),
+            method,
+            secret: crate::secret::Secret::new(secret.to_owned()),
+            meta: crate::vault::Metadata::new("stdin"),
+        };
+        let opts = InjectOptions {
+            proxy_url: Some("http://host.docker.internal:4242".into()),
+            ..InjectOptions::default()
+        };
+        let p = plan(&record(Method::Session, session), &opts).unwrap();
+        let config = p
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("/config.toml"))
+            .unwrap();
+        let text = match &config.content {
+            Value::Plain(t) => t.clone(),
+            Value::Secret(s) => s.expose().to_owned(),
+        };
+        assert!(
+            text.contains(r#"chatgpt_base_url = "https://host.docker.internal:4242/backend-api/""#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"openai_base_url = "https://host.docker.internal:4242/backend-api/codex""#
+        ));
+        assert!(CODEX_CA_FILE.starts_with(crate::agents::codex::inject::CODEX_HOME));
+        let ca = p.files.iter().find(|f| f.path == CODEX_CA_FILE).unwrap();
+        assert!(
+            matches!(&ca.content, Value::Plain(t) if t.starts_with("-----BEGIN CERTIFICATE") && !t.contains("PRIVATE"))
+        );
+        assert!(
+            p.env
+                .iter()
+                .any(|e| e.name == CODEX_CA_ENV && e.value == Value::Plain(CODEX_CA_FILE.into()))
+        );
+        // an API key keeps plain HTTP and gets no CA
+        let p = plan(&record(Method::ApiKey, "sk-proj-REAL"), &opts).unwrap();
+        assert!(p.files.iter().all(|f| f.path != CODEX_CA_FILE));
+        assert!(p.env.iter().all(|e| e.name != CODEX_CA_ENV));
+    }
+
+    #[test]
     fn the_network_flag_is_found_in_every_spelling() {
         assert_eq!(network_flag(&v(&["--rm", "-it"])), None);
         assert_eq!(network_flag(&v(&["--network", "host"])), Some("host"));
