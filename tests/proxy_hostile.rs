@@ -10,15 +10,18 @@
 
 mod common;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock::proxy::placeholder;
-use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::proxy::registry::{self, Grant};
 use airlock::sync::Truth;
 use airlock::vault::{CredentialId, Method};
 use common::{CANARY, TestContext, ok};
@@ -361,15 +364,8 @@ fn gunzip(data: &[u8]) -> String {
 struct Setup {
     up: Upstream,
     ctx: TestContext,
-    child: Child,
+    proxy: proxy_harness::Proxy,
     port: u16,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn setup() -> Setup {
@@ -399,35 +395,14 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
         .unwrap());
     std::fs::remove_file(&f).unwrap();
     for (sandbox, c) in [("sb-a", 'a'), ("sb-b", 'b')] {
-        add_grant(&ctx, sandbox, &ph(c), None);
+        proxy_harness::grant_claude(&ctx, sandbox, &ph(c));
     }
-    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
-    let child = ctx
-        .cmd()
-        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(layout(&ctx).port_file())
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the proxy did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let proxy = proxy_harness::start_proxy(&ctx, &[]);
+    let port = proxy.port;
     Setup {
         up,
         ctx,
-        child,
+        proxy,
         port,
     }
 }
@@ -441,7 +416,7 @@ fn add_grant(
     reference: Option<airlock::plan::ProxyReference>,
 ) {
     registry::add(
-        &layout(ctx),
+        &proxy_harness::layout(ctx),
         &Grant {
             sandbox: sandbox.into(),
             agent: "claude".into(),
@@ -460,12 +435,6 @@ fn add_grant(
         },
     )
     .unwrap();
-}
-
-fn layout(ctx: &TestContext) -> Layout {
-    Layout {
-        dir: ctx.state_dir.join("proxy"),
-    }
 }
 
 impl Setup {
@@ -510,7 +479,8 @@ impl Setup {
 
     /// Every audit line (each must be one valid JSON object).
     fn audit(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(layout(&self.ctx).audit()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(proxy_harness::layout(&self.ctx).audit()).unwrap_or_default();
         assert!(!text.contains(CANARY), "the audit log holds the credential");
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
@@ -970,7 +940,12 @@ fn the_credential_goes_only_where_one_placeholder_was() {
     assert_eq!(two.len(), 3, "{audit:?}");
 
     // revoked: refused at once, the other sandbox keeps working
-    registry::revoke(&layout(&s.ctx), "sb-b", jiff::Timestamp::now()).unwrap();
+    registry::revoke(
+        &proxy_harness::layout(&s.ctx),
+        "sb-b",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
     let r = request(
         &s,
         "GET /v1/revoked HTTP/1.1",
@@ -991,7 +966,7 @@ fn the_credential_goes_only_where_one_placeholder_was() {
 
 /// The proxy's peak resident memory (kB).
 fn peak_rss_kb(s: &Setup) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.proxy.child.id())).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -1175,7 +1150,7 @@ fn the_audit_log_stays_one_json_line_per_request() {
     let audit = s.audit();
     assert_eq!(audit.len(), sent);
     assert!(sent >= 3, "{audit:?}");
-    let text = std::fs::read_to_string(layout(&s.ctx).audit()).unwrap();
+    let text = std::fs::read_to_string(proxy_harness::layout(&s.ctx).audit()).unwrap();
     assert_eq!(text.lines().count(), sent);
     assert!(!text.contains("secret-looking"), "{text}");
     for e in &audit {
@@ -1334,7 +1309,7 @@ fn an_unavailable_credential_tells_the_sandbox_nothing_about_the_host() {
 
 /// The proxy's resident memory now (kB).
 fn rss_kb(s: &Setup) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.proxy.child.id())).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -1359,7 +1334,7 @@ fn unfinished_session_bodies_do_not_pile_up_in_memory() {
     )
     .unwrap();
     registry::add(
-        &layout(&s.ctx),
+        &proxy_harness::layout(&s.ctx),
         &Grant {
             sandbox: "sb-session".into(),
             agent: "claude".into(),
