@@ -643,35 +643,12 @@ pub fn store_in_config(
             path.display()
         )));
     }
-    let _lock = crate::fsutil::FileLock::exclusive(&dir.join(".config.toml.lock"))?;
-    let (text, mode) = match std::fs::read_to_string(path) {
-        Ok(t) => {
-            #[cfg(unix)]
-            let mode = {
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::metadata(path)
-                    .map(|m| m.permissions().mode() & 0o777)
-                    .unwrap_or(0o600)
-            };
-            #[cfg(not(unix))]
-            let mode = 0o600;
-            (t, mode)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), 0o600),
-        Err(e) => return Err(Error::io("read", path, e)),
-    };
-    let unusable = |why: String| {
-        Error::Usage(format!(
-            "the configuration file {} {why}; fix it first, or add the reference by hand under [accounts.{}.{}] (docs/secret-refs.md)",
-            path.display(),
-            id.agent,
-            id.account
-        ))
-    };
-    Config::parse(&text).map_err(|e| unusable(format!("is invalid ({e})")))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|_| unusable("could not be read as TOML".into()))?;
+    let by_hand = format!(
+        "add the reference by hand under [accounts.{}.{}]",
+        id.agent, id.account
+    );
+    let (edit, mut doc) = ConfigEdit::open(path, dir, by_hand)?;
+    let unusable = |why: String| edit.unusable(&why);
     let accounts = doc
         .entry("accounts")
         .or_insert_with(|| {
@@ -710,11 +687,271 @@ pub fn store_in_config(
     if let Some(m) = method {
         account["method"] = toml_edit::value(m.as_str());
     }
-    let out = doc.to_string();
-    Config::parse(&out)
-        .map_err(|e| Error::Other(format!("internal: the edited config does not parse: {e}")))?;
-    crate::fsutil::write_atomic(path, out.as_bytes(), mode)?;
+    edit.save(&doc)?;
     Ok(replaced)
+}
+
+/// An edit of the config file: made under its lock, refused (a usage error
+/// saying to do it by hand) when the file is not valid, written atomically
+/// keeping the file's mode.
+struct ConfigEdit<'a> {
+    path: &'a Path,
+    by_hand: String,
+    mode: u32,
+    _lock: crate::fsutil::FileLock,
+}
+
+impl<'a> ConfigEdit<'a> {
+    /// Locks the config file at `path` (in `dir`) and reads it.
+    fn open(
+        path: &'a Path,
+        dir: &Path,
+        by_hand: String,
+    ) -> Result<(ConfigEdit<'a>, toml_edit::DocumentMut)> {
+        let lock = crate::fsutil::FileLock::exclusive(&dir.join(".config.toml.lock"))?;
+        let (text, mode) = read_config(path)?;
+        let edit = ConfigEdit {
+            path,
+            by_hand,
+            mode,
+            _lock: lock,
+        };
+        Config::parse(&text).map_err(|e| edit.unusable(&format!("is invalid ({e})")))?;
+        let doc = text
+            .parse()
+            .map_err(|_| edit.unusable("could not be read as TOML"))?;
+        Ok((edit, doc))
+    }
+
+    /// The file cannot be edited: `why`.
+    fn unusable(&self, why: &str) -> Error {
+        Error::Usage(format!(
+            "the configuration file {} {why}; fix it first, or {} (docs/secret-refs.md)",
+            self.path.display(),
+            self.by_hand
+        ))
+    }
+
+    /// Writes `doc` (checked to still be a valid config).
+    fn save(self, doc: &toml_edit::DocumentMut) -> Result<()> {
+        let out = doc.to_string();
+        Config::parse(&out).map_err(|e| {
+            Error::Other(format!("internal: the edited config does not parse: {e}"))
+        })?;
+        crate::fsutil::write_atomic(self.path, out.as_bytes(), self.mode)
+    }
+}
+
+/// The config file's text and mode (empty and 0600 when it does not exist).
+fn read_config(path: &Path) -> Result<(String, u32)> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            #[cfg(unix)]
+            let mode = {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::metadata(path)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0o600)
+            };
+            #[cfg(not(unix))]
+            let mode = 0o600;
+            Ok((t, mode))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((String::new(), 0o600)),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+/// The settings of a reference under `[accounts.<agent>.<account>]`
+/// (every key [`AccountConfig`] knows).
+const REFERENCE_KEYS: [&str; 4] = ["secret_ref", "method", "timeout_seconds", "cache_seconds"];
+
+/// Removes the reference of `id` from the config file at `path`
+/// (`airlock remove`): its `secret_ref` and settings, and the
+/// `[accounts.<agent>.<account>]` table with them (then `accounts.<agent>`
+/// and `accounts` when they are left empty); everything else in the file,
+/// comments included, stays as it was. Atomic, under the same lock as
+/// [`store_in_config`], keeping the file's mode. Returns whether there was
+/// a reference; a symbolic link is not rewritten (a usage error saying
+/// which lines to delete where the file is managed).
+pub fn remove_from_config(path: &Path, id: &CredentialId) -> Result<bool> {
+    let Some(dir) = path.parent() else {
+        return Ok(false);
+    };
+    if std::fs::symlink_metadata(dir).is_err() || std::fs::symlink_metadata(path).is_err() {
+        return Ok(false);
+    }
+    let by_hand = format!(
+        "delete secret_ref under [accounts.{}.{}] by hand",
+        id.agent, id.account
+    );
+    let (edit, mut doc) = ConfigEdit::open(path, dir, by_hand)?;
+    let unusable = |why: String| edit.unusable(&why);
+    let has_ref = doc
+        .get("accounts")
+        .and_then(|a| a.get(&id.agent))
+        .and_then(|a| a.get(&id.account))
+        .and_then(|a| a.get("secret_ref"))
+        .is_some();
+    if !has_ref {
+        return Ok(false);
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Usage(format!(
+            "{} is a symbolic link (managed by home-manager, NixOS or your dotfiles?), so airlock does not rewrite it; delete the [accounts.{}.{}] section (secret_ref and its settings) where it is managed",
+            path.display(),
+            id.agent,
+            id.account
+        )));
+    }
+    let accounts = doc
+        .get_mut("accounts")
+        .and_then(|a| a.as_table_like_mut())
+        .ok_or_else(|| unusable("has an `accounts` key that is not a table".into()))?;
+    let agent = accounts
+        .get_mut(&id.agent)
+        .and_then(|a| a.as_table_like_mut())
+        .ok_or_else(|| {
+            unusable(format!(
+                "has an `accounts.{}` that is not a table",
+                id.agent
+            ))
+        })?;
+    let account = agent
+        .get_mut(&id.account)
+        .and_then(|a| a.as_table_like_mut())
+        .ok_or_else(|| {
+            unusable(format!(
+                "has an `accounts.{}.{}` that is not a table",
+                id.agent, id.account
+            ))
+        })?;
+    for k in REFERENCE_KEYS {
+        account.remove(k);
+    }
+    let mut carried = None;
+    if account.is_empty() {
+        if let Some(t) = agent.get(&id.account).and_then(|i| i.as_table()) {
+            // the comments above the table's header belong to what follows
+            let prefix = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+            if prefix.contains('#') {
+                carried = Some((t.position(), prefix.to_owned()));
+            }
+        }
+        agent.remove(&id.account);
+    }
+    if agent.is_empty() {
+        accounts.remove(&id.agent);
+    }
+    if accounts.is_empty() {
+        doc.remove("accounts");
+    }
+    if let Some((Some(pos), prefix)) = carried {
+        carry_comments(&mut doc, pos, &prefix);
+    }
+    edit.save(&doc)?;
+    Ok(true)
+}
+
+/// Puts `prefix` (the comments above a removed table's header) above the
+/// next table in the file, or at its end when none follows.
+fn carry_comments(doc: &mut toml_edit::DocumentMut, removed: isize, prefix: &str) {
+    fn next(t: &toml_edit::Table, after: isize, best: &mut Option<isize>) {
+        for (_, item) in t.iter() {
+            let subs: Vec<&toml_edit::Table> = match item {
+                toml_edit::Item::Table(s) => vec![s],
+                toml_edit::Item::ArrayOfTables(a) => a.iter().collect(),
+                _ => continue,
+            };
+            for s in subs {
+                if let Some(p) = s.position().filter(|p| *p > after && !s.is_implicit())
+                    && best.is_none_or(|b| p < b)
+                {
+                    *best = Some(p);
+                }
+                next(s, after, best);
+            }
+        }
+    }
+    fn put(t: &mut toml_edit::Table, at: isize, prefix: &str) -> bool {
+        for (_, item) in t.iter_mut() {
+            let subs: Vec<&mut toml_edit::Table> = match item {
+                toml_edit::Item::Table(s) => vec![s],
+                toml_edit::Item::ArrayOfTables(a) => a.iter_mut().collect(),
+                _ => continue,
+            };
+            for s in subs {
+                if s.position() == Some(at) && !s.is_implicit() {
+                    let own = s.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+                    let joined = format!("{prefix}{own}");
+                    s.decor_mut().set_prefix(joined);
+                    return true;
+                }
+                if put(s, at, prefix) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut best = None;
+    next(doc.as_table(), removed, &mut best);
+    let placed = best.is_some_and(|at| put(doc.as_table_mut(), at, prefix));
+    if !placed {
+        let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
+        doc.set_trailing(format!("{trailing}{prefix}"));
+    }
+}
+
+/// A configured reference as `airlock accounts` lists it: its scheme and
+/// its text when it parses (a reference that parses never holds a
+/// credential), else a safe form of the text and why it is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    /// The agent.
+    pub agent: String,
+    /// The account.
+    pub account: String,
+    /// `file`, `env`, `cmd`, or `invalid`.
+    pub scheme: &'static str,
+    /// The reference as written (`~` expanded), or [`shown`]'s form of a
+    /// malformed one.
+    pub reference: String,
+    /// The configured method, if any.
+    pub method: Option<Method>,
+    /// Why the reference is unusable, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Every reference in `config`, sorted by agent and account; only `agent`'s
+/// when given.
+pub fn list(config: &Config, agent: Option<&str>, home: &Path) -> Vec<Listed> {
+    let mut out = Vec::new();
+    for (name, accounts) in &config.accounts {
+        if agent.is_some_and(|a| a != name) {
+            continue;
+        }
+        for (account, a) in accounts {
+            let Some(text) = &a.secret_ref else {
+                continue;
+            };
+            let (scheme, reference, problem) = match Reference::parse(text, home) {
+                Ok(r) => (r.kind(), r.to_string(), None),
+                Err(e) => ("invalid", shown(text), Some(e.to_string())),
+            };
+            out.push(Listed {
+                agent: name.clone(),
+                account: account.clone(),
+                scheme,
+                reference,
+                method: a.method,
+                problem,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.agent, &a.account).cmp(&(&b.agent, &b.account)));
+    out
 }
 
 // ---------------------------------------------------------------- cache
@@ -971,6 +1208,28 @@ mod tests {
                 .is_symlink()
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn remove_takes_the_reference_out_and_keeps_the_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let id = CredentialId::new("claude", "work").unwrap();
+        assert!(!remove_from_config(&path, &id).unwrap(), "no file");
+        std::fs::write(
+            &path,
+            "[status]\nexpiring_days = 7 # a week\n\n# my key, from pass\n[accounts.claude.work]\nsecret_ref = \"cmd:pass show a\"\ncache_seconds = 0\n",
+        )
+        .unwrap();
+        let other = CredentialId::new("claude", "default").unwrap();
+        assert!(!remove_from_config(&path, &other).unwrap(), "not that one");
+        assert!(remove_from_config(&path, &id).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "[status]\nexpiring_days = 7 # a week\n\n# my key, from pass\n"
+        );
+        assert!(!remove_from_config(&path, &id).unwrap(), "gone");
     }
 
     #[test]

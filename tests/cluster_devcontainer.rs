@@ -344,6 +344,8 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     let token = format!("sk-ant-oat01-{CANARY}-dcproxy-{}", "0123456789".repeat(6));
     let mut ctx = common::tmpfs_context("docker", "dcproxy");
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    // for the Codex session below (read by the proxy when it starts)
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
     let ws = ctx.root.path().join("ws");
     std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
     let config = ws.join(".devcontainer/devcontainer.json");
@@ -451,9 +453,10 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         airlock::proxy::registry::load(&layout).unwrap().is_empty()
     });
 
-    // A login session stays on the host: the next start (its
-    // initializeCommand) registers it with the watcher, the proxy sends its
-    // access token, and it is handed back once the container is gone.
+    // Login sessions (Claude's, and Codex's ChatGPT one over TLS to the
+    // proxy) stay on the host: the next start (its initializeCommand)
+    // registers them with the watcher, the proxy sends their access
+    // tokens, and they are handed back once the container is gone.
     let access = format!("sk-ant-oat01-{CANARY}-dcproxy-access");
     let session = serde_json::json!({"claudeAiOauth": {
         "accessToken": access,
@@ -463,10 +466,28 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         "subscriptionType": "max",
     }});
     common::store_session(&ctx, "claude", &session.to_string());
+    let codex_access = format!("{CANARY}-dcproxy-codexaccess");
+    common::store_session(
+        &ctx,
+        "codex",
+        &common::codex_session(&codex_access, "acc-dc"),
+    );
+    common::ok(
+        &ctx.cmd()
+            .args(["devcontainer", "--rotation", "proxy", "--agent", "claude"])
+            .args(["--agent", "codex", "--write", "--workspace"])
+            .arg(&ws)
+            .output()
+            .unwrap(),
+    );
     let before = mock.seen().len();
     let up = dc_cli(&cli, &ctx, &ws, &["up"]);
     let id = container_id(&up);
-    let answer = dc_cli(&cli, &ctx, &ws, &["exec", "claude", "-p", "hi"]);
+    let script = format!(
+        "claude -p hi; cd /tmp; echo \"codex: $({})\"",
+        common::CODEX_EXEC
+    );
+    let answer = dc_cli(&cli, &ctx, &ws, &["exec", "sh", "-c", &script]);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
@@ -486,7 +507,24 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&answer.stderr)
     );
-    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(regs.len(), 2, "{regs:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&answer.stderr)
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "authorization",
+        &format!("Bearer {codex_access}"),
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "chatgpt-account-id",
+        "acc-dc",
+    );
     let sent: Vec<_> = mock.seen()[before..]
         .iter()
         .filter(|r| r.path.starts_with("/v1/messages"))

@@ -162,6 +162,31 @@ fn rotating_sessions_and_bad_input_are_refused() {
     );
     assert!(out.stdout.is_empty());
     assert!(!err.contains(CANARY));
+    // a Codex ChatGPT session through the proxy needs TLS, which the proxy's
+    // certificate cannot give a cluster DNS name
+    common::store_session(&ctx, "codex", &common::codex_session("k8s-access", "acc-1"));
+    let out = ctx
+        .cmd()
+        .args([
+            "k8s",
+            "--agent",
+            "codex",
+            "--image",
+            "img:1",
+            "--rotation",
+            "proxy",
+        ])
+        .args(["--proxy-url", "http://proxy.tools.svc:8787"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("TLS") && err.contains("api-key"), "{err}");
+    assert!(out.stdout.is_empty());
+    let grants = airlock::proxy::registry::Layout {
+        dir: ctx.state_dir.join("proxy"),
+    };
+    assert!(airlock::proxy::registry::load(&grants).unwrap().is_empty());
     let ctx = token_ctx();
     for args in [
         &["--name", "Bad_Name"][..],
@@ -810,6 +835,8 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     let token = format!("sk-ant-oat01-{CANARY}-k8sproxy-{}", "0123456789".repeat(6));
     let mut ctx = common::tmpfs_context("docker", "k8sproxy");
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    // for the Codex session below (read by the proxy when it starts)
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
     let image = common::user_image();
     for (extra, says) in [
         (&["--rotation", "proxy"][..], "needs --proxy-url"),
@@ -902,9 +929,10 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].sandbox, "k8s-default-dev");
 
-    // a login session stays on this host: the Pod holds a placeholder
-    // session, the proxy sends the session's access token, and the watcher
-    // keeps it fresh until the grant is gone (expired and dropped)
+    // login sessions (Claude's, Codex's ChatGPT one) stay on this host:
+    // the Pod holds placeholder sessions, the proxy sends the sessions'
+    // access tokens, and the watcher keeps them fresh until the grant is
+    // gone (expired and dropped)
     let access = format!("sk-ant-oat01-{CANARY}-k8saccess");
     let refresh = format!("sk-ant-ort01-{CANARY}-k8srefresh");
     let session = serde_json::json!({"claudeAiOauth": {
@@ -915,11 +943,21 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         "subscriptionType": "max",
     }});
     common::store_session(&ctx, "claude", &session.to_string());
+    let codex_access = format!("{CANARY}-k8scodexaccess");
+    common::store_session(
+        &ctx,
+        "codex",
+        &common::codex_session(&codex_access, "acc-k8s"),
+    );
     let mut args = args.to_vec();
     args[9] = "sess";
+    args.splice(6..6, ["--agent", "codex"]);
     // (the command names the tokens' tags, never the canary: it is in
     // `docker inspect`)
-    let check = "grep -rls -e k8saccess -e k8srefresh /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi".to_owned();
+    let check = format!(
+        "grep -rls -e k8saccess -e k8srefresh -e k8scodex /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi; cd /tmp; echo \"codex: $({})\"",
+        common::CODEX_EXEC
+    );
     let last = args.len() - 1;
     args[last] = &check;
     let before = mock.seen().len();
@@ -946,41 +984,71 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
             .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str())),
         "{sent:?}"
     );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
+        "{stdout}\n{stderr}\naudit: {}",
+        std::fs::read_to_string(layout.audit()).unwrap_or_default(),
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "authorization",
+        &format!("Bearer {codex_access}"),
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "chatgpt-account-id",
+        "acc-k8s",
+    );
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
     };
-    let regs = airlock::sync::list_sandboxes(&sync).unwrap();
-    assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
-    let first = regs[0].sandbox.clone();
-    assert!(
-        first.starts_with("k8s-default-sess-") && first.ends_with("-claude"),
-        "{first}"
+    let names = || -> Vec<String> {
+        airlock::sync::list_sandboxes(&sync)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.sandbox)
+            .collect()
+    };
+    let first = names();
+    assert_eq!(
+        first.len(),
+        2,
+        "the watcher refreshes both sessions: {first:?}"
     );
+    for (n, agent) in first.iter().zip(["claude", "codex"]) {
+        assert!(
+            n.starts_with("k8s-default-sess-") && n.ends_with(&format!("-{agent}")),
+            "{first:?}"
+        );
+    }
     // rendered again: the new grant's hold takes over, the old one hands
-    // its registration back (one registration, never none)
+    // its registrations back (the sessions are never let go)
     k8s(&ctx, &args);
     common::wait_until(
         "the replaced grant's hold hands back",
         std::time::Duration::from_secs(20),
         || {
-            let regs = airlock::sync::list_sandboxes(&sync).unwrap();
-            assert!(!regs.is_empty(), "the session was let go");
-            regs.len() == 1 && regs[0].sandbox != first
+            let now = names();
+            assert!(now.len() >= 2, "a session was let go: {now:?}");
+            now.len() == 2 && now.iter().all(|n| !first.contains(n))
         },
     );
-    // expired over an hour ago: the hold hands the session back, the proxy
-    // drops the grant
+    // expired over an hour ago: the hold hands the sessions back, the proxy
+    // drops the grants
     let now = jiff::Timestamp::now();
     let past = now - airlock::proxy::registry::EXPIRED_KEPT - jiff::SignedDuration::from_mins(1);
     assert_eq!(
         airlock::proxy::registry::renew(&layout, "k8s-default-sess", now, past).unwrap(),
-        1
+        2,
+        "Claude's and Codex's grants"
     );
     common::wait_until(
         "the session handed back once the grant is gone",
         std::time::Duration::from_secs(20),
-        || airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
+        || names().is_empty(),
     );
     common::wait_until(
         "the proxy dropped the stale grant",

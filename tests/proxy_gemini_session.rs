@@ -12,37 +12,24 @@ mod mock_upstream;
 #[path = "support/mock_oauth.rs"]
 mod mock_oauth;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 mod common;
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use airlock::proxy::placeholder;
-use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::proxy::registry::{self, Grant};
 use airlock::sync::Truth;
 use airlock::vault::Method;
 use common::{CANARY, TestContext, ok, require_real};
 use mock_oauth::{MockOAuth, Style};
 use mock_upstream::{MockUpstream, REPLY};
+use proxy_harness::{Proxy, layout, response, send, start_proxy, start_watcher};
 use serde_json::{Value, json};
-
-/// A child process killed when the test ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn layout(ctx: &TestContext) -> Layout {
-    Layout {
-        dir: ctx.state_dir.join("proxy"),
-    }
-}
 
 /// Points `ctx`'s proxy at the mock (Code Assist) and its watcher at the
 /// mock token server.
@@ -54,27 +41,6 @@ fn behind_mocks(ctx: &mut TestContext, mock: &MockUpstream, oauth: &MockOAuth) {
     ctx.set_env("AIRLOCK_GEMINI_TOKEN_URL", &oauth.url());
 }
 
-fn spawn(ctx: &TestContext, args: &[&str], log: &str) -> Proc {
-    let log = std::fs::File::create(ctx.root.path().join(log)).unwrap();
-    Proc(
-        ctx.cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A Gemini login in the host's own `~/.gemini/oauth_creds.json` (with a
 /// key of its own), behind a proxy grant and held by the watcher as
 /// `airlock run --rotation proxy` does; the watcher and the proxy running.
@@ -83,7 +49,7 @@ struct Setup {
     host_file: PathBuf,
     placeholder: String,
     port: u16,
-    _procs: (Proc, Proc),
+    _procs: (Proxy, Proxy),
 }
 
 fn gemini_login_behind_the_proxy(
@@ -143,23 +109,9 @@ fn gemini_login_behind_the_proxy(
         },
     )
     .unwrap();
-    let watcher = spawn(&ctx, &["sync", "--foreground", "--stay", "-vv"], "sync.log");
-    let pid = ctx.state_dir.join("sync").join("daemon.pid");
-    wait_until("the watcher runs", || pid.exists());
-    let proxy = spawn(
-        &ctx,
-        &["proxy", "--listen", "127.0.0.1", "-vv"],
-        "proxy.log",
-    );
-    let port_file = layout(&ctx).port_file();
-    let mut port = 0;
-    wait_until("the proxy runs", || {
-        port = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        port != 0
-    });
+    let watcher = start_watcher(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
+    let port = proxy.port;
     Setup {
         ctx,
         host_file,
@@ -171,19 +123,12 @@ fn gemini_login_behind_the_proxy(
 
 /// One Code Assist call through the proxy: the whole answer.
 fn code_assist(s: &Setup, method: &str) -> String {
-    let body = r#"{"model":"gemini-2.5-flash","project":"p","request":{"contents":[]}}"#;
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        c,
-        "POST /v1internal:{method} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        s.placeholder,
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = c.read_to_string(&mut out);
-    out
+    response(send(
+        s.port,
+        "POST",
+        &format!("/v1internal:{method}"),
+        &s.placeholder,
+    ))
 }
 
 fn host_doc(s: &Setup) -> Value {
@@ -434,5 +379,72 @@ fn docker_gemini_google_login_answers_through_the_proxy() {
     for t in &secrets {
         assert!(!audit.contains(t.as_str()));
     }
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// `airlock verify --rotation proxy` with a Gemini login: offline, Gemini
+/// reports its Google login (placeholder only, nothing upstream); with
+/// `--online`, `gemini -p` is answered through the proxy with the real
+/// access token.
+#[test]
+fn docker_verify_proves_a_gemini_google_login_through_the_proxy() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let mock = MockUpstream::start();
+    let oauth = MockOAuth::start(Style::Google, 3599);
+    let mut ctx = common::tmpfs_context("docker", "verify-gemini-session");
+    behind_mocks(&mut ctx, &mock, &oauth);
+    let login = oauth.login();
+    let doc = json!({"access_token": login.access_token, "refresh_token": login.refresh_token,
+        "token_type": "Bearer", "expiry_date": login.expires_at_ms});
+    common::store_session(&ctx, "gemini", &doc.to_string());
+    let verify = |extra: &[&str]| {
+        let out = ctx
+            .cmd()
+            .args([
+                "verify", "--json", "--engine", "docker", "--agent", "gemini",
+            ])
+            .args(["--image", &common::root_image(), "--rotation", "proxy"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for t in oauth.issued_secrets() {
+            assert!(!stdout.contains(&t) && !stderr.contains(&t));
+        }
+        let v: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        (out.status.code(), v, stderr)
+    };
+    let (code, v, stderr) = verify(&[]);
+    assert_eq!(code, Some(0), "{v}\n{stderr}");
+    let g = &v["agents"][0];
+    assert_eq!(
+        (&g["state"], &g["cli_method"]),
+        (&json!("configured"), &json!("oauth-personal")),
+        "{v}"
+    );
+    assert!(
+        v["proxy_scan"]
+            .as_str()
+            .unwrap()
+            .contains("placeholders only"),
+        "{v}"
+    );
+    assert!(mock.seen().is_empty(), "offline: nothing upstream");
+    let (code, v, stderr) = verify(&["--online"]);
+    assert_eq!(code, Some(0), "{v}\n{stderr}");
+    let p = v["agents"][0]["proxy"].as_str().unwrap();
+    assert!(
+        p.starts_with("answered through the proxy") && p.contains("HTTP 200"),
+        "{v}"
+    );
+    mock.assert_carried(
+        "/v1internal:",
+        "authorization",
+        &format!("Bearer {}", login.access_token),
+    );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }

@@ -167,12 +167,17 @@ fn status_json(ctx: &TestContext) -> Value {
 }
 
 fn reference_entry<'a>(status: &'a Value, agent: &str) -> &'a Value {
+    entry(status, agent, "reference")
+}
+
+/// `agent`'s credential entry in `status --json` that is `stored_in` there.
+fn entry<'a>(status: &'a Value, agent: &str, stored_in: &str) -> &'a Value {
     status["credentials"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["agent"] == agent && c["stored_in"] == "reference")
-        .unwrap_or_else(|| panic!("no reference entry for {agent}: {status}"))
+        .find(|c| c["agent"] == agent && c["stored_in"] == stored_in)
+        .unwrap_or_else(|| panic!("no {stored_in} entry for {agent}: {status}"))
 }
 
 fn state_file(ctx: &TestContext) -> String {
@@ -534,12 +539,7 @@ fn auth_ref_and_from_command_with_pass() {
     no_canary("auth --from-command", &all);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let st = status_json(&ctx);
-    let stored = st["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["agent"] == "codex" && c["stored_in"] == "vault")
-        .unwrap_or_else(|| panic!("{st}"));
+    let stored = entry(&st, "codex", "vault");
     assert_eq!(stored["method"], "api-key");
     assert_eq!(stored["source"], "cmd:pass show openai");
 
@@ -562,12 +562,7 @@ fn auth_ref_and_from_command_with_pass() {
         "{all}"
     );
     let st = status_json(&ctx);
-    let shadowed = st["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["agent"] == "claude" && c["stored_in"] == "vault")
-        .unwrap_or_else(|| panic!("{st}"));
+    let shadowed = entry(&st, "claude", "vault");
     assert_eq!(
         shadowed["delivery"],
         "nothing: the secret reference cmd:pass show anthropic of claude:work comes first",
@@ -601,4 +596,174 @@ fn auth_ref_and_from_command_with_pass() {
     );
     let after = std::fs::read_to_string(ctx.config_dir.join("config.toml")).unwrap();
     assert_eq!(before, after);
+}
+
+/// `airlock accounts` lists the references in config.toml next to the
+/// stored credentials (kind `reference`, scheme, text; a malformed one in a
+/// safe form); `airlock remove` takes a reference out of config.toml,
+/// keeping the rest of the file, its comments and its mode, and refuses to
+/// rewrite a symbolic link.
+#[test]
+fn accounts_lists_and_remove_removes_references() {
+    let ctx = TestContext::new();
+    let tok = ctx.root.path().join("tok");
+    std::fs::write(&tok, format!("sk-ant-oat01-{CANARY}-{}", "x".repeat(60))).unwrap();
+    let out = ctx
+        .cmd()
+        .args(["auth", "claude", "--method", "token", "--from-file"])
+        .arg(&tok)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let secret_in_ref = format!("cmd:printf sk-ant-oat01-{CANARY}{}", "y".repeat(40));
+    config(
+        &ctx,
+        &format!(
+            r#"# references, reviewed in my dotfiles
+[accounts.claude.work]
+# from pass
+secret_ref = "cmd:pass show anthropic"
+method = "token"
+
+[accounts.claude.bad]
+secret_ref = "{secret_in_ref}"
+
+[accounts.codex.default]
+secret_ref = "file:/run/agenix/openai"   # agenix
+timeout_seconds = 5
+
+[accounts.gemini.ci]
+secret_ref = "env:GEMINI_KEY"
+"#
+        ),
+    );
+    let cfg = ctx.config_dir.join("config.toml");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let out = ctx.cmd().args(["accounts", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    no_canary("accounts --json", &text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = common::account_ids(&out.stdout);
+    let rows: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(ids)
+        .map(|(r, id)| {
+            (
+                id,
+                r["kind"].as_str().unwrap().to_owned(),
+                r["reference"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let row = |id: &str, kind: &str, reference: &str| (id.into(), kind.into(), reference.into());
+    assert_eq!(
+        rows,
+        vec![
+            row(
+                "claude:bad",
+                "reference",
+                "(not shown: it holds something that looks like a credential)"
+            ),
+            row("claude:default", "stored", ""),
+            row("claude:work", "reference", "cmd:pass show anthropic"),
+            row("codex:default", "reference", "file:/run/agenix/openai"),
+            row("gemini:ci", "reference", "env:GEMINI_KEY"),
+        ]
+    );
+    let work = &v[2];
+    assert_eq!(work["scheme"], "cmd", "{work}");
+    assert_eq!(work["method"], "setup-token", "{work}");
+    assert_eq!(v[0]["scheme"], "invalid", "{}", v[0]);
+    assert!(v[0]["problem"].as_str().is_some(), "{}", v[0]);
+
+    let out = ctx
+        .cmd()
+        .args(["accounts", "codex", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let out = ctx.cmd().arg("accounts").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = text(&out);
+    no_canary("accounts", &table);
+    assert!(table.contains("ref cmd:pass show anthropic"), "{table}");
+    assert!(table.contains("ref env:GEMINI_KEY"), "{table}");
+
+    // remove: the codex section goes, everything else stays as written
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    let out = ctx.cmd().args(["remove", "codex"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("removed the secret reference of codex"),
+        "{}",
+        text(&out)
+    );
+    let after = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        !after.contains("codex") && !after.contains("agenix"),
+        "{after}"
+    );
+    let expected = before.replace(
+        "[accounts.codex.default]\nsecret_ref = \"file:/run/agenix/openai\"   # agenix\ntimeout_seconds = 5\n\n",
+        "",
+    );
+    assert_eq!(after, expected, "only the codex section is gone");
+    let mode = std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the file's mode is kept");
+
+    // a reference next to a stored credential of another account: only the reference goes
+    let out = ctx
+        .cmd()
+        .args(["remove", "claude", "--account", "work"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = std::fs::read_to_string(&cfg).unwrap();
+    assert!(!after.contains("pass show"), "{after}");
+    assert!(
+        after.starts_with("# references, reviewed in my dotfiles\n"),
+        "{after}"
+    );
+    let out = ctx.cmd().args(["accounts", "--json"]).output().unwrap();
+    assert_eq!(
+        common::account_ids(&out.stdout),
+        ["claude:bad", "claude:default", "gemini:ci"]
+    );
+
+    // nothing there: exit 6, the file untouched
+    let out = ctx
+        .cmd()
+        .args(["remove", "gemini", "--account", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), after);
+
+    // a stored credential: the vault record goes, the config stays
+    let out = ctx.cmd().args(["remove", "claude"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), after);
+
+    // a symbolic link (home-manager): not rewritten, exit 2
+    let real = ctx.root.path().join("managed.toml");
+    std::fs::rename(&cfg, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &cfg).unwrap();
+    let out = ctx
+        .cmd()
+        .args(["remove", "gemini", "--account", "ci"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+    assert!(
+        std::fs::symlink_metadata(&cfg)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), after);
 }

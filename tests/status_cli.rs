@@ -380,20 +380,10 @@ fn lifecycle_with_the_file_vault() {
     let out = run(&ctx, &["accounts", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     no_leak(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<String> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{}:{}",
-                r["agent"].as_str().unwrap(),
-                r["account"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(ids, ["claude:work", "codex:default"]);
+    assert_eq!(
+        common::account_ids(&out.stdout),
+        ["claude:work", "codex:default"]
+    );
 
     let out = run(&ctx, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

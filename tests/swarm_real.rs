@@ -565,6 +565,8 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     );
     let mut ctx = common::tmpfs_context("docker", "swarmproxy");
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
+    // for the Codex session below (read by the proxy when it starts)
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
     let out = ctx
         .cmd()
         .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
@@ -671,9 +673,10 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     );
     drop(cleanup);
 
-    // a login session stays on this host: the task holds a placeholder
-    // session, the proxy sends the session's access token, the watcher
-    // keeps it fresh while the service exists, and hands it back after
+    // login sessions (Claude's, Codex's ChatGPT one, over TLS to the
+    // proxy) stay on this host: the task holds placeholder sessions, the
+    // proxy sends the sessions' access tokens, the watcher keeps them fresh
+    // while the service exists, and hands them back after
     let access = format!("sk-ant-oat01-{CANARY}{tag}-access");
     let session = serde_json::json!({"claudeAiOauth": {
         "accessToken": access,
@@ -683,6 +686,12 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         "subscriptionType": "max",
     }});
     common::store_session(&ctx, "claude", &session.to_string());
+    let codex_access = format!("{CANARY}{tag}-codexaccess");
+    common::store_session(
+        &ctx,
+        "codex",
+        &common::codex_session(&codex_access, "acc-swarm"),
+    );
     // a name of its own: the first service's tasks may still be stopping
     let service2 = format!("{service}-s");
     let cleanup = Cleanup {
@@ -691,7 +700,15 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     };
     let out = ctx
         .cmd()
-        .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
+        .args([
+            "swarm",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--agent",
+            "codex",
+        ])
         .args(["--", "-d", "--no-resolve-image", "--name", &service2])
         .args(["--init", "--stop-grace-period", "2s"])
         .args([&user_image(), "sleep", "600"])
@@ -704,24 +721,43 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         runtime: ctx.runtime_dir.join("sync"),
     };
     let regs = airlock::sync::list_sandboxes(&sync).unwrap();
-    assert_eq!(regs.len(), 1, "the watcher refreshes the session: {regs:?}");
+    assert_eq!(
+        regs.len(),
+        2,
+        "the watcher refreshes the sessions: {regs:?}"
+    );
     assert!(regs[0].sandbox.starts_with("swarm-") && regs[0].sandbox.ends_with("-claude"));
+    assert!(regs[1].sandbox.ends_with("-codex"), "{regs:?}");
     wait_until("a running task", Duration::from_secs(60), || {
         ids = tasks(&service2);
         ids.len() == 1
     });
     let before = mock.seen().len();
-    let out = docker(&[
-        "exec",
-        &ids[0],
-        "sh",
-        "-c",
-        ". /run/airlock/env; claude -p hi",
-    ]);
+    let script = format!(
+        ". /run/airlock/env; claude -p hi; cd /tmp; echo \"codex: $({})\"",
+        common::CODEX_EXEC
+    );
+    let out = docker(&["exec", &ids[0], "sh", "-c", &script]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
+        "{stdout}\n{stderr}"
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "authorization",
+        &format!("Bearer {codex_access}"),
+    );
+    mock.assert_carried(
+        "/backend-api/codex/responses",
+        "chatgpt-account-id",
+        "acc-swarm",
+    );
     let sent: Vec<_> = mock.seen()[before..]
         .iter()
         .filter(|r| r.path.starts_with("/v1/messages"))

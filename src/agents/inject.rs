@@ -24,7 +24,8 @@ use crate::vault::{Method, Record};
 /// How a rotating login session (Claude `.credentials.json`, Codex ChatGPT
 /// `auth.json`) reaches a sandbox. Refresh tokens of those agents are
 /// single-use: two copies that both refresh break each other and the host's
-/// login. Gemini sessions do not rotate and are always copied whole.
+/// login. Gemini sessions do not rotate and are copied whole (in every mode
+/// but [`Rotation::Proxy`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]

@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::Ctx;
 
 /// List the stored credentials (agent, account, method, dates), never
-/// their values.
+/// their values, and the secret references in config.toml (where the
+/// value is: `cmd:pass show anthropic`, `file:…`, `env:…`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this agent's accounts.
@@ -24,6 +25,8 @@ pub struct Args {
 struct Row<'a> {
     agent: &'a str,
     account: &'a str,
+    /// `stored` (in the vault); references are `reference` ([`RefRow`]).
+    kind: &'static str,
     method: airlock::vault::Method,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -31,6 +34,17 @@ struct Row<'a> {
     source: &'a str,
     label: Option<&'a str>,
     settings: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// Agent, account, then stored before referenced.
+type SortKey<'a> = (&'a str, &'a str, u8);
+
+/// A secret reference in `airlock accounts --json`.
+#[derive(Serialize)]
+struct RefRow<'a> {
+    kind: &'static str,
+    #[serde(flatten)]
+    listed: &'a airlock::secretref::Listed,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
@@ -48,6 +62,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         .map(|r| Row {
             agent: &r.id.agent,
             account: &r.id.account,
+            kind: "stored",
             method: r.method,
             created_at: r.meta.created_at,
             updated_at: r.meta.updated_at,
@@ -57,14 +72,32 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             settings: &r.meta.settings,
         })
         .collect();
+    let refs = airlock::secretref::list(&ctx.config, a.agent.as_deref(), &ctx.paths.home);
     if a.json {
+        let value = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| airlock::Error::Other(e.to_string()))
+        };
+        let mut all = Vec::new();
+        for r in &rows {
+            all.push(((r.agent, r.account, 0), value(serde_json::to_value(r))?));
+        }
+        for r in &refs {
+            let row = RefRow {
+                kind: "reference",
+                listed: r,
+            };
+            let key = (r.agent.as_str(), r.account.as_str(), 1);
+            all.push((key, value(serde_json::to_value(&row))?));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let all: Vec<_> = all.into_iter().map(|(_, v)| v).collect();
         super::status::emit(
-            &serde_json::to_string_pretty(&rows)
+            &serde_json::to_string_pretty(&all)
                 .map_err(|e| airlock::Error::Other(e.to_string()))?,
         );
         return Ok(());
     }
-    if rows.is_empty() {
+    if rows.is_empty() && refs.is_empty() {
         anstream::eprintln!(
             "airlock: no credentials stored; store one with `airlock auth <agent>`"
         );
@@ -75,16 +108,40 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     t.set_header([
         "AGENT", "ACCOUNT", "METHOD", "CREATED", "EXPIRES", "SOURCE", "LABEL",
     ]);
+    let mut lines: Vec<(SortKey<'_>, [String; 7])> = Vec::new();
     for r in &rows {
-        t.add_row([
-            r.agent.to_owned(),
-            r.account.to_owned(),
-            r.method.to_string(),
-            status::date(r.created_at),
-            r.expires_at.map(status::date).unwrap_or_else(|| "-".into()),
-            r.source.to_owned(),
-            r.label.unwrap_or("").to_owned(),
-        ]);
+        lines.push((
+            (r.agent, r.account, 0),
+            [
+                r.agent.to_owned(),
+                r.account.to_owned(),
+                r.method.to_string(),
+                status::date(r.created_at),
+                r.expires_at.map(status::date).unwrap_or_else(|| "-".into()),
+                r.source.to_owned(),
+                r.label.unwrap_or("").to_owned(),
+            ],
+        ));
+    }
+    for r in &refs {
+        lines.push((
+            (&r.agent, &r.account, 1),
+            [
+                r.agent.clone(),
+                r.account.clone(),
+                r.method.map_or("-".into(), |m| m.to_string()),
+                "-".into(),
+                "-".into(),
+                format!("ref {}", r.reference),
+                r.problem
+                    .as_ref()
+                    .map_or(String::new(), |_| "(unusable: see airlock status)".into()),
+            ],
+        ));
+    }
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, l) in lines {
+        t.add_row(l);
     }
     super::status::emit(&t.trim_fmt());
     Ok(())

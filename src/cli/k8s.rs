@@ -191,6 +191,23 @@ pub(crate) fn refuse_rotating(plan: &SandboxPlan, target: &str) -> Result<()> {
     Ok(())
 }
 
+/// A Codex ChatGPT session needs TLS to the proxy (Codex refuses an
+/// `http://` ChatGPT backend); over `http://` that needs the proxy's own
+/// certificate, which covers only the names and private addresses its CA
+/// may sign for.
+fn refuse_codex_session_without_tls(plan: &SandboxPlan, url: &str) -> Result<()> {
+    let codex_session = plan
+        .proxy
+        .iter()
+        .any(|g| g.agent == "codex" && g.method == Method::Session);
+    if codex_session && url.starts_with("http://") && !k8s::proxy_tls_possible(url) {
+        return Err(Error::Usage(format!(
+            "codex: a ChatGPT session talks TLS to the proxy, and the proxy's certificate cannot name the host of --proxy-url {url}: give the address the proxy listens on (a private or VPN address: `airlock proxy --listen ADDR`, docs/proxy.md), an https:// URL of a TLS front the pods trust, or an API key for Codex (`airlock auth codex --method api-key --stdin`)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if let Some(Action::Renew(r)) = a.action {
         return renew(ctx, r);
@@ -238,11 +255,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     let ttl_text = a.grant_ttl.as_deref().unwrap_or(k8s::DEFAULT_GRANT_TTL);
     let ttl = k8s::parse_grant_ttl(ttl_text)?;
+    let proxy_layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+    if let Some(u) = &sargs.proxy_url
+        && k8s::proxy_tls_possible(u)
+    {
+        // Codex's ChatGPT backend must be https://: the pods then talk TLS
+        // to the proxy (same port), trusting its CA's certificates
+        airlock::proxy::attach::offer_ca(&proxy_layout);
+    }
     let (plan, vault) = sargs.resolve(ctx, SyncUse::Refused)?;
-    if sargs.proxy_url.is_none() {
+    match &sargs.proxy_url {
         // behind the proxy a session stays on this host: the pods share a
         // placeholder, and the watcher alone refreshes
-        refuse_rotating(&plan, "pods")?;
+        None => refuse_rotating(&plan, "pods")?,
+        Some(u) => refuse_codex_session_without_tls(&plan, u)?,
     }
     let namespace = a
         .namespace
@@ -251,7 +277,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         // one grant per pod or workload, replaced when run again (its
         // Secret then holds the new placeholder)
         let id = k8s::sandbox_id(namespace.as_deref(), &a.name, a.patch.as_deref());
-        let layout = airlock::proxy::registry::Layout::new(&ctx.paths);
+        let layout = proxy_layout;
         let until = jiff::Timestamp::now()
             .checked_add(ttl)
             .map_err(|e| Error::Usage(format!("--grant-ttl {ttl_text}: {e}")))?;

@@ -146,6 +146,25 @@ pub fn check_proxy_url(url: &str) -> Result<String> {
     Ok(u.to_owned())
 }
 
+/// Proxy mode: whether the pods may talk TLS to the proxy at `url` (an
+/// `http://` `--proxy-url`) with the proxy's own certificate, which Codex
+/// needs for a ChatGPT session: its host must be a name or an address the
+/// proxy's CA may sign for (`host.docker.internal`, a private or VPN
+/// address the proxy listens on; docs/proxy.md).
+pub fn proxy_tls_possible(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => crate::proxy::ca::permitted(ip),
+        Err(_) => crate::proxy::ca::PERMITTED_DNS.contains(&host),
+    }
+}
+
 /// Proxy mode: how long a pods' grant lives unless `--grant-ttl` says
 /// otherwise. The proxy cannot see pods, so a grant ends by its expiry
 /// (`airlock k8s renew` or rendering again extends it).
@@ -596,6 +615,26 @@ impl Manifests {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_to_the_proxy_needs_a_name_its_ca_signs() {
+        for ok in [
+            "http://10.8.0.1:8787",
+            "http://host.docker.internal:41000",
+            "http://100.100.1.2:80",
+            "http://[fd00::1]:8787",
+        ] {
+            assert!(proxy_tls_possible(ok), "{ok}");
+        }
+        for no in [
+            "http://proxy.tools.svc:8787",
+            "http://203.0.113.7:8787",
+            "https://10.8.0.1:8787",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(!proxy_tls_possible(no), "{no}");
+        }
+    }
+
     #[test]
     fn grant_ttls_are_checked() {
         assert_eq!(parse_grant_ttl("90m").unwrap().as_secs(), 5400);

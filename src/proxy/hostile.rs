@@ -84,6 +84,23 @@ pub(super) fn another_grant<S>(
     })
 }
 
+/// Overrides [`HEADER_TIMEOUT`] (milliseconds; for tests).
+pub const HEADER_TIMEOUT_ENV: &str = "AIRLOCK_PROXY_HEADER_TIMEOUT_MS";
+
+/// How long a sandbox's connection may take to send a request's head, and
+/// stay idle between requests: a slow or silent client (slowloris) is
+/// closed after it instead of holding its connection for ever.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`HEADER_TIMEOUT`], or the environment's override.
+pub(super) fn header_timeout() -> std::time::Duration {
+    std::env::var(HEADER_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(HEADER_TIMEOUT, std::time::Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,12 +31,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const AGENTS: [&str; 5] = ["claude", "codex", "gemini", "other", "none"];
 
 /// Why the proxy refused a request (the `reason` label).
-const REASONS: [&str; 9] = [
+const REASONS: [&str; 10] = [
     "unknown_placeholder",
     "revoked",
     "expired",
     "forbidden_host",
     "response_guard",
+    "hostile",
     "upstream_error",
     "credential_unavailable",
     "upgrade",
@@ -111,17 +112,21 @@ impl Metrics {
     /// Counts one request as the audit log records it.
     pub fn record(&self, e: &Entry) {
         let a = agent_index(e.agent.as_deref());
-        match &e.refused {
+        let answered = match &e.refused {
             Some(why) => {
-                self.refused[a][reason_index(why)].fetch_add(1, Ordering::Relaxed);
+                let r = reason_index(why);
+                self.refused[a][r].fetch_add(1, Ordering::Relaxed);
+                // the API answered, but the guard kept the answer back
+                REASONS[r] == "response_guard"
             }
             None => {
                 let class = usize::from(e.status / 100).clamp(1, 5) - 1;
                 self.forwarded[a][class].fetch_add(1, Ordering::Relaxed);
+                true
             }
-        }
-        if e.upstream.is_some() && e.refused.as_deref() != Some("upstream unreachable") {
-            // it reached the upstream: its time counts
+        };
+        if answered {
+            // it reached the API: its time counts
             let b = BUCKETS_MS
                 .iter()
                 .position(|&b| e.latency_ms <= b)
@@ -360,7 +365,10 @@ fn reason_index(why: &str) -> usize {
     let r = match why {
         "unknown placeholder" => "unknown_placeholder",
         "revoked" => "revoked",
+        "expired" => "expired",
         "no upstream" => "forbidden_host",
+        "two placeholders" | "method refused" => "hostile",
+        "response encoded" => "response_guard",
         "upstream unreachable" => "upstream_error",
         "upgrade refused" => "upgrade",
         "credential unavailable" | "credential unusable" => "credential_unavailable",
@@ -656,14 +664,49 @@ mod tests {
             "airlock_proxy_grants{state=\"live\"} 2",
             "airlock_proxy_bytes_up_total{agent=\"claude\"} 10",
             "airlock_proxy_bytes_down_total{agent=\"claude\"} 20",
-            "airlock_proxy_request_duration_seconds_bucket{le=\"0.002\"} 0",
-            "airlock_proxy_request_duration_seconds_bucket{le=\"0.005\"} 1",
-            "airlock_proxy_request_duration_seconds_bucket{le=\"+Inf\"} 1",
+            // the forwarded ones and the one the guard cut; not the refused
+            "airlock_proxy_request_duration_seconds_bucket{le=\"0.002\"} 2",
+            "airlock_proxy_request_duration_seconds_bucket{le=\"0.005\"} 3",
+            "airlock_proxy_request_duration_seconds_bucket{le=\"+Inf\"} 3",
             "airlock_proxy_request_duration_seconds_sum 0.003",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("looks-secret"));
+    }
+
+    /// Every refusal server.rs audits has a reason of its own (a new
+    /// refusal there shows up here, not silently as `other`).
+    #[test]
+    fn every_refusal_of_the_server_has_a_reason() {
+        let src = include_str!("server.rs");
+        let mut found = Vec::new();
+        for (i, _) in src.match_indices(".refuse(") {
+            // the why is the first string literal after the call
+            let rest = &src[i..];
+            // up to its response: a call passing a variable has none
+            let rest = &rest[..rest.find("error_response").unwrap_or(0)];
+            let Some(q) = rest.find('"') else { continue };
+            let lit = &rest[q + 1..];
+            let why = &lit[..lit.find('"').unwrap_or(0)];
+            found.push(why.to_owned());
+        }
+        for w in [
+            "unknown placeholder",
+            "revoked",
+            "expired",
+            "upstream unreachable",
+        ] {
+            assert!(found.iter().any(|f| f == w), "{w} not found in {found:?}");
+        }
+        let generic = ["bad path", "body unreadable"];
+        for why in &found {
+            let r = REASONS[reason_index(why)];
+            assert!(
+                r != "other" || generic.contains(&why.as_str()),
+                "the refusal {why:?} has no reason label: add it to reason_index"
+            );
+        }
     }
 
     #[test]

@@ -702,6 +702,7 @@ async fn handle(
                     ),
                 ));
             }
+            let scan = Scan::new(real_bytes.as_slice());
             if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
@@ -732,7 +733,7 @@ async fn handle(
                 up,
                 cut: cut.clone(),
             };
-            let guarded = Guarded::new(body, real_bytes, cut);
+            let guarded = Guarded::with_scan(body, real_bytes, scan, cut);
             let body = Counted::new(guarded, Arc::new(AtomicU64::new(0)), Some(done)).boxed();
             Ok(resp.map(|()| body))
         }
@@ -969,9 +970,40 @@ where
     }
 }
 
-/// True when `hay` holds `secret` (an empty secret is never looked for).
-fn carries(hay: &[u8], secret: &[u8]) -> bool {
-    !secret.is_empty() && memchr::memmem::find(hay, secret).is_some()
+/// A search for one credential, set up once per response and used on each
+/// header value and body frame (setting up `memchr::memmem`'s searcher
+/// costs more than searching a frame). It keeps no copy of the credential:
+/// a rolling hash of it and, with AVX2, two of its bytes to look for; every
+/// candidate is compared with the whole credential.
+struct Scan {
+    rk: memchr::arch::all::rabinkarp::Finder,
+    #[cfg(target_arch = "x86_64")]
+    pair: Option<memchr::arch::x86_64::avx2::packedpair::Finder>,
+}
+
+impl Scan {
+    fn new(secret: &[u8]) -> Scan {
+        Scan {
+            rk: memchr::arch::all::rabinkarp::Finder::new(secret),
+            #[cfg(target_arch = "x86_64")]
+            pair: memchr::arch::x86_64::avx2::packedpair::Finder::new(secret),
+        }
+    }
+
+    /// True when `hay` holds `secret` (the one this was made for; an empty
+    /// secret is never looked for).
+    fn carries(&self, hay: &[u8], secret: &[u8]) -> bool {
+        if secret.is_empty() || hay.len() < secret.len() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.pair
+            && hay.len() >= p.min_haystack_len()
+        {
+            return p.find(hay, secret).is_some();
+        }
+        self.rk.find(hay, secret).is_some()
+    }
 }
 
 /// A response body that never delivers the real credential to the sandbox
@@ -984,20 +1016,34 @@ fn carries(hay: &[u8], secret: &[u8]) -> bool {
 struct Guarded<B> {
     inner: B,
     secret: zeroize::Zeroizing<Vec<u8>>,
+    scan: Scan,
     held: zeroize::Zeroizing<Vec<u8>>,
     ended: bool,
     cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<B> Guarded<B> {
+    #[cfg(test)]
     fn new(
         inner: B,
         secret: zeroize::Zeroizing<Vec<u8>>,
         cut: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
+        let scan = Scan::new(&secret);
+        Guarded::with_scan(inner, secret, scan, cut)
+    }
+
+    /// The same, with the search already set up for `secret`.
+    fn with_scan(
+        inner: B,
+        secret: zeroize::Zeroizing<Vec<u8>>,
+        scan: Scan,
+        cut: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         Guarded {
             inner,
             secret,
+            scan,
             held: zeroize::Zeroizing::new(Vec::new()),
             ended: false,
             cut,
@@ -1009,7 +1055,7 @@ impl<B> Guarded<B> {
     fn pass(&mut self, data: Bytes) -> Option<Bytes> {
         if self.held.is_empty() {
             // the common case: the frame itself, no copy
-            if carries(&data, &self.secret) {
+            if self.scan.carries(&data, &self.secret) {
                 return None;
             }
             let keep = held_tail(&data, &self.secret);
@@ -1018,7 +1064,7 @@ impl<B> Guarded<B> {
         }
         let mut buf = zeroize::Zeroizing::new(std::mem::take(&mut *self.held));
         buf.extend_from_slice(&data);
-        if carries(&buf, &self.secret) {
+        if self.scan.carries(&buf, &self.secret) {
             return None;
         }
         let keep = held_tail(&buf, &self.secret);
@@ -1031,10 +1077,16 @@ impl<B> Guarded<B> {
 /// `secret`: bytes that, with what comes next, could form the credential.
 fn held_tail(data: &[u8], secret: &[u8]) -> usize {
     let max = data.len().min(secret.len().saturating_sub(1));
-    (1..=max)
-        .rev()
-        .find(|&k| data[data.len() - k..] == secret[..k])
-        .unwrap_or(0)
+    let Some(&first) = secret.first() else {
+        return 0;
+    };
+    // only where the credential's first byte is: the earliest such start
+    // in the last `max` bytes that matches is the longest
+    let from = data.len() - max;
+    memchr::memchr_iter(first, &data[from..])
+        .map(|i| from + i)
+        .find(|&p| secret.starts_with(&data[p..]))
+        .map_or(0, |p| data.len() - p)
 }
 
 /// Why [`Guarded`] cut a response.
@@ -1194,6 +1246,39 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_finds_the_credential_wherever_memmem_does() {
+        let secret = b"sk-ant-oat01-REAL-0123456789".as_slice();
+        let scan = Scan::new(secret);
+        // short and long haystacks (below and above the vector search's
+        // minimum), the credential at the start, the middle, the end, cut
+        // short by one byte, or absent
+        for len in [0usize, 10, 27, 28, 29, 40, 64, 100, 1500, 20_000] {
+            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(28))] {
+                let mut hay = vec![b'x'; len];
+                // near misses everywhere: the credential's first bytes
+                for i in (0..len).step_by(37) {
+                    let n = (len - i).min(20);
+                    hay[i..i + n].copy_from_slice(&secret[..n]);
+                }
+                if let Some(at) = at
+                    && at + secret.len() <= len
+                {
+                    hay[at..at + secret.len()].copy_from_slice(secret);
+                }
+                for h in [&hay[..], &hay[..len.saturating_sub(1)]] {
+                    assert_eq!(
+                        scan.carries(h, secret),
+                        memchr::memmem::find(h, secret).is_some(),
+                        "length {}, at {at:?}",
+                        h.len()
+                    );
+                }
+            }
+        }
+        assert!(!Scan::new(b"").carries(b"anything", b""));
+    }
+
+    #[test]
     fn held_tail_is_the_longest_proper_prefix_at_the_end() {
         assert_eq!(held_tail(b"abcsec", b"secret"), 3);
         assert_eq!(held_tail(b"abcsecre", b"secret"), 5);
@@ -1203,6 +1288,13 @@ mod tests {
             "a whole one is found, not held"
         );
         assert_eq!(held_tail(b"xyz", b"secret"), 0);
+        assert_eq!(
+            held_tail(b"sesec", b"secret"),
+            3,
+            "the longest, not the first"
+        );
+        assert_eq!(held_tail(b"ss", b"sss"), 2);
+        assert_eq!(held_tail(b"xs", b"s"), 0, "never the whole credential");
         assert_eq!(held_tail(b"", b"secret"), 0);
     }
 }

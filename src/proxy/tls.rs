@@ -91,13 +91,25 @@ where
     B: Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // a silent or slow client is closed (slowloris, docs/proxy.md)
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(super::hostile::header_timeout());
     if let Some(tls) = tls {
         let mut first = [0u8; 1];
-        match tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)).await {
+        match tokio::time::timeout(
+            FIRST_BYTE.min(super::hostile::header_timeout()),
+            stream.peek(&mut first),
+        )
+        .await
+        {
             Ok(Ok(1)) if first[0] == HANDSHAKE => {
                 let acceptor = tls.acceptor();
-                let Ok(Ok(s)) = tokio::time::timeout(HANDSHAKE_TIME, acceptor.accept(stream)).await
+                let Ok(Ok(s)) = tokio::time::timeout(
+                    HANDSHAKE_TIME.min(super::hostile::header_timeout()),
+                    acceptor.accept(stream),
+                )
+                .await
                 else {
                     return;
                 };

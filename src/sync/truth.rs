@@ -305,10 +305,6 @@ fn vault_view(id: &CredentialId, text: &str) -> Zeroizing<Vec<u8>> {
 /// `merged` itself, or for a Gemini wrapper, the wrapper with `merged` as
 /// its `oauth_creds` and everything else kept.
 fn vault_store(id: &CredentialId, cur: &str, merged: &[u8]) -> Result<String> {
-    let text = || {
-        String::from_utf8(merged.to_vec())
-            .map_err(|_| Error::Other("merged credential is not UTF-8".into()))
-    };
     if id.agent == "gemini"
         && let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(cur)
         && m.contains_key(crate::agents::gemini::capture::WRAP_OAUTH)
@@ -318,7 +314,8 @@ fn vault_store(id: &CredentialId, cur: &str, merged: &[u8]) -> Result<String> {
         m.insert(crate::agents::gemini::capture::WRAP_OAUTH.into(), creds);
         return Ok(serde_json::Value::Object(m).to_string());
     }
-    text()
+    String::from_utf8(merged.to_vec())
+        .map_err(|_| Error::Other("merged credential is not UTF-8".into()))
 }
 
 /// The agent of a vault truth, for checks (`claude:work` → Claude).

@@ -495,3 +495,37 @@ pub fn post_to_proxy(port: u16, path: &str, bearer: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// The `agent:account` of each object in an `airlock accounts --json`
+/// output (or any JSON array of objects with `agent` and `account`).
+pub fn account_ids(json: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["agent"].as_str().unwrap(),
+                r["account"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A Codex ChatGPT session (`auth.json`) with `access` as its access token,
+/// for `account`, refreshed just now (so nothing refreshes it in the test);
+/// its refresh token is the canary and `access`, then `-refresh`.
+pub fn codex_session(access: &str, account: &str) -> String {
+    use base64::Engine as _;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        serde_json::json!({"email": "dev@example.com", "https://api.openai.com/auth":
+            {"chatgpt_plan_type": "pro", "chatgpt_account_id": account}})
+        .to_string(),
+    );
+    serde_json::json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "tokens": {
+        "id_token": format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig"),
+        "access_token": access, "refresh_token": format!("{CANARY}-{access}-refresh"),
+        "account_id": account}, "last_refresh": jiff::Timestamp::now().to_string()})
+    .to_string()
+}

@@ -101,6 +101,31 @@ pub fn start_proxy(ctx: &TestContext, extra: &[&str]) -> Proxy {
     proxy
 }
 
+/// Starts the sync watcher in the foreground (`airlock sync --foreground
+/// --stay -vv`, log in `<root>/sync.log`), the refresher the proxy asks, and
+/// waits until it runs. Killed on drop like the proxy.
+pub fn start_watcher(ctx: &TestContext) -> Proxy {
+    let log = std::fs::File::create(ctx.root.path().join("sync.log")).unwrap();
+    let child = ctx
+        .cmd()
+        .args(["sync", "--foreground", "--stay", "-vv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = ctx.state_dir.join("sync").join("daemon.pid");
+    let t = Instant::now();
+    while !pid.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the watcher did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Proxy { child, port: 0 }
+}
+
 /// A request to the proxy with `auth` as its bearer token and a small
 /// Messages API body; returns the open connection after sending.
 pub fn send(port: u16, method: &str, path: &str, auth: &str) -> TcpStream {
