@@ -27,13 +27,18 @@ pub fn layout(ctx: &TestContext) -> Layout {
 /// Grants sandbox `sandbox` the stored Claude setup-token through
 /// placeholder `ph`.
 pub fn grant_claude(ctx: &TestContext, sandbox: &str, ph: &str) {
+    grant_claude_as(ctx, sandbox, ph, Method::SetupToken);
+}
+
+/// [`grant_claude`] for the stored Claude credential of `method`.
+pub fn grant_claude_as(ctx: &TestContext, sandbox: &str, ph: &str, method: Method) {
     registry::add(
         &layout(ctx),
         &Grant {
             sandbox: sandbox.into(),
             agent: "claude".into(),
             account: "default".into(),
-            method: Method::SetupToken,
+            method,
             placeholder_sha256: placeholder::hash(ph),
             truth: Truth::Vault {
                 id: CredentialId::parse("claude").unwrap(),
