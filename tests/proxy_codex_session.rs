@@ -327,7 +327,7 @@ fn codex_session(engine: &str) -> Session {
 /// With `renewed`, the proxy's CA ends tomorrow when the proxy starts: a
 /// new one is made, the sandbox gets both CA certificates and the proxy's
 /// certificate is signed by the second (Codex reads the whole bundle).
-fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
+fn codex_session_through_the_proxy(engine: &str, image: &str, renewed: bool) {
     let Session {
         ctx,
         mock,
@@ -362,7 +362,7 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
             "--name",
             &name,
         ])
-        .arg(common::root_image())
+        .arg(image)
         .args(["sleep", "120"])
         .output()
         .unwrap();
@@ -437,14 +437,15 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
 #[test]
 fn docker_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_DOCKER") {
-        codex_session_through_the_proxy("docker", true);
+        codex_session_through_the_proxy("docker", &common::root_image(), true);
     }
 }
 
 #[test]
 fn podman_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_PODMAN") {
-        codex_session_through_the_proxy("podman", false);
+        // the unprivileged image: Codex runs as uid 1000 and reads the CA file
+        codex_session_through_the_proxy("podman", &common::user_image(), false);
     }
 }
 
