@@ -66,7 +66,12 @@ pub fn register_as(
     sandbox: &str,
     engine: &str,
 ) -> Result<usize> {
-    register_until(layout, plan, sandbox, engine, None)
+    let n = register_until(layout, plan, sandbox, engine, None)?;
+    if n > 0 {
+        // the proxy started for this sandbox may have exited (idle) since
+        super::daemon::serving(layout)?;
+    }
+    Ok(n)
 }
 
 /// [`register_as`] for grants that expire at `expires_at` (pods: the proxy

@@ -94,7 +94,8 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     // a silent or slow client is closed (slowloris, docs/proxy.md)
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(super::hostile::header_timeout());
+        .header_read_timeout(super::hostile::header_timeout())
+        .max_buf_size(64 << 10);
     if let Some(tls) = tls {
         let mut first = [0u8; 1];
         match tokio::time::timeout(
