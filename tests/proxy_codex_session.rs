@@ -389,9 +389,9 @@ fn codex_session(engine: &str) -> Session {
 /// account id; the container holds neither the access nor the refresh
 /// token nor the CA's key (env, files, `/proc`, `inspect`).
 ///
-/// With `renewed`, the proxy's CA is due for renewal when the proxy starts:
-/// the sandbox gets both CA certificates and the proxy's certificate is
-/// signed by the second (Codex reads the whole bundle).
+/// With `renewed`, the proxy's CA ends tomorrow when the proxy starts: a
+/// new one is made, the sandbox gets both CA certificates and the proxy's
+/// certificate is signed by the second (Codex reads the whole bundle).
 fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
     let Session {
         ctx,
@@ -408,7 +408,7 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
         let soon = jiff::Timestamp::now()
             .to_zoned(jiff::tz::TimeZone::UTC)
             .date()
-            .checked_add(jiff::Span::new().days(10))
+            .checked_add(jiff::Span::new().days(1))
             .unwrap();
         v["cas"][0]["not_after"] = soon.to_string().into();
         airlock::fsutil::write_atomic(&f, v.to_string().as_bytes(), 0o600).unwrap();
@@ -567,4 +567,91 @@ fn docker_verify_online_passes_a_codex_session_through_the_proxy() {
         account,
     );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// A running proxy that does not answer TLS with airlock's CA (one started
+/// by an older airlock, or whose CA was replaced) cannot serve a Codex
+/// ChatGPT session: the credential is skipped with a message saying what
+/// to do (with `--require-auth`: exit 9, nothing started); so is a CA file
+/// airlock cannot use. Nothing secret is printed.
+#[test]
+fn a_codex_session_is_refused_when_the_proxy_cannot_speak_tls() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let Session { ctx, .. } = codex_session("docker");
+    let proxy = start_proxy(&ctx);
+    let run = || {
+        ctx.cmd()
+            .args([
+                "run",
+                "--rotation",
+                "proxy",
+                "--agent",
+                "codex",
+                "--require-auth",
+                "--",
+                "--rm",
+            ])
+            .arg(common::root_image())
+            .arg("true")
+            .output()
+            .unwrap()
+    };
+    // the CA the proxy serves with is gone: the next run makes a new one,
+    // which the running proxy does not use
+    let ca = layout(&ctx).dir.join("ca");
+    std::fs::remove_dir_all(&ca).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("airlock-test-entrypoint"));
+    assert!(
+        stderr.contains("does not answer TLS with airlock's CA") && stderr.contains("stop it"),
+        "{stderr}"
+    );
+    // a CA file airlock did not write
+    std::fs::write(ca.join("ca.json"), "not json").unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(stderr.contains("is not a proxy CA file"), "{stderr}");
+    for o in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(o).contains(CANARY));
+    }
+    assert!(registry::load(&layout(&ctx)).unwrap().is_empty());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// A client that starts a TLS handshake and stalls, or connects and says
+/// nothing, is closed after the header timeout (slowloris on the TLS
+/// path), while the port keeps answering others.
+#[test]
+fn a_stalled_tls_handshake_is_closed() {
+    let mut ctx = TestContext::new();
+    ctx.set_env("AIRLOCK_PROXY_HEADER_TIMEOUT_MS", "300");
+    let proxy = start_proxy(&ctx);
+    let closed_within = |first: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(first).unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        // EOF (or a reset) once the proxy gives up; never an answer
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{:?}", &buf[..n]);
+        t.elapsed()
+    };
+    // a TLS record header announcing a ClientHello that never comes
+    let waited = closed_within(&[0x16, 0x03, 0x01, 0x02, 0x00]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let waited = closed_within(&[]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let r = plain(
+        proxy.port,
+        &request("GET", "/v1/messages", "sk-ant-oat01-airlock-nope"),
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    drop(proxy);
 }

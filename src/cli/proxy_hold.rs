@@ -86,13 +86,8 @@ pub fn serve_sessions_of_grants(
             _ => None,
         })
         .collect();
-    let tag = hashes.first().map_or("0", |h| &h[..h.len().min(8)]);
-    // registration names: 64 characters at most, with room for `-codex`
-    let named = if id.len() + tag.len() + 7 <= 64 {
-        format!("{id}-{tag}")
-    } else {
-        format!("k8s-{tag}")
-    };
+    let named =
+        airlock::cluster::k8s::session_registration(id, hashes.first().map_or("0", String::as_str));
     serve(ctx, vault, plan, id, &named, &hashes)
 }
 
