@@ -115,8 +115,11 @@ pub const HEADER_TIMEOUT_ENV: &str = "AIRLOCK_PROXY_HEADER_TIMEOUT_MS";
 
 /// How long a sandbox's connection may take to send a request's head, and
 /// stay idle between requests: a slow or silent client (slowloris) is
-/// closed after it instead of holding its connection for ever.
-pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// closed after it instead of holding its connection for ever. 75 s, as
+/// nginx's `keepalive_timeout`: longer than the idle time of most clients'
+/// connection pools, so that a client rarely reuses a connection the proxy
+/// is closing at that moment.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(75);
 
 /// [`HEADER_TIMEOUT`], or the environment's override (read once).
 pub(super) fn header_timeout() -> std::time::Duration {
