@@ -58,6 +58,46 @@ fn dc_cli(cli: &Path, ctx: &common::TestContext, ws: &Path, args: &[&str]) -> st
     c.output().unwrap()
 }
 
+/// The Dev Containers CLI when real engines are required and it is
+/// installed (in CI it must be); `None`: skip the test.
+fn real_cli() -> Option<PathBuf> {
+    if !common::require_real("AIRLOCK_TEST_DOCKER") {
+        return None;
+    }
+    let cli = devcontainer_cli();
+    if cli.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
+        );
+        eprintln!("skipping: @devcontainers/cli is not installed");
+    }
+    cli
+}
+
+/// A project folder `ws` under `ctx` whose devcontainer.json (returned)
+/// names the user test image, without a UID update (no derived image).
+fn workspace(ctx: &common::TestContext) -> (PathBuf, PathBuf) {
+    workspace_with(ctx, "")
+}
+
+/// [`workspace`] with `more` (JSONC members, each line ending in a comma)
+/// first in devcontainer.json.
+fn workspace_with(ctx: &common::TestContext, more: &str) -> (PathBuf, PathBuf) {
+    let ws = ctx.root.path().join("ws");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    let config = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(
+        &config,
+        format!(
+            "{{\n{more}  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
+            common::user_image()
+        ),
+    )
+    .unwrap();
+    (ws, config)
+}
+
 /// The container id `devcontainer up` reports.
 fn container_id(up: &std::process::Output) -> Option<String> {
     String::from_utf8_lossy(&up.stdout)
@@ -68,30 +108,15 @@ fn container_id(up: &std::process::Output) -> Option<String> {
 
 #[test]
 fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = real_cli() else {
         return;
     };
     let ctx = common::tmpfs_context("docker", "dc");
     common::claude_secret_file(&ctx, "dc");
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false,\n  \"runArgs\": [\"--network=none\"]\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    let (ws, config) = workspace_with(
+        &ctx,
+        "  // the project's own comment\n  \"runArgs\": [\"--network=none\"],\n",
+    );
     common::ok(
         &ctx.cmd()
             .args([
@@ -329,15 +354,7 @@ fn exec_helper_wraps_the_real_command() {
 /// registered before the container exists and forgotten once it is gone.
 #[test]
 fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = real_cli() else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
@@ -346,17 +363,8 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION", &mock.origin());
+    let (ws, config) = workspace(&ctx);
     let write = || {
         ctx.cmd()
             .args([
@@ -453,29 +461,35 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         airlock::proxy::registry::load(&layout).unwrap().is_empty()
     });
 
-    // Login sessions (Claude's, and Codex's ChatGPT one over TLS to the
-    // proxy) stay on the host: the next start (its initializeCommand)
+    // Login sessions (Claude's, Codex's ChatGPT one over TLS to the proxy,
+    // Gemini's Google one) stay on the host: the next start (its initializeCommand)
     // registers them with the watcher, the proxy sends their access
     // tokens, and they are handed back once the container is gone.
     let access = format!("sk-ant-oat01-{CANARY}-dcproxy-access");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": format!("sk-ant-ort01-{CANARY}-dcproxy-refresh"),
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(
+        &ctx,
+        "claude",
+        &common::claude_session(&access, &format!("sk-ant-ort01-{CANARY}-dcproxy-refresh")),
+    );
     let codex_access = format!("{CANARY}-dcproxy-codexaccess");
     common::store_session(
         &ctx,
         "codex",
         &common::codex_session(&codex_access, "acc-dc"),
     );
+    let gemini_access = format!("ya29.{CANARY}-dcproxy-geminiaccess");
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
     common::ok(
         &ctx.cmd()
             .args(["devcontainer", "--rotation", "proxy", "--agent", "claude"])
-            .args(["--agent", "codex", "--write", "--workspace"])
+            .args([
+                "--agent",
+                "codex",
+                "--agent",
+                "gemini",
+                "--write",
+                "--workspace",
+            ])
             .arg(&ws)
             .output()
             .unwrap(),
@@ -483,10 +497,7 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     let before = mock.seen().len();
     let up = dc_cli(&cli, &ctx, &ws, &["up"]);
     let id = container_id(&up);
-    let script = format!(
-        "claude -p hi; cd /tmp; echo \"codex: $({})\"",
-        common::CODEX_EXEC
-    );
+    let script = common::three_agents_script();
     let answer = dc_cli(&cli, &ctx, &ws, &["exec", "sh", "-c", &script]);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
@@ -507,34 +518,12 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&answer.stderr)
     );
-    assert_eq!(regs.len(), 2, "{regs:?}");
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&answer.stderr)
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-dc",
-    );
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
-    );
+    assert_eq!(regs.len(), 3, "{regs:?}");
+    common::assert_line_answered(&answer, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-dc");
+    common::assert_line_answered(&answer, "gemini", mock_upstream::REPLY);
+    mock.assert_gemini_session_carried(&gemini_access);
+    mock.assert_messages_since(before, &access);
     wait(
         "the session handed back once the container is gone",
         &|| airlock::sync::list_sandboxes(&sync).unwrap().is_empty(),
@@ -549,32 +538,14 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
 /// `docker inspect` hold neither.
 #[test]
 fn devcontainer_in_proxy_mode_serves_codex_and_gemini() {
-    if !common::require_real("AIRLOCK_TEST_DOCKER") {
-        return;
-    }
-    let Some(cli) = devcontainer_cli() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Dev Containers CLI is missing in CI (scripts/install-test-deps.sh)"
-        );
-        eprintln!("skipping: @devcontainers/cli is not installed");
+    let Some(cli) = real_cli() else {
         return;
     };
     let mock = mock_upstream::MockUpstream::start();
     let mut ctx = common::tmpfs_context("docker", "dccg");
     let (codex, gemini) =
         common::codex_and_gemini_keys_behind_proxy(&mut ctx, "dc", (&mock.origin(), &mock.ca_pem));
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    let (ws, config) = workspace(&ctx);
     common::ok(
         &ctx.cmd()
             .args(["devcontainer", "--rotation", "proxy"])

@@ -6,6 +6,9 @@
 #[path = "support/mock_upstream.rs"]
 mod mock_upstream;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -837,6 +840,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION", &mock.origin());
     let image = common::user_image();
     for (extra, says) in [
         (&["--rotation", "proxy"][..], "needs --proxy-url"),
@@ -877,7 +881,8 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
 
     // the proxy the user runs (here on the bridges, reached through
     // Docker's host-gateway as the cluster would reach it through theirs)
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
     let url = format!("http://host.docker.internal:{port}");
     let args = [
         "--rotation",
@@ -929,34 +934,29 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].sandbox, "k8s-default-dev");
 
-    // login sessions (Claude's, Codex's ChatGPT one) stay on this host:
-    // the Pod holds placeholder sessions, the proxy sends the sessions'
-    // access tokens, and the watcher keeps them fresh until the grant is
-    // gone (expired and dropped)
+    // login sessions (Claude's, Codex's ChatGPT one, Gemini's Google one)
+    // stay on this host: the Pod holds placeholder sessions, the proxy
+    // sends the sessions' access tokens, and the watcher keeps them fresh
+    // until the grant is gone (expired and dropped)
     let access = format!("sk-ant-oat01-{CANARY}-k8saccess");
     let refresh = format!("sk-ant-ort01-{CANARY}-k8srefresh");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": refresh,
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(&ctx, "claude", &common::claude_session(&access, &refresh));
     let codex_access = format!("{CANARY}-k8scodexaccess");
     common::store_session(
         &ctx,
         "codex",
         &common::codex_session(&codex_access, "acc-k8s"),
     );
+    let gemini_access = format!("ya29.{CANARY}-k8sgeminiaccess");
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
     let mut args = args.to_vec();
     args[9] = "sess";
-    args.splice(6..6, ["--agent", "codex"]);
+    args.splice(6..6, ["--agent", "codex", "--agent", "gemini"]);
     // (the command names the tokens' tags, never the canary: it is in
     // `docker inspect`)
     let check = format!(
-        "grep -rls -e k8saccess -e k8srefresh -e k8scodex /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi; cd /tmp; echo \"codex: $({})\"",
-        common::CODEX_EXEC
+        "grep -rls -e k8saccess -e k8srefresh -e k8scodex -e k8sgemini /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; {}",
+        common::three_agents_script()
     );
     let last = args.len() - 1;
     args[last] = &check;
@@ -973,34 +973,11 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     assert!(!stdout.contains("CREDENTIAL-IN-POD"), "{stdout}");
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
     assert!(!inspect.contains(CANARY));
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str())),
-        "{sent:?}"
-    );
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{stderr}\naudit: {}",
-        std::fs::read_to_string(layout.audit()).unwrap_or_default(),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-k8s",
-    );
+    mock.assert_messages_since(before, &access);
+    common::assert_line_answered(&started, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-k8s");
+    common::assert_line_answered(&started, "gemini", mock_upstream::REPLY);
+    mock.assert_gemini_session_carried(&gemini_access);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
@@ -1015,10 +992,10 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     let first = names();
     assert_eq!(
         first.len(),
-        2,
-        "the watcher refreshes both sessions: {first:?}"
+        3,
+        "the watcher refreshes the three sessions: {first:?}"
     );
-    for (n, agent) in first.iter().zip(["claude", "codex"]) {
+    for (n, agent) in first.iter().zip(["claude", "codex", "gemini"]) {
         assert!(
             n.starts_with("k8s-default-sess-") && n.ends_with(&format!("-{agent}")),
             "{first:?}"
@@ -1032,24 +1009,38 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         std::time::Duration::from_secs(20),
         || {
             let now = names();
-            assert!(now.len() >= 2, "a session was let go: {now:?}");
-            now.len() == 2 && now.iter().all(|n| !first.contains(n))
+            assert!(now.len() >= 3, "a session was let go: {now:?}");
+            now.len() == 3 && now.iter().all(|n| !first.contains(n))
         },
     );
-    // expired over an hour ago: the hold hands the sessions back, the proxy
-    // drops the grants
+    // revoked: the pods are cut off, and the hold hands the sessions back
+    common::ok(
+        &ctx.cmd()
+            .args(["revoke", "k8s-default-sess"])
+            .output()
+            .unwrap(),
+    );
+    common::wait_until(
+        "the sessions handed back once the grant is revoked",
+        std::time::Duration::from_secs(20),
+        || names().is_empty(),
+    );
+    // expired over an hour ago: the proxy drops the grants
     let now = jiff::Timestamp::now();
     let past = now - airlock::proxy::registry::EXPIRED_KEPT - jiff::SignedDuration::from_mins(1);
     assert_eq!(
         airlock::proxy::registry::renew(&layout, "k8s-default-sess", now, past).unwrap(),
-        2,
-        "Claude's and Codex's grants"
+        0,
+        "revoked grants are not renewed"
     );
-    common::wait_until(
-        "the session handed back once the grant is gone",
-        std::time::Duration::from_secs(20),
-        || names().is_empty(),
-    );
+    let mut grants = airlock::proxy::registry::load(&layout).unwrap();
+    for g in grants
+        .iter_mut()
+        .filter(|g| g.sandbox == "k8s-default-sess")
+    {
+        g.expires_at = Some(past);
+        airlock::proxy::registry::add(&layout, g).unwrap();
+    }
     common::wait_until(
         "the proxy dropped the stale grant",
         std::time::Duration::from_secs(20),
@@ -1060,8 +1051,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
                 .any(|g| g.sandbox == "k8s-default-sess")
         },
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 
@@ -1087,7 +1077,8 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     let token = format!("sk-ant-oat01-{CANARY}-k8sttl-{}", "0123456789".repeat(6));
     let mut ctx = TestContext::new();
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
     let url = format!("http://127.0.0.1:{port}");
     let out = ctx
         .cmd()
@@ -1104,7 +1095,7 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
         "{err}"
     );
     let ph = placeholder_in(&printed, "sk-ant-oat01-airlock-");
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains(mock_upstream::REPLY), "{r}");
     let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
@@ -1114,14 +1105,14 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     );
 
     std::thread::sleep(std::time::Duration::from_secs(2).saturating_sub(rendered.elapsed()));
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     assert!(r.contains("airlock k8s renew k8s-default-ttl"), "{r}");
     // the expiry survives a restart of the proxy
-    let _ = proxy.kill();
-    let _ = proxy.wait();
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    drop(proxy);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let audit = ctx.state_dir.join("proxy").join("audit.jsonl");
     let audit = std::fs::read_to_string(audit).unwrap();
@@ -1129,6 +1120,17 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     assert!(!audit.contains(&ph) && !audit.contains(CANARY));
     let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
     assert!(status.contains("(expired "), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&common::ok(
+        &ctx.cmd().args(["status", "--json"]).output().unwrap(),
+    ))
+    .unwrap();
+    let sandboxes = json["proxy"]["sandboxes"].as_array().unwrap();
+    assert!(
+        sandboxes
+            .iter()
+            .any(|s| s["sandbox"] == "k8s-default-ttl" && s["expires"].is_string()),
+        "{json}"
+    );
 
     // renewed: answered again, with the same placeholder
     let out = ctx
@@ -1137,7 +1139,7 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
         .output()
         .unwrap();
     common::ok(&out);
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let seen = mock.seen();
     assert_eq!(seen.len(), 2, "refused requests never went upstream");
@@ -1148,8 +1150,7 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(6));
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
 }
 
 /// Proxy mode for Codex and Gemini (API keys): one Pod, run the way a
@@ -1165,7 +1166,8 @@ fn proxy_mode_serves_codex_and_gemini_to_a_pod() {
     let mut ctx = common::tmpfs_context("docker", "k8scg");
     let (codex, gemini) =
         common::codex_and_gemini_keys_behind_proxy(&mut ctx, "k8s", (&mock.origin(), &mock.ca_pem));
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
     let url = format!("http://host.docker.internal:{port}");
     let image = common::user_image();
     let script = common::codex_and_gemini_script();
@@ -1195,8 +1197,7 @@ fn proxy_mode_serves_codex_and_gemini_to_a_pod() {
         "proxycg",
         &["--add-host", "host.docker.internal:host-gateway"],
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     common::assert_codex_and_gemini_answered(&started, mock_upstream::REPLY);
     assert!(!inspect.contains(CANARY));
     mock.assert_codex_and_gemini_carried(&codex, &gemini);

@@ -10,62 +10,23 @@ mod mock_upstream;
 
 mod common;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock::proxy::placeholder;
-use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::proxy::registry::{self, Grant};
 use airlock::sync::Truth;
-use airlock::vault::{CredentialId, Method};
+use airlock::vault::Method;
 use base64::Engine as _;
 use common::{CANARY, TestContext, ok, require_real};
 use mock_upstream::{MockUpstream, REPLY};
-
-fn layout(ctx: &TestContext) -> Layout {
-    Layout {
-        dir: ctx.state_dir.join("proxy"),
-    }
-}
-
-struct Proxy {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_proxy(ctx: &TestContext) -> Proxy {
-    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
-    let child = ctx
-        .cmd()
-        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let port_file = layout(ctx).port_file();
-    let t = Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no proxy");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Proxy { child, port }
-}
+use proxy_harness::{layout, response, send, start_proxy};
 
 /// A setup-token grant whose API is `mock` (the plain TLS-path checks).
 fn granted(mock: &MockUpstream, token: &str, ph: &str) -> TestContext {
@@ -83,26 +44,7 @@ fn granted(mock: &MockUpstream, token: &str, ph: &str) -> TestContext {
         .output()
         .unwrap());
     std::fs::remove_file(&f).unwrap();
-    registry::add(
-        &layout(&ctx),
-        &Grant {
-            sandbox: "sb-tls".into(),
-            agent: "claude".into(),
-            account: "default".into(),
-            method: Method::SetupToken,
-            placeholder_sha256: placeholder::hash(ph),
-            truth: Truth::Vault {
-                id: CredentialId::parse("claude").unwrap(),
-            },
-            container: None,
-            engine: None,
-            created: jiff::Timestamp::now(),
-            revoked_at: None,
-            reference: None,
-            expires_at: None,
-        },
-    )
-    .unwrap();
+    proxy_harness::grant_claude(&ctx, "sb-tls", ph);
     ctx
 }
 
@@ -154,15 +96,6 @@ fn over_tls(
     }
 }
 
-fn plain(port: u16, req: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 /// Plain HTTP and TLS on one port: both are answered (the real token
 /// swapped in, the fail-closed guard in force over TLS too); a client that
 /// does not trust the proxy's CA, or asks for another name, gets no
@@ -174,9 +107,9 @@ fn plain_http_and_tls_share_the_port() {
     let token = format!("sk-ant-oat01-{CANARY}-tls-{}", "0123456789".repeat(6));
     let ph = format!("sk-ant-oat01-airlock-{}", "t".repeat(32));
     let ctx = granted(&mock, &token, &ph);
-    let proxy = start_proxy(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
 
-    let r = plain(proxy.port, &request("POST", "/v1/messages", &ph));
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 200") && r.contains(REPLY), "{r}");
 
     let ca = layout(&ctx).dir.join("ca");
@@ -250,10 +183,12 @@ fn plain_http_and_tls_share_the_port() {
     let e = over_tls(proxy.port, cfg, "chatgpt.com", &request("GET", "/", &ph));
     assert!(e.is_err(), "{e:?}");
     // plain HTTP still answers on the same port afterwards
-    let r = plain(
+    let r = response(send(
         proxy.port,
-        &request("POST", "/v1/messages", "sk-ant-oat01-airlock-nope"),
-    );
+        "POST",
+        "/v1/messages",
+        "sk-ant-oat01-airlock-nope",
+    ));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let log = std::fs::read_to_string(ctx.root.path().join("proxy.log")).unwrap();
     assert!(!log.contains(&token) && !log.contains("PRIVATE KEY"));
@@ -304,7 +239,7 @@ fn a_codex_session_request_carries_the_tokens_own_account() {
         },
     )
     .unwrap();
-    let proxy = start_proxy(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
     let cfg = trusting(&std::fs::read_to_string(layout(&ctx).dir.join("ca/ca.pem")).unwrap());
     let req = format!(
         "GET /backend-api/wham/accounts/check HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {ph}\r\nchatgpt-account-id: acc-other\r\nconnection: close\r\n\r\n"
@@ -389,10 +324,10 @@ fn codex_session(engine: &str) -> Session {
 /// account id; the container holds neither the access nor the refresh
 /// token nor the CA's key (env, files, `/proc`, `inspect`).
 ///
-/// With `renewed`, the proxy's CA is due for renewal when the proxy starts:
-/// the sandbox gets both CA certificates and the proxy's certificate is
-/// signed by the second (Codex reads the whole bundle).
-fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
+/// With `renewed`, the proxy's CA ends tomorrow when the proxy starts: a
+/// new one is made, the sandbox gets both CA certificates and the proxy's
+/// certificate is signed by the second (Codex reads the whole bundle).
+fn codex_session_through_the_proxy(engine: &str, image: &str, renewed: bool) {
     let Session {
         ctx,
         mock,
@@ -408,7 +343,7 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
         let soon = jiff::Timestamp::now()
             .to_zoned(jiff::tz::TimeZone::UTC)
             .date()
-            .checked_add(jiff::Span::new().days(10))
+            .checked_add(jiff::Span::new().days(1))
             .unwrap();
         v["cas"][0]["not_after"] = soon.to_string().into();
         airlock::fsutil::write_atomic(&f, v.to_string().as_bytes(), 0o600).unwrap();
@@ -427,7 +362,7 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
             "--name",
             &name,
         ])
-        .arg(common::root_image())
+        .arg(image)
         .args(["sleep", "120"])
         .output()
         .unwrap();
@@ -502,14 +437,15 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
 #[test]
 fn docker_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_DOCKER") {
-        codex_session_through_the_proxy("docker", true);
+        codex_session_through_the_proxy("docker", &common::root_image(), true);
     }
 }
 
 #[test]
 fn podman_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_PODMAN") {
-        codex_session_through_the_proxy("podman", false);
+        // the unprivileged image: Codex runs as uid 1000 and reads the CA file
+        codex_session_through_the_proxy("podman", &common::user_image(), false);
     }
 }
 
@@ -567,4 +503,93 @@ fn docker_verify_online_passes_a_codex_session_through_the_proxy() {
         account,
     );
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// A running proxy that does not answer TLS with airlock's CA (one started
+/// by an older airlock, or whose CA was replaced) cannot serve a Codex
+/// ChatGPT session: the credential is skipped with a message saying what
+/// to do (with `--require-auth`: exit 9, nothing started); so is a CA file
+/// airlock cannot use. Nothing secret is printed.
+#[test]
+fn a_codex_session_is_refused_when_the_proxy_cannot_speak_tls() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let Session { ctx, .. } = codex_session("docker");
+    let proxy = start_proxy(&ctx, &[]);
+    let run = || {
+        ctx.cmd()
+            .args([
+                "run",
+                "--rotation",
+                "proxy",
+                "--agent",
+                "codex",
+                "--require-auth",
+                "--",
+                "--rm",
+            ])
+            .arg(common::root_image())
+            .arg("true")
+            .output()
+            .unwrap()
+    };
+    // the CA the proxy serves with is gone: the next run makes a new one,
+    // which the running proxy does not use
+    let ca = layout(&ctx).dir.join("ca");
+    std::fs::remove_dir_all(&ca).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("airlock-test-entrypoint"));
+    assert!(
+        stderr.contains("does not answer TLS with airlock's CA") && stderr.contains("stop it"),
+        "{stderr}"
+    );
+    // a CA file airlock did not write
+    std::fs::write(ca.join("ca.json"), "not json").unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(stderr.contains("is not a proxy CA file"), "{stderr}");
+    for o in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(o).contains(CANARY));
+    }
+    assert!(registry::load(&layout(&ctx)).unwrap().is_empty());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// A client that starts a TLS handshake and stalls, or connects and says
+/// nothing, is closed after the header timeout (slowloris on the TLS
+/// path), while the port keeps answering others.
+#[test]
+fn a_stalled_tls_handshake_is_closed() {
+    let mut ctx = TestContext::new();
+    ctx.set_env("AIRLOCK_PROXY_HEADER_TIMEOUT_MS", "300");
+    let proxy = start_proxy(&ctx, &[]);
+    let closed_within = |first: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(first).unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        // EOF (or a reset) once the proxy gives up; never an answer
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{:?}", &buf[..n]);
+        t.elapsed()
+    };
+    // a TLS record header announcing a ClientHello that never comes
+    let waited = closed_within(&[0x16, 0x03, 0x01, 0x02, 0x00]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let waited = closed_within(&[]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let r = response(send(
+        proxy.port,
+        "GET",
+        "/v1/messages",
+        "sk-ant-oat01-airlock-nope",
+    ));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    drop(proxy);
 }

@@ -10,15 +10,18 @@
 
 mod common;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock::proxy::placeholder;
-use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::proxy::registry::{self, Grant};
 use airlock::sync::Truth;
 use airlock::vault::{CredentialId, Method};
 use common::{CANARY, TestContext, ok};
@@ -262,6 +265,21 @@ fn answer(req: &Req, port: u16, w: &mut Tls, ended: &AtomicU64) -> std::io::Resu
         )?;
         w.flush()?;
         Ok(true)
+    } else if p.starts_with("/drip") {
+        // the credential in the body a byte per chunk
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )?;
+        for b in format!("data: {cred}\n\ndata: end\n\n").bytes() {
+            w.write_all(b"1\r\n")?;
+            w.write_all(&[b, b'\r', b'\n'])?;
+            w.flush()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.write_all(b"0\r\n\r\n")?;
+        w.flush()?;
+        Ok(true)
     } else if p.starts_with("/trailer") {
         // the credential in a chunked response's trailer fields
         write!(
@@ -279,6 +297,38 @@ fn answer(req: &Req, port: u16, w: &mut Tls, ended: &AtomicU64) -> std::io::Resu
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n",
             &body,
         )
+    } else if p.starts_with("/range") {
+        // an echo that honours Range: a slice of the credential at a time
+        let body = format!("{{\"echo\":\"{cred}\"}}").into_bytes();
+        let slice = req
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .filter(|(a, b)| a <= b && *b < body.len());
+        match slice {
+            Some((a, b)) => simple(
+                w,
+                &format!(
+                    "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes {a}-{b}/{}\r\n",
+                    body.len()
+                ),
+                &body[a..=b],
+            ),
+            None => simple(w, "HTTP/1.1 200 OK\r\n", &body),
+        }
+    } else if p.starts_with("/te-gzip") {
+        // compressed as a transfer coding, which the proxy never asked for
+        let body = gzip(format!("{{\"echo\":\"{cred}\"}}").as_bytes());
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n{:x}\r\n",
+            body.len()
+        )?;
+        w.write_all(&body)?;
+        w.write_all(b"\r\n0\r\n\r\n")?;
+        w.flush()?;
+        Ok(true)
     } else if p.starts_with("/redirect") {
         simple(
             w,
@@ -346,15 +396,8 @@ fn gunzip(data: &[u8]) -> String {
 struct Setup {
     up: Upstream,
     ctx: TestContext,
-    child: Child,
+    proxy: proxy_harness::Proxy,
     port: u16,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn setup() -> Setup {
@@ -384,62 +427,46 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
         .unwrap());
     std::fs::remove_file(&f).unwrap();
     for (sandbox, c) in [("sb-a", 'a'), ("sb-b", 'b')] {
-        registry::add(
-            &layout(&ctx),
-            &Grant {
-                sandbox: sandbox.into(),
-                agent: "claude".into(),
-                account: "default".into(),
-                method: Method::SetupToken,
-                placeholder_sha256: placeholder::hash(&ph(c)),
-                truth: Truth::Vault {
-                    id: CredentialId::parse("claude").unwrap(),
-                },
-                container: None,
-                engine: None,
-                created: jiff::Timestamp::now(),
-                revoked_at: None,
-                reference: None,
-                expires_at: None,
-            },
-        )
-        .unwrap();
+        proxy_harness::grant_claude(&ctx, sandbox, &ph(c));
     }
-    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
-    let child = ctx
-        .cmd()
-        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(layout(&ctx).port_file())
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the proxy did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let proxy = proxy_harness::start_proxy(&ctx, &[]);
+    let port = proxy.port;
     Setup {
         up,
         ctx,
-        child,
+        proxy,
         port,
     }
 }
 
-fn layout(ctx: &TestContext) -> Layout {
-    Layout {
-        dir: ctx.state_dir.join("proxy"),
-    }
+/// Grants `placeholder` to `sandbox` for the Claude token in the vault
+/// (or resolved from `reference`).
+fn add_grant(
+    ctx: &TestContext,
+    sandbox: &str,
+    placeholder: &str,
+    reference: Option<airlock::plan::ProxyReference>,
+) {
+    registry::add(
+        &proxy_harness::layout(ctx),
+        &Grant {
+            sandbox: sandbox.into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::SetupToken,
+            placeholder_sha256: placeholder::hash(placeholder),
+            truth: Truth::Vault {
+                id: CredentialId::parse("claude").unwrap(),
+            },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+            reference,
+            expires_at: None,
+        },
+    )
+    .unwrap();
 }
 
 impl Setup {
@@ -484,7 +511,8 @@ impl Setup {
 
     /// Every audit line (each must be one valid JSON object).
     fn audit(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(layout(&self.ctx).audit()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(proxy_harness::layout(&self.ctx).audit()).unwrap_or_default();
         assert!(!text.contains(CANARY), "the audit log holds the credential");
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
@@ -511,6 +539,7 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
         "/set-cookie",
         "/www-authenticate",
         "/trailer",
+        "/drip",
     ] {
         // `te: trailers` asks for trailer fields to be forwarded
         let r = s.exchange(
@@ -521,6 +550,11 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
             .as_bytes(),
         );
         assert!(!r.contains(CANARY), "{path}: {r}");
+        if path == "/drip" {
+            // not one byte of it: each is held back until it is told apart
+            assert!(!r.contains("data: s"), "{r}");
+            assert!(!r.contains("data: end"), "the response was cut: {r}");
+        }
         if path == "/reason" {
             assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         }
@@ -534,7 +568,7 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
         assert_eq!(last.credential(), token(), "the upstream got the real one");
     }
     let audit = s.audit();
-    assert_eq!(audit.len(), 5);
+    assert_eq!(audit.len(), 6);
     // the reason phrase is replaced by the canonical one: nothing to refuse
     assert_eq!(audit[0]["status"], 200, "{}", audit[0]);
     assert!(audit[0].get("refused").is_none(), "{}", audit[0]);
@@ -557,25 +591,52 @@ fn a_response_echoing_the_credential_anywhere_is_not_forwarded() {
 #[test]
 fn a_compressed_response_is_refused_and_identity_is_asked_for() {
     let s = setup();
-    let r = s.exchange_bytes(
-        format!(
-            "GET /gzip HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\naccept-encoding: gzip, br, deflate\r\nconnection: close\r\n\r\n",
-            ph('a')
-        )
-        .as_bytes(),
-    );
-    let head_end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&r[..head_end]);
-    let decoded = gunzip(&r[head_end..]);
-    assert!(!decoded.contains(CANARY), "{decoded}");
-    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    for path in ["/gzip", "/te-gzip"] {
+        let r = s.exchange_bytes(
+            format!(
+                "GET {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\naccept-encoding: gzip, br, deflate\r\nte: gzip, trailers\r\nconnection: close\r\n\r\n",
+                ph('a')
+            )
+            .as_bytes(),
+        );
+        let head_end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&r[..head_end]);
+        // whatever came, decoded as the sandbox could (a chunked body's
+        // framing taken off first)
+        let mut body = r[head_end..].to_vec();
+        if head.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        let decoded = gunzip(&body);
+        assert!(!decoded.contains(CANARY), "{path}: {decoded}");
+        assert!(head.starts_with("HTTP/1.1 502"), "{path}: {head}");
+    }
     let seen = s.up.reqs();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].header("accept-encoding"), Some("identity"));
-    let audit = s.audit();
-    assert_eq!(audit[0]["refused"], "response encoded", "{}", audit[0]);
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(r.header("accept-encoding"), Some("identity"));
+        assert_eq!(r.header("te"), None, "TE is never forwarded");
+    }
+    for e in s.audit() {
+        assert_eq!(e["refused"], "response encoded", "{e}");
+    }
     s.still_serves();
     s.logs_clean();
+}
+
+/// A chunked body's data, its framing taken off.
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        if n == 0 || b.len() < eol + 2 + n {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[(eol + 4 + n).min(b.len())..];
+    }
+    out
 }
 
 /// A listener standing for another host: counts the connections it gets.
@@ -813,6 +874,15 @@ fn the_credential_goes_only_where_one_placeholder_was() {
         ),
         // refused before anything goes upstream
         (
+            "GET /v1/two-lines HTTP/1.1",
+            vec![
+                format!("authorization: Bearer {a}"),
+                format!("authorization: Bearer {b}"),
+            ],
+            String::new(),
+            "400",
+        ),
+        (
             "GET /v1/two HTTP/1.1",
             vec![
                 format!("authorization: Bearer {a}"),
@@ -926,10 +996,15 @@ fn the_credential_goes_only_where_one_placeholder_was() {
         .iter()
         .filter(|e| e["refused"] == "two placeholders")
         .collect();
-    assert_eq!(two.len(), 2, "{audit:?}");
+    assert_eq!(two.len(), 3, "{audit:?}");
 
     // revoked: refused at once, the other sandbox keeps working
-    registry::revoke(&layout(&s.ctx), "sb-b", jiff::Timestamp::now()).unwrap();
+    registry::revoke(
+        &proxy_harness::layout(&s.ctx),
+        "sb-b",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
     let r = request(
         &s,
         "GET /v1/revoked HTTP/1.1",
@@ -950,7 +1025,7 @@ fn the_credential_goes_only_where_one_placeholder_was() {
 
 /// The proxy's peak resident memory (kB).
 fn peak_rss_kb(s: &Setup) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.proxy.child.id())).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -1134,7 +1209,7 @@ fn the_audit_log_stays_one_json_line_per_request() {
     let audit = s.audit();
     assert_eq!(audit.len(), sent);
     assert!(sent >= 3, "{audit:?}");
-    let text = std::fs::read_to_string(layout(&s.ctx).audit()).unwrap();
+    let text = std::fs::read_to_string(proxy_harness::layout(&s.ctx).audit()).unwrap();
     assert_eq!(text.lines().count(), sent);
     assert!(!text.contains("secret-looking"), "{text}");
     for e in &audit {
@@ -1237,5 +1312,157 @@ fn a_reused_upstream_connection_carries_nothing_from_the_previous_request() {
             "a request rode in another's body: {req:?}"
         );
     }
+    s.logs_clean();
+}
+
+/// A credential the proxy cannot read: the sandbox learns that, not why
+/// (the host's paths, its secret reference, its vault); the details go to
+/// the proxy's log for the user.
+#[test]
+fn an_unavailable_credential_tells_the_sandbox_nothing_about_the_host() {
+    let s = setup();
+    let host_only = s.ctx.root.path().join("host-only-secrets-dir/anthropic");
+    let reference = format!("file:{}", host_only.display());
+    add_grant(
+        &s.ctx,
+        "sb-c",
+        &ph('c'),
+        Some(airlock::plan::ProxyReference {
+            text: reference.clone(),
+            timeout_ms: 10_000,
+            cache_ms: 0,
+        }),
+    );
+    let r = s.exchange(
+        format!(
+            "GET /v1/models HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            ph('c')
+        )
+        .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(
+        r.contains("claude:default"),
+        "it says which credential: {r}"
+    );
+    for host_detail in [
+        "host-only-secrets-dir",
+        "file:",
+        &*s.ctx.root.path().display().to_string(),
+    ] {
+        assert!(
+            !r.contains(host_detail),
+            "the sandbox learnt {host_detail:?}: {r}"
+        );
+    }
+    assert!(s.up.reqs().is_empty());
+    let log = std::fs::read_to_string(s.ctx.root.path().join("proxy.log")).unwrap();
+    assert!(
+        log.contains("host-only-secrets-dir"),
+        "the user is told why: {log}"
+    );
+    assert_eq!(s.audit()[0]["refused"], "credential unavailable");
+    s.still_serves();
+    s.logs_clean();
+}
+
+/// The proxy's resident memory now (kB).
+fn rss_kb(s: &Setup) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.proxy.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A session's request body is kept for a retry after a 401 (up to 1 MiB):
+/// a sandbox that opens many such requests and never finishes their bodies
+/// cannot make the proxy hold them all; past a shared budget (32 MiB) they
+/// stream, with a small read buffer each. 96 of them used to grow the
+/// proxy by 100 MB; now by about 45 MB.
+#[test]
+fn unfinished_session_bodies_do_not_pile_up_in_memory() {
+    let s = setup();
+    let creds = s.ctx.root.path().join("session.json");
+    std::fs::write(
+        &creds,
+        serde_json::json!({"claudeAiOauth": {"accessToken": token(), "refreshToken": "r",
+            "expiresAt": 4_102_444_800_000u64}})
+        .to_string(),
+    )
+    .unwrap();
+    registry::add(
+        &proxy_harness::layout(&s.ctx),
+        &Grant {
+            sandbox: "sb-session".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: Method::Session,
+            placeholder_sha256: placeholder::hash(&ph('s')),
+            truth: Truth::HostFile { path: creds },
+            container: None,
+            engine: None,
+            created: jiff::Timestamp::now(),
+            revoked_at: None,
+            reference: None,
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    // a session request goes through, its body kept and forwarded
+    let r = request(
+        &s,
+        "POST /v1/session HTTP/1.1",
+        &[format!("authorization: Bearer {}", ph('s'))],
+        "{}",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let before = rss_kb(&s);
+    let len = 1 << 20;
+    let chunk = vec![b'x'; len - 1];
+    let held: Vec<TcpStream> = (0..96)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            write!(
+                c,
+                "POST /v1/held HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\ncontent-length: {len}\r\n\r\n",
+                ph('s')
+            )
+            .unwrap();
+            c.write_all(&chunk).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = rss_kb(&s).saturating_sub(before);
+    assert!(
+        grown < 64 << 10,
+        "96 unfinished 1 MiB bodies grew the proxy by {grown} kB"
+    );
+    s.still_serves();
+    drop(held);
+    s.logs_clean();
+}
+
+/// Piecewise extraction: an upstream that echoes the credential and honours
+/// `Range` would hand it over a slice at a time, each slice too short for
+/// the guard. `Range` is never forwarded: the whole echo comes, and is cut.
+#[test]
+fn a_range_request_cannot_take_the_credential_a_slice_at_a_time() {
+    let s = setup();
+    let r = s.exchange(
+        format!(
+            "GET /range HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\nrange: bytes=20-40\r\nif-range: x\r\nconnection: close\r\n\r\n",
+            ph('a')
+        )
+        .as_bytes(),
+    );
+    assert!(!r.contains("206"), "{r}");
+    assert!(!r.contains(CANARY), "{r}");
+    assert!(!r.contains("-hostile-"), "a slice of it: {r}");
+    let seen = s.up.reqs();
+    assert_eq!(seen[0].header("range"), None);
+    assert_eq!(seen[0].header("if-range"), None);
     s.logs_clean();
 }

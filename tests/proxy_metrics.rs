@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use common::{CANARY, TestContext, claude_token_behind_proxy, ok, wait_until};
 use mock_upstream::MockUpstream;
-use proxy_harness::{free_port, grant_claude, layout, read_until, response, send, start_proxy};
+use proxy_harness::{
+    free_port, grant_claude, grant_claude_as, layout, read_until, response, send, start_proxy,
+};
 
 fn token() -> String {
     format!("sk-ant-oat01-{CANARY}-metrics-{}", "0123456789".repeat(6))
@@ -289,6 +291,15 @@ fn the_metrics_move_with_each_request_and_never_show_a_secret() {
     mock.release.notify_one();
     read_until(&mut s, "data: last");
     drop(s);
+    // a client that goes away mid-stream closes its stream too
+    let mut s = send(proxy.port, "GET", "/slow", &ph1);
+    read_until(&mut s, "data: first");
+    drop(s);
+    wait_until(
+        "the dropped stream is closed",
+        Duration::from_secs(10),
+        || get(&parse(&scrape(&ctx)), "airlock_proxy_open_streams") == 0.0,
+    );
 
     // the sync watcher records that the account's refresh token was refused
     let accounts = ctx.state_dir.join("sync").join("accounts");
@@ -322,11 +333,11 @@ fn the_metrics_move_with_each_request_and_never_show_a_secret() {
             &m2,
             r#"airlock_proxy_requests_total{agent="claude",class="2xx"}"#
         ),
-        2.0
+        3.0
     );
     assert_eq!(
         get(&m2, "airlock_proxy_request_duration_seconds_count"),
-        2.0
+        3.0
     );
     assert_eq!(
         get(
@@ -411,6 +422,51 @@ fn upstream_failures_are_counted_by_kind() {
         mock.seen().is_empty(),
         "nothing reached the untrusted upstream"
     );
+    drop(proxy);
+}
+
+/// A login session whose access token the API refuses (401): the proxy
+/// asks for a refresh, which cannot happen without the sync watcher; the
+/// 401 is forwarded and the refresh counted as failed.
+#[test]
+fn a_refresh_after_a_401_is_counted() {
+    let mock = MockUpstream::start();
+    let mut ctx = TestContext::new();
+    claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token());
+    let access = format!("sk-ant-oat01-{CANARY}-metrics-access");
+    let session = serde_json::json!({"claudeAiOauth": {
+        "accessToken": access,
+        "refreshToken": format!("sk-ant-ort01-{CANARY}-metrics-refresh"),
+        "expiresAt": 4_102_444_800_000u64,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    common::store_session(&ctx, "claude", &session.to_string());
+    mock.reject(&access);
+    let ph = format!("sk-ant-oat01-airlock-{}", "9".repeat(32));
+    grant_claude_as(&ctx, "sb-401", &ph, airlock::vault::Method::Session);
+    let proxy = start_proxy(&ctx, &[]);
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph));
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let text = scrape(&ctx);
+    let m = parse(&text);
+    assert_eq!(
+        get(&m, r#"airlock_proxy_refreshes_total{outcome="failed"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        get(&m, r#"airlock_proxy_refreshes_total{outcome="refreshed"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"airlock_proxy_requests_total{agent="claude",class="4xx"}"#
+        ),
+        1.0
+    );
+    assert!(!text.contains(CANARY), "the metrics show a secret");
     drop(proxy);
 }
 

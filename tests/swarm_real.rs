@@ -567,6 +567,7 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION", &mock.origin());
     let out = ctx
         .cmd()
         .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
@@ -673,19 +674,16 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     );
     drop(cleanup);
 
-    // login sessions (Claude's, Codex's ChatGPT one, over TLS to the
-    // proxy) stay on this host: the task holds placeholder sessions, the
+    // login sessions (Claude's, Codex's ChatGPT one over TLS to the proxy,
+    // Gemini's Google one) stay on this host: the task holds placeholder sessions, the
     // proxy sends the sessions' access tokens, the watcher keeps them fresh
     // while the service exists, and hands them back after
     let access = format!("sk-ant-oat01-{CANARY}{tag}-access");
-    let session = serde_json::json!({"claudeAiOauth": {
-        "accessToken": access,
-        "refreshToken": format!("sk-ant-ort01-{CANARY}{tag}-refresh"),
-        "expiresAt": 4_102_444_800_000u64,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-    }});
-    common::store_session(&ctx, "claude", &session.to_string());
+    common::store_session(
+        &ctx,
+        "claude",
+        &common::claude_session(&access, &format!("sk-ant-ort01-{CANARY}{tag}-refresh")),
+    );
     let codex_access = format!("{CANARY}{tag}-codexaccess");
     common::store_session(
         &ctx,
@@ -698,24 +696,13 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         service: service2.clone(),
         secrets: Default::default(),
     };
-    let out = ctx
-        .cmd()
-        .args([
-            "swarm",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "claude",
-            "--agent",
-            "codex",
-        ])
-        .args(["--", "-d", "--no-resolve-image", "--name", &service2])
-        .args(["--init", "--stop-grace-period", "2s"])
-        .args([&user_image(), "sleep", "600"])
-        .output()
-        .unwrap();
-    *cleanup.secrets.borrow_mut() = secret_names(&service2);
-    ok(&out);
+    let gemini_access = format!("ya29.{CANARY}{tag}-geminiaccess");
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
+    ok(&proxy_service(
+        &ctx,
+        &["claude", "codex", "gemini"],
+        &cleanup,
+    ));
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
@@ -723,51 +710,31 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     let regs = airlock::sync::list_sandboxes(&sync).unwrap();
     assert_eq!(
         regs.len(),
-        2,
+        3,
         "the watcher refreshes the sessions: {regs:?}"
     );
-    assert!(regs[0].sandbox.starts_with("swarm-") && regs[0].sandbox.ends_with("-claude"));
-    assert!(regs[1].sandbox.ends_with("-codex"), "{regs:?}");
+    for (r, agent) in regs.iter().zip(["claude", "codex", "gemini"]) {
+        assert!(
+            r.sandbox.starts_with("swarm-") && r.sandbox.ends_with(&format!("-{agent}")),
+            "{regs:?}"
+        );
+    }
     wait_until("a running task", Duration::from_secs(60), || {
         ids = tasks(&service2);
         ids.len() == 1
     });
     let before = mock.seen().len();
-    let script = format!(
-        ". /run/airlock/env; claude -p hi; cd /tmp; echo \"codex: $({})\"",
-        common::CODEX_EXEC
-    );
+    let script = format!(". /run/airlock/env; {}", common::three_agents_script());
     let out = docker(&["exec", &ids[0], "sh", "-c", &script]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("codex: ") && l.contains(mock_upstream::REPLY)),
-        "{stdout}\n{stderr}"
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "authorization",
-        &format!("Bearer {codex_access}"),
-    );
-    mock.assert_carried(
-        "/backend-api/codex/responses",
-        "chatgpt-account-id",
-        "acc-swarm",
-    );
-    let sent: Vec<_> = mock.seen()[before..]
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/messages"))
-        .map(|r| r.header("authorization").map(str::to_owned))
-        .collect();
-    assert!(!sent.is_empty());
-    assert!(
-        sent.iter()
-            .all(|h| h.as_deref() == Some(format!("Bearer {access}").as_str()))
-    );
+    common::assert_line_answered(&out, "codex", mock_upstream::REPLY);
+    mock.assert_codex_session_carried(&codex_access, "acc-swarm");
+    common::assert_line_answered(&out, "gemini", mock_upstream::REPLY);
+    mock.assert_gemini_session_carried(&gemini_access);
+    mock.assert_messages_since(before, &access);
     let inspect = text(&["service", "inspect", &service2]);
     assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));
     ok(&ctx.cmd().args(["swarm", "rm", &service2]).output().unwrap());
@@ -804,24 +771,7 @@ fn swarm_service_in_proxy_mode_serves_codex_and_gemini() {
         "swarm",
         (&mock.origin(), &mock.ca_pem),
     );
-    let out = ctx
-        .cmd()
-        .args([
-            "swarm",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "codex",
-            "--agent",
-            "gemini",
-        ])
-        .args(["--", "-d", "--no-resolve-image", "--name", &service])
-        .args(["--init", "--stop-grace-period", "2s"])
-        .args([&user_image(), "sleep", "600"])
-        .output()
-        .unwrap();
-    *cleanup.secrets.borrow_mut() = secret_names(&service);
-    ok(&out);
+    ok(&proxy_service(&ctx, &["codex", "gemini"], &cleanup));
     let mut ids = Vec::new();
     wait_until("a running task", Duration::from_secs(60), || {
         ids = tasks(&service);
@@ -840,6 +790,25 @@ fn swarm_service_in_proxy_mode_serves_codex_and_gemini() {
     assert!(!inspect.contains(CANARY), "a key in docker inspect");
     mock.assert_codex_and_gemini_carried(&codex, &gemini);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
+
+/// `airlock swarm --rotation proxy` of a one-task service (the user test
+/// image, sleeping) named after `cleanup`, for `agents`; the secrets it
+/// made are left to `cleanup`.
+fn proxy_service(ctx: &TestContext, agents: &[&str], cleanup: &Cleanup) -> std::process::Output {
+    let mut cmd = ctx.cmd();
+    cmd.args(["swarm", "--rotation", "proxy"]);
+    for a in agents {
+        cmd.args(["--agent", a]);
+    }
+    let out = cmd
+        .args(["--", "-d", "--no-resolve-image", "--name", &cleanup.service])
+        .args(["--init", "--stop-grace-period", "2s"])
+        .args([&user_image(), "sleep", "600"])
+        .output()
+        .unwrap();
+    *cleanup.secrets.borrow_mut() = secret_names(&cleanup.service);
+    out
 }
 
 /// stderr of a command that must succeed.

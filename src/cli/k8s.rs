@@ -38,8 +38,8 @@ use super::run::{SandboxArgs, SyncUse};
 ///
 /// Pods cannot share a rotating login session (single-use refresh tokens):
 /// give them a setup-token (`airlock login claude --method token`), an
-/// API key, or --rotation proxy. The Secret data is in the output: airlock refuses to print it
-/// to a terminal.
+/// API key, or --rotation proxy. The Secret data is in the output: airlock
+/// refuses to print it to a terminal.
 ///
 /// --rotation proxy needs --proxy-url: the pods then hold placeholders and
 /// talk to an `airlock proxy` on this host that you make reachable from the
@@ -126,7 +126,7 @@ enum Action {
 ///
 /// The grant's new expiry is now plus --grant-ttl. An expired grant can be
 /// renewed for an hour after it expired (the proxy drops it then: render
-/// the manifests again). A revoked grant stays revoked.
+/// the manifests again). A revoked grant is not renewed.
 #[derive(Debug, clap::Args)]
 pub struct RenewArgs {
     /// The grant: `k8s-<namespace>-<name>` (`k8s-<namespace>-<kind>-<name>`
@@ -150,7 +150,7 @@ fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
     if n == 0 {
         return Err(Error::NotFound {
             what: format!("a pods' proxy grant {} to renew", a.grant),
-            fix: "`airlock status` lists the grants; one that expired over an hour ago is gone: render the manifests again (`airlock k8s --rotation proxy …`)".into(),
+            fix: "`airlock status` lists the grants; a revoked one, or one that expired over an hour ago, is not renewed: render the manifests again (`airlock k8s --rotation proxy …`)".into(),
         });
     }
     anstream::eprintln!(

@@ -165,6 +165,21 @@ pub fn proxy_tls_possible(url: &str) -> bool {
     }
 }
 
+/// Proxy mode: the name under which the sync watcher holds the pods'
+/// sessions of the grant whose (first) placeholder hash is `hash`, before
+/// `-<agent>`: `<id>-<8 hex digits>`, or `k8s-<8 hex digits>` when that
+/// would leave no room for the agent in the registry's 64 characters.
+/// Rendering again gives the new grant a new name, so that the hold of the
+/// replaced grant hands back only its own registrations.
+pub fn session_registration(id: &str, hash: &str) -> String {
+    let tag = &hash[..hash.len().min(8)];
+    if id.len() + tag.len() + "-".len() + "-claude".len() <= 64 {
+        format!("{id}-{tag}")
+    } else {
+        format!("k8s-{tag}")
+    }
+}
+
 /// Proxy mode: how long a pods' grant lives unless `--grant-ttl` says
 /// otherwise. The proxy cannot see pods, so a grant ends by its expiry
 /// (`airlock k8s renew` or rendering again extends it).
@@ -632,6 +647,26 @@ mod tests {
             "http://[2001:db8::1]:80",
         ] {
             assert!(!proxy_tls_possible(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn session_registrations_fit_the_registry() {
+        let h = "0123456789abcdef";
+        assert_eq!(
+            session_registration("k8s-team-dev", h),
+            "k8s-team-dev-01234567"
+        );
+        let long = sandbox_id(Some(&"n".repeat(63)), &"p".repeat(63), None);
+        assert_eq!(session_registration(&long, h), "k8s-01234567");
+        for id in ["k8s-default-dev", &long, &"x".repeat(49), &"x".repeat(50)] {
+            for agent in ["claude", "codex"] {
+                let name = format!("{}-{agent}", session_registration(id, h));
+                assert!(
+                    crate::vault::validate_name("sandbox", &name).is_ok(),
+                    "{name}"
+                );
+            }
         }
     }
 

@@ -17,7 +17,7 @@ pub fn url(layout: &Layout, engine: EngineKind, exe: &Path) -> Result<String> {
     super::sandbox::proxy_host(engine, &[])?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
-    offer_ca(layout);
+    super::ca::offer_to_sandboxes(layout, Some(port));
     Ok(super::sandbox::url(engine, port))
 }
 
@@ -34,17 +34,16 @@ pub fn url_for(
     let host = super::sandbox::proxy_host(engine, flags)?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
-    offer_ca(layout);
+    super::ca::offer_to_sandboxes(layout, Some(port));
     Ok(format!("http://{host}:{port}"))
 }
 
-/// Offers the proxy's CA to the sandboxes planned next
-/// ([`super::ca::offer_to_sandboxes`]); without it, agents that need TLS
-/// to the proxy (Codex with a ChatGPT session) cannot use it.
+/// Offers the proxy's CA to the sandboxes planned next, for a proxy this
+/// process did not start and cannot check (`airlock k8s --proxy-url`:
+/// the pods' URL may lead through a tunnel): [`super::ca::offer_to_sandboxes`]
+/// without the TLS handshake check.
 pub fn offer_ca(layout: &Layout) {
-    if let Err(e) = super::ca::offer_to_sandboxes(layout) {
-        tracing::warn!(error = %e, "the proxy's CA is not available: Codex ChatGPT sessions cannot use the proxy");
-    }
+    super::ca::offer_to_sandboxes(layout, None);
 }
 
 /// Registers `plan`'s grants for `sandbox`; returns how many. The

@@ -14,8 +14,8 @@
 //!   OpenSSL, browsers).
 //! * Valid [`VALIDITY_DAYS`] days and renewed [`RENEW_DAYS`] days before
 //!   its end: the new CA joins the file, sandboxes started from then on
-//!   trust both, and the proxy keeps signing with the older one until it
-//!   is about to expire, so running sandboxes keep working.
+//!   trust both, and the proxy keeps signing with the older one until
+//!   [`SIGN_DAYS`] before its end, so running sandboxes keep working.
 //! * Its key never leaves this file and the proxy's memory: a sandbox gets
 //!   [`bundle_pem`] (certificates only). The proxy's leaf key is made at
 //!   each start and is never written anywhere.
@@ -38,10 +38,12 @@ use crate::secret::Secret;
 
 /// How long a CA is valid.
 pub const VALIDITY_DAYS: i32 = 90;
-/// A new CA is made when the newest one has fewer days left than this; the
-/// proxy stops signing with a CA this close to its end, too (if a newer one
-/// exists).
+/// A new CA is made when the newest one has fewer days left than this.
 pub const RENEW_DAYS: i32 = 30;
+/// The proxy signs with the oldest CA that has at least this many days
+/// left: after a renewal it keeps the older one (which running sandboxes
+/// trust) until just before its end; sandboxes started since trust both.
+pub const SIGN_DAYS: i32 = 2;
 
 /// DNS names the CA may sign for: what sandboxes reach the proxy by.
 pub const PERMITTED_DNS: &[&str] = &[
@@ -186,11 +188,18 @@ fn read(layout: &Layout) -> Result<Option<File>> {
             fsutil::check_private_file(&path)?;
             let bytes = zeroize::Zeroizing::new(bytes);
             let f: File = serde_json::from_slice(&bytes).map_err(|_| {
-                Error::invalid(
-                    format!("{} is not a proxy CA file airlock wrote", path.display()),
-                    "remove it (the proxy makes a new CA at its next start; sandboxes started before then need restarting)",
-                )
+                Error::Other(format!(
+                    "{} is not a proxy CA file airlock wrote: remove it (the proxy makes a new CA at its next start; sandboxes started before then need restarting)",
+                    path.display()
+                ))
             })?;
+            if f.version != VERSION {
+                return Err(Error::Other(format!(
+                    "{} has format version {}, which this airlock does not know: use the airlock that wrote it, or remove the file (a new CA is made; sandboxes started before need restarting)",
+                    path.display(),
+                    f.version
+                )));
+            }
             Ok(Some(f))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -250,41 +259,72 @@ pub fn bundle_pem(layout: &Layout) -> Result<String> {
     Ok(bundle_of(&load_or_renew(layout, false)?))
 }
 
-/// The CA bundle this process's sandboxes get (set once the proxy runs:
-/// [`super::attach::url`]); `None` until then, and then a proxy-mode plan
-/// keeps plain HTTP for every agent.
-static FOR_SANDBOXES: std::sync::RwLock<Option<(String, Layout)>> = std::sync::RwLock::new(None);
-
-/// Offers `layout`'s CA certificates to the sandboxes this process plans
-/// from now on (Codex with a ChatGPT session then talks TLS to the proxy).
-pub fn offer_to_sandboxes(layout: &Layout) -> Result<()> {
-    let pem = bundle_pem(layout)?;
-    *FOR_SANDBOXES.write().unwrap_or_else(|e| e.into_inner()) = Some((pem, layout.clone()));
-    Ok(())
+/// What this process offers the sandboxes it plans (set once the proxy
+/// runs: [`super::attach::url`]): the proxy's port, its layout, and the CA
+/// bundle or why there is none.
+struct Offer {
+    layout: Layout,
+    port: Option<u16>,
+    bundle: std::result::Result<String, String>,
 }
 
-/// The CA certificates offered to sandboxes ([`offer_to_sandboxes`]).
-pub fn offered() -> Option<String> {
-    FOR_SANDBOXES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|(pem, _)| pem.clone())
+static OFFER: std::sync::RwLock<Option<Offer>> = std::sync::RwLock::new(None);
+
+/// Offers `layout`'s CA certificates to the sandboxes this process plans
+/// from now on, for the proxy listening on `port` (checked by a TLS
+/// handshake before use; `None`: not checked). Codex with a ChatGPT
+/// session then talks TLS to it. A CA that cannot be read is remembered
+/// and reported by [`for_codex`].
+pub fn offer_to_sandboxes(layout: &Layout, port: Option<u16>) {
+    let bundle = bundle_pem(layout).map_err(|e| e.to_string());
+    *OFFER.write().unwrap_or_else(|e| e.into_inner()) = Some(Offer {
+        layout: layout.clone(),
+        port,
+        bundle,
+    });
+}
+
+/// The CA certificates a Codex ChatGPT sandbox trusts: `None` when no
+/// proxy was started by this process (a plan alone: plain HTTP as for
+/// every agent), the bundle once the running proxy answered TLS with it on
+/// 127.0.0.1 (not checked when it does not listen there), and a clear
+/// refusal when there is no CA or the proxy does not speak TLS with it (a
+/// proxy started by an older airlock).
+pub fn for_codex() -> Result<Option<String>> {
+    let (bundle, port) = match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        None => return Ok(None),
+        Some(o) => (o.bundle.clone(), o.port),
+    };
+    let refuse = |why: String| {
+        Error::Other(format!(
+            "--rotation proxy with a Codex ChatGPT session needs TLS from the proxy (Codex requires an https:// ChatGPT backend), and {why}"
+        ))
+    };
+    let pem = bundle.map_err(|e| refuse(format!("the proxy's CA is not available: {e}")))?;
+    let Some(port) = port else {
+        return Ok(Some(pem));
+    };
+    super::tls::answers(port, &pem).map_err(|e| {
+        refuse(format!(
+            "the proxy running on port {port} does not answer TLS with airlock's CA ({e}); it was probably started by an older airlock: stop it (`airlock proxy --on-demand`; it also exits by itself once its last sandbox is gone) and run again"
+        ))
+    })?;
+    Ok(Some(pem))
 }
 
 /// The private keys of the CA offered to sandboxes, as the lines of their
 /// PEM bodies: what a leak scan looks for (`airlock verify --rotation
 /// proxy`). Empty when none is offered.
 pub fn offered_key_lines() -> Vec<String> {
-    let layout = match FOR_SANDBOXES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-    {
-        Some((_, l)) => l.clone(),
-        None => return Vec::new(),
-    };
-    let Ok(Some(f)) = read(&layout) else {
+    match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(o) => key_lines(&o.layout),
+        None => Vec::new(),
+    }
+}
+
+/// The lines of the PEM bodies of `layout`'s CA keys.
+fn key_lines(layout: &Layout) -> Vec<String> {
+    let Ok(Some(f)) = read(layout) else {
         return Vec::new();
     };
     f.cas
@@ -303,7 +343,7 @@ pub fn offered_key_lines() -> Vec<String> {
 /// The proxy's TLS server identity: a fresh key and a certificate for
 /// every name and address in `addresses` (plus [`LEAF_DNS`] and the fixed
 /// loopback and slirp addresses) the CA may sign for, signed by the oldest
-/// CA with more than [`RENEW_DAYS`] days left (else the newest). Makes or
+/// CA with at least [`SIGN_DAYS`] days left (else the newest). Makes or
 /// renews the CA first.
 pub fn server_identity(
     layout: &Layout,
@@ -317,7 +357,7 @@ pub fn server_identity(
     let ca = f
         .cas
         .iter()
-        .find(|c| days_left(c, today) >= RENEW_DAYS)
+        .find(|c| days_left(c, today) >= SIGN_DAYS)
         .or(f.cas.last())
         .ok_or_else(|| Error::Other("the proxy has no CA".into()))?;
     let ca_key =
@@ -422,13 +462,23 @@ mod tests {
         assert_eq!(read(&l).unwrap().unwrap().cas.len(), 1);
         bundle_pem(&l).unwrap();
         assert_eq!(read(&l).unwrap().unwrap().cas.len(), 1);
-        server_identity(&l, &[]).unwrap();
+        let (chain, _) = server_identity(&l, &[]).unwrap();
         let f = read(&l).unwrap().unwrap();
         assert_eq!(f.cas.len(), 2);
         assert_eq!(
             bundle_pem(&l).unwrap().matches("BEGIN CERTIFICATE").count(),
             2
         );
+        // the older CA (which running sandboxes trust) still signs
+        verify(&f.cas[0].cert, &chain, "localhost").unwrap();
+        assert!(verify(&f.cas[1].cert, &chain, "localhost").is_err());
+        // until it is about to end: then the newer one
+        let mut f = f;
+        f.cas[0].not_after = t;
+        write(&l, &f).unwrap();
+        let (chain, _) = server_identity(&l, &[]).unwrap();
+        verify(&f.cas[1].cert, &chain, "localhost").unwrap();
+        assert_eq!(read(&l).unwrap().unwrap().cas.len(), 2);
         // an expired one is dropped at the next renewal
         let mut f = f;
         f.cas[0].not_after = t.yesterday().unwrap();
@@ -504,17 +554,28 @@ mod tests {
     }
 
     #[test]
-    fn the_offered_ca_gives_certificates_and_names_its_key_for_scans() {
+    fn the_bundle_has_no_key_and_the_scan_lines_are_the_key() {
         let (_d, l) = layout();
-        offer_to_sandboxes(&l).unwrap();
-        let pem = offered().unwrap();
+        let pem = bundle_pem(&l).unwrap();
         assert!(!pem.contains("PRIVATE KEY"));
-        let lines = offered_key_lines();
+        let lines = key_lines(&l);
         assert!(!lines.is_empty());
         let stored = std::fs::read_to_string(file(&l)).unwrap();
         for line in &lines {
             assert!(stored.contains(line.as_str()));
             assert!(!pem.contains(line.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_foreign_or_newer_file_is_refused_and_kept() {
+        let (_d, l) = layout();
+        fsutil::ensure_private_dir(&dir(&l)).unwrap();
+        for text in [r#"{"version":2,"cas":[]}"#, "not json"] {
+            fsutil::write_atomic(&file(&l), text.as_bytes(), 0o600).unwrap();
+            let e = server_identity(&l, &[]).unwrap_err().to_string();
+            assert!(e.contains("remove") && !e.contains("PRIVATE"), "{e}");
+            assert_eq!(std::fs::read_to_string(file(&l)).unwrap(), text);
         }
     }
 

@@ -410,11 +410,13 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let now = jiff::Timestamp::now();
     let mut left = 0;
     let mut gone = BTreeSet::new();
+    let mut stale = Vec::new();
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
         if g.stale(now) {
-            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`)
-            gone.insert(g.sandbox.clone());
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`);
+            // by hash: the pods' id may have a new grant meanwhile
+            stale.push(g.placeholder_sha256.clone());
             continue;
         }
         let alive = match g.engine.as_deref() {
@@ -429,6 +431,9 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         } else if !alive {
             gone.insert(g.sandbox.clone());
         }
+    }
+    if !stale.is_empty() && registry::remove_hashes(layout, &stale).is_ok() {
+        tracing::info!(grants = stale.len(), "expired grants dropped");
     }
     for s in gone {
         // a sandbox id may come back (a Dev Container's project slug at its
@@ -468,5 +473,38 @@ fn container_alive(engine: &str, g: &registry::Grant) -> bool {
         Ok(o) if o.status.success() => !o.stdout.trim_ascii().is_empty(),
         // the engine could not answer: keep the grant
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pods' grant expired over an hour ago is dropped by its hash; a
+    /// newer grant of the same pods, and one that only just expired (still
+    /// renewable, not counted as live), stay.
+    #[test]
+    fn stale_grants_go_by_hash() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = jiff::Timestamp::now();
+        let hour = jiff::SignedDuration::from_hours(1);
+        let with = |ph: &str, sandbox: &str, expires: jiff::Timestamp| {
+            let mut g = registry::tests::grant(sandbox, ph);
+            g.engine = Some("k8s".into());
+            g.expires_at = Some(expires);
+            registry::add(&l, &g).unwrap();
+        };
+        with("ph-stale", "k8s-team-dev", now - hour * 2);
+        with("ph-new", "k8s-team-dev", now + hour);
+        with("ph-expired", "k8s-team-old", now - hour / 2);
+        let mut seen = BTreeSet::new();
+        assert_eq!(forget_gone(&l, &mut seen), 1, "only the new grant is live");
+        let left = registry::load(&l).unwrap();
+        assert!(registry::lookup(&left, "ph-stale").is_none());
+        assert!(registry::lookup(&left, "ph-new").is_some());
+        assert!(registry::lookup(&left, "ph-expired").is_some());
     }
 }

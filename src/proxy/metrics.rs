@@ -494,8 +494,12 @@ pub fn scrape(layout: &Layout) -> Result<String> {
             fix: "start one with `airlock proxy` (or `airlock run --rotation proxy`)".into(),
         });
     }
-    let mut s = std::os::unix::net::UnixStream::connect(&path)
-        .map_err(|e| Error::io("connect to", &path, e))?;
+    let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+        Error::Other(format!(
+            "the running proxy does not answer on its metrics socket {} ({e}); its log says why (a proxy started by an older airlock has none: restart it)",
+            path.display()
+        ))
+    })?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(|e| Error::io("read", &path, e))?;
     let mut text = String::new();
@@ -526,24 +530,38 @@ pub fn serve_admin(
     let files = Arc::new((layout.clone(), sync));
     let path = socket(layout);
     let _ = std::fs::remove_file(&path);
-    let unix =
-        tokio::net::UnixListener::bind(&path).map_err(|e| Error::io("listen on", &path, e))?;
-    set_private(&path)?;
-    let f = files.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = unix.accept().await else {
-                continue;
-            };
-            let f = f.clone();
+    // The socket is made in the proxy's 0700 directory, then set to 0600.
+    // Without it (a path too long for a socket, say) the proxy still runs.
+    let unix = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Error::io("listen on", &path, e))
+        .and_then(|l| set_private(&path).map(|()| l));
+    match unix {
+        Ok(unix) => {
+            let f = files.clone();
             tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let text = exposition(f).await;
-                let _ = s.write_all(text.as_bytes()).await;
-                let _ = s.shutdown().await;
+                loop {
+                    let mut s = match unix.accept().await {
+                        Ok((s, _)) => s,
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let f = f.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let text = exposition(f).await;
+                        let _ = s.write_all(text.as_bytes()).await;
+                        let _ = s.shutdown().await;
+                    });
+                }
             });
         }
-    });
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            tracing::warn!(error = %e, "no metrics socket: `airlock proxy metrics` cannot read this proxy's metrics");
+        }
+    }
     if let Some(addr) = listen {
         check_listen(addr)?;
         let std = std::net::TcpListener::bind(addr)
@@ -556,6 +574,7 @@ pub fn serve_admin(
         tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
                 let f = files.clone();

@@ -194,14 +194,16 @@ pub fn revoke(layout: &Layout, sandbox: &str, now: Timestamp) -> Result<usize> {
 
 /// Gives every grant of `sandbox` that has an expiry (expired ones
 /// included, unless [`Grant::stale`] at `now`) the new expiry `until`;
-/// returns how many. Revoked grants stay revoked.
+/// returns how many. Revoked grants are left alone (they stay refused).
 pub fn renew(layout: &Layout, sandbox: &str, now: Timestamp, until: Timestamp) -> Result<usize> {
     update(layout, |g| {
         let mut n = 0;
-        for x in g
-            .iter_mut()
-            .filter(|x| x.sandbox == sandbox && x.expires_at.is_some() && !x.stale(now))
-        {
+        for x in g.iter_mut().filter(|x| {
+            x.sandbox == sandbox
+                && x.expires_at.is_some()
+                && x.revoked_at.is_none()
+                && !x.stale(now)
+        }) {
             x.expires_at = Some(until);
             n += 1;
         }
@@ -264,11 +266,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::vault::CredentialId;
 
-    fn grant(sandbox: &str, ph: &str) -> Grant {
+    pub(crate) fn grant(sandbox: &str, ph: &str) -> Grant {
         Grant {
             sandbox: sandbox.into(),
             agent: "claude".into(),
@@ -321,6 +323,12 @@ mod tests {
             "no expiry to renew"
         );
         assert_eq!(renew(&l, "nobody", now, now + hour).unwrap(), 0);
+        assert_eq!(revoke(&l, "k8s-team-dev", now).unwrap(), 1);
+        assert_eq!(
+            renew(&l, "k8s-team-dev", now, now + hour * 96).unwrap(),
+            0,
+            "a revoked grant stays refused"
+        );
         let loaded = load(&l).unwrap();
         assert!(!lookup(&loaded, "ph-k8s").unwrap().expired(now + hour * 47));
         assert_eq!(lookup(&loaded, "ph-plain").unwrap().expires_at, None);

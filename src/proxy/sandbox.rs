@@ -112,7 +112,7 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
     // to the proxy (same port), trusting the proxy's CA (certificates only)
     let tls = match (agent, record.method, base.strip_prefix("http://")) {
         (Agent::Codex, Method::Session, Some(rest)) => {
-            super::ca::offered().map(|pem| (pem, rest.to_owned()))
+            super::ca::for_codex()?.map(|pem| (pem, rest.to_owned()))
         }
         _ => None,
     };
@@ -156,7 +156,8 @@ mod tests {
         let layout = super::super::registry::Layout {
             dir: d.path().join("proxy"),
         };
-        super::super::ca::offer_to_sandboxes(&layout).unwrap();
+        // port 1: nothing listens there, so the TLS check is skipped
+        super::super::ca::offer_to_sandboxes(&layout, Some(1));
         let session = r#"{"auth_mode":"chatgpt","tokens":{"id_token":"e30.e30.REALSIG","access_token":"REAL-AT","refresh_token":"REAL-RT","account_id":"acc"}}"#;
         let record = |method, secret: &str| Record {
             id: crate::vault::CredentialId::parse("codex").unwrap(),

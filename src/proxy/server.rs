@@ -371,6 +371,9 @@ const DROP: &[&str] = &[
     "x-api-key",
     "x-goog-api-key",
     "accept-encoding",
+    // a slice of an echoed credential would pass the guard
+    "range",
+    "if-range",
 ];
 
 async fn handle(
@@ -393,7 +396,7 @@ async fn handle(
         )));
     };
     entry.grant(&grant);
-    if cands.len() > 1 && super::hostile::another_grant(&grants, &cands, &grant) {
+    if super::hostile::another_grant(&grants, req.headers(), &cands, &grant) {
         return Ok(st.audit.refuse(
             entry,
             start,
@@ -517,8 +520,10 @@ async fn handle(
                 "credential unavailable",
                 error_response(
                     StatusCode::BAD_GATEWAY,
+                    // why (host paths, the secret reference, the vault)
+                    // is for the user's log, not for the sandbox
                     &format!(
-                        "airlock proxy: the credential of {}:{} is not available: {e}",
+                        "airlock proxy: the credential of {}:{} is not available on the host; the proxy's log there says why",
                         grant.agent, grant.account
                     ),
                 ),
@@ -559,8 +564,12 @@ async fn handle(
         && matches!(grant.agent.as_str(), "claude" | "codex" | "gemini")
         && st.sync.is_some();
     let mut up = Arc::new(AtomicU64::new(0));
-    let (first, replay) = match replayable(&parts.headers) {
-        Some(len) if refreshable => {
+    // kept within a budget shared by every request (docs/proxy.md)
+    let permit = replayable(&parts.headers)
+        .filter(|_| refreshable)
+        .and_then(super::hostile::ReplayPermit::take);
+    let (first, replay) = match permit.as_ref().map(|p| p.len()) {
+        Some(len) => {
             match http_body_util::Limited::new(body, len as usize)
                 .collect()
                 .await

@@ -94,7 +94,8 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     // a silent or slow client is closed (slowloris, docs/proxy.md)
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(super::hostile::header_timeout());
+        .header_read_timeout(super::hostile::header_timeout())
+        .max_buf_size(64 << 10);
     if let Some(tls) = tls {
         let mut first = [0u8; 1];
         match tokio::time::timeout(
@@ -122,4 +123,38 @@ where
         }
     }
     let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+}
+
+/// Whether the proxy on 127.0.0.1:`port` completes a TLS handshake with a
+/// certificate `pem`'s CAs vouch for (as `localhost`). A proxy that does
+/// not listen on the loopback cannot be checked here: `Ok`.
+pub fn answers(port: u16, pem: &str) -> std::result::Result<(), String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+    else {
+        return Ok(());
+    };
+    let _ = tcp.set_read_timeout(Some(HANDSHAKE_TIME));
+    let _ = tcp.set_write_timeout(Some(HANDSHAKE_TIME));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+        let c = c.map_err(|e| format!("unreadable CA certificate: {e}"))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("unusable CA certificate: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
+    Ok(())
 }

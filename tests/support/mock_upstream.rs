@@ -179,6 +179,40 @@ impl MockUpstream {
         self.assert_carried("/v1beta/models/", "x-goog-api-key", gemini);
     }
 
+    /// Messages requests arrived since the `before`th request, and every
+    /// one carried `Authorization: Bearer <token>`.
+    pub fn assert_messages_since(&self, before: usize, token: &str) {
+        let sent: Vec<_> = self.seen()[before..]
+            .iter()
+            .filter(|r| r.path.starts_with("/v1/messages"))
+            .map(|r| r.header("authorization").map(str::to_owned))
+            .collect();
+        assert!(!sent.is_empty(), "no messages request since {before}");
+        let want = format!("Bearer {token}");
+        assert!(
+            sent.iter().all(|h| h.as_deref() == Some(want.as_str())),
+            "{} of {} carried another credential",
+            sent.iter()
+                .filter(|h| h.as_deref() != Some(want.as_str()))
+                .count(),
+            sent.len()
+        );
+    }
+
+    /// Gemini's Code Assist requests carried a Google login's access token
+    /// `access` (the real one, which the proxy sends).
+    pub fn assert_gemini_session_carried(&self, access: &str) {
+        self.assert_carried("/v1internal:", "authorization", &format!("Bearer {access}"));
+    }
+
+    /// Codex's ChatGPT-backend requests carried a session's access token
+    /// `access` and its account (the real ones, which the proxy sends).
+    pub fn assert_codex_session_carried(&self, access: &str, account: &str) {
+        let path = "/backend-api/codex/responses";
+        self.assert_carried(path, "authorization", &format!("Bearer {access}"));
+        self.assert_carried(path, "chatgpt-account-id", account);
+    }
+
     /// At least one messages request arrived, and every one carried
     /// `Authorization: Bearer <token>` (the real credential the proxy adds).
     pub fn assert_messages_carried(&self, token: &str) {
