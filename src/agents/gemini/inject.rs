@@ -12,7 +12,8 @@
 //! | session, broker mode | the account's shared directory mounted at [`GEMINI_DIR`]: `oauth_creds.json` without its refresh token, kept fresh by the watcher; `google_accounts.json`, `settings.json` written when missing |
 //! | session, proxy mode | `GOOGLE_CLOUD_ACCESS_TOKEN` (a placeholder, secret env), `GOOGLE_GENAI_USE_GCA=true`, `CODE_ASSIST_ENDPOINT` (the proxy); `selectedType = "oauth-personal"` |
 //!
-//! Google refresh tokens do not rotate, so sessions are copied whole.
+//! Google refresh tokens do not rotate, so sessions are copied whole (but
+//! in broker and proxy mode, which keep the refresh token on the host).
 //!
 //! A stored session is a JSON wrapper holding both of Gemini's documents:
 //! `{"oauth_creds": {…}, "google_accounts": {…}}`. A bare `oauth_creds.json`
