@@ -4,7 +4,8 @@
 //! A broker account is a synced account ([`AccountSpec::broker`]) whose
 //! shared directory holds the session *without* its refresh token (the
 //! agents' own access-only reduction: Claude `refreshToken: null`, Codex
-//! `tokens.refresh_token: ""`). The `airlock sync` watcher keeps the full
+//! `tokens.refresh_token: ""`; Gemini's `oauth_creds.json` without its
+//! `refresh_token`, read by a `gemini` process once, at its start). The `airlock sync` watcher keeps the full
 //! session on the host side only: in the source of truth (vault record or
 //! host agent file) and, after each of its refreshes, in a host-only copy
 //! next to the shared directory (`<runtime>/sync/<agent>-<account>.broker`,
