@@ -9,7 +9,7 @@ mod mock_oauth;
 
 mod common;
 
-use common::{CANARY, require_real};
+use common::require_real;
 use mock_oauth::{MockOAuth, Style};
 use serde_json::json;
 
@@ -38,16 +38,16 @@ fn gemini_broker(engine: &str) {
         "id_token": login.id_token, "expiry_date": mock_oauth::now_ms() - 60_000},
         "google_accounts": {"active": "mock@example.com", "old": []}});
     common::store_session(&ctx, "gemini", &doc.to_string());
-    // the tokens' tags only in the command (never a token itself)
-    let script = format!(
-        "cat \"$GEMINI_CLI_HOME/.gemini/oauth_creds.json\"; echo; \
-         grep -rls -e '{rt}' -e '{CANARY}' /proc/1/environ /proc/self/environ \"$HOME\" \"$GEMINI_CLI_HOME\" /run /tmp /etc 2>/dev/null | sed 's/^/REFRESH-TOKEN-IN: /'; \
-         cd /tmp && gemini --debug -p hi 2>&1 | grep -i -e 'cached credentials' -e 'refresh token' | head -3; true",
-        rt = login.refresh_token
-    );
+    // the refresh tokens' tag only in the command (never a token itself:
+    // `-vvv` shows the engine's command line)
+    assert!(login.refresh_token.starts_with("rt_mock_"));
+    let script = "cat \"$GEMINI_CLI_HOME/.gemini/oauth_creds.json\"; echo; \
+         grep -rls -e 'rt_mock_' /proc/1/environ /proc/self/environ \"$HOME\" \"$GEMINI_CLI_HOME\" /run /tmp /etc 2>/dev/null | sed 's/^/REFRESH-TOKEN-IN: /'; \
+         cd /tmp && gemini --debug -p hi 2>&1 | grep -i -e 'cached credentials' -e 'refresh token' | head -3; true";
     let out = ctx
         .cmd()
         .args([
+            "-vvv",
             "run",
             "--rotation",
             "broker",
@@ -60,7 +60,7 @@ fn gemini_broker(engine: &str) {
             "none",
         ])
         .arg(common::root_image())
-        .args(["sh", "-c", &script])
+        .args(["sh", "-c", script])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -91,5 +91,18 @@ fn gemini_broker(engine: &str) {
     assert!(!stdout.contains("No refresh token"), "{stdout}");
     // and run says what broker mode means for a running gemini
     assert!(stderr.contains("broker mode"), "{stderr}");
+    // no refresh token in airlock's -vvv output nor in the watcher's log,
+    // which did refresh
+    let daemon_log =
+        std::fs::read_to_string(ctx.state_dir.join("sync/daemon.log")).unwrap_or_default();
+    assert!(daemon_log.contains("refreshed"), "{daemon_log}");
+    for (what, text) in [
+        ("airlock run -vvv", &stderr),
+        ("the watcher's log", &daemon_log),
+    ] {
+        for t in oauth.issued_secrets() {
+            assert!(!text.contains(&t), "a token in {what}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
