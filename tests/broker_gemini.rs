@@ -16,18 +16,19 @@ use serde_json::json;
 #[test]
 fn docker_gemini_broker_sandbox_holds_no_refresh_token() {
     if require_real("AIRLOCK_TEST_DOCKER") && require_real("AIRLOCK_TEST_AGENTS") {
-        gemini_broker("docker");
+        // the unprivileged image: the shared directory is the agent's
+        gemini_broker("docker", &common::user_image());
     }
 }
 
 #[test]
 fn podman_gemini_broker_sandbox_holds_no_refresh_token() {
     if require_real("AIRLOCK_TEST_PODMAN") && require_real("AIRLOCK_TEST_AGENTS") {
-        gemini_broker("podman");
+        gemini_broker("podman", &common::root_image());
     }
 }
 
-fn gemini_broker(engine: &str) {
+fn gemini_broker(engine: &str, image: &str) {
     let oauth = MockOAuth::start(Style::Google, 3599);
     let mut ctx = common::tmpfs_context(engine, "broker-gemini");
     ctx.set_env("AIRLOCK_GEMINI_TOKEN_URL", &oauth.url());
@@ -43,6 +44,7 @@ fn gemini_broker(engine: &str) {
     assert!(login.refresh_token.starts_with("rt_mock_"));
     let script = "cat \"$GEMINI_CLI_HOME/.gemini/oauth_creds.json\"; echo; \
          grep -rls -e 'rt_mock_' /proc/1/environ /proc/self/environ \"$HOME\" \"$GEMINI_CLI_HOME\" /run /tmp /etc 2>/dev/null | sed 's/^/REFRESH-TOKEN-IN: /'; \
+         [ -w \"$GEMINI_CLI_HOME/.gemini\" ] && echo GEMINI-DIR-WRITABLE; \
          cd /tmp && gemini --debug -p hi 2>&1 | grep -i -e 'cached credentials' -e 'refresh token' | head -3; true";
     let out = ctx
         .cmd()
@@ -59,7 +61,7 @@ fn gemini_broker(engine: &str) {
             "--network",
             "none",
         ])
-        .arg(common::root_image())
+        .arg(image)
         .args(["sh", "-c", script])
         .output()
         .unwrap();
@@ -83,6 +85,7 @@ fn gemini_broker(engine: &str) {
         "{stdout}"
     );
     assert!(!stdout.contains("REFRESH-TOKEN-IN"), "{stdout}");
+    assert!(stdout.contains("GEMINI-DIR-WRITABLE"), "{stdout}");
     assert!(!stdout.contains(&login.refresh_token) && !stderr.contains(&login.refresh_token));
     // the genuine CLI took the access-only file: not expiring (no "No
     // refresh token" from google-auth-library), it went on to Google's
