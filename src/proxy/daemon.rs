@@ -411,6 +411,10 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let mut left = 0;
     let mut gone = BTreeSet::new();
     let mut stale = Vec::new();
+    // one `ps` per engine for all its sandboxes, not one per grant: with
+    // many sandboxes on a loaded machine the look stays short
+    let mut running: std::collections::BTreeMap<&str, Option<BTreeSet<String>>> =
+        Default::default();
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
         if g.stale(now) {
@@ -419,7 +423,20 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             stale.push(g.placeholder_sha256.clone());
             continue;
         }
+        let listed = match g.engine.as_deref() {
+            Some(e @ ("docker" | "podman")) if g.container.is_none() => running
+                .entry(e)
+                .or_insert_with(|| running_sandboxes(e))
+                .as_ref()
+                .map(|s| s.contains(&g.sandbox)),
+            _ => None,
+        };
         let alive = match g.engine.as_deref() {
+            Some(_) if listed == Some(true) => {
+                seen.insert(g.sandbox.clone());
+                true
+            }
+            Some(_) if listed == Some(false) => young,
             Some(engine) if container_alive(engine, g) => {
                 seen.insert(g.sandbox.clone());
                 true
@@ -444,6 +461,33 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         }
     }
     left
+}
+
+/// The sandbox ids (airlock's label) of `engine`'s running containers;
+/// `None` when the engine could not answer (every grant is then kept).
+fn running_sandboxes(engine: &str) -> Option<BTreeSet<String>> {
+    // Docker's ps template has `.Label`; Podman's has the `.Labels` map
+    let format = if engine == "docker" {
+        format!("{{{{.Label \"{}\"}}}}", crate::sandbox::LABEL)
+    } else {
+        format!("{{{{index .Labels \"{}\"}}}}", crate::sandbox::LABEL)
+    };
+    let o = std::process::Command::new(engine)
+        .args(["ps", "--filter", &format!("label={}", crate::sandbox::LABEL)])
+        .args(["--format", &format])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 fn container_alive(engine: &str, g: &registry::Grant) -> bool {
