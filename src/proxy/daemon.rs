@@ -473,7 +473,11 @@ fn running_sandboxes(engine: &str) -> Option<BTreeSet<String>> {
         format!("{{{{index .Labels \"{}\"}}}}", crate::sandbox::LABEL)
     };
     let o = std::process::Command::new(engine)
-        .args(["ps", "--filter", &format!("label={}", crate::sandbox::LABEL)])
+        .args([
+            "ps",
+            "--filter",
+            &format!("label={}", crate::sandbox::LABEL),
+        ])
         .args(["--format", &format])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
