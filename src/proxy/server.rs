@@ -542,6 +542,14 @@ async fn handle(
             let mut out = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri.clone());
+            // the upstream's Host, set here from the URI's authority (what
+            // the client would otherwise format for every request)
+            if let Some(host) = uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                out = out.header(hyper::header::HOST, host);
+            }
             for (k, v) in &parts.headers {
                 if !DROP.contains(&k.as_str()) {
                     out = out.header(k, v);
