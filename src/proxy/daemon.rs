@@ -212,8 +212,12 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
     }
     raise_open_files_limit();
     let state = Arc::new(State::new(layout.clone(), open_vault)?.with_sync(opts.sync.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves every connection, as one nginx worker does: a
+    // request's two sockets (sandbox, upstream) are handled by tasks that
+    // wake each other, and on one thread that costs no cross-thread wake-up
+    // (futex, context switch). Blocking work (the vault, the engines) runs
+    // on tokio's blocking threads as before.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the proxy's runtime: {e}")))?;
