@@ -342,11 +342,14 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let now = jiff::Timestamp::now();
     let mut left = 0;
     let mut gone = BTreeSet::new();
+    let mut any_stale = false;
     for g in &grants {
         let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
         if g.stale(now) {
-            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`)
-            gone.insert(g.sandbox.clone());
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`):
+            // dropped alone, under the lock (not its sandbox's other grants,
+            // a new one rendered again, nor one renewed since this read)
+            any_stale = true;
             continue;
         }
         let alive = match g.engine.as_deref() {
@@ -360,6 +363,11 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             left += 1;
         } else if !alive {
             gone.insert(g.sandbox.clone());
+        }
+    }
+    if any_stale && let Ok(dropped) = registry::remove_stale(layout, now) {
+        for s in dropped {
+            tracing::info!(sandbox = %s, "grant expired over an hour ago: dropped");
         }
     }
     for s in gone {
@@ -400,5 +408,48 @@ fn container_alive(engine: &str, g: &registry::Grant) -> bool {
         Ok(o) if o.status.success() => !o.stdout.trim_ascii().is_empty(),
         // the engine could not answer: keep the grant
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k8s_grant(ph: &str, expires_at: jiff::Timestamp) -> registry::Grant {
+        registry::Grant {
+            sandbox: "k8s-team-dev".into(),
+            agent: "claude".into(),
+            account: "default".into(),
+            method: crate::vault::Method::SetupToken,
+            placeholder_sha256: super::super::placeholder::hash(ph),
+            truth: crate::sync::Truth::Vault {
+                id: crate::vault::CredentialId::parse("claude").unwrap(),
+            },
+            container: None,
+            engine: Some("k8s".into()),
+            created: expires_at - jiff::SignedDuration::from_hours(24),
+            revoked_at: None,
+            reference: None,
+            expires_at: Some(expires_at),
+        }
+    }
+
+    /// Rendering the pods again adds the new grant before the stale one
+    /// goes: the proxy dropping the stale one keeps the new one (it dropped
+    /// every grant of the sandbox before).
+    #[test]
+    fn a_stale_grant_is_dropped_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = jiff::Timestamp::now();
+        let hour = jiff::SignedDuration::from_hours(1);
+        registry::add(&l, &k8s_grant("ph-old", now - hour * 2)).unwrap();
+        registry::add(&l, &k8s_grant("ph-new", now + hour)).unwrap();
+        assert_eq!(forget_gone(&l, &mut BTreeSet::new()), 1);
+        let left = registry::load(&l).unwrap();
+        assert!(registry::lookup(&left, "ph-new").is_some(), "{left:?}");
+        assert!(registry::lookup(&left, "ph-old").is_none(), "{left:?}");
     }
 }
