@@ -356,8 +356,15 @@ pub fn server_identity(
         .find(|c| days_left(c, today) >= SIGN_DAYS)
         .or(f.cas.last())
         .ok_or_else(|| Error::Other("the proxy has no CA".into()))?;
-    let ca_key =
-        KeyPair::from_pem(ca.key.expose()).map_err(|e| rcgen_error("CA key (unreadable)", e))?;
+    // a file that parses but whose key or certificate does not (edited by
+    // hand, or half restored): the same fix as for a foreign file
+    let damaged = |what: &str| {
+        Error::Other(format!(
+            "the proxy's CA {what} in {} is unreadable: remove the file (the proxy makes a new CA at its next start; sandboxes started before then need restarting)",
+            file(layout).display()
+        ))
+    };
+    let ca_key = KeyPair::from_pem(ca.key.expose()).map_err(|_| damaged("key"))?;
     let issuer = Issuer::new(ca_params(), ca_key);
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();
@@ -386,7 +393,7 @@ pub fn server_identity(
     let ca_der = rustls_pemfile::certs(&mut ca.cert.as_bytes())
         .next()
         .and_then(|c| c.ok())
-        .ok_or_else(|| Error::Other("the proxy's CA certificate is unreadable".into()))?;
+        .ok_or_else(|| damaged("certificate"))?;
     Ok((
         vec![leaf.der().clone(), ca_der],
         rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
@@ -573,6 +580,27 @@ mod tests {
             assert!(e.contains("remove") && !e.contains("PRIVATE"), "{e}");
             assert_eq!(std::fs::read_to_string(file(&l)).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn a_damaged_key_or_certificate_says_to_remove_the_file() {
+        let (_d, l) = layout();
+        bundle_pem(&l).unwrap();
+        let good = read(&l).unwrap().unwrap();
+        let mut f = read(&l).unwrap().unwrap();
+        f.cas[0].key = Secret::new("-----BEGIN PRIVATE KEY-----\nnot a key\n".into());
+        write(&l, &f).unwrap();
+        let e = server_identity(&l, &[]).unwrap_err().to_string();
+        assert!(e.contains("CA key") && e.contains("remove the file"), "{e}");
+        let mut f = good;
+        f.cas[0].cert = "not a certificate".into();
+        write(&l, &f).unwrap();
+        let e = server_identity(&l, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("certificate") && e.contains("remove the file"),
+            "{e}"
+        );
+        assert!(!e.contains("PRIVATE"), "{e}");
     }
 
     #[test]
