@@ -78,13 +78,19 @@ fn real_cli() -> Option<PathBuf> {
 /// A project folder `ws` under `ctx` whose devcontainer.json (returned)
 /// names the user test image, without a UID update (no derived image).
 fn workspace(ctx: &common::TestContext) -> (PathBuf, PathBuf) {
+    workspace_with(ctx, "")
+}
+
+/// [`workspace`] with `more` (JSONC members, each line ending in a comma)
+/// first in devcontainer.json.
+fn workspace_with(ctx: &common::TestContext, more: &str) -> (PathBuf, PathBuf) {
     let ws = ctx.root.path().join("ws");
     std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
     let config = ws.join(".devcontainer/devcontainer.json");
     std::fs::write(
         &config,
         format!(
-            "{{\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
+            "{{\n{more}  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false\n}}\n",
             common::user_image()
         ),
     )
@@ -107,17 +113,10 @@ fn devcontainer_up_and_exec_are_logged_in_without_a_secret_in_the_config() {
     };
     let ctx = common::tmpfs_context("docker", "dc");
     common::claude_secret_file(&ctx, "dc");
-    let ws = ctx.root.path().join("ws");
-    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
-    let config = ws.join(".devcontainer/devcontainer.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\n  // the project's own comment\n  \"image\": \"{}\",\n  \"updateRemoteUserUID\": false,\n  \"runArgs\": [\"--network=none\"]\n}}\n",
-            common::user_image()
-        ),
-    )
-    .unwrap();
+    let (ws, config) = workspace_with(
+        &ctx,
+        "  // the project's own comment\n  \"runArgs\": [\"--network=none\"],\n",
+    );
     common::ok(
         &ctx.cmd()
             .args([
@@ -364,6 +363,7 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION", &mock.origin());
     let (ws, config) = workspace(&ctx);
     let write = || {
         ctx.cmd()
@@ -461,8 +461,8 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         airlock::proxy::registry::load(&layout).unwrap().is_empty()
     });
 
-    // Login sessions (Claude's, and Codex's ChatGPT one over TLS to the
-    // proxy) stay on the host: the next start (its initializeCommand)
+    // Login sessions (Claude's, Codex's ChatGPT one over TLS to the proxy,
+    // Gemini's Google one) stay on the host: the next start (its initializeCommand)
     // registers them with the watcher, the proxy sends their access
     // tokens, and they are handed back once the container is gone.
     let access = format!("sk-ant-oat01-{CANARY}-dcproxy-access");
@@ -477,10 +477,19 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         "codex",
         &common::codex_session(&codex_access, "acc-dc"),
     );
+    let gemini_access = format!("ya29.{CANARY}-dcproxy-geminiaccess");
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
     common::ok(
         &ctx.cmd()
             .args(["devcontainer", "--rotation", "proxy", "--agent", "claude"])
-            .args(["--agent", "codex", "--write", "--workspace"])
+            .args([
+                "--agent",
+                "codex",
+                "--agent",
+                "gemini",
+                "--write",
+                "--workspace",
+            ])
             .arg(&ws)
             .output()
             .unwrap(),
@@ -488,10 +497,7 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
     let before = mock.seen().len();
     let up = dc_cli(&cli, &ctx, &ws, &["up"]);
     let id = container_id(&up);
-    let script = format!(
-        "claude -p hi; cd /tmp; echo \"codex: $({})\"",
-        common::CODEX_EXEC
-    );
+    let script = common::three_agents_script();
     let answer = dc_cli(&cli, &ctx, &ws, &["exec", "sh", "-c", &script]);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
@@ -512,9 +518,11 @@ fn devcontainer_in_proxy_mode_answers_through_the_proxy() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&answer.stderr)
     );
-    assert_eq!(regs.len(), 2, "{regs:?}");
+    assert_eq!(regs.len(), 3, "{regs:?}");
     common::assert_line_answered(&answer, "codex", mock_upstream::REPLY);
     mock.assert_codex_session_carried(&codex_access, "acc-dc");
+    common::assert_line_answered(&answer, "gemini", mock_upstream::REPLY);
+    mock.assert_gemini_session_carried(&gemini_access);
     mock.assert_messages_since(before, &access);
     wait(
         "the session handed back once the container is gone",

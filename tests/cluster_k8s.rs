@@ -6,6 +6,9 @@
 #[path = "support/mock_upstream.rs"]
 mod mock_upstream;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -878,7 +881,8 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
 
     // the proxy the user runs (here on the bridges, reached through
     // Docker's host-gateway as the cluster would reach it through theirs)
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
     let url = format!("http://host.docker.internal:{port}");
     let args = [
         "--rotation",
@@ -944,21 +948,15 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
         &common::codex_session(&codex_access, "acc-k8s"),
     );
     let gemini_access = format!("ya29.{CANARY}-k8sgeminiaccess");
-    let expiry = jiff::Timestamp::now().as_millisecond() + 3_600_000;
-    let gemini = serde_json::json!({"oauth_creds": {"access_token": gemini_access,
-        "refresh_token": format!("1//{CANARY}-k8sgeminirefresh"), "scope": "openid",
-        "token_type": "Bearer", "id_token": "h.p.s", "expiry_date": expiry},
-        "google_accounts": {"active": "dev@example.com", "old": []}});
-    common::store_session(&ctx, "gemini", &gemini.to_string());
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
     let mut args = args.to_vec();
     args[9] = "sess";
     args.splice(6..6, ["--agent", "codex", "--agent", "gemini"]);
     // (the command names the tokens' tags, never the canary: it is in
     // `docker inspect`)
     let check = format!(
-        "grep -rls -e k8saccess -e k8srefresh -e k8scodex -e k8sgemini /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; claude -p hi; cd /tmp; echo \"codex: $({})\"; echo \"gemini: $({})\"",
-        common::CODEX_EXEC,
-        common::GEMINI_P
+        "grep -rls -e k8saccess -e k8srefresh -e k8scodex -e k8sgemini /run/airlock /run/airlock-in /proc/self/environ | head -1 | grep -q . && echo CREDENTIAL-IN-POD; {}",
+        common::three_agents_script()
     );
     let last = args.len() - 1;
     args[last] = &check;
@@ -979,11 +977,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
     common::assert_line_answered(&started, "codex", mock_upstream::REPLY);
     mock.assert_codex_session_carried(&codex_access, "acc-k8s");
     common::assert_line_answered(&started, "gemini", mock_upstream::REPLY);
-    mock.assert_carried(
-        "/v1internal:",
-        "authorization",
-        &format!("Bearer {gemini_access}"),
-    );
+    mock.assert_gemini_session_carried(&gemini_access);
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
@@ -1043,8 +1037,7 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
                 .any(|g| g.sandbox == "k8s-default-sess")
         },
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 
@@ -1070,7 +1063,8 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     let token = format!("sk-ant-oat01-{CANARY}-k8sttl-{}", "0123456789".repeat(6));
     let mut ctx = TestContext::new();
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
     let url = format!("http://127.0.0.1:{port}");
     let out = ctx
         .cmd()
@@ -1087,7 +1081,7 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
         "{err}"
     );
     let ph = placeholder_in(&printed, "sk-ant-oat01-airlock-");
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains(mock_upstream::REPLY), "{r}");
     let status = common::ok(&ctx.cmd().arg("status").output().unwrap());
@@ -1097,14 +1091,14 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
     );
 
     std::thread::sleep(std::time::Duration::from_secs(2).saturating_sub(rendered.elapsed()));
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     assert!(r.contains("airlock k8s renew k8s-default-ttl"), "{r}");
     // the expiry survives a restart of the proxy
-    let _ = proxy.kill();
-    let _ = proxy.wait();
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    drop(proxy);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let audit = ctx.state_dir.join("proxy").join("audit.jsonl");
     let audit = std::fs::read_to_string(audit).unwrap();
@@ -1131,7 +1125,7 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
         .output()
         .unwrap();
     common::ok(&out);
-    let r = common::post_to_proxy(port, "/v1/messages", &ph);
+    let r = proxy_harness::response(proxy_harness::send(port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let seen = mock.seen();
     assert_eq!(seen.len(), 2, "refused requests never went upstream");
@@ -1142,8 +1136,7 @@ fn a_pods_grant_expires_and_renewal_brings_it_back() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(6));
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
 }
 
 /// Proxy mode for Codex and Gemini (API keys): one Pod, run the way a
@@ -1159,7 +1152,8 @@ fn proxy_mode_serves_codex_and_gemini_to_a_pod() {
     let mut ctx = common::tmpfs_context("docker", "k8scg");
     let (codex, gemini) =
         common::codex_and_gemini_keys_behind_proxy(&mut ctx, "k8s", (&mock.origin(), &mock.ca_pem));
-    let (mut proxy, port) = common::start_user_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy_with(&ctx, &[]);
+    let port = proxy.port;
     let url = format!("http://host.docker.internal:{port}");
     let image = common::user_image();
     let script = common::codex_and_gemini_script();
@@ -1189,8 +1183,7 @@ fn proxy_mode_serves_codex_and_gemini_to_a_pod() {
         "proxycg",
         &["--add-host", "host.docker.internal:host-gateway"],
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     common::assert_codex_and_gemini_answered(&started, mock_upstream::REPLY);
     assert!(!inspect.contains(CANARY));
     mock.assert_codex_and_gemini_carried(&codex, &gemini);

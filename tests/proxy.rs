@@ -177,6 +177,43 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the proxy has forgotten every grant of `ctx`, for up to a
+/// minute (on a loaded 2-core CI machine every `podman` call and the proxy's
+/// poll take longer); on a timeout says what the engine, the registry and
+/// the proxy's log show (the grants file holds hashes, never a secret).
+fn wait_grants_gone(ctx: &TestContext, engine: &str, what: &str) {
+    let t = Instant::now();
+    let layout = layout(ctx);
+    while !registry::load(&layout).unwrap().is_empty() {
+        if t.elapsed() > Duration::from_secs(60) {
+            let grants: Vec<String> = registry::load(&layout)
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    format!(
+                        "sandbox {} engine {:?} container {:?} created {} revoked {:?}",
+                        g.sandbox, g.engine, g.container, g.created, g.revoked_at
+                    )
+                })
+                .collect();
+            let ps = Command::new(engine)
+                .args(["ps", "-a", "--filter", "label=airlock.sandbox"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let log = std::fs::read_to_string(layout.log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "timed out after {:?}: {what}\ngrants left: {grants:#?}\n{engine} ps -a:\n{ps}\nproxy running: {}\nproxy log (newest first):\n{}",
+                t.elapsed(),
+                airlock::proxy::daemon::running(&layout),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn scan_for_secrets(what: &str, path: &Path, secrets: &[&str]) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     for s in secrets {
@@ -464,9 +501,7 @@ fn claude_through_the_proxy(engine: &str) {
     assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
     mock.assert_messages_carried(&token());
     // the grant died with the container: the proxy forgets it
-    wait_until("the grant is gone", || {
-        registry::load(&layout(&ctx)).unwrap().is_empty()
-    });
+    wait_grants_gone(&ctx, engine, "the grant dies with the container");
     let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
     assert!(audit.contains("\"status\":200"), "{audit}");
     assert!(!audit.contains(CANARY));
@@ -523,10 +558,23 @@ fn claude_through_the_proxy(engine: &str) {
     assert!(!ask().contains(REPLY), "refused after the revoke");
     let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
     assert!(audit.contains("\"refused\":\"revoked\""), "{audit}");
-    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
-    wait_until("the proxy forgets the removed container's grant", || {
-        registry::load(&layout(&ctx)).unwrap().is_empty()
-    });
+    let t1 = Instant::now();
+    let rm = Command::new(engine)
+        .args(["rm", "-f", &id])
+        .output()
+        .unwrap();
+    eprintln!(
+        "{engine}: rm {:?} {} {}",
+        t1.elapsed(),
+        rm.status,
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    wait_grants_gone(
+        &ctx,
+        engine,
+        "the proxy forgets the removed container's grant",
+    );
+    eprintln!("{engine}: gone 2 -> {:?}", t1.elapsed());
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
 

@@ -623,3 +623,35 @@ fn a_codex_session_is_refused_when_the_proxy_cannot_speak_tls() {
     drop(proxy);
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// A client that starts a TLS handshake and stalls, or connects and says
+/// nothing, is closed after the header timeout (slowloris on the TLS
+/// path), while the port keeps answering others.
+#[test]
+fn a_stalled_tls_handshake_is_closed() {
+    let mut ctx = TestContext::new();
+    ctx.set_env("AIRLOCK_PROXY_HEADER_TIMEOUT_MS", "300");
+    let proxy = start_proxy(&ctx);
+    let closed_within = |first: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(first).unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        // EOF (or a reset) once the proxy gives up; never an answer
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{:?}", &buf[..n]);
+        t.elapsed()
+    };
+    // a TLS record header announcing a ClientHello that never comes
+    let waited = closed_within(&[0x16, 0x03, 0x01, 0x02, 0x00]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let waited = closed_within(&[]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let r = plain(
+        proxy.port,
+        &request("GET", "/v1/messages", "sk-ant-oat01-airlock-nope"),
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    drop(proxy);
+}

@@ -567,6 +567,7 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     common::claude_token_behind_proxy(&mut ctx, &mock.origin(), &mock.ca_pem, &token);
     // for the Codex session below (read by the proxy when it starts)
     ctx.set_env("AIRLOCK_PROXY_UPSTREAM_CODEX", &mock.origin());
+    ctx.set_env("AIRLOCK_PROXY_UPSTREAM_GEMINI_SESSION", &mock.origin());
     let out = ctx
         .cmd()
         .args(["swarm", "--rotation", "proxy", "--agent", "claude"])
@@ -673,8 +674,8 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     );
     drop(cleanup);
 
-    // login sessions (Claude's, Codex's ChatGPT one, over TLS to the
-    // proxy) stay on this host: the task holds placeholder sessions, the
+    // login sessions (Claude's, Codex's ChatGPT one over TLS to the proxy,
+    // Gemini's Google one) stay on this host: the task holds placeholder sessions, the
     // proxy sends the sessions' access tokens, the watcher keeps them fresh
     // while the service exists, and hands them back after
     let access = format!("sk-ant-oat01-{CANARY}{tag}-access");
@@ -695,7 +696,13 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
         service: service2.clone(),
         secrets: Default::default(),
     };
-    ok(&proxy_service(&ctx, &["claude", "codex"], &cleanup));
+    let gemini_access = format!("ya29.{CANARY}{tag}-geminiaccess");
+    common::store_session(&ctx, "gemini", &common::gemini_session(&gemini_access));
+    ok(&proxy_service(
+        &ctx,
+        &["claude", "codex", "gemini"],
+        &cleanup,
+    ));
     let sync = airlock::sync::Layout {
         state: ctx.state_dir.join("sync"),
         runtime: ctx.runtime_dir.join("sync"),
@@ -703,20 +710,21 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     let regs = airlock::sync::list_sandboxes(&sync).unwrap();
     assert_eq!(
         regs.len(),
-        2,
+        3,
         "the watcher refreshes the sessions: {regs:?}"
     );
-    assert!(regs[0].sandbox.starts_with("swarm-") && regs[0].sandbox.ends_with("-claude"));
-    assert!(regs[1].sandbox.ends_with("-codex"), "{regs:?}");
+    for (r, agent) in regs.iter().zip(["claude", "codex", "gemini"]) {
+        assert!(
+            r.sandbox.starts_with("swarm-") && r.sandbox.ends_with(&format!("-{agent}")),
+            "{regs:?}"
+        );
+    }
     wait_until("a running task", Duration::from_secs(60), || {
         ids = tasks(&service2);
         ids.len() == 1
     });
     let before = mock.seen().len();
-    let script = format!(
-        ". /run/airlock/env; claude -p hi; cd /tmp; echo \"codex: $({})\"",
-        common::CODEX_EXEC
-    );
+    let script = format!(". /run/airlock/env; {}", common::three_agents_script());
     let out = docker(&["exec", &ids[0], "sh", "-c", &script]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -724,6 +732,8 @@ fn swarm_service_in_proxy_mode_answers_through_the_proxy() {
     assert!(stdout.contains(mock_upstream::REPLY), "{stdout}\n{stderr}");
     common::assert_line_answered(&out, "codex", mock_upstream::REPLY);
     mock.assert_codex_session_carried(&codex_access, "acc-swarm");
+    common::assert_line_answered(&out, "gemini", mock_upstream::REPLY);
+    mock.assert_gemini_session_carried(&gemini_access);
     mock.assert_messages_since(before, &access);
     let inspect = text(&["service", "inspect", &service2]);
     assert!(!inspect.contains(CANARY) && !inspect.contains("sk-ant-oat01-airlock-"));

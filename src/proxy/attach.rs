@@ -17,7 +17,7 @@ pub fn url(layout: &Layout, engine: EngineKind, exe: &Path) -> Result<String> {
     super::sandbox::proxy_host(engine, &[])?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
-    super::ca::offer_to_sandboxes(layout, port);
+    super::ca::offer_to_sandboxes(layout, Some(port));
     Ok(super::sandbox::url(engine, port))
 }
 
@@ -34,15 +34,16 @@ pub fn url_for(
     let host = super::sandbox::proxy_host(engine, flags)?;
     let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
     let port = super::daemon::ensure_running(layout, exe, pass)?;
-    super::ca::offer_to_sandboxes(layout, port);
+    super::ca::offer_to_sandboxes(layout, Some(port));
     Ok(format!("http://{host}:{port}"))
 }
 
-/// Offers the proxy's CA to the pods planned next
-/// ([`super::ca::offer_to_sandboxes`]): their proxy is one the user runs and
-/// exposes, whose port here is not known, so the TLS check is skipped.
+/// Offers the proxy's CA to the sandboxes planned next, for a proxy this
+/// process did not start and cannot check (`airlock k8s --proxy-url`:
+/// the pods' URL may lead through a tunnel): [`super::ca::offer_to_sandboxes`]
+/// without the TLS handshake check.
 pub fn offer_ca(layout: &Layout) {
-    super::ca::offer_to_sandboxes(layout, 0);
+    super::ca::offer_to_sandboxes(layout, None);
 }
 
 /// Registers `plan`'s grants for `sandbox`; returns how many. The
@@ -65,7 +66,12 @@ pub fn register_as(
     sandbox: &str,
     engine: &str,
 ) -> Result<usize> {
-    register_until(layout, plan, sandbox, engine, None)
+    let n = register_until(layout, plan, sandbox, engine, None)?;
+    if n > 0 {
+        // the proxy started for this sandbox may have exited (idle) since
+        super::daemon::serving(layout)?;
+    }
+    Ok(n)
 }
 
 /// [`register_as`] for grants that expire at `expires_at` (pods: the proxy

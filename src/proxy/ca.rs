@@ -264,17 +264,18 @@ pub fn bundle_pem(layout: &Layout) -> Result<String> {
 /// bundle or why there is none.
 struct Offer {
     layout: Layout,
-    port: u16,
+    port: Option<u16>,
     bundle: std::result::Result<String, String>,
 }
 
 static OFFER: std::sync::RwLock<Option<Offer>> = std::sync::RwLock::new(None);
 
 /// Offers `layout`'s CA certificates to the sandboxes this process plans
-/// from now on, for the proxy listening on `port` (Codex with a ChatGPT
-/// session then talks TLS to it). A CA that cannot be read is remembered
+/// from now on, for the proxy listening on `port` (checked by a TLS
+/// handshake before use; `None`: not checked). Codex with a ChatGPT
+/// session then talks TLS to it. A CA that cannot be read is remembered
 /// and reported by [`for_codex`].
-pub fn offer_to_sandboxes(layout: &Layout, port: u16) {
+pub fn offer_to_sandboxes(layout: &Layout, port: Option<u16>) {
     let bundle = bundle_pem(layout).map_err(|e| e.to_string());
     *OFFER.write().unwrap_or_else(|e| e.into_inner()) = Some(Offer {
         layout: layout.clone(),
@@ -300,6 +301,9 @@ pub fn for_codex() -> Result<Option<String>> {
         ))
     };
     let pem = bundle.map_err(|e| refuse(format!("the proxy's CA is not available: {e}")))?;
+    let Some(port) = port else {
+        return Ok(Some(pem));
+    };
     super::tls::answers(port, &pem).map_err(|e| {
         refuse(format!(
             "the proxy running on port {port} does not answer TLS with airlock's CA ({e}); it was probably started by an older airlock: stop it (`airlock proxy --on-demand`; it also exits by itself once its last sandbox is gone) and run again"

@@ -92,21 +92,32 @@ pub fn ensure_running(layout: &Layout, exe: &Path, pass_passphrase: bool) -> Res
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
-    let mut child = cmd.spawn().map_err(|e| Error::io("start", exe, e))?;
+    let mut child = Some(cmd.spawn().map_err(|e| Error::io("start", exe, e))?);
+    let mut starts = 1;
     let t = Instant::now();
     loop {
         if let Some(p) = port(layout) {
             return Ok(p);
         }
-        if let Ok(Some(st)) = child.try_wait() {
-            // lost a race with another start, or failed: say which
+        if let Some(Ok(Some(st))) = child.as_mut().map(|c| c.try_wait()) {
+            // lost a race with another start, or with a proxy that was
+            // exiting (idle) and still held the lock, or failed
             if let Some(p) = port(layout) {
                 return Ok(p);
             }
-            return Err(Error::Other(format!(
-                "airlock proxy exited at start ({st}); see {}",
-                layout.log().display()
-            )));
+            child = None;
+            if !running(layout) && starts >= 3 {
+                return Err(Error::Other(format!(
+                    "airlock proxy exited at start ({st}); see {}",
+                    layout.log().display()
+                )));
+            }
+        }
+        if child.is_none() && !running(layout) {
+            // the proxy that held the lock is gone without a port: start one
+            let _ = std::fs::remove_file(layout.port_file());
+            child = Some(cmd.spawn().map_err(|e| Error::io("start", exe, e))?);
+            starts += 1;
         }
         if t.elapsed() > Duration::from_secs(10) {
             return Err(Error::Other(format!(
@@ -206,7 +217,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the proxy's runtime: {e}")))?;
-    rt.block_on(async move {
+    let exiting = rt.block_on(async move {
         let auto = opts.listen.is_empty();
         let mut wanted: Vec<IpAddr> = if auto {
             vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
@@ -309,16 +320,73 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                 (Some(linger), 0) => {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= linger {
+                        // Decided under the grants' lock, held until this
+                        // process has closed its ports and let go of the
+                        // daemon lock: a sandbox registering meanwhile
+                        // either is seen here (and the proxy stays) or
+                        // finds no proxy once registered, and starts one
+                        // ([`serving`]).
+                        let hold = registry::hold(&layout)?;
+                        if arrived(&layout, &seen) {
+                            idle_since = None;
+                            continue;
+                        }
                         tracing::info!("no grant left: the proxy exits");
                         let _ = std::fs::remove_file(layout.port_file());
                         let _ = std::fs::remove_file(super::metrics::socket(&layout));
-                        return Ok(());
+                        return Ok(hold);
                     }
                 }
                 _ => idle_since = None,
             }
         }
-    })
+    });
+    let hold = exiting?;
+    // listeners closed, then the daemon lock, then the grants' lock
+    rt.shutdown_timeout(Duration::from_secs(1));
+    drop(lock);
+    drop(hold);
+    Ok(())
+}
+
+/// Whether a grant arrived that the last look at the engines did not
+/// cover (young and never seen): its sandbox is starting.
+fn arrived(layout: &Layout, seen: &BTreeSet<String>) -> bool {
+    let now = jiff::Timestamp::now();
+    match registry::load(layout) {
+        Ok(grants) => grants.iter().any(|g| {
+            !g.expired(now) && (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox)
+        }),
+        // unreadable: do not exit on a guess
+        Err(_) => true,
+    }
+}
+
+/// Called once a sandbox's grants are registered, with the proxy started
+/// before ([`ensure_running`]): if that proxy has exited meanwhile (it was
+/// idle and left just before the grants arrived), starts one again on the
+/// same port, which the sandbox was given. Fails when that port is taken.
+pub fn serving(layout: &Layout) -> Result<()> {
+    if running(layout) {
+        return Ok(());
+    }
+    let want = std::fs::read_to_string(last_port_file(layout))
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok());
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the airlock executable: {e}")))?;
+    let pass = std::env::var_os(crate::vault::file::PASSPHRASE_ENV).is_some();
+    let got = ensure_running(layout, &exe, pass)?;
+    if Some(got) != want {
+        return Err(Error::Other(format!(
+            "the airlock proxy exited while the sandbox was being prepared and came back on another port ({got}): start the sandbox again"
+        )));
+    }
+    tracing::info!(
+        port = got,
+        "the proxy had exited while the sandbox was prepared: started again"
+    );
+    Ok(())
 }
 
 /// How often the proxy makes its TLS certificate again (renewing its CA

@@ -42,12 +42,20 @@ pub(super) fn frame_carries<B>(frame: &Frame<B>, secret: &[u8]) -> bool {
 pub(super) const ACCEPT_ENCODING: &str = "identity";
 
 /// True when the upstream encoded its response body anyway (gzip, br,
-/// deflate...): it is refused, since the guard cannot scan it.
+/// deflate...), as a content coding or as a transfer coding other than
+/// chunked (hyper takes off only the chunked framing and passes the rest
+/// through): it is refused, since the guard cannot scan it.
 pub(super) fn encoded(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(hyper::header::CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+    let coded = |name: hyper::header::HeaderName, plain: &[&[u8]]| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .map(|t| t.trim_ascii())
+                .any(|t| !t.is_empty() && !plain.iter().any(|p| t.eq_ignore_ascii_case(p)))
+        })
+    };
+    coded(hyper::header::CONTENT_ENCODING, &[b"identity"])
+        || coded(hyper::header::TRANSFER_ENCODING, &[b"identity", b"chunked"])
 }
 
 /// Methods never forwarded: `CONNECT` would open a tunnel (and send the
@@ -203,5 +211,20 @@ mod tests {
         drop(a);
         assert_eq!(ReplayPermit::take(5).unwrap().len(), 5);
         drop(b);
+    }
+
+    #[test]
+    fn an_encoded_body_is_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!encoded(&h));
+        h.insert("content-encoding", "identity".parse().unwrap());
+        assert!(!encoded(&h));
+        h.append("content-encoding", "gzip".parse().unwrap());
+        assert!(encoded(&h));
+        let mut h = HeaderMap::new();
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        assert!(!encoded(&h));
+        h.insert("transfer-encoding", "gzip, Chunked".parse().unwrap());
+        assert!(encoded(&h));
     }
 }

@@ -147,6 +147,13 @@ pub fn load(layout: &Layout) -> Result<Vec<Grant>> {
     Ok(f.grants)
 }
 
+/// Holds the grants' lock until the value is dropped: no grant is added
+/// or removed meanwhile (the proxy decides to exit under it).
+pub fn hold(layout: &Layout) -> Result<FileLock> {
+    layout.ensure()?;
+    FileLock::exclusive(&layout.lock())
+}
+
 /// Changes the grants under the lock; returns what `change` returned.
 fn update<T>(layout: &Layout, change: impl FnOnce(&mut Vec<Grant>) -> T) -> Result<T> {
     layout.ensure()?;

@@ -157,7 +157,7 @@ mod tests {
             dir: d.path().join("proxy"),
         };
         // port 1: nothing listens there, so the TLS check is skipped
-        super::super::ca::offer_to_sandboxes(&layout, 1);
+        super::super::ca::offer_to_sandboxes(&layout, Some(1));
         let session = r#"{"auth_mode":"chatgpt","tokens":{"id_token":"e30.e30.REALSIG","access_token":"REAL-AT","refresh_token":"REAL-RT","account_id":"acc"}}"#;
         let record = |method, secret: &str| Record {
             id: crate::vault::CredentialId::parse("codex").unwrap(),

@@ -160,6 +160,15 @@ pub fn codex_and_gemini_script() -> String {
     )
 }
 
+/// A shell script running the genuine `claude -p`, then [`CODEX_EXEC`] and
+/// [`GEMINI_P`] in /tmp, their answers on lines of their own (`codex: …`,
+/// `gemini: …`; see [`assert_line_answered`]).
+pub fn three_agents_script() -> String {
+    format!(
+        "claude -p hi; cd /tmp; echo \"codex: $({CODEX_EXEC})\"; echo \"gemini: $({GEMINI_P})\""
+    )
+}
+
 /// The line `AGENT: …` of a script's output (as [`codex_and_gemini_script`]
 /// prints) holds `reply`.
 pub fn assert_line_answered(out: &std::process::Output, agent: &str, reply: &str) {
@@ -183,6 +192,19 @@ pub fn claude_session(access: &str, refresh: &str) -> String {
         "scopes": ["user:inference", "user:profile"],
         "subscriptionType": "max",
     }})
+    .to_string()
+}
+
+/// A Gemini Google login (the vault's `{"oauth_creds", "google_accounts"}`)
+/// with `access` as its access token, valid for an hour (nothing refreshes
+/// it in a test); its refresh token is the canary and `access`, then
+/// `-refresh`.
+pub fn gemini_session(access: &str) -> String {
+    let expiry = jiff::Timestamp::now().as_millisecond() + 3_600_000;
+    serde_json::json!({"oauth_creds": {"access_token": access,
+        "refresh_token": format!("1//{CANARY}-{access}-refresh"), "scope": "openid",
+        "token_type": "Bearer", "id_token": "h.p.s", "expiry_date": expiry},
+        "google_accounts": {"active": "dev@example.com", "old": []}})
     .to_string()
 }
 
@@ -469,52 +491,6 @@ pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-/// Starts `airlock proxy` for `ctx` in the foreground (loopback and the
-/// container bridges, as a user runs it) and waits for its port.
-pub fn start_user_proxy(ctx: &TestContext) -> (std::process::Child, u16) {
-    let port_file = ctx.state_dir.join("proxy").join("port");
-    // one left behind by a proxy killed before
-    let _ = std::fs::remove_file(&port_file);
-    let child = ctx
-        .cmd()
-        .arg("proxy")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(start.elapsed().as_secs() < 20, "the proxy did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    (child, port)
-}
-
-/// A Messages API request to the proxy on loopback `port` with `bearer` as
-/// its credential; returns the whole response (status line, headers, body).
-pub fn post_to_proxy(port: u16, path: &str, bearer: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {bearer}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 /// The `agent:account` of each object in an `airlock accounts --json`

@@ -199,6 +199,12 @@ impl MockUpstream {
         );
     }
 
+    /// Gemini's Code Assist requests carried a Google login's access token
+    /// `access` (the real one, which the proxy sends).
+    pub fn assert_gemini_session_carried(&self, access: &str) {
+        self.assert_carried("/v1internal:", "authorization", &format!("Bearer {access}"));
+    }
+
     /// Codex's ChatGPT-backend requests carried a session's access token
     /// `access` and its account (the real ones, which the proxy sends).
     pub fn assert_codex_session_carried(&self, access: &str, account: &str) {

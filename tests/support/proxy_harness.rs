@@ -70,13 +70,20 @@ impl Drop for Proxy {
 /// Starts `airlock proxy --listen 127.0.0.1 -vv <extra>` (log in
 /// `<root>/proxy.log`) and waits until it listens.
 pub fn start_proxy(ctx: &TestContext, extra: &[&str]) -> Proxy {
+    start_proxy_with(ctx, &[&["--listen", "127.0.0.1"], extra].concat())
+}
+
+/// Starts `airlock proxy -vv <args>` (without `--listen`: on loopback and
+/// the container bridges, as a user runs it for pods) and waits until it
+/// listens.
+pub fn start_proxy_with(ctx: &TestContext, args: &[&str]) -> Proxy {
     let port_file = layout(ctx).port_file();
     let _ = std::fs::remove_file(&port_file);
     let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
     let child = ctx
         .cmd()
-        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
-        .args(extra)
+        .args(["proxy", "-vv"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
