@@ -531,22 +531,11 @@ mod tests {
     }
 
     fn k8s_grant(ph: &str, expires_at: jiff::Timestamp) -> registry::Grant {
-        registry::Grant {
-            sandbox: "k8s-team-dev".into(),
-            agent: "claude".into(),
-            account: "default".into(),
-            method: crate::vault::Method::SetupToken,
-            placeholder_sha256: super::super::placeholder::hash(ph),
-            truth: crate::sync::Truth::Vault {
-                id: crate::vault::CredentialId::parse("claude").unwrap(),
-            },
-            container: None,
-            engine: Some("k8s".into()),
-            created: expires_at - jiff::SignedDuration::from_hours(24),
-            revoked_at: None,
-            reference: None,
-            expires_at: Some(expires_at),
-        }
+        let mut g = registry::tests::grant("k8s-team-dev", ph);
+        g.engine = Some("k8s".into());
+        g.created = expires_at - jiff::SignedDuration::from_hours(24);
+        g.expires_at = Some(expires_at);
+        g
     }
 
     /// Rendering the pods again adds the new grant before the stale one

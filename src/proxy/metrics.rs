@@ -749,20 +749,9 @@ mod tests {
         let now = jiff::Timestamp::now();
         let hour = jiff::SignedDuration::from_hours(1);
         let grant = |sandbox: &str, expires_at, revoked_at| registry::Grant {
-            sandbox: sandbox.into(),
-            agent: "claude".into(),
-            account: "default".into(),
-            method: crate::vault::Method::SetupToken,
-            placeholder_sha256: super::super::placeholder::hash(sandbox),
-            truth: crate::sync::Truth::Vault {
-                id: crate::vault::CredentialId::parse("claude").unwrap(),
-            },
-            container: None,
-            engine: Some("k8s".into()),
-            created: now - hour * 2,
-            revoked_at,
-            reference: None,
             expires_at,
+            revoked_at,
+            ..registry::tests::grant(sandbox, sandbox)
         };
         registry::add(&l, &grant("k8s-a-live", Some(now + hour), None)).unwrap();
         registry::add(&l, &grant("k8s-a-expired", Some(now - hour / 2), None)).unwrap();

@@ -284,11 +284,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::vault::CredentialId;
 
-    fn grant(sandbox: &str, ph: &str) -> Grant {
+    /// A Claude setup-token grant of `sandbox` for placeholder `ph` (also
+    /// for the daemon's and the metrics' tests).
+    pub(crate) fn grant(sandbox: &str, ph: &str) -> Grant {
         Grant {
             sandbox: sandbox.into(),
             agent: "claude".into(),
