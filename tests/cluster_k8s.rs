@@ -1013,20 +1013,34 @@ fn proxy_mode_needs_a_proxy_url_and_answers_through_it() {
             now.len() == 3 && now.iter().all(|n| !first.contains(n))
         },
     );
-    // expired over an hour ago: the hold hands the sessions back, the proxy
-    // drops the grants
+    // revoked: the pods are cut off, and the hold hands the sessions back
+    common::ok(
+        &ctx.cmd()
+            .args(["revoke", "k8s-default-sess"])
+            .output()
+            .unwrap(),
+    );
+    common::wait_until(
+        "the sessions handed back once the grant is revoked",
+        std::time::Duration::from_secs(20),
+        || names().is_empty(),
+    );
+    // expired over an hour ago: the proxy drops the grants
     let now = jiff::Timestamp::now();
     let past = now - airlock::proxy::registry::EXPIRED_KEPT - jiff::SignedDuration::from_mins(1);
     assert_eq!(
         airlock::proxy::registry::renew(&layout, "k8s-default-sess", now, past).unwrap(),
-        3,
-        "Claude's, Codex's and Gemini's grants"
+        0,
+        "revoked grants are not renewed"
     );
-    common::wait_until(
-        "the session handed back once the grant is gone",
-        std::time::Duration::from_secs(20),
-        || names().is_empty(),
-    );
+    let mut grants = airlock::proxy::registry::load(&layout).unwrap();
+    for g in grants
+        .iter_mut()
+        .filter(|g| g.sandbox == "k8s-default-sess")
+    {
+        g.expires_at = Some(past);
+        airlock::proxy::registry::add(&layout, g).unwrap();
+    }
     common::wait_until(
         "the proxy dropped the stale grant",
         std::time::Duration::from_secs(20),

@@ -10,62 +10,23 @@ mod mock_upstream;
 
 mod common;
 
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock::proxy::placeholder;
-use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::proxy::registry::{self, Grant};
 use airlock::sync::Truth;
-use airlock::vault::{CredentialId, Method};
+use airlock::vault::Method;
 use base64::Engine as _;
 use common::{CANARY, TestContext, ok, require_real};
 use mock_upstream::{MockUpstream, REPLY};
-
-fn layout(ctx: &TestContext) -> Layout {
-    Layout {
-        dir: ctx.state_dir.join("proxy"),
-    }
-}
-
-struct Proxy {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_proxy(ctx: &TestContext) -> Proxy {
-    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
-    let child = ctx
-        .cmd()
-        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let port_file = layout(ctx).port_file();
-    let t = Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no proxy");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Proxy { child, port }
-}
+use proxy_harness::{layout, response, send, start_proxy};
 
 /// A setup-token grant whose API is `mock` (the plain TLS-path checks).
 fn granted(mock: &MockUpstream, token: &str, ph: &str) -> TestContext {
@@ -83,26 +44,7 @@ fn granted(mock: &MockUpstream, token: &str, ph: &str) -> TestContext {
         .output()
         .unwrap());
     std::fs::remove_file(&f).unwrap();
-    registry::add(
-        &layout(&ctx),
-        &Grant {
-            sandbox: "sb-tls".into(),
-            agent: "claude".into(),
-            account: "default".into(),
-            method: Method::SetupToken,
-            placeholder_sha256: placeholder::hash(ph),
-            truth: Truth::Vault {
-                id: CredentialId::parse("claude").unwrap(),
-            },
-            container: None,
-            engine: None,
-            created: jiff::Timestamp::now(),
-            revoked_at: None,
-            reference: None,
-            expires_at: None,
-        },
-    )
-    .unwrap();
+    proxy_harness::grant_claude(&ctx, "sb-tls", ph);
     ctx
 }
 
@@ -154,15 +96,6 @@ fn over_tls(
     }
 }
 
-fn plain(port: u16, req: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 /// Plain HTTP and TLS on one port: both are answered (the real token
 /// swapped in, the fail-closed guard in force over TLS too); a client that
 /// does not trust the proxy's CA, or asks for another name, gets no
@@ -174,9 +107,9 @@ fn plain_http_and_tls_share_the_port() {
     let token = format!("sk-ant-oat01-{CANARY}-tls-{}", "0123456789".repeat(6));
     let ph = format!("sk-ant-oat01-airlock-{}", "t".repeat(32));
     let ctx = granted(&mock, &token, &ph);
-    let proxy = start_proxy(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
 
-    let r = plain(proxy.port, &request("POST", "/v1/messages", &ph));
+    let r = response(send(proxy.port, "POST", "/v1/messages", &ph));
     assert!(r.starts_with("HTTP/1.1 200") && r.contains(REPLY), "{r}");
 
     let ca = layout(&ctx).dir.join("ca");
@@ -250,10 +183,12 @@ fn plain_http_and_tls_share_the_port() {
     let e = over_tls(proxy.port, cfg, "chatgpt.com", &request("GET", "/", &ph));
     assert!(e.is_err(), "{e:?}");
     // plain HTTP still answers on the same port afterwards
-    let r = plain(
+    let r = response(send(
         proxy.port,
-        &request("POST", "/v1/messages", "sk-ant-oat01-airlock-nope"),
-    );
+        "POST",
+        "/v1/messages",
+        "sk-ant-oat01-airlock-nope",
+    ));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let log = std::fs::read_to_string(ctx.root.path().join("proxy.log")).unwrap();
     assert!(!log.contains(&token) && !log.contains("PRIVATE KEY"));
@@ -304,7 +239,7 @@ fn a_codex_session_request_carries_the_tokens_own_account() {
         },
     )
     .unwrap();
-    let proxy = start_proxy(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
     let cfg = trusting(&std::fs::read_to_string(layout(&ctx).dir.join("ca/ca.pem")).unwrap());
     let req = format!(
         "GET /backend-api/wham/accounts/check HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {ph}\r\nchatgpt-account-id: acc-other\r\nconnection: close\r\n\r\n"
@@ -392,7 +327,7 @@ fn codex_session(engine: &str) -> Session {
 /// With `renewed`, the proxy's CA ends tomorrow when the proxy starts: a
 /// new one is made, the sandbox gets both CA certificates and the proxy's
 /// certificate is signed by the second (Codex reads the whole bundle).
-fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
+fn codex_session_through_the_proxy(engine: &str, image: &str, renewed: bool) {
     let Session {
         ctx,
         mock,
@@ -427,7 +362,7 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
             "--name",
             &name,
         ])
-        .arg(common::root_image())
+        .arg(image)
         .args(["sleep", "120"])
         .output()
         .unwrap();
@@ -502,14 +437,15 @@ fn codex_session_through_the_proxy(engine: &str, renewed: bool) {
 #[test]
 fn docker_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_DOCKER") {
-        codex_session_through_the_proxy("docker", true);
+        codex_session_through_the_proxy("docker", &common::root_image(), true);
     }
 }
 
 #[test]
 fn podman_codex_chatgpt_session_answers_through_the_proxy() {
     if require_real("AIRLOCK_TEST_PODMAN") {
-        codex_session_through_the_proxy("podman", false);
+        // the unprivileged image: Codex runs as uid 1000 and reads the CA file
+        codex_session_through_the_proxy("podman", &common::user_image(), false);
     }
 }
 
@@ -580,7 +516,7 @@ fn a_codex_session_is_refused_when_the_proxy_cannot_speak_tls() {
         return;
     }
     let Session { ctx, .. } = codex_session("docker");
-    let proxy = start_proxy(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
     let run = || {
         ctx.cmd()
             .args([
@@ -631,7 +567,7 @@ fn a_codex_session_is_refused_when_the_proxy_cannot_speak_tls() {
 fn a_stalled_tls_handshake_is_closed() {
     let mut ctx = TestContext::new();
     ctx.set_env("AIRLOCK_PROXY_HEADER_TIMEOUT_MS", "300");
-    let proxy = start_proxy(&ctx);
+    let proxy = start_proxy(&ctx, &[]);
     let closed_within = |first: &[u8]| {
         let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -648,10 +584,12 @@ fn a_stalled_tls_handshake_is_closed() {
     assert!(waited < Duration::from_secs(3), "{waited:?}");
     let waited = closed_within(&[]);
     assert!(waited < Duration::from_secs(3), "{waited:?}");
-    let r = plain(
+    let r = response(send(
         proxy.port,
-        &request("GET", "/v1/messages", "sk-ant-oat01-airlock-nope"),
-    );
+        "GET",
+        "/v1/messages",
+        "sk-ant-oat01-airlock-nope",
+    ));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     drop(proxy);
 }

@@ -297,6 +297,26 @@ fn answer(req: &Req, port: u16, w: &mut Tls, ended: &AtomicU64) -> std::io::Resu
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n",
             &body,
         )
+    } else if p.starts_with("/range") {
+        // an echo that honours Range: a slice of the credential at a time
+        let body = format!("{{\"echo\":\"{cred}\"}}").into_bytes();
+        let slice = req
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .filter(|(a, b)| a <= b && *b < body.len());
+        match slice {
+            Some((a, b)) => simple(
+                w,
+                &format!(
+                    "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes {a}-{b}/{}\r\n",
+                    body.len()
+                ),
+                &body[a..=b],
+            ),
+            None => simple(w, "HTTP/1.1 200 OK\r\n", &body),
+        }
     } else if p.starts_with("/te-gzip") {
         // compressed as a transfer coding, which the proxy never asked for
         let body = gzip(format!("{{\"echo\":\"{cred}\"}}").as_bytes());
@@ -1422,5 +1442,27 @@ fn unfinished_session_bodies_do_not_pile_up_in_memory() {
     );
     s.still_serves();
     drop(held);
+    s.logs_clean();
+}
+
+/// Piecewise extraction: an upstream that echoes the credential and honours
+/// `Range` would hand it over a slice at a time, each slice too short for
+/// the guard. `Range` is never forwarded: the whole echo comes, and is cut.
+#[test]
+fn a_range_request_cannot_take_the_credential_a_slice_at_a_time() {
+    let s = setup();
+    let r = s.exchange(
+        format!(
+            "GET /range HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {}\r\nrange: bytes=20-40\r\nif-range: x\r\nconnection: close\r\n\r\n",
+            ph('a')
+        )
+        .as_bytes(),
+    );
+    assert!(!r.contains("206"), "{r}");
+    assert!(!r.contains(CANARY), "{r}");
+    assert!(!r.contains("-hostile-"), "a slice of it: {r}");
+    let seen = s.up.reqs();
+    assert_eq!(seen[0].header("range"), None);
+    assert_eq!(seen[0].header("if-range"), None);
     s.logs_clean();
 }

@@ -26,9 +26,9 @@ pub struct HoldArgs {
     /// A sync registration to hand back and remove then.
     #[arg(long)]
     synced: Vec<String>,
-    /// Hold while these grants (placeholder hashes) live rather than any
-    /// grant of the sandbox (pods: rendering again replaces the grants,
-    /// and with them the hold).
+    /// Hold while these grants (placeholder hashes) live and are not
+    /// revoked, rather than any grant of the sandbox (pods: rendering again
+    /// replaces the grants, and with them the hold).
     #[arg(long)]
     grant: Vec<String>,
 }
@@ -43,12 +43,13 @@ pub fn hold(ctx: &Ctx, a: HoldArgs) -> Result<()> {
             std::thread::sleep(EVERY);
             let now = jiff::Timestamp::now();
             let held = |g: &registry::Grant| {
-                // gone, or (a pod's) expired for longer than the proxy keeps it
+                // gone, or (a pod's) expired for longer than the proxy keeps
+                // it, or revoked (a pod's grant is never renewed then)
                 !g.stale(now)
                     && if a.grant.is_empty() {
                         g.sandbox == a.sandbox
                     } else {
-                        a.grant.contains(&g.placeholder_sha256)
+                        a.grant.contains(&g.placeholder_sha256) && g.revoked_at.is_none()
                     }
             };
             match registry::load(&layout) {

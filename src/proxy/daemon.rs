@@ -538,22 +538,31 @@ mod tests {
         g
     }
 
-    /// Rendering the pods again adds the new grant before the stale one
-    /// goes: the proxy dropping the stale one keeps the new one (it dropped
-    /// every grant of the sandbox before).
+    /// A pods' grant expired over an hour ago is dropped by its hash; a
+    /// newer grant of the same pods, and one that only just expired (still
+    /// renewable, not counted as live), stay.
     #[test]
-    fn a_stale_grant_is_dropped_alone() {
+    fn stale_grants_go_by_hash() {
         let d = tempfile::tempdir().unwrap();
         let l = Layout {
             dir: d.path().join("proxy"),
         };
         let now = jiff::Timestamp::now();
         let hour = jiff::SignedDuration::from_hours(1);
-        registry::add(&l, &k8s_grant("ph-old", now - hour * 2)).unwrap();
-        registry::add(&l, &k8s_grant("ph-new", now + hour)).unwrap();
-        assert_eq!(forget_gone(&l, &mut BTreeSet::new()), 1);
+        let with = |ph: &str, sandbox: &str, expires: jiff::Timestamp| {
+            let mut g = registry::tests::grant(sandbox, ph);
+            g.engine = Some("k8s".into());
+            g.expires_at = Some(expires);
+            registry::add(&l, &g).unwrap();
+        };
+        with("ph-stale", "k8s-team-dev", now - hour * 2);
+        with("ph-new", "k8s-team-dev", now + hour);
+        with("ph-expired", "k8s-team-old", now - hour / 2);
+        let mut seen = BTreeSet::new();
+        assert_eq!(forget_gone(&l, &mut seen), 1, "only the new grant is live");
         let left = registry::load(&l).unwrap();
-        assert!(registry::lookup(&left, "ph-new").is_some(), "{left:?}");
-        assert!(registry::lookup(&left, "ph-old").is_none(), "{left:?}");
+        assert!(registry::lookup(&left, "ph-stale").is_none());
+        assert!(registry::lookup(&left, "ph-new").is_some());
+        assert!(registry::lookup(&left, "ph-expired").is_some());
     }
 }

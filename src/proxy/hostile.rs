@@ -115,16 +115,22 @@ pub const HEADER_TIMEOUT_ENV: &str = "AIRLOCK_PROXY_HEADER_TIMEOUT_MS";
 
 /// How long a sandbox's connection may take to send a request's head, and
 /// stay idle between requests: a slow or silent client (slowloris) is
-/// closed after it instead of holding its connection for ever.
-pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// closed after it instead of holding its connection for ever. 75 s, as
+/// nginx's `keepalive_timeout`: longer than the idle time of most clients'
+/// connection pools, so that a client rarely reuses a connection the proxy
+/// is closing at that moment.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(75);
 
-/// [`HEADER_TIMEOUT`], or the environment's override.
+/// [`HEADER_TIMEOUT`], or the environment's override (read once).
 pub(super) fn header_timeout() -> std::time::Duration {
-    std::env::var(HEADER_TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map_or(HEADER_TIMEOUT, std::time::Duration::from_millis)
+    static T: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var(HEADER_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map_or(HEADER_TIMEOUT, std::time::Duration::from_millis)
+    })
 }
 
 /// The most request-body bytes kept for retries after a 401 at once, all
