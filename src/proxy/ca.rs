@@ -291,9 +291,9 @@ pub fn offer_to_sandboxes(layout: &Layout, port: Option<u16>) {
 /// refusal when there is no CA or the proxy does not speak TLS with it (a
 /// proxy started by an older airlock).
 pub fn for_codex() -> Result<Option<String>> {
-    let (bundle, port) = match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    let (bundle, port, log) = match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         None => return Ok(None),
-        Some(o) => (o.bundle.clone(), o.port),
+        Some(o) => (o.bundle.clone(), o.port, o.layout.log()),
     };
     let refuse = |why: String| {
         Error::Other(format!(
@@ -304,12 +304,16 @@ pub fn for_codex() -> Result<Option<String>> {
     let Some(port) = port else {
         return Ok(Some(pem));
     };
-    super::tls::answers(port, &pem).map_err(|e| {
-        refuse(format!(
-            "the proxy running on port {port} does not answer TLS with airlock's CA ({e}); it was probably started by an older airlock: stop it (`airlock proxy --on-demand`; it also exits by itself once its last sandbox is gone) and run again"
-        ))
-    })?;
+    super::tls::answers(port, &pem).map_err(|e| refuse(no_tls(port, &e, &log)))?;
     Ok(Some(pem))
+}
+
+/// Why the running proxy on `port` fails the TLS check, and what to do.
+fn no_tls(port: u16, e: &str, log: &std::path::Path) -> String {
+    format!(
+        "the proxy running on port {port} does not answer TLS with airlock's CA ({e}): it was started by an older airlock, or could not use its CA when it started (its log says why: {}); stop it (the `airlock proxy` process in `ps`; `systemctl --user restart airlock-proxy` for the systemd unit; one started by `airlock run` also exits by itself once its last sandbox is gone) and run again",
+        log.display()
+    )
 }
 
 /// The private keys of the CA offered to sandboxes, as the lines of their
@@ -605,6 +609,24 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("PRIVATE"), "{e}");
+    }
+
+    /// The refusal names the proxy's log and how to stop that proxy (it
+    /// gave `airlock proxy --on-demand` as if that stopped it: it starts
+    /// one, and fails as one already runs).
+    #[test]
+    fn a_proxy_without_tls_is_explained() {
+        let m = no_tls(
+            41000,
+            "received corrupt message",
+            std::path::Path::new("/s/proxy/proxy.log"),
+        );
+        assert!(
+            m.contains("port 41000") && m.contains("/s/proxy/proxy.log"),
+            "{m}"
+        );
+        assert!(m.contains("stop it (the `airlock proxy` process"), "{m}");
+        assert!(!m.contains("--on-demand"), "{m}");
     }
 
     #[test]
