@@ -281,20 +281,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         let until = jiff::Timestamp::now()
             .checked_add(ttl)
             .map_err(|e| Error::Usage(format!("--grant-ttl {ttl_text}: {e}")))?;
-        // the new grants first, then the old ones go: a hold of the old
-        // ones hands its session back, the new one's is registered anew
-        let old: Vec<String> = airlock::proxy::registry::load(&layout)?
-            .into_iter()
-            .filter(|g| g.sandbox == id)
-            .map(|g| g.placeholder_sha256)
-            .collect();
-        airlock::proxy::attach::register_until(&layout, &plan, &id, "k8s", Some(until))?;
-        airlock::proxy::registry::remove_hashes(&layout, &old)?;
-        // a login session: refreshed by the watcher until the grant is gone
-        if let Err(e) = super::proxy_hold::serve_sessions_of_grants(ctx, &vault, &plan, &id) {
-            airlock::proxy::attach::forget(&layout, &id);
-            return Err(e);
-        }
+        // the new grants and their hold first, then the old ones go (their
+        // hold hands its session back); a login session is refreshed by the
+        // watcher until the grant is gone. On failure the old grants stay.
+        airlock::proxy::attach::replace_grants(&layout, &plan, &id, "k8s", Some(until), || {
+            super::proxy_hold::serve_sessions_of_grants(ctx, &vault, &plan, &id)
+        })?;
         if airlock::proxy::daemon::port(&layout).is_none() {
             anstream::eprintln!(
                 "airlock: warning: no airlock proxy runs on this host: start one the cluster reaches at {} (`airlock proxy --listen ADDR --port PORT`, docs/cluster.md)",

@@ -119,3 +119,95 @@ pub fn forget(layout: &Layout, sandbox: &str) {
         tracing::warn!(sandbox, error = %e, "could not remove the sandbox's proxy grants (the proxy drops them once it sees the container gone)");
     }
 }
+
+/// Replaces the grants of `sandbox` by `plan`'s, expiring at `expires_at`
+/// (pods rendered again): the new ones are registered and `serve` run (the
+/// hold of their sessions) while the old ones still stand, so a session is
+/// never let go in between; then the old ones go. When `serve` fails, the
+/// new ones go and the old ones stay: the running pods keep working.
+pub fn replace_grants(
+    layout: &Layout,
+    plan: &SandboxPlan,
+    sandbox: &str,
+    engine: &str,
+    expires_at: Option<jiff::Timestamp>,
+    serve: impl FnOnce() -> Result<()>,
+) -> Result<usize> {
+    let old: Vec<String> = registry::load(layout)?
+        .into_iter()
+        .filter(|g| g.sandbox == sandbox)
+        .map(|g| g.placeholder_sha256)
+        .collect();
+    let new: Vec<String> = plan
+        .proxy
+        .iter()
+        .filter_map(|g| match &g.placeholder {
+            Value::Secret(p) => Some(placeholder::hash(p.expose())),
+            Value::Plain(_) => None,
+        })
+        .collect();
+    let registered = register_until(layout, plan, sandbox, engine, expires_at).and_then(|n| {
+        serve()?;
+        Ok(n)
+    });
+    match registered {
+        Ok(n) => {
+            registry::remove_hashes(layout, &old)?;
+            Ok(n)
+        }
+        Err(e) => {
+            if let Err(e2) = registry::remove_hashes(layout, &new) {
+                tracing::warn!(sandbox, error = %e2, "could not remove the new proxy grants");
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(ph: &str) -> SandboxPlan {
+        let mut p = SandboxPlan::default();
+        p.proxy.push(crate::plan::ProxyGrant {
+            agent: "claude".into(),
+            account: "default".into(),
+            method: crate::vault::Method::SetupToken,
+            placeholder: Value::Secret(crate::secret::Secret::new(ph.into())),
+            truth: Some(crate::sync::Truth::Vault {
+                id: crate::vault::CredentialId::parse("claude").unwrap(),
+            }),
+            reference: None,
+        });
+        p
+    }
+
+    /// Rendering the pods again: the old grant stands while the new one's
+    /// sessions are served, goes once they are; when serving fails the old
+    /// one (the running pods') stays and the new one goes.
+    #[test]
+    fn replaced_grants_go_only_once_the_new_ones_are_served() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let id = "k8s-team-dev";
+        let has = |ph: &str| registry::lookup(&registry::load(&l).unwrap(), ph).is_some();
+        replace_grants(&l, &plan("ph-1"), id, "k8s", None, || Ok(())).unwrap();
+        assert!(has("ph-1"));
+        let e = replace_grants(&l, &plan("ph-2"), id, "k8s", None, || {
+            assert!(has("ph-1") && has("ph-2"), "both stand while serving");
+            Err(Error::Other("the hold could not start".into()))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("hold"));
+        assert!(has("ph-1") && !has("ph-2"), "the running pods keep theirs");
+        replace_grants(&l, &plan("ph-3"), id, "k8s", None, || {
+            assert!(has("ph-1") && has("ph-3"));
+            Ok(())
+        })
+        .unwrap();
+        assert!(!has("ph-1") && has("ph-3"));
+    }
+}

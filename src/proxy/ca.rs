@@ -291,9 +291,9 @@ pub fn offer_to_sandboxes(layout: &Layout, port: Option<u16>) {
 /// refusal when there is no CA or the proxy does not speak TLS with it (a
 /// proxy started by an older airlock).
 pub fn for_codex() -> Result<Option<String>> {
-    let (bundle, port) = match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    let (bundle, port, log) = match OFFER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         None => return Ok(None),
-        Some(o) => (o.bundle.clone(), o.port),
+        Some(o) => (o.bundle.clone(), o.port, o.layout.log()),
     };
     let refuse = |why: String| {
         Error::Other(format!(
@@ -304,12 +304,16 @@ pub fn for_codex() -> Result<Option<String>> {
     let Some(port) = port else {
         return Ok(Some(pem));
     };
-    super::tls::answers(port, &pem).map_err(|e| {
-        refuse(format!(
-            "the proxy running on port {port} does not answer TLS with airlock's CA ({e}); it was probably started by an older airlock: stop it (`airlock proxy --on-demand`; it also exits by itself once its last sandbox is gone) and run again"
-        ))
-    })?;
+    super::tls::answers(port, &pem).map_err(|e| refuse(no_tls(port, &e, &log)))?;
     Ok(Some(pem))
+}
+
+/// Why the running proxy on `port` fails the TLS check, and what to do.
+fn no_tls(port: u16, e: &str, log: &std::path::Path) -> String {
+    format!(
+        "the proxy running on port {port} does not answer TLS with airlock's CA ({e}): it was started by an older airlock, or could not use its CA when it started (its log says why: {}); stop it (the `airlock proxy` process in `ps`; `systemctl --user restart airlock-proxy` for the systemd unit; one started by `airlock run` also exits by itself once its last sandbox is gone) and run again",
+        log.display()
+    )
 }
 
 /// The private keys of the CA offered to sandboxes, as the lines of their
@@ -360,8 +364,15 @@ pub fn server_identity(
         .find(|c| days_left(c, today) >= SIGN_DAYS)
         .or(f.cas.last())
         .ok_or_else(|| Error::Other("the proxy has no CA".into()))?;
-    let ca_key =
-        KeyPair::from_pem(ca.key.expose()).map_err(|e| rcgen_error("CA key (unreadable)", e))?;
+    // a file that parses but whose key or certificate does not (edited by
+    // hand, or half restored): the same fix as for a foreign file
+    let damaged = |what: &str| {
+        Error::Other(format!(
+            "the proxy's CA {what} in {} is unreadable: remove the file (the proxy makes a new CA at its next start; sandboxes started before then need restarting)",
+            file(layout).display()
+        ))
+    };
+    let ca_key = KeyPair::from_pem(ca.key.expose()).map_err(|_| damaged("key"))?;
     let issuer = Issuer::new(ca_params(), ca_key);
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();
@@ -390,7 +401,7 @@ pub fn server_identity(
     let ca_der = rustls_pemfile::certs(&mut ca.cert.as_bytes())
         .next()
         .and_then(|c| c.ok())
-        .ok_or_else(|| Error::Other("the proxy's CA certificate is unreadable".into()))?;
+        .ok_or_else(|| damaged("certificate"))?;
     Ok((
         vec![leaf.der().clone(), ca_der],
         rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
@@ -577,6 +588,45 @@ mod tests {
             assert!(e.contains("remove") && !e.contains("PRIVATE"), "{e}");
             assert_eq!(std::fs::read_to_string(file(&l)).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn a_damaged_key_or_certificate_says_to_remove_the_file() {
+        let (_d, l) = layout();
+        bundle_pem(&l).unwrap();
+        let good = read(&l).unwrap().unwrap();
+        let mut f = read(&l).unwrap().unwrap();
+        f.cas[0].key = Secret::new("-----BEGIN PRIVATE KEY-----\nnot a key\n".into());
+        write(&l, &f).unwrap();
+        let e = server_identity(&l, &[]).unwrap_err().to_string();
+        assert!(e.contains("CA key") && e.contains("remove the file"), "{e}");
+        let mut f = good;
+        f.cas[0].cert = "not a certificate".into();
+        write(&l, &f).unwrap();
+        let e = server_identity(&l, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("certificate") && e.contains("remove the file"),
+            "{e}"
+        );
+        assert!(!e.contains("PRIVATE"), "{e}");
+    }
+
+    /// The refusal names the proxy's log and how to stop that proxy (it
+    /// gave `airlock proxy --on-demand` as if that stopped it: it starts
+    /// one, and fails as one already runs).
+    #[test]
+    fn a_proxy_without_tls_is_explained() {
+        let m = no_tls(
+            41000,
+            "received corrupt message",
+            std::path::Path::new("/s/proxy/proxy.log"),
+        );
+        assert!(
+            m.contains("port 41000") && m.contains("/s/proxy/proxy.log"),
+            "{m}"
+        );
+        assert!(m.contains("stop it (the `airlock proxy` process"), "{m}");
+        assert!(!m.contains("--on-demand"), "{m}");
     }
 
     #[test]

@@ -359,7 +359,9 @@ fn arrived(layout: &Layout, seen: &BTreeSet<String>) -> bool {
     let now = jiff::Timestamp::now();
     match registry::load(layout) {
         Ok(grants) => grants.iter().any(|g| {
-            !g.expired(now) && (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox)
+            !g.expired(now)
+                && (now - g.created).get_seconds() < 60
+                && !seen.contains(&g.placeholder_sha256)
         }),
         // unreadable: do not exit on a guess
         Err(_) => true,
@@ -414,17 +416,24 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     let now = jiff::Timestamp::now();
     let mut left = 0;
     let mut gone = BTreeSet::new();
-    let mut stale = Vec::new();
+    // the grants seen gone, not every grant of their sandbox: one its id
+    // came back with (registered meanwhile, its container not up yet) stays
+    let mut gone_hashes = Vec::new();
+    let mut any_stale = false;
     // one `ps` per engine for all its sandboxes, not one per grant: with
     // many sandboxes on a loaded machine the look stays short
     let mut running: std::collections::BTreeMap<&str, Option<BTreeSet<String>>> =
         Default::default();
     for g in &grants {
-        let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.sandbox);
+        // seen by grant, not by sandbox: a sandbox id that comes back (a Dev
+        // Container's project slug at its next start) gets the starting
+        // grace for its new grant even while the old one is still here
+        let young = (now - g.created).get_seconds() < 60 && !seen.contains(&g.placeholder_sha256);
         if g.stale(now) {
-            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`);
-            // by hash: the pods' id may have a new grant meanwhile
-            stale.push(g.placeholder_sha256.clone());
+            // expired an hour ago (a pod's grant, `airlock k8s --grant-ttl`):
+            // dropped alone, under the lock (not its sandbox's other grants,
+            // a new one rendered again, nor one renewed since this read)
+            any_stale = true;
             continue;
         }
         let listed = match g.engine.as_deref() {
@@ -437,12 +446,12 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         };
         let alive = match g.engine.as_deref() {
             Some(_) if listed == Some(true) => {
-                seen.insert(g.sandbox.clone());
+                seen.insert(g.placeholder_sha256.clone());
                 true
             }
             Some(_) if listed == Some(false) => young,
             Some(engine) if container_alive(engine, g) => {
-                seen.insert(g.sandbox.clone());
+                seen.insert(g.placeholder_sha256.clone());
                 true
             }
             _ => young,
@@ -451,16 +460,23 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             left += 1;
         } else if !alive {
             gone.insert(g.sandbox.clone());
+            gone_hashes.push(g.placeholder_sha256.clone());
         }
     }
-    if !stale.is_empty() && registry::remove_hashes(layout, &stale).is_ok() {
-        tracing::info!(grants = stale.len(), "expired grants dropped");
+    if any_stale && let Ok(dropped) = registry::remove_stale(layout, now) {
+        for s in dropped {
+            tracing::info!(sandbox = %s, "grant expired over an hour ago: dropped");
+        }
     }
+    let removed = registry::remove_hashes(layout, &gone_hashes).is_ok();
+    // only grants still in the file are remembered
+    let present: BTreeSet<&str> = grants
+        .iter()
+        .map(|g| g.placeholder_sha256.as_str())
+        .collect();
+    seen.retain(|h| present.contains(h.as_str()) && !gone_hashes.contains(h));
     for s in gone {
-        // a sandbox id may come back (a Dev Container's project slug at its
-        // next start): its new grant gets the starting grace again
-        seen.remove(&s);
-        if registry::remove(layout, &s).is_ok() {
+        if removed {
             tracing::info!(sandbox = %s, "sandbox gone: its placeholder is refused from now on");
         }
     }
@@ -531,6 +547,48 @@ fn container_alive(engine: &str, g: &registry::Grant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Dev Container's sandbox id comes back at its next start: the new
+    /// grant, registered before its container is up, is not taken with
+    /// the old one whose container is gone (it was: the sandbox had been
+    /// seen, so its new grant had no starting grace, and every grant of a
+    /// gone sandbox was removed).
+    #[test]
+    fn a_gone_sandbox_takes_only_its_own_grants() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = jiff::Timestamp::now();
+        let mut old = k8s_grant("ph-old", now);
+        old.sandbox = "dc-proj".into();
+        old.expires_at = None;
+        old.created = now - jiff::SignedDuration::from_hours(2);
+        // its container runs (an engine airlock does not ask counts as alive)
+        registry::add(&l, &old).unwrap();
+        let mut seen = BTreeSet::new();
+        assert_eq!(forget_gone(&l, &mut seen), 1);
+        // then it is gone (nothing to ask: not young, not alive), and the
+        // same sandbox id registers a new grant, its container not up yet
+        old.engine = None;
+        registry::add(&l, &old).unwrap();
+        let mut new = old.clone();
+        new.placeholder_sha256 = super::super::placeholder::hash("ph-new");
+        new.created = now;
+        registry::add(&l, &new).unwrap();
+        assert_eq!(forget_gone(&l, &mut seen), 1);
+        let left = registry::load(&l).unwrap();
+        assert!(registry::lookup(&left, "ph-new").is_some(), "{left:?}");
+        assert!(registry::lookup(&left, "ph-old").is_none(), "{left:?}");
+    }
+
+    fn k8s_grant(ph: &str, expires_at: jiff::Timestamp) -> registry::Grant {
+        let mut g = registry::tests::grant("k8s-team-dev", ph);
+        g.engine = Some("k8s".into());
+        g.created = expires_at - jiff::SignedDuration::from_hours(24);
+        g.expires_at = Some(expires_at);
+        g
+    }
 
     /// A pods' grant expired over an hour ago is dropped by its hash; a
     /// newer grant of the same pods, and one that only just expired (still

@@ -250,12 +250,17 @@ impl Metrics {
             &mut out,
             "airlock_proxy_grants",
             "gauge",
-            "Sandbox grants, live or revoked.",
+            "Sandbox grants: live (answered), expired (refused until renewed) or revoked.",
         );
         let _ = writeln!(
             out,
             "airlock_proxy_grants{{state=\"live\"}} {}",
             files.live_grants
+        );
+        let _ = writeln!(
+            out,
+            "airlock_proxy_grants{{state=\"expired\"}} {}",
+            files.expired_grants
         );
         let _ = writeln!(
             out,
@@ -439,8 +444,10 @@ fn upstream_error_index(e: &(dyn std::error::Error + 'static)) -> usize {
 /// What the files say at the time of a scrape.
 #[derive(Debug, Clone, Default)]
 pub struct FileState {
-    /// Grants not revoked.
+    /// Grants neither revoked nor expired (answered).
     pub live_grants: usize,
+    /// Grants past their expiry, not revoked (refused, still renewable).
+    pub expired_grants: usize,
     /// Grants revoked and not yet forgotten.
     pub revoked_grants: usize,
     /// Each account with a grant: agent, account, whether its refresh
@@ -453,10 +460,13 @@ impl FileState {
     /// records under `sync`.
     pub fn read(layout: &Layout, sync: Option<&crate::sync::Layout>) -> FileState {
         let grants = registry::load(layout).unwrap_or_default();
+        let now = jiff::Timestamp::now();
         let mut s = FileState::default();
         for g in &grants {
             if g.revoked_at.is_some() {
                 s.revoked_grants += 1;
+            } else if g.expired(now) {
+                s.expired_grants += 1;
             } else {
                 s.live_grants += 1;
             }
@@ -665,6 +675,7 @@ mod tests {
         let text = m.render(&FileState {
             live_grants: 2,
             revoked_grants: 1,
+            expired_grants: 0,
             accounts: vec![
                 ("claude".into(), "work".into(), true),
                 ("codex".into(), "sk-ant-oat01-looks-secret".into(), false),
@@ -725,6 +736,35 @@ mod tests {
                 r != "other" || generic.contains(&why.as_str()),
                 "the refusal {why:?} has no reason label: add it to reason_index"
             );
+        }
+    }
+
+    /// A pods' grant past its expiry is refused: not counted live.
+    #[test]
+    fn expired_grants_are_not_live() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = jiff::Timestamp::now();
+        let hour = jiff::SignedDuration::from_hours(1);
+        let grant = |sandbox: &str, expires_at, revoked_at| registry::Grant {
+            expires_at,
+            revoked_at,
+            ..registry::tests::grant(sandbox, sandbox)
+        };
+        registry::add(&l, &grant("k8s-a-live", Some(now + hour), None)).unwrap();
+        registry::add(&l, &grant("k8s-a-expired", Some(now - hour / 2), None)).unwrap();
+        registry::add(&l, &grant("k8s-a-revoked", Some(now + hour), Some(now))).unwrap();
+        registry::add(&l, &grant("sb-plain", None, None)).unwrap();
+        let files = FileState::read(&l, None);
+        let text = Metrics::new().render(&files);
+        for line in [
+            "airlock_proxy_grants{state=\"live\"} 2",
+            "airlock_proxy_grants{state=\"expired\"} 1",
+            "airlock_proxy_grants{state=\"revoked\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
     }
 

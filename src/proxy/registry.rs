@@ -230,6 +230,24 @@ pub fn remove(layout: &Layout, sandbox: &str) -> Result<usize> {
     })
 }
 
+/// Removes the grants that are [`Grant::stale`] at `now`, judged under the
+/// lock (a grant renewed or rendered again meanwhile stays, and so does
+/// every other grant of the same sandbox); returns the sandboxes of those
+/// removed.
+pub fn remove_stale(layout: &Layout, now: Timestamp) -> Result<Vec<String>> {
+    update(layout, |g| {
+        let mut gone = Vec::new();
+        g.retain(|x| {
+            let stale = x.stale(now);
+            if stale && !gone.contains(&x.sandbox) {
+                gone.push(x.sandbox.clone());
+            }
+            !stale
+        });
+        gone
+    })
+}
+
 /// Removes the grants with these placeholder hashes; returns how many.
 pub fn remove_hashes(layout: &Layout, hashes: &[String]) -> Result<usize> {
     if hashes.is_empty() {
@@ -270,6 +288,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::vault::CredentialId;
 
+    /// A Claude setup-token grant of `sandbox` for placeholder `ph` (also
+    /// for the daemon's and the metrics' tests).
     pub(crate) fn grant(sandbox: &str, ph: &str) -> Grant {
         Grant {
             sandbox: sandbox.into(),
