@@ -11,6 +11,9 @@
 # latency percentiles; the script prints the ratios airlock/nginx, both proxies' memory (RSS) and
 # their CPU time per request (less sensitive to other load on the machine than requests/s).
 # The grant is written by hand without an engine: the proxy keeps such a grant for a minute.
+# AIRLOCK_BENCH_CALLGRIND=FILE runs the proxy under `valgrind --tool=callgrind` (instrumentation off
+# until the measured run: start-up and the first request are not counted) and prints its user-space
+# instructions per request; requests/s and CPU time are then meaningless. Needs valgrind.
 # Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
 set -euo pipefail
 secs="${1:-10}"
@@ -18,8 +21,14 @@ cd "$(dirname "$0")/.."
 for c in nginx wrk openssl; do
   command -v "$c" >/dev/null 2>&1 || { echo "bench/proxy.sh: $c missing (scripts/install-test-deps.sh)" >&2; exit 1; }
 done
-cargo build --release --quiet --bin airlock
-airlock="$PWD/target/release/airlock"
+# AIRLOCK_BENCH_BIN=PATH measures that binary instead of a fresh release build (an earlier
+# build kept for a before/after comparison).
+if [ -n "${AIRLOCK_BENCH_BIN:-}" ]; then
+  airlock="$AIRLOCK_BENCH_BIN"
+else
+  cargo build --release --quiet --bin airlock
+  airlock="$PWD/target/release/airlock"
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -99,12 +108,16 @@ cat > "$work/state/proxy/grants.json" <<JSON
  "placeholder_sha256":"$hash","truth":{"kind":"vault","id":{"agent":"claude","account":"default"}},"created":"$(date -u +%FT%TZ)"}]}
 JSON
 chmod 600 "$work/state/proxy/grants.json"
+wrap=()
+if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
+  wrap=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$AIRLOCK_BENCH_CALLGRIND")
+fi
 AIRLOCK_PROXY_UPSTREAM_CLAUDE="https://localhost:$UP" AIRLOCK_PROXY_CA_FILE="$work/ca.pem" \
-  "$airlock" proxy --listen 127.0.0.1 --port "$AP" 2>"$work/proxy.log" &
+  "${wrap[@]}" "$airlock" proxy --listen 127.0.0.1 --port "$AP" 2>"$work/proxy.log" &
 apid=$!
 pids+=($apid)
 
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+wait_http() { for _ in $(seq 400); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
 wait_http "http://127.0.0.1:$NG/"
 wait_http "http://127.0.0.1:$AP/"
 out=$(curl -s -H "authorization: Bearer $ph" "http://127.0.0.1:$AP/v1/messages")
@@ -132,6 +145,17 @@ upw=$(pgrep -P "${pids[0]}" -n || true) # the upstream nginx's worker
 ngw=$(pgrep -P "${pids[1]}" -n || true) # the baseline nginx's worker
 echo "bench/proxy.sh: ${secs}s per proxy, wrk 2 threads x 16 connections, 1.5 KiB JSON responses over TLS"
 run nginx "http://127.0.0.1:$NG/v1/messages"
+if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
+  callgrind_control -i on "$apid" >/dev/null
+  run airlock "http://127.0.0.1:$AP/v1/messages"
+  callgrind_control -d "$apid" >/dev/null
+  callgrind_control -i off "$apid" >/dev/null
+  sleep 1
+  n=$(awk '/requests in/ {print $1}' "$work/airlock.wrk")
+  ir=$(ls -t "$AIRLOCK_BENCH_CALLGRIND"* | head -n 1 | xargs awk '/^summary:/ {print $2}')
+  awk -v ir="$ir" -v n="$n" 'BEGIN { printf "callgrind: %d instructions over %d requests: %.0f per request\n", ir, n, ir / n }'
+  exit 0
+fi
 run airlock "http://127.0.0.1:$AP/v1/messages"
 rss() { awk '/VmRSS/ {print $2" kB"}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "memory after the run: airlock proxy $(rss "$apid"); nginx worker $(rss "${ngw:-0}")"

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let since = a.since.as_deref().map(parse_since).transpose()?;
     let entries: Vec<_> = audit::read(&layout.audit())
         .into_iter()
-        .filter(|e| a.sandbox.is_none() || e.sandbox == a.sandbox)
+        .filter(|e| a.sandbox.is_none() || e.sandbox.as_deref() == a.sandbox.as_deref())
         .filter(|e| since.is_none_or(|s| e.time >= s))
         .collect();
     for e in &entries {

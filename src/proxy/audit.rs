@@ -25,14 +25,14 @@ pub struct Entry {
     /// When it arrived.
     pub time: Timestamp,
     /// The sandbox whose placeholder it carried (none: refused unknown).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared")]
+    pub sandbox: Option<Arc<str>>,
     /// The agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared")]
+    pub agent: Option<Arc<str>>,
     /// The account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared")]
+    pub account: Option<Arc<str>>,
     /// The client's address.
     pub client: String,
     /// HTTP method.
@@ -66,6 +66,48 @@ pub struct Entry {
     pub retried: bool,
 }
 
+/// A grant's names as its requests' lines carry them: made once when the
+/// grants are read, shared (not copied) by every line.
+#[derive(Debug, Clone)]
+pub struct GrantNames {
+    /// The grant's sandbox.
+    pub sandbox: Arc<str>,
+    /// Its agent.
+    pub agent: Arc<str>,
+    /// Its account.
+    pub account: Arc<str>,
+}
+
+impl GrantNames {
+    /// `g`'s names, copied once.
+    pub fn of(g: &Grant) -> GrantNames {
+        GrantNames {
+            sandbox: Arc::from(g.sandbox.as_str()),
+            agent: Arc::from(g.agent.as_str()),
+            account: Arc::from(g.account.as_str()),
+        }
+    }
+}
+
+/// (De)serialises an `Option<Arc<str>>` as an optional string (serde's
+/// `rc` feature is not enabled).
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&**v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Arc::from))
+    }
+}
+
 impl Entry {
     /// A request from `client` for `path`.
     pub fn new(client: SocketAddr, method: &str, path: &str) -> Entry {
@@ -77,7 +119,10 @@ impl Entry {
             client: client.ip().to_string(),
             method: method.to_owned(),
             upstream: None,
-            path: path.chars().take(512).collect(),
+            path: match path.char_indices().nth(512) {
+                Some((end, _)) => path[..end].to_owned(),
+                None => path.to_owned(),
+            },
             status: 0,
             refused: None,
             latency_ms: 0,
@@ -91,9 +136,14 @@ impl Entry {
 
     /// Names the grant the request carried.
     pub fn grant(&mut self, g: &Grant) {
-        self.sandbox = Some(g.sandbox.clone());
-        self.agent = Some(g.agent.clone());
-        self.account = Some(g.account.clone());
+        self.names(&GrantNames::of(g));
+    }
+
+    /// Names the grant the request carried, sharing its names.
+    pub fn names(&mut self, n: &GrantNames) {
+        self.sandbox = Some(n.sandbox.clone());
+        self.agent = Some(n.agent.clone());
+        self.account = Some(n.account.clone());
     }
 
     /// Names the upstream origin's host.

@@ -645,7 +645,7 @@ mod tests {
 
     fn entry(agent: Option<&str>, status: u16, refused: Option<&str>) -> Entry {
         let mut e = Entry::new("127.0.0.1:1".parse().unwrap(), "POST", "/v1/messages");
-        e.agent = agent.map(str::to_owned);
+        e.agent = agent.map(Arc::from);
         e.status = status;
         e.refused = refused.map(str::to_owned);
         e

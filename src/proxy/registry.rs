@@ -270,10 +270,15 @@ fn matches_sandbox(g: &Grant, name: &str) -> bool {
 /// The grant a placeholder belongs to, if any (revoked ones included: the
 /// caller refuses them). Compares hashes in constant time.
 pub fn lookup<'a>(grants: &'a [Grant], placeholder: &str) -> Option<&'a Grant> {
+    position(grants, placeholder).map(|i| &grants[i])
+}
+
+/// Where in `grants` the grant of `placeholder` is ([`lookup`]).
+pub fn position(grants: &[Grant], placeholder: &str) -> Option<usize> {
     let h = super::placeholder::hash(placeholder);
     grants
         .iter()
-        .find(|g| constant_time_eq(g.placeholder_sha256.as_bytes(), h.as_bytes()))
+        .position(|g| constant_time_eq(g.placeholder_sha256.as_bytes(), h.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -29,6 +29,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
+use super::audit::GrantNames;
 use super::audit::{Audit, Entry};
 use super::registry::{self, Grant, Layout};
 use crate::error::{Error, Result};
@@ -80,11 +81,11 @@ pub struct State {
     vault: Mutex<Option<Vault>>,
     open_vault: VaultOpener,
     client: HttpsClient,
-    upstreams: HashMap<String, String>,
-    grants: Mutex<(Option<FileStamp>, Arc<Vec<Grant>>)>,
+    upstreams: HashMap<String, Arc<str>>,
+    grants: Mutex<(Option<FileStamp>, Arc<Snapshot>)>,
     /// Credentials already read, by where they are kept, with the stamp of
     /// the file they came from ([`Cached`]).
-    cache: Mutex<HashMap<CacheKey, Cached>>,
+    cache: Mutex<HashMap<Arc<CacheKey>, Cached>>,
     audit: Audit,
     /// The sync watcher's layout, to ask for a refresh after a 401.
     sync: Option<crate::sync::Layout>,
@@ -95,6 +96,62 @@ pub struct State {
 /// Agent, method, where a credential is kept, and the secret reference
 /// it is resolved from, if any.
 type CacheKey = (String, String, Truth, Option<String>);
+
+/// The grants as last read, with what every request needs of a grant made
+/// once per read rather than per request: its credential cache key and the
+/// names its audit lines carry.
+struct Snapshot {
+    grants: Vec<Grant>,
+    keys: Vec<Arc<CacheKey>>,
+    names: Vec<GrantNames>,
+}
+
+impl Snapshot {
+    fn new(grants: Vec<Grant>) -> Snapshot {
+        let keys = grants
+            .iter()
+            .map(|g| {
+                Arc::new((
+                    g.agent.clone(),
+                    g.method.as_str().to_owned(),
+                    g.truth.clone(),
+                    g.reference.as_ref().map(|r| r.text.clone()),
+                ))
+            })
+            .collect();
+        let names = grants.iter().map(GrantNames::of).collect();
+        Snapshot {
+            grants,
+            keys,
+            names,
+        }
+    }
+}
+
+/// One grant of a [`Snapshot`]: a request holds it (and the snapshot) for
+/// as long as it runs, without copying the grant.
+#[derive(Clone)]
+struct Granted {
+    snap: Arc<Snapshot>,
+    i: usize,
+}
+
+impl Granted {
+    fn key(&self) -> &Arc<CacheKey> {
+        &self.snap.keys[self.i]
+    }
+
+    fn names(&self) -> &GrantNames {
+        &self.snap.names[self.i]
+    }
+}
+
+impl std::ops::Deref for Granted {
+    type Target = Grant;
+    fn deref(&self) -> &Grant {
+        &self.snap.grants[self.i]
+    }
+}
 
 /// How long a credential is reused when no file says it changed: the OS
 /// keyrings (a refresh reaches requests within that time).
@@ -158,7 +215,7 @@ impl State {
                         "{var} must be an https:// origin (scheme, host, optional port, no path)"
                     )));
                 }
-                upstreams.insert(agent.to_owned(), v);
+                upstreams.insert(agent.to_owned(), Arc::from(v));
             }
         }
         let audit = Audit::new(layout.audit());
@@ -168,7 +225,7 @@ impl State {
             vault: Mutex::new(None),
             open_vault,
             upstreams,
-            grants: Mutex::new((None, Arc::new(Vec::new()))),
+            grants: Mutex::new((None, Arc::new(Snapshot::new(Vec::new())))),
             cache: Mutex::new(HashMap::new()),
             audit,
             sync: None,
@@ -206,14 +263,14 @@ impl State {
     }
 
     /// The grants, re-read when the file changed.
-    fn grants(&self) -> Arc<Vec<Grant>> {
+    fn grants(&self) -> Arc<Snapshot> {
         let stamp = std::fs::metadata(self.layout.grants())
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         if g.0 != stamp || stamp.is_none() {
             match registry::load(&self.layout) {
-                Ok(list) => *g = (stamp, Arc::new(list)),
+                Ok(list) => *g = (stamp, Arc::new(Snapshot::new(list))),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the grants; keeping the last ones")
                 }
@@ -222,7 +279,7 @@ impl State {
         g.1.clone()
     }
 
-    fn upstream(&self, g: &Grant) -> Option<String> {
+    fn upstream(&self, g: &Grant) -> Option<Arc<str>> {
         let key = match (g.agent.as_str(), g.method) {
             ("gemini", Method::Session) => GEMINI_SESSION,
             (agent, _) => agent,
@@ -230,7 +287,7 @@ impl State {
         if let Some(o) = self.upstreams.get(key) {
             return Some(o.clone());
         }
-        default_upstream(&g.agent, g.method).map(str::to_owned)
+        default_upstream(&g.agent, g.method).map(Arc::from)
     }
 }
 
@@ -386,17 +443,23 @@ async fn handle(
     let mut entry = Entry::new(peer, req.method().as_str(), &path);
     let grants = st.grants();
     let cands = candidates(&req);
-    let found = cands
-        .iter()
-        .find_map(|(slot, ph)| registry::lookup(&grants, ph).map(|g| (*slot, g.clone())));
+    let found = cands.iter().find_map(|(slot, ph)| {
+        registry::position(&grants.grants, ph).map(|i| {
+            let g = Granted {
+                snap: grants.clone(),
+                i,
+            };
+            (*slot, g)
+        })
+    });
     let Some((slot, grant)) = found else {
         return Ok(st.audit.refuse(entry, start, StatusCode::UNAUTHORIZED, "unknown placeholder", error_response(
             StatusCode::UNAUTHORIZED,
             "airlock proxy: no valid airlock placeholder in this request (the sandbox is gone, or it was never granted one)",
         )));
     };
-    entry.grant(&grant);
-    if super::hostile::another_grant(&grants, req.headers(), &cands, &grant) {
+    entry.names(grant.names());
+    if super::hostile::another_grant(&grants.grants, req.headers(), &cands, &grant) {
         return Ok(st.audit.refuse(
             entry,
             start,
@@ -471,16 +534,11 @@ async fn handle(
         ));
     };
     entry.upstream(&origin);
-    let key = (
-        grant.agent.clone(),
-        grant.method.as_str().to_owned(),
-        grant.truth.clone(),
-        grant.reference.as_ref().map(|r| r.text.clone()),
-    );
+    let key = grant.key();
     let stamp = st.source_stamp(&grant);
     let cached = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
-        c.get(&key)
+        c.get(&**key)
             .filter(|c| c.fresh(&stamp))
             .map(|c| c.secret.clone())
     };
@@ -674,7 +732,7 @@ async fn handle(
         tracing::info!(sandbox = %grant.sandbox, agent = %grant.agent, account = %grant.account, outcome = %outcome.describe(), "the upstream refused the access token (401)");
         if let Some(new) = new {
             st.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                key,
+                key.clone(),
                 Cached {
                     at: Instant::now(),
                     // Read inside the refresh: the next request takes
