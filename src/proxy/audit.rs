@@ -38,8 +38,8 @@ pub struct Entry {
     /// HTTP method.
     pub method: String,
     /// The upstream host (none when refused before choosing one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared")]
+    pub upstream: Option<Arc<str>>,
     /// The path, without the query string.
     pub path: String,
     /// The status returned to the sandbox.
@@ -148,13 +148,17 @@ impl Entry {
 
     /// Names the upstream origin's host.
     pub fn upstream(&mut self, origin: &str) {
-        let host = origin
-            .split("://")
-            .nth(1)
-            .unwrap_or(origin)
-            .trim_end_matches('/');
-        self.upstream = Some(host.to_owned());
+        self.upstream = Some(Arc::from(upstream_host(origin)));
     }
+}
+
+/// The host (and port) of an upstream origin, as an audit line names it.
+pub fn upstream_host(origin: &str) -> &str {
+    origin
+        .split("://")
+        .nth(1)
+        .unwrap_or(origin)
+        .trim_end_matches('/')
 }
 
 /// The log, shared by every request.

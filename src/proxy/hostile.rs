@@ -88,7 +88,7 @@ const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-goog-api
 pub(super) fn another_grant<S>(
     grants: &[Grant],
     headers: &HeaderMap,
-    candidates: &[(S, String)],
+    candidates: &[(S, &str)],
     found: &Grant,
 ) -> bool {
     let lines = |n: &str| headers.get_all(n).iter().count();
@@ -102,7 +102,7 @@ pub(super) fn another_grant<S>(
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
     candidates
         .iter()
-        .map(|(_, ph)| ph.as_str())
+        .map(|(_, ph)| *ph)
         .chain(values)
         .any(|ph| {
             super::registry::lookup(grants, ph)

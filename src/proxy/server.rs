@@ -85,7 +85,7 @@ pub struct State {
     grants: Mutex<(Option<FileStamp>, Arc<Snapshot>)>,
     /// Credentials already read, by where they are kept, with the stamp of
     /// the file they came from ([`Cached`]).
-    cache: Mutex<HashMap<Arc<CacheKey>, Cached>>,
+    cache: Mutex<HashMap<Arc<HashedKey>, Cached>>,
     audit: Audit,
     /// The sync watcher's layout, to ask for a refresh after a 401.
     sync: Option<crate::sync::Layout>,
@@ -97,33 +97,73 @@ pub struct State {
 /// it is resolved from, if any.
 type CacheKey = (String, String, Truth, Option<String>);
 
+/// A [`CacheKey`] with its hash, computed once when the grants are read
+/// (not per request); equal keys compare in full.
+#[derive(PartialEq, Eq)]
+struct HashedKey {
+    hash: u64,
+    key: CacheKey,
+}
+
+impl HashedKey {
+    fn new(key: CacheKey) -> HashedKey {
+        use std::hash::BuildHasher;
+        HashedKey {
+            hash: KEY_HASH.hash_one(&key),
+            key,
+        }
+    }
+}
+
+impl std::hash::Hash for HashedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of [`HashedKey`]s: one per process, so that keys made from
+/// two reads of the grants hash alike.
+static KEY_HASH: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+    std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
+
 /// The grants as last read, with what every request needs of a grant made
 /// once per read rather than per request: its credential cache key and the
 /// names its audit lines carry.
 struct Snapshot {
     grants: Vec<Grant>,
-    keys: Vec<Arc<CacheKey>>,
+    keys: Vec<Arc<HashedKey>>,
     names: Vec<GrantNames>,
+    /// Each grant's upstream origin and its host (for the audit line).
+    upstreams: Vec<Option<(Arc<str>, Arc<str>)>>,
 }
 
 impl Snapshot {
-    fn new(grants: Vec<Grant>) -> Snapshot {
+    fn new(grants: Vec<Grant>, upstream: impl Fn(&Grant) -> Option<Arc<str>>) -> Snapshot {
         let keys = grants
             .iter()
             .map(|g| {
-                Arc::new((
+                Arc::new(HashedKey::new((
                     g.agent.clone(),
                     g.method.as_str().to_owned(),
                     g.truth.clone(),
                     g.reference.as_ref().map(|r| r.text.clone()),
-                ))
+                )))
             })
             .collect();
         let names = grants.iter().map(GrantNames::of).collect();
+        let upstreams = grants
+            .iter()
+            .map(|g| {
+                let origin = upstream(g)?;
+                let host = Arc::from(super::audit::upstream_host(&origin));
+                Some((origin, host))
+            })
+            .collect();
         Snapshot {
             grants,
             keys,
             names,
+            upstreams,
         }
     }
 }
@@ -137,12 +177,17 @@ struct Granted {
 }
 
 impl Granted {
-    fn key(&self) -> &Arc<CacheKey> {
+    fn key(&self) -> &Arc<HashedKey> {
         &self.snap.keys[self.i]
     }
 
     fn names(&self) -> &GrantNames {
         &self.snap.names[self.i]
+    }
+
+    /// The upstream origin and its host ([`State::upstream`]).
+    fn upstream(&self) -> Option<&(Arc<str>, Arc<str>)> {
+        self.snap.upstreams[self.i].as_ref()
     }
 }
 
@@ -225,7 +270,7 @@ impl State {
             vault: Mutex::new(None),
             open_vault,
             upstreams,
-            grants: Mutex::new((None, Arc::new(Snapshot::new(Vec::new())))),
+            grants: Mutex::new((None, Arc::new(Snapshot::new(Vec::new(), |_| None)))),
             cache: Mutex::new(HashMap::new()),
             audit,
             sync: None,
@@ -270,7 +315,7 @@ impl State {
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         if g.0 != stamp || stamp.is_none() {
             match registry::load(&self.layout) {
-                Ok(list) => *g = (stamp, Arc::new(Snapshot::new(list))),
+                Ok(list) => *g = (stamp, Arc::new(Snapshot::new(list, |g| self.upstream(g)))),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the grants; keeping the last ones")
                 }
@@ -368,7 +413,7 @@ enum Slot {
     Query,
 }
 
-fn candidates(req: &Request<Incoming>) -> Vec<(Slot, String)> {
+fn candidates(req: &Request<Incoming>) -> Vec<(Slot, &str)> {
     let h = req.headers();
     let mut v = Vec::new();
     if let Some(t) = h
@@ -376,18 +421,18 @@ fn candidates(req: &Request<Incoming>) -> Vec<(Slot, String)> {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.strip_prefix("Bearer "))
     {
-        v.push((Slot::Bearer, t.trim().to_owned()));
+        v.push((Slot::Bearer, t.trim()));
     }
     if let Some(t) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        v.push((Slot::ApiKey, t.trim().to_owned()));
+        v.push((Slot::ApiKey, t.trim()));
     }
     if let Some(t) = h.get("x-goog-api-key").and_then(|v| v.to_str().ok()) {
-        v.push((Slot::GoogKey, t.trim().to_owned()));
+        v.push((Slot::GoogKey, t.trim()));
     }
     if let Some(q) = req.uri().query() {
         for pair in q.split('&') {
             if let Some(k) = pair.strip_prefix("key=") {
-                v.push((Slot::Query, k.to_owned()));
+                v.push((Slot::Query, k));
             }
         }
     }
@@ -521,7 +566,7 @@ async fn handle(
             ),
         ));
     }
-    let Some(origin) = st.upstream(&grant) else {
+    let Some((origin, host)) = grant.upstream() else {
         return Ok(st.audit.refuse(
             entry,
             start,
@@ -533,7 +578,7 @@ async fn handle(
             ),
         ));
     };
-    entry.upstream(&origin);
+    entry.upstream = Some(host.clone());
     let key = grant.key();
     let stamp = st.source_stamp(&grant);
     let cached = {
@@ -600,7 +645,7 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match super::hostile::target(&origin, &pq) {
+    let uri: Uri = match super::hostile::target(origin, &pq) {
         Some(u) => u,
         None => {
             return Ok(st.audit.refuse(
