@@ -83,6 +83,8 @@ pub struct State {
     client: HttpsClient,
     upstreams: HashMap<String, Arc<str>>,
     grants: Mutex<(Option<FileStamp>, Arc<Snapshot>)>,
+    /// `layout.grants()`, stat'ed for every request.
+    grants_file: std::path::PathBuf,
     /// Credentials already read, by where they are kept, with the stamp of
     /// the file they came from ([`Cached`]).
     cache: Mutex<HashMap<Arc<HashedKey>, Cached>>,
@@ -266,6 +268,7 @@ impl State {
         let audit = Audit::new(layout.audit());
         Ok(State {
             client: client()?,
+            grants_file: layout.grants(),
             layout,
             vault: Mutex::new(None),
             open_vault,
@@ -289,14 +292,16 @@ impl State {
             let m = std::fs::metadata(path).ok()?;
             return Some((m.modified().ok()?, m.len(), m.ino()));
         }
-        let path = match &grant.truth {
-            Truth::HostFile { path } => path.clone(),
+        let m = match &grant.truth {
+            Truth::HostFile { path } => std::fs::metadata(path).ok()?,
             Truth::Vault { .. } => {
-                let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
-                v.as_ref()?.backend().change_marker()?
+                let path = {
+                    let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+                    v.as_ref()?.backend().change_marker()?
+                };
+                std::fs::metadata(path).ok()?
             }
         };
-        let m = std::fs::metadata(path).ok()?;
         Some((m.modified().ok()?, m.len(), m.ino()))
     }
 
@@ -309,7 +314,7 @@ impl State {
 
     /// The grants, re-read when the file changed.
     fn grants(&self) -> Arc<Snapshot> {
-        let stamp = std::fs::metadata(self.layout.grants())
+        let stamp = std::fs::metadata(&self.grants_file)
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
@@ -484,8 +489,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> std::result::Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
-    let path = req.uri().path().to_owned();
-    let mut entry = Entry::new(peer, req.method().as_str(), &path);
+    let mut entry = Entry::new(peer, req.method().as_str(), req.uri().path());
     let grants = st.grants();
     let cands = candidates(&req);
     let found = cands.iter().find_map(|(slot, ph)| {
