@@ -153,7 +153,7 @@ if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
   sleep 1
   n=$(awk '/requests in/ {print $1}' "$work/airlock.wrk")
   ir=$(ls -t "$AIRLOCK_BENCH_CALLGRIND"* | head -n 1 | xargs awk '/^summary:/ {print $2}')
-  awk -v ir="$ir" -v n="$n" 'BEGIN { printf "callgrind: %d instructions over %d requests: %.0f per request\n", ir, n, ir / n }'
+  awk -v ir="$ir" -v n="$n" 'BEGIN { printf "callgrind: %.0f instructions over %d requests: %.0f per request\n", ir, n, ir / n }'
   exit 0
 fi
 run airlock "http://127.0.0.1:$AP/v1/messages"
