@@ -33,13 +33,21 @@ pub struct Minted {
 
 /// The proxy's key for a placeholder: lowercase hex SHA-256.
 pub fn hash(placeholder: &str) -> String {
+    hash_hex(placeholder)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// [`hash`]'s ASCII bytes, without an allocation (per request).
+pub fn hash_hex(placeholder: &str) -> [u8; 64] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(placeholder.as_bytes());
     // per request: a table, not 32 `format!` calls
-    let mut s = String::with_capacity(2 * d.len());
-    for b in d.iter() {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
+    let mut s = [0u8; 64];
+    for (i, b) in d.iter().enumerate() {
+        s[2 * i] = HEX[usize::from(b >> 4)];
+        s[2 * i + 1] = HEX[usize::from(b & 15)];
     }
     s
 }

@@ -275,10 +275,10 @@ pub fn lookup<'a>(grants: &'a [Grant], placeholder: &str) -> Option<&'a Grant> {
 
 /// Where in `grants` the grant of `placeholder` is ([`lookup`]).
 pub fn position(grants: &[Grant], placeholder: &str) -> Option<usize> {
-    let h = super::placeholder::hash(placeholder);
+    let h = super::placeholder::hash_hex(placeholder);
     grants
         .iter()
-        .position(|g| constant_time_eq(g.placeholder_sha256.as_bytes(), h.as_bytes()))
+        .position(|g| constant_time_eq(g.placeholder_sha256.as_bytes(), &h))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -732,21 +732,16 @@ async fn handle(
                 hyper::header::ACCEPT_ENCODING,
                 super::hostile::ACCEPT_ENCODING,
             );
-            let (name, value) = match slot {
-                Slot::Bearer => (
-                    hyper::header::AUTHORIZATION,
-                    format!("Bearer {}", real.expose()),
-                ),
-                Slot::ApiKey => (
-                    HeaderName::from_static("x-api-key"),
-                    real.expose().to_owned(),
-                ),
-                Slot::GoogKey | Slot::Query => (
-                    HeaderName::from_static("x-goog-api-key"),
-                    real.expose().to_owned(),
-                ),
+            let (name, prefix) = match slot {
+                Slot::Bearer => (hyper::header::AUTHORIZATION, "Bearer "),
+                Slot::ApiKey => (HeaderName::from_static("x-api-key"), ""),
+                Slot::GoogKey | Slot::Query => (HeaderName::from_static("x-goog-api-key"), ""),
             };
-            let Ok(mut value) = HeaderValue::from_str(&value) else {
+            // one allocation, handed to the header value without a copy
+            let mut value = Vec::with_capacity(prefix.len() + real.expose().len());
+            value.extend_from_slice(prefix.as_bytes());
+            value.extend_from_slice(real.expose().as_bytes());
+            let Ok(mut value) = HeaderValue::from_maybe_shared(Bytes::from(value)) else {
                 return Err("credential unusable");
             };
             value.set_sensitive(true);
