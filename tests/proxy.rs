@@ -813,15 +813,26 @@ fn a_refused_session_token_is_refreshed_once_for_concurrent_requests() {
         "retries carry the body"
     );
 
-    // the audit log: one refresh, every refused request retried
-    let entries: Vec<serde_json::Value> = ok(&ctx
-        .cmd()
-        .args(["audit", "--json", "--sandbox", "sb-session"])
-        .output()
-        .unwrap())
-    .lines()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    // the audit log: one refresh, every refused request retried (a served
+    // request's line is written just after its last byte went out)
+    let read = || -> Vec<serde_json::Value> {
+        ok(&ctx
+            .cmd()
+            .args(["audit", "--json", "--sandbox", "sb-session"])
+            .output()
+            .unwrap())
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+    };
+    let mut entries = read();
+    for _ in 0..40 {
+        if entries.len() >= N {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        entries = read();
+    }
     assert_eq!(entries.len(), N);
     assert!(entries.iter().all(|e| e["status"] == 200));
     let refreshed: Vec<_> = entries

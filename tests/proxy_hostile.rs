@@ -511,8 +511,21 @@ impl Setup {
 
     /// Every audit line (each must be one valid JSON object).
     fn audit(&self) -> Vec<serde_json::Value> {
-        let text =
-            std::fs::read_to_string(proxy_harness::layout(&self.ctx).audit()).unwrap_or_default();
+        // A served request's line is written in a batch just after its last
+        // response byte went out (docs/proxy.md): read until the log stays
+        // the same for 50 ms.
+        let read = || {
+            std::fs::read_to_string(proxy_harness::layout(&self.ctx).audit()).unwrap_or_default()
+        };
+        let mut text = read();
+        for _ in 0..40 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let again = read();
+            if again == text {
+                break;
+            }
+            text = again;
+        }
         assert!(!text.contains(CANARY), "the audit log holds the credential");
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
