@@ -517,7 +517,7 @@ fn podman_claude_answers_through_the_proxy_holding_only_a_placeholder() {
 fn claude_through_the_proxy(engine: &str) {
     let mock = MockUpstream::start();
     let mut ctx = context(&mock);
-    ctx.runtime_dir = common::tmpfs_context(engine, "proxy").runtime_dir;
+    ctx.runtime_dir = common::tmpfs_context(engine, "proxy").runtime_dir.clone();
     ctx.set_env("AIRLOCK_ENGINE", engine);
     let name = format!("airlock-proxy-e2e-{engine}-{}", std::process::id());
     let out = ctx

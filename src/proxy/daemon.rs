@@ -289,6 +289,12 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         let mut certified = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if !layout.present() {
+                // its state directory was removed (by the user, or a test
+                // that is done): go away rather than make it again
+                tracing::info!("the state directory is gone: the proxy exits");
+                return Ok(None);
+            }
             let mut new_bridges = Vec::new();
             if auto {
                 for ip in bridge_addresses() {
@@ -338,7 +344,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                         tracing::info!("no grant left: the proxy exits");
                         let _ = std::fs::remove_file(layout.port_file());
                         let _ = std::fs::remove_file(super::metrics::socket(&layout));
-                        return Ok(hold);
+                        return Ok(Some(hold));
                     }
                 }
                 _ => idle_since = None,

@@ -30,6 +30,11 @@ impl Layout {
             dir: paths.state_dir.join("proxy"),
         }
     }
+    /// Whether the directory exists: a daemon whose directory was removed
+    /// exits rather than make it again.
+    pub fn present(&self) -> bool {
+        self.dir.is_dir()
+    }
     /// The grants file.
     pub fn grants(&self) -> PathBuf {
         self.dir.join("grants.json")

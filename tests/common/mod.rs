@@ -409,6 +409,16 @@ impl TestContext {
     }
 }
 
+impl Drop for TestContext {
+    /// A runtime directory outside `root` (on /dev/shm, [`tmpfs_context`])
+    /// goes with the context too, also when the test failed.
+    fn drop(&mut self) {
+        if !self.runtime_dir.starts_with(self.root.path()) {
+            let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        }
+    }
+}
+
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
