@@ -21,7 +21,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// Starts `airlock <args>` in `ctx`, waits for `ready` to exist, removes
 /// the state and runtime directories, and asserts that the process exits
 /// within a few seconds and that neither directory comes back.
-fn exits_when_its_directory_goes(ctx: &TestContext, args: &[&str], ready: &Path) {
+fn exits_when_its_directory_goes(ctx: &TestContext, args: &[&str], ready: &Path, settle: Duration) {
     let log = std::fs::File::create(ctx.root.path().join("daemon.log")).unwrap();
     let mut child: Child = ctx
         .cmd()
@@ -34,6 +34,7 @@ fn exits_when_its_directory_goes(ctx: &TestContext, args: &[&str], ready: &Path)
     wait_until("the daemon starts", || {
         ready.exists() || child.try_wait().unwrap().is_some()
     });
+    std::thread::sleep(settle);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the daemon exited at start: {}",
@@ -79,12 +80,52 @@ fn exits_when_its_directory_goes(ctx: &TestContext, args: &[&str], ready: &Path)
 fn the_watcher_exits_when_its_state_directory_is_removed() {
     let ctx = TestContext::new();
     let ready = ctx.state_dir.join("sync").join("daemon.refresh");
-    exits_when_its_directory_goes(&ctx, &["sync", "--foreground", "--stay", "-v"], &ready);
+    exits_when_its_directory_goes(
+        &ctx,
+        &["sync", "--foreground", "--stay", "-v"],
+        &ready,
+        Duration::ZERO,
+    );
 }
 
 #[test]
 fn the_proxy_exits_when_its_state_directory_is_removed() {
     let ctx = TestContext::new();
     let ready = ctx.state_dir.join("proxy").join("port");
-    exits_when_its_directory_goes(&ctx, &["proxy", "--listen", "127.0.0.1", "-v"], &ready);
+    exits_when_its_directory_goes(
+        &ctx,
+        &["proxy", "--listen", "127.0.0.1", "-v"],
+        &ready,
+        Duration::ZERO,
+    );
+}
+
+/// A `__proxy-hold` (a Dev Container's or Swarm service's login sessions)
+/// whose grants vanish with the state directory hands its sessions back
+/// without making the sync registry again.
+#[test]
+fn a_proxy_hold_does_not_make_the_registry_again() {
+    let ctx = TestContext::new();
+    let layout = airlock::sync::registry::Layout {
+        state: ctx.state_dir.join("sync"),
+        runtime: ctx.runtime_dir.join("sync"),
+    };
+    layout.ensure().unwrap();
+    // the hold starts with its sessions registered (by `airlock devcontainer`)
+    let ready = ctx.state_dir.join("ready");
+    std::fs::write(&ready, "").unwrap();
+    exits_when_its_directory_goes(
+        &ctx,
+        &[
+            "__proxy-hold",
+            "--sandbox",
+            "gone-sandbox",
+            "--synced",
+            "gone-sandbox-claude",
+            "-v",
+        ],
+        &ready,
+        // past its start (which makes the registry, as any start does)
+        Duration::from_secs(1),
+    );
 }
