@@ -8,7 +8,8 @@
 #   airlock  `airlock proxy` (release build): placeholder looked up, credential read from the vault,
 #            TLS to the upstream, audit line written
 # wrk (2 threads, 16 connections) drives each for SECONDS (default 10) and prints requests/s and
-# latency percentiles; the script prints the ratios airlock/nginx and both proxies' memory (RSS).
+# latency percentiles; the script prints the ratios airlock/nginx, both proxies' memory (RSS) and
+# their CPU time per request (less sensitive to other load on the machine than requests/s).
 # The grant is written by hand without an engine: the proxy keeps such a grant for a minute.
 # Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
 set -euo pipefail
@@ -37,39 +38,50 @@ openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" 
   -days 1 -extfile "$work/ext" -out "$work/leaf.pem" 2>/dev/null
 
 body=$(head -c 1500 /dev/zero | tr '\0' 'x')
-mkdir -p "$work/nginx"
-cat > "$work/nginx.conf" <<CONF
+# Two nginx instances, one worker each: the upstream, and the baseline proxy. The upstream is a
+# process of its own, as it is for airlock: with both server blocks in one worker, nginx handed a
+# request to its upstream inside its own event loop, without the context switches every real
+# proxy (and airlock here) pays for the hop.
+mkdir -p "$work/nginx-up" "$work/nginx"
+nginx_conf() { # dir, server block
+  cat <<CONF
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx/error.log warn;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
-  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  upstream api { server 127.0.0.1:$UP; keepalive 32; }
+  client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
+  uwsgi_temp_path $1; scgi_temp_path $1;
+$2
+}
+CONF
+}
+nginx_conf "$work/nginx-up" "
   server {
     listen 127.0.0.1:$UP ssl;
     ssl_certificate $work/leaf.pem; ssl_certificate_key $work/leaf.key;
-    location / { default_type application/json; return 200 '{"id":"msg_bench","pad":"$body"}'; }
-  }
+    location / { default_type application/json; return 200 '{\"id\":\"msg_bench\",\"pad\":\"$body\"}'; }
+  }" > "$work/nginx-up.conf"
+nginx_conf "$work/nginx" "
+  upstream api { server 127.0.0.1:$UP; keepalive 32; }
   server {
     listen 127.0.0.1:$NG;
     location / {
       proxy_pass https://api;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header Host localhost;
-      proxy_set_header Authorization "Bearer sk-ant-oat01-bench-real-token";
+      proxy_set_header Authorization \"Bearer sk-ant-oat01-bench-real-token\";
       proxy_ssl_trusted_certificate $work/ca.pem;
       proxy_ssl_verify on; proxy_ssl_name localhost; proxy_ssl_server_name on;
       proxy_ssl_session_reuse on;
       proxy_buffering off;
     }
-  }
-}
-CONF
+  }" > "$work/nginx.conf"
+nginx -c "$work/nginx-up.conf" &
+pids+=($!)
 nginx -c "$work/nginx.conf" &
 pids+=($!)
 
@@ -98,22 +110,34 @@ wait_http "http://127.0.0.1:$AP/"
 out=$(curl -s -H "authorization: Bearer $ph" "http://127.0.0.1:$AP/v1/messages")
 case "$out" in *msg_bench*) ;; *) echo "airlock proxy did not forward: $out" >&2; exit 1 ;; esac
 
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime + stime, 1/100 s
 run() { # name url
+  ng0=$(ticks "$ngw"); ap0=$(ticks "$apid"); up0=$(ticks "$upw")
   wrk -t2 -c16 -d"${secs}s" --latency -H "authorization: Bearer $ph" "$2" > "$work/$1.wrk"
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.wrk")
   p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
   p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
   errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$1.wrk" | tr '\n' ' ')
   printf '%-8s %12s req/s   p50 %-9s p99 %-9s %s\n' "$1" "$rps" "$p50" "$p99" "$errs"
+  ng1=$(ticks "$ngw"); ap1=$(ticks "$apid"); up1=$(ticks "$upw")
+  # CPU time per request (us) of each proxy and of the upstream: other load on the machine
+  # shows less here than in requests/s
+  n=$(awk '/requests in/ {print $1}' "$work/$1.wrk")
+  us() { awk -v a="$1" -v b="$2" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 10000 / n }'; }
+  if [ "$1" = nginx ]; then eval "${1}_us=$(us "$ng0" "$ng1")"; else eval "${1}_us=$(us "$ap0" "$ap1")"; fi
+  eval "${1}_up_us=$(us "$up0" "$up1")"
   eval "${1}_rps=$rps"
 }
+upw=$(pgrep -P "${pids[0]}" -n || true) # the upstream nginx's worker
+ngw=$(pgrep -P "${pids[1]}" -n || true) # the baseline nginx's worker
 echo "bench/proxy.sh: ${secs}s per proxy, wrk 2 threads x 16 connections, 1.5 KiB JSON responses over TLS"
 run nginx "http://127.0.0.1:$NG/v1/messages"
 run airlock "http://127.0.0.1:$AP/v1/messages"
 rss() { awk '/VmRSS/ {print $2" kB"}' "/proc/$1/status" 2>/dev/null || echo "?"; }
-ngw=$(pgrep -f "nginx: worker process" -n || true)
 echo "memory after the run: airlock proxy $(rss "$apid"); nginx worker $(rss "${ngw:-0}")"
 awk -v a="$airlock_rps" -v n="$nginx_rps" 'BEGIN { printf "ratio airlock/nginx throughput: %.2f\n", a / n }'
+echo "CPU per request: nginx ${nginx_us} us, airlock ${airlock_us} us" \
+  "(the upstream: ${nginx_up_us} us, ${airlock_up_us} us)"
 lines=$(wc -l < "$work/state/proxy/audit.jsonl")
 echo "audit lines written by airlock: $lines, by status:"
 python3 - "$work/state/proxy/audit.jsonl" <<'PY'

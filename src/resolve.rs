@@ -486,8 +486,12 @@ fn resolve_agent(
         if rotation.is_shared()
             && let Ok((_, _, info)) = &judged
         {
+            // (a Gemini login does not rotate, but broker mode keeps its
+            // refresh token on the host all the same)
             let rotating = cand.record.method == Method::Session
-                && info.as_ref().is_some_and(|i| i.rotates && i.refreshable);
+                && info
+                    .as_ref()
+                    .is_some_and(|i| (i.rotates || rotation == Rotation::Broker) && i.refreshable);
             truth = rotating
                 .then(|| match &cand.link {
                     Some(path) => Some(crate::sync::Truth::HostFile { path: path.clone() }),

@@ -126,8 +126,8 @@ pub struct AgentCheck {
     pub required: bool,
     /// For a rotating session (Claude, Codex): the rotation mode `airlock
     /// run` delivers it in with the same choices (`sync`, `broker`,
-    /// `access-only`, `copy`). The probe itself always checks it offline,
-    /// as access-only.
+    /// `access-only`, `copy`); for a Gemini login, `broker` when asked for.
+    /// The probe itself always checks it offline, as access-only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<String>,
     /// `--rotation proxy`: what the proxy-mode check found for this agent
@@ -367,6 +367,16 @@ pub fn note_rotation(report: &mut Report, rotation: crate::agents::inject::Rotat
                     c.agent, r.problem, r.fix
                 ));
             }
+        }
+        if c.method == Some(Method::Session)
+            && c.agent == "gemini"
+            && rotation == crate::agents::inject::Rotation::Broker
+        {
+            // a running gemini cannot take a new access token (docs/broker.md)
+            c.rotation = Some(rotation.as_str().to_owned());
+            report
+                .warnings
+                .push(crate::agents::gemini::inject::BROKER_NOTE.to_owned());
         }
     }
 }

@@ -221,6 +221,54 @@ fn scan_for_secrets(what: &str, path: &Path, secrets: &[&str]) {
     }
 }
 
+/// An on-demand proxy past its idle linger decides to exit under the
+/// grants' lock: a grant registered while it waits for that lock (as
+/// `airlock run` registers a sandbox's right after starting the proxy)
+/// keeps it running on its port, serving the sandbox.
+#[test]
+fn an_idle_proxy_stays_for_a_grant_registered_as_it_would_exit() {
+    let mock = MockUpstream::start();
+    let ctx = context(&mock);
+    let layout = layout(&ctx);
+    let ph = format!("sk-ant-oat01-airlock-{}", "i".repeat(32));
+    // the grants file with the grant, kept aside: the proxy starts idle
+    grant(&ctx, "sb-late", &ph);
+    let with_grant = std::fs::read(layout.grants()).unwrap();
+    registry::remove(&layout, "sb-late").unwrap();
+    let mut child = ctx
+        .cmd()
+        .args(["proxy", "--on-demand", "--listen", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the proxy listens", || {
+        airlock::proxy::daemon::port(&layout).is_some()
+    });
+    let port = airlock::proxy::daemon::port(&layout).unwrap();
+    let hold = registry::hold(&layout).unwrap();
+    // past its 5 s linger: the proxy now waits for the lock to decide
+    std::thread::sleep(Duration::from_millis(6500));
+    assert!(airlock::proxy::daemon::running(&layout));
+    // the sandbox's grant arrives, written as the lock's holder
+    let tmp = layout.grants().with_extension("test-tmp");
+    std::fs::write(&tmp, &with_grant).unwrap();
+    std::fs::rename(&tmp, layout.grants()).unwrap();
+    drop(hold);
+    std::thread::sleep(Duration::from_millis(1500));
+    let alive = child.try_wait().unwrap().is_none();
+    assert!(
+        alive && airlock::proxy::daemon::port(&layout) == Some(port),
+        "the proxy exited with a grant just registered"
+    );
+    let r = response(send(port, "POST", "/v1/messages?beta=true", &ph));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    registry::remove(&layout, "sb-late").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn the_proxy_swaps_streams_refuses_and_revokes() {
     let mock = MockUpstream::start();
@@ -1010,8 +1058,11 @@ fn agent_through_the_proxy(
             .collect::<Vec<_>>()
     );
     mock.assert_carried(path, header, value);
+    // a served request's line follows within the proxy's turn (batched)
+    wait_until("the request is audited", || {
+        std::fs::read_to_string(layout(&ctx).audit()).is_ok_and(|a| a.contains("\"status\":200"))
+    });
     let audit = std::fs::read_to_string(layout(&ctx).audit()).unwrap();
-    assert!(audit.contains("\"status\":200"), "{audit}");
     for s in secrets {
         assert!(!audit.contains(s));
     }

@@ -227,3 +227,45 @@ fn a_restarted_proxy_keeps_its_port() {
     second.wait().unwrap();
     assert_eq!(port, again);
 }
+
+/// A proxy still holding its lock as it exits (idle; its port file already
+/// gone) does not make the next start fail: airlock waits for it to go and
+/// starts one. (The test holds the daemon lock for that proxy.)
+#[test]
+fn a_start_waits_out_a_proxy_that_is_exiting() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let mock = MockUpstream::start();
+    let ctx = context(&mock, "docker");
+    let layout = layout(&ctx);
+    layout.ensure().unwrap();
+    let exiting = airlock::fsutil::FileLock::exclusive(&layout.daemon_lock()).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(exiting);
+    });
+    let out = ctx
+        .cmd()
+        .args([
+            "docker-flags",
+            "--rotation",
+            "proxy",
+            "--agent",
+            "claude",
+            "--no-aliases",
+            "--image",
+        ])
+        .arg(common::root_image())
+        .output()
+        .unwrap();
+    release.join().unwrap();
+    let flags = ok(&out);
+    assert!(flags.contains("ANTHROPIC_BASE_URL"), "{flags}");
+    assert!(airlock::proxy::daemon::port(&layout).is_some());
+    let grants = registry::load(&layout).unwrap();
+    assert_eq!(grants.len(), 1);
+    // no container will come: the proxy exits once the grant is gone
+    registry::remove(&layout, &grants[0].sandbox).unwrap();
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}

@@ -270,10 +270,19 @@ fn a_refused_gemini_refresh_token_marks_the_credential_dead() {
 /// `/proc`, files) and `docker inspect` never held a real token.
 #[test]
 fn docker_gemini_google_login_answers_through_the_proxy() {
-    if !require_real("AIRLOCK_TEST_DOCKER") {
-        return;
+    if require_real("AIRLOCK_TEST_DOCKER") {
+        gemini_google_login_through_the_proxy("docker");
     }
-    let engine = "docker";
+}
+
+#[test]
+fn podman_gemini_google_login_answers_through_the_proxy() {
+    if require_real("AIRLOCK_TEST_PODMAN") {
+        gemini_google_login_through_the_proxy("podman");
+    }
+}
+
+fn gemini_google_login_through_the_proxy(engine: &str) {
     let mock = MockUpstream::start();
     let oauth = MockOAuth::start(Style::Google, 3599);
     let mut ctx = common::tmpfs_context(engine, "proxy-gemini-session");
@@ -285,7 +294,10 @@ fn docker_gemini_google_login_answers_through_the_proxy() {
         "google_accounts": {"active": "mock@example.com", "old": []}});
     common::store_session(&ctx, "gemini", &doc.to_string());
     mock.reject(&login.access_token);
-    let name = format!("airlock-proxy-gemini-session-{}", std::process::id());
+    let name = format!(
+        "airlock-proxy-gemini-session-{engine}-{}",
+        std::process::id()
+    );
     let out = ctx
         .cmd()
         .args([
@@ -335,6 +347,8 @@ fn docker_gemini_google_login_answers_through_the_proxy() {
         .args(["inspect", &id])
         .output()
         .unwrap();
+    // killed first: Podman's `rm -f` waits 10 s for `sleep` to ignore SIGTERM
+    let _ = Command::new(engine).args(["kill", &id]).output();
     let _ = Command::new(engine).args(["rm", "-f", &id]).output();
     let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
     assert!(
@@ -358,7 +372,7 @@ fn docker_gemini_google_login_answers_through_the_proxy() {
         );
         assert!(
             !inspect.contains(t.as_str()),
-            "a real token in docker inspect"
+            "a real token in {engine} inspect"
         );
         assert!(!stdout.contains(t.as_str()) && !stderr.contains(t.as_str()));
     }

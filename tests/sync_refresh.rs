@@ -59,8 +59,10 @@ fn logs() -> &'static Buf {
     LOGS.get_or_init(|| {
         let buf = Buf::default();
         let w = buf.clone();
+        // every crate at trace, but for ureq's body dumps, which airlock's
+        // logging turns off whatever AIRLOCK_LOG says (src/cli/mod.rs)
         let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,ureq_proto=off"))
             .with_writer(move || w.clone())
             .with_ansi(false)
             .try_init();
@@ -88,6 +90,7 @@ fn fixture(mock: &MockOAuth) -> Fx {
     unsafe {
         std::env::set_var("AIRLOCK_CLAUDE_TOKEN_URL", mock.url());
         std::env::set_var("AIRLOCK_CODEX_TOKEN_URL", mock.url());
+        std::env::set_var("AIRLOCK_GEMINI_TOKEN_URL", mock.url());
         std::env::remove_var("CODEX_REFRESH_TOKEN_URL_OVERRIDE");
     }
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -1307,6 +1310,67 @@ fn broker_codex_expired_session_is_refreshed_by_airlock_only() {
     assert_codex_refreshed(&read_json(&host_file), &login, &mock, started);
     assert_eq!(read_json(&shared)["tokens"]["refresh_token"], "");
     airlock::sync::unregister(&fx.layout, None, "codex-broker").unwrap();
+    assert_no_secret_leaked(&fx, &mock);
+}
+
+/// Broker mode, Gemini: the shared `oauth_creds.json` never holds the
+/// refresh token; airlock refreshes ahead of Gemini's own 5-minute window
+/// (google-auth-library's, where a CLI without refresh token gives up), and
+/// the sandbox's file gets each new access token and expiry; the host's
+/// login keeps its refresh token (Google does not rotate it).
+#[test]
+fn broker_gemini_sandbox_gets_new_access_tokens_and_never_the_refresh_token() {
+    let mock = MockOAuth::start(Style::Google, 3600);
+    let fx = fixture(&mock);
+    let host_dir = fx.root.path().join("home/.gemini");
+    fs::create_dir_all(&host_dir).unwrap();
+    let host_file = host_dir.join("oauth_creds.json");
+    let login = mock.login();
+    // 4 min left: outside a 1 s lead, inside Gemini's own 5-minute window
+    let expiry = now_ms() + 240_000;
+    write_json(
+        &host_file,
+        &json!({"access_token": login.access_token, "refresh_token": login.refresh_token,
+            "scope": "https://www.googleapis.com/auth/cloud-platform", "token_type": "Bearer",
+            "id_token": login.id_token, "expiry_date": expiry}),
+    );
+    let dir = register_broker(
+        &fx,
+        "gemini",
+        Truth::HostFile {
+            path: host_file.clone(),
+        },
+    );
+    let shared = dir.join("oauth_creds.json");
+    let seeded = read_json(&shared);
+    assert!(seeded.get("refresh_token").is_none(), "{seeded}");
+    assert_eq!(seeded["access_token"], json!(login.access_token));
+    let d = start(
+        &fx.layout,
+        None,
+        policy(Duration::from_secs(1), Duration::from_secs(1)),
+    );
+    let at = |p: &Path| read_json(p)["access_token"].clone();
+    wait_until(
+        "the new access token in the sandbox",
+        Duration::from_secs(5),
+        || at(&shared) != json!(login.access_token) && at(&shared) == at(&host_file),
+    );
+    d.finish();
+    assert_eq!(mock.refreshes(), 1);
+    let sandbox = read_json(&shared);
+    assert!(sandbox.get("refresh_token").is_none(), "{sandbox}");
+    assert!(sandbox["expiry_date"].as_i64().unwrap() > expiry);
+    assert_eq!(
+        read_json(&host_file)["refresh_token"],
+        json!(login.refresh_token)
+    );
+    assert!(
+        !fs::read_to_string(&shared)
+            .unwrap()
+            .contains(&login.refresh_token)
+    );
+    airlock::sync::unregister(&fx.layout, None, "gemini-broker").unwrap();
     assert_no_secret_leaked(&fx, &mock);
 }
 

@@ -138,6 +138,18 @@ fn sessions(engine: &str, image: &str) {
     for a in 0..2 {
         assert_eq!(v.json["agents"][a]["rotation"], "broker", "{}", v.json);
     }
+    // a Gemini login in broker mode: verify says what a running gemini
+    // cannot do (docs/broker.md)
+    let v = verify(
+        &ctx,
+        engine,
+        image,
+        &["--agent", "gemini", "--rotation", "broker"],
+    );
+    assert_eq!(v.code, 0, "{}\n{}", v.json, v.stderr);
+    v.expect("gemini", "configured", "oauth-personal");
+    assert_eq!(v.agent("gemini")["rotation"], "broker", "{}", v.json);
+    assert!(v.stderr.contains("--rotation proxy"), "{}", v.stderr);
 
     let ctx = TestContext::new();
     store(&ctx, "claude", "api-key", "claude/api-key.txt");

@@ -223,6 +223,13 @@ fn init_logging(v: &Verbosity<WarnLevel>) {
         .ok()
         .and_then(|s| EnvFilter::try_new(s).ok())
         .unwrap_or_else(|| EnvFilter::new(format!("airlock={level}")));
+    // ureq's protocol layer dumps HTTP bodies at trace level: a token
+    // server's answer (access and refresh tokens) must never reach a log,
+    // whatever AIRLOCK_LOG asks for
+    let filter = match "ureq_proto=off".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -226,8 +226,12 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
     }
     raise_open_files_limit();
     let state = Arc::new(State::new(layout.clone(), open_vault)?.with_sync(opts.sync.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves every connection, as one nginx worker does: a
+    // request's two sockets (sandbox, upstream) are handled by tasks that
+    // wake each other, and on one thread that costs no cross-thread wake-up
+    // (futex, context switch). Blocking work (the vault, the engines) runs
+    // on tokio's blocking threads as before.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the proxy's runtime: {e}")))?;
@@ -430,6 +434,10 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
     // came back with (registered meanwhile, its container not up yet) stays
     let mut gone_hashes = Vec::new();
     let mut any_stale = false;
+    // one `ps` per engine for all its sandboxes, not one per grant: with
+    // many sandboxes on a loaded machine the look stays short
+    let mut running: std::collections::BTreeMap<&str, Option<BTreeSet<String>>> =
+        Default::default();
     for g in &grants {
         // seen by grant, not by sandbox: a sandbox id that comes back (a Dev
         // Container's project slug at its next start) gets the starting
@@ -442,7 +450,20 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
             any_stale = true;
             continue;
         }
+        let listed = match g.engine.as_deref() {
+            Some(e @ ("docker" | "podman")) if g.container.is_none() => running
+                .entry(e)
+                .or_insert_with(|| running_sandboxes(e))
+                .as_ref()
+                .map(|s| s.contains(&g.sandbox)),
+            _ => None,
+        };
         let alive = match g.engine.as_deref() {
+            Some(_) if listed == Some(true) => {
+                seen.insert(g.placeholder_sha256.clone());
+                true
+            }
+            Some(_) if listed == Some(false) => young,
             Some(engine) if container_alive(engine, g) => {
                 seen.insert(g.placeholder_sha256.clone());
                 true
@@ -474,6 +495,37 @@ fn forget_gone(layout: &Layout, seen: &mut BTreeSet<String>) -> usize {
         }
     }
     left
+}
+
+/// The sandbox ids (airlock's label) of `engine`'s running containers;
+/// `None` when the engine could not answer (every grant is then kept).
+fn running_sandboxes(engine: &str) -> Option<BTreeSet<String>> {
+    // Docker's ps template has `.Label`; Podman's has the `.Labels` map
+    let format = if engine == "docker" {
+        format!("{{{{.Label \"{}\"}}}}", crate::sandbox::LABEL)
+    } else {
+        format!("{{{{index .Labels \"{}\"}}}}", crate::sandbox::LABEL)
+    };
+    let o = std::process::Command::new(engine)
+        .args([
+            "ps",
+            "--filter",
+            &format!("label={}", crate::sandbox::LABEL),
+        ])
+        .args(["--format", &format])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 fn container_alive(engine: &str, g: &registry::Grant) -> bool {

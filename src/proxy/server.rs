@@ -604,6 +604,14 @@ async fn handle(
             // a ChatGPT session: the account its access token is for, never
             // the one the sandbox names (docs/proxy.md)
             let account = codex_session.then(|| chatgpt_account(real)).flatten();
+            // the upstream's Host, set here from the URI's authority (what
+            // the client would otherwise format for every request)
+            if let Some(host) = uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                out = out.header(hyper::header::HOST, host);
+            }
             for (k, v) in &parts.headers {
                 let replaced = account.is_some() && k.as_str() == CHATGPT_ACCOUNT;
                 if !DROP.contains(&k.as_str()) && !replaced {

@@ -4,7 +4,8 @@
 //! A broker account is a synced account ([`AccountSpec::broker`]) whose
 //! shared directory holds the session *without* its refresh token (the
 //! agents' own access-only reduction: Claude `refreshToken: null`, Codex
-//! `tokens.refresh_token: ""`). The `airlock sync` watcher keeps the full
+//! `tokens.refresh_token: ""`; Gemini's `oauth_creds.json` without its
+//! `refresh_token`, read by a `gemini` process once, at its start). The `airlock sync` watcher keeps the full
 //! session on the host side only: in the source of truth (vault record or
 //! host agent file) and, after each of its refreshes, in a host-only copy
 //! next to the shared directory (`<runtime>/sync/<agent>-<account>.broker`,
@@ -43,6 +44,10 @@ pub const CLAUDE_WINDOW: Duration = Duration::from_secs(300);
 /// newer versions 5 minutes before it. The larger of the two.
 pub const CODEX_WINDOW: Duration = Duration::from_secs(300);
 
+/// Gemini CLI (google-auth-library) refreshes when `now + 5 min >=
+/// expiry_date`; without a refresh token it then fails instead.
+pub const GEMINI_WINDOW: Duration = Duration::from_secs(300);
+
 /// How much earlier than the agent's window airlock refreshes at the least.
 pub const MARGIN: Duration = Duration::from_secs(60);
 
@@ -51,9 +56,7 @@ pub fn agent_window(kind: AgentKind) -> Duration {
     match kind {
         AgentKind::Claude => CLAUDE_WINDOW,
         AgentKind::Codex => CODEX_WINDOW,
-        // Gemini sessions reach the watcher in proxy mode only, where the
-        // sandbox holds no session at all.
-        AgentKind::Gemini => Duration::ZERO,
+        AgentKind::Gemini => GEMINI_WINDOW,
     }
 }
 

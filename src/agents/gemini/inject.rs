@@ -9,9 +9,11 @@
 //! | api-key | `GEMINI_API_KEY` (secret env); `settings.json` `selectedType = "gemini-api-key"` |
 //! | api-key, Vertex AI | `GOOGLE_API_KEY` (secret env), `GOOGLE_GENAI_USE_VERTEXAI=true`, `GOOGLE_CLOUD_PROJECT`/`GOOGLE_CLOUD_LOCATION` from the credential's settings; `selectedType = "vertex-ai"` |
 //! | session | `oauth_creds.json` (0600) + `google_accounts.json`; `selectedType = "oauth-personal"` |
+//! | session, broker mode | the account's shared directory mounted at [`GEMINI_DIR`]: `oauth_creds.json` without its refresh token, kept fresh by the watcher; `google_accounts.json`, `settings.json` written when missing |
 //! | session, proxy mode | `GOOGLE_CLOUD_ACCESS_TOKEN` (a placeholder, secret env), `GOOGLE_GENAI_USE_GCA=true`, `CODE_ASSIST_ENDPOINT` (the proxy); `selectedType = "oauth-personal"` |
 //!
-//! Google refresh tokens do not rotate, so sessions are copied whole.
+//! Google refresh tokens do not rotate, so sessions are copied whole (but
+//! in broker and proxy mode, which keep the refresh token on the host).
 //!
 //! A stored session is a JSON wrapper holding both of Gemini's documents:
 //! `{"oauth_creds": {…}, "google_accounts": {…}}`. A bare `oauth_creds.json`
@@ -20,9 +22,9 @@
 use serde_json::{Value as Json, json};
 
 pub use super::capture::{SETTING_LOCATION, SETTING_PROJECT};
-use crate::agents::inject::{InjectOptions, plain_json, secret_json, single_line};
+use crate::agents::inject::{InjectOptions, Rotation, plain_json, secret_json, single_line};
 use crate::error::{Error, Result};
-use crate::plan::{Alias, SandboxPlan, Value};
+use crate::plan::{Alias, SandboxPlan, SyncMount, Value};
 use crate::secret::Secret;
 use crate::vault::{Method, Record};
 
@@ -34,6 +36,10 @@ pub const GEMINI_DIR: &str = "/run/airlock/gemini/.gemini";
 /// The credential settings that select Vertex AI: `vertex = "true"`, or a
 /// `project` (with `location`, [`SETTING_PROJECT`], [`SETTING_LOCATION`]).
 pub const SETTING_VERTEX: &str = "vertex";
+
+/// What broker mode means for a Gemini login (Gemini CLI 0.61, checked
+/// with the genuine CLI; docs/broker.md).
+pub const BROKER_NOTE: &str = "gemini: broker mode: each gemini process reads its access token once, when it starts (a new `gemini` gets airlock's newest one); a gemini process that runs longer than its token (Google's live about an hour) stops working about 5 minutes before that token expires, as it cannot refresh without the refresh token; for long sessions use --rotation proxy";
 
 const FIX_SESSION: &str =
     "log in on the host with `gemini`, then `airlock auth gemini --from-host`";
@@ -104,6 +110,28 @@ pub fn plan(record: &Record, opts: &InjectOptions) -> Result<SandboxPlan> {
             if let Some(url) = &opts.proxy_url {
                 plan.set_env("CODE_ASSIST_ENDPOINT", Value::Plain(url.clone()));
             }
+            "oauth-personal"
+        }
+        Method::Session if opts.rotation == Rotation::Broker => {
+            // broker mode (docs/broker.md): the account's shared directory
+            // is Gemini's directory; the watcher keeps `oauth_creds.json`
+            // there without its refresh token and writes each new access
+            // token into it. The shim writes the other files only when the
+            // directory has none yet.
+            let (_, accounts) = split_session(&record.secret)?;
+            plan.sync.push(SyncMount {
+                agent: "gemini".into(),
+                account: record.id.account.clone(),
+                truth: None,
+                container: GEMINI_DIR.into(),
+                broker: true,
+            });
+            plan.add_file(
+                format!("{GEMINI_DIR}/google_accounts.json"),
+                Value::Plain(accounts),
+                0o600,
+            );
+            plan.warnings.push(BROKER_NOTE.into());
             "oauth-personal"
         }
         Method::Session => {
