@@ -109,3 +109,50 @@ fn gemini_broker(engine: &str, image: &str) {
     }
     let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
 }
+
+/// `docker-flags --rotation broker` (files mode) registers a Gemini login
+/// like `run` does: the container started with the printed flags reads
+/// the access token from the shared directory, with no refresh token.
+#[test]
+fn docker_flags_broker_gives_gemini_the_access_token_only() {
+    if !require_real("AIRLOCK_TEST_DOCKER") {
+        return;
+    }
+    let oauth = MockOAuth::start(Style::Google, 3599);
+    let mut ctx = common::tmpfs_context("docker", "broker-gemini-flags");
+    ctx.set_env("AIRLOCK_GEMINI_TOKEN_URL", &oauth.url());
+    let login = oauth.login();
+    let doc = json!({"oauth_creds": {"access_token": login.access_token,
+        "refresh_token": login.refresh_token, "scope": "openid", "token_type": "Bearer",
+        "id_token": login.id_token, "expiry_date": mock_oauth::now_ms() + 3_000_000},
+        "google_accounts": {"active": "mock@example.com", "old": []}});
+    common::store_session(&ctx, "gemini", &doc.to_string());
+    let image = common::root_image();
+    let out = ctx
+        .cmd()
+        .args(["docker-flags", "--rotation", "broker", "--agent", "gemini"])
+        .args(["--no-aliases", "--image", &image])
+        .output()
+        .unwrap();
+    let flags = common::ok(&out);
+    assert!(!flags.contains(&login.refresh_token), "{flags}");
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let run = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "none"])
+        .args(&flags)
+        .args([
+            &image,
+            "sh",
+            "-c",
+            "cat \"$GEMINI_CLI_HOME/.gemini/oauth_creds.json\"; echo; grep -rls rt_mock_ \"$GEMINI_CLI_HOME\" /run /tmp 2>/dev/null | sed 's/^/REFRESH-TOKEN-IN: /'; true",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&login.access_token), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(&login.refresh_token), "{stdout}");
+    assert!(!stdout.contains("REFRESH-TOKEN-IN"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&ctx.runtime_dir);
+}
