@@ -510,9 +510,20 @@ impl Setup {
     }
 
     /// Every audit line (each must be one valid JSON object).
+    /// The audit log's lines, once it has stopped growing: a served
+    /// request's line is written in a batch just after its response ends.
     fn audit(&self) -> Vec<serde_json::Value> {
-        let text =
-            std::fs::read_to_string(proxy_harness::layout(&self.ctx).audit()).unwrap_or_default();
+        let path = proxy_harness::layout(&self.ctx).audit();
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        let mut text = read();
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let again = read();
+            if again == text {
+                break;
+            }
+            text = again;
+        }
         assert!(!text.contains(CANARY), "the audit log holds the credential");
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
