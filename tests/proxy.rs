@@ -1176,13 +1176,18 @@ fn a_refused_token_never_causes_a_refresh_storm() {
         assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     }
     assert_eq!(oauth.refreshes(), 1, "no refresh storm");
-    let refresh: Vec<String> = ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["refresh"].as_str().unwrap_or("-").to_owned()
-        })
-        .collect();
+    let audited = || -> Vec<String> {
+        ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["refresh"].as_str().unwrap_or("-").to_owned()
+            })
+            .collect()
+    };
+    // a forwarded answer's line is written in a batch just after it ends
+    wait_until("the five requests' audit lines", || audited().len() >= 5);
+    let refresh = audited();
     assert_eq!(refresh.len(), 5, "{refresh:?}");
     assert_eq!(refresh[0], "not refreshed: the sync watcher is not running");
     assert_eq!(refresh[1], "refreshed");
