@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use airlock::Secret;
 use airlock::engine::{EngineKind, ImageConfig};
 use airlock::plan::{SandboxPlan, Value};
@@ -197,7 +195,7 @@ fn run_in(
     args.extend(cmd.iter().map(|s| s.to_string()));
     let req = RunRequest::parse(&args).unwrap();
     let rt = runtime_dir();
-    let prepared = launch::prepare(engine.as_ref(), &cfg, plan, req, &rt).unwrap();
+    let prepared = launch::prepare(engine.as_ref(), &cfg, plan, req, rt.path()).unwrap();
     let dir = prepared.sandbox.dir().to_path_buf();
     assert!(dir.exists());
     let argv = prepared.argv.join(" ");
@@ -218,12 +216,15 @@ fn run_in(
     }
 }
 
-fn runtime_dir() -> std::path::PathBuf {
-    // A tmpfs, as in production (the default is $XDG_RUNTIME_DIR or /dev/shm).
-    let p = Path::new("/dev/shm").join(format!("airlock-test-{}", std::process::id()));
-    std::fs::create_dir_all(&p).unwrap();
+/// A runtime directory on a tmpfs, as in production (the default is
+/// $XDG_RUNTIME_DIR or /dev/shm), 0700, removed when dropped.
+fn runtime_dir() -> tempfile::TempDir {
+    let p = tempfile::Builder::new()
+        .prefix(&format!("airlock-test-{}-", std::process::id()))
+        .tempdir_in("/dev/shm")
+        .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(p.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     p
 }
 
@@ -391,12 +392,13 @@ fn hanging_container_is_killed(kind: EngineKind) {
         .map(str::to_owned)
         .collect();
     let req = RunRequest::parse(&args).unwrap();
+    let rt = runtime_dir();
     let prepared = launch::prepare(
         engine.as_ref(),
         &cfg,
         &SandboxPlan::default(),
         req,
-        &runtime_dir(),
+        rt.path(),
     )
     .unwrap();
     let dir = prepared.sandbox.dir().to_path_buf();

@@ -517,7 +517,7 @@ fn podman_claude_answers_through_the_proxy_holding_only_a_placeholder() {
 fn claude_through_the_proxy(engine: &str) {
     let mock = MockUpstream::start();
     let mut ctx = context(&mock);
-    ctx.runtime_dir = common::tmpfs_context(engine, "proxy").runtime_dir;
+    ctx.runtime_dir = common::tmpfs_context(engine, "proxy").runtime_dir.clone();
     ctx.set_env("AIRLOCK_ENGINE", engine);
     let name = format!("airlock-proxy-e2e-{engine}-{}", std::process::id());
     let out = ctx
@@ -1187,13 +1187,18 @@ fn a_refused_token_never_causes_a_refresh_storm() {
         assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     }
     assert_eq!(oauth.refreshes(), 1, "no refresh storm");
-    let refresh: Vec<String> = ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["refresh"].as_str().unwrap_or("-").to_owned()
-        })
-        .collect();
+    let audited = || -> Vec<String> {
+        ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["refresh"].as_str().unwrap_or("-").to_owned()
+            })
+            .collect()
+    };
+    // a forwarded answer's line is written in a batch just after it ends
+    wait_until("the five requests' audit lines", || audited().len() >= 5);
+    let refresh = audited();
     assert_eq!(refresh.len(), 5, "{refresh:?}");
     assert_eq!(refresh[0], "not refreshed: the sync watcher is not running");
     assert_eq!(refresh[1], "refreshed");

@@ -510,16 +510,14 @@ impl Setup {
     }
 
     /// Every audit line (each must be one valid JSON object).
+    /// The audit log's lines, once it has stopped growing: a served
+    /// request's line is written in a batch just after its response ends.
     fn audit(&self) -> Vec<serde_json::Value> {
-        // A served request's line is written in a batch just after its last
-        // response byte went out (docs/proxy.md): read until the log stays
-        // the same for 50 ms.
-        let read = || {
-            std::fs::read_to_string(proxy_harness::layout(&self.ctx).audit()).unwrap_or_default()
-        };
+        let path = proxy_harness::layout(&self.ctx).audit();
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
         let mut text = read();
-        for _ in 0..40 {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
             let again = read();
             if again == text {
                 break;

@@ -200,11 +200,25 @@ pub fn raise_open_files_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// Takes the daemon lock, trying for a moment: [`running`] probes it by
+/// taking it for an instant (`airlock status`, `airlock proxy metrics`),
+/// and a proxy starting just then must not take the probe for a running
+/// proxy and exit. A running proxy holds it throughout: `false`.
+fn take_daemon_lock(lock: &std::fs::File) -> bool {
+    for _ in 0..10 {
+        if lock.try_lock().is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// Runs the proxy until it is idle long enough (on demand) or forever.
 pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()> {
     layout.ensure()?;
     let lock = FileLock::open(&layout.daemon_lock())?;
-    if lock.try_lock().is_err() {
+    if !take_daemon_lock(&lock) {
         return Err(Error::Usage(format!(
             "an airlock proxy is already running for this user (port {}); stop it first",
             port(&layout).map_or("unknown".into(), |p| p.to_string())
@@ -289,6 +303,12 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
         let mut certified = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if !layout.present() {
+                // its state directory was removed (by the user, or a test
+                // that is done): go away rather than make it again
+                tracing::info!("the state directory is gone: the proxy exits");
+                return Ok(None);
+            }
             let mut new_bridges = Vec::new();
             if auto {
                 for ip in bridge_addresses() {
@@ -338,7 +358,7 @@ pub fn run(layout: Layout, open_vault: VaultOpener, opts: Options) -> Result<()>
                         tracing::info!("no grant left: the proxy exits");
                         let _ = std::fs::remove_file(layout.port_file());
                         let _ = std::fs::remove_file(super::metrics::socket(&layout));
-                        return Ok(hold);
+                        return Ok(Some(hold));
                     }
                 }
                 _ => idle_since = None,
@@ -580,6 +600,24 @@ mod tests {
         let left = registry::load(&l).unwrap();
         assert!(registry::lookup(&left, "ph-new").is_some(), "{left:?}");
         assert!(registry::lookup(&left, "ph-old").is_none(), "{left:?}");
+    }
+
+    #[test]
+    fn a_probe_holding_the_lock_for_an_instant_is_not_a_running_proxy() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("daemon.lock");
+        // `running` in another process, holding the lock for a moment
+        let probe = FileLock::open(&path).unwrap();
+        probe.try_lock().unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            probe.unlock().unwrap();
+        });
+        let lock = FileLock::open(&path).unwrap();
+        assert!(take_daemon_lock(&lock));
+        t.join().unwrap();
+        // a proxy holding it is one
+        assert!(!take_daemon_lock(&FileLock::open(&path).unwrap()));
     }
 
     fn k8s_grant(ph: &str, expires_at: jiff::Timestamp) -> registry::Grant {

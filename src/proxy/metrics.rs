@@ -269,6 +269,17 @@ impl Metrics {
         );
         family(
             &mut out,
+            "airlock_proxy_grants_file_unreadable",
+            "gauge",
+            "1 when the grants file cannot be read: the proxy answers with the grants it read last, new sandboxes get nothing (its log says why), else 0.",
+        );
+        let _ = writeln!(
+            out,
+            "airlock_proxy_grants_file_unreadable {}",
+            u8::from(files.grants_unreadable)
+        );
+        family(
+            &mut out,
             "airlock_proxy_open_streams",
             "gauge",
             "Responses streaming to sandboxes now.",
@@ -448,6 +459,8 @@ pub struct FileState {
     pub live_grants: usize,
     /// Grants past their expiry, not revoked (refused, still renewable).
     pub expired_grants: usize,
+    /// The grants file could not be read (the counts are then zero).
+    pub grants_unreadable: bool,
     /// Grants revoked and not yet forgotten.
     pub revoked_grants: usize,
     /// Each account with a grant: agent, account, whether its refresh
@@ -459,9 +472,12 @@ impl FileState {
     /// Reads the grants under `layout` and the sync watcher's account
     /// records under `sync`.
     pub fn read(layout: &Layout, sync: Option<&crate::sync::Layout>) -> FileState {
-        let grants = registry::load(layout).unwrap_or_default();
-        let now = jiff::Timestamp::now();
         let mut s = FileState::default();
+        let grants = registry::load(layout).unwrap_or_else(|_| {
+            s.grants_unreadable = true;
+            Vec::new()
+        });
+        let now = jiff::Timestamp::now();
         for g in &grants {
             if g.revoked_at.is_some() {
                 s.revoked_grants += 1;
@@ -676,6 +692,7 @@ mod tests {
             live_grants: 2,
             revoked_grants: 1,
             expired_grants: 0,
+            grants_unreadable: false,
             accounts: vec![
                 ("claude".into(), "work".into(), true),
                 ("codex".into(), "sk-ant-oat01-looks-secret".into(), false),
@@ -739,7 +756,8 @@ mod tests {
         }
     }
 
-    /// A pods' grant past its expiry is refused: not counted live.
+    /// A pods' grant past its expiry is refused: not counted live. A grants
+    /// file that cannot be read shows as such, not as no grants.
     #[test]
     fn expired_grants_are_not_live() {
         let d = tempfile::tempdir().unwrap();
@@ -763,9 +781,18 @@ mod tests {
             "airlock_proxy_grants{state=\"live\"} 2",
             "airlock_proxy_grants{state=\"expired\"} 1",
             "airlock_proxy_grants{state=\"revoked\"} 1",
+            "airlock_proxy_grants_file_unreadable 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        // a damaged grants file is not zero grants in silence
+        std::fs::write(l.grants(), "{not json").unwrap();
+        let text = Metrics::new().render(&FileState::read(&l, None));
+        assert!(
+            text.lines()
+                .any(|l| l == "airlock_proxy_grants_file_unreadable 1"),
+            "{text}"
+        );
     }
 
     #[test]

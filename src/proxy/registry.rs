@@ -30,6 +30,11 @@ impl Layout {
             dir: paths.state_dir.join("proxy"),
         }
     }
+    /// Whether the directory exists: a daemon whose directory was removed
+    /// exits rather than make it again.
+    pub fn present(&self) -> bool {
+        self.dir.is_dir()
+    }
     /// The grants file.
     pub fn grants(&self) -> PathBuf {
         self.dir.join("grants.json")
@@ -360,6 +365,34 @@ pub(crate) mod tests {
         // a grants file written before expiries existed is read as before
         let text = std::fs::read_to_string(l.grants()).unwrap();
         assert_eq!(text.matches("expires_at").count(), 1, "{text}");
+    }
+
+    /// `airlock k8s renew` between the proxy's read and its drop of a
+    /// stale grant: the drop, judged under the lock, keeps the renewed one.
+    #[test]
+    fn a_grant_renewed_after_the_proxy_read_it_is_not_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout {
+            dir: d.path().join("proxy"),
+        };
+        let now = Timestamp::now();
+        let hour = jiff::SignedDuration::from_hours(1);
+        let mut g = grant("k8s-team-dev", "ph-k8s");
+        g.expires_at = Some(now - hour / 2);
+        add(&l, &g).unwrap();
+        let mut s = grant("k8s-team-old", "ph-old");
+        s.expires_at = Some(now - hour * 2);
+        add(&l, &s).unwrap();
+        // the proxy reads at `now`; the renewal lands before its drop, a
+        // little later (the proxy judges with its own `now`)
+        assert_eq!(renew(&l, "k8s-team-dev", now, now + hour).unwrap(), 1);
+        let later = now + hour;
+        assert_eq!(
+            remove_stale(&l, later).unwrap(),
+            vec!["k8s-team-old".to_owned()]
+        );
+        let left = load(&l).unwrap();
+        assert!(lookup(&left, "ph-k8s").is_some() && lookup(&left, "ph-old").is_none());
     }
 
     #[test]

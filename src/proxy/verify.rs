@@ -146,11 +146,24 @@ pub fn leaks(dump: &str, real: &[String]) -> bool {
 
 /// What the proxy's audit log says about `agent`'s requests from
 /// `sandbox`: how many, and their statuses. `None`: no request.
+/// A served request's line is written with its batch, just after the
+/// response ends ([`audit::Audit`]): the log is read again for up to a
+/// second before concluding that no request came.
 pub fn requests(layout: &Layout, sandbox: &str, agent: &str) -> Option<(usize, Vec<u16>)> {
-    let entries: Vec<audit::Entry> = audit::read(&layout.audit())
-        .into_iter()
-        .filter(|e| e.sandbox.as_deref() == Some(sandbox) && e.agent.as_deref() == Some(agent))
-        .collect();
+    let read = || -> Vec<audit::Entry> {
+        audit::read(&layout.audit())
+            .into_iter()
+            .filter(|e| e.sandbox.as_deref() == Some(sandbox) && e.agent.as_deref() == Some(agent))
+            .collect()
+    };
+    let mut entries = read();
+    for _ in 0..20 {
+        if !entries.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        entries = read();
+    }
     if entries.is_empty() {
         return None;
     }

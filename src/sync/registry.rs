@@ -76,6 +76,12 @@ impl Layout {
         self.runtime.join(account_key(agent, account))
     }
 
+    /// Whether the state directory exists: a background process whose
+    /// directory was removed exits rather than make it again.
+    pub fn present(&self) -> bool {
+        self.state.is_dir()
+    }
+
     /// Creates the private directories.
     pub fn ensure(&self) -> Result<()> {
         for d in [
@@ -214,6 +220,9 @@ pub fn register_sandbox_mode(
 /// `airlock run`). Does nothing for a sandbox that is not registered.
 pub fn set_pid(layout: &Layout, sandbox: &str, pid: Option<u32>) -> Result<()> {
     validate_name("sandbox", sandbox)?;
+    if !layout.present() {
+        return Ok(());
+    }
     layout.ensure()?;
     let _g = FileLock::exclusive(&layout.registry_lock())?;
     let path = entry_path(layout, sandbox);
@@ -274,6 +283,10 @@ pub fn unregister(
     sandbox: &str,
 ) -> Result<Option<Outcome>> {
     validate_name("sandbox", sandbox)?;
+    if !layout.present() {
+        // nothing is registered where there is no registry
+        return Ok(None);
+    }
     layout.ensure()?;
     let _g = FileLock::exclusive(&layout.registry_lock())?;
     unregister_locked(layout, vault, sandbox)

@@ -866,12 +866,20 @@ impl<'a> Daemon<'a> {
         tracing::info!(accounts = self.syncer.specs().count(), "watching");
         let mut release_upto = 0u64;
         loop {
-            let msg = match self.next_deadline() {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(t) => self
-                    .rx
-                    .recv_timeout(t.saturating_duration_since(Instant::now())),
-            };
+            // at least every PRESENCE_CHECK: whether the state directory is still there
+            let t = self
+                .next_deadline()
+                .map_or(PRESENCE_CHECK, |t| {
+                    t.saturating_duration_since(Instant::now())
+                })
+                .min(PRESENCE_CHECK);
+            let msg = self.rx.recv_timeout(t);
+            if !self.layout.present() {
+                // removed (by the user, or a test that is done): go away
+                // rather than make it again
+                tracing::info!("the state directory is gone: exiting");
+                break;
+            }
             match msg {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Exited) => {
@@ -936,6 +944,9 @@ impl Drop for Daemon<'_> {
         let _ = std::fs::remove_file(self.layout.daemon_refresh());
     }
 }
+
+/// How often the watcher looks whether its state directory still exists.
+const PRESENCE_CHECK: Duration = Duration::from_secs(1);
 
 /// (device, inode) of a directory, or `None` when it does not exist.
 fn dir_identity(dir: &Path) -> Option<(u64, u64)> {

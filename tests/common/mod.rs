@@ -409,6 +409,30 @@ impl TestContext {
     }
 }
 
+impl Drop for TestContext {
+    /// A runtime directory outside `root` (on /dev/shm, [`tmpfs_context`])
+    /// goes with the context too, also when the test failed. A background
+    /// airlock process that is just finishing (a waiter unregistering its
+    /// sandbox) may write into a directory while it is being removed, which
+    /// then fails (not empty): tried again for a moment. Once a directory is
+    /// gone, airlock's background processes do not make it again.
+    fn drop(&mut self) {
+        let mut dirs = vec![self.root.path().to_path_buf()];
+        if !self.runtime_dir.starts_with(self.root.path()) {
+            dirs.push(self.runtime_dir.clone());
+        }
+        for d in dirs {
+            for _ in 0..20 {
+                let _ = std::fs::remove_dir_all(&d);
+                if std::fs::symlink_metadata(&d).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
