@@ -10,19 +10,22 @@ mod mock_upstream;
 mod mock_oauth;
 
 mod common;
+#[path = "support/proxy_harness.rs"]
+mod proxy_harness;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use airlock::proxy::placeholder;
-use airlock::proxy::registry::{self, Grant, Layout};
+use airlock::proxy::registry::{self, Grant};
 use airlock::sync::Truth;
 use airlock::vault::{CredentialId, Method};
 use common::{CANARY, TestContext, ok, require_real};
 use mock_upstream::{MockUpstream, REPLY};
+use proxy_harness::{layout, read_until, response, send, start_watcher};
 
 fn token() -> String {
     format!("sk-ant-oat01-{CANARY}-proxy-{}", "0123456789".repeat(6))
@@ -46,12 +49,6 @@ fn context(mock: &MockUpstream) -> TestContext {
         .unwrap());
     std::fs::remove_file(&f).unwrap();
     ctx
-}
-
-fn layout(ctx: &TestContext) -> Layout {
-    Layout {
-        dir: ctx.state_dir.join("proxy"),
-    }
 }
 
 fn grant(ctx: &TestContext, sandbox: &str, ph: &str) {
@@ -87,53 +84,6 @@ fn grant_with(
     .unwrap();
 }
 
-struct Proxy {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_proxy(ctx: &TestContext) -> Proxy {
-    let log = std::fs::File::create(ctx.root.path().join("proxy.log")).unwrap();
-    let child = ctx
-        .cmd()
-        .args(["proxy", "--listen", "127.0.0.1", "-vv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let port_file = layout(ctx).port_file();
-    let t = Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the proxy did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Proxy { child, port }
-}
-
-/// A request to the proxy with `auth` as its Authorization header; returns
-/// the open connection after sending.
-fn send(port: u16, method: &str, path: &str, auth: &str) -> TcpStream {
-    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}"#;
-    send_body(port, method, path, auth, body)
-}
-
 /// [`send`] with a body of one's own.
 fn send_body(port: u16, method: &str, path: &str, auth: &str, body: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -145,28 +95,6 @@ fn send_body(port: u16, method: &str, path: &str, auth: &str, body: &str) -> Tcp
     )
     .unwrap();
     s
-}
-
-fn response(mut s: TcpStream) -> String {
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// Reads until `needle` has arrived (or panics after the read timeout).
-fn read_until(s: &mut TcpStream, needle: &str) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains(needle) {
-        let n = s.read(&mut buf).expect("the proxy held the stream back");
-        assert!(
-            n > 0,
-            "closed before {needle:?}: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -279,7 +207,7 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
     );
     grant(&ctx, "sb-one", &ph1);
     grant(&ctx, "sb-two", &ph2);
-    let proxy = start_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy(&ctx, &[]);
 
     // a granted placeholder: the real token goes upstream, the reply comes back
     let r = response(send(proxy.port, "POST", "/v1/messages?beta=true", &ph1));
@@ -416,7 +344,7 @@ fn the_proxy_resolves_secret_references() {
     );
     add("sb-file", &ph_file, format!("file:{}", file.display()));
     add("sb-cmd", &ph_cmd, format!("cmd:cat {}", file.display()));
-    let proxy = start_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy(&ctx, &[]);
     let last_auth = || {
         mock.seen()
             .last()
@@ -467,7 +395,7 @@ fn a_response_carrying_the_real_token_is_not_forwarded() {
     let ctx = context(&mock);
     let ph = format!("sk-ant-oat01-airlock-{}", "e".repeat(32));
     grant(&ctx, "sb-echo", &ph);
-    let proxy = start_proxy(&ctx);
+    let proxy = proxy_harness::start_proxy(&ctx, &[]);
 
     let r = response(send(proxy.port, "GET", "/echo-header", &ph));
     assert!(r.starts_with("HTTP/1.1 502"), "{r}");
@@ -722,22 +650,6 @@ fn session_of(agent: &str, mock: &MockUpstream, oauth: &mock_oauth::MockOAuth) -
     }
 }
 
-/// The sync watcher in the foreground (the refresher the proxy asks).
-fn start_watcher(ctx: &TestContext) -> Proxy {
-    let log = std::fs::File::create(ctx.root.path().join("sync.log")).unwrap();
-    let child = ctx
-        .cmd()
-        .args(["sync", "--foreground", "--stay", "-vv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let status = ctx.state_dir.join("sync").join("daemon.pid");
-    wait_until("the watcher runs", || status.exists());
-    Proxy { child, port: 0 }
-}
-
 fn access_token(host_file: &Path) -> String {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(host_file).unwrap()).unwrap();
     v["claudeAiOauth"]["accessToken"]
@@ -757,7 +669,7 @@ fn a_refused_session_token_is_refreshed_once_for_concurrent_requests() {
     let setup = session_behind_the_proxy(&mock, &oauth);
     let ctx = &setup.ctx;
     let _watcher = start_watcher(ctx);
-    let proxy = start_proxy(ctx);
+    let proxy = proxy_harness::start_proxy(ctx, &[]);
     let old = setup.login.access_token.clone();
     mock.reject(&old);
 
@@ -881,7 +793,7 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
     let setup = session_behind_the_proxy(&mock, &oauth);
     let ctx = &setup.ctx;
     let _watcher = start_watcher(ctx);
-    let proxy = start_proxy(ctx);
+    let proxy = proxy_harness::start_proxy(ctx, &[]);
     mock.reject(&setup.login.access_token);
     let big = format!(
         r#"{{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"pad":"{}"}}"#,
@@ -1127,7 +1039,7 @@ fn a_refused_codex_session_token_is_refreshed_once() {
     let setup = session_of("codex", &mock, &oauth);
     let ctx = &setup.ctx;
     let _watcher = start_watcher(ctx);
-    let proxy = start_proxy(ctx);
+    let proxy = proxy_harness::start_proxy(ctx, &[]);
     let old = setup.login.access_token.clone();
     mock.reject(&old);
     let answers: Vec<String> = (0..4)
@@ -1170,7 +1082,7 @@ fn a_refused_token_never_causes_a_refresh_storm() {
     let oauth = mock_oauth::MockOAuth::start(mock_oauth::Style::Claude, 8 * 3600);
     let setup = session_behind_the_proxy(&mock, &oauth);
     let ctx = &setup.ctx;
-    let proxy = start_proxy(ctx);
+    let proxy = proxy_harness::start_proxy(ctx, &[]);
     mock.reject(&setup.login.access_token);
     let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
