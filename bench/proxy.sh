@@ -14,6 +14,8 @@
 # AIRLOCK_BENCH_CALLGRIND=FILE runs the proxy under `valgrind --tool=callgrind` (instrumentation off
 # until the measured run: start-up and the first request are not counted) and prints its user-space
 # instructions per request; requests/s and CPU time are then meaningless. Needs valgrind.
+# AIRLOCK_BENCH_HOT_TEXT=FILE profiles the proxy's start and 20 requests instead (FILE.1) and
+# stops there: scripts/hot-text.sh makes link/proxy-hot-text.ld from it.
 # Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
 set -euo pipefail
 secs="${1:-10}"
@@ -111,6 +113,8 @@ chmod 600 "$work/state/proxy/grants.json"
 wrap=()
 if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
   wrap=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$AIRLOCK_BENCH_CALLGRIND")
+elif [ -n "${AIRLOCK_BENCH_HOT_TEXT:-}" ]; then # scripts/hot-text.sh: from the start, per instruction
+  wrap=(valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$AIRLOCK_BENCH_HOT_TEXT")
 fi
 AIRLOCK_PROXY_UPSTREAM_CLAUDE="https://localhost:$UP" AIRLOCK_PROXY_CA_FILE="$work/ca.pem" \
   "${wrap[@]}" "$airlock" proxy --listen 127.0.0.1 --port "$AP" 2>"$work/proxy.log" &
@@ -122,6 +126,12 @@ wait_http "http://127.0.0.1:$NG/"
 wait_http "http://127.0.0.1:$AP/"
 out=$(curl -s -H "authorization: Bearer $ph" "http://127.0.0.1:$AP/v1/messages")
 case "$out" in *msg_bench*) ;; *) echo "airlock proxy did not forward: $out" >&2; exit 1 ;; esac
+if [ -n "${AIRLOCK_BENCH_HOT_TEXT:-}" ]; then
+  # what an idle proxy has run: its start and 20 requests (as `cargo bench --bench proxy` measures)
+  for _ in $(seq 19); do curl -s -o /dev/null -H "authorization: Bearer $ph" "http://127.0.0.1:$AP/v1/messages"; done
+  callgrind_control -d "$apid" >/dev/null # writes $AIRLOCK_BENCH_HOT_TEXT.1
+  exit 0
+fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime + stime, 1/100 s
 run() { # name url
