@@ -65,17 +65,16 @@ pub(super) fn refused_method(m: &hyper::Method) -> bool {
     *m == hyper::Method::CONNECT || *m == hyper::Method::TRACE
 }
 
-/// The upstream URL for the request's path and query: `origin` (scheme and
-/// authority, no path) followed by `pq`, which must begin with `/` (not
-/// `*`, nor anything that could run on into the authority); the result's
-/// authority is checked to be the origin's.
-pub(super) fn target(origin: &str, pq: &str) -> Option<hyper::Uri> {
+/// The upstream request target for the request's path and query: `pq` in
+/// origin-form, which must begin with `/` (not `*`, not an absolute URL).
+/// Where it goes is the origin's alone ([`super::upstream`]): nothing in
+/// the path can name another host.
+pub(super) fn target(pq: &str) -> Option<hyper::Uri> {
     if !pq.starts_with('/') {
         return None;
     }
-    let uri: hyper::Uri = format!("{origin}{pq}").parse().ok()?;
-    let authority = origin.split_once("://").map(|(_, a)| a)?;
-    (uri.authority().map(|a| a.as_str()) == Some(authority)).then_some(uri)
+    let pq = hyper::http::uri::PathAndQuery::try_from(pq).ok()?;
+    Some(hyper::Uri::from(pq))
 }
 
 /// The headers a placeholder travels in.
@@ -191,20 +190,27 @@ mod tests {
     }
 
     #[test]
-    fn the_target_keeps_the_origin_whatever_the_path() {
-        let o = "https://api.example:8443";
+    fn the_target_is_the_path_alone_whatever_it_holds() {
         for pq in [
             "/v1/x",
             "//evil.example/x",
             "/@evil.example/x",
             "/v1/../../x?a=b",
         ] {
-            let u = target(o, pq).unwrap();
-            assert_eq!(u.authority().unwrap().as_str(), "api.example:8443", "{pq}");
+            let u = target(pq).unwrap();
+            assert!(u.authority().is_none() && u.scheme().is_none(), "{pq}");
+            assert_eq!(u.path_and_query().unwrap().as_str(), pq);
         }
-        for pq in ["*", "", ".evil.example/", "@evil.example/", ":1/"] {
-            assert!(target(o, pq).is_none(), "{pq}");
-            assert!(target("https://api.example", pq).is_none(), "{pq}");
+        for pq in [
+            "*",
+            "",
+            ".evil.example/",
+            "@evil.example/",
+            ":1/",
+            "https://evil.example/x",
+            "/a b",
+        ] {
+            assert!(target(pq).is_none(), "{pq}");
         }
     }
 

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod tls;
+pub mod upstream;
 pub mod verify;
 
 /// One proxy-mode sandbox, for `airlock status`.

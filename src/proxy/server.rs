@@ -25,8 +25,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use super::audit::GrantNames;
@@ -41,10 +39,6 @@ use crate::vault::{Method, Vault};
 /// a response that carried the real credential).
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
-type HttpsClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    ProxyBody,
->;
 
 /// The environment variable that replaces an agent's upstream
 /// (`AIRLOCK_PROXY_UPSTREAM_CLAUDE=https://gateway.internal:8443`): still
@@ -80,7 +74,7 @@ pub struct State {
     layout: Layout,
     vault: Mutex<Option<Vault>>,
     open_vault: VaultOpener,
-    client: HttpsClient,
+    client: super::upstream::Upstream<ProxyBody>,
     upstreams: HashMap<String, Arc<str>>,
     grants: Mutex<(Option<FileStamp>, Arc<Snapshot>)>,
     /// `layout.grants()`, stat'ed for every request.
@@ -267,7 +261,7 @@ impl State {
         }
         let audit = Audit::new(layout.audit());
         Ok(State {
-            client: client()?,
+            client: super::upstream::Upstream::new(tls_config()?),
             grants_file: layout.grants(),
             layout,
             vault: Mutex::new(None),
@@ -341,7 +335,9 @@ impl State {
     }
 }
 
-fn client() -> Result<HttpsClient> {
+/// TLS to the upstreams: the web PKI's roots, and those of
+/// [`CA_FILE_ENV`] if set.
+fn tls_config() -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Ok(path) = std::env::var(CA_FILE_ENV)
@@ -368,20 +364,11 @@ fn client() -> Result<HttpsClient> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Other(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+        .with_no_client_auth())
 }
 
 /// Serves `listener` until the process ends.
@@ -649,7 +636,7 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match super::hostile::target(origin, &pq) {
+    let uri: Uri = match super::hostile::target(&pq) {
         Some(u) => u,
         None => {
             return Ok(st.audit.refuse(
@@ -711,12 +698,9 @@ async fn handle(
             // a ChatGPT session: the account its access token is for, never
             // the one the sandbox names (docs/proxy.md)
             let account = codex_session.then(|| chatgpt_account(real)).flatten();
-            // the upstream's Host, set here from the URI's authority (what
-            // the client would otherwise format for every request)
-            if let Some(host) = uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
+            // the upstream's Host: the origin's authority (the request
+            // itself carries only the path)
+            if let Ok(host) = HeaderValue::from_str(host) {
                 out = out.header(hyper::header::HOST, host);
             }
             for (k, v) in &parts.headers {
@@ -753,7 +737,7 @@ async fn handle(
         Ok(o) => o,
         Err(why) => return Ok(unsendable(&st, entry, start, why)),
     };
-    let mut result = st.client.request(out).await;
+    let mut result = st.client.send(origin, out).await;
     let mut real_sent = real.clone();
     if refreshable
         && let Ok(resp) = &result
@@ -792,7 +776,7 @@ async fn handle(
                     Ok(o) => {
                         entry.retried = true;
                         real_sent = new.clone();
-                        result = st.client.request(o).await;
+                        result = st.client.send(origin, o).await;
                     }
                     Err(why) => return Ok(unsendable(&st, entry, start, why)),
                 }
