@@ -4,36 +4,14 @@
 //! could reach the sandbox, or a request could go somewhere it must not.
 
 use hyper::HeaderMap;
-use hyper::body::Frame;
 
 use super::registry::Grant;
-
-/// True when `secret` appears in `headers`: in a value, or in a name (names
-/// arrive lowercased, so a name is compared without regard to case).
-pub(super) fn headers_carry(headers: &HeaderMap, secret: &[u8]) -> bool {
-    if secret.is_empty() {
-        return false;
-    }
-    let lower = zeroize::Zeroizing::new(secret.to_ascii_lowercase());
-    headers.iter().any(|(k, v)| {
-        memchr::memmem::find(v.as_bytes(), secret).is_some()
-            || memchr::memmem::find(k.as_str().as_bytes(), &lower).is_some()
-    })
-}
 
 /// What of an upstream's response head goes to the sandbox: never the
 /// upstream's own reason phrase (hyper would write it back verbatim, and it
 /// is not among the headers scanned); the sandbox gets the canonical one.
 pub(super) fn clean_response_head(parts: &mut hyper::http::response::Parts) {
     parts.extensions.remove::<hyper::ext::ReasonPhrase>();
-}
-
-/// True when a response body frame that is not data (trailer fields)
-/// carries `secret`.
-pub(super) fn frame_carries<B>(frame: &Frame<B>, secret: &[u8]) -> bool {
-    frame
-        .trailers_ref()
-        .is_some_and(|t| headers_carry(t, secret))
 }
 
 /// Asked of the upstream in place of what the sandbox accepts: the guard
@@ -169,25 +147,6 @@ impl Drop for ReplayPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_credential_is_found_in_a_header_name_or_value() {
-        let mut h = HeaderMap::new();
-        h.insert("x-ok", "fine".parse().unwrap());
-        assert!(!headers_carry(&h, b"sk-SECRET"));
-        h.insert("x-echo", "a sk-SECRET b".parse().unwrap());
-        assert!(headers_carry(&h, b"sk-SECRET"));
-        let mut h = HeaderMap::new();
-        h.insert(
-            hyper::header::HeaderName::from_bytes(b"sk-SECRET").unwrap(),
-            "1".parse().unwrap(),
-        );
-        assert!(headers_carry(&h, b"sk-SECRET"), "a lowercased name");
-        assert!(
-            !headers_carry(&h, b""),
-            "an empty secret is never looked for"
-        );
-    }
 
     #[test]
     fn the_target_is_the_path_alone_whatever_it_holds() {

@@ -13,6 +13,7 @@ pub mod attach;
 pub mod audit;
 pub mod ca;
 pub mod daemon;
+mod guard;
 mod hostile;
 pub mod metrics;
 pub mod placeholder;

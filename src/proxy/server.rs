@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 
 use super::audit::GrantNames;
 use super::audit::{Audit, Entry};
+use super::guard::{Guarded, Needle};
 use super::registry::{self, Grant, Layout};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -37,7 +38,7 @@ use crate::vault::{Method, Vault};
 
 /// Errors a body may end with (an upstream failure, or [`Guarded`] cutting
 /// a response that carried the real credential).
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// The environment variable that replaces an agent's upstream
@@ -213,6 +214,8 @@ struct Cached {
     at: Instant,
     stamp: Option<SourceStamp>,
     secret: Arc<Secret>,
+    /// The response guard's search for it, set up once.
+    needle: Arc<Needle>,
     ttl: std::time::Duration,
 }
 
@@ -576,7 +579,7 @@ async fn handle(
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&**key)
             .filter(|c| c.fresh(&stamp))
-            .map(|c| c.secret.clone())
+            .map(|c| (c.secret.clone(), c.needle.clone()))
     };
     let real = match cached {
         Some(s) => Ok(s),
@@ -586,8 +589,11 @@ async fn handle(
             let r = tokio::task::spawn_blocking(move || credential(&st2, &g))
                 .await
                 .unwrap_or_else(|_| Err(Error::Other("the credential reader panicked".into())))
-                .map(Arc::new);
-            if let Ok(s) = &r {
+                .map(|s| {
+                    let needle = Arc::new(Needle::new(s.expose().as_bytes()));
+                    (Arc::new(s), needle)
+                });
+            if let Ok((s, needle)) = &r {
                 let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
                 c.retain(|_, c| c.at.elapsed() < STAMPED_TTL.max(c.ttl));
                 c.insert(
@@ -596,6 +602,7 @@ async fn handle(
                         at: Instant::now(),
                         stamp,
                         secret: s.clone(),
+                        needle: needle.clone(),
                         ttl: unstamped_ttl(&grant),
                     },
                 );
@@ -603,7 +610,7 @@ async fn handle(
             r
         }
     };
-    let real = match real {
+    let (real, needle) = match real {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(sandbox = %grant.sandbox, agent = %grant.agent, error = %e, "no credential for a grant");
@@ -738,7 +745,9 @@ async fn handle(
         Err(why) => return Ok(unsendable(&st, entry, start, why)),
     };
     let mut result = st.client.send(origin, out).await;
-    let mut real_sent = real.clone();
+    // what the response must never carry to the sandbox: the credential
+    // last sent (after a refresh, the new one)
+    let mut needle_sent = needle;
     if refreshable
         && let Ok(resp) = &result
         && resp.status() == StatusCode::UNAUTHORIZED
@@ -759,6 +768,7 @@ async fn handle(
         entry.refresh_ms = Some(waited.elapsed().as_millis() as u64);
         tracing::info!(sandbox = %grant.sandbox, agent = %grant.agent, account = %grant.account, outcome = %outcome.describe(), "the upstream refused the access token (401)");
         if let Some(new) = new {
+            let new_needle = Arc::new(Needle::new(new.expose().as_bytes()));
             st.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
                 key.clone(),
                 Cached {
@@ -767,6 +777,7 @@ async fn handle(
                     // the file's stamp with a fresh read.
                     stamp: None,
                     secret: new.clone(),
+                    needle: new_needle.clone(),
                     ttl: unstamped_ttl(&grant),
                 },
             );
@@ -775,7 +786,7 @@ async fn handle(
                 match build(&new, full(bytes)) {
                     Ok(o) => {
                         entry.retried = true;
-                        real_sent = new.clone();
+                        needle_sent = new_needle;
                         result = st.client.send(origin, o).await;
                     }
                     Err(why) => return Ok(unsendable(&st, entry, start, why)),
@@ -783,10 +794,6 @@ async fn handle(
             }
         }
     }
-    // What the response must never carry to the sandbox (the credential
-    // last sent: after a refresh, the new one).
-    let real_bytes = zeroize::Zeroizing::new(real_sent.expose().as_bytes().to_vec());
-    drop(real_sent);
     drop(real);
     match result {
         Ok(resp) => {
@@ -805,8 +812,7 @@ async fn handle(
                     ),
                 ));
             }
-            let scan = Scan::new(real_bytes.as_slice());
-            if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
+            if needle_sent.in_headers(&parts.headers) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
                     entry,
@@ -836,7 +842,7 @@ async fn handle(
                 up,
                 cut: cut.clone(),
             };
-            let guarded = Guarded::with_scan(body, real_bytes, scan, cut);
+            let guarded = Guarded::new(body, needle_sent, cut);
             let body = Counted::new(guarded, Arc::new(AtomicU64::new(0)), Some(done)).boxed();
             Ok(resp.map(|()| body))
         }
@@ -1073,198 +1079,6 @@ where
     }
 }
 
-/// A search for one credential, set up once per response and used on each
-/// header value and body frame (setting up `memchr::memmem`'s searcher
-/// costs more than searching a frame). It keeps no copy of the credential:
-/// a rolling hash of it and, with AVX2, two of its bytes to look for; every
-/// candidate is compared with the whole credential.
-struct Scan {
-    rk: memchr::arch::all::rabinkarp::Finder,
-    #[cfg(target_arch = "x86_64")]
-    pair: Option<memchr::arch::x86_64::avx2::packedpair::Finder>,
-}
-
-impl Scan {
-    fn new(secret: &[u8]) -> Scan {
-        Scan {
-            rk: memchr::arch::all::rabinkarp::Finder::new(secret),
-            #[cfg(target_arch = "x86_64")]
-            pair: memchr::arch::x86_64::avx2::packedpair::Finder::new(secret),
-        }
-    }
-
-    /// True when `hay` holds `secret` (the one this was made for; an empty
-    /// secret is never looked for).
-    fn carries(&self, hay: &[u8], secret: &[u8]) -> bool {
-        if secret.is_empty() || hay.len() < secret.len() {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(p) = &self.pair
-            && hay.len() >= p.min_haystack_len()
-        {
-            return p.find(hay, secret).is_some();
-        }
-        self.rk.find(hay, secret).is_some()
-    }
-}
-
-/// A response body that never delivers the real credential to the sandbox
-/// (fail closed): each frame is searched for it, and a frame holding it ends
-/// the response with an error (the sandbox's connection is cut) instead of
-/// being sent. A frame ending in the credential's first bytes keeps those
-/// bytes back until the next frame shows what follows, so that a
-/// credential split across frames is caught too; SSE frames end in a blank
-/// line, which no credential begins with, so nothing is held back from them.
-struct Guarded<B> {
-    inner: B,
-    secret: zeroize::Zeroizing<Vec<u8>>,
-    scan: Scan,
-    held: zeroize::Zeroizing<Vec<u8>>,
-    ended: bool,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<B> Guarded<B> {
-    #[cfg(test)]
-    fn new(
-        inner: B,
-        secret: zeroize::Zeroizing<Vec<u8>>,
-        cut: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
-        let scan = Scan::new(&secret);
-        Guarded::with_scan(inner, secret, scan, cut)
-    }
-
-    /// The same, with the search already set up for `secret`.
-    fn with_scan(
-        inner: B,
-        secret: zeroize::Zeroizing<Vec<u8>>,
-        scan: Scan,
-        cut: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
-        Guarded {
-            inner,
-            secret,
-            scan,
-            held: zeroize::Zeroizing::new(Vec::new()),
-            ended: false,
-            cut,
-        }
-    }
-
-    /// What of `held + data` may go out now, or `None` when it holds the
-    /// credential.
-    fn pass(&mut self, data: Bytes) -> Option<Bytes> {
-        if self.held.is_empty() {
-            // the common case: the frame itself, no copy
-            if self.scan.carries(&data, &self.secret) {
-                return None;
-            }
-            let keep = held_tail(&data, &self.secret);
-            self.held.extend_from_slice(&data[data.len() - keep..]);
-            return Some(data.slice(..data.len() - keep));
-        }
-        let mut buf = zeroize::Zeroizing::new(std::mem::take(&mut *self.held));
-        buf.extend_from_slice(&data);
-        if self.scan.carries(&buf, &self.secret) {
-            return None;
-        }
-        let keep = held_tail(&buf, &self.secret);
-        self.held.extend_from_slice(&buf[buf.len() - keep..]);
-        Some(Bytes::copy_from_slice(&buf[..buf.len() - keep]))
-    }
-}
-
-/// The length of the longest end of `data` that is a proper beginning of
-/// `secret`: bytes that, with what comes next, could form the credential.
-fn held_tail(data: &[u8], secret: &[u8]) -> usize {
-    let max = data.len().min(secret.len().saturating_sub(1));
-    let Some(&first) = secret.first() else {
-        return 0;
-    };
-    // only where the credential's first byte is: the earliest such start
-    // in the last `max` bytes that matches is the longest
-    let from = data.len() - max;
-    memchr::memchr_iter(first, &data[from..])
-        .map(|i| from + i)
-        .find(|&p| secret.starts_with(&data[p..]))
-        .map_or(0, |p| data.len() - p)
-}
-
-/// Why [`Guarded`] cut a response.
-#[derive(Debug)]
-struct CarriedCredential;
-
-impl std::fmt::Display for CarriedCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the upstream's response carried the real credential: cut")
-    }
-}
-
-impl std::error::Error for CarriedCredential {}
-
-impl<B> Body for Guarded<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => match self.pass(d) {
-                    Some(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
-                    None => {
-                        self.ended = true;
-                        self.held.clear();
-                        self.cut.store(true, Ordering::Relaxed);
-                        tracing::error!(
-                            "the upstream's response carried the real credential: the response was cut"
-                        );
-                        Poll::Ready(Some(Err(Box::new(CarriedCredential))))
-                    }
-                },
-                Err(other) if super::hostile::frame_carries(&other, &self.secret) => {
-                    self.ended = true;
-                    self.held.clear();
-                    self.cut.store(true, Ordering::Relaxed);
-                    tracing::error!(
-                        "the upstream's response trailers carried the real credential: the response was cut"
-                    );
-                    Poll::Ready(Some(Err(Box::new(CarriedCredential))))
-                }
-                Err(other) => Poll::Ready(Some(Ok(other))),
-            },
-            Poll::Ready(None) => {
-                self.ended = true;
-                if self.held.is_empty() {
-                    Poll::Ready(None)
-                } else {
-                    // the stream ended: what was held back is not the credential
-                    let rest = Bytes::copy_from_slice(&self.held);
-                    self.held.clear();
-                    Poll::Ready(Some(Ok(Frame::data(rest))))
-                }
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || (self.held.is_empty() && self.inner.is_end_stream())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1284,6 +1098,7 @@ mod tests {
             at: Instant::now(),
             stamp: stamp_of(&f),
             secret: Arc::new(Secret::new("old".to_owned())),
+            needle: Arc::new(Needle::new(b"old")),
             ttl: CREDENTIAL_TTL,
         };
         assert!(cached.fresh(&stamp_of(&f)));
@@ -1303,101 +1118,11 @@ mod tests {
             at: Instant::now(),
             stamp: None,
             secret: Arc::new(Secret::new("k".to_owned())),
+            needle: Arc::new(Needle::new(b"k")),
             ttl: CREDENTIAL_TTL,
         };
         assert!(cached.fresh(&None));
         cached.at = Instant::now() - CREDENTIAL_TTL;
         assert!(!cached.fresh(&None));
-    }
-
-    #[test]
-    fn a_credential_split_across_frames_is_held_back_then_cut() {
-        let secret = b"sk-ant-oat01-REAL".to_vec();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut g = Guarded::new(
-            http_body_util::Empty::<Bytes>::new(),
-            zeroize::Zeroizing::new(secret.clone()),
-            cut,
-        );
-        // an SSE frame ends in a blank line: nothing held back
-        assert_eq!(
-            g.pass(Bytes::from_static(b"data: hello\n\n")).as_deref(),
-            Some(&b"data: hello\n\n"[..])
-        );
-        // a frame ending in the credential's first bytes: those wait
-        assert_eq!(
-            g.pass(Bytes::from_static(b"data: sk-ant")).as_deref(),
-            Some(&b"data: "[..])
-        );
-        // the next frame shows it was the credential: nothing more goes out
-        assert_eq!(g.pass(Bytes::from_static(b"-oat01-REAL\n\n")), None);
-
-        let mut g = Guarded::new(
-            http_body_util::Empty::<Bytes>::new(),
-            zeroize::Zeroizing::new(secret),
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
-        // a near miss is released with the next frame
-        assert_eq!(
-            g.pass(Bytes::from_static(b"sk-ant-oat")).as_deref(),
-            Some(&b""[..])
-        );
-        assert_eq!(
-            g.pass(Bytes::from_static(b"99\n")).as_deref(),
-            Some(&b"sk-ant-oat99\n"[..])
-        );
-    }
-
-    #[test]
-    fn the_scan_finds_the_credential_wherever_memmem_does() {
-        let secret = b"sk-ant-oat01-REAL-0123456789".as_slice();
-        let scan = Scan::new(secret);
-        // short and long haystacks (below and above the vector search's
-        // minimum), the credential at the start, the middle, the end, cut
-        // short by one byte, or absent
-        for len in [0usize, 10, 27, 28, 29, 40, 64, 100, 1500, 20_000] {
-            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(28))] {
-                let mut hay = vec![b'x'; len];
-                // near misses everywhere: the credential's first bytes
-                for i in (0..len).step_by(37) {
-                    let n = (len - i).min(20);
-                    hay[i..i + n].copy_from_slice(&secret[..n]);
-                }
-                if let Some(at) = at
-                    && at + secret.len() <= len
-                {
-                    hay[at..at + secret.len()].copy_from_slice(secret);
-                }
-                for h in [&hay[..], &hay[..len.saturating_sub(1)]] {
-                    assert_eq!(
-                        scan.carries(h, secret),
-                        memchr::memmem::find(h, secret).is_some(),
-                        "length {}, at {at:?}",
-                        h.len()
-                    );
-                }
-            }
-        }
-        assert!(!Scan::new(b"").carries(b"anything", b""));
-    }
-
-    #[test]
-    fn held_tail_is_the_longest_proper_prefix_at_the_end() {
-        assert_eq!(held_tail(b"abcsec", b"secret"), 3);
-        assert_eq!(held_tail(b"abcsecre", b"secret"), 5);
-        assert_eq!(
-            held_tail(b"secret", b"secret"),
-            0,
-            "a whole one is found, not held"
-        );
-        assert_eq!(held_tail(b"xyz", b"secret"), 0);
-        assert_eq!(
-            held_tail(b"sesec", b"secret"),
-            3,
-            "the longest, not the first"
-        );
-        assert_eq!(held_tail(b"ss", b"sss"), 2);
-        assert_eq!(held_tail(b"xs", b"s"), 0, "never the whole credential");
-        assert_eq!(held_tail(b"", b"secret"), 0);
     }
 }
