@@ -16,6 +16,8 @@
 # instructions per request; requests/s and CPU time are then meaningless. Needs valgrind.
 # AIRLOCK_BENCH_PERF=FILE records the proxy's cpu-clock samples with call graphs during its run
 # (`perf report -i FILE`); requests/s drop a little. Needs perf (linux-perf).
+# AIRLOCK_BENCH_STRACE=FILE counts the proxy's system calls during its run and prints them per
+# request (requests/s are then meaningless). Needs strace.
 # Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
 set -euo pipefail
 secs="${1:-10}"
@@ -163,6 +165,12 @@ if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
   awk -v ir="$ir" -v n="$n" 'BEGIN { printf "callgrind: %.0f instructions over %d requests: %.0f per request\n", ir, n, ir / n }'
   exit 0
 fi
+if [ -n "${AIRLOCK_BENCH_STRACE:-}" ]; then
+  # system calls of the proxy during its run (counts per call; times are strace's)
+  strace -c -f -o "$AIRLOCK_BENCH_STRACE" -p "$apid" &
+  stpid=$!
+  sleep 0.5
+fi
 if [ -n "${AIRLOCK_BENCH_PERF:-}" ]; then
   # cpu-clock samples of the proxy alone during its run (no hardware counters needed)
   perf record -e cpu-clock -F 4999 -g -o "$AIRLOCK_BENCH_PERF" -p "$apid" -- sleep "$secs" >/dev/null 2>&1 &
@@ -170,6 +178,12 @@ if [ -n "${AIRLOCK_BENCH_PERF:-}" ]; then
 fi
 run airlock "http://127.0.0.1:$AP/v1/messages"
 if [ -n "${AIRLOCK_BENCH_PERF:-}" ]; then wait "$perfpid" || true; echo "perf samples: $AIRLOCK_BENCH_PERF"; fi
+if [ -n "${AIRLOCK_BENCH_STRACE:-}" ]; then
+  kill -INT "$stpid" 2>/dev/null || true; wait "$stpid" 2>/dev/null || true
+  n=$(awk '/requests in/ {print $1}' "$work/airlock.wrk")
+  echo "system calls per request (strace -c, $n requests):"
+  awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" { printf "  %-16s %.2f\n", $NF, $4 / n }' "$AIRLOCK_BENCH_STRACE"
+fi
 rss() { awk '/VmRSS/ {print $2" kB"}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "memory after the run: airlock proxy $(rss "$apid"); nginx worker $(rss "${ngw:-0}")"
 awk -v a="$airlock_rps" -v n="$nginx_rps" 'BEGIN { printf "ratio airlock/nginx throughput: %.2f\n", a / n }'

@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod audit;
 pub mod ca;
+mod changes;
 pub mod daemon;
 mod guard;
 mod hostile;

@@ -77,9 +77,13 @@ pub struct State {
     open_vault: VaultOpener,
     client: super::upstream::Upstream<ProxyBody>,
     upstreams: HashMap<String, Arc<str>>,
-    grants: Mutex<(Option<FileStamp>, Arc<Snapshot>)>,
-    /// `layout.grants()`, stat'ed for every request.
+    grants: Mutex<GrantsRead>,
+    /// `layout.grants()`, stat'ed for a request when [`State::changes`]
+    /// cannot vouch for it.
     grants_file: std::path::PathBuf,
+    /// Whether the grants file or the vault file may have changed since a
+    /// request last checked (inotify on their directories, [`super::changes`]).
+    changes: super::changes::Changes,
     /// Credentials already read, by where they are kept, with the stamp of
     /// the file they came from ([`Cached`]).
     cache: Mutex<HashMap<Arc<HashedKey>, Cached>>,
@@ -88,6 +92,17 @@ pub struct State {
     sync: Option<crate::sync::Layout>,
     /// Refreshes after a 401, one at a time per account.
     refresh: super::refresh::Coordinator,
+}
+
+/// The grants as last read.
+struct GrantsRead {
+    /// The file's stamp when read (or when found unreadable).
+    stamp: Option<FileStamp>,
+    /// The [`super::changes::Changes`] generation at which the stamp was
+    /// last found unchanged, when the file's directory is watched: the same
+    /// generation later means no `stat` is needed.
+    checked: Option<u64>,
+    snap: Arc<Snapshot>,
 }
 
 /// Agent, method, where a credential is kept, and the secret reference
@@ -213,6 +228,9 @@ type SourceStamp = (SystemTime, u64, u64);
 struct Cached {
     at: Instant,
     stamp: Option<SourceStamp>,
+    /// The [`super::changes::Changes`] generation at which `stamp` was last
+    /// found current, when the source file's directory is watched.
+    checked: Option<u64>,
     secret: Arc<Secret>,
     /// The response guard's search for it, set up once.
     needle: Arc<Needle>,
@@ -263,6 +281,8 @@ impl State {
             }
         }
         let audit = Audit::new(layout.audit());
+        let changes = super::changes::Changes::new();
+        changes.watch(&layout.grants());
         Ok(State {
             client: super::upstream::Upstream::new(tls_config()?),
             grants_file: layout.grants(),
@@ -270,7 +290,12 @@ impl State {
             vault: Mutex::new(None),
             open_vault,
             upstreams,
-            grants: Mutex::new((None, Arc::new(Snapshot::new(Vec::new(), |_| None)))),
+            grants: Mutex::new(GrantsRead {
+                stamp: None,
+                checked: None,
+                snap: Arc::new(Snapshot::new(Vec::new(), |_| None)),
+            }),
+            changes,
             cache: Mutex::new(HashMap::new()),
             audit,
             sync: None,
@@ -309,21 +334,48 @@ impl State {
         self
     }
 
+    /// True when `grant`'s source file (with stamp `stamp`) is one whose
+    /// changes [`super::changes`] reports: the vault file of the
+    /// encrypted-file backend. Host login files and `file:` references are
+    /// the user's (links, other writers): `stat`ed every time.
+    fn watched_source(&self, grant: &Grant, stamp: &Option<SourceStamp>) -> bool {
+        if stamp.is_none() || grant.reference.is_some() {
+            return false;
+        }
+        let Truth::Vault { .. } = &grant.truth else {
+            return false;
+        };
+        let path = {
+            let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+            v.as_ref().and_then(|v| v.backend().change_marker())
+        };
+        path.is_some_and(|p| self.changes.watch(&p))
+    }
+
     /// The grants, re-read when the file changed.
-    fn grants(&self) -> Arc<Snapshot> {
+    fn grants(&self, generation: u64) -> Arc<Snapshot> {
+        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        if g.checked == Some(generation) {
+            // no event in the grants' directory since the last look
+            return g.snap.clone();
+        }
         let stamp = std::fs::metadata(&self.grants_file)
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
-        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 != stamp || stamp.is_none() {
+        if g.stamp != stamp || stamp.is_none() {
             match registry::load(&self.layout) {
-                Ok(list) => *g = (stamp, Arc::new(Snapshot::new(list, |g| self.upstream(g)))),
+                Ok(list) => g.snap = Arc::new(Snapshot::new(list, |g| self.upstream(g))),
+                // once per change of the file (its stamp is kept below), not
+                // for every request
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the grants; keeping the last ones")
+                    tracing::warn!(error = %e, "cannot read the grants; keeping the last ones until the file changes")
                 }
             }
+            g.stamp = stamp;
         }
-        g.1.clone()
+        g.checked =
+            (stamp.is_some() && self.changes.watched(&self.grants_file)).then_some(generation);
+        g.snap.clone()
     }
 
     fn upstream(&self, g: &Grant) -> Option<Arc<str>> {
@@ -480,7 +532,8 @@ async fn handle(
 ) -> std::result::Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let mut entry = Entry::new(peer, req.method().as_str(), req.uri().path());
-    let grants = st.grants();
+    let generation = st.changes.generation();
+    let grants = st.grants(generation);
     let cands = candidates(&req);
     let found = cands.iter().find_map(|(slot, ph)| {
         registry::position(&grants.grants, ph).map(|i| {
@@ -574,12 +627,26 @@ async fn handle(
     };
     entry.upstream = Some(host.clone());
     let key = grant.key();
-    let stamp = st.source_stamp(&grant);
-    let cached = {
+    // no event in the source file's directory since it was last found
+    // unchanged: no `stat` (super::changes)
+    let quick = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&**key)
-            .filter(|c| c.fresh(&stamp))
+            .filter(|c| c.checked == Some(generation) && c.at.elapsed() < STAMPED_TTL)
             .map(|c| (c.secret.clone(), c.needle.clone()))
+    };
+    let (cached, stamp, checked) = match quick {
+        Some(q) => (Some(q), None, None),
+        None => {
+            let stamp = st.source_stamp(&grant);
+            let checked = st.watched_source(&grant, &stamp).then_some(generation);
+            let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = c.get_mut(&**key).filter(|c| c.fresh(&stamp)).map(|c| {
+                c.checked = checked;
+                (c.secret.clone(), c.needle.clone())
+            });
+            (hit, stamp, checked)
+        }
     };
     let real = match cached {
         Some(s) => Ok(s),
@@ -601,6 +668,7 @@ async fn handle(
                     Cached {
                         at: Instant::now(),
                         stamp,
+                        checked,
                         secret: s.clone(),
                         needle: needle.clone(),
                         ttl: unstamped_ttl(&grant),
@@ -697,31 +765,33 @@ async fn handle(
         _ => (Counted::new(body, up.clone(), None).boxed(), None),
     };
     let codex_session = grant.agent == "codex" && grant.method == Method::Session;
+    // The upstream request is put together as a header map, not with a
+    // request builder (which re-checks and moves the whole request for
+    // every header).
+    let host_value = HeaderValue::from_str(host).ok();
     let build =
         |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
-            let mut out = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri.clone());
             // a ChatGPT session: the account its access token is for, never
             // the one the sandbox names (docs/proxy.md)
             let account = codex_session.then(|| chatgpt_account(real)).flatten();
+            let mut h = hyper::HeaderMap::with_capacity(parts.headers.len() + 3);
             // the upstream's Host: the origin's authority (the request
             // itself carries only the path)
-            if let Ok(host) = HeaderValue::from_str(host) {
-                out = out.header(hyper::header::HOST, host);
+            if let Some(host) = &host_value {
+                h.insert(hyper::header::HOST, host.clone());
             }
             for (k, v) in &parts.headers {
                 let replaced = account.is_some() && k.as_str() == CHATGPT_ACCOUNT;
                 if !DROP.contains(&k.as_str()) && !replaced {
-                    out = out.header(k, v);
+                    h.append(k.clone(), v.clone());
                 }
             }
             if let Some(a) = account {
-                out = out.header(CHATGPT_ACCOUNT, a);
+                h.insert(HeaderName::from_static(CHATGPT_ACCOUNT), a);
             }
-            out = out.header(
+            h.insert(
                 hyper::header::ACCEPT_ENCODING,
-                super::hostile::ACCEPT_ENCODING,
+                HeaderValue::from_static(super::hostile::ACCEPT_ENCODING),
             );
             let (name, prefix) = match slot {
                 Slot::Bearer => (hyper::header::AUTHORIZATION, "Bearer "),
@@ -736,9 +806,12 @@ async fn handle(
                 return Err("credential unusable");
             };
             value.set_sensitive(true);
-            out.header(name, value)
-                .body(body)
-                .map_err(|_| "bad request")
+            h.insert(name, value);
+            let mut out = Request::new(body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri.clone();
+            *out.headers_mut() = h;
+            Ok(out)
         };
     let out = match build(&real, first) {
         Ok(o) => o,
@@ -776,6 +849,7 @@ async fn handle(
                     // Read inside the refresh: the next request takes
                     // the file's stamp with a fresh read.
                     stamp: None,
+                    checked: None,
                     secret: new.clone(),
                     needle: new_needle.clone(),
                     ttl: unstamped_ttl(&grant),
@@ -1089,6 +1163,86 @@ mod tests {
         Some((m.modified().ok()?, m.len(), m.ino()))
     }
 
+    /// A proxy state over `dir`, no vault.
+    fn state(dir: &std::path::Path) -> State {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let layout = Layout {
+            dir: std::fs::canonicalize(dir).unwrap(),
+        };
+        State::new(layout, Box::new(|| Err(Error::Other("no vault".into())))).unwrap()
+    }
+
+    fn add_grant(st: &State, sandbox: &str) {
+        registry::add(
+            &st.layout,
+            &registry::tests::grant(sandbox, &format!("ph-{sandbox}")),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn grants_are_re_read_after_a_change_and_only_then() {
+        let t = tempfile::tempdir().unwrap();
+        let st = state(t.path());
+        assert!(
+            st.changes.watched(&st.grants_file),
+            "its directory is watched"
+        );
+        add_grant(&st, "a");
+        let g0 = st.changes.generation();
+        let s1 = st.grants(g0);
+        assert_eq!(s1.grants.len(), 1);
+        // nothing happened: the same snapshot, without looking at the file
+        let g1 = st.changes.generation();
+        assert_eq!(g1, g0);
+        assert!(Arc::ptr_eq(&s1, &st.grants(g1)));
+        // a revoke or a new sandbox: seen by the very next request
+        add_grant(&st, "b");
+        let g2 = st.changes.generation();
+        assert_ne!(g2, g1);
+        assert_eq!(st.grants(g2).grants.len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_grants_file_keeps_the_last_grants_and_is_reported_once() {
+        use std::sync::Mutex as M;
+        let t = tempfile::tempdir().unwrap();
+        let st = state(t.path());
+        add_grant(&st, "a");
+        assert_eq!(st.grants(st.changes.generation()).grants.len(), 1);
+        std::fs::write(&st.grants_file, "{damaged").unwrap();
+        let log = Arc::new(M::new(Vec::<u8>::new()));
+        let w = log.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || Writer(w.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            for _ in 0..5 {
+                // as if every request saw an event (no quick path)
+                let g = st.changes.generation() + 1000;
+                assert_eq!(st.grants(g).grants.len(), 1, "the last grants are kept");
+            }
+        });
+        let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("cannot read the grants").count(), 1, "{text}");
+        // gone (fixed by hand): read again
+        std::fs::remove_file(&st.grants_file).unwrap();
+        assert!(st.grants(st.changes.generation()).grants.is_empty());
+    }
+
+    struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Writer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn a_credential_from_a_file_is_reused_until_the_file_changes() {
         let t = tempfile::tempdir().unwrap();
@@ -1097,6 +1251,7 @@ mod tests {
         let cached = Cached {
             at: Instant::now(),
             stamp: stamp_of(&f),
+            checked: None,
             secret: Arc::new(Secret::new("old".to_owned())),
             needle: Arc::new(Needle::new(b"old")),
             ttl: CREDENTIAL_TTL,
@@ -1117,6 +1272,7 @@ mod tests {
         let mut cached = Cached {
             at: Instant::now(),
             stamp: None,
+            checked: None,
             secret: Arc::new(Secret::new("k".to_owned())),
             needle: Arc::new(Needle::new(b"k")),
             ttl: CREDENTIAL_TTL,
