@@ -17,6 +17,7 @@
 //! time, as before.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -39,8 +40,10 @@ const MASK: u32 = libc::IN_MODIFY
 pub struct Changes {
     fd: Option<OwnedFd>,
     generation: AtomicU64,
-    /// Watch descriptor → directory, for the directories still trusted.
-    dirs: Mutex<HashMap<i32, PathBuf>>,
+    /// Watch descriptor → directory and the names in it that are watched,
+    /// for the directories still trusted. Events for other names (the
+    /// audit log beside the grants, the vault's lock file) are no change.
+    dirs: Mutex<HashMap<i32, (PathBuf, Vec<OsString>)>>,
 }
 
 impl std::fmt::Debug for Changes {
@@ -75,11 +78,16 @@ impl Changes {
     /// tell of `file`'s changes (no inotify, a symbolic link on the way, no
     /// such directory): then `file` must be `stat`ed every time.
     pub fn watch(&self, file: &Path) -> bool {
-        let (Some(fd), Some(dir)) = (&self.fd, file.parent()) else {
+        let (Some(fd), Some(dir), Some(name)) = (&self.fd, file.parent(), file.file_name()) else {
             return false;
         };
         let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-        if dirs.values().any(|d| d == dir) {
+        if let Some((_, names)) = dirs.values_mut().find(|(d, _)| d == dir) {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+                // what happened to it before was not looked for
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
             return true;
         }
         // the path must be what it says: no link to be pointed elsewhere,
@@ -98,7 +106,7 @@ impl Changes {
         if wd < 0 {
             return false;
         }
-        dirs.insert(wd, dir.to_path_buf());
+        dirs.insert(wd, (dir.to_path_buf(), vec![name.to_owned()]));
         // what happened before the watch was not seen
         self.generation.fetch_add(1, Ordering::AcqRel);
         true
@@ -106,11 +114,12 @@ impl Changes {
 
     /// True while `file`'s directory is watched and trusted.
     pub fn watched(&self, file: &Path) -> bool {
-        let Some(dir) = file.parent() else {
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
             return false;
         };
         let dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-        dirs.values().any(|d| d == dir)
+        dirs.values()
+            .any(|(d, names)| d == dir && names.iter().any(|n| n == name))
     }
 
     /// The generation now, after reading the events queued so far: it is
@@ -120,8 +129,9 @@ impl Changes {
         let Some(fd) = &self.fd else {
             return self.generation.load(Ordering::Acquire);
         };
-        // aligned for the event headers read out of it
-        let mut buf = [0u64; 512];
+        // aligned for the event headers read out of it; not zeroed (this
+        // runs for every request, and nearly always reads nothing)
+        let mut buf = std::mem::MaybeUninit::<[u64; 512]>::uninit();
         loop {
             // SAFETY: reads at most the buffer's size into it.
             let n = unsafe {
@@ -134,37 +144,53 @@ impl Changes {
             if n <= 0 {
                 break;
             }
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            let bytes = unsafe {
-                // SAFETY: the kernel wrote `n` bytes.
-                std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize)
-            };
-            self.forget_gone(bytes);
+            // SAFETY: the kernel wrote the first `n` bytes.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            if self.relevant(bytes) {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
         }
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Stops trusting the directories the events in `bytes` say are gone
-    /// (removed, moved, unwatched), or every one after a queue overflow.
-    fn forget_gone(&self, bytes: &[u8]) {
+    /// True when an event in `bytes` may concern a watched file: one of its
+    /// names, the directory itself, or lost events (a queue overflow).
+    /// Directories the events say are gone (removed, moved, unwatched) are
+    /// no longer trusted.
+    fn relevant(&self, bytes: &[u8]) -> bool {
         const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+        let gone = libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED | libc::IN_UNMOUNT;
+        let mut relevant = false;
+        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         let mut at = 0;
         while at + HEADER <= bytes.len() {
             // SAFETY: a whole header lies at `at`; read unaligned.
             let e: libc::inotify_event =
                 unsafe { std::ptr::read_unaligned(bytes[at..].as_ptr().cast()) };
-            let gone =
-                libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED | libc::IN_UNMOUNT;
+            let end = (at + HEADER + e.len as usize).min(bytes.len());
+            // the name, NUL-padded
+            let name = &bytes[at + HEADER..end];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             if e.mask & libc::IN_Q_OVERFLOW != 0 {
-                // events were lost: nothing is known; watches stay
+                relevant = true;
             } else if e.mask & gone != 0 {
-                let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(dir) = dirs.remove(&e.wd) {
+                if let Some((dir, _)) = dirs.remove(&e.wd) {
                     tracing::debug!(dir = %dir.display(), "a watched directory went away: its files are stat'ed again");
                 }
+                relevant = true;
+            } else if name.is_empty()
+                || dirs.get(&e.wd).is_some_and(|(_, names)| {
+                    names
+                        .iter()
+                        .any(|n| std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()) == name)
+                })
+            {
+                relevant = true;
             }
-            at += HEADER + e.len as usize;
+            at = end;
         }
+        relevant
     }
 }
 
@@ -201,7 +227,21 @@ mod tests {
             .open(&file)
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"3"))
             .unwrap();
-        assert_ne!(c.generation(), g2, "a write in place");
+        let g3 = c.generation();
+        assert_ne!(g3, g2, "a write in place");
+        // another file beside it (the audit log): no change
+        write(&dir.join("audit.jsonl"), "line");
+        std::fs::write(dir.join("audit.jsonl"), "more").unwrap();
+        assert_eq!(c.generation(), g3, "another file's events");
+        assert!(!c.watched(&dir.join("audit.jsonl")));
+        assert!(
+            c.watch(&dir.join("vault")),
+            "a second name in the directory"
+        );
+        let g4 = c.generation();
+        assert_ne!(g4, g3, "a new name: what happened before was not watched");
+        std::fs::write(dir.join("vault"), "v").unwrap();
+        assert_ne!(c.generation(), g4);
     }
 
     #[test]
