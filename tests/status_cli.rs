@@ -823,3 +823,28 @@ fn status_says_why_a_hostile_shared_file_was_refused() {
         "{v}"
     );
 }
+
+#[test]
+fn status_says_when_the_proxy_grants_cannot_be_read() {
+    let ctx = TestContext::new();
+    let dir = ctx.state_dir.join("proxy");
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&ctx.state_dir, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::write(dir.join("grants.json"), "{damaged").unwrap();
+    let o = run(&ctx, &["status"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("proxy-mode sandboxes cannot be listed")
+            && err.contains("is not a grants file airlock can read"),
+        "{err}"
+    );
+    let o = run(&ctx, &["status", "--json"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("proxy-mode sandboxes cannot be listed"),
+        "{out}"
+    );
+}

@@ -45,9 +45,13 @@ pub struct SandboxStatus {
 }
 
 /// The proxy's state for `airlock status`: whether it runs (and its port),
-/// and each sandbox holding a grant with its request counts.
-pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>) {
-    let grants = registry::load(layout).unwrap_or_default();
+/// each sandbox holding a grant with its request counts, and why the grants
+/// could not be read, if they could not (then no sandbox is listed).
+pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>, Option<String>) {
+    let (grants, problem) = match registry::load(layout) {
+        Ok(g) => (g, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let entries = audit::read(&layout.audit());
     let mut out: Vec<SandboxStatus> = Vec::new();
     for g in grants {
@@ -69,5 +73,5 @@ pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>) {
             refused,
         });
     }
-    (daemon::port(layout), out)
+    (daemon::port(layout), out, problem)
 }
