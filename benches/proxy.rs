@@ -208,8 +208,12 @@ impl Env {
         }
     }
 
+    /// The release `airlock` built with this bench, or `AIRLOCK_BENCH_BIN`
+    /// (a kept binary, for a before/after comparison, as in bench/proxy.sh).
     fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        let bin = std::env::var_os("AIRLOCK_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_airlock").into());
+        let mut c = Command::new(bin);
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.vars.iter().map(|(k, v)| (k, v)));
