@@ -114,7 +114,7 @@ JSON
 chmod 600 "$work/state/proxy/grants.json"
 wrap=()
 if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
-  wrap=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$AIRLOCK_BENCH_CALLGRIND")
+  wrap=(valgrind --tool=callgrind --trace-children=yes --instr-atstart=no --callgrind-out-file="$AIRLOCK_BENCH_CALLGRIND")
 fi
 AIRLOCK_PROXY_UPSTREAM_CLAUDE="https://localhost:$UP" AIRLOCK_PROXY_CA_FILE="$work/ca.pem" \
   "${wrap[@]}" "$airlock" proxy --listen 127.0.0.1 --port "$AP" 2>"$work/proxy.log" &

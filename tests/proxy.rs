@@ -208,6 +208,16 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
     grant(&ctx, "sb-one", &ph1);
     grant(&ctx, "sb-two", &ph2);
     let proxy = proxy_harness::start_proxy(&ctx, &[]);
+    // the proxy started itself again with glibc's allocator cache raised
+    // (src/proxy/tune.rs): the same process, the tunable in its environment
+    let environ = std::fs::read(format!("/proc/{}/environ", proxy.child.id())).unwrap();
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=512"),
+        "{}",
+        String::from_utf8_lossy(&environ).replace('\0', " ")
+    );
 
     // a granted placeholder: the real token goes upstream, the reply comes back
     let r = response(send(proxy.port, "POST", "/v1/messages?beta=true", &ph1));

@@ -23,6 +23,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod tls;
+pub mod tune;
 pub mod upstream;
 pub mod verify;
 
