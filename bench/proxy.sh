@@ -16,6 +16,10 @@
 # instructions per request; requests/s and CPU time are then meaningless. Needs valgrind.
 # AIRLOCK_BENCH_HOT_TEXT=FILE profiles the proxy's start and 20 requests instead (FILE.1) and
 # stops there: scripts/hot-text.sh makes link/proxy-hot-text.ld from it.
+# AIRLOCK_BENCH_PERF=FILE records the proxy's cpu-clock samples with call graphs during its run
+# (`perf report -i FILE`); requests/s drop a little. Needs perf (linux-perf).
+# AIRLOCK_BENCH_STRACE=FILE counts the proxy's system calls during its run and prints them per
+# request (requests/s are then meaningless). Needs strace.
 # Needs: nginx, wrk, openssl (scripts/install-test-deps.sh installs them), a release build (made here).
 set -euo pipefail
 secs="${1:-10}"
@@ -112,9 +116,9 @@ JSON
 chmod 600 "$work/state/proxy/grants.json"
 wrap=()
 if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
-  wrap=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$AIRLOCK_BENCH_CALLGRIND")
+  wrap=(valgrind --tool=callgrind --trace-children=yes --instr-atstart=no --callgrind-out-file="$AIRLOCK_BENCH_CALLGRIND")
 elif [ -n "${AIRLOCK_BENCH_HOT_TEXT:-}" ]; then # scripts/hot-text.sh: from the start, per instruction
-  wrap=(valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$AIRLOCK_BENCH_HOT_TEXT")
+  wrap=(valgrind --tool=callgrind --trace-children=yes --dump-instr=yes --callgrind-out-file="$AIRLOCK_BENCH_HOT_TEXT")
 fi
 AIRLOCK_PROXY_UPSTREAM_CLAUDE="https://localhost:$UP" AIRLOCK_PROXY_CA_FILE="$work/ca.pem" \
   "${wrap[@]}" "$airlock" proxy --listen 127.0.0.1 --port "$AP" 2>"$work/proxy.log" &
@@ -134,20 +138,25 @@ if [ -n "${AIRLOCK_BENCH_HOT_TEXT:-}" ]; then
 fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime + stime, 1/100 s
+uticks() { awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime alone
 run() { # name url
-  ng0=$(ticks "$ngw"); ap0=$(ticks "$apid"); up0=$(ticks "$upw")
+  ng0=$(ticks "$ngw"); ap0=$(ticks "$apid"); up0=$(ticks "$upw"); ngu0=$(uticks "$ngw"); apu0=$(uticks "$apid")
   wrk -t2 -c16 -d"${secs}s" --latency -H "authorization: Bearer $ph" "$2" > "$work/$1.wrk"
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.wrk")
   p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
   p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
   errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$1.wrk" | tr '\n' ' ')
   printf '%-8s %12s req/s   p50 %-9s p99 %-9s %s\n' "$1" "$rps" "$p50" "$p99" "$errs"
-  ng1=$(ticks "$ngw"); ap1=$(ticks "$apid"); up1=$(ticks "$upw")
+  ng1=$(ticks "$ngw"); ap1=$(ticks "$apid"); up1=$(ticks "$upw"); ngu1=$(uticks "$ngw"); apu1=$(uticks "$apid")
   # CPU time per request (us) of each proxy and of the upstream: other load on the machine
   # shows less here than in requests/s
   n=$(awk '/requests in/ {print $1}' "$work/$1.wrk")
   us() { awk -v a="$1" -v b="$2" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 10000 / n }'; }
-  if [ "$1" = nginx ]; then eval "${1}_us=$(us "$ng0" "$ng1")"; else eval "${1}_us=$(us "$ap0" "$ap1")"; fi
+  if [ "$1" = nginx ]; then
+    eval "${1}_us=$(us "$ng0" "$ng1")"; eval "${1}_user_us=$(us "$ngu0" "$ngu1")"
+  else
+    eval "${1}_us=$(us "$ap0" "$ap1")"; eval "${1}_user_us=$(us "$apu0" "$apu1")"
+  fi
   eval "${1}_up_us=$(us "$up0" "$up1")"
   eval "${1}_rps=$rps"
 }
@@ -166,12 +175,31 @@ if [ -n "${AIRLOCK_BENCH_CALLGRIND:-}" ]; then
   awk -v ir="$ir" -v n="$n" 'BEGIN { printf "callgrind: %.0f instructions over %d requests: %.0f per request\n", ir, n, ir / n }'
   exit 0
 fi
+if [ -n "${AIRLOCK_BENCH_STRACE:-}" ]; then
+  # system calls of the proxy during its run (counts per call; times are strace's)
+  strace -c -f -o "$AIRLOCK_BENCH_STRACE" -p "$apid" &
+  stpid=$!
+  sleep 0.5
+fi
+if [ -n "${AIRLOCK_BENCH_PERF:-}" ]; then
+  # cpu-clock samples of the proxy alone during its run (no hardware counters needed)
+  perf record -e cpu-clock -F 4999 -g -o "$AIRLOCK_BENCH_PERF" -p "$apid" -- sleep "$secs" >/dev/null 2>&1 &
+  perfpid=$!
+fi
 run airlock "http://127.0.0.1:$AP/v1/messages"
+if [ -n "${AIRLOCK_BENCH_PERF:-}" ]; then wait "$perfpid" || true; echo "perf samples: $AIRLOCK_BENCH_PERF"; fi
+if [ -n "${AIRLOCK_BENCH_STRACE:-}" ]; then
+  kill -INT "$stpid" 2>/dev/null || true; wait "$stpid" 2>/dev/null || true
+  n=$(awk '/requests in/ {print $1}' "$work/airlock.wrk")
+  echo "system calls per request (strace -c, $n requests):"
+  awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" { printf "  %-16s %.2f\n", $NF, $4 / n }' "$AIRLOCK_BENCH_STRACE"
+fi
 rss() { awk '/VmRSS/ {print $2" kB"}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "memory after the run: airlock proxy $(rss "$apid"); nginx worker $(rss "${ngw:-0}")"
 awk -v a="$airlock_rps" -v n="$nginx_rps" 'BEGIN { printf "ratio airlock/nginx throughput: %.2f\n", a / n }'
 echo "CPU per request: nginx ${nginx_us} us, airlock ${airlock_us} us" \
   "(the upstream: ${nginx_up_us} us, ${airlock_up_us} us)"
+echo "  of it in user space: nginx ${nginx_user_us} us, airlock ${airlock_user_us} us (the rest is the kernel's: TCP on loopback)"
 lines=$(wc -l < "$work/state/proxy/audit.jsonl")
 echo "audit lines written by airlock: $lines, by status:"
 python3 - "$work/state/proxy/audit.jsonl" <<'PY'

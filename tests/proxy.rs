@@ -25,7 +25,7 @@ use airlock::sync::Truth;
 use airlock::vault::{CredentialId, Method};
 use common::{CANARY, TestContext, ok, require_real};
 use mock_upstream::{MockUpstream, REPLY};
-use proxy_harness::{layout, read_until, response, send, start_watcher};
+use proxy_harness::{Detached, layout, read_until, response, scan_line, send, start_watcher};
 
 fn token() -> String {
     format!("sk-ant-oat01-{CANARY}-proxy-{}", "0123456789".repeat(6))
@@ -208,6 +208,16 @@ fn the_proxy_swaps_streams_refuses_and_revokes() {
     grant(&ctx, "sb-one", &ph1);
     grant(&ctx, "sb-two", &ph2);
     let proxy = proxy_harness::start_proxy(&ctx, &[]);
+    // the proxy started itself again with glibc's allocator cache raised
+    // (src/proxy/tune.rs): the same process, the tunable in its environment
+    let environ = std::fs::read(format!("/proc/{}/environ", proxy.child.id())).unwrap();
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=512"),
+        "{}",
+        String::from_utf8_lossy(&environ).replace('\0', " ")
+    );
 
     // a granted placeholder: the real token goes upstream, the reply comes back
     let r = response(send(proxy.port, "POST", "/v1/messages?beta=true", &ph1));
@@ -810,11 +820,15 @@ fn a_large_body_is_not_retried_but_the_session_is_refreshed() {
     assert_eq!(oauth.refreshes(), 1);
     let r = response(send(proxy.port, "POST", "/v1/messages", &setup.placeholder));
     assert!(r.starts_with("HTTP/1.1 200") && r.contains(REPLY), "{r}");
-    let entries: Vec<serde_json::Value> =
+    // a served request's line follows within the proxy's turn (batched)
+    let entries = || -> Vec<serde_json::Value> {
         ok(&ctx.cmd().args(["audit", "--json"]).output().unwrap())
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+            .collect()
+    };
+    wait_until("both requests are audited", || entries().len() >= 2);
+    let entries = entries();
     assert_eq!(entries[0]["status"], 401);
     assert_eq!(entries[0]["refresh"], "refreshed");
     assert!(entries[0].get("retried").is_none(), "{entries:?}");
@@ -923,57 +937,21 @@ fn agent_through_the_proxy(
     let mut ctx = common::tmpfs_context(engine, &format!("proxy-{agent}"));
     common::credential_behind_proxy(&mut ctx, agent, method, (&mock.origin(), &mock.ca_pem), doc);
     let name = format!("airlock-proxy-{agent}-{method}-{}", std::process::id());
-    // the canary scan runs before the agent, in the same container
-    let pattern = secrets.join("\\|");
-    let script = format!(
-        "cd /tmp; if grep -rs -e '{pattern}' /proc/self/environ /proc/1/environ \"$HOME\" /run/airlock-in /tmp /etc 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi; {cmd}"
+    let sandbox = Detached::start(
+        &ctx,
+        engine,
+        &["--rotation", "proxy", "--agent", agent],
+        &name,
+        &common::root_image(),
     );
-    let out = ctx
-        .cmd()
-        .args([
-            "run",
-            "--rotation",
-            "proxy",
-            "--agent",
-            agent,
-            "--",
-            "-d",
-            "--name",
-            &name,
-        ])
-        .arg(common::root_image())
-        .args(["sleep", "120"])
-        .output()
-        .unwrap();
-    let id = ok(&out).trim().to_owned();
-    let inspect = Command::new(engine)
-        .args(["inspect", &id])
-        .output()
-        .unwrap();
-    let o = Command::new(engine)
-        .args([
-            "exec",
-            &id,
-            "sh",
-            "/run/airlock-in/init.sh",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
-    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let inspect = String::from_utf8_lossy(&inspect.stdout);
-    assert!(inspect.contains(&name));
-    for s in secrets {
-        assert!(!inspect.contains(s), "a credential in {engine} inspect");
-        assert!(!stdout.contains(s) && !stderr.contains(s));
-    }
+    // the canary scan runs before the agent, in the same container
+    let (stdout, stderr, success) =
+        sandbox.exec(&format!("cd /tmp; {}; {cmd}", scan_line(secrets, "")));
+    sandbox.assert_nowhere(secrets, &[&stdout, &stderr]);
+    drop(sandbox);
     assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
     assert!(
-        o.status.success() && stdout.contains(REPLY),
+        success && stdout.contains(REPLY),
         "{agent}: {stdout}\n{stderr}\nupstream saw: {:?}",
         mock.seen()
             .iter()

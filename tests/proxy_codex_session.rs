@@ -15,7 +15,6 @@ mod proxy_harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use airlock::vault::Method;
 use base64::Engine as _;
 use common::{CANARY, TestContext, ok, require_real};
 use mock_upstream::{MockUpstream, REPLY};
-use proxy_harness::{layout, response, send, start_proxy};
+use proxy_harness::{Detached, layout, response, scan_line, send, start_proxy};
 
 /// A setup-token grant whose API is `mock` (the plain TLS-path checks).
 fn granted(mock: &MockUpstream, token: &str, ph: &str) -> TestContext {
@@ -349,66 +348,33 @@ fn codex_session_through_the_proxy(engine: &str, image: &str, renewed: bool) {
         airlock::fsutil::write_atomic(&f, v.to_string().as_bytes(), 0o600).unwrap();
     }
     let name = format!("airlock-codex-tls-{engine}-{}", std::process::id());
-    let out = ctx
-        .cmd()
-        .args([
-            "run",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "codex",
-            "--",
-            "-d",
-            "--name",
-            &name,
-        ])
-        .arg(image)
-        .args(["sleep", "120"])
-        .output()
-        .unwrap();
-    let id = ok(&out).trim().to_owned();
-    let inspect = Command::new(engine)
-        .args(["inspect", &id])
-        .output()
-        .unwrap();
+    let sandbox = Detached::start(
+        &ctx,
+        engine,
+        &["--rotation", "proxy", "--agent", "codex"],
+        &name,
+        image,
+    );
     // the scan runs before the agent, in the same container: the tokens'
     // signatures (never in a placeholder), the refresh token, the CA key
-    let script = format!(
-        "cd /tmp; if grep -rs -e '{CANARY}' -e 'PRIVATE KEY' /proc/self/environ /proc/1/environ \"$HOME\" /run/airlock-in /run/airlock /tmp /etc 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi; \
+    let (stdout, stderr, success) = sandbox.exec(&format!(
+        "cd /tmp; {}; \
          echo CA-CERTS=$(grep -c 'BEGIN CERTIFICATE' \"$CODEX_CA_CERTIFICATE\"); \
          grep -h chatgpt_base_url \"$CODEX_HOME/config.toml\"; \
-         codex exec --skip-git-repo-check hi </dev/null"
+         codex exec --skip-git-repo-check hi </dev/null",
+        scan_line(&[CANARY, "PRIVATE KEY"], "")
+    ));
+    sandbox.assert_nowhere(
+        &[CANARY, access.as_str(), refresh.as_str(), "PRIVATE KEY"],
+        &[&stdout, &stderr],
     );
-    let o = Command::new(engine)
-        .args([
-            "exec",
-            &id,
-            "sh",
-            "/run/airlock-in/init.sh",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
-    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let inspect = String::from_utf8_lossy(&inspect.stdout);
-    assert!(inspect.contains(&name));
-    for s in [CANARY, access.as_str(), refresh.as_str(), "PRIVATE KEY"] {
-        assert!(!inspect.contains(s), "a secret in {engine} inspect");
-        assert!(
-            !stdout.contains(s) && !stderr.contains(s),
-            "a secret in the output"
-        );
-    }
+    drop(sandbox);
     assert!(!stdout.contains("CREDENTIAL-IN-CONTAINER"), "{stdout}");
     let certs = if renewed { "CA-CERTS=2" } else { "CA-CERTS=1" };
     assert!(stdout.contains(certs), "{stdout}\n{stderr}");
     assert!(stdout.contains("chatgpt_base_url = \"https://"), "{stdout}");
     assert!(
-        o.status.success() && stdout.contains(REPLY),
+        success && stdout.contains(REPLY),
         "{stdout}\n{stderr}\nupstream saw: {:?}",
         mock.seen()
             .iter()

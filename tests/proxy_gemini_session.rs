@@ -18,7 +18,6 @@ mod proxy_harness;
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use airlock::proxy::placeholder;
@@ -28,7 +27,9 @@ use airlock::vault::Method;
 use common::{CANARY, TestContext, ok, require_real};
 use mock_oauth::{MockOAuth, Style};
 use mock_upstream::{MockUpstream, REPLY};
-use proxy_harness::{Proxy, layout, response, send, start_proxy, start_watcher};
+use proxy_harness::{
+    Detached, Proxy, layout, response, scan_line, send, start_proxy, start_watcher,
+};
 use serde_json::{Value, json};
 
 /// Points `ctx`'s proxy at the mock (Code Assist) and its watcher at the
@@ -298,61 +299,28 @@ fn gemini_google_login_through_the_proxy(engine: &str) {
         "airlock-proxy-gemini-session-{engine}-{}",
         std::process::id()
     );
-    let out = ctx
-        .cmd()
-        .args([
-            "run",
-            "--rotation",
-            "proxy",
-            "--agent",
-            "gemini",
-            "--no-aliases",
-        ])
-        .args(["--", "-d", "--name", &name])
-        .arg(common::root_image())
-        .args(["sleep", "120"])
-        .output()
-        .unwrap();
-    let id = ok(&out).trim().to_owned();
-    let exec = |script: &str| {
-        Command::new(engine)
-            .args([
-                "exec",
-                &id,
-                "sh",
-                "/run/airlock-in/init.sh",
-                "sh",
-                "-c",
-                script,
-            ])
-            .output()
-            .unwrap()
-    };
-    let started = Instant::now();
-    let o = exec("cd /tmp && GEMINI_CLI_TRUST_WORKSPACE=true gemini -p hi");
-    let took = started.elapsed();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
+    let sandbox = Detached::start(
+        &ctx,
+        engine,
+        &["--rotation", "proxy", "--agent", "gemini", "--no-aliases"],
+        &name,
+        &common::root_image(),
     );
-    // every real token there is by now, and the stored session's canary
+    let started = Instant::now();
+    let (stdout, stderr, success) =
+        sandbox.exec("cd /tmp && GEMINI_CLI_TRUST_WORKSPACE=true gemini -p hi");
+    let took = started.elapsed();
+    // every real token there is by now, and the stored session's canary:
+    // after the agent ran, so that the refreshed token is looked for too
     let mut secrets = oauth.issued_secrets();
     secrets.push(CANARY.into());
-    let pattern = secrets.join("\\|");
-    let scan = exec(&format!(
-        "cat /proc/1/environ /proc/self/environ; env; grep -rls -e '{pattern}' /proc/1/environ /proc/self/environ \"$HOME\" \"$GEMINI_CLI_HOME\" /run/airlock-in /tmp /etc 2>/dev/null; true"
+    let secrets_ref: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let (scan_out, _, _) = sandbox.exec(&format!(
+        "cat /proc/1/environ /proc/self/environ; env; {}",
+        scan_line(&secrets_ref, "\"$GEMINI_CLI_HOME\"")
     ));
-    let scan_out = String::from_utf8_lossy(&scan.stdout).into_owned();
-    let inspect = Command::new(engine)
-        .args(["inspect", &id])
-        .output()
-        .unwrap();
-    // killed first: Podman's `rm -f` waits 10 s for `sleep` to ignore SIGTERM
-    let _ = Command::new(engine).args(["kill", &id]).output();
-    let _ = Command::new(engine).args(["rm", "-f", &id]).output();
-    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
     assert!(
-        o.status.success() && stdout.contains(REPLY),
+        success && stdout.contains(REPLY),
         "{stdout}\n{stderr}\nupstream saw: {:?}",
         mock.seen()
             .iter()
@@ -364,18 +332,13 @@ fn gemini_google_login_through_the_proxy(engine: &str) {
         scan_out.contains("GOOGLE_CLOUD_ACCESS_TOKEN=ya29.airlock-"),
         "{scan_out}"
     );
-    assert!(inspect.contains(&name));
-    for t in &secrets {
-        assert!(
-            !scan_out.contains(t.as_str()),
-            "a real token in the container"
-        );
-        assert!(
-            !inspect.contains(t.as_str()),
-            "a real token in {engine} inspect"
-        );
-        assert!(!stdout.contains(t.as_str()) && !stderr.contains(t.as_str()));
-    }
+    assert!(
+        !scan_out.contains("CREDENTIAL-IN-CONTAINER"),
+        "a real token in the container"
+    );
+    sandbox.assert_nowhere(&secrets_ref, &[&scan_out, &stdout, &stderr]);
+    let inspect = sandbox.inspect.clone();
+    drop(sandbox);
     assert!(
         !inspect.contains("ya29.airlock-"),
         "the placeholder in inspect"

@@ -823,3 +823,66 @@ fn status_says_why_a_hostile_shared_file_was_refused() {
         "{v}"
     );
 }
+
+#[test]
+fn status_says_when_the_proxy_grants_cannot_be_read() {
+    let ctx = TestContext::new();
+    let dir = ctx.state_dir.join("proxy");
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&ctx.state_dir, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::write(dir.join("grants.json"), "{damaged").unwrap();
+    let o = run(&ctx, &["status"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("proxy-mode sandboxes cannot be listed")
+            && err.contains("is not a grants file airlock can read"),
+        "{err}"
+    );
+    let o = run(&ctx, &["status", "--json"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("proxy-mode sandboxes cannot be listed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn accounts_with_a_locked_vault_lists_the_references_then_exits_3() {
+    let mut ctx = TestContext::new();
+    let token = std::fs::read(fixture("claude/setup-token.txt")).unwrap();
+    let out = run_stdin(&ctx, &["auth", "claude", "--stdin"], &token);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::create_dir_all(&ctx.config_dir).unwrap();
+    std::fs::write(
+        ctx.config_dir.join("config.toml"),
+        "[accounts.codex.ci]\nsecret_ref = \"env:OPENAI_CI_KEY\"\n",
+    )
+    .unwrap();
+    let out = run(&ctx, &["lock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    ctx.unset_env("AIRLOCK_KEYRING_PASSWORD");
+    for args in [&["accounts"][..], &["accounts", "--json"]] {
+        let out = run(&ctx, args);
+        no_leak(&out);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let listed = text(&out.stdout);
+        assert!(
+            listed.contains("env:OPENAI_CI_KEY") && !listed.contains("claude"),
+            "{args:?}: {listed} / {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("locked"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // without references: the vault's error alone, as before
+    std::fs::remove_file(ctx.config_dir.join("config.toml")).unwrap();
+    let out = run(&ctx, &["accounts"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+}

@@ -51,9 +51,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if let Some(agent) = &a.agent {
         airlock::vault::validate_name("agent", agent)?;
     }
-    let vault = ctx.open_vault()?;
-    let records: Vec<_> = vault
-        .list()?
+    let refs = airlock::secretref::list(&ctx.config, a.agent.as_deref(), &ctx.paths.home);
+    // A vault that cannot be opened (locked, no passphrase) hides only the
+    // stored credentials: the secret references, in config.toml, are still
+    // listed, then the command fails with the vault's error and exit code.
+    let (records, vault_error) = match ctx.open_vault().and_then(|v| v.list()) {
+        Ok(r) => (r, None),
+        Err(e) if !refs.is_empty() => (Vec::new(), Some(e)),
+        Err(e) => return Err(e),
+    };
+    let records: Vec<_> = records
         .into_iter()
         .filter(|r| a.agent.as_ref().is_none_or(|g| &r.id.agent == g))
         .collect();
@@ -72,7 +79,6 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             settings: &r.meta.settings,
         })
         .collect();
-    let refs = airlock::secretref::list(&ctx.config, a.agent.as_deref(), &ctx.paths.home);
     if a.json {
         let value = |v: Result<serde_json::Value, serde_json::Error>| {
             v.map_err(|e| airlock::Error::Other(e.to_string()))
@@ -95,7 +101,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             &serde_json::to_string_pretty(&all)
                 .map_err(|e| airlock::Error::Other(e.to_string()))?,
         );
-        return Ok(());
+        return vault_error.map_or(Ok(()), Err);
     }
     if rows.is_empty() && refs.is_empty() {
         anstream::eprintln!(
@@ -144,5 +150,5 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         t.add_row(l);
     }
     super::status::emit(&t.trim_fmt());
-    Ok(())
+    vault_error.map_or(Ok(()), Err)
 }

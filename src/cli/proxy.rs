@@ -74,6 +74,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if let Some(addr) = a.metrics_listen {
         metrics::check_listen(addr)?;
     }
+    // once, before any lock or socket is taken: the same process again,
+    // with glibc's allocator cache raised (src/proxy/tune.rs)
+    airlock::proxy::tune::allocator();
     // Never a prompt: the proxy unlocks from the key cache or the
     // environment, when a request first needs the vault.
     let paths = ctx.paths.clone();

@@ -113,8 +113,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         },
     );
     let synced = sync_section(ctx, a.agent.as_deref());
-    let (proxy_port, proxied) =
+    let (proxy_port, proxied, grants_problem) =
         airlock::proxy::status(&airlock::proxy::registry::Layout::new(&ctx.paths));
+    if let Some(p) = grants_problem {
+        // not an empty list in silence: the proxy's sandboxes are unknown
+        report
+            .warnings
+            .push(format!("proxy-mode sandboxes cannot be listed: {p}"));
+    }
     let swarm = a
         .swarm
         .then(|| super::swarm::status_secrets(a.agent.as_deref()));

@@ -34,7 +34,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "shared")]
     pub account: Option<Arc<str>>,
     /// The client's address.
-    pub client: String,
+    pub client: std::net::IpAddr,
     /// HTTP method.
     pub method: String,
     /// The upstream host (none when refused before choosing one).
@@ -116,7 +116,7 @@ impl Entry {
             sandbox: None,
             agent: None,
             account: None,
-            client: client.ip().to_string(),
+            client: client.ip(),
             method: method.to_owned(),
             upstream: None,
             path: match path.char_indices().nth(512) {
@@ -189,6 +189,132 @@ struct Inner {
     pending: Vec<u8>,
     /// A task to write `pending` is on its way.
     scheduled: bool,
+    /// The last second a line was written in, and its text.
+    second: Second,
+}
+
+/// A second's text (`2026-12-04T10:12:33`), made once per second.
+#[derive(Debug, Default)]
+struct Second {
+    at: i64,
+    text: String,
+}
+
+/// Appends `e` to `out` as one JSON line: what `serde_json` would write
+/// for it (the same keys, in the same order, skipped the same way; a unit
+/// test holds them equal), by hand, for it is written for every request.
+fn line(out: &mut Vec<u8>, second: &mut Second, e: &Entry) {
+    let mut n = itoa::Buffer::new();
+    let secs = e.time.as_second();
+    if second.text.is_empty() || second.at != secs {
+        let t = Timestamp::from_second(secs).unwrap_or(e.time).to_string();
+        second.text = t.trim_end_matches('Z').to_owned();
+        second.at = secs;
+    }
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(second.text.as_bytes());
+    let nanos = e.time.subsec_nanosecond();
+    if nanos > 0 {
+        // as jiff writes it: nine digits, trailing zeros dropped
+        let mut digits = [b'0'; 9];
+        let mut v = nanos as u32;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        let end = 9 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out.push(b'.');
+        out.extend_from_slice(&digits[..end]);
+    }
+    out.extend_from_slice(b"Z\"");
+    let text = |out: &mut Vec<u8>, key: &str, v: &str| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        json_string(out, v);
+    };
+    for (key, v) in [
+        ("sandbox", &e.sandbox),
+        ("agent", &e.agent),
+        ("account", &e.account),
+    ] {
+        if let Some(v) = v {
+            text(out, key, v);
+        }
+    }
+    out.extend_from_slice(b",\"client\":\"");
+    match e.client {
+        std::net::IpAddr::V4(a) => {
+            for (i, o) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(n.format(*o).as_bytes());
+            }
+        }
+        a @ std::net::IpAddr::V6(_) => out.extend_from_slice(a.to_string().as_bytes()),
+    }
+    out.push(b'"');
+    text(out, "method", &e.method);
+    if let Some(u) = &e.upstream {
+        text(out, "upstream", u);
+    }
+    text(out, "path", &e.path);
+    let mut number = |out: &mut Vec<u8>, key: &str, v: u64| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(n.format(v).as_bytes());
+    };
+    number(out, "status", u64::from(e.status));
+    if let Some(r) = &e.refused {
+        text(out, "refused", r);
+    }
+    number(out, "latency_ms", e.latency_ms);
+    number(out, "bytes_up", e.bytes_up);
+    number(out, "bytes_down", e.bytes_down);
+    if let Some(r) = &e.refresh {
+        text(out, "refresh", r);
+    }
+    if let Some(ms) = e.refresh_ms {
+        number(out, "refresh_ms", ms);
+    }
+    if e.retried {
+        out.extend_from_slice(b",\"retried\":true");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// `s` as a JSON string, escaped as `serde_json` escapes it.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 15)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
 }
 
 impl Inner {
@@ -262,6 +388,7 @@ impl Audit {
                 file: None,
                 pending: Vec::new(),
                 scheduled: false,
+                second: Second::default(),
             })),
         }
     }
@@ -271,12 +398,8 @@ impl Audit {
     pub fn write(&self, e: &Entry) {
         super::metrics::GLOBAL.record(e);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let before = g.pending.len();
-        if serde_json::to_writer(&mut g.pending, e).is_err() {
-            g.pending.truncate(before);
-            return;
-        }
-        g.pending.push(b'\n');
+        let g = &mut *g;
+        line(&mut g.pending, &mut g.second, e);
         if e.refused.is_some() {
             // a refusal (or a cut response) is on disk before the sandbox
             // hears of it, with the lines before it
@@ -339,6 +462,51 @@ mod tests {
 
     fn entry(path: &str) -> Entry {
         Entry::new("127.0.0.1:1".parse().unwrap(), "GET", path)
+    }
+
+    #[test]
+    fn a_line_is_what_serde_json_writes() {
+        let mut second = Second::default();
+        let mut full = entry("/v1/messages");
+        full.names(&GrantNames {
+            sandbox: Arc::from("sb-1"),
+            agent: Arc::from("claude"),
+            account: Arc::from("work \"quoted\" \\ back\u{1}\n\t é"),
+        });
+        full.upstream = Some(Arc::from("api.anthropic.com"));
+        full.status = 401;
+        full.refused = Some("revoked".into());
+        full.latency_ms = 12;
+        full.bytes_up = 1234;
+        full.bytes_down = u64::MAX;
+        full.refresh = Some("refreshed".into());
+        full.refresh_ms = Some(0);
+        full.retried = true;
+        let mut v6 = entry("/");
+        v6.client = "fd00::1".parse().unwrap();
+        let mut times = Vec::new();
+        for t in [
+            "2026-12-04T10:12:33Z",
+            "2026-12-04T10:12:33.5Z",
+            "2026-12-04T10:12:33.000000001Z",
+            "2026-12-04T10:12:34.123456789Z",
+            "1999-01-01T00:00:00.12Z",
+        ] {
+            let mut e = entry("/a");
+            e.time = t.parse().unwrap();
+            times.push(e);
+        }
+        for e in [entry("/"), full, v6].iter().chain(&times) {
+            let mut out = Vec::new();
+            line(&mut out, &mut second, e);
+            let mut want = serde_json::to_vec(e).unwrap();
+            want.push(b'\n');
+            assert_eq!(
+                String::from_utf8(out.clone()).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+            assert_eq!(&serde_json::from_slice::<Entry>(&out).unwrap(), e);
+        }
     }
 
     #[test]

@@ -162,8 +162,25 @@ fn ca_params() -> CertificateParams {
     p
 }
 
+/// A private key wiped from memory when dropped (rcgen's `KeyPair` keeps
+/// its serialised key otherwise).
+struct Wiped(KeyPair);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::ops::Deref for Wiped {
+    type Target = KeyPair;
+    fn deref(&self) -> &KeyPair {
+        &self.0
+    }
+}
+
 fn new_ca(today: Date) -> Result<Stored> {
-    let key = KeyPair::generate().map_err(|e| rcgen_error("CA key", e))?;
+    let key = Wiped(KeyPair::generate().map_err(|e| rcgen_error("CA key", e))?);
     let mut p = ca_params();
     let not_before = today.yesterday().unwrap_or(today);
     let not_after = today
@@ -171,7 +188,7 @@ fn new_ca(today: Date) -> Result<Stored> {
         .map_err(|e| Error::Other(format!("cannot date the proxy's CA: {e}")))?;
     validity(&mut p, not_before, not_after);
     let cert = p
-        .self_signed(&key)
+        .self_signed(&*key)
         .map_err(|e| rcgen_error("CA certificate", e))?;
     Ok(Stored {
         cert: cert.pem(),
@@ -372,8 +389,8 @@ pub fn server_identity(
             file(layout).display()
         ))
     };
-    let ca_key = KeyPair::from_pem(ca.key.expose()).map_err(|_| damaged("key"))?;
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let ca_key = Wiped(KeyPair::from_pem(ca.key.expose()).map_err(|_| damaged("key"))?);
+    let issuer = Issuer::new(ca_params(), &*ca_key);
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();
     p.subject_alt_names = Vec::new();
@@ -394,9 +411,9 @@ pub fn server_identity(
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     p.use_authority_key_identifier_extension = true;
     validity(&mut p, today.yesterday().unwrap_or(today), ca.not_after);
-    let key = KeyPair::generate().map_err(|e| rcgen_error("key", e))?;
+    let key = Wiped(KeyPair::generate().map_err(|e| rcgen_error("key", e))?);
     let leaf = p
-        .signed_by(&key, &issuer)
+        .signed_by(&*key, &issuer)
         .map_err(|e| rcgen_error("certificate", e))?;
     let ca_der = rustls_pemfile::certs(&mut ca.cert.as_bytes())
         .next()

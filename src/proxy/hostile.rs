@@ -4,36 +4,14 @@
 //! could reach the sandbox, or a request could go somewhere it must not.
 
 use hyper::HeaderMap;
-use hyper::body::Frame;
 
 use super::registry::Grant;
-
-/// True when `secret` appears in `headers`: in a value, or in a name (names
-/// arrive lowercased, so a name is compared without regard to case).
-pub(super) fn headers_carry(headers: &HeaderMap, secret: &[u8]) -> bool {
-    if secret.is_empty() {
-        return false;
-    }
-    let lower = zeroize::Zeroizing::new(secret.to_ascii_lowercase());
-    headers.iter().any(|(k, v)| {
-        memchr::memmem::find(v.as_bytes(), secret).is_some()
-            || memchr::memmem::find(k.as_str().as_bytes(), &lower).is_some()
-    })
-}
 
 /// What of an upstream's response head goes to the sandbox: never the
 /// upstream's own reason phrase (hyper would write it back verbatim, and it
 /// is not among the headers scanned); the sandbox gets the canonical one.
 pub(super) fn clean_response_head(parts: &mut hyper::http::response::Parts) {
     parts.extensions.remove::<hyper::ext::ReasonPhrase>();
-}
-
-/// True when a response body frame that is not data (trailer fields)
-/// carries `secret`.
-pub(super) fn frame_carries<B>(frame: &Frame<B>, secret: &[u8]) -> bool {
-    frame
-        .trailers_ref()
-        .is_some_and(|t| headers_carry(t, secret))
 }
 
 /// Asked of the upstream in place of what the sandbox accepts: the guard
@@ -65,17 +43,16 @@ pub(super) fn refused_method(m: &hyper::Method) -> bool {
     *m == hyper::Method::CONNECT || *m == hyper::Method::TRACE
 }
 
-/// The upstream URL for the request's path and query: `origin` (scheme and
-/// authority, no path) followed by `pq`, which must begin with `/` (not
-/// `*`, nor anything that could run on into the authority); the result's
-/// authority is checked to be the origin's.
-pub(super) fn target(origin: &str, pq: &str) -> Option<hyper::Uri> {
+/// The upstream request target for the request's path and query: `pq` in
+/// origin-form, which must begin with `/` (not `*`, not an absolute URL).
+/// Where it goes is the origin's alone ([`super::upstream`]): nothing in
+/// the path can name another host.
+pub(super) fn target(pq: &str) -> Option<hyper::Uri> {
     if !pq.starts_with('/') {
         return None;
     }
-    let uri: hyper::Uri = format!("{origin}{pq}").parse().ok()?;
-    let authority = origin.split_once("://").map(|(_, a)| a)?;
-    (uri.authority().map(|a| a.as_str()) == Some(authority)).then_some(uri)
+    let pq = hyper::http::uri::PathAndQuery::try_from(pq).ok()?;
+    Some(hyper::Uri::from(pq))
 }
 
 /// The headers a placeholder travels in.
@@ -172,39 +149,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_credential_is_found_in_a_header_name_or_value() {
-        let mut h = HeaderMap::new();
-        h.insert("x-ok", "fine".parse().unwrap());
-        assert!(!headers_carry(&h, b"sk-SECRET"));
-        h.insert("x-echo", "a sk-SECRET b".parse().unwrap());
-        assert!(headers_carry(&h, b"sk-SECRET"));
-        let mut h = HeaderMap::new();
-        h.insert(
-            hyper::header::HeaderName::from_bytes(b"sk-SECRET").unwrap(),
-            "1".parse().unwrap(),
-        );
-        assert!(headers_carry(&h, b"sk-SECRET"), "a lowercased name");
-        assert!(
-            !headers_carry(&h, b""),
-            "an empty secret is never looked for"
-        );
-    }
-
-    #[test]
-    fn the_target_keeps_the_origin_whatever_the_path() {
-        let o = "https://api.example:8443";
+    fn the_target_is_the_path_alone_whatever_it_holds() {
         for pq in [
             "/v1/x",
             "//evil.example/x",
             "/@evil.example/x",
             "/v1/../../x?a=b",
         ] {
-            let u = target(o, pq).unwrap();
-            assert_eq!(u.authority().unwrap().as_str(), "api.example:8443", "{pq}");
+            let u = target(pq).unwrap();
+            assert!(u.authority().is_none() && u.scheme().is_none(), "{pq}");
+            assert_eq!(u.path_and_query().unwrap().as_str(), pq);
         }
-        for pq in ["*", "", ".evil.example/", "@evil.example/", ":1/"] {
-            assert!(target(o, pq).is_none(), "{pq}");
-            assert!(target("https://api.example", pq).is_none(), "{pq}");
+        for pq in [
+            "*",
+            "",
+            ".evil.example/",
+            "@evil.example/",
+            ":1/",
+            "https://evil.example/x",
+            "/a b",
+        ] {
+            assert!(target(pq).is_none(), "{pq}");
         }
     }
 

@@ -419,6 +419,10 @@ fn upstream_error_index(e: &(dyn std::error::Error + 'static)) -> usize {
     let mut kind = "other";
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
+        if let Some(u) = err.downcast_ref::<super::upstream::Error>() {
+            kind = u.kind();
+            break;
+        }
         if err.is::<rustls::Error>() {
             kind = "tls";
             break;
@@ -437,12 +441,6 @@ fn upstream_error_index(e: &(dyn std::error::Error + 'static)) -> usize {
         if err.is::<tokio::time::error::Elapsed>() {
             kind = "timeout";
             break;
-        }
-        if kind == "other"
-            && let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>()
-            && h.is_connect()
-        {
-            kind = "connect";
         }
         cur = next;
     }
@@ -819,6 +817,18 @@ mod tests {
         assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&t)], "timeout");
         let o = std::io::Error::other("x");
         assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&o)], "other");
+        use super::super::upstream::Error as Up;
+        let refused = Up::Connect(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&refused)], "connect");
+        assert_eq!(
+            UPSTREAM_ERRORS[upstream_error_index(&Up::Timeout("connect"))],
+            "timeout"
+        );
+        let handshake = Up::Tls(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::General("bad certificate".into()),
+        ));
+        assert_eq!(UPSTREAM_ERRORS[upstream_error_index(&handshake)], "tls");
     }
 
     #[test]

@@ -12,7 +12,9 @@
 pub mod attach;
 pub mod audit;
 pub mod ca;
+mod changes;
 pub mod daemon;
+mod guard;
 mod hostile;
 pub mod metrics;
 pub mod placeholder;
@@ -21,6 +23,8 @@ pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod tls;
+pub mod tune;
+pub mod upstream;
 pub mod verify;
 
 /// One proxy-mode sandbox, for `airlock status`.
@@ -42,9 +46,13 @@ pub struct SandboxStatus {
 }
 
 /// The proxy's state for `airlock status`: whether it runs (and its port),
-/// and each sandbox holding a grant with its request counts.
-pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>) {
-    let grants = registry::load(layout).unwrap_or_default();
+/// each sandbox holding a grant with its request counts, and why the grants
+/// could not be read, if they could not (then no sandbox is listed).
+pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>, Option<String>) {
+    let (grants, problem) = match registry::load(layout) {
+        Ok(g) => (g, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let entries = audit::read(&layout.audit());
     let mut out: Vec<SandboxStatus> = Vec::new();
     for g in grants {
@@ -66,5 +74,5 @@ pub fn status(layout: &registry::Layout) -> (Option<u16>, Vec<SandboxStatus>) {
             refused,
         });
     }
-    (daemon::port(layout), out)
+    (daemon::port(layout), out, problem)
 }

@@ -25,12 +25,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use super::audit::GrantNames;
 use super::audit::{Audit, Entry};
+use super::guard::{Guarded, Needle};
 use super::registry::{self, Grant, Layout};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -39,12 +38,8 @@ use crate::vault::{Method, Vault};
 
 /// Errors a body may end with (an upstream failure, or [`Guarded`] cutting
 /// a response that carried the real credential).
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
-type HttpsClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    ProxyBody,
->;
 
 /// The environment variable that replaces an agent's upstream
 /// (`AIRLOCK_PROXY_UPSTREAM_CLAUDE=https://gateway.internal:8443`): still
@@ -80,11 +75,15 @@ pub struct State {
     layout: Layout,
     vault: Mutex<Option<Vault>>,
     open_vault: VaultOpener,
-    client: HttpsClient,
+    client: super::upstream::Upstream<ProxyBody>,
     upstreams: HashMap<String, Arc<str>>,
-    grants: Mutex<(Option<FileStamp>, Arc<Snapshot>)>,
-    /// `layout.grants()`, stat'ed for every request.
+    grants: Mutex<GrantsRead>,
+    /// `layout.grants()`, stat'ed for a request when [`State::changes`]
+    /// cannot vouch for it.
     grants_file: std::path::PathBuf,
+    /// Whether the grants file or the vault file may have changed since a
+    /// request last checked (inotify on their directories, [`super::changes`]).
+    changes: super::changes::Changes,
     /// Credentials already read, by where they are kept, with the stamp of
     /// the file they came from ([`Cached`]).
     cache: Mutex<HashMap<Arc<HashedKey>, Cached>>,
@@ -93,6 +92,17 @@ pub struct State {
     sync: Option<crate::sync::Layout>,
     /// Refreshes after a 401, one at a time per account.
     refresh: super::refresh::Coordinator,
+}
+
+/// The grants as last read.
+struct GrantsRead {
+    /// The file's stamp when read (or when found unreadable).
+    stamp: Option<FileStamp>,
+    /// The [`super::changes::Changes`] generation at which the stamp was
+    /// last found unchanged, when the file's directory is watched: the same
+    /// generation later means no `stat` is needed.
+    checked: Option<u64>,
+    snap: Arc<Snapshot>,
 }
 
 /// Agent, method, where a credential is kept, and the secret reference
@@ -218,7 +228,12 @@ type SourceStamp = (SystemTime, u64, u64);
 struct Cached {
     at: Instant,
     stamp: Option<SourceStamp>,
+    /// The [`super::changes::Changes`] generation at which `stamp` was last
+    /// found current, when the source file's directory is watched.
+    checked: Option<u64>,
     secret: Arc<Secret>,
+    /// The response guard's search for it, set up once.
+    needle: Arc<Needle>,
     ttl: std::time::Duration,
 }
 
@@ -266,14 +281,21 @@ impl State {
             }
         }
         let audit = Audit::new(layout.audit());
+        let changes = super::changes::Changes::new();
+        changes.watch(&layout.grants());
         Ok(State {
-            client: client()?,
+            client: super::upstream::Upstream::new(tls_config()?),
             grants_file: layout.grants(),
             layout,
             vault: Mutex::new(None),
             open_vault,
             upstreams,
-            grants: Mutex::new((None, Arc::new(Snapshot::new(Vec::new(), |_| None)))),
+            grants: Mutex::new(GrantsRead {
+                stamp: None,
+                checked: None,
+                snap: Arc::new(Snapshot::new(Vec::new(), |_| None)),
+            }),
+            changes,
             cache: Mutex::new(HashMap::new()),
             audit,
             sync: None,
@@ -312,21 +334,48 @@ impl State {
         self
     }
 
+    /// True when `grant`'s source file (with stamp `stamp`) is one whose
+    /// changes [`super::changes`] reports: the vault file of the
+    /// encrypted-file backend. Host login files and `file:` references are
+    /// the user's (links, other writers): `stat`ed every time.
+    fn watched_source(&self, grant: &Grant, stamp: &Option<SourceStamp>) -> bool {
+        if stamp.is_none() || grant.reference.is_some() {
+            return false;
+        }
+        let Truth::Vault { .. } = &grant.truth else {
+            return false;
+        };
+        let path = {
+            let v = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+            v.as_ref().and_then(|v| v.backend().change_marker())
+        };
+        path.is_some_and(|p| self.changes.watch(&p))
+    }
+
     /// The grants, re-read when the file changed.
-    fn grants(&self) -> Arc<Snapshot> {
+    fn grants(&self, generation: u64) -> Arc<Snapshot> {
+        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        if g.checked == Some(generation) {
+            // no event in the grants' directory since the last look
+            return g.snap.clone();
+        }
         let stamp = std::fs::metadata(&self.grants_file)
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
-        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 != stamp || stamp.is_none() {
+        if g.stamp != stamp || stamp.is_none() {
             match registry::load(&self.layout) {
-                Ok(list) => *g = (stamp, Arc::new(Snapshot::new(list, |g| self.upstream(g)))),
+                Ok(list) => g.snap = Arc::new(Snapshot::new(list, |g| self.upstream(g))),
+                // once per change of the file (its stamp is kept below), not
+                // for every request
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the grants; keeping the last ones")
+                    tracing::warn!(error = %e, "cannot read the grants; keeping the last ones until the file changes")
                 }
             }
+            g.stamp = stamp;
         }
-        g.1.clone()
+        g.checked =
+            (stamp.is_some() && self.changes.watched(&self.grants_file)).then_some(generation);
+        g.snap.clone()
     }
 
     fn upstream(&self, g: &Grant) -> Option<Arc<str>> {
@@ -341,7 +390,9 @@ impl State {
     }
 }
 
-fn client() -> Result<HttpsClient> {
+/// TLS to the upstreams: the web PKI's roots, and those of
+/// [`CA_FILE_ENV`] if set.
+fn tls_config() -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Ok(path) = std::env::var(CA_FILE_ENV)
@@ -368,20 +419,11 @@ fn client() -> Result<HttpsClient> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Other(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+        .with_no_client_auth())
 }
 
 /// Serves `listener` until the process ends.
@@ -490,7 +532,8 @@ async fn handle(
 ) -> std::result::Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let mut entry = Entry::new(peer, req.method().as_str(), req.uri().path());
-    let grants = st.grants();
+    let generation = st.changes.generation();
+    let grants = st.grants(generation);
     let cands = candidates(&req);
     let found = cands.iter().find_map(|(slot, ph)| {
         registry::position(&grants.grants, ph).map(|i| {
@@ -584,12 +627,26 @@ async fn handle(
     };
     entry.upstream = Some(host.clone());
     let key = grant.key();
-    let stamp = st.source_stamp(&grant);
-    let cached = {
+    // no event in the source file's directory since it was last found
+    // unchanged: no `stat` (super::changes)
+    let quick = {
         let c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(&**key)
-            .filter(|c| c.fresh(&stamp))
-            .map(|c| c.secret.clone())
+            .filter(|c| c.checked == Some(generation) && c.at.elapsed() < STAMPED_TTL)
+            .map(|c| (c.secret.clone(), c.needle.clone()))
+    };
+    let (cached, stamp, checked) = match quick {
+        Some(q) => (Some(q), None, None),
+        None => {
+            let stamp = st.source_stamp(&grant);
+            let checked = st.watched_source(&grant, &stamp).then_some(generation);
+            let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = c.get_mut(&**key).filter(|c| c.fresh(&stamp)).map(|c| {
+                c.checked = checked;
+                (c.secret.clone(), c.needle.clone())
+            });
+            (hit, stamp, checked)
+        }
     };
     let real = match cached {
         Some(s) => Ok(s),
@@ -599,8 +656,11 @@ async fn handle(
             let r = tokio::task::spawn_blocking(move || credential(&st2, &g))
                 .await
                 .unwrap_or_else(|_| Err(Error::Other("the credential reader panicked".into())))
-                .map(Arc::new);
-            if let Ok(s) = &r {
+                .map(|s| {
+                    let needle = Arc::new(Needle::new(s.expose().as_bytes()));
+                    (Arc::new(s), needle)
+                });
+            if let Ok((s, needle)) = &r {
                 let mut c = st.cache.lock().unwrap_or_else(|e| e.into_inner());
                 c.retain(|_, c| c.at.elapsed() < STAMPED_TTL.max(c.ttl));
                 c.insert(
@@ -608,7 +668,9 @@ async fn handle(
                     Cached {
                         at: Instant::now(),
                         stamp,
+                        checked,
                         secret: s.clone(),
+                        needle: needle.clone(),
                         ttl: unstamped_ttl(&grant),
                     },
                 );
@@ -616,7 +678,7 @@ async fn handle(
             r
         }
     };
-    let real = match real {
+    let (real, needle) = match real {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(sandbox = %grant.sandbox, agent = %grant.agent, error = %e, "no credential for a grant");
@@ -649,7 +711,7 @@ async fn handle(
     } else {
         pq
     };
-    let uri: Uri = match super::hostile::target(origin, &pq) {
+    let uri: Uri = match super::hostile::target(&pq) {
         Some(u) => u,
         None => {
             return Ok(st.audit.refuse(
@@ -703,34 +765,33 @@ async fn handle(
         _ => (Counted::new(body, up.clone(), None).boxed(), None),
     };
     let codex_session = grant.agent == "codex" && grant.method == Method::Session;
+    // The upstream request is put together as a header map, not with a
+    // request builder (which re-checks and moves the whole request for
+    // every header).
+    let host_value = HeaderValue::from_str(host).ok();
     let build =
         |real: &Secret, body: ProxyBody| -> std::result::Result<Request<ProxyBody>, &'static str> {
-            let mut out = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri.clone());
             // a ChatGPT session: the account its access token is for, never
             // the one the sandbox names (docs/proxy.md)
             let account = codex_session.then(|| chatgpt_account(real)).flatten();
-            // the upstream's Host, set here from the URI's authority (what
-            // the client would otherwise format for every request)
-            if let Some(host) = uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                out = out.header(hyper::header::HOST, host);
+            let mut h = hyper::HeaderMap::with_capacity(parts.headers.len() + 3);
+            // the upstream's Host: the origin's authority (the request
+            // itself carries only the path)
+            if let Some(host) = &host_value {
+                h.insert(hyper::header::HOST, host.clone());
             }
             for (k, v) in &parts.headers {
                 let replaced = account.is_some() && k.as_str() == CHATGPT_ACCOUNT;
                 if !DROP.contains(&k.as_str()) && !replaced {
-                    out = out.header(k, v);
+                    h.append(k.clone(), v.clone());
                 }
             }
             if let Some(a) = account {
-                out = out.header(CHATGPT_ACCOUNT, a);
+                h.insert(HeaderName::from_static(CHATGPT_ACCOUNT), a);
             }
-            out = out.header(
+            h.insert(
                 hyper::header::ACCEPT_ENCODING,
-                super::hostile::ACCEPT_ENCODING,
+                HeaderValue::from_static(super::hostile::ACCEPT_ENCODING),
             );
             let (name, prefix) = match slot {
                 Slot::Bearer => (hyper::header::AUTHORIZATION, "Bearer "),
@@ -745,16 +806,21 @@ async fn handle(
                 return Err("credential unusable");
             };
             value.set_sensitive(true);
-            out.header(name, value)
-                .body(body)
-                .map_err(|_| "bad request")
+            h.insert(name, value);
+            let mut out = Request::new(body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri.clone();
+            *out.headers_mut() = h;
+            Ok(out)
         };
     let out = match build(&real, first) {
         Ok(o) => o,
         Err(why) => return Ok(unsendable(&st, entry, start, why)),
     };
-    let mut result = st.client.request(out).await;
-    let mut real_sent = real.clone();
+    let mut result = st.client.send(origin, out).await;
+    // what the response must never carry to the sandbox: the credential
+    // last sent (after a refresh, the new one)
+    let mut needle_sent = needle;
     if refreshable
         && let Ok(resp) = &result
         && resp.status() == StatusCode::UNAUTHORIZED
@@ -775,6 +841,7 @@ async fn handle(
         entry.refresh_ms = Some(waited.elapsed().as_millis() as u64);
         tracing::info!(sandbox = %grant.sandbox, agent = %grant.agent, account = %grant.account, outcome = %outcome.describe(), "the upstream refused the access token (401)");
         if let Some(new) = new {
+            let new_needle = Arc::new(Needle::new(new.expose().as_bytes()));
             st.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
                 key.clone(),
                 Cached {
@@ -782,7 +849,9 @@ async fn handle(
                     // Read inside the refresh: the next request takes
                     // the file's stamp with a fresh read.
                     stamp: None,
+                    checked: None,
                     secret: new.clone(),
+                    needle: new_needle.clone(),
                     ttl: unstamped_ttl(&grant),
                 },
             );
@@ -791,18 +860,14 @@ async fn handle(
                 match build(&new, full(bytes)) {
                     Ok(o) => {
                         entry.retried = true;
-                        real_sent = new.clone();
-                        result = st.client.request(o).await;
+                        needle_sent = new_needle;
+                        result = st.client.send(origin, o).await;
                     }
                     Err(why) => return Ok(unsendable(&st, entry, start, why)),
                 }
             }
         }
     }
-    // What the response must never carry to the sandbox (the credential
-    // last sent: after a refresh, the new one).
-    let real_bytes = zeroize::Zeroizing::new(real_sent.expose().as_bytes().to_vec());
-    drop(real_sent);
     drop(real);
     match result {
         Ok(resp) => {
@@ -821,8 +886,7 @@ async fn handle(
                     ),
                 ));
             }
-            let scan = Scan::new(real_bytes.as_slice());
-            if super::hostile::headers_carry(&parts.headers, real_bytes.as_slice()) {
+            if needle_sent.in_headers(&parts.headers) {
                 tracing::error!(sandbox = %grant.sandbox, agent = %grant.agent, upstream = %origin, "the upstream's response headers carried the real credential: not forwarded");
                 return Ok(st.audit.refuse(
                     entry,
@@ -852,7 +916,7 @@ async fn handle(
                 up,
                 cut: cut.clone(),
             };
-            let guarded = Guarded::with_scan(body, real_bytes, scan, cut);
+            let guarded = Guarded::new(body, needle_sent, cut);
             let body = Counted::new(guarded, Arc::new(AtomicU64::new(0)), Some(done)).boxed();
             Ok(resp.map(|()| body))
         }
@@ -1089,198 +1153,6 @@ where
     }
 }
 
-/// A search for one credential, set up once per response and used on each
-/// header value and body frame (setting up `memchr::memmem`'s searcher
-/// costs more than searching a frame). It keeps no copy of the credential:
-/// a rolling hash of it and, with AVX2, two of its bytes to look for; every
-/// candidate is compared with the whole credential.
-struct Scan {
-    rk: memchr::arch::all::rabinkarp::Finder,
-    #[cfg(target_arch = "x86_64")]
-    pair: Option<memchr::arch::x86_64::avx2::packedpair::Finder>,
-}
-
-impl Scan {
-    fn new(secret: &[u8]) -> Scan {
-        Scan {
-            rk: memchr::arch::all::rabinkarp::Finder::new(secret),
-            #[cfg(target_arch = "x86_64")]
-            pair: memchr::arch::x86_64::avx2::packedpair::Finder::new(secret),
-        }
-    }
-
-    /// True when `hay` holds `secret` (the one this was made for; an empty
-    /// secret is never looked for).
-    fn carries(&self, hay: &[u8], secret: &[u8]) -> bool {
-        if secret.is_empty() || hay.len() < secret.len() {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(p) = &self.pair
-            && hay.len() >= p.min_haystack_len()
-        {
-            return p.find(hay, secret).is_some();
-        }
-        self.rk.find(hay, secret).is_some()
-    }
-}
-
-/// A response body that never delivers the real credential to the sandbox
-/// (fail closed): each frame is searched for it, and a frame holding it ends
-/// the response with an error (the sandbox's connection is cut) instead of
-/// being sent. A frame ending in the credential's first bytes keeps those
-/// bytes back until the next frame shows what follows, so that a
-/// credential split across frames is caught too; SSE frames end in a blank
-/// line, which no credential begins with, so nothing is held back from them.
-struct Guarded<B> {
-    inner: B,
-    secret: zeroize::Zeroizing<Vec<u8>>,
-    scan: Scan,
-    held: zeroize::Zeroizing<Vec<u8>>,
-    ended: bool,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<B> Guarded<B> {
-    #[cfg(test)]
-    fn new(
-        inner: B,
-        secret: zeroize::Zeroizing<Vec<u8>>,
-        cut: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
-        let scan = Scan::new(&secret);
-        Guarded::with_scan(inner, secret, scan, cut)
-    }
-
-    /// The same, with the search already set up for `secret`.
-    fn with_scan(
-        inner: B,
-        secret: zeroize::Zeroizing<Vec<u8>>,
-        scan: Scan,
-        cut: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
-        Guarded {
-            inner,
-            secret,
-            scan,
-            held: zeroize::Zeroizing::new(Vec::new()),
-            ended: false,
-            cut,
-        }
-    }
-
-    /// What of `held + data` may go out now, or `None` when it holds the
-    /// credential.
-    fn pass(&mut self, data: Bytes) -> Option<Bytes> {
-        if self.held.is_empty() {
-            // the common case: the frame itself, no copy
-            if self.scan.carries(&data, &self.secret) {
-                return None;
-            }
-            let keep = held_tail(&data, &self.secret);
-            self.held.extend_from_slice(&data[data.len() - keep..]);
-            return Some(data.slice(..data.len() - keep));
-        }
-        let mut buf = zeroize::Zeroizing::new(std::mem::take(&mut *self.held));
-        buf.extend_from_slice(&data);
-        if self.scan.carries(&buf, &self.secret) {
-            return None;
-        }
-        let keep = held_tail(&buf, &self.secret);
-        self.held.extend_from_slice(&buf[buf.len() - keep..]);
-        Some(Bytes::copy_from_slice(&buf[..buf.len() - keep]))
-    }
-}
-
-/// The length of the longest end of `data` that is a proper beginning of
-/// `secret`: bytes that, with what comes next, could form the credential.
-fn held_tail(data: &[u8], secret: &[u8]) -> usize {
-    let max = data.len().min(secret.len().saturating_sub(1));
-    let Some(&first) = secret.first() else {
-        return 0;
-    };
-    // only where the credential's first byte is: the earliest such start
-    // in the last `max` bytes that matches is the longest
-    let from = data.len() - max;
-    memchr::memchr_iter(first, &data[from..])
-        .map(|i| from + i)
-        .find(|&p| secret.starts_with(&data[p..]))
-        .map_or(0, |p| data.len() - p)
-}
-
-/// Why [`Guarded`] cut a response.
-#[derive(Debug)]
-struct CarriedCredential;
-
-impl std::fmt::Display for CarriedCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the upstream's response carried the real credential: cut")
-    }
-}
-
-impl std::error::Error for CarriedCredential {}
-
-impl<B> Body for Guarded<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => match self.pass(d) {
-                    Some(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
-                    None => {
-                        self.ended = true;
-                        self.held.clear();
-                        self.cut.store(true, Ordering::Relaxed);
-                        tracing::error!(
-                            "the upstream's response carried the real credential: the response was cut"
-                        );
-                        Poll::Ready(Some(Err(Box::new(CarriedCredential))))
-                    }
-                },
-                Err(other) if super::hostile::frame_carries(&other, &self.secret) => {
-                    self.ended = true;
-                    self.held.clear();
-                    self.cut.store(true, Ordering::Relaxed);
-                    tracing::error!(
-                        "the upstream's response trailers carried the real credential: the response was cut"
-                    );
-                    Poll::Ready(Some(Err(Box::new(CarriedCredential))))
-                }
-                Err(other) => Poll::Ready(Some(Ok(other))),
-            },
-            Poll::Ready(None) => {
-                self.ended = true;
-                if self.held.is_empty() {
-                    Poll::Ready(None)
-                } else {
-                    // the stream ended: what was held back is not the credential
-                    let rest = Bytes::copy_from_slice(&self.held);
-                    self.held.clear();
-                    Poll::Ready(Some(Ok(Frame::data(rest))))
-                }
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || (self.held.is_empty() && self.inner.is_end_stream())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1291,6 +1163,86 @@ mod tests {
         Some((m.modified().ok()?, m.len(), m.ino()))
     }
 
+    /// A proxy state over `dir`, no vault.
+    fn state(dir: &std::path::Path) -> State {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let layout = Layout {
+            dir: std::fs::canonicalize(dir).unwrap(),
+        };
+        State::new(layout, Box::new(|| Err(Error::Other("no vault".into())))).unwrap()
+    }
+
+    fn add_grant(st: &State, sandbox: &str) {
+        registry::add(
+            &st.layout,
+            &registry::tests::grant(sandbox, &format!("ph-{sandbox}")),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn grants_are_re_read_after_a_change_and_only_then() {
+        let t = tempfile::tempdir().unwrap();
+        let st = state(t.path());
+        assert!(
+            st.changes.watched(&st.grants_file),
+            "its directory is watched"
+        );
+        add_grant(&st, "a");
+        let g0 = st.changes.generation();
+        let s1 = st.grants(g0);
+        assert_eq!(s1.grants.len(), 1);
+        // nothing happened: the same snapshot, without looking at the file
+        let g1 = st.changes.generation();
+        assert_eq!(g1, g0);
+        assert!(Arc::ptr_eq(&s1, &st.grants(g1)));
+        // a revoke or a new sandbox: seen by the very next request
+        add_grant(&st, "b");
+        let g2 = st.changes.generation();
+        assert_ne!(g2, g1);
+        assert_eq!(st.grants(g2).grants.len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_grants_file_keeps_the_last_grants_and_is_reported_once() {
+        use std::sync::Mutex as M;
+        let t = tempfile::tempdir().unwrap();
+        let st = state(t.path());
+        add_grant(&st, "a");
+        assert_eq!(st.grants(st.changes.generation()).grants.len(), 1);
+        std::fs::write(&st.grants_file, "{damaged").unwrap();
+        let log = Arc::new(M::new(Vec::<u8>::new()));
+        let w = log.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || Writer(w.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            for _ in 0..5 {
+                // as if every request saw an event (no quick path)
+                let g = st.changes.generation() + 1000;
+                assert_eq!(st.grants(g).grants.len(), 1, "the last grants are kept");
+            }
+        });
+        let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("cannot read the grants").count(), 1, "{text}");
+        // gone (fixed by hand): read again
+        std::fs::remove_file(&st.grants_file).unwrap();
+        assert!(st.grants(st.changes.generation()).grants.is_empty());
+    }
+
+    struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Writer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn a_credential_from_a_file_is_reused_until_the_file_changes() {
         let t = tempfile::tempdir().unwrap();
@@ -1299,7 +1251,9 @@ mod tests {
         let cached = Cached {
             at: Instant::now(),
             stamp: stamp_of(&f),
+            checked: None,
             secret: Arc::new(Secret::new("old".to_owned())),
+            needle: Arc::new(Needle::new(b"old")),
             ttl: CREDENTIAL_TTL,
         };
         assert!(cached.fresh(&stamp_of(&f)));
@@ -1318,102 +1272,13 @@ mod tests {
         let mut cached = Cached {
             at: Instant::now(),
             stamp: None,
+            checked: None,
             secret: Arc::new(Secret::new("k".to_owned())),
+            needle: Arc::new(Needle::new(b"k")),
             ttl: CREDENTIAL_TTL,
         };
         assert!(cached.fresh(&None));
         cached.at = Instant::now() - CREDENTIAL_TTL;
         assert!(!cached.fresh(&None));
-    }
-
-    #[test]
-    fn a_credential_split_across_frames_is_held_back_then_cut() {
-        let secret = b"sk-ant-oat01-REAL".to_vec();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut g = Guarded::new(
-            http_body_util::Empty::<Bytes>::new(),
-            zeroize::Zeroizing::new(secret.clone()),
-            cut,
-        );
-        // an SSE frame ends in a blank line: nothing held back
-        assert_eq!(
-            g.pass(Bytes::from_static(b"data: hello\n\n")).as_deref(),
-            Some(&b"data: hello\n\n"[..])
-        );
-        // a frame ending in the credential's first bytes: those wait
-        assert_eq!(
-            g.pass(Bytes::from_static(b"data: sk-ant")).as_deref(),
-            Some(&b"data: "[..])
-        );
-        // the next frame shows it was the credential: nothing more goes out
-        assert_eq!(g.pass(Bytes::from_static(b"-oat01-REAL\n\n")), None);
-
-        let mut g = Guarded::new(
-            http_body_util::Empty::<Bytes>::new(),
-            zeroize::Zeroizing::new(secret),
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
-        // a near miss is released with the next frame
-        assert_eq!(
-            g.pass(Bytes::from_static(b"sk-ant-oat")).as_deref(),
-            Some(&b""[..])
-        );
-        assert_eq!(
-            g.pass(Bytes::from_static(b"99\n")).as_deref(),
-            Some(&b"sk-ant-oat99\n"[..])
-        );
-    }
-
-    #[test]
-    fn the_scan_finds_the_credential_wherever_memmem_does() {
-        let secret = b"sk-ant-oat01-REAL-0123456789".as_slice();
-        let scan = Scan::new(secret);
-        // short and long haystacks (below and above the vector search's
-        // minimum), the credential at the start, the middle, the end, cut
-        // short by one byte, or absent
-        for len in [0usize, 10, 27, 28, 29, 40, 64, 100, 1500, 20_000] {
-            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(28))] {
-                let mut hay = vec![b'x'; len];
-                // near misses everywhere: the credential's first bytes
-                for i in (0..len).step_by(37) {
-                    let n = (len - i).min(20);
-                    hay[i..i + n].copy_from_slice(&secret[..n]);
-                }
-                if let Some(at) = at
-                    && at + secret.len() <= len
-                {
-                    hay[at..at + secret.len()].copy_from_slice(secret);
-                }
-                for h in [&hay[..], &hay[..len.saturating_sub(1)]] {
-                    assert_eq!(
-                        scan.carries(h, secret),
-                        memchr::memmem::find(h, secret).is_some(),
-                        "length {}, at {at:?}",
-                        h.len()
-                    );
-                }
-            }
-        }
-        assert!(!Scan::new(b"").carries(b"anything", b""));
-    }
-
-    #[test]
-    fn held_tail_is_the_longest_proper_prefix_at_the_end() {
-        assert_eq!(held_tail(b"abcsec", b"secret"), 3);
-        assert_eq!(held_tail(b"abcsecre", b"secret"), 5);
-        assert_eq!(
-            held_tail(b"secret", b"secret"),
-            0,
-            "a whole one is found, not held"
-        );
-        assert_eq!(held_tail(b"xyz", b"secret"), 0);
-        assert_eq!(
-            held_tail(b"sesec", b"secret"),
-            3,
-            "the longest, not the first"
-        );
-        assert_eq!(held_tail(b"ss", b"sss"), 2);
-        assert_eq!(held_tail(b"xs", b"s"), 0, "never the whole credential");
-        assert_eq!(held_tail(b"", b"secret"), 0);
     }
 }

@@ -184,3 +184,105 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A sandbox started detached by `airlock run <run_args> -- -d --name NAME
+/// IMAGE sleep 120`, its `<engine> inspect` taken at once; killed and
+/// removed on drop (killed first: Podman's `rm -f` waits 10 s for `sleep`
+/// to ignore SIGTERM).
+pub struct Detached {
+    pub engine: String,
+    pub id: String,
+    pub name: String,
+    /// `<engine> inspect` of the container, as started.
+    pub inspect: String,
+}
+
+impl Detached {
+    pub fn start(
+        ctx: &TestContext,
+        engine: &str,
+        run_args: &[&str],
+        name: &str,
+        image: &str,
+    ) -> Detached {
+        let out = ctx
+            .cmd()
+            .arg("run")
+            .args(run_args)
+            .args(["--", "-d", "--name", name, image, "sleep", "120"])
+            .output()
+            .unwrap();
+        let id = crate::common::ok(&out).trim().to_owned();
+        let inspect = std::process::Command::new(engine)
+            .args(["inspect", &id])
+            .output()
+            .unwrap();
+        let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+        assert!(inspect.contains(name), "{inspect}");
+        Detached {
+            engine: engine.into(),
+            id,
+            name: name.into(),
+            inspect,
+        }
+    }
+
+    /// Runs `script` in the sandbox as its agent would run (through the
+    /// sandbox's init script): stdout, stderr, success.
+    pub fn exec(&self, script: &str) -> (String, String, bool) {
+        let o = std::process::Command::new(&self.engine)
+            .args([
+                "exec",
+                &self.id,
+                "sh",
+                "/run/airlock-in/init.sh",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.status.success(),
+        )
+    }
+
+    /// Asserts that none of `secrets` is in the container's `inspect` nor
+    /// in `outputs`.
+    pub fn assert_nowhere(&self, secrets: &[&str], outputs: &[&str]) {
+        for s in secrets {
+            assert!(
+                !self.inspect.contains(s),
+                "a secret in {} inspect",
+                self.engine
+            );
+            for o in outputs {
+                assert!(!o.contains(s), "a secret in the output");
+            }
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.engine)
+            .args(["kill", &self.id])
+            .output();
+        let _ = std::process::Command::new(&self.engine)
+            .args(["rm", "-f", &self.id])
+            .output();
+    }
+}
+
+/// A shell line that prints `CREDENTIAL-IN-CONTAINER` when any of
+/// `patterns` is in the sandbox's environment (`/proc`), home, airlock's
+/// directories, `/tmp` or `/etc` (and `extra`, more paths): the canary
+/// scan run before the agent, in the same container.
+pub fn scan_line(patterns: &[&str], extra: &str) -> String {
+    let e: String = patterns.iter().map(|p| format!(" -e '{p}'")).collect();
+    format!(
+        "if grep -rs{e} /proc/self/environ /proc/1/environ \"$HOME\" /run/airlock-in /run/airlock /tmp /etc {extra} 2>/dev/null | head -1 | grep -q .; then echo CREDENTIAL-IN-CONTAINER; fi"
+    )
+}
