@@ -40,8 +40,15 @@ pub fn allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        let current = std::env::var("GLIBC_TUNABLES").ok();
-        let Some(value) = tunables(current.as_deref()) else {
+        let current = std::env::var_os("GLIBC_TUNABLES");
+        // a value that is not text is the user's: left as it is
+        let Some(current) = current
+            .as_deref()
+            .map_or(Some(None), |v| v.to_str().map(Some))
+        else {
+            return;
+        };
+        let Some(value) = tunables(current) else {
             return;
         };
         let Ok(exe) = std::env::current_exe() else {
